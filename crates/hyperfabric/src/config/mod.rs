@@ -1,0 +1,1 @@
+//! Fabric file (filled in next).

@@ -1,0 +1,15 @@
+//! HyperFabric: move bytes, tensors and files between the nodes of a compute fabric over
+//! real transports, verified end to end.
+//!
+//! Layers (see `DESIGN.md`): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
+//! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod types;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use types::{DataType, Priority};

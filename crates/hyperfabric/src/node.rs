@@ -1,0 +1,1 @@
+//! Node signatures (filled in next).
