@@ -13,3 +13,11 @@ pub mod wire;
 
 pub use error::{Error, Result};
 pub use types::{DataType, Priority};
+pub mod fabric;
+pub mod proto;
+pub mod runtime;
+pub mod transport;
+
+pub use fabric::{Fabric, FabricBuilder, Hop, PingOptions, SendOptions, SendReport};
+pub use runtime::PendingSend;
+pub use runtime::{Message, PingStats};

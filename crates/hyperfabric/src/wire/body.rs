@@ -34,7 +34,7 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
 /// Decodes a hello/welcome body. Trailing bytes are an error.
 pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError> {
     let bad = |reason| DecodeError::MalformedBody { kind, reason };
-    let mut take_str = |b: &mut &[u8]| -> Result<String, DecodeError> {
+    let take_str = |b: &mut &[u8]| -> Result<String, DecodeError> {
         let (len, rest) = b.split_first_chunk::<2>().ok_or(bad("truncated length"))?;
         let len = u16::from_le_bytes(*len) as usize;
         if len > MAX_NAME_LEN {

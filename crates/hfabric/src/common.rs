@@ -1,0 +1,148 @@
+//! Pieces every subcommand shares: loading the fabric file with command-line overrides,
+//! starting the local node, printing, and the mapping from errors to exit codes.
+
+use clap::Args;
+use hyperfabric::config::{FabricConfig, ProfileName, Tuning};
+use hyperfabric::{Error, Fabric};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A CLI failure with the exit code it deserves.
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), code: 2 }
+    }
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), code: 1 }
+    }
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> CliError {
+        CliError { code: if e.is_usage() { 2 } else { 1 }, message: e.to_string() }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::failed(e.to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Options that choose and adjust the fabric file.
+#[derive(Args, Clone, Debug)]
+pub struct FabricArgs {
+    /// The fabric file (TOML): nodes, links, zones, profile.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Replace the file's tuning by this profile's defaults: high_throughput or low_latency.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<ProfileName>,
+    /// Reach node ID at ADDR instead of the file's address (repeatable), e.g. node-b=127.0.0.1:9000.
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
+    pub peers: Vec<(String, SocketAddr)>,
+}
+
+fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
+    let addr = addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?;
+    Ok((id.to_owned(), addr))
+}
+
+impl FabricArgs {
+    pub fn load(&self) -> CliResult<FabricConfig> {
+        let cfg = FabricConfig::from_file(&self.config)?;
+        apply_overrides(cfg, self.profile, &self.peers)
+    }
+}
+
+pub fn apply_overrides(mut cfg: FabricConfig, profile: Option<ProfileName>, peers: &[(String, SocketAddr)]) -> CliResult<FabricConfig> {
+    if let Some(p) = profile {
+        cfg.profile = p;
+        cfg.tuning = Tuning::for_profile(p);
+    }
+    for (id, addr) in peers {
+        cfg.set_listen(id, *addr)?;
+    }
+    Ok(cfg)
+}
+
+/// Starts `node` as a client: it listens on an ephemeral port of its configured address
+/// (it only dials out, so it must not take the port its `serve` twin would use).
+pub fn start_client(cfg: FabricConfig, node: &str) -> CliResult<Fabric> {
+    let ip = cfg
+        .node(node)
+        .ok_or_else(|| CliError::from(Error::NodeNotFound { node: node.to_owned() }))?
+        .listen
+        .map_or_else(|| [127, 0, 0, 1].into(), |a| a.ip());
+    Ok(Fabric::from_config(cfg).node(node).discard_received().listen(SocketAddr::new(ip, 0)).start()?)
+}
+
+pub fn print_json(value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Human figures: 1234567 -> "1.23 ms".
+pub fn fmt_ns(ns: f64) -> String {
+    match ns {
+        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
+        n => format!("{n:.0} ns"),
+    }
+}
+
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(fmt_ns(950.0), "950 ns");
+        assert_eq!(fmt_ns(27_400.0), "27.40 µs");
+        assert_eq!(fmt_bytes(1 << 20), "1.00 MiB");
+        assert_eq!(fmt_bytes(7), "7 B");
+        assert!(parse_peer("b=127.0.0.1:1").is_ok());
+        assert!(parse_peer("b").is_err());
+    }
+}

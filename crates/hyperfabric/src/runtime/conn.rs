@@ -1,0 +1,294 @@
+//! One TCP connection to a peer: handshake, framed writes, and the reader thread that
+//! decodes every frame and hands it to the node.
+
+use super::{NodeInner, Peer};
+use crate::error::{Error, Result};
+use crate::transport::tcp::{self, SocketReport};
+use crate::wire::{self, DecodeError, FrameKind, Header, Hello, HEADER_LEN};
+use parking_lot::{Condvar, Mutex};
+use std::io::{self, BufReader, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Read buffer of a connection: small frames (acks, pings) come out of it without syscalls.
+const READ_BUFFER_BYTES: usize = 256 << 10;
+
+pub struct Conn {
+    /// This node's wire key (the source of the frames we write).
+    local_key: u64,
+    pub peer: String,
+    pub peer_key: u64,
+    pub socket: SocketReport,
+    writer: Mutex<TcpStream>,
+    alive: AtomicBool,
+    /// Highest pong sequence seen, and the wake-up for parked pingers.
+    pub(super) pong_seq: AtomicU64,
+    pub(super) pong_gate: (Mutex<()>, Condvar),
+}
+
+impl Conn {
+    fn new(local_key: u64, peer: &Peer, stream: &TcpStream, socket: SocketReport) -> io::Result<Arc<Conn>> {
+        Ok(Arc::new(Conn {
+            local_key,
+            peer: peer.id.clone(),
+            peer_key: peer.key,
+            socket,
+            writer: Mutex::new(stream.try_clone()?),
+            alive: AtomicBool::new(true),
+            pong_seq: AtomicU64::new(0),
+            pong_gate: (Mutex::new(()), Condvar::new()),
+        }))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_dead(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// Frames and writes one message. The checksum is computed before taking the lock.
+    pub fn send(&self, header: &Header, payload: &[u8]) -> io::Result<()> {
+        let raw = header.encode(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut w = self.writer.lock();
+        if !self.is_alive() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "connection is closed"));
+        }
+        let res = tcp::write_all_vectored(&mut *w, &mut [IoSlice::new(&raw), IoSlice::new(payload)]);
+        if res.is_err() {
+            self.mark_dead();
+        }
+        res
+    }
+
+    /// A header of `kind` from this node to the peer.
+    pub fn control(&self, kind: FrameKind) -> Header {
+        let mut h = Header::new(kind);
+        h.src = self.local_key;
+        h.dst = self.peer_key;
+        h
+    }
+
+    /// Sends a Close frame (best effort) and shuts the socket down, waking its reader.
+    pub fn close(&self, reason: &str) {
+        if self.is_alive() {
+            let _ = self.send(&self.control(FrameKind::Close), reason.as_bytes());
+        }
+        self.mark_dead();
+        let _ = self.writer.lock().shutdown(Shutdown::Both);
+    }
+}
+
+/// Writes a Reject frame and closes: used before any handshake completed.
+pub(super) fn reject(mut stream: TcpStream, reason: &str) {
+    if let Ok(frame) = wire::encode_frame(&Header::new(FrameKind::Reject), reason.as_bytes()) {
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = stream.write_all(&frame);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Dials `peer`, says hello and waits for its welcome.
+pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Result<Arc<Conn>> {
+    let addr = peer.addr.ok_or_else(|| Error::Unreachable {
+        node: peer.id.clone(),
+        reason: "no listen address in the fabric file".into(),
+    })?;
+    let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let timeout = budget.min(Duration::from_millis(node.tuning.connect_timeout_ms));
+    let (stream, socket) = tcp::connect(addr, timeout, &node.tuning)
+        .map_err(|e| Error::Unreachable { node: peer.id.clone(), reason: format!("connect to {addr}: {e}") })?;
+    let hello = Hello { fabric: node.fabric_name.clone(), node: node.me.clone(), nonce: rand::random() };
+    let mut h = Header::new(FrameKind::Hello);
+    h.src = node.my_key;
+    h.dst = peer.key;
+    let frame = wire::encode_frame(&h, &wire::encode_hello(&hello)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let io_err = |e: io::Error| Error::Unreachable { node: peer.id.clone(), reason: format!("handshake with {addr}: {e}") };
+    (&stream).write_all(&frame).map_err(io_err)?;
+    stream.set_read_timeout(Some(Duration::from_millis(node.tuning.handshake_timeout_ms))).map_err(io_err)?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io_err)?);
+    let mut payload = Vec::new();
+    let answer = read_frame(&mut reader, node.limits, &mut payload)
+        .map_err(|e| Error::Unreachable { node: peer.id.clone(), reason: format!("handshake with {addr}: {e}") })?;
+    match answer.kind {
+        FrameKind::Welcome => {
+            let w = wire::decode_hello(FrameKind::Welcome, body(&payload, &answer))
+                .map_err(|e| Error::Protocol { peer: peer.id.clone(), source: e })?;
+            if w.fabric != node.fabric_name || w.node != peer.id {
+                return Err(Error::Rejected {
+                    reason: format!(
+                        "{addr} answered as node `{}` of fabric `{}`, expected `{}` of `{}`",
+                        w.node, w.fabric, peer.id, node.fabric_name
+                    ),
+                });
+            }
+        }
+        FrameKind::Reject => {
+            return Err(Error::Rejected { reason: format!("{} refused the connection: {}", peer.id, String::from_utf8_lossy(body(&payload, &answer))) })
+        }
+        other => {
+            return Err(Error::Rejected { reason: format!("{} answered the hello with {other:?}", peer.id) });
+        }
+    }
+    stream.set_read_timeout(None).map_err(io_err)?;
+    let conn = Conn::new(node.my_key, peer, &stream, socket).map_err(io_err)?;
+    node.adopt(Arc::clone(&conn));
+    spawn_reader(node, &conn, reader)?;
+    tracing::debug!(peer = %peer.id, %addr, "connected");
+    Ok(conn)
+}
+
+fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: BufReader<TcpStream>) -> Result<()> {
+    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
+    std::thread::Builder::new()
+        .name(format!("hf-rx-{}", conn.peer))
+        .spawn(move || read_loop(node, conn2, reader))
+        .map(|_| ())
+        .map_err(|e| Error::io("spawning a reader thread", e))
+}
+
+/// Runs on its own thread for an accepted connection: handshake, then the read loop.
+pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
+    let socket = tcp::apply(&stream, &node.tuning);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(node.tuning.handshake_timeout_ms)));
+    let Ok(clone) = stream.try_clone() else { return };
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, clone);
+    let mut payload = Vec::new();
+    let refuse = |node: &NodeInner, stream: TcpStream, why: String| {
+        node.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer_addr, "refusing connection: {why}");
+        reject(stream, &why);
+    };
+    let header = match read_frame(&mut reader, node.limits, &mut payload) {
+        Ok(h) => h,
+        Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
+    };
+    if header.kind != FrameKind::Hello {
+        return refuse(&node, stream, format!("expected Hello, got {:?}", header.kind));
+    }
+    let hello = match wire::decode_hello(FrameKind::Hello, body(&payload, &header)) {
+        Ok(h) => h,
+        Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
+    };
+    if hello.fabric != node.fabric_name {
+        return refuse(&node, stream, format!("wrong fabric `{}` (this is `{}`)", hello.fabric, node.fabric_name));
+    }
+    let peer = match node.peer_by_key(wire::node_key(&hello.node)).filter(|p| p.id == hello.node) {
+        Some(p) if header.src == p.key => p,
+        _ => return refuse(&node, stream, format!("unknown node `{}` in fabric `{}`", hello.node, node.fabric_name)),
+    };
+    let welcome = Hello { fabric: node.fabric_name.clone(), node: node.me.clone(), nonce: hello.nonce };
+    let mut h = Header::new(FrameKind::Welcome);
+    h.src = node.my_key;
+    h.dst = peer.key;
+    let sent = wire::encode_frame(&h, &wire::encode_hello(&welcome))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        .and_then(|f| (&stream).write_all(&f));
+    let conn = match sent.and_then(|_| stream.set_read_timeout(None)).and_then(|_| Conn::new(node.my_key, &peer, &stream, socket)) {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),
+    };
+    node.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
+    node.adopt(Arc::clone(&conn));
+    read_loop(node, conn, reader);
+}
+
+/// Why a read loop ended.
+enum ReadEnd {
+    Eof,
+    Closed(String),
+    Io(io::Error),
+    Protocol(DecodeError),
+    Misbehaved(String),
+}
+
+fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStream>) {
+    let mut payload = Vec::new();
+    let mut scratch = Vec::new();
+    let end = loop {
+        let header = match read_frame(&mut reader, node.limits, &mut payload) {
+            Ok(h) => h,
+            Err(FrameError::Eof) => break ReadEnd::Eof,
+            Err(FrameError::Io(e)) => break ReadEnd::Io(e),
+            Err(FrameError::Decode(e)) => break ReadEnd::Protocol(e),
+        };
+        node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        if header.src != conn.peer_key {
+            break ReadEnd::Misbehaved(format!("frame claims source key {:#x}, connection is {}", header.src, conn.peer));
+        }
+        let body = body(&payload, &header);
+        match node.dispatch(&conn, &header, body, &mut scratch) {
+            Ok(true) => {}
+            Ok(false) => break ReadEnd::Closed(String::from_utf8_lossy(body).into_owned()),
+            Err(why) => break ReadEnd::Misbehaved(why),
+        }
+    };
+    let reason = match end {
+        ReadEnd::Eof => "peer closed the connection".to_owned(),
+        ReadEnd::Closed(why) => format!("peer said goodbye: {why}"),
+        ReadEnd::Io(e) if !conn.is_alive() => format!("closed locally ({e})"),
+        ReadEnd::Io(e) => format!("I/O error: {e}"),
+        ReadEnd::Protocol(e) => {
+            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %conn.peer, "closing connection: protocol violation: {e}");
+            format!("protocol violation: {e}")
+        }
+        ReadEnd::Misbehaved(why) => {
+            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %conn.peer, "closing connection: {why}");
+            why
+        }
+    };
+    conn.close(&reason);
+    node.forget(&conn, &reason);
+}
+
+pub(super) enum FrameError {
+    Eof,
+    Io(io::Error),
+    Decode(DecodeError),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Eof => f.write_str("connection closed"),
+            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::Decode(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads one whole frame: header, then (only if the header is valid) its payload into
+/// `payload[..payload_len]`, then checks the CRC. The buffer only grows (to the largest
+/// frame seen), so steady state neither allocates nor clears memory.
+pub(super) fn read_frame(r: &mut impl Read, limits: wire::Limits, payload: &mut Vec<u8>) -> Result<Header, FrameError> {
+    let mut raw = [0u8; HEADER_LEN];
+    if let Err(e) = r.read_exact(&mut raw) {
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { FrameError::Eof } else { FrameError::Io(e) });
+    }
+    let header = Header::decode(&raw, limits).map_err(FrameError::Decode)?;
+    let len = header.payload_len as usize;
+    if payload.len() < len {
+        payload.resize(len, 0);
+    }
+    let body = &mut payload[..len];
+    r.read_exact(body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed in the middle of a frame"))
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    wire::verify(&raw, body).map_err(FrameError::Decode)?;
+    Ok(header)
+}
+
+/// The payload of the frame `header` that [`read_frame`] just read into `buf`.
+fn body<'a>(buf: &'a [u8], header: &Header) -> &'a [u8] {
+    &buf[..header.payload_len as usize]
+}

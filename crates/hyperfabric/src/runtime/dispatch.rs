@@ -1,0 +1,161 @@
+//! What a node does with each frame a connection delivers.
+
+use super::incoming::{refusal, Completed};
+use super::{Conn, NodeInner};
+use crate::proto::{AckInfo, IncomingTransfer, Verdict};
+use crate::wire::{flags, FrameKind, Header};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl NodeInner {
+    /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
+    /// `Err(reason)` ends it as a protocol violation.
+    pub(super) fn dispatch(self: &Arc<Self>, conn: &Arc<Conn>, h: &Header, payload: &[u8], scratch: &mut Vec<u8>) -> Result<bool, String> {
+        match h.kind {
+            FrameKind::Data => self.on_data(conn, h, payload, scratch)?,
+            FrameKind::Meta => self.on_meta(conn, h, payload),
+            FrameKind::Ack => {
+                if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
+                    let ack = AckInfo { contiguous: h.offset, held: h.aux, complete: h.has(flags::FINAL) };
+                    self.outgoing.on_ack(h.transfer_id, ack);
+                }
+            }
+            FrameKind::Nack => {
+                if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
+                    let fatal = h.has(flags::FATAL).then(|| String::from_utf8_lossy(payload).into_owned());
+                    self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
+                }
+            }
+            FrameKind::Ping => {
+                let mut pong = *h;
+                pong.kind = FrameKind::Pong;
+                pong.src = self.my_key;
+                pong.dst = h.src;
+                // A failed write closes the connection; the reader notices on its next read.
+                let _ = conn.send(&pong, payload);
+            }
+            FrameKind::Pong => self.on_pong(conn, h.transfer_id),
+            FrameKind::Close => return Ok(false),
+            FrameKind::Hello | FrameKind::Welcome | FrameKind::Reject => {
+                return Err(format!("unexpected {:?} after the handshake", h.kind));
+            }
+        }
+        Ok(true)
+    }
+
+    fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
+        let key = (h.src, h.transfer_id);
+        if self.incoming.is_done(key) {
+            return;
+        }
+        match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
+            Ok(e) => e.lock().name = Some(String::from_utf8_lossy(payload).into_owned()),
+            Err(reason) => self.refuse(conn, h, &reason),
+        }
+    }
+
+    fn on_data(self: &Arc<Self>, conn: &Arc<Conn>, h: &Header, payload: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
+        if h.dst != self.my_key {
+            self.refuse(conn, h, "this node is not the destination and does not relay");
+            return Ok(());
+        }
+        let key = (h.src, h.transfer_id);
+        self.stats.bytes_received.fetch_add(payload.len() as u64 + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+        if self.incoming.is_done(key) {
+            self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+            return Ok(());
+        }
+        let bytes = if h.has(flags::LZ4) { self.decompress(payload, scratch)? } else { payload };
+        let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
+            Ok(e) => e,
+            Err(reason) => {
+                self.refuse(conn, h, &reason);
+                return Ok(());
+            }
+        };
+        let mut e = entry.lock();
+        match e.proto.on_data(h.offset, bytes.len() as u64, h.aux) {
+            Err(err) => {
+                drop(e);
+                self.incoming.abandon(key);
+                self.refuse(conn, h, &refusal(err));
+                return Ok(());
+            }
+            Ok(Verdict::Store { .. }) => {
+                if let Err(err) = e.write_at(h.offset, bytes) {
+                    drop(e);
+                    self.incoming.abandon(key);
+                    tracing::warn!(peer = %conn.peer, "cannot store transfer {:#x}: {err}", h.transfer_id);
+                    self.refuse(conn, h, &format!("cannot store: {err}"));
+                    return Ok(());
+                }
+            }
+            Ok(Verdict::Duplicate) => {}
+        }
+        if e.proto.is_complete() {
+            match self.incoming.complete(key, conn.peer.clone(), &mut e) {
+                Ok(done) => {
+                    self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+                    self.stats.transfers_received.fetch_add(1, Ordering::Relaxed);
+                    drop(e);
+                    match done {
+                        Completed::Deliver(msg) => self.incoming.deliver(msg),
+                        Completed::Stored(path) => {
+                            tracing::info!(peer = %conn.peer, bytes = h.aux, "stored transfer {:#x} at {}", h.transfer_id, path.display())
+                        }
+                        Completed::Dropped => {}
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(peer = %conn.peer, "transfer {:#x} failed at completion: {reason}", h.transfer_id);
+                    self.refuse(conn, h, &reason);
+                }
+            }
+        } else if let Some(ack) = e.proto.poll_ack(false) {
+            drop(e);
+            self.send_ack(conn, h, ack);
+        }
+        Ok(())
+    }
+
+    /// Inflates an LZ4 chunk into `scratch`; a bad block is the peer's protocol violation.
+    fn decompress<'s>(&self, payload: &[u8], scratch: &'s mut Vec<u8>) -> Result<&'s [u8], String> {
+        let (size, block) = payload.split_first_chunk::<4>().ok_or("compressed chunk without its size")?;
+        let size = u32::from_le_bytes(*size) as usize;
+        if size > self.limits.max_payload as usize {
+            return Err(format!("compressed chunk claims {size} bytes, over the frame limit"));
+        }
+        if scratch.len() < size {
+            scratch.resize(size, 0);
+        }
+        let n = lz4_flex::block::decompress_into(block, &mut scratch[..size]).map_err(|e| format!("bad LZ4 block: {e}"))?;
+        if n != size {
+            return Err(format!("LZ4 block inflated to {n} bytes, announced {size}"));
+        }
+        Ok(&scratch[..size])
+    }
+
+    fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
+        let mut a = Header::new(FrameKind::Ack);
+        a.src = self.my_key;
+        a.dst = h.src;
+        a.transfer_id = h.transfer_id;
+        a.offset = ack.contiguous;
+        a.aux = ack.held;
+        if ack.complete {
+            a.flags |= flags::FINAL;
+        }
+        let _ = conn.send(&a, &[]);
+    }
+
+    /// Tells the sender that this transfer is refused for good.
+    fn refuse(&self, conn: &Conn, h: &Header, reason: &str) {
+        tracing::warn!(peer = %conn.peer, "refusing transfer {:#x}: {reason}", h.transfer_id);
+        let mut n = Header::new(FrameKind::Nack);
+        n.src = self.my_key;
+        n.dst = h.src;
+        n.transfer_id = h.transfer_id;
+        n.flags = flags::FATAL;
+        let _ = conn.send(&n, reason.as_bytes());
+    }
+}

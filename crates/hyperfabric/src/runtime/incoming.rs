@@ -1,0 +1,275 @@
+//! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
+//! transfer is complete, and what is remembered afterwards to answer late duplicates.
+
+use crate::config::Tuning;
+use crate::error::{Error, Result};
+use crate::proto::{IncomingTransfer, RecvError, RecvParams};
+use crate::types::{DataType, Priority};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Completed transfers remembered (to re-acknowledge retransmissions that cross the FINAL ack).
+const COMPLETED_MEMORY: usize = 8192;
+/// Received messages waiting for `recv` before readers block (backpressure to senders).
+const RECV_QUEUE: usize = 1024;
+/// Transfers open at once on one node.
+const MAX_OPEN_TRANSFERS: usize = 1024;
+/// Separate holes tolerated in one transfer.
+const MAX_RANGES: usize = 4096;
+/// Largest transfer assembled in memory (a store directory takes larger ones).
+const MAX_IN_MEMORY_BYTES: u64 = 4 << 30;
+
+/// What a node does with the transfers it receives.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Keep them in memory and hand them to `recv`.
+    Memory,
+    /// Verify, acknowledge and drop them.
+    Discard,
+    /// Write them as files in this directory.
+    Store(PathBuf),
+}
+
+/// A transfer received whole.
+#[derive(Debug)]
+pub struct Message {
+    pub source: String,
+    pub transfer_id: u64,
+    pub data_type: DataType,
+    pub priority: Priority,
+    pub name: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+pub(super) enum Store {
+    Nowhere,
+    Memory(Vec<u8>),
+    File { tmp: PathBuf, file: File },
+}
+
+pub(super) struct Entry {
+    pub proto: IncomingTransfer,
+    pub data_type: DataType,
+    pub priority: Priority,
+    pub name: Option<String>,
+    pub store: Store,
+    touched: Instant,
+}
+
+/// What to do with a completed transfer once its FINAL ack is out.
+pub(super) enum Completed {
+    Deliver(Message),
+    Stored(PathBuf),
+    Dropped,
+}
+
+pub(super) struct IncomingTable {
+    sink: Sink,
+    params: RecvParams,
+    stale_after: Duration,
+    open: Mutex<HashMap<(u64, u64), Arc<Mutex<Entry>>>>,
+    done: Mutex<(HashSet<(u64, u64)>, VecDeque<(u64, u64)>)>,
+    tx: Sender<Message>,
+    rx: Receiver<Message>,
+}
+
+impl IncomingTable {
+    pub(super) fn new(sink: Sink, tuning: &Tuning) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(RECV_QUEUE);
+        let max = match sink {
+            Sink::Memory => tuning.max_transfer_bytes.min(MAX_IN_MEMORY_BYTES),
+            _ => tuning.max_transfer_bytes,
+        };
+        IncomingTable {
+            sink,
+            params: RecvParams {
+                max_transfer_bytes: max,
+                ack_every_bytes: (tuning.window_bytes / 4).max(tuning.max_packet_size as u64),
+                max_ranges: MAX_RANGES,
+            },
+            stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
+            open: Mutex::new(HashMap::new()),
+            done: Mutex::new((HashSet::new(), VecDeque::new())),
+            tx,
+            rx,
+        }
+    }
+
+    pub(super) fn is_done(&self, key: (u64, u64)) -> bool {
+        self.done.lock().0.contains(&key)
+    }
+
+    /// The open transfer `key`, opened now if this is its first frame.
+    pub(super) fn entry(&self, key: (u64, u64), total: u64, dt: DataType, prio: Priority) -> Result<Arc<Mutex<Entry>>, String> {
+        let mut open = self.open.lock();
+        if let Some(e) = open.get(&key) {
+            let e = Arc::clone(e);
+            e.lock().touched = Instant::now();
+            return Ok(e);
+        }
+        if open.len() >= MAX_OPEN_TRANSFERS {
+            self.sweep(&mut open);
+            if open.len() >= MAX_OPEN_TRANSFERS {
+                return Err(format!("too many open transfers ({MAX_OPEN_TRANSFERS})"));
+            }
+        }
+        let proto = IncomingTransfer::new(total, self.params).map_err(|e| e.to_string())?;
+        let store = match &self.sink {
+            Sink::Discard => Store::Nowhere,
+            Sink::Memory => Store::Memory(vec![0u8; total as usize]),
+            Sink::Store(dir) => {
+                let tmp = dir.join(format!(".hf-{:016x}-{:016x}.part", key.0, key.1));
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+                    .map_err(|e| format!("cannot store: creating {}: {e}", tmp.display()))?;
+                Store::File { tmp, file }
+            }
+        };
+        let entry = Arc::new(Mutex::new(Entry { proto, data_type: dt, priority: prio, name: None, store, touched: Instant::now() }));
+        open.insert(key, Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// Drops transfers whose sender went silent long ago (it has given up by now).
+    fn sweep(&self, open: &mut HashMap<(u64, u64), Arc<Mutex<Entry>>>) {
+        let now = Instant::now();
+        open.retain(|key, e| {
+            let e = e.lock();
+            let keep = now.duration_since(e.touched) < self.stale_after;
+            if !keep {
+                tracing::info!("dropping stale incoming transfer {:#x} ({} of {} bytes held)", key.1, e.proto.held(), e.proto.total());
+                remove_tmp(&e.store);
+            }
+            keep
+        });
+    }
+
+    /// Forgets an abandoned transfer and its temporary file.
+    pub(super) fn abandon(&self, key: (u64, u64)) {
+        if let Some(e) = self.open.lock().remove(&key) {
+            remove_tmp(&e.lock().store);
+        }
+    }
+
+    /// Makes a complete transfer durable; after this the FINAL ack may go out.
+    pub(super) fn complete(&self, key: (u64, u64), source: String, e: &mut Entry) -> Result<Completed, String> {
+        self.open.lock().remove(&key);
+        {
+            let mut done = self.done.lock();
+            if done.0.insert(key) {
+                done.1.push_back(key);
+            }
+            if done.1.len() > COMPLETED_MEMORY {
+                if let Some(old) = done.1.pop_front() {
+                    done.0.remove(&old);
+                }
+            }
+        }
+        match std::mem::replace(&mut e.store, Store::Nowhere) {
+            Store::Nowhere => Ok(Completed::Dropped),
+            Store::Memory(payload) => Ok(Completed::Deliver(Message {
+                source,
+                transfer_id: key.1,
+                data_type: e.data_type,
+                priority: e.priority,
+                name: e.name.clone(),
+                payload,
+            })),
+            Store::File { tmp, file } => {
+                let dir = match &self.sink {
+                    Sink::Store(d) => d.clone(),
+                    _ => return Err("internal: file store without a directory".into()),
+                };
+                let name = e.name.as_deref().and_then(safe_file_name).unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
+                let target = dir.join(name);
+                finish_file(&file, &tmp, &target, &dir).map_err(|err| {
+                    let _ = std::fs::remove_file(&tmp);
+                    format!("cannot store {}: {err}", target.display())
+                })?;
+                Ok(Completed::Stored(target))
+            }
+        }
+    }
+
+    pub(super) fn deliver(&self, msg: Message) {
+        // Blocks when the application does not keep up: backpressure, never silent loss.
+        let _ = self.tx.send(msg);
+    }
+
+    pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
+        if matches!(self.sink, Sink::Discard | Sink::Store(_)) {
+            return Err(Error::InvalidArgument("this node discards or stores what it receives; recv is for in-memory nodes".into()));
+        }
+        match timeout {
+            None => self.rx.recv().map_err(|_| Error::Shutdown),
+            Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {
+                crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout { what: "recv".into(), after: t },
+                crossbeam_channel::RecvTimeoutError::Disconnected => Error::Shutdown,
+            }),
+        }
+    }
+}
+
+impl Entry {
+    /// Writes a verified chunk where this transfer keeps its bytes.
+    pub(super) fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.store {
+            Store::Nowhere => Ok(()),
+            Store::Memory(buf) => {
+                // The protocol checked offset + len <= total == buf.len().
+                buf[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
+                Ok(())
+            }
+            Store::File { file, .. } => file.write_all_at(bytes, offset),
+        }
+    }
+}
+
+/// fsync the data, rename into place, fsync the directory: never a truncated final file.
+fn finish_file(file: &File, tmp: &Path, target: &Path, dir: &Path) -> std::io::Result<()> {
+    file.sync_all()?;
+    std::fs::rename(tmp, target)?;
+    File::open(dir)?.sync_all()
+}
+
+fn remove_tmp(store: &Store) {
+    if let Store::File { tmp, .. } = store {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// A peer-supplied name reduced to a plain file name, or `None` if nothing safe is left.
+pub(super) fn safe_file_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next()?;
+    let ok = !base.is_empty() && base != "." && base != ".." && !base.starts_with(".hf-") && !base.chars().any(|c| c.is_control());
+    ok.then(|| base.to_owned())
+}
+
+/// Turns a refusal of the protocol into the reason sent back to the sender.
+pub(super) fn refusal(e: RecvError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_names_cannot_escape_the_store() {
+        assert_eq!(safe_file_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(safe_file_name("model.bin").as_deref(), Some("model.bin"));
+        assert_eq!(safe_file_name("dir/"), None);
+        assert_eq!(safe_file_name(".."), None);
+        assert_eq!(safe_file_name("a\nb"), None);
+        assert_eq!(safe_file_name(".hf-0000-0000.part"), None);
+    }
+}

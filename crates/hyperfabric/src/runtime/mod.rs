@@ -1,0 +1,273 @@
+//! The runtime: one process hosts one node. It owns the listener, the connections (one
+//! reader thread each), the table of transfers in flight, and feeds the sans-IO protocol
+//! with bytes and time.
+
+mod conn;
+mod dispatch;
+mod idle;
+mod incoming;
+mod outgoing;
+mod ping;
+mod stats;
+
+pub use conn::Conn;
+pub use incoming::{Message, Sink};
+pub use outgoing::{PendingSend, SendSource};
+pub use ping::{PingPlan, PingStats};
+pub use stats::{NodeStats, StatsSnapshot};
+
+use crate::config::{FabricConfig, Tuning};
+use crate::error::{Error, Result};
+use crate::transport::tcp;
+use crate::wire;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A peer the node may talk to.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: String,
+    pub key: u64,
+    pub addr: Option<SocketAddr>,
+}
+
+/// Everything the threads of one node share.
+pub struct NodeInner {
+    pub fabric_name: String,
+    pub me: String,
+    pub my_key: u64,
+    pub tuning: Tuning,
+    pub limits: wire::Limits,
+    pub local_addr: SocketAddr,
+    peers: RwLock<HashMap<u64, Peer>>,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Serialises connection set-up per peer so concurrent senders share one dial.
+    dialing: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    all_conns: Mutex<Vec<Arc<Conn>>>,
+    outgoing: outgoing::OutgoingTable,
+    incoming: incoming::IncomingTable,
+    pub stats: NodeStats,
+    next_transfer: AtomicU64,
+    next_ping: AtomicU64,
+    shutting_down: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl NodeInner {
+    /// Binds the node's listener and starts accepting connections.
+    pub fn start(cfg: &FabricConfig, me: &str, sink: Sink, listen: Option<SocketAddr>) -> Result<Arc<NodeInner>> {
+        let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound { node: me.to_owned() })?;
+        let addr = listen.or(node_cfg.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tcp::listen(addr).map_err(|e| Error::io(format!("binding {me} to {addr}"), e))?;
+        let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+        let peers = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                let key = wire::node_key(&n.signature.node_id);
+                (key, Peer { id: n.signature.node_id.clone(), key, addr: n.listen })
+            })
+            .collect();
+        let tuning = cfg.tuning.clone();
+        // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
+        // still understand each other; memory grows only with the frames actually seen.
+        let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64).unwrap_or(wire::MAX_PAYLOAD_HARD);
+        let inner = Arc::new(NodeInner {
+            fabric_name: cfg.name.clone(),
+            me: me.to_owned(),
+            my_key: wire::node_key(me),
+            limits: wire::Limits { max_payload: max_payload.min(wire::MAX_PAYLOAD_HARD) },
+            incoming: incoming::IncomingTable::new(sink, &tuning),
+            tuning,
+            local_addr,
+            peers: RwLock::new(peers),
+            conns: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashMap::new()),
+            all_conns: Mutex::new(Vec::new()),
+            outgoing: outgoing::OutgoingTable::default(),
+            stats: NodeStats::default(),
+            // Random high bits: a restarted node never reuses ids the peer still remembers.
+            next_transfer: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
+            next_ping: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        let acceptor = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name(format!("hf-accept-{me}"))
+            .spawn(move || acceptor.accept_loop(listener))
+            .map_err(|e| Error::io("spawning the accept thread", e))?;
+        inner.threads.lock().push(handle);
+        tracing::info!(node = me, %local_addr, fabric = %inner.fabric_name, "node listening");
+        Ok(inner)
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        for stream in listener.incoming() {
+            if self.is_shutting_down() {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.on_accept(stream),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn on_accept(self: &Arc<Self>, stream: TcpStream) {
+        let peer_addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        let open = self.all_conns.lock().len();
+        if open >= self.tuning.max_connections {
+            self.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
+            conn::reject(stream, "too many connections");
+            return;
+        }
+        let node = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("hf-conn".into())
+            .spawn(move || conn::serve_accepted(node, stream, peer_addr));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot spawn a connection thread: {e}");
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn peer_by_id(&self, id: &str) -> Result<Peer> {
+        self.peers
+            .read()
+            .get(&wire::node_key(id))
+            .filter(|p| p.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NodeNotFound { node: id.to_owned() })
+    }
+
+    pub fn peer_by_key(&self, key: u64) -> Option<Peer> {
+        self.peers.read().get(&key).cloned()
+    }
+
+    pub fn register_peer(&self, id: &str, addr: Option<SocketAddr>) -> Result<()> {
+        let key = wire::node_key(id);
+        let mut peers = self.peers.write();
+        if let Some(existing) = peers.get(&key) {
+            if existing.id != id {
+                return Err(Error::InvalidArgument(format!(
+                    "node id `{id}` collides with `{}` on the wire key; choose another id",
+                    existing.id
+                )));
+            }
+        }
+        peers.insert(key, Peer { id: id.to_owned(), key, addr });
+        Ok(())
+    }
+
+    pub fn unregister_peer(&self, id: &str) -> Result<()> {
+        let key = wire::node_key(id);
+        self.peers.write().remove(&key).ok_or_else(|| Error::NodeNotFound { node: id.to_owned() })?;
+        if let Some(conn) = self.conns.lock().remove(&key) {
+            conn.close("peer unregistered");
+        }
+        Ok(())
+    }
+
+    /// An established connection to `peer`, dialing it if needed, retrying until `deadline`.
+    pub fn connection_to(self: &Arc<Self>, peer: &Peer, deadline: Instant) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live_conn(peer.key) {
+            return Ok(c);
+        }
+        let gate = Arc::clone(self.dialing.lock().entry(peer.key).or_default());
+        let _dialing = gate.lock();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            if let Some(c) = self.live_conn(peer.key) {
+                return Ok(c);
+            }
+            if self.is_shutting_down() {
+                return Err(Error::Shutdown);
+            }
+            let err = match conn::dial(self, peer, deadline) {
+                Ok(c) => return Ok(c),
+                Err(e @ (Error::Rejected { .. } | Error::NodeNotFound { .. })) => return Err(e),
+                Err(e) => e,
+            };
+            let now = Instant::now();
+            if now + backoff >= deadline {
+                return Err(Error::Unreachable { node: peer.id.clone(), reason: err.to_string() });
+            }
+            tracing::debug!(peer = %peer.id, "dial failed, retrying in {backoff:?}: {err}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn live_conn(&self, key: u64) -> Option<Arc<Conn>> {
+        self.conns.lock().get(&key).filter(|c| c.is_alive()).cloned()
+    }
+
+    /// Called once a handshake succeeded, on either side.
+    fn adopt(&self, conn: Arc<Conn>) {
+        self.all_conns.lock().push(Arc::clone(&conn));
+        self.conns.lock().insert(conn.peer_key, conn);
+    }
+
+    /// Called by a reader thread when its connection ends.
+    fn forget(&self, conn: &Arc<Conn>, reason: &str) {
+        conn.mark_dead();
+        {
+            let mut conns = self.conns.lock();
+            if conns.get(&conn.peer_key).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+                conns.remove(&conn.peer_key);
+            }
+        }
+        self.all_conns.lock().retain(|c| !Arc::ptr_eq(c, conn));
+        self.outgoing.connection_lost(conn.peer_key);
+        tracing::debug!(peer = %conn.peer, "connection closed: {reason}");
+    }
+
+    pub fn next_transfer_id(&self) -> u64 {
+        self.next_transfer.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_ping_seq(&self) -> u64 {
+        self.next_ping.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<Message> {
+        self.incoming.recv(timeout)
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.all_conns.lock().len())
+    }
+
+    /// Says goodbye to every peer, stops the listener and the reader threads.
+    pub fn shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let conns: Vec<_> = self.all_conns.lock().drain(..).collect();
+        for c in &conns {
+            c.close("node shutting down");
+        }
+        self.conns.lock().clear();
+        self.outgoing.fail_all();
+        // Wake the blocking accept() with a throwaway connection.
+        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_millis(200));
+        let handles: Vec<_> = self.threads.lock().drain(..).collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        tracing::info!(node = %self.me, "node stopped");
+    }
+}

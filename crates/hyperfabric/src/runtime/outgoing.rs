@@ -1,0 +1,323 @@
+//! Driving an outgoing transfer: the caller's thread asks the sans-IO sender for chunks,
+//! frames and writes them, reconnects when a connection breaks, and waits for acks.
+
+use super::{idle, Conn, NodeInner, Peer};
+use crate::error::{Error, Result};
+use crate::fabric::{Hop, SendOptions, SendReport};
+use crate::proto::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
+use crate::transport::TransportKind;
+use crate::wire::{flags, FrameKind, Header};
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Chunks smaller than this are never compressed (the frame header dominates anyway).
+const MIN_COMPRESS_BYTES: usize = 512;
+
+/// Where the bytes of a transfer come from.
+pub enum SendSource<'a> {
+    Bytes(&'a [u8]),
+    /// Read chunk by chunk (and again on retransmission): never held whole in memory.
+    File { file: File, len: u64 },
+}
+
+impl SendSource<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            SendSource::Bytes(b) => b.len() as u64,
+            SendSource::File { len, .. } => *len,
+        }
+    }
+
+    fn chunk<'b>(&'b self, offset: u64, len: u64, buf: &'b mut Vec<u8>) -> std::io::Result<&'b [u8]> {
+        match self {
+            SendSource::Bytes(b) => {
+                // poll_chunk only hands out ranges inside the transfer.
+                Ok(&b[offset as usize..(offset + len) as usize])
+            }
+            SendSource::File { file, .. } => {
+                buf.resize(len as usize, 0);
+                file.read_exact_at(buf, offset)?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// The sender's state shared with the reader threads that deliver acks.
+pub(super) struct OutSlot {
+    dst: u64,
+    state: Mutex<OutgoingTransfer>,
+    /// Set by readers when something happened (ack, nack, connection lost).
+    woken: AtomicBool,
+    lost: AtomicBool,
+    gate: (Mutex<()>, Condvar),
+}
+
+impl OutSlot {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        idle::notify(&self.gate);
+    }
+}
+
+#[derive(Default)]
+pub(super) struct OutgoingTable {
+    map: Mutex<HashMap<u64, Arc<OutSlot>>>,
+}
+
+impl OutgoingTable {
+    pub(super) fn on_ack(&self, id: u64, ack: AckInfo) {
+        if let Some(slot) = self.map.lock().get(&id).cloned() {
+            slot.state.lock().on_ack(ack, Instant::now());
+            slot.wake();
+        }
+    }
+
+    pub(super) fn on_nack(&self, id: u64, offset: u64, len: u64, fatal: Option<String>) {
+        if let Some(slot) = self.map.lock().get(&id).cloned() {
+            let mut st = slot.state.lock();
+            match fatal {
+                Some(reason) => st.on_refused(reason),
+                None => st.on_nack(offset, len, Instant::now()),
+            }
+            drop(st);
+            slot.wake();
+        }
+    }
+
+    /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
+    pub(super) fn belongs_to(&self, id: u64, dst: u64) -> bool {
+        self.map.lock().get(&id).is_some_and(|s| s.dst == dst)
+    }
+
+    pub(super) fn connection_lost(&self, peer: u64) {
+        for slot in self.map.lock().values().filter(|s| s.dst == peer) {
+            slot.lost.store(true, Ordering::Release);
+            slot.wake();
+        }
+    }
+
+    pub(super) fn fail_all(&self) {
+        for slot in self.map.lock().values() {
+            slot.state.lock().on_refused("the local node is shutting down".into());
+            slot.wake();
+        }
+    }
+}
+
+/// A send in flight; [`PendingSend::wait`] drives it to completion.
+pub struct PendingSend<'a> {
+    node: Arc<NodeInner>,
+    peer: Peer,
+    id: u64,
+    slot: Arc<OutSlot>,
+    source: SendSource<'a>,
+    opts: SendOptions,
+    conn: Option<Arc<Conn>>,
+    started: Instant,
+    read_buf: Vec<u8>,
+    compress_buf: Vec<u8>,
+    wire_payload_bytes: u64,
+}
+
+impl<'a> PendingSend<'a> {
+    pub(crate) fn start(node: &Arc<NodeInner>, peer: Peer, source: SendSource<'a>, opts: SendOptions) -> Result<Self> {
+        let t = &node.tuning;
+        let params = SendParams {
+            chunk_len: t.max_packet_size as u64,
+            window_bytes: t.window_bytes,
+            retransmit_timeout: Duration::from_millis(t.retransmit_timeout_ms),
+            max_retransmits: t.max_retransmits,
+            stall_timeout: opts.timeout.unwrap_or(Duration::from_millis(t.send_timeout_ms)),
+        };
+        let started = Instant::now();
+        let id = node.next_transfer_id();
+        let slot = Arc::new(OutSlot {
+            dst: peer.key,
+            state: Mutex::new(OutgoingTransfer::new(source.len(), params, started)),
+            woken: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            gate: (Mutex::new(()), Condvar::new()),
+        });
+        node.outgoing.map.lock().insert(id, Arc::clone(&slot));
+        let mut pending = PendingSend {
+            node: Arc::clone(node),
+            peer,
+            id,
+            slot,
+            source,
+            opts,
+            conn: None,
+            started,
+            read_buf: Vec::new(),
+            compress_buf: Vec::new(),
+            wire_payload_bytes: 0,
+        };
+        pending.pump()?;
+        Ok(pending)
+    }
+
+    pub fn transfer_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Puts on the wire every chunk the window allows now.
+    fn pump(&mut self) -> Result<()> {
+        loop {
+            if self.slot.lost.swap(false, Ordering::AcqRel) {
+                self.slot.state.lock().on_connection_lost();
+                self.conn = None;
+            }
+            let conn = match &self.conn {
+                Some(c) if c.is_alive() => Arc::clone(c),
+                _ => self.reconnect()?,
+            };
+            let Some(chunk) = self.slot.state.lock().poll_chunk() else { return Ok(()) };
+            let mut h = self.header(FrameKind::Data);
+            h.offset = chunk.offset;
+            h.aux = self.source.len();
+            let data = self
+                .source
+                .chunk(chunk.offset, chunk.len, &mut self.read_buf)
+                .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
+            let payload = match compress(self.opts.compression, data, &mut self.compress_buf) {
+                Some(packed) => {
+                    h.flags |= flags::LZ4;
+                    packed
+                }
+                None => data,
+            };
+            match conn.send(&h, payload) {
+                Ok(()) => {
+                    self.wire_payload_bytes += payload.len() as u64;
+                    let stats = &self.node.stats;
+                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_sent.fetch_add(payload.len() as u64 + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer.id, "write failed, will reconnect: {e}");
+                    self.slot.state.lock().on_connection_lost();
+                    self.conn = None;
+                }
+            }
+        }
+    }
+
+    fn header(&self, kind: FrameKind) -> Header {
+        let mut h = Header::new(kind);
+        h.src = self.node.my_key;
+        h.dst = self.peer.key;
+        h.transfer_id = self.id;
+        h.priority = self.opts.priority;
+        h.data_type = self.opts.data_type;
+        h
+    }
+
+    fn reconnect(&mut self) -> Result<Arc<Conn>> {
+        let budget = Duration::from_millis(self.node.tuning.connect_timeout_ms);
+        let conn = self.node.connection_to(&self.peer, Instant::now() + budget)?;
+        if let Some(name) = &self.opts.name {
+            let mut h = self.header(FrameKind::Meta);
+            h.aux = self.source.len();
+            let name = &name.as_bytes()[..name.len().min(255)];
+            conn.send(&h, name).map_err(|e| Error::Unreachable { node: self.peer.id.clone(), reason: e.to_string() })?;
+        }
+        self.conn = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// Drives the transfer until the destination acknowledged every byte, or it failed.
+    pub fn wait(mut self) -> Result<SendReport> {
+        loop {
+            self.pump()?;
+            let next_timeout = {
+                let st = self.slot.state.lock();
+                match st.state() {
+                    SendState::Complete => return Ok(self.report(st.retransmitted_bytes())),
+                    SendState::Failed(f) => return Err(self.failure(f.clone())),
+                    SendState::Sending => st.poll_timeout(),
+                }
+            };
+            let deadline = next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
+            let slot = &self.slot;
+            idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, || slot.woken.load(Ordering::Acquire));
+            slot.woken.store(false, Ordering::Release);
+            let now = Instant::now();
+            if next_timeout.is_some_and(|t| now >= t) {
+                slot.state.lock().handle_timeout(now);
+            }
+        }
+    }
+
+    fn failure(&self, f: SendFailure) -> Error {
+        self.node.stats.transfers_failed.fetch_add(1, Ordering::Relaxed);
+        match f {
+            SendFailure::Rejected(reason) => Error::Rejected { reason: format!("{}: {reason}", self.peer.id) },
+            SendFailure::TimedOut { retransmits, stalled_for } => Error::Timeout {
+                what: format!("transfer {:#x} to `{}` ({retransmits} retransmission rounds)", self.id, self.peer.id),
+                after: stalled_for,
+            },
+        }
+    }
+
+    fn report(&self, retransmitted_bytes: u64) -> SendReport {
+        let stats = &self.node.stats;
+        stats.transfers_sent.fetch_add(1, Ordering::Relaxed);
+        stats.retransmitted_bytes.fetch_add(retransmitted_bytes, Ordering::Relaxed);
+        let bytes = self.source.len();
+        let latency = self.started.elapsed();
+        SendReport {
+            transfer_id: self.id,
+            bytes,
+            latency,
+            throughput_gbps: bytes as f64 * 8.0 / latency.as_secs_f64().max(1e-9) / 1e9,
+            path: vec![self.node.me.clone(), self.peer.id.clone()],
+            hops: vec![Hop { from: self.node.me.clone(), to: self.peer.id.clone(), transport: TransportKind::Tcp }],
+            compression_ratio: if self.wire_payload_bytes == 0 { 1.0 } else { bytes as f64 / self.wire_payload_bytes as f64 },
+            retransmitted_bytes,
+            data_type: self.opts.data_type,
+            priority: self.opts.priority,
+        }
+    }
+}
+
+impl Drop for PendingSend<'_> {
+    fn drop(&mut self) {
+        self.node.outgoing.map.lock().remove(&self.id);
+    }
+}
+
+/// LZ4-compresses `data` into `buf` (size prefixed) when asked and when it pays off.
+fn compress<'b>(on: bool, data: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    if !on || data.len() < MIN_COMPRESS_BYTES {
+        return None;
+    }
+    buf.resize(4 + lz4_flex::block::get_maximum_output_size(data.len()), 0);
+    buf[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    let n = lz4_flex::block::compress_into(data, &mut buf[4..]).ok()?;
+    (4 + n < data.len()).then(|| &buf[..4 + n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compresses_only_when_it_pays() {
+        let mut buf = Vec::new();
+        let zeros = vec![0u8; 4096];
+        let packed = compress(true, &zeros, &mut buf).unwrap().to_vec();
+        assert!(packed.len() < 100);
+        let mut out = vec![0u8; 4096];
+        let n = lz4_flex::block::decompress_into(&packed[4..], &mut out).unwrap();
+        assert_eq!((n, &out[..]), (4096, &zeros[..]));
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert!(compress(true, &noise, &mut buf).is_none());
+        assert!(compress(false, &zeros, &mut buf).is_none());
+    }
+}

@@ -1,0 +1,155 @@
+//! Latency probes: ping/pong over a connection, timed on the caller's thread.
+
+use super::{idle, Conn, NodeInner, Peer};
+use crate::error::{Error, Result};
+use crate::transport::TransportKind;
+use crate::wire::{FrameKind, Header};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Figures of a ping run. Latencies are one-way (half the round trip), in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingStats {
+    pub peer: String,
+    pub transport: TransportKind,
+    pub size_bytes: usize,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: f64,
+    pub median_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub stddev_ns: f64,
+    pub rtt_median_ns: u64,
+}
+
+impl PingStats {
+    /// Computes the figures from one-way samples (sorted in place).
+    pub fn from_samples(peer: &str, size: usize, sent: u64, samples: &mut [u64]) -> PingStats {
+        samples.sort_unstable();
+        let n = samples.len();
+        let pct = |p: f64| -> u64 {
+            if n == 0 {
+                return 0;
+            }
+            let rank = ((p / 100.0) * n as f64).ceil() as usize;
+            samples[rank.clamp(1, n) - 1]
+        };
+        let mean = if n == 0 { 0.0 } else { samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64 };
+        let var = if n < 2 { 0.0 } else { samples.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64 };
+        let received = n as u64;
+        let lost = sent.saturating_sub(received);
+        PingStats {
+            peer: peer.to_owned(),
+            transport: TransportKind::Tcp,
+            size_bytes: size,
+            sent,
+            received,
+            lost,
+            loss_pct: if sent == 0 { 0.0 } else { lost as f64 * 100.0 / sent as f64 },
+            min_ns: samples.first().copied().unwrap_or(0),
+            max_ns: samples.last().copied().unwrap_or(0),
+            mean_ns: mean,
+            median_ns: pct(50.0),
+            p99_ns: pct(99.0),
+            p999_ns: pct(99.9),
+            stddev_ns: var.sqrt(),
+            rtt_median_ns: pct(50.0) * 2,
+        }
+    }
+}
+
+/// How to ping.
+#[derive(Debug, Clone, Copy)]
+pub struct PingPlan {
+    pub size: usize,
+    pub count: u64,
+    pub warmup: u64,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl NodeInner {
+    pub fn ping(self: &Arc<Self>, peer: &Peer, plan: PingPlan) -> Result<PingStats> {
+        let max = self.limits.max_payload as usize;
+        if plan.size > max {
+            return Err(Error::InvalidArgument(format!("ping size {} exceeds the frame limit of {max} bytes", plan.size)));
+        }
+        let payload = vec![0xA5u8; plan.size];
+        let mut samples = Vec::with_capacity(plan.count.min(10_000_000) as usize);
+        let mut conn = self.connection_to(peer, Instant::now() + plan.timeout)?;
+        let mut last_err = None;
+        for i in 0..plan.warmup + plan.count {
+            if !conn.is_alive() {
+                conn = match self.connection_to(peer, Instant::now() + plan.timeout) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                };
+            }
+            let rtt = self.ping_once(&conn, &payload, plan.timeout);
+            if i >= plan.warmup {
+                if let Some(rtt) = rtt {
+                    samples.push((rtt.as_nanos() / 2) as u64);
+                }
+            }
+            if !plan.interval.is_zero() {
+                std::thread::sleep(plan.interval);
+            }
+        }
+        if samples.is_empty() && plan.count > 0 {
+            return Err(last_err.unwrap_or_else(|| Error::Timeout {
+                what: format!("every ping to `{}`", peer.id),
+                after: plan.timeout,
+            }));
+        }
+        Ok(PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples))
+    }
+
+    /// One round trip; `None` when no pong came back in time.
+    fn ping_once(&self, conn: &Arc<Conn>, payload: &[u8], timeout: Duration) -> Option<Duration> {
+        let seq = self.next_ping_seq();
+        let mut h = Header::new(FrameKind::Ping);
+        h.src = self.my_key;
+        h.dst = conn.peer_key;
+        h.transfer_id = seq;
+        let start = Instant::now();
+        conn.send(&h, payload).ok()?;
+        let done = idle::wait_until(self.tuning.idle_strategy, start + timeout, &conn.pong_gate, || {
+            conn.pong_seq.load(Ordering::Acquire) >= seq
+        });
+        done.then(|| start.elapsed())
+    }
+
+    /// A pong arrived on `conn`.
+    pub(super) fn on_pong(&self, conn: &Conn, seq: u64) {
+        conn.pong_seq.fetch_max(seq, Ordering::AcqRel);
+        idle::notify(&conn.pong_gate);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_consistent() {
+        let mut s: Vec<u64> = (1..=1000).rev().collect();
+        let p = PingStats::from_samples("b", 64, 1010, &mut s);
+        assert_eq!((p.min_ns, p.max_ns, p.median_ns, p.p99_ns, p.p999_ns), (1, 1000, 500, 990, 999));
+        assert_eq!(p.lost, 10);
+        assert!((p.loss_pct - 0.990099).abs() < 1e-3);
+        assert!((p.mean_ns - 500.5).abs() < 1e-9);
+        assert!((p.stddev_ns - 288.8194).abs() < 1e-3);
+        let empty = PingStats::from_samples("b", 64, 0, &mut []);
+        assert_eq!(empty.median_ns, 0);
+    }
+}

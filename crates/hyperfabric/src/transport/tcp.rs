@@ -1,0 +1,142 @@
+//! TCP sockets tuned from the profile. Every option is applied for real; when the kernel
+//! refuses or caps one, we log what we asked, what we got and why, once per process.
+
+use crate::config::Tuning;
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::io::{self, IoSlice, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What the kernel actually granted on a socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SocketReport {
+    pub nodelay: bool,
+    pub send_buffer_bytes: usize,
+    pub recv_buffer_bytes: usize,
+    pub congestion_control: Option<String>,
+}
+
+static WARNED_BUFFERS: AtomicBool = AtomicBool::new(false);
+static WARNED_CC: AtomicBool = AtomicBool::new(false);
+
+/// Binds a listening socket (SO_REUSEADDR so a restarted node can take its port back).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Connects with a timeout and applies the profile's options before any byte is sent.
+pub fn connect(addr: SocketAddr, timeout: Duration, tuning: &Tuning) -> io::Result<(TcpStream, SocketReport)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Buffer sizes must be set before connect for the window scale to take them into account.
+    request_buffers(&SockRef::from(&socket), tuning);
+    socket.connect_timeout(&addr.into(), timeout)?;
+    let stream: TcpStream = socket.into();
+    let report = apply(&stream, tuning);
+    Ok((stream, report))
+}
+
+/// Applies the profile's options to an accepted or connected stream.
+pub fn apply(stream: &TcpStream, tuning: &Tuning) -> SocketReport {
+    let sock = SockRef::from(stream);
+    if let Err(e) = sock.set_nodelay(tuning.tcp_nodelay) {
+        tracing::warn!("TCP_NODELAY={} could not be set: {e}", tuning.tcp_nodelay);
+    }
+    request_buffers(&sock, tuning);
+    if tuning.busy_poll {
+        // Ask for immediate ACKs: delayed ACKs add latency to request/response traffic.
+        if let Err(e) = sock.set_quickack(true) {
+            tracing::debug!("TCP_QUICKACK could not be set: {e}");
+        }
+    }
+    let congestion_control = tuning.congestion_control.as_deref().and_then(|cc| {
+        match sock.set_tcp_congestion(cc.as_bytes()) {
+            Ok(()) => Some(cc.to_owned()),
+            Err(e) => {
+                if !WARNED_CC.swap(true, Ordering::Relaxed) {
+                    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        "congestion control `{cc}` not available ({e}); kernel offers: {}; keeping the default",
+                        available.trim()
+                    );
+                }
+                None
+            }
+        }
+    });
+    let congestion_control = congestion_control.or_else(|| {
+        sock.tcp_congestion().ok().map(|v| String::from_utf8_lossy(&v).trim_end_matches('\0').to_owned())
+    });
+    SocketReport {
+        nodelay: sock.nodelay().unwrap_or(false),
+        send_buffer_bytes: sock.send_buffer_size().unwrap_or(0),
+        recv_buffer_bytes: sock.recv_buffer_size().unwrap_or(0),
+        congestion_control,
+    }
+}
+
+fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
+    let want = tuning.socket_buffer_bytes;
+    let send = sock.set_send_buffer_size(want).and_then(|_| sock.send_buffer_size());
+    let recv = sock.set_recv_buffer_size(want).and_then(|_| sock.recv_buffer_size());
+    // Linux reports twice the requested size (bookkeeping overhead), so compare with want.
+    let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if *n >= want);
+    if (capped(&send) || capped(&recv)) && !WARNED_BUFFERS.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "socket buffers: asked for {want} bytes, kernel granted send={:?} recv={:?} \
+             (capped by net.core.wmem_max / rmem_max = {} / {}); raise them for full throughput",
+            send.as_ref().ok(),
+            recv.as_ref().ok(),
+            read_sysctl("net/core/wmem_max"),
+            read_sysctl("net/core/rmem_max"),
+        );
+    }
+}
+
+fn read_sysctl(name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/{name}")).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into())
+}
+
+/// Writes every byte of `bufs` (writev), retrying on short writes and interrupts.
+pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "connection accepted no more bytes")),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectored_write_survives_short_writes() {
+        struct Trickle(Vec<u8>);
+        impl Write for Trickle {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                let n = b.len().min(3);
+                self.0.extend_from_slice(&b[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = Trickle(Vec::new());
+        let (a, b) = (b"header".as_slice(), b"payload!".as_slice());
+        write_all_vectored(&mut w, &mut [IoSlice::new(a), IoSlice::new(b)]).unwrap();
+        assert_eq!(w.0, b"headerpayload!");
+    }
+}
