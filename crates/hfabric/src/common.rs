@@ -16,10 +16,16 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: 2 }
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
     }
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: 1 }
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
     }
     pub fn exit_code(&self) -> u8 {
         self.code
@@ -34,7 +40,10 @@ impl fmt::Display for CliError {
 
 impl From<Error> for CliError {
     fn from(e: Error) -> CliError {
-        CliError { code: if e.is_usage() { 2 } else { 1 }, message: e.to_string() }
+        CliError {
+            code: if e.is_usage() { 2 } else { 1 },
+            message: e.to_string(),
+        }
     }
 }
 
@@ -62,7 +71,9 @@ pub struct FabricArgs {
 
 fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
     let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
-    let addr = addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("bad address `{addr}`: {e}"))?;
     Ok((id.to_owned(), addr))
 }
 
@@ -73,7 +84,11 @@ impl FabricArgs {
     }
 }
 
-pub fn apply_overrides(mut cfg: FabricConfig, profile: Option<ProfileName>, peers: &[(String, SocketAddr)]) -> CliResult<FabricConfig> {
+pub fn apply_overrides(
+    mut cfg: FabricConfig,
+    profile: Option<ProfileName>,
+    peers: &[(String, SocketAddr)],
+) -> CliResult<FabricConfig> {
     if let Some(p) = profile {
         cfg.profile = p;
         cfg.tuning = Tuning::for_profile(p);
@@ -89,10 +104,18 @@ pub fn apply_overrides(mut cfg: FabricConfig, profile: Option<ProfileName>, peer
 pub fn start_client(cfg: FabricConfig, node: &str) -> CliResult<Fabric> {
     let ip = cfg
         .node(node)
-        .ok_or_else(|| CliError::from(Error::NodeNotFound { node: node.to_owned() }))?
+        .ok_or_else(|| {
+            CliError::from(Error::NodeNotFound {
+                node: node.to_owned(),
+            })
+        })?
         .listen
         .map_or_else(|| [127, 0, 0, 1].into(), |a| a.ip());
-    Ok(Fabric::from_config(cfg).node(node).discard_received().listen(SocketAddr::new(ip, 0)).start()?)
+    Ok(Fabric::from_config(cfg)
+        .node(node)
+        .discard_received()
+        .listen(SocketAddr::new(ip, 0))
+        .start()?)
 }
 
 pub fn print_json(value: &impl serde::Serialize) -> CliResult {
@@ -104,7 +127,24 @@ pub fn print_json(value: &impl serde::Serialize) -> CliResult {
 pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), if readable.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Human figures: 1234567 -> "1.23 ms".

@@ -12,7 +12,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A fabric file (or an API-built configuration) is invalid.
     #[error("{file}: field `{field}`: {reason}")]
-    Config { file: String, field: String, reason: String },
+    Config {
+        file: String,
+        field: String,
+        reason: String,
+    },
     /// A node id that the fabric does not know.
     #[error("node `{node}` is not part of this fabric")]
     NodeNotFound { node: String },
@@ -27,7 +31,10 @@ pub enum Error {
     Rejected { reason: String },
     /// The route cannot meet the requested latency bound.
     #[error("latency constraint violated: best route {route_latency_ns} ns > limit {limit_ns} ns")]
-    LatencyViolation { route_latency_ns: u64, limit_ns: u64 },
+    LatencyViolation {
+        route_latency_ns: u64,
+        limit_ns: u64,
+    },
     /// The peer broke the wire protocol.
     #[error("protocol error from `{peer}`: {source}")]
     Protocol { peer: String, source: DecodeError },
@@ -38,20 +45,37 @@ pub enum Error {
     #[error("the fabric is shut down")]
     Shutdown,
     #[error("I/O error: {context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
-    pub fn config(file: impl Into<String>, field: impl Into<String>, reason: impl Into<String>) -> Error {
-        Error::Config { file: file.into(), field: field.into(), reason: reason.into() }
+    pub fn config(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Config {
+            file: file.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// True for errors that are the caller's or the configuration's fault (CLI exit code 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::InvalidArgument(_))
+        matches!(
+            self,
+            Error::Config { .. } | Error::InvalidArgument(_) | Error::NodeNotFound { .. }
+        )
     }
 }

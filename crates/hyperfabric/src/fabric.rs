@@ -93,7 +93,10 @@ pub struct SendReport {
     pub priority: Priority,
 }
 
-fn ser_duration_ns<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ser_duration_ns<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_nanos() as u64)
 }
 
@@ -109,7 +112,13 @@ pub struct PingOptions {
 
 impl Default for PingOptions {
     fn default() -> Self {
-        PingOptions { size: 64, count: 10, warmup: 0, interval: Duration::ZERO, timeout: Duration::from_secs(1) }
+        PingOptions {
+            size: 64,
+            count: 10,
+            warmup: 0,
+            interval: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        }
     }
 }
 
@@ -169,12 +178,18 @@ impl FabricBuilder {
         self
     }
     pub fn start(self) -> Result<Fabric> {
-        let node = self.node.ok_or_else(|| Error::InvalidArgument("no node id given: call .node(\"id\")".into()))?;
+        let node = self
+            .node
+            .ok_or_else(|| Error::InvalidArgument("no node id given: call .node(\"id\")".into()))?;
         if let Sink::Store(dir) = &self.sink {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
         }
         let inner = NodeInner::start(&self.config, &node, self.sink, self.listen)?;
-        Ok(Fabric { inner, config: self.config })
+        Ok(Fabric {
+            inner,
+            config: self.config,
+        })
     }
 }
 
@@ -190,7 +205,12 @@ impl Fabric {
     }
 
     pub fn from_config(config: FabricConfig) -> FabricBuilder {
-        FabricBuilder { config, node: None, sink: Sink::Memory, listen: None }
+        FabricBuilder {
+            config,
+            node: None,
+            sink: Sink::Memory,
+            listen: None,
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -213,26 +233,44 @@ impl Fabric {
     /// Streams a file (never held whole in memory); the destination stores it under its
     /// base name when it runs with a store directory.
     pub fn send_file(&self, dst: &str, path: &Path, mut opts: SendOptions) -> Result<SendReport> {
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?.len();
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
         if opts.name.is_none() {
             opts.name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
-        self.begin(dst, SendSource::File { file, len }, opts)?.wait()
+        self.begin(dst, SendSource::File { file, len }, opts)?
+            .wait()
     }
 
     /// Starts a send and returns at once with a handle; several may be in flight. The bytes
     /// must outlive the handle; [`PendingSend::wait`] drives it to the end-to-end ack.
-    pub fn start_send<'a>(&self, dst: &str, data: &'a [u8], opts: SendOptions) -> Result<PendingSend<'a>> {
+    pub fn start_send<'a>(
+        &self,
+        dst: &str,
+        data: &'a [u8],
+        opts: SendOptions,
+    ) -> Result<PendingSend<'a>> {
         self.begin(dst, SendSource::Bytes(data), opts)
     }
 
-    fn begin<'a>(&self, dst: &str, source: SendSource<'a>, opts: SendOptions) -> Result<PendingSend<'a>> {
+    fn begin<'a>(
+        &self,
+        dst: &str,
+        source: SendSource<'a>,
+        opts: SendOptions,
+    ) -> Result<PendingSend<'a>> {
         let peer = self.inner.peer_by_id(dst)?;
         if let Some(limit) = opts.latency_constraint_ns {
             let route = self.nominal_latency_ns(dst);
             if route > limit {
-                return Err(Error::LatencyViolation { route_latency_ns: route, limit_ns: limit });
+                return Err(Error::LatencyViolation {
+                    route_latency_ns: route,
+                    limit_ns: limit,
+                });
             }
         }
         PendingSend::start(&self.inner, peer, source, opts)
@@ -259,7 +297,9 @@ impl Fabric {
 
     pub fn ping(&self, dst: &str, opts: PingOptions) -> Result<PingStats> {
         if opts.count == 0 {
-            return Err(Error::InvalidArgument("ping count must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "ping count must be at least 1".into(),
+            ));
         }
         let peer = self.inner.peer_by_id(dst)?;
         let plan = crate::runtime::PingPlan {
@@ -274,9 +314,14 @@ impl Fabric {
 
     /// Adds a node at run time (it may then be sent to and may connect here).
     pub fn register_node(&mut self, node: NodeConfig) -> Result<()> {
-        node.signature.validate().map_err(|reason| Error::config("(runtime)", "node", reason))?;
-        self.inner.register_peer(&node.signature.node_id, node.listen)?;
-        self.config.nodes.retain(|n| n.signature.node_id != node.signature.node_id);
+        node.signature
+            .validate()
+            .map_err(|reason| Error::config("(runtime)", "node", reason))?;
+        self.inner
+            .register_peer(&node.signature.node_id, node.listen)?;
+        self.config
+            .nodes
+            .retain(|n| n.signature.node_id != node.signature.node_id);
         self.config.nodes.push(node);
         Ok(())
     }

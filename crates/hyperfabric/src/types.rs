@@ -82,12 +82,19 @@ impl FromStr for DataType {
         DataType::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown data type `{s}` (expected one of: {})", names(&DataType::ALL.map(DataType::as_str))))
+            .ok_or_else(|| {
+                format!(
+                    "unknown data type `{s}` (expected one of: {})",
+                    names(&DataType::ALL.map(DataType::as_str))
+                )
+            })
     }
 }
 
 /// The guide's five priorities, most urgent first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     UltraHigh,
@@ -145,7 +152,12 @@ impl FromStr for Priority {
         Priority::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown priority `{s}` (expected one of: {})", names(&Priority::ALL.map(Priority::as_str))))
+            .ok_or_else(|| {
+                format!(
+                    "unknown priority `{s}` (expected one of: {})",
+                    names(&Priority::ALL.map(Priority::as_str))
+                )
+            })
     }
 }
 
@@ -169,7 +181,10 @@ mod tests {
         }
         assert_eq!(DataType::from_code(0), None);
         assert_eq!(Priority::from_code(5), None);
-        assert!("urgent".parse::<Priority>().unwrap_err().contains("ultra_high"));
+        assert!("urgent"
+            .parse::<Priority>()
+            .unwrap_err()
+            .contains("ultra_high"));
     }
 
     #[test]

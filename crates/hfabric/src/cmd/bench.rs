@@ -54,7 +54,11 @@ pub struct Args {
 
 fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
     let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
-    Ok((id.to_owned(), addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?))
+    Ok((
+        id.to_owned(),
+        addr.parse()
+            .map_err(|e| format!("bad address `{addr}`: {e}"))?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -116,7 +120,10 @@ pub fn run(a: Args) -> CliResult {
     let (base, from, to, server) = match &a.config {
         Some(path) => {
             let cfg = FabricConfig::from_file(path)?;
-            let (from, to) = (a.from.clone().unwrap_or_default(), a.to.clone().unwrap_or_default());
+            let (from, to) = (
+                a.from.clone().unwrap_or_default(),
+                a.to.clone().unwrap_or_default(),
+            );
             (cfg, from, to, None)
         }
         None => {
@@ -129,20 +136,39 @@ pub fn run(a: Args) -> CliResult {
     if let Some(s) = &server {
         peers.push((to.clone(), s.addr));
     }
-    let client = |p: ProfileName| -> CliResult<Fabric> { start_client(apply_overrides(base.clone(), Some(p), &peers)?, &from) };
+    let client = |p: ProfileName| -> CliResult<Fabric> {
+        start_client(apply_overrides(base.clone(), Some(p), &peers)?, &from)
+    };
     let lat_profile = a.profile.unwrap_or(ProfileName::LowLatency);
     let tput_profile = a.profile.unwrap_or(ProfileName::HighThroughput);
 
     let latency = {
         let fabric = client(lat_profile)?;
-        progress_note(&a, &format!("latency: {} pings of {} B to {to} ...", a.count, a.size));
-        let stats = fabric.ping(&to, PingOptions::new().size(a.size).count(a.count).warmup(1000).timeout(Duration::from_secs(2)))?;
-        LatencyResult { profile: lat_profile, warmup: 1000, stats }
+        progress_note(
+            &a,
+            &format!("latency: {} pings of {} B to {to} ...", a.count, a.size),
+        );
+        let stats = fabric.ping(
+            &to,
+            PingOptions::new()
+                .size(a.size)
+                .count(a.count)
+                .warmup(1000)
+                .timeout(Duration::from_secs(2)),
+        )?;
+        LatencyResult {
+            profile: lat_profile,
+            warmup: 1000,
+            stats,
+        }
     };
     let fabric = client(tput_profile)?;
     let mut throughput = Vec::new();
     for &size in &a.sizes {
-        progress_note(&a, &format!("throughput: {size} B messages for {:.1} s ...", a.duration));
+        progress_note(
+            &a,
+            &format!("throughput: {size} B messages for {:.1} s ...", a.duration),
+        );
         throughput.push(stream(&fabric, &to, size, &a, tput_profile)?);
     }
     drop(server);
@@ -165,10 +191,14 @@ pub fn run(a: Args) -> CliResult {
 
 fn validate(a: &Args) -> CliResult {
     if a.count == 0 || a.inflight == 0 || a.sizes.is_empty() {
-        return Err(CliError::usage("--count, --inflight and --sizes must be at least 1"));
+        return Err(CliError::usage(
+            "--count, --inflight and --sizes must be at least 1",
+        ));
     }
     if !(a.duration > 0.0 && a.duration.is_finite()) {
-        return Err(CliError::usage("--duration must be a positive number of seconds"));
+        return Err(CliError::usage(
+            "--duration must be a positive number of seconds",
+        ));
     }
     if a.sizes.iter().any(|&s| s == 0 || s > 1 << 30) {
         return Err(CliError::usage("--sizes must lie between 1 byte and 1 GiB"));
@@ -189,7 +219,16 @@ fn start_local_server(a: &Args) -> CliResult<LocalServer> {
     std::fs::write(&cfg_path, LOCAL_FABRIC)?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--json", "--node", "node-b", "--listen", "127.0.0.1:0", "--config"]).arg(&cfg_path);
+    cmd.args([
+        "serve",
+        "--json",
+        "--node",
+        "node-b",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+    ])
+    .arg(&cfg_path);
     if let Some(p) = a.profile {
         cmd.args(["--profile", p.as_str()]);
     }
@@ -197,22 +236,43 @@ fn start_local_server(a: &Args) -> CliResult<LocalServer> {
         cmd.env("RUST_LOG", "warn");
     }
     let mut child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| CliError::failed("no stdout from the local server"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::failed("no stdout from the local server"))?;
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
-    let addr = read.ok().and_then(|_| serde_json::from_str::<serde_json::Value>(&line).ok()).and_then(|v| v["addr"].as_str()?.parse().ok());
+    let addr = read
+        .ok()
+        .and_then(|_| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .and_then(|v| v["addr"].as_str()?.parse().ok());
     match addr {
-        Some(addr) => Ok(LocalServer { child, addr, _dir: dir }),
+        Some(addr) => Ok(LocalServer {
+            child,
+            addr,
+            _dir: dir,
+        }),
         None => {
             let _ = child.kill();
-            Err(CliError::failed(format!("the local server did not start (said: {:?})", line.trim())))
+            Err(CliError::failed(format!(
+                "the local server did not start (said: {:?})",
+                line.trim()
+            )))
         }
     }
 }
 
 /// Streams `size`-byte messages for the configured duration, `inflight` at a time.
-fn stream(fabric: &Fabric, to: &str, size: u64, a: &Args, profile: ProfileName) -> CliResult<ThroughputResult> {
-    let data: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+fn stream(
+    fabric: &Fabric,
+    to: &str,
+    size: u64,
+    a: &Args,
+    profile: ProfileName,
+) -> CliResult<ThroughputResult> {
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
     let mut inflight: VecDeque<PendingSend<'_>> = VecDeque::with_capacity(a.inflight);
     let mut latencies: Vec<u64> = Vec::new();
     let duration = Duration::from_secs_f64(a.duration);
@@ -231,7 +291,12 @@ fn stream(fabric: &Fabric, to: &str, size: u64, a: &Args, profile: ProfileName) 
     }
     let seconds = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
+    };
     let bytes = (messages * size) as f64;
     Ok(ThroughputResult {
         profile,
@@ -251,27 +316,64 @@ fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
-    Machine { cpu_model, cores: std::thread::available_parallelism().map_or(1, |n| n.get()), kernel }
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    Machine {
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel,
+    }
 }
 
 fn print_text(r: &Report) {
     println!("HyperFabric Performance Benchmark Report");
     println!("========================================");
-    let origin = if r.started_local_fabric { "local fabric started by bench" } else { "configured fabric" };
-    println!("fabric {} ({origin}): {} -> {} over tcp", r.fabric, r.from, r.to);
-    println!("machine: {}, {} cores, Linux {}", r.machine.cpu_model, r.machine.cores, r.machine.kernel);
+    let origin = if r.started_local_fabric {
+        "local fabric started by bench"
+    } else {
+        "configured fabric"
+    };
+    println!(
+        "fabric {} ({origin}): {} -> {} over tcp",
+        r.fabric, r.from, r.to
+    );
+    println!(
+        "machine: {}, {} cores, Linux {}",
+        r.machine.cpu_model, r.machine.cores, r.machine.kernel
+    );
     let s = &r.latency.stats;
     println!();
-    println!("Latency: {} B payload, {} pings after {} warm-up, profile {}", s.size_bytes, s.sent, r.latency.warmup, r.latency.profile);
-    println!("  one-way (half round trip): median {}  p99 {}  p99.9 {}", fmt_ns(s.median_ns as f64), fmt_ns(s.p99_ns as f64), fmt_ns(s.p999_ns as f64));
-    println!("  min {}  mean {}  max {}  stddev {}  loss {:.2}%", fmt_ns(s.min_ns as f64), fmt_ns(s.mean_ns), fmt_ns(s.max_ns as f64), fmt_ns(s.stddev_ns), s.loss_pct);
+    println!(
+        "Latency: {} B payload, {} pings after {} warm-up, profile {}",
+        s.size_bytes, s.sent, r.latency.warmup, r.latency.profile
+    );
+    println!(
+        "  one-way (half round trip): median {}  p99 {}  p99.9 {}",
+        fmt_ns(s.median_ns as f64),
+        fmt_ns(s.p99_ns as f64),
+        fmt_ns(s.p999_ns as f64)
+    );
+    println!(
+        "  min {}  mean {}  max {}  stddev {}  loss {:.2}%",
+        fmt_ns(s.min_ns as f64),
+        fmt_ns(s.mean_ns),
+        fmt_ns(s.max_ns as f64),
+        fmt_ns(s.stddev_ns),
+        s.loss_pct
+    );
     println!();
     println!("Throughput: each message a transfer acknowledged end to end, CRC32C per frame");
-    println!("  {:>10} {:>9} {:>8} {:>10} {:>8} {:>11} {:>14}", "size", "messages", "secs", "Gbit/s", "GB/s", "msg/s", "median xfer");
+    println!(
+        "  {:>10} {:>9} {:>8} {:>10} {:>8} {:>11} {:>14}",
+        "size", "messages", "secs", "Gbit/s", "GB/s", "msg/s", "median xfer"
+    );
     for t in &r.throughput {
         println!(
             "  {:>10} {:>9} {:>8.2} {:>10.2} {:>8.3} {:>11.0} {:>14}",

@@ -49,13 +49,19 @@ pub fn run(a: Args) -> CliResult {
         print_ping(&a.from, &stats);
     }
     if stats.received == 0 {
-        return Err(crate::common::CliError::failed(format!("no pong from {}", a.to)));
+        return Err(crate::common::CliError::failed(format!(
+            "no pong from {}",
+            a.to
+        )));
     }
     Ok(())
 }
 
 pub fn print_ping(from: &str, s: &PingStats) {
-    println!("ping {from} -> {} over {}: {} B payload, {} sent, {} received, {:.2}% loss", s.peer, s.transport, s.size_bytes, s.sent, s.received, s.loss_pct);
+    println!(
+        "ping {from} -> {} over {}: {} B payload, {} sent, {} received, {:.2}% loss",
+        s.peer, s.transport, s.size_bytes, s.sent, s.received, s.loss_pct
+    );
     println!(
         "one-way latency: min {}  median {}  mean {}  p99 {}  p99.9 {}  max {}  stddev {}",
         fmt_ns(s.min_ns as f64),

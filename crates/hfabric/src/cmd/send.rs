@@ -17,7 +17,12 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     pub to: String,
     /// Send this file; it is streamed, never held whole in memory.
-    #[arg(long, value_name = "PATH", conflicts_with = "size", required_unless_present = "size")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "size",
+        required_unless_present = "size"
+    )]
     pub file: Option<PathBuf>,
     /// Send this many random bytes (generated in memory, seeded by --seed).
     #[arg(long, value_name = "BYTES")]
@@ -47,13 +52,18 @@ const MAX_GENERATED_BYTES: u64 = 4 << 30;
 pub fn run(a: Args) -> CliResult {
     let cfg = a.fabric.load()?;
     let fabric = start_client(cfg, &a.from)?;
-    let mut opts = SendOptions::new().data_type(a.data_type).priority(a.priority).compression(a.compression);
+    let mut opts = SendOptions::new()
+        .data_type(a.data_type)
+        .priority(a.priority)
+        .compression(a.compression);
     if let Some(ns) = a.latency_constraint_ns {
         opts = opts.latency_constraint_ns(ns);
     }
     if let Some(t) = a.timeout {
         if !(t > 0.0 && t.is_finite()) {
-            return Err(CliError::usage("--timeout must be a positive number of seconds"));
+            return Err(CliError::usage(
+                "--timeout must be a positive number of seconds",
+            ));
         }
         opts = opts.timeout(Duration::from_secs_f64(t));
     }
@@ -61,7 +71,9 @@ pub fn run(a: Args) -> CliResult {
         (Some(path), _) => fabric.send_file(&a.to, path, opts)?,
         (None, Some(size)) => {
             if size > MAX_GENERATED_BYTES {
-                return Err(CliError::usage(format!("--size over {MAX_GENERATED_BYTES} bytes: use --file")));
+                return Err(CliError::usage(format!(
+                    "--size over {MAX_GENERATED_BYTES} bytes: use --file"
+                )));
             }
             let mut data = vec![0u8; size as usize];
             rand::rngs::StdRng::seed_from_u64(a.seed).fill_bytes(&mut data);
@@ -70,7 +82,17 @@ pub fn run(a: Args) -> CliResult {
         (None, None) => return Err(CliError::usage("give --file PATH or --size BYTES")),
     };
     if a.json {
-        print_json(&report)
+        #[derive(serde::Serialize)]
+        struct Output<'a> {
+            #[serde(flatten)]
+            report: &'a SendReport,
+            /// Peak resident memory of this process (VmHWM), to show files are streamed.
+            peak_rss_bytes: Option<u64>,
+        }
+        print_json(&Output {
+            report: &report,
+            peak_rss_bytes: crate::common::peak_rss_bytes(),
+        })
     } else {
         print_report(&report);
         Ok(())
@@ -78,8 +100,26 @@ pub fn run(a: Args) -> CliResult {
 }
 
 pub fn print_report(r: &SendReport) {
-    let hops: Vec<String> = r.hops.iter().map(|h| format!("{} -[{}]-> {}", h.from, h.transport, h.to)).collect();
-    println!("sent {} ({} bytes) as {} / {} in {}", fmt_bytes(r.bytes), r.bytes, r.data_type, r.priority, fmt_ns(r.latency.as_nanos() as f64));
-    println!("throughput {:.3} Gbit/s, compression ratio {:.2}, retransmitted {} bytes", r.throughput_gbps, r.compression_ratio, r.retransmitted_bytes);
-    println!("path {}  (transfer {:#x}, acknowledged end to end)", hops.join(" "), r.transfer_id);
+    let hops: Vec<String> = r
+        .hops
+        .iter()
+        .map(|h| format!("{} -[{}]-> {}", h.from, h.transport, h.to))
+        .collect();
+    println!(
+        "sent {} ({} bytes) as {} / {} in {}",
+        fmt_bytes(r.bytes),
+        r.bytes,
+        r.data_type,
+        r.priority,
+        fmt_ns(r.latency.as_nanos() as f64)
+    );
+    println!(
+        "throughput {:.3} Gbit/s, compression ratio {:.2}, retransmitted {} bytes",
+        r.throughput_gbps, r.compression_ratio, r.retransmitted_bytes
+    );
+    println!(
+        "path {}  (transfer {:#x}, acknowledged end to end)",
+        hops.join(" "),
+        r.transfer_id
+    );
 }

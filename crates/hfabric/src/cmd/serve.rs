@@ -48,7 +48,12 @@ pub fn run(a: Args) -> CliResult {
             serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str()})
         );
     } else {
-        println!("{} listening on {} (fabric {}, profile {profile}); Ctrl-C to stop", a.node, fabric.local_addr(), fabric.config().name);
+        println!(
+            "{} listening on {} (fabric {}, profile {profile}); Ctrl-C to stop",
+            a.node,
+            fabric.local_addr(),
+            fabric.config().name
+        );
     }
     let _ = rx.recv();
     let stats = fabric.stats();
@@ -57,6 +62,7 @@ pub fn run(a: Args) -> CliResult {
         bytes = stats.bytes_received,
         rejected_connections = stats.connections_rejected,
         protocol_errors = stats.protocol_errors,
+        peak_rss_bytes = crate::common::peak_rss_bytes(),
         "shutting down"
     );
     fabric.shutdown();

@@ -54,7 +54,12 @@ impl RangeSet {
 
     /// Adds `[start, end)`; returns how many bytes were new. Refuses (changing nothing) when
     /// the result would hold more than `max_ranges` separate ranges.
-    pub fn insert(&mut self, start: u64, end: u64, max_ranges: usize) -> Result<u64, TooFragmented> {
+    pub fn insert(
+        &mut self,
+        start: u64,
+        end: u64,
+        max_ranges: usize,
+    ) -> Result<u64, TooFragmented> {
         if start >= end {
             return Ok(0);
         }

@@ -52,9 +52,19 @@ impl IncomingTransfer {
     /// Opens a transfer announced with `total` bytes.
     pub fn new(total: u64, params: RecvParams) -> Result<Self, RecvError> {
         if total > params.max_transfer_bytes {
-            return Err(RecvError::TooLarge { total, max: params.max_transfer_bytes });
+            return Err(RecvError::TooLarge {
+                total,
+                max: params.max_transfer_bytes,
+            });
         }
-        Ok(IncomingTransfer { total, params, held: RangeSet::new(), acked_held: 0, ack_due: false, final_sent: false })
+        Ok(IncomingTransfer {
+            total,
+            params,
+            held: RangeSet::new(),
+            acked_held: 0,
+            ack_due: false,
+            final_sent: false,
+        })
     }
 
     pub fn total(&self) -> u64 {
@@ -72,22 +82,37 @@ impl IncomingTransfer {
     /// Accounts for a checksummed chunk `[offset, offset+len)` of a transfer announced as `total`.
     pub fn on_data(&mut self, offset: u64, len: u64, total: u64) -> Result<Verdict, RecvError> {
         if total != self.total {
-            return Err(RecvError::LengthChanged { expected: self.total, found: total });
+            return Err(RecvError::LengthChanged {
+                expected: self.total,
+                found: total,
+            });
         }
         let end = offset
             .checked_add(len)
             .filter(|end| *end <= self.total)
-            .ok_or(RecvError::OutOfBounds { offset, len, total: self.total })?;
+            .ok_or(RecvError::OutOfBounds {
+                offset,
+                len,
+                total: self.total,
+            })?;
         if len == 0 || self.held.contains(offset, end) {
             // The empty transfer's announcement, or a resend of bytes we hold.
             self.ack_due = true;
-            return Ok(if len == 0 && self.total == 0 { Verdict::Store { new_bytes: 0 } } else { Verdict::Duplicate });
+            return Ok(if len == 0 && self.total == 0 {
+                Verdict::Store { new_bytes: 0 }
+            } else {
+                Verdict::Duplicate
+            });
         }
         let new_bytes = self
             .held
             .insert(offset, end, self.params.max_ranges)
-            .map_err(|TooFragmented| RecvError::TooFragmented { max: self.params.max_ranges })?;
-        if self.is_complete() || self.held.covered() - self.acked_held >= self.params.ack_every_bytes {
+            .map_err(|TooFragmented| RecvError::TooFragmented {
+                max: self.params.max_ranges,
+            })?;
+        if self.is_complete()
+            || self.held.covered() - self.acked_held >= self.params.ack_every_bytes
+        {
             self.ack_due = true;
         }
         Ok(Verdict::Store { new_bytes })
@@ -107,13 +132,21 @@ impl IncomingTransfer {
         self.ack_due = false;
         self.acked_held = self.held.covered();
         self.final_sent |= complete;
-        Some(AckInfo { contiguous: self.held.contiguous_from_zero(), held: self.held.covered(), complete })
+        Some(AckInfo {
+            contiguous: self.held.contiguous_from_zero(),
+            held: self.held.covered(),
+            complete,
+        })
     }
 
     /// The FINAL acknowledgement for a completed transfer (also used to answer duplicates
     /// that arrive after completion).
     pub fn final_ack(total: u64) -> AckInfo {
-        AckInfo { contiguous: total, held: total, complete: true }
+        AckInfo {
+            contiguous: total,
+            held: total,
+            complete: true,
+        }
     }
 }
 
@@ -122,7 +155,11 @@ mod tests {
     use super::*;
 
     fn params() -> RecvParams {
-        RecvParams { max_transfer_bytes: 1000, ack_every_bytes: 40, max_ranges: 4 }
+        RecvParams {
+            max_transfer_bytes: 1000,
+            ack_every_bytes: 40,
+            max_ranges: 4,
+        }
     }
 
     #[test]
@@ -131,27 +168,63 @@ mod tests {
         assert_eq!(t.on_data(50, 25, 100), Ok(Verdict::Store { new_bytes: 25 }));
         assert_eq!(t.poll_ack(true), None);
         assert_eq!(t.on_data(0, 25, 100), Ok(Verdict::Store { new_bytes: 25 }));
-        assert_eq!(t.poll_ack(true), Some(AckInfo { contiguous: 25, held: 50, complete: false }));
+        assert_eq!(
+            t.poll_ack(true),
+            Some(AckInfo {
+                contiguous: 25,
+                held: 50,
+                complete: false
+            })
+        );
         assert_eq!(t.on_data(0, 25, 100), Ok(Verdict::Duplicate));
         assert!(t.poll_ack(true).is_some(), "a duplicate asks for an ack");
         t.on_data(75, 25, 100).unwrap();
         t.on_data(25, 25, 100).unwrap();
         assert!(t.is_complete());
-        assert_eq!(t.poll_ack(false), None, "not final before storage is durable");
-        assert_eq!(t.poll_ack(true), Some(AckInfo { contiguous: 100, held: 100, complete: true }));
+        assert_eq!(
+            t.poll_ack(false),
+            None,
+            "not final before storage is durable"
+        );
+        assert_eq!(
+            t.poll_ack(true),
+            Some(AckInfo {
+                contiguous: 100,
+                held: 100,
+                complete: true
+            })
+        );
     }
 
     #[test]
     fn refuses_what_does_not_fit() {
-        assert_eq!(IncomingTransfer::new(1001, params()).unwrap_err(), RecvError::TooLarge { total: 1001, max: 1000 });
+        assert_eq!(
+            IncomingTransfer::new(1001, params()).unwrap_err(),
+            RecvError::TooLarge {
+                total: 1001,
+                max: 1000
+            }
+        );
         let mut t = IncomingTransfer::new(100, params()).unwrap();
-        assert!(matches!(t.on_data(90, 20, 100), Err(RecvError::OutOfBounds { .. })));
-        assert!(matches!(t.on_data(u64::MAX, 2, 100), Err(RecvError::OutOfBounds { .. })));
-        assert!(matches!(t.on_data(0, 10, 99), Err(RecvError::LengthChanged { .. })));
+        assert!(matches!(
+            t.on_data(90, 20, 100),
+            Err(RecvError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            t.on_data(u64::MAX, 2, 100),
+            Err(RecvError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            t.on_data(0, 10, 99),
+            Err(RecvError::LengthChanged { .. })
+        ));
         for i in 0..4 {
             t.on_data(i * 10, 1, 100).unwrap();
         }
-        assert_eq!(t.on_data(60, 1, 100), Err(RecvError::TooFragmented { max: 4 }));
+        assert_eq!(
+            t.on_data(60, 1, 100),
+            Err(RecvError::TooFragmented { max: 4 })
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ pub enum SendFailure {
     /// The destination refused it, with its reason.
     Rejected(String),
     /// No progress for the stall timeout, or retransmissions exhausted.
-    TimedOut { retransmits: u32, stalled_for: Duration },
+    TimedOut {
+        retransmits: u32,
+        stalled_for: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +128,10 @@ impl OutgoingTransfer {
             return None;
         }
         let len = self.params.chunk_len.min(self.total - self.next);
-        let chunk = Chunk { offset: self.next, len };
+        let chunk = Chunk {
+            offset: self.next,
+            len,
+        };
         self.next += len;
         if self.next > self.high_water {
             self.high_water = self.next;
@@ -216,7 +222,10 @@ impl OutgoingTransfer {
     /// When [`Self::handle_timeout`] must be called next, if the transfer is still open.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            SendState::Sending => Some(self.retransmit_at.min(self.last_progress + self.params.stall_timeout)),
+            SendState::Sending => Some(
+                self.retransmit_at
+                    .min(self.last_progress + self.params.stall_timeout),
+            ),
             _ => None,
         }
     }
@@ -226,8 +235,13 @@ impl OutgoingTransfer {
             return;
         }
         let stalled_for = now.saturating_duration_since(self.last_progress);
-        if stalled_for >= self.params.stall_timeout || (now >= self.retransmit_at && self.rounds >= self.params.max_retransmits) {
-            self.state = SendState::Failed(SendFailure::TimedOut { retransmits: self.rounds, stalled_for });
+        if stalled_for >= self.params.stall_timeout
+            || (now >= self.retransmit_at && self.rounds >= self.params.max_retransmits)
+        {
+            self.state = SendState::Failed(SendFailure::TimedOut {
+                retransmits: self.rounds,
+                stalled_for,
+            });
             return;
         }
         if now >= self.retransmit_at {
@@ -263,11 +277,47 @@ mod tests {
         let now = Instant::now();
         let mut t = OutgoingTransfer::new(45, params(), now);
         let first = drain(&mut t);
-        assert_eq!(first, vec![Chunk { offset: 0, len: 10 }, Chunk { offset: 10, len: 10 }, Chunk { offset: 20, len: 10 }]);
+        assert_eq!(
+            first,
+            vec![
+                Chunk { offset: 0, len: 10 },
+                Chunk {
+                    offset: 10,
+                    len: 10
+                },
+                Chunk {
+                    offset: 20,
+                    len: 10
+                }
+            ]
+        );
         assert!(t.is_window_blocked());
-        t.on_ack(AckInfo { contiguous: 20, held: 20, complete: false }, now);
-        assert_eq!(drain(&mut t), vec![Chunk { offset: 30, len: 10 }, Chunk { offset: 40, len: 5 }]);
-        t.on_ack(AckInfo { contiguous: 45, held: 45, complete: true }, now);
+        t.on_ack(
+            AckInfo {
+                contiguous: 20,
+                held: 20,
+                complete: false,
+            },
+            now,
+        );
+        assert_eq!(
+            drain(&mut t),
+            vec![
+                Chunk {
+                    offset: 30,
+                    len: 10
+                },
+                Chunk { offset: 40, len: 5 }
+            ]
+        );
+        t.on_ack(
+            AckInfo {
+                contiguous: 45,
+                held: 45,
+                complete: true,
+            },
+            now,
+        );
         assert_eq!(t.state(), &SendState::Complete);
         assert_eq!(t.retransmitted_bytes(), 0);
         assert_eq!(t.poll_timeout(), None);
@@ -287,17 +337,33 @@ mod tests {
         let start = Instant::now();
         let mut t = OutgoingTransfer::new(30, params(), start);
         drain(&mut t);
-        t.on_ack(AckInfo { contiguous: 10, held: 10, complete: false }, start);
+        t.on_ack(
+            AckInfo {
+                contiguous: 10,
+                held: 10,
+                complete: false,
+            },
+            start,
+        );
         let mut now = start;
         for round in 1..=3 {
             now = t.poll_timeout().unwrap();
             t.handle_timeout(now);
             assert_eq!(t.state(), &SendState::Sending, "round {round}");
-            assert_eq!(drain(&mut t)[0], Chunk { offset: 10, len: 10 });
+            assert_eq!(
+                drain(&mut t)[0],
+                Chunk {
+                    offset: 10,
+                    len: 10
+                }
+            );
         }
         now = t.poll_timeout().unwrap().max(now);
         t.handle_timeout(now);
-        assert!(matches!(t.state(), SendState::Failed(SendFailure::TimedOut { retransmits: 3, .. })));
+        assert!(matches!(
+            t.state(),
+            SendState::Failed(SendFailure::TimedOut { retransmits: 3, .. })
+        ));
         assert_eq!(t.retransmitted_bytes(), 60);
     }
 
@@ -307,15 +373,31 @@ mod tests {
         let mut t = OutgoingTransfer::new(30, params(), now);
         drain(&mut t);
         t.on_nack(10, 15, now);
-        assert_eq!(drain(&mut t), vec![Chunk { offset: 10, len: 10 }, Chunk { offset: 20, len: 5 }]);
+        assert_eq!(
+            drain(&mut t),
+            vec![
+                Chunk {
+                    offset: 10,
+                    len: 10
+                },
+                Chunk { offset: 20, len: 5 }
+            ]
+        );
         t.on_refused("disk full".into());
-        assert_eq!(t.state(), &SendState::Failed(SendFailure::Rejected("disk full".into())));
+        assert_eq!(
+            t.state(),
+            &SendState::Failed(SendFailure::Rejected("disk full".into()))
+        );
     }
 
     #[test]
     fn stall_timeout_bounds_total_silence() {
         let now = Instant::now();
-        let p = SendParams { max_retransmits: 1000, stall_timeout: Duration::from_millis(250), ..params() };
+        let p = SendParams {
+            max_retransmits: 1000,
+            stall_timeout: Duration::from_millis(250),
+            ..params()
+        };
         let mut t = OutgoingTransfer::new(30, p, now);
         let mut at = now;
         while t.state() == &SendState::Sending {

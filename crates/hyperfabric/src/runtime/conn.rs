@@ -29,7 +29,12 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(local_key: u64, peer: &Peer, stream: &TcpStream, socket: SocketReport) -> io::Result<Arc<Conn>> {
+    fn new(
+        local_key: u64,
+        peer: &Peer,
+        stream: &TcpStream,
+        socket: SocketReport,
+    ) -> io::Result<Arc<Conn>> {
         Ok(Arc::new(Conn {
             local_key,
             peer: peer.id.clone(),
@@ -52,12 +57,18 @@ impl Conn {
 
     /// Frames and writes one message. The checksum is computed before taking the lock.
     pub fn send(&self, header: &Header, payload: &[u8]) -> io::Result<()> {
-        let raw = header.encode(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let raw = header
+            .encode(payload)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut w = self.writer.lock();
         if !self.is_alive() {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "connection is closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "connection is closed",
+            ));
         }
-        let res = tcp::write_all_vectored(&mut *w, &mut [IoSlice::new(&raw), IoSlice::new(payload)]);
+        let res =
+            tcp::write_all_vectored(&mut *w, &mut [IoSlice::new(&raw), IoSlice::new(payload)]);
         if res.is_err() {
             self.mark_dead();
         }
@@ -97,26 +108,52 @@ pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Res
         node: peer.id.clone(),
         reason: "no listen address in the fabric file".into(),
     })?;
-    let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     let timeout = budget.min(Duration::from_millis(node.tuning.connect_timeout_ms));
-    let (stream, socket) = tcp::connect(addr, timeout, &node.tuning)
-        .map_err(|e| Error::Unreachable { node: peer.id.clone(), reason: format!("connect to {addr}: {e}") })?;
-    let hello = Hello { fabric: node.fabric_name.clone(), node: node.me.clone(), nonce: rand::random() };
+    let (stream, socket) =
+        tcp::connect(addr, timeout, &node.tuning).map_err(|e| Error::Unreachable {
+            node: peer.id.clone(),
+            reason: format!("connect to {addr}: {e}"),
+        })?;
+    let hello = Hello {
+        fabric: node.fabric_name.clone(),
+        node: node.me.clone(),
+        nonce: rand::random(),
+    };
     let mut h = Header::new(FrameKind::Hello);
     h.src = node.my_key;
     h.dst = peer.key;
-    let frame = wire::encode_frame(&h, &wire::encode_hello(&hello)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let io_err = |e: io::Error| Error::Unreachable { node: peer.id.clone(), reason: format!("handshake with {addr}: {e}") };
+    let frame = wire::encode_frame(&h, &wire::encode_hello(&hello))
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let io_err = |e: io::Error| Error::Unreachable {
+        node: peer.id.clone(),
+        reason: format!("handshake with {addr}: {e}"),
+    };
     (&stream).write_all(&frame).map_err(io_err)?;
-    stream.set_read_timeout(Some(Duration::from_millis(node.tuning.handshake_timeout_ms))).map_err(io_err)?;
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io_err)?);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(
+            node.tuning.handshake_timeout_ms,
+        )))
+        .map_err(io_err)?;
+    let mut reader =
+        BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io_err)?);
     let mut payload = Vec::new();
-    let answer = read_frame(&mut reader, node.limits, &mut payload)
-        .map_err(|e| Error::Unreachable { node: peer.id.clone(), reason: format!("handshake with {addr}: {e}") })?;
+    let answer =
+        read_frame(&mut reader, node.limits, &mut payload).map_err(|e| Error::Unreachable {
+            node: peer.id.clone(),
+            reason: format!("handshake with {addr}: {e}"),
+        })?;
     match answer.kind {
         FrameKind::Welcome => {
-            let w = wire::decode_hello(FrameKind::Welcome, body(&payload, &answer))
-                .map_err(|e| Error::Protocol { peer: peer.id.clone(), source: e })?;
+            let w =
+                wire::decode_hello(FrameKind::Welcome, body(&payload, &answer)).map_err(|e| {
+                    Error::Protocol {
+                        peer: peer.id.clone(),
+                        source: e,
+                    }
+                })?;
             if w.fabric != node.fabric_name || w.node != peer.id {
                 return Err(Error::Rejected {
                     reason: format!(
@@ -127,10 +164,18 @@ pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Res
             }
         }
         FrameKind::Reject => {
-            return Err(Error::Rejected { reason: format!("{} refused the connection: {}", peer.id, String::from_utf8_lossy(body(&payload, &answer))) })
+            return Err(Error::Rejected {
+                reason: format!(
+                    "{} refused the connection: {}",
+                    peer.id,
+                    String::from_utf8_lossy(body(&payload, &answer))
+                ),
+            })
         }
         other => {
-            return Err(Error::Rejected { reason: format!("{} answered the hello with {other:?}", peer.id) });
+            return Err(Error::Rejected {
+                reason: format!("{} answered the hello with {other:?}", peer.id),
+            });
         }
     }
     stream.set_read_timeout(None).map_err(io_err)?;
@@ -141,7 +186,11 @@ pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Res
     Ok(conn)
 }
 
-fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: BufReader<TcpStream>) -> Result<()> {
+fn spawn_reader(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    reader: BufReader<TcpStream>,
+) -> Result<()> {
     let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
     std::thread::Builder::new()
         .name(format!("hf-rx-{}", conn.peer))
@@ -153,12 +202,18 @@ fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: BufReader<TcpSt
 /// Runs on its own thread for an accepted connection: handshake, then the read loop.
 pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
     let socket = tcp::apply(&stream, &node.tuning);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(node.tuning.handshake_timeout_ms)));
-    let Ok(clone) = stream.try_clone() else { return };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(
+        node.tuning.handshake_timeout_ms,
+    )));
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, clone);
     let mut payload = Vec::new();
     let refuse = |node: &NodeInner, stream: TcpStream, why: String| {
-        node.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+        node.stats
+            .connections_rejected
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%peer_addr, "refusing connection: {why}");
         reject(stream, &why);
     };
@@ -167,31 +222,63 @@ pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr:
         Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
     };
     if header.kind != FrameKind::Hello {
-        return refuse(&node, stream, format!("expected Hello, got {:?}", header.kind));
+        return refuse(
+            &node,
+            stream,
+            format!("expected Hello, got {:?}", header.kind),
+        );
     }
     let hello = match wire::decode_hello(FrameKind::Hello, body(&payload, &header)) {
         Ok(h) => h,
         Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
     };
     if hello.fabric != node.fabric_name {
-        return refuse(&node, stream, format!("wrong fabric `{}` (this is `{}`)", hello.fabric, node.fabric_name));
+        return refuse(
+            &node,
+            stream,
+            format!(
+                "wrong fabric `{}` (this is `{}`)",
+                hello.fabric, node.fabric_name
+            ),
+        );
     }
-    let peer = match node.peer_by_key(wire::node_key(&hello.node)).filter(|p| p.id == hello.node) {
+    let peer = match node
+        .peer_by_key(wire::node_key(&hello.node))
+        .filter(|p| p.id == hello.node)
+    {
         Some(p) if header.src == p.key => p,
-        _ => return refuse(&node, stream, format!("unknown node `{}` in fabric `{}`", hello.node, node.fabric_name)),
+        _ => {
+            return refuse(
+                &node,
+                stream,
+                format!(
+                    "unknown node `{}` in fabric `{}`",
+                    hello.node, node.fabric_name
+                ),
+            )
+        }
     };
-    let welcome = Hello { fabric: node.fabric_name.clone(), node: node.me.clone(), nonce: hello.nonce };
+    let welcome = Hello {
+        fabric: node.fabric_name.clone(),
+        node: node.me.clone(),
+        nonce: hello.nonce,
+    };
     let mut h = Header::new(FrameKind::Welcome);
     h.src = node.my_key;
     h.dst = peer.key;
     let sent = wire::encode_frame(&h, &wire::encode_hello(&welcome))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
         .and_then(|f| (&stream).write_all(&f));
-    let conn = match sent.and_then(|_| stream.set_read_timeout(None)).and_then(|_| Conn::new(node.my_key, &peer, &stream, socket)) {
+    let conn = match sent
+        .and_then(|_| stream.set_read_timeout(None))
+        .and_then(|_| Conn::new(node.my_key, &peer, &stream, socket))
+    {
         Ok(c) => c,
         Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),
     };
-    node.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    node.stats
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
     node.adopt(Arc::clone(&conn));
     read_loop(node, conn, reader);
@@ -218,7 +305,10 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
         };
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
         if header.src != conn.peer_key {
-            break ReadEnd::Misbehaved(format!("frame claims source key {:#x}, connection is {}", header.src, conn.peer));
+            break ReadEnd::Misbehaved(format!(
+                "frame claims source key {:#x}, connection is {}",
+                header.src, conn.peer
+            ));
         }
         let body = body(&payload, &header);
         match node.dispatch(&conn, &header, body, &mut scratch) {
@@ -266,10 +356,18 @@ impl std::fmt::Display for FrameError {
 /// Reads one whole frame: header, then (only if the header is valid) its payload into
 /// `payload[..payload_len]`, then checks the CRC. The buffer only grows (to the largest
 /// frame seen), so steady state neither allocates nor clears memory.
-pub(super) fn read_frame(r: &mut impl Read, limits: wire::Limits, payload: &mut Vec<u8>) -> Result<Header, FrameError> {
+pub(super) fn read_frame(
+    r: &mut impl Read,
+    limits: wire::Limits,
+    payload: &mut Vec<u8>,
+) -> Result<Header, FrameError> {
     let mut raw = [0u8; HEADER_LEN];
     if let Err(e) = r.read_exact(&mut raw) {
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { FrameError::Eof } else { FrameError::Io(e) });
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Eof
+        } else {
+            FrameError::Io(e)
+        });
     }
     let header = Header::decode(&raw, limits).map_err(FrameError::Decode)?;
     let len = header.payload_len as usize;
@@ -279,7 +377,10 @@ pub(super) fn read_frame(r: &mut impl Read, limits: wire::Limits, payload: &mut 
     let body = &mut payload[..len];
     r.read_exact(body).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            FrameError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed in the middle of a frame"))
+            FrameError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed in the middle of a frame",
+            ))
         } else {
             FrameError::Io(e)
         }

@@ -10,19 +10,31 @@ use std::sync::Arc;
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
     /// `Err(reason)` ends it as a protocol violation.
-    pub(super) fn dispatch(self: &Arc<Self>, conn: &Arc<Conn>, h: &Header, payload: &[u8], scratch: &mut Vec<u8>) -> Result<bool, String> {
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        h: &Header,
+        payload: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<bool, String> {
         match h.kind {
             FrameKind::Data => self.on_data(conn, h, payload, scratch)?,
             FrameKind::Meta => self.on_meta(conn, h, payload),
             FrameKind::Ack => {
                 if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
-                    let ack = AckInfo { contiguous: h.offset, held: h.aux, complete: h.has(flags::FINAL) };
+                    let ack = AckInfo {
+                        contiguous: h.offset,
+                        held: h.aux,
+                        complete: h.has(flags::FINAL),
+                    };
                     self.outgoing.on_ack(h.transfer_id, ack);
                 }
             }
             FrameKind::Nack => {
                 if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
-                    let fatal = h.has(flags::FATAL).then(|| String::from_utf8_lossy(payload).into_owned());
+                    let fatal = h
+                        .has(flags::FATAL)
+                        .then(|| String::from_utf8_lossy(payload).into_owned());
                     self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
                 }
             }
@@ -54,18 +66,35 @@ impl NodeInner {
         }
     }
 
-    fn on_data(self: &Arc<Self>, conn: &Arc<Conn>, h: &Header, payload: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
+    fn on_data(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        h: &Header,
+        payload: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), String> {
         if h.dst != self.my_key {
-            self.refuse(conn, h, "this node is not the destination and does not relay");
+            self.refuse(
+                conn,
+                h,
+                "this node is not the destination and does not relay",
+            );
             return Ok(());
         }
         let key = (h.src, h.transfer_id);
-        self.stats.bytes_received.fetch_add(payload.len() as u64 + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+        self.stats.bytes_received.fetch_add(
+            payload.len() as u64 + crate::wire::HEADER_LEN as u64,
+            Ordering::Relaxed,
+        );
         if self.incoming.is_done(key) {
             self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
             return Ok(());
         }
-        let bytes = if h.has(flags::LZ4) { self.decompress(payload, scratch)? } else { payload };
+        let bytes = if h.has(flags::LZ4) {
+            self.decompress(payload, scratch)?
+        } else {
+            payload
+        };
         let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
             Ok(e) => e,
             Err(reason) => {
@@ -96,7 +125,9 @@ impl NodeInner {
             match self.incoming.complete(key, conn.peer.clone(), &mut e) {
                 Ok(done) => {
                     self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
-                    self.stats.transfers_received.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .transfers_received
+                        .fetch_add(1, Ordering::Relaxed);
                     drop(e);
                     match done {
                         Completed::Deliver(msg) => self.incoming.deliver(msg),
@@ -120,15 +151,20 @@ impl NodeInner {
 
     /// Inflates an LZ4 chunk into `scratch`; a bad block is the peer's protocol violation.
     fn decompress<'s>(&self, payload: &[u8], scratch: &'s mut Vec<u8>) -> Result<&'s [u8], String> {
-        let (size, block) = payload.split_first_chunk::<4>().ok_or("compressed chunk without its size")?;
+        let (size, block) = payload
+            .split_first_chunk::<4>()
+            .ok_or("compressed chunk without its size")?;
         let size = u32::from_le_bytes(*size) as usize;
         if size > self.limits.max_payload as usize {
-            return Err(format!("compressed chunk claims {size} bytes, over the frame limit"));
+            return Err(format!(
+                "compressed chunk claims {size} bytes, over the frame limit"
+            ));
         }
         if scratch.len() < size {
             scratch.resize(size, 0);
         }
-        let n = lz4_flex::block::decompress_into(block, &mut scratch[..size]).map_err(|e| format!("bad LZ4 block: {e}"))?;
+        let n = lz4_flex::block::decompress_into(block, &mut scratch[..size])
+            .map_err(|e| format!("bad LZ4 block: {e}"))?;
         if n != size {
             return Err(format!("LZ4 block inflated to {n} bytes, announced {size}"));
         }

@@ -11,7 +11,12 @@ const SPIN_ROUNDS: u32 = 2_000;
 
 /// Waits until `ready()` or `deadline`; returns whether it became ready. `gate` is the
 /// mutex/condvar pair the setter notifies after making `ready()` true.
-pub fn wait_until(strategy: IdleStrategy, deadline: Instant, gate: &(Mutex<()>, Condvar), ready: impl Fn() -> bool) -> bool {
+pub fn wait_until(
+    strategy: IdleStrategy,
+    deadline: Instant,
+    gate: &(Mutex<()>, Condvar),
+    ready: impl Fn() -> bool,
+) -> bool {
     let mut spins: u32 = 0;
     loop {
         if ready() {
@@ -19,7 +24,7 @@ pub fn wait_until(strategy: IdleStrategy, deadline: Instant, gate: &(Mutex<()>, 
         }
         spins = spins.wrapping_add(1);
         // Reading the clock costs ~20 ns: only do it every 256 rounds.
-        if spins % 256 == 0 && Instant::now() >= deadline {
+        if spins.is_multiple_of(256) && Instant::now() >= deadline {
             return ready();
         }
         match strategy {
@@ -36,7 +41,8 @@ pub fn wait_until(strategy: IdleStrategy, deadline: Instant, gate: &(Mutex<()>, 
                 if left.is_zero() {
                     return false;
                 }
-                gate.1.wait_for(&mut guard, left.min(Duration::from_millis(100)));
+                gate.1
+                    .wait_for(&mut guard, left.min(Duration::from_millis(100)));
             }
         }
     }
@@ -56,7 +62,11 @@ mod tests {
 
     #[test]
     fn every_strategy_sees_a_flag_set_by_another_thread() {
-        for strategy in [IdleStrategy::BusySpin, IdleStrategy::SpinYield, IdleStrategy::SpinPark] {
+        for strategy in [
+            IdleStrategy::BusySpin,
+            IdleStrategy::SpinYield,
+            IdleStrategy::SpinPark,
+        ] {
             let flag = Arc::new(AtomicBool::new(false));
             let gate = Arc::new((Mutex::new(()), Condvar::new()));
             let (f, g) = (Arc::clone(&flag), Arc::clone(&gate));
@@ -66,7 +76,10 @@ mod tests {
                 notify(&g);
             });
             let deadline = Instant::now() + Duration::from_secs(10);
-            assert!(wait_until(strategy, deadline, &gate, || flag.load(Ordering::Acquire)), "{strategy:?}");
+            assert!(
+                wait_until(strategy, deadline, &gate, || flag.load(Ordering::Acquire)),
+                "{strategy:?}"
+            );
             t.join().unwrap();
         }
     }
@@ -75,7 +88,9 @@ mod tests {
     fn gives_up_at_the_deadline() {
         let gate = (Mutex::new(()), Condvar::new());
         let deadline = Instant::now() + Duration::from_millis(30);
-        assert!(!wait_until(IdleStrategy::SpinPark, deadline, &gate, || false));
+        assert!(!wait_until(IdleStrategy::SpinPark, deadline, &gate, || {
+            false
+        }));
         assert!(Instant::now() >= deadline);
     }
 }

@@ -69,12 +69,23 @@ pub(super) enum Completed {
     Dropped,
 }
 
+/// (source node key, transfer id): a transfer's identity at the destination.
+type TransferKey = (u64, u64);
+type OpenTransfers = HashMap<TransferKey, Arc<Mutex<Entry>>>;
+
+/// Completed transfers, as a set for lookups and a queue for forgetting the oldest.
+#[derive(Default)]
+struct CompletedMemory {
+    set: HashSet<TransferKey>,
+    order: VecDeque<TransferKey>,
+}
+
 pub(super) struct IncomingTable {
     sink: Sink,
     params: RecvParams,
     stale_after: Duration,
-    open: Mutex<HashMap<(u64, u64), Arc<Mutex<Entry>>>>,
-    done: Mutex<(HashSet<(u64, u64)>, VecDeque<(u64, u64)>)>,
+    open: Mutex<OpenTransfers>,
+    done: Mutex<CompletedMemory>,
     tx: Sender<Message>,
     rx: Receiver<Message>,
 }
@@ -95,18 +106,24 @@ impl IncomingTable {
             },
             stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
             open: Mutex::new(HashMap::new()),
-            done: Mutex::new((HashSet::new(), VecDeque::new())),
+            done: Mutex::new(CompletedMemory::default()),
             tx,
             rx,
         }
     }
 
-    pub(super) fn is_done(&self, key: (u64, u64)) -> bool {
-        self.done.lock().0.contains(&key)
+    pub(super) fn is_done(&self, key: TransferKey) -> bool {
+        self.done.lock().set.contains(&key)
     }
 
     /// The open transfer `key`, opened now if this is its first frame.
-    pub(super) fn entry(&self, key: (u64, u64), total: u64, dt: DataType, prio: Priority) -> Result<Arc<Mutex<Entry>>, String> {
+    pub(super) fn entry(
+        &self,
+        key: TransferKey,
+        total: u64,
+        dt: DataType,
+        prio: Priority,
+    ) -> Result<Arc<Mutex<Entry>>, String> {
         let mut open = self.open.lock();
         if let Some(e) = open.get(&key) {
             let e = Arc::clone(e);
@@ -134,19 +151,31 @@ impl IncomingTable {
                 Store::File { tmp, file }
             }
         };
-        let entry = Arc::new(Mutex::new(Entry { proto, data_type: dt, priority: prio, name: None, store, touched: Instant::now() }));
+        let entry = Arc::new(Mutex::new(Entry {
+            proto,
+            data_type: dt,
+            priority: prio,
+            name: None,
+            store,
+            touched: Instant::now(),
+        }));
         open.insert(key, Arc::clone(&entry));
         Ok(entry)
     }
 
     /// Drops transfers whose sender went silent long ago (it has given up by now).
-    fn sweep(&self, open: &mut HashMap<(u64, u64), Arc<Mutex<Entry>>>) {
+    fn sweep(&self, open: &mut OpenTransfers) {
         let now = Instant::now();
         open.retain(|key, e| {
             let e = e.lock();
             let keep = now.duration_since(e.touched) < self.stale_after;
             if !keep {
-                tracing::info!("dropping stale incoming transfer {:#x} ({} of {} bytes held)", key.1, e.proto.held(), e.proto.total());
+                tracing::info!(
+                    "dropping stale incoming transfer {:#x} ({} of {} bytes held)",
+                    key.1,
+                    e.proto.held(),
+                    e.proto.total()
+                );
                 remove_tmp(&e.store);
             }
             keep
@@ -154,23 +183,28 @@ impl IncomingTable {
     }
 
     /// Forgets an abandoned transfer and its temporary file.
-    pub(super) fn abandon(&self, key: (u64, u64)) {
+    pub(super) fn abandon(&self, key: TransferKey) {
         if let Some(e) = self.open.lock().remove(&key) {
             remove_tmp(&e.lock().store);
         }
     }
 
     /// Makes a complete transfer durable; after this the FINAL ack may go out.
-    pub(super) fn complete(&self, key: (u64, u64), source: String, e: &mut Entry) -> Result<Completed, String> {
+    pub(super) fn complete(
+        &self,
+        key: TransferKey,
+        source: String,
+        e: &mut Entry,
+    ) -> Result<Completed, String> {
         self.open.lock().remove(&key);
         {
             let mut done = self.done.lock();
-            if done.0.insert(key) {
-                done.1.push_back(key);
+            if done.set.insert(key) {
+                done.order.push_back(key);
             }
-            if done.1.len() > COMPLETED_MEMORY {
-                if let Some(old) = done.1.pop_front() {
-                    done.0.remove(&old);
+            if done.order.len() > COMPLETED_MEMORY {
+                if let Some(old) = done.order.pop_front() {
+                    done.set.remove(&old);
                 }
             }
         }
@@ -189,7 +223,11 @@ impl IncomingTable {
                     Sink::Store(d) => d.clone(),
                     _ => return Err("internal: file store without a directory".into()),
                 };
-                let name = e.name.as_deref().and_then(safe_file_name).unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
+                let name = e
+                    .name
+                    .as_deref()
+                    .and_then(safe_file_name)
+                    .unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
                 let target = dir.join(name);
                 finish_file(&file, &tmp, &target, &dir).map_err(|err| {
                     let _ = std::fs::remove_file(&tmp);
@@ -207,12 +245,17 @@ impl IncomingTable {
 
     pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
         if matches!(self.sink, Sink::Discard | Sink::Store(_)) {
-            return Err(Error::InvalidArgument("this node discards or stores what it receives; recv is for in-memory nodes".into()));
+            return Err(Error::InvalidArgument(
+                "this node discards or stores what it receives; recv is for in-memory nodes".into(),
+            ));
         }
         match timeout {
             None => self.rx.recv().map_err(|_| Error::Shutdown),
             Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {
-                crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout { what: "recv".into(), after: t },
+                crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout {
+                    what: "recv".into(),
+                    after: t,
+                },
                 crossbeam_channel::RecvTimeoutError::Disconnected => Error::Shutdown,
             }),
         }
@@ -250,7 +293,11 @@ fn remove_tmp(store: &Store) {
 /// A peer-supplied name reduced to a plain file name, or `None` if nothing safe is left.
 pub(super) fn safe_file_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next()?;
-    let ok = !base.is_empty() && base != "." && base != ".." && !base.starts_with(".hf-") && !base.chars().any(|c| c.is_control());
+    let ok = !base.is_empty()
+        && base != "."
+        && base != ".."
+        && !base.starts_with(".hf-")
+        && !base.chars().any(|c| c.is_control());
     ok.then(|| base.to_owned())
 }
 
@@ -265,7 +312,10 @@ mod tests {
 
     #[test]
     fn peer_names_cannot_escape_the_store() {
-        assert_eq!(safe_file_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(
+            safe_file_name("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
         assert_eq!(safe_file_name("model.bin").as_deref(), Some("model.bin"));
         assert_eq!(safe_file_name("dir/"), None);
         assert_eq!(safe_file_name(".."), None);

@@ -60,28 +60,50 @@ pub struct NodeInner {
 
 impl NodeInner {
     /// Binds the node's listener and starts accepting connections.
-    pub fn start(cfg: &FabricConfig, me: &str, sink: Sink, listen: Option<SocketAddr>) -> Result<Arc<NodeInner>> {
-        let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound { node: me.to_owned() })?;
-        let addr = listen.or(node_cfg.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener = tcp::listen(addr).map_err(|e| Error::io(format!("binding {me} to {addr}"), e))?;
-        let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+    pub fn start(
+        cfg: &FabricConfig,
+        me: &str,
+        sink: Sink,
+        listen: Option<SocketAddr>,
+    ) -> Result<Arc<NodeInner>> {
+        let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound {
+            node: me.to_owned(),
+        })?;
+        let addr = listen
+            .or(node_cfg.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener =
+            tcp::listen(addr).map_err(|e| Error::io(format!("binding {me} to {addr}"), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
         let peers = cfg
             .nodes
             .iter()
             .map(|n| {
                 let key = wire::node_key(&n.signature.node_id);
-                (key, Peer { id: n.signature.node_id.clone(), key, addr: n.listen })
+                (
+                    key,
+                    Peer {
+                        id: n.signature.node_id.clone(),
+                        key,
+                        addr: n.listen,
+                    },
+                )
             })
             .collect();
         let tuning = cfg.tuning.clone();
         // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
         // still understand each other; memory grows only with the frames actually seen.
-        let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64).unwrap_or(wire::MAX_PAYLOAD_HARD);
+        let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64)
+            .unwrap_or(wire::MAX_PAYLOAD_HARD);
         let inner = Arc::new(NodeInner {
             fabric_name: cfg.name.clone(),
             me: me.to_owned(),
             my_key: wire::node_key(me),
-            limits: wire::Limits { max_payload: max_payload.min(wire::MAX_PAYLOAD_HARD) },
+            limits: wire::Limits {
+                max_payload: max_payload.min(wire::MAX_PAYLOAD_HARD),
+            },
             incoming: incoming::IncomingTable::new(sink, &tuning),
             tuning,
             local_addr,
@@ -123,10 +145,15 @@ impl NodeInner {
     }
 
     fn on_accept(self: &Arc<Self>, stream: TcpStream) {
-        let peer_addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        let peer_addr = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
         if open >= self.tuning.max_connections {
-            self.stats.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .connections_rejected
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
             conn::reject(stream, "too many connections");
             return;
@@ -150,7 +177,9 @@ impl NodeInner {
             .get(&wire::node_key(id))
             .filter(|p| p.id == id)
             .cloned()
-            .ok_or_else(|| Error::NodeNotFound { node: id.to_owned() })
+            .ok_or_else(|| Error::NodeNotFound {
+                node: id.to_owned(),
+            })
     }
 
     pub fn peer_by_key(&self, key: u64) -> Option<Peer> {
@@ -168,13 +197,25 @@ impl NodeInner {
                 )));
             }
         }
-        peers.insert(key, Peer { id: id.to_owned(), key, addr });
+        peers.insert(
+            key,
+            Peer {
+                id: id.to_owned(),
+                key,
+                addr,
+            },
+        );
         Ok(())
     }
 
     pub fn unregister_peer(&self, id: &str) -> Result<()> {
         let key = wire::node_key(id);
-        self.peers.write().remove(&key).ok_or_else(|| Error::NodeNotFound { node: id.to_owned() })?;
+        self.peers
+            .write()
+            .remove(&key)
+            .ok_or_else(|| Error::NodeNotFound {
+                node: id.to_owned(),
+            })?;
         if let Some(conn) = self.conns.lock().remove(&key) {
             conn.close("peer unregistered");
         }
@@ -203,7 +244,10 @@ impl NodeInner {
             };
             let now = Instant::now();
             if now + backoff >= deadline {
-                return Err(Error::Unreachable { node: peer.id.clone(), reason: err.to_string() });
+                return Err(Error::Unreachable {
+                    node: peer.id.clone(),
+                    reason: err.to_string(),
+                });
             }
             tracing::debug!(peer = %peer.id, "dial failed, retrying in {backoff:?}: {err}");
             std::thread::sleep(backoff);
@@ -212,7 +256,11 @@ impl NodeInner {
     }
 
     fn live_conn(&self, key: u64) -> Option<Arc<Conn>> {
-        self.conns.lock().get(&key).filter(|c| c.is_alive()).cloned()
+        self.conns
+            .lock()
+            .get(&key)
+            .filter(|c| c.is_alive())
+            .cloned()
     }
 
     /// Called once a handshake succeeded, on either side.
@@ -226,7 +274,10 @@ impl NodeInner {
         conn.mark_dead();
         {
             let mut conns = self.conns.lock();
-            if conns.get(&conn.peer_key).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            if conns
+                .get(&conn.peer_key)
+                .is_some_and(|c| Arc::ptr_eq(c, conn))
+            {
                 conns.remove(&conn.peer_key);
             }
         }

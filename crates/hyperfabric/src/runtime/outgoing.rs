@@ -22,7 +22,10 @@ const MIN_COMPRESS_BYTES: usize = 512;
 pub enum SendSource<'a> {
     Bytes(&'a [u8]),
     /// Read chunk by chunk (and again on retransmission): never held whole in memory.
-    File { file: File, len: u64 },
+    File {
+        file: File,
+        len: u64,
+    },
 }
 
 impl SendSource<'_> {
@@ -33,7 +36,12 @@ impl SendSource<'_> {
         }
     }
 
-    fn chunk<'b>(&'b self, offset: u64, len: u64, buf: &'b mut Vec<u8>) -> std::io::Result<&'b [u8]> {
+    fn chunk<'b>(
+        &'b self,
+        offset: u64,
+        len: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> std::io::Result<&'b [u8]> {
         match self {
             SendSource::Bytes(b) => {
                 // poll_chunk only hands out ranges inside the transfer.
@@ -104,7 +112,9 @@ impl OutgoingTable {
 
     pub(super) fn fail_all(&self) {
         for slot in self.map.lock().values() {
-            slot.state.lock().on_refused("the local node is shutting down".into());
+            slot.state
+                .lock()
+                .on_refused("the local node is shutting down".into());
             slot.wake();
         }
     }
@@ -126,14 +136,21 @@ pub struct PendingSend<'a> {
 }
 
 impl<'a> PendingSend<'a> {
-    pub(crate) fn start(node: &Arc<NodeInner>, peer: Peer, source: SendSource<'a>, opts: SendOptions) -> Result<Self> {
+    pub(crate) fn start(
+        node: &Arc<NodeInner>,
+        peer: Peer,
+        source: SendSource<'a>,
+        opts: SendOptions,
+    ) -> Result<Self> {
         let t = &node.tuning;
         let params = SendParams {
             chunk_len: t.max_packet_size as u64,
             window_bytes: t.window_bytes,
             retransmit_timeout: Duration::from_millis(t.retransmit_timeout_ms),
             max_retransmits: t.max_retransmits,
-            stall_timeout: opts.timeout.unwrap_or(Duration::from_millis(t.send_timeout_ms)),
+            stall_timeout: opts
+                .timeout
+                .unwrap_or(Duration::from_millis(t.send_timeout_ms)),
         };
         let started = Instant::now();
         let id = node.next_transfer_id();
@@ -177,7 +194,9 @@ impl<'a> PendingSend<'a> {
                 Some(c) if c.is_alive() => Arc::clone(c),
                 _ => self.reconnect()?,
             };
-            let Some(chunk) = self.slot.state.lock().poll_chunk() else { return Ok(()) };
+            let Some(chunk) = self.slot.state.lock().poll_chunk() else {
+                return Ok(());
+            };
             let mut h = self.header(FrameKind::Data);
             h.offset = chunk.offset;
             h.aux = self.source.len();
@@ -197,7 +216,10 @@ impl<'a> PendingSend<'a> {
                     self.wire_payload_bytes += payload.len() as u64;
                     let stats = &self.node.stats;
                     stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_sent.fetch_add(payload.len() as u64 + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+                    stats.bytes_sent.fetch_add(
+                        payload.len() as u64 + crate::wire::HEADER_LEN as u64,
+                        Ordering::Relaxed,
+                    );
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer.id, "write failed, will reconnect: {e}");
@@ -220,12 +242,17 @@ impl<'a> PendingSend<'a> {
 
     fn reconnect(&mut self) -> Result<Arc<Conn>> {
         let budget = Duration::from_millis(self.node.tuning.connect_timeout_ms);
-        let conn = self.node.connection_to(&self.peer, Instant::now() + budget)?;
+        let conn = self
+            .node
+            .connection_to(&self.peer, Instant::now() + budget)?;
         if let Some(name) = &self.opts.name {
             let mut h = self.header(FrameKind::Meta);
             h.aux = self.source.len();
             let name = &name.as_bytes()[..name.len().min(255)];
-            conn.send(&h, name).map_err(|e| Error::Unreachable { node: self.peer.id.clone(), reason: e.to_string() })?;
+            conn.send(&h, name).map_err(|e| Error::Unreachable {
+                node: self.peer.id.clone(),
+                reason: e.to_string(),
+            })?;
         }
         self.conn = Some(Arc::clone(&conn));
         Ok(conn)
@@ -243,9 +270,12 @@ impl<'a> PendingSend<'a> {
                     SendState::Sending => st.poll_timeout(),
                 }
             };
-            let deadline = next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
+            let deadline =
+                next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
             let slot = &self.slot;
-            idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, || slot.woken.load(Ordering::Acquire));
+            idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, || {
+                slot.woken.load(Ordering::Acquire)
+            });
             slot.woken.store(false, Ordering::Release);
             let now = Instant::now();
             if next_timeout.is_some_and(|t| now >= t) {
@@ -255,11 +285,22 @@ impl<'a> PendingSend<'a> {
     }
 
     fn failure(&self, f: SendFailure) -> Error {
-        self.node.stats.transfers_failed.fetch_add(1, Ordering::Relaxed);
+        self.node
+            .stats
+            .transfers_failed
+            .fetch_add(1, Ordering::Relaxed);
         match f {
-            SendFailure::Rejected(reason) => Error::Rejected { reason: format!("{}: {reason}", self.peer.id) },
-            SendFailure::TimedOut { retransmits, stalled_for } => Error::Timeout {
-                what: format!("transfer {:#x} to `{}` ({retransmits} retransmission rounds)", self.id, self.peer.id),
+            SendFailure::Rejected(reason) => Error::Rejected {
+                reason: format!("{}: {reason}", self.peer.id),
+            },
+            SendFailure::TimedOut {
+                retransmits,
+                stalled_for,
+            } => Error::Timeout {
+                what: format!(
+                    "transfer {:#x} to `{}` ({retransmits} retransmission rounds)",
+                    self.id, self.peer.id
+                ),
                 after: stalled_for,
             },
         }
@@ -268,7 +309,9 @@ impl<'a> PendingSend<'a> {
     fn report(&self, retransmitted_bytes: u64) -> SendReport {
         let stats = &self.node.stats;
         stats.transfers_sent.fetch_add(1, Ordering::Relaxed);
-        stats.retransmitted_bytes.fetch_add(retransmitted_bytes, Ordering::Relaxed);
+        stats
+            .retransmitted_bytes
+            .fetch_add(retransmitted_bytes, Ordering::Relaxed);
         let bytes = self.source.len();
         let latency = self.started.elapsed();
         SendReport {
@@ -277,8 +320,16 @@ impl<'a> PendingSend<'a> {
             latency,
             throughput_gbps: bytes as f64 * 8.0 / latency.as_secs_f64().max(1e-9) / 1e9,
             path: vec![self.node.me.clone(), self.peer.id.clone()],
-            hops: vec![Hop { from: self.node.me.clone(), to: self.peer.id.clone(), transport: TransportKind::Tcp }],
-            compression_ratio: if self.wire_payload_bytes == 0 { 1.0 } else { bytes as f64 / self.wire_payload_bytes as f64 },
+            hops: vec![Hop {
+                from: self.node.me.clone(),
+                to: self.peer.id.clone(),
+                transport: TransportKind::Tcp,
+            }],
+            compression_ratio: if self.wire_payload_bytes == 0 {
+                1.0
+            } else {
+                bytes as f64 / self.wire_payload_bytes as f64
+            },
             retransmitted_bytes,
             data_type: self.opts.data_type,
             priority: self.opts.priority,
@@ -316,7 +367,9 @@ mod tests {
         let mut out = vec![0u8; 4096];
         let n = lz4_flex::block::decompress_into(&packed[4..], &mut out).unwrap();
         assert_eq!((n, &out[..]), (4096, &zeros[..]));
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         assert!(compress(true, &noise, &mut buf).is_none());
         assert!(compress(false, &zeros, &mut buf).is_none());
     }

@@ -41,8 +41,20 @@ impl PingStats {
             let rank = ((p / 100.0) * n as f64).ceil() as usize;
             samples[rank.clamp(1, n) - 1]
         };
-        let mean = if n == 0 { 0.0 } else { samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64 };
-        let var = if n < 2 { 0.0 } else { samples.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64 };
+        let mean = if n == 0 {
+            0.0
+        } else {
+            samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64
+        };
+        let var = if n < 2 {
+            0.0
+        } else {
+            samples
+                .iter()
+                .map(|&s| (s as f64 - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1) as f64
+        };
         let received = n as u64;
         let lost = sent.saturating_sub(received);
         PingStats {
@@ -52,7 +64,11 @@ impl PingStats {
             sent,
             received,
             lost,
-            loss_pct: if sent == 0 { 0.0 } else { lost as f64 * 100.0 / sent as f64 },
+            loss_pct: if sent == 0 {
+                0.0
+            } else {
+                lost as f64 * 100.0 / sent as f64
+            },
             min_ns: samples.first().copied().unwrap_or(0),
             max_ns: samples.last().copied().unwrap_or(0),
             mean_ns: mean,
@@ -79,7 +95,10 @@ impl NodeInner {
     pub fn ping(self: &Arc<Self>, peer: &Peer, plan: PingPlan) -> Result<PingStats> {
         let max = self.limits.max_payload as usize;
         if plan.size > max {
-            return Err(Error::InvalidArgument(format!("ping size {} exceeds the frame limit of {max} bytes", plan.size)));
+            return Err(Error::InvalidArgument(format!(
+                "ping size {} exceeds the frame limit of {max} bytes",
+                plan.size
+            )));
         }
         let payload = vec![0xA5u8; plan.size];
         let mut samples = Vec::with_capacity(plan.count.min(10_000_000) as usize);
@@ -111,7 +130,12 @@ impl NodeInner {
                 after: plan.timeout,
             }));
         }
-        Ok(PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples))
+        Ok(PingStats::from_samples(
+            &peer.id,
+            plan.size,
+            plan.count,
+            &mut samples,
+        ))
     }
 
     /// One round trip; `None` when no pong came back in time.
@@ -123,9 +147,12 @@ impl NodeInner {
         h.transfer_id = seq;
         let start = Instant::now();
         conn.send(&h, payload).ok()?;
-        let done = idle::wait_until(self.tuning.idle_strategy, start + timeout, &conn.pong_gate, || {
-            conn.pong_seq.load(Ordering::Acquire) >= seq
-        });
+        let done = idle::wait_until(
+            self.tuning.idle_strategy,
+            start + timeout,
+            &conn.pong_gate,
+            || conn.pong_seq.load(Ordering::Acquire) >= seq,
+        );
         done.then(|| start.elapsed())
     }
 
@@ -144,7 +171,10 @@ mod tests {
     fn figures_are_consistent() {
         let mut s: Vec<u64> = (1..=1000).rev().collect();
         let p = PingStats::from_samples("b", 64, 1010, &mut s);
-        assert_eq!((p.min_ns, p.max_ns, p.median_ns, p.p99_ns, p.p999_ns), (1, 1000, 500, 990, 999));
+        assert_eq!(
+            (p.min_ns, p.max_ns, p.median_ns, p.p99_ns, p.p999_ns),
+            (1, 1000, 500, 990, 999)
+        );
         assert_eq!(p.lost, 10);
         assert!((p.loss_pct - 0.990099).abs() < 1e-3);
         assert!((p.mean_ns - 500.5).abs() < 1e-9);

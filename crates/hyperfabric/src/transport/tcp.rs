@@ -31,7 +31,11 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Connects with a timeout and applies the profile's options before any byte is sent.
-pub fn connect(addr: SocketAddr, timeout: Duration, tuning: &Tuning) -> io::Result<(TcpStream, SocketReport)> {
+pub fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tuning: &Tuning,
+) -> io::Result<(TcpStream, SocketReport)> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Buffer sizes must be set before connect for the window scale to take them into account.
     request_buffers(&SockRef::from(&socket), tuning);
@@ -71,7 +75,11 @@ pub fn apply(stream: &TcpStream, tuning: &Tuning) -> SocketReport {
         }
     });
     let congestion_control = congestion_control.or_else(|| {
-        sock.tcp_congestion().ok().map(|v| String::from_utf8_lossy(&v).trim_end_matches('\0').to_owned())
+        sock.tcp_congestion().ok().map(|v| {
+            String::from_utf8_lossy(&v)
+                .trim_end_matches('\0')
+                .to_owned()
+        })
     });
     SocketReport {
         nodelay: sock.nodelay().unwrap_or(false),
@@ -83,8 +91,12 @@ pub fn apply(stream: &TcpStream, tuning: &Tuning) -> SocketReport {
 
 fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
     let want = tuning.socket_buffer_bytes;
-    let send = sock.set_send_buffer_size(want).and_then(|_| sock.send_buffer_size());
-    let recv = sock.set_recv_buffer_size(want).and_then(|_| sock.recv_buffer_size());
+    let send = sock
+        .set_send_buffer_size(want)
+        .and_then(|_| sock.send_buffer_size());
+    let recv = sock
+        .set_recv_buffer_size(want)
+        .and_then(|_| sock.recv_buffer_size());
     // Linux reports twice the requested size (bookkeeping overhead), so compare with want.
     let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if *n >= want);
     if (capped(&send) || capped(&recv)) && !WARNED_BUFFERS.swap(true, Ordering::Relaxed) {
@@ -100,7 +112,9 @@ fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
 }
 
 fn read_sysctl(name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/sys/{name}")).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Writes every byte of `bufs` (writev), retrying on short writes and interrupts.
@@ -108,7 +122,12 @@ pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> i
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "connection accepted no more bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection accepted no more bytes",
+                ))
+            }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

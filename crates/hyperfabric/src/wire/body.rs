@@ -41,7 +41,9 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
             return Err(bad("name too long"));
         }
         let s = rest.get(..len).ok_or(bad("truncated name"))?;
-        let s = std::str::from_utf8(s).map_err(|_| bad("name is not UTF-8"))?.to_owned();
+        let s = std::str::from_utf8(s)
+            .map_err(|_| bad("name is not UTF-8"))?
+            .to_owned();
         *b = &rest[len..];
         Ok(s)
     };
@@ -51,7 +53,11 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
     if !rest.is_empty() {
         return Err(bad("trailing bytes"));
     }
-    Ok(Hello { fabric, node, nonce: u64::from_le_bytes(*nonce) })
+    Ok(Hello {
+        fabric,
+        node,
+        nonce: u64::from_le_bytes(*nonce),
+    })
 }
 
 #[cfg(test)]
@@ -60,7 +66,11 @@ mod tests {
 
     #[test]
     fn hello_round_trip_and_truncation() {
-        let h = Hello { fabric: "lab".into(), node: "gpu-01".into(), nonce: 7 };
+        let h = Hello {
+            fabric: "lab".into(),
+            node: "gpu-01".into(),
+            nonce: 7,
+        };
         let b = encode_hello(&h);
         assert_eq!(decode_hello(FrameKind::Hello, &b), Ok(h));
         for cut in 0..b.len() {

@@ -41,7 +41,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // 1 MiB packets plus room for a compression format's worst-case growth.
-        Limits { max_payload: (1 << 20) + 4096 }
+        Limits {
+            max_payload: (1 << 20) + 4096,
+        }
     }
 }
 
@@ -144,7 +146,10 @@ pub enum DecodeError {
     #[error("checksum mismatch: header says {expected:#010x}, frame gives {actual:#010x}")]
     BadChecksum { expected: u32, actual: u32 },
     #[error("malformed {kind:?} body: {reason}")]
-    MalformedBody { kind: FrameKind, reason: &'static str },
+    MalformedBody {
+        kind: FrameKind,
+        reason: &'static str,
+    },
 }
 
 impl Header {
@@ -215,7 +220,8 @@ impl Header {
         if flags & !flags::KNOWN != 0 {
             return Err(DecodeError::UnknownFlags { found: flags });
         }
-        let priority = Priority::from_code(b[8]).ok_or(DecodeError::UnknownPriority { found: b[8] })?;
+        let priority =
+            Priority::from_code(b[8]).ok_or(DecodeError::UnknownPriority { found: b[8] })?;
         let data_type =
             DataType::from_code(b[9]).ok_or(DecodeError::UnknownDataType { found: b[9] })?;
         if b[11] != 0 || le_u32(b, 60) != 0 {
@@ -224,7 +230,10 @@ impl Header {
         let payload_len = le_u32(b, 12);
         let max = limits.max_payload.min(MAX_PAYLOAD_HARD);
         if payload_len > max {
-            return Err(DecodeError::Oversize { len: payload_len, max });
+            return Err(DecodeError::Oversize {
+                len: payload_len,
+                max,
+            });
         }
         Ok(Header {
             kind,
@@ -254,7 +263,11 @@ pub struct Oversize {
 
 impl fmt::Display for Oversize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "payload of {} bytes exceeds the wire maximum {MAX_PAYLOAD_HARD}", self.len)
+        write!(
+            f,
+            "payload of {} bytes exceeds the wire maximum {MAX_PAYLOAD_HARD}",
+            self.len
+        )
     }
 }
 
@@ -282,11 +295,15 @@ pub fn decode_frame(buf: &[u8], limits: Limits) -> Result<(Header, &[u8], usize)
     let header = Header::decode(buf, limits)?;
     let total = HEADER_LEN + header.payload_len as usize;
     let Some(frame) = buf.get(..total) else {
-        return Err(DecodeError::Incomplete { needed: total - buf.len() });
+        return Err(DecodeError::Incomplete {
+            needed: total - buf.len(),
+        });
     };
     let (raw, payload) = frame.split_at(HEADER_LEN);
     // `raw` is exactly HEADER_LEN long by construction of `split_at`.
-    let raw: &[u8; HEADER_LEN] = raw.try_into().map_err(|_| DecodeError::Incomplete { needed: HEADER_LEN })?;
+    let raw: &[u8; HEADER_LEN] = raw
+        .try_into()
+        .map_err(|_| DecodeError::Incomplete { needed: HEADER_LEN })?;
     verify(raw, payload)?;
     Ok((header, payload, total))
 }
@@ -348,7 +365,13 @@ mod tests {
         let (h, p, used) = decode_frame(&frame, Limits::default()).unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(p, payload);
-        assert_eq!(h, Header { payload_len: payload.len() as u32, ..sample() });
+        assert_eq!(
+            h,
+            Header {
+                payload_len: payload.len() as u32,
+                ..sample()
+            }
+        );
     }
 
     #[test]
@@ -357,7 +380,10 @@ mod tests {
         for i in 0..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 0x10;
-            assert!(decode_frame(&bad, Limits::default()).is_err(), "flip at byte {i} accepted");
+            assert!(
+                decode_frame(&bad, Limits::default()).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
     }
 
@@ -367,7 +393,10 @@ mod tests {
         raw[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             Header::decode(&raw, Limits::default()),
-            Err(DecodeError::Oversize { len: u32::MAX, max: Limits::default().max_payload })
+            Err(DecodeError::Oversize {
+                len: u32::MAX,
+                max: Limits::default().max_payload
+            })
         );
     }
 
@@ -376,13 +405,25 @@ mod tests {
         let raw = sample().encode(&[]).unwrap();
         let mut v = raw;
         v[4] = 9;
-        assert_eq!(Header::decode(&v, Limits::default()), Err(DecodeError::UnsupportedVersion { found: 9 }));
+        assert_eq!(
+            Header::decode(&v, Limits::default()),
+            Err(DecodeError::UnsupportedVersion { found: 9 })
+        );
         let mut v = raw;
         v[0] = b'X';
-        assert!(matches!(Header::decode(&v, Limits::default()), Err(DecodeError::BadMagic { .. })));
-        assert_eq!(Header::decode(&raw[..10], Limits::default()), Err(DecodeError::Incomplete { needed: 54 }));
+        assert!(matches!(
+            Header::decode(&v, Limits::default()),
+            Err(DecodeError::BadMagic { .. })
+        ));
+        assert_eq!(
+            Header::decode(&raw[..10], Limits::default()),
+            Err(DecodeError::Incomplete { needed: 54 })
+        );
         let frame = encode_frame(&sample(), b"abc").unwrap();
-        assert_eq!(decode_frame(&frame[..66], Limits::default()), Err(DecodeError::Incomplete { needed: 1 }));
+        assert_eq!(
+            decode_frame(&frame[..66], Limits::default()),
+            Err(DecodeError::Incomplete { needed: 1 })
+        );
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! Hostile or broken peers against a real `hfabric serve`: each offender is cut off with a
+//! log line saying why, and the node stays up and keeps serving others.
+
+mod support;
+
+use hyperfabric::wire::{self, FrameKind, Header, Hello};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Reads until the server closes the connection; returns what it sent first, or panics
+/// if it keeps the connection open longer than `within`.
+fn expect_closed(mut s: TcpStream, within: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(within)).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("connection still open after {:?}: {e}", start.elapsed()),
+        }
+    }
+}
+
+fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
+    let mut h = Header::new(FrameKind::Hello);
+    h.src = wire::node_key(node);
+    h.dst = wire::node_key("node-b");
+    wire::encode_frame(
+        &h,
+        &wire::encode_hello(&Hello {
+            fabric: fabric.into(),
+            node: node.into(),
+            nonce: 1,
+        }),
+    )
+    .unwrap()
+}
+
+fn still_serves(cfg: &std::path::Path, server: &mut Server) {
+    assert!(server.is_running(), "the node died");
+    let peer = server.peer_arg("node-b");
+    let out = hfabric(&[
+        "send",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--peer",
+        &peer,
+        "--from",
+        "node-a",
+        "--to",
+        "node-b",
+        "--size",
+        "100000",
+    ]);
+    assert!(
+        out.status.success(),
+        "node stopped serving: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn garbage_and_huge_headers_are_cut_off_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let mut server = Server::start(&cfg, "node-b", None);
+
+    // 1. Plain garbage instead of a hello.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&[0xde; 300]).unwrap();
+    let answer = expect_closed(s, Duration::from_secs(5));
+    let (h, reason, _) = wire::decode_frame(&answer, wire::Limits::default())
+        .expect("a Reject frame before closing");
+    assert_eq!(h.kind, FrameKind::Reject);
+    assert!(String::from_utf8_lossy(reason).contains("bad magic"));
+    assert!(
+        server.wait_log("bad magic", Duration::from_secs(5)),
+        "{}",
+        server.log_text()
+    );
+
+    // 2. A well-formed header announcing a 4 GiB payload: refused before any allocation.
+    let mut huge = hello_frame("node-a", "test");
+    huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&huge[..wire::HEADER_LEN]).unwrap();
+    expect_closed(s, Duration::from_secs(5));
+    assert!(
+        server.wait_log(
+            "payload of 4294967295 bytes exceeds the limit",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log_text()
+    );
+
+    // 3. Wrong fabric and unknown node are refused by name.
+    for (node, fabric, why) in [
+        ("node-a", "other", "wrong fabric `other`"),
+        ("mallory", "test", "unknown node `mallory`"),
+    ] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(&hello_frame(node, fabric)).unwrap();
+        let answer = expect_closed(s, Duration::from_secs(5));
+        let (h, reason, _) =
+            wire::decode_frame(&answer, wire::Limits::default()).expect("reject frame");
+        assert_eq!(h.kind, FrameKind::Reject);
+        assert!(
+            String::from_utf8_lossy(reason).contains(why),
+            "{}",
+            String::from_utf8_lossy(reason)
+        );
+    }
+
+    // 4. A member that handshakes properly, then sends a corrupted frame.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&hello_frame("node-a", "test")).unwrap();
+    let mut welcome = vec![0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = s.read(&mut welcome).unwrap();
+    assert_eq!(
+        wire::decode_frame(&welcome[..n], wire::Limits::default())
+            .unwrap()
+            .0
+            .kind,
+        FrameKind::Welcome
+    );
+    let mut ping = Header::new(FrameKind::Ping);
+    ping.src = wire::node_key("node-a");
+    let mut bad = wire::encode_frame(&ping, b"0123456789").unwrap();
+    bad[wire::HEADER_LEN + 3] ^= 1;
+    s.write_all(&bad).unwrap();
+    expect_closed(s, Duration::from_secs(5));
+    assert!(
+        server.wait_log("checksum mismatch", Duration::from_secs(5)),
+        "{}",
+        server.log_text()
+    );
+
+    // 5. Half a header, then silence: cut off at the handshake timeout (1 s in this fabric).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&hello_frame("node-a", "test")[..20]).unwrap();
+    let start = Instant::now();
+    expect_closed(s, Duration::from_secs(10));
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    still_serves(&cfg, &mut server);
+}
+
+#[test]
+fn a_peer_that_dies_mid_transfer_does_not_hurt_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let mut server = Server::start(&cfg, "node-b", None);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&hello_frame("node-a", "test")).unwrap();
+    let mut welcome = vec![0u8; 1024];
+    let _ = s.read(&mut welcome).unwrap();
+    // First chunk of a 10 MiB transfer, then the connection vanishes.
+    let mut d = Header::new(FrameKind::Data);
+    d.src = wire::node_key("node-a");
+    d.dst = wire::node_key("node-b");
+    d.transfer_id = 7;
+    d.aux = 10 << 20;
+    s.write_all(&wire::encode_frame(&d, &vec![1u8; 65536]).unwrap())
+        .unwrap();
+    drop(s);
+    still_serves(&cfg, &mut server);
+}

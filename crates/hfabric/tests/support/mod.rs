@@ -1,0 +1,197 @@
+//! Real processes on loopback: `hfabric serve` children on ephemeral ports, temp dirs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hfabric");
+
+/// A two-node fabric file in a temp dir; node-b's real address is learnt when it starts.
+pub fn fabric_file(dir: &Path, profile: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[fabric]
+name = "test"
+profile = "{profile}"
+send_timeout_ms = 5000
+connect_timeout_ms = 1000
+handshake_timeout_ms = 1000
+
+[[nodes]]
+id = "node-a"
+hardware = "cpu-cluster"
+listen = "127.0.0.1:0"
+
+[[nodes]]
+id = "node-b"
+hardware = "cpu-cluster"
+listen = "127.0.0.1:1"
+
+[[links]]
+between = ["node-a", "node-b"]
+bandwidth_gbps = 100
+latency_ns = 1000
+"#
+    );
+    let path = dir.join("fabric.toml");
+    std::fs::write(&path, text).expect("write fabric file");
+    path
+}
+
+/// A running `hfabric serve`; killed on drop. Its stderr (the log) goes to a file.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(config: &Path, node: &str, store: Option<&Path>) -> Server {
+        let log = config.with_file_name(format!("{node}-{}.log", std::process::id()));
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--json",
+            "--node",
+            node,
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(config);
+        if let Some(dir) = store {
+            cmd.arg("--store").arg(dir);
+        }
+        cmd.env("RUST_LOG", "info");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn hfabric serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
+        let addr = v["addr"]
+            .as_str()
+            .expect("addr")
+            .parse()
+            .expect("socket address");
+        Server { child, addr, log }
+    }
+
+    pub fn peer_arg(&self, node: &str) -> String {
+        format!("{node}={}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (the server logs asynchronously).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Peak resident memory (VmHWM) of the server process.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("VmHWM");
+        kb * 1024
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn hfabric(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hfabric")
+}
+
+/// Writes `len` pseudo-random bytes (seeded) to `path` without holding them all in memory.
+pub fn random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        for b in block.chunks_mut(8) {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let v = state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            b.copy_from_slice(&v[..b.len()]);
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// Byte-for-byte comparison of two files, streamed.
+pub fn same_contents(a: &Path, b: &Path) -> bool {
+    let (Ok(fa), Ok(fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    let (mut ra, mut rb) = (
+        BufReader::with_capacity(1 << 20, fa),
+        BufReader::with_capacity(1 << 20, fb),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = read_full(&mut ra, &mut ba);
+        let nb = read_full(&mut rb, &mut bb);
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    n
+}
