@@ -367,8 +367,14 @@ mod tests {
         let mut out = vec![0u8; 4096];
         let n = lz4_flex::block::decompress_into(&packed[4..], &mut out).unwrap();
         assert_eq!((n, &out[..]), (4096, &zeros[..]));
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
             .collect();
         assert!(compress(true, &noise, &mut buf).is_none());
         assert!(compress(false, &zeros, &mut buf).is_none());

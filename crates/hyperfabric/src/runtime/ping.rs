@@ -34,11 +34,12 @@ impl PingStats {
     pub fn from_samples(peer: &str, size: usize, sent: u64, samples: &mut [u64]) -> PingStats {
         samples.sort_unstable();
         let n = samples.len();
-        let pct = |p: f64| -> u64 {
+        // Nearest-rank percentile in integer arithmetic (floats misround 99.9% of 1000).
+        let pct = |per_mille: usize| -> u64 {
             if n == 0 {
                 return 0;
             }
-            let rank = ((p / 100.0) * n as f64).ceil() as usize;
+            let rank = (per_mille * n).div_ceil(1000);
             samples[rank.clamp(1, n) - 1]
         };
         let mean = if n == 0 {
@@ -72,11 +73,11 @@ impl PingStats {
             min_ns: samples.first().copied().unwrap_or(0),
             max_ns: samples.last().copied().unwrap_or(0),
             mean_ns: mean,
-            median_ns: pct(50.0),
-            p99_ns: pct(99.0),
-            p999_ns: pct(99.9),
+            median_ns: pct(500),
+            p99_ns: pct(990),
+            p999_ns: pct(999),
             stddev_ns: var.sqrt(),
-            rtt_median_ns: pct(50.0) * 2,
+            rtt_median_ns: pct(500) * 2,
         }
     }
 }
