@@ -46,7 +46,9 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
             return Err(bad("name too long"));
         }
         let s = rest.get(..len).ok_or(bad("truncated name"))?;
-        let s = std::str::from_utf8(s).map_err(|_| bad("name is not UTF-8"))?.to_owned();
+        let s = std::str::from_utf8(s)
+            .map_err(|_| bad("name is not UTF-8"))?
+            .to_owned();
         *b = &rest[len..];
         Ok(s)
     };
@@ -56,7 +58,11 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
     if !rest.is_empty() {
         return Err(bad("trailing bytes"));
     }
-    Ok(Hello { fabric, node, nonce: u64::from_le_bytes(*nonce) })
+    Ok(Hello {
+        fabric,
+        node,
+        nonce: u64::from_le_bytes(*nonce),
+    })
 }
 
 #[cfg(test)]
@@ -65,7 +71,11 @@ mod tests {
 
     #[test]
     fn hello_round_trip_and_truncation() {
-        let h = Hello { fabric: "lab".into(), node: "gpu-01".into(), nonce: 7 };
+        let h = Hello {
+            fabric: "lab".into(),
+            node: "gpu-01".into(),
+            nonce: 7,
+        };
         let b = encode_hello(&h);
         assert_eq!(decode_hello(FrameKind::Hello, &b), Ok(h));
         for cut in 0..b.len() {
@@ -80,7 +90,11 @@ mod tests {
     fn long_names_are_cut_at_a_char_boundary() {
         // 255 ASCII bytes then a 3-byte character: a plain byte cut at 256 splits it.
         let node = format!("{}ノ", "a".repeat(255));
-        let h = Hello { fabric: "lab".into(), node, nonce: 1 };
+        let h = Hello {
+            fabric: "lab".into(),
+            node,
+            nonce: 1,
+        };
         let got = decode_hello(FrameKind::Hello, &encode_hello(&h)).unwrap();
         assert_eq!(got.node, "a".repeat(255));
     }
