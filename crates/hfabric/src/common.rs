@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A CLI failure with the exit code it deserves.
+#[derive(Debug)]
 pub struct CliError {
     pub message: String,
     pub code: u8,
@@ -69,7 +70,7 @@ pub struct FabricArgs {
     pub peers: Vec<(String, SocketAddr)>,
 }
 
-fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
+pub fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
     let (id, addr) = s.split_once('=').ok_or("expected ID=ADDR")?;
     let addr = addr
         .parse()

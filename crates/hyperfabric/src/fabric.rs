@@ -296,6 +296,12 @@ impl Fabric {
     }
 
     pub fn ping(&self, dst: &str, opts: PingOptions) -> Result<PingStats> {
+        self.ping_samples(dst, opts).map(|(stats, _)| stats)
+    }
+
+    /// Like [`Fabric::ping`], also returning every one-way sample (sorted, nanoseconds),
+    /// for histograms and plots.
+    pub fn ping_samples(&self, dst: &str, opts: PingOptions) -> Result<(PingStats, Vec<u64>)> {
         if opts.count == 0 {
             return Err(Error::InvalidArgument(
                 "ping count must be at least 1".into(),

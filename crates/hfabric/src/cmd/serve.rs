@@ -20,12 +20,18 @@ pub struct Args {
     /// Listen here instead of the fabric file's address (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Pin this process (all its threads) to one CPU.
+    #[arg(long, value_name = "CPU")]
+    pub pin: Option<usize>,
     /// Print the ready line (and nothing else on stdout) as JSON: {"event":"listening",...}.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
+    if let Some(cpu) = a.pin {
+        crate::cmd::bench::pin_current(cpu)?;
+    }
     let cfg = a.fabric.load()?;
     let profile = cfg.profile;
     let mut builder = Fabric::from_config(cfg).node(&a.node);

@@ -93,7 +93,8 @@ pub struct PingPlan {
 }
 
 impl NodeInner {
-    pub fn ping(self: &Arc<Self>, peer: &Peer, plan: PingPlan) -> Result<PingStats> {
+    /// Pings `peer`; returns the figures and the one-way samples (sorted, nanoseconds).
+    pub fn ping(self: &Arc<Self>, peer: &Peer, plan: PingPlan) -> Result<(PingStats, Vec<u64>)> {
         let max = self.limits.max_payload as usize;
         if plan.size > max {
             return Err(Error::InvalidArgument(format!(
@@ -131,12 +132,8 @@ impl NodeInner {
                 after: plan.timeout,
             }));
         }
-        Ok(PingStats::from_samples(
-            &peer.id,
-            plan.size,
-            plan.count,
-            &mut samples,
-        ))
+        let stats = PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples);
+        Ok((stats, samples))
     }
 
     /// One round trip; `None` when no pong came back in time.

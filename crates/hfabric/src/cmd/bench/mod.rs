@@ -1,0 +1,237 @@
+//! `hfabric bench`: the main job. Latency (ping-pong), throughput (a stream of transfers per
+//! message size) and concurrent streams between two nodes. With no --config it starts a local
+//! two-node fabric itself (a child `hfabric serve`) and tears it down afterwards.
+
+mod concurrent;
+mod latency;
+mod local;
+mod report;
+mod throughput;
+
+use crate::common::{apply_overrides, print_json, start_client, CliError, CliResult};
+use hyperfabric::config::{FabricConfig, ProfileName};
+use hyperfabric::Fabric;
+use indicatif::{ProgressBar, ProgressStyle};
+use report::{Report, Tests};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The bundled fabric `bench` starts when no --config is given.
+pub const LOCAL_FABRIC: &str = include_str!("../../../../../examples/local.toml");
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    Latency,
+    Throughput,
+    Concurrent,
+    All,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportChoice {
+    /// The best transport for the link (today: TCP; shared memory arrives with its transport).
+    Auto,
+    /// Shared memory inside a host (not built yet: refused with a clear error).
+    Shm,
+    Tcp,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which test to run.
+    #[arg(value_enum, default_value = "all")]
+    pub test: Which,
+    /// Measure this fabric's running nodes instead of starting a local one (needs --from, --to).
+    #[arg(long, short = 'c', value_name = "FILE", requires_all = ["from", "to"])]
+    pub config: Option<PathBuf>,
+    /// The measuring node (runs in this process).
+    #[arg(long, value_name = "ID")]
+    pub from: Option<String>,
+    /// The node measured against (must be running `hfabric serve`).
+    #[arg(long, value_name = "ID")]
+    pub to: Option<String>,
+    /// Reach node ID at ADDR instead of the file's address (repeatable).
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = crate::common::parse_peer)]
+    pub peers: Vec<(String, SocketAddr)>,
+    /// One profile for every test. Default: low_latency for latency, high_throughput otherwise.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<ProfileName>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: TransportChoice,
+    /// Pin this process to CPU A and the local server to CPU B: --pin A,B (or just A).
+    #[arg(long, value_name = "CPUS", value_delimiter = ',')]
+    pub pin: Vec<usize>,
+    /// Latency: timed ping-pongs (after --warmup untimed ones).
+    #[arg(long, alias = "count", default_value_t = 10_000)]
+    pub iterations: u64,
+    #[arg(long, default_value_t = 1_000)]
+    pub warmup: u64,
+    /// Latency: payload bytes of each ping.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Latency: pause between pings in microseconds (outside the timed region).
+    #[arg(long, default_value_t = 0)]
+    pub interval_us: u64,
+    /// Throughput: message sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1024u64, 10240, 102400, 1048576])]
+    pub sizes: Vec<u64>,
+    /// Throughput: seconds of streaming per size.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds_per_size: f64,
+    /// Throughput: transfers in flight at once (each acknowledged end to end).
+    #[arg(long, default_value_t = 8)]
+    pub inflight: usize,
+    /// Concurrent: number of streams.
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Concurrent: seconds the streams run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Draw the latency distribution and throughput against size (.svg, or .png with rsvg-convert).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Print the report as JSON (schema: docs/bench.md); no progress bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    fn runs(&self, t: Which) -> bool {
+        self.test == Which::All || self.test == t
+    }
+}
+
+/// What every test needs: a way to start the measuring node with a given profile.
+pub struct Target {
+    pub base: FabricConfig,
+    pub from: String,
+    pub to: String,
+    pub peers: Vec<(String, SocketAddr)>,
+}
+
+impl Target {
+    pub fn client(&self, profile: ProfileName) -> CliResult<Fabric> {
+        start_client(
+            apply_overrides(self.base.clone(), Some(profile), &self.peers)?,
+            &self.from,
+        )
+    }
+}
+
+pub fn run(a: Args) -> CliResult {
+    validate(&a)?;
+    if let Some(&cpu) = a.pin.first() {
+        pin_current(cpu)?;
+    }
+    let (base, from, to, server) = match &a.config {
+        Some(path) => (
+            FabricConfig::from_file(path)?,
+            a.from.clone().unwrap_or_default(),
+            a.to.clone().unwrap_or_default(),
+            None,
+        ),
+        None => {
+            let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
+            let server = local::LocalServer::start(a.profile, a.pin.get(1).copied())?;
+            (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
+        }
+    };
+    let mut peers = a.peers.clone();
+    if let Some(s) = &server {
+        peers.push((to.clone(), s.addr));
+    }
+    let target = Target {
+        base,
+        from,
+        to,
+        peers,
+    };
+    let mut tests = Tests::default();
+    if a.runs(Which::Latency) {
+        tests.latency = Some(latency::run(&target, &a)?);
+    }
+    if a.runs(Which::Throughput) {
+        tests.throughput = Some(throughput::run(&target, &a)?);
+    }
+    if a.runs(Which::Concurrent) {
+        tests.concurrent = Some(concurrent::run(&target, &a)?);
+    }
+    drop(server);
+    let report = Report::new(&target, a.config.is_none(), a.pin.clone(), tests);
+    if let Some(path) = &a.plot {
+        report::plot(&report, path).map_err(CliError::failed)?;
+        if !a.json {
+            eprintln!("plot written to {}", path.display());
+        }
+    }
+    if a.json {
+        print_json(&report)
+    } else {
+        report.print_text();
+        Ok(())
+    }
+}
+
+fn validate(a: &Args) -> CliResult {
+    if a.transport == TransportChoice::Shm {
+        return Err(CliError::usage(
+            "--transport shm: the shared-memory transport is not part of this build yet; use auto or tcp",
+        ));
+    }
+    if a.iterations == 0 || a.inflight == 0 || a.sizes.is_empty() || a.streams == 0 {
+        return Err(CliError::usage(
+            "--iterations, --inflight, --sizes and --streams must be at least 1",
+        ));
+    }
+    for (name, v) in [
+        ("--seconds-per-size", a.seconds_per_size),
+        ("--duration", a.duration),
+    ] {
+        if !(v > 0.0 && v.is_finite() && v <= 3600.0) {
+            return Err(CliError::usage(format!(
+                "{name} must be a number of seconds in (0, 3600]"
+            )));
+        }
+    }
+    if a.sizes.iter().any(|&s| s == 0 || s > 1 << 30) {
+        return Err(CliError::usage("--sizes must lie between 1 byte and 1 GiB"));
+    }
+    if a.pin.len() > 2 {
+        return Err(CliError::usage(
+            "--pin takes one or two CPU numbers: this process, then the local server",
+        ));
+    }
+    Ok(())
+}
+
+/// Pins the calling thread (and the threads it starts later) to `cpu`.
+pub fn pin_current(cpu: usize) -> CliResult {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let core = cores.into_iter().find(|c| c.id == cpu).ok_or_else(|| {
+        CliError::usage(format!("--pin: CPU {cpu} is not available to this process"))
+    })?;
+    if core_affinity::set_for_current(core) {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!(
+            "--pin: the kernel refused to pin to CPU {cpu}"
+        )))
+    }
+}
+
+/// A progress bar on a terminal; hidden when piped or with --json.
+pub fn progress(a: &Args, len: u64, what: &str) -> ProgressBar {
+    if a.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{msg:>28} [{bar:40}] {percent:>3}% {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,85 @@
+//! Throughput: for each message size, a stream of transfers (`--inflight` at a time, each
+//! acknowledged end to end) for a fixed time.
+
+use super::report::{ThroughputResult, ThroughputTest};
+use super::{progress, Args, Target};
+use crate::common::CliResult;
+use hyperfabric::config::ProfileName;
+use hyperfabric::{Fabric, PendingSend, SendOptions};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
+    let profile = a.profile.unwrap_or(ProfileName::HighThroughput);
+    let fabric = t.client(profile)?;
+    let mut results = Vec::new();
+    for &size in &a.sizes {
+        let bar = progress(
+            a,
+            (a.seconds_per_size * 10.0) as u64,
+            &format!("throughput {size} B"),
+        );
+        let tick = |elapsed_s: f64| bar.set_position((elapsed_s * 10.0) as u64);
+        let r = stream(
+            &fabric,
+            &t.to,
+            size,
+            a.inflight,
+            Duration::from_secs_f64(a.seconds_per_size),
+            &tick,
+        )?;
+        bar.finish_and_clear();
+        results.push(r);
+    }
+    Ok(ThroughputTest {
+        profile,
+        transport: "tcp",
+        inflight: a.inflight,
+        seconds_per_size: a.seconds_per_size,
+        results,
+    })
+}
+
+/// Streams `size`-byte messages for `duration`, `inflight` at a time.
+pub fn stream(
+    fabric: &Fabric,
+    to: &str,
+    size: u64,
+    inflight: usize,
+    duration: Duration,
+    tick: &dyn Fn(f64),
+) -> CliResult<ThroughputResult> {
+    let data = payload(size, 0);
+    let mut pending: VecDeque<PendingSend<'_>> = VecDeque::with_capacity(inflight);
+    let mut transfer_ns: Vec<u64> = Vec::new();
+    let start = Instant::now();
+    let mut last_tick = start;
+    while start.elapsed() < duration || !pending.is_empty() {
+        if start.elapsed() < duration && pending.len() < inflight {
+            pending.push_back(fabric.start_send(to, &data, SendOptions::new())?);
+            continue;
+        }
+        if let Some(p) = pending.pop_front() {
+            transfer_ns.push(p.wait()?.latency.as_nanos() as u64);
+        }
+        if last_tick.elapsed() > Duration::from_millis(100) {
+            tick(start.elapsed().as_secs_f64());
+            last_tick = Instant::now();
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(ThroughputResult::new(size, &mut transfer_ns, seconds))
+}
+
+/// Deterministic, incompressible-looking bytes (a xorshift stream).
+pub fn payload(size: u64, seed: u64) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
