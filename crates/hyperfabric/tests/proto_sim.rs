@@ -1,0 +1,666 @@
+//! Deterministic simulation of the transfer protocol (`hyperfabric::proto`), in the manner of
+//! TigerBeetle's packet simulator and quinn-proto's simulated `Pair`.
+//!
+//! One [`OutgoingTransfer`] and one [`IncomingTransfer`] talk over two simulated one-way links
+//! (data forward, acks back). Everything is driven by one seeded `StdRng` and a virtual clock
+//! (`base + Duration`) that only this harness advances, so a seed reproduces a run exactly.
+//!
+//! Each link can drop, duplicate, corrupt (a corrupted frame fails its CRC in the real system,
+//! so it is a drop counted separately) and delay frames by a random amount (which reorders
+//! them, including rare stragglers that arrive after a retransmission). A scenario may add a
+//! partition window (every frame sent or arriving in `[t1, t2)` is lost) and connection losses
+//! (in-flight frames vanish, the link is down for a reconnect delay and the sender is told
+//! `on_connection_lost`).
+//!
+//! The event loop always takes the earliest of: the next frame arrival, the sender's
+//! `poll_timeout`, the next connection loss. After each event it pumps `poll_chunk` until
+//! `None` and `poll_ack(true)`. The receiver behaves like the runtime: it writes real bytes at
+//! the chunk's offset on `Verdict::Store`, and once complete it answers every later data frame
+//! with `IncomingTransfer::final_ack(total)`. After the sender finishes, frames still in
+//! flight are delivered, so late duplicates reach the receiver too.
+//!
+//! Checked on every run: the receiver completes at most once and only with bytes identical to
+//! the source; the sender never reports `Complete` before the receiver holds everything; chunks
+//! stay inside the transfer and the window; every loop and queue has a limit (events, virtual
+//! time, chunks per pump, frames in flight), so a livelock is a failure, not a hang.
+//!
+//! Replay one seed with its event trace: `HF_SIM_SEED=<n> cargo test --release -p hyperfabric
+//! --test proto_sim -- <test name> --nocapture`. Failures print that command.
+
+use hyperfabric::proto::{
+    AckInfo, IncomingTransfer, OutgoingTransfer, RecvParams, SendFailure, SendParams, SendState,
+    Verdict,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+/// Largest transfer the scenarios use.
+const TOTAL_MAX: u64 = 2 * MIB;
+/// A run needing more events than this is a livelock.
+const EVENTS_MAX: u64 = 2_000_000;
+/// A run lasting longer than this (virtual) is a livelock.
+const VIRTUAL_TIME_MAX: Duration = Duration::from_secs(3_600);
+/// Most chunks the sender may hand out in one pump.
+const CHUNKS_PER_PUMP_MAX: usize = 4_096;
+/// Most frames in flight on both links together.
+const IN_FLIGHT_MAX: usize = 100_000;
+const MAX_RANGES: usize = 4_096;
+
+/// Faults of one direction of the link.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkFaults {
+    drop: f64,
+    duplicate: f64,
+    corrupt: f64,
+    latency: Duration,
+    /// Extra uniform delay in `[0, jitter)`: reorders frames.
+    jitter: Duration,
+    /// Chance of a straggler, delayed by up to `STRAGGLE_MAX` on top.
+    straggle: f64,
+}
+
+const STRAGGLE_MAX: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    total: u64,
+    send: SendParams,
+    recv: RecvParams,
+    forward: LinkFaults,
+    back: LinkFaults,
+    /// Every frame sent or arriving in `[t1, t2)` is lost.
+    partition: Option<(Duration, Duration)>,
+    /// When the connection breaks (sorted); it is down for `reconnect` each time.
+    connection_losses: Vec<Duration>,
+    reconnect: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Msg {
+    Data { offset: u64, len: u64, total: u64 },
+    Ack(AckInfo),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    events: u64,
+    sent: u64,
+    delivered: u64,
+    dropped: u64,
+    corrupted: u64,
+    duplicated: u64,
+    partitioned: u64,
+    severed: u64,
+    timeouts: u64,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    state: SendState,
+    end: Duration,
+    completions: u32,
+    held: u64,
+    counters: Counters,
+}
+
+enum Event {
+    Deliver,
+    Timeout,
+    ConnectionLost,
+}
+
+struct Sim<'a> {
+    sc: &'a Scenario,
+    src: &'a [u8],
+    rng: StdRng,
+    base: Instant,
+    now: Duration,
+    sender: OutgoingTransfer,
+    rx: IncomingTransfer,
+    /// What the receiver stored, and how often it saw the transfer complete.
+    rx_buf: Vec<u8>,
+    rx_done: bool,
+    completions: u32,
+    /// Frames in flight, by (arrival time, send order).
+    wire: BTreeMap<(Duration, u64), Msg>,
+    seq: u64,
+    acked_seen: u64,
+    losses_done: usize,
+    down_until: Duration,
+    c: Counters,
+    trace: bool,
+}
+
+/// Random bytes the transfers are cut from (non-periodic, so misplaced chunks show).
+fn source() -> &'static [u8] {
+    static SRC: OnceLock<Vec<u8>> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let mut v = vec![0u8; (TOTAL_MAX + 64 * KIB) as usize];
+        StdRng::seed_from_u64(0x5eed).fill_bytes(&mut v);
+        v
+    })
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario, mut rng: StdRng, trace: bool) -> Self {
+        let shift = rng.gen_range(0..64 * KIB) as usize;
+        let base = Instant::now();
+        let rx = IncomingTransfer::new(sc.total, sc.recv).expect("scenario within limits");
+        Sim {
+            sc,
+            src: &source()[shift..shift + sc.total as usize],
+            rng,
+            base,
+            now: Duration::ZERO,
+            sender: OutgoingTransfer::new(sc.total, sc.send, base),
+            rx,
+            rx_buf: vec![0; sc.total as usize],
+            rx_done: false,
+            completions: 0,
+            wire: BTreeMap::new(),
+            seq: 0,
+            acked_seen: 0,
+            losses_done: 0,
+            down_until: Duration::ZERO,
+            c: Counters::default(),
+            trace,
+        }
+    }
+
+    fn log(&self, what: impl std::fmt::Display) {
+        if self.trace {
+            println!("{:>12.3?}  {what}", self.now);
+        }
+    }
+
+    fn run(mut self) -> Result<Outcome, String> {
+        self.pump()?;
+        while let Some((at, event)) = self.next_event() {
+            self.c.events += 1;
+            if self.c.events > EVENTS_MAX || at > VIRTUAL_TIME_MAX {
+                return Err(format!("livelock: {} events, t={at:?}", self.c.events));
+            }
+            self.now = self.now.max(at);
+            match event {
+                Event::Deliver => {
+                    let (_, msg) = self.wire.pop_first().expect("peeked");
+                    self.deliver(msg)?;
+                }
+                Event::Timeout => {
+                    self.c.timeouts += 1;
+                    self.sender.handle_timeout(self.base + self.now);
+                    self.log(format_args!("timeout -> {:?}", self.sender.state()));
+                }
+                Event::ConnectionLost => self.sever(),
+            }
+            self.pump()?;
+        }
+        self.log(format_args!("end: {:?} {:?}", self.sender.state(), self.c));
+        Ok(Outcome {
+            state: self.sender.state().clone(),
+            end: self.now,
+            completions: self.completions,
+            held: self.rx.held(),
+            counters: self.c,
+        })
+    }
+
+    /// The earliest pending event; `None` once the sender is done and the wire is empty.
+    fn next_event(&self) -> Option<(Duration, Event)> {
+        let mut best = self
+            .wire
+            .first_key_value()
+            .map(|(k, _)| (k.0, Event::Deliver));
+        let mut consider = |at: Duration, ev: Event| {
+            if best.as_ref().is_none_or(|(b, _)| at < *b) {
+                best = Some((at, ev));
+            }
+        };
+        if let Some(t) = self.sender.poll_timeout() {
+            consider(t.saturating_duration_since(self.base), Event::Timeout);
+        }
+        let sending = *self.sender.state() == SendState::Sending;
+        if let Some(&t) = self.sc.connection_losses.get(self.losses_done) {
+            if sending {
+                consider(t, Event::ConnectionLost);
+            }
+        }
+        best
+    }
+
+    fn sever(&mut self) {
+        self.losses_done += 1;
+        self.c.severed += self.wire.len() as u64;
+        self.wire.clear();
+        self.down_until = self.now + self.sc.reconnect;
+        self.sender.on_connection_lost();
+        self.log(format_args!(
+            "connection lost, down until {:?}",
+            self.down_until
+        ));
+    }
+
+    fn partitioned(&self, at: Duration) -> bool {
+        self.sc.partition.is_some_and(|(a, b)| a <= at && at < b)
+    }
+
+    /// Puts a frame on the link in its direction, through that link's faults.
+    fn transmit(&mut self, msg: Msg) -> Result<(), String> {
+        self.c.sent += 1;
+        let f = match msg {
+            Msg::Data { .. } => self.sc.forward,
+            Msg::Ack(_) => self.sc.back,
+        };
+        let lost = if self.partitioned(self.now) || self.now < self.down_until {
+            self.c.partitioned += 1;
+            "partitioned"
+        } else if self.rng.gen_bool(f.drop) {
+            self.c.dropped += 1;
+            "dropped"
+        } else if self.rng.gen_bool(f.corrupt) {
+            self.c.corrupted += 1;
+            "corrupted (CRC)"
+        } else {
+            ""
+        };
+        if !lost.is_empty() {
+            self.log(format_args!("send {msg:?}: {lost}"));
+            return Ok(());
+        }
+        let copies = if self.rng.gen_bool(f.duplicate) { 2 } else { 1 };
+        self.c.duplicated += copies - 1;
+        for _ in 0..copies {
+            let mut delay = f.latency + f.jitter.mul_f64(self.rng.gen::<f64>());
+            if self.rng.gen_bool(f.straggle) {
+                delay += STRAGGLE_MAX.mul_f64(self.rng.gen::<f64>());
+            }
+            self.seq += 1;
+            self.log(format_args!("send {msg:?} arrives {:?}", self.now + delay));
+            self.wire.insert((self.now + delay, self.seq), msg);
+        }
+        if self.wire.len() > IN_FLIGHT_MAX {
+            return Err(format!("{} frames in flight", self.wire.len()));
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, msg: Msg) -> Result<(), String> {
+        if self.partitioned(self.now) {
+            self.c.partitioned += 1;
+            self.log(format_args!("arrive {msg:?}: partitioned"));
+            return Ok(());
+        }
+        self.c.delivered += 1;
+        self.log(format_args!("arrive {msg:?}"));
+        match msg {
+            Msg::Data { offset, len, total } => self.receive_data(offset, len, total),
+            Msg::Ack(ack) => {
+                self.acked_seen = self.acked_seen.max(ack.contiguous.min(self.sc.total));
+                self.sender.on_ack(ack, self.base + self.now);
+                if *self.sender.state() == SendState::Complete && !self.rx_done {
+                    return Err("sender complete before the receiver held every byte".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The receiver's side, as the runtime does it.
+    fn receive_data(&mut self, offset: u64, len: u64, total: u64) -> Result<(), String> {
+        if self.rx_done {
+            return self.transmit(Msg::Ack(IncomingTransfer::final_ack(total)));
+        }
+        match self.rx.on_data(offset, len, total) {
+            Err(e) => return Err(format!("receiver refused an honest chunk: {e}")),
+            Ok(Verdict::Store { new_bytes }) => {
+                if new_bytes > len {
+                    return Err(format!("Store of {new_bytes} new bytes from {len}"));
+                }
+                let (a, b) = (offset as usize, (offset + len) as usize);
+                self.rx_buf[a..b].copy_from_slice(&self.src[a..b]);
+            }
+            Ok(Verdict::Duplicate) => {}
+        }
+        if self.rx.is_complete() {
+            self.rx_done = true;
+            self.completions += 1;
+            self.log("receiver complete");
+            if let Some(i) = (0..self.src.len()).find(|&i| self.rx_buf[i] != self.src[i]) {
+                return Err(format!(
+                    "receiver completed with wrong bytes from offset {i}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands out every chunk the sender allows now, then any acknowledgement due.
+    fn pump(&mut self) -> Result<(), String> {
+        let window = self.sc.send.window_bytes.max(self.sc.send.chunk_len);
+        let mut chunks = 0;
+        while let Some(ch) = self.sender.poll_chunk() {
+            chunks += 1;
+            // Inside the transfer, the chunk size, the window past the last ack, the pump limit.
+            let end = ch.offset + ch.len;
+            if end > self.sc.total
+                || ch.len > self.sc.send.chunk_len
+                || end > self.acked_seen + window
+                || chunks > CHUNKS_PER_PUMP_MAX
+            {
+                let acked = self.acked_seen;
+                return Err(format!(
+                    "chunk #{chunks} {ch:?} out of bounds (acked {acked})"
+                ));
+            }
+            let (offset, len, total) = (ch.offset, ch.len, self.sc.total);
+            self.transmit(Msg::Data { offset, len, total })?;
+        }
+        if let Some(ack) = self.rx.poll_ack(true) {
+            if ack.complete != self.rx_done {
+                return Err(format!("ack {ack:?} while receiver done={}", self.rx_done));
+            }
+            self.transmit(Msg::Ack(ack))?;
+        }
+        Ok(())
+    }
+}
+
+fn send_params(chunk_len: u64, window_bytes: u64, stall: Duration) -> SendParams {
+    SendParams {
+        chunk_len,
+        window_bytes,
+        retransmit_timeout: Duration::from_millis(50),
+        max_retransmits: 50,
+        stall_timeout: stall,
+    }
+}
+
+/// Receiver limits as the runtime sets them (`runtime/incoming.rs`).
+fn recv_params(send: &SendParams) -> RecvParams {
+    RecvParams {
+        max_transfer_bytes: TOTAL_MAX,
+        ack_every_bytes: (send.window_bytes / 4).max(send.chunk_len),
+        max_ranges: MAX_RANGES,
+    }
+}
+
+/// Moderate faults: drop <= 20%, duplicate <= 10%, corrupt <= 5%, jitter <= 20 ms.
+fn moderate_link(rng: &mut StdRng) -> LinkFaults {
+    LinkFaults {
+        drop: rng.gen_range(0.0..=0.20),
+        duplicate: rng.gen_range(0.0..=0.10),
+        corrupt: rng.gen_range(0.0..=0.05),
+        latency: Duration::from_micros(rng.gen_range(100..=2_000)),
+        jitter: Duration::from_micros(rng.gen_range(0..=20_000)),
+        straggle: rng.gen_range(0.0..=0.02),
+    }
+}
+
+/// Sizes 0..=2 MiB, with tiny sizes and exact multiples of the chunk over-represented.
+fn random_total(rng: &mut StdRng, chunk: u64) -> u64 {
+    match rng.gen_range(0..10) {
+        0 => rng.gen_range(0..=3),
+        1 => (chunk * rng.gen_range(1..=64)).min(TOTAL_MAX),
+        _ => rng.gen_range(0..=TOTAL_MAX),
+    }
+}
+
+/// A scenario for the thousands of seeds: 64 KiB chunks, or 4 KiB chunks with a small window.
+fn moderate_scenario(rng: &mut StdRng) -> Scenario {
+    let small = rng.gen_bool(0.25);
+    let (chunk, window) = if small {
+        (4 * KIB, 4 * KIB * rng.gen_range(2..=16))
+    } else {
+        (64 * KIB, 64 * KIB * [1, 2, 4, 16, 64][rng.gen_range(0..5)])
+    };
+    let send = send_params(chunk, window, Duration::from_secs(30));
+    let mut recv = recv_params(&send);
+    if rng.gen_bool(0.2) {
+        recv.ack_every_bytes = rng.gen_range(1..=window);
+    }
+    let partition = rng.gen_bool(0.1).then(|| {
+        let t1 = Duration::from_millis(rng.gen_range(0..500));
+        (t1, t1 + Duration::from_millis(rng.gen_range(1..=5_000)))
+    });
+    let losses = if rng.gen_bool(0.1) {
+        rng.gen_range(1..=2)
+    } else {
+        0
+    };
+    let (mut forward, back) = (moderate_link(rng), moderate_link(rng));
+    if rng.gen_bool(0.05) {
+        // A round trip longer than the retransmission timeout: spurious resends every window.
+        forward.latency = Duration::from_millis(rng.gen_range(30..=150));
+    }
+    Scenario {
+        total: random_total(rng, chunk),
+        send,
+        recv,
+        forward,
+        back,
+        partition,
+        connection_losses: loss_times(rng, losses, 500),
+        reconnect: Duration::from_millis(rng.gen_range(0..=100)),
+    }
+}
+
+fn loss_times(rng: &mut StdRng, n: usize, within_ms: u64) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| Duration::from_micros(rng.gen_range(0..within_ms * 1_000)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `make` for each seed (or only `HF_SIM_SEED`, traced) and checks `check` on the
+/// outcome; a failure panics with the command that replays it.
+fn for_seeds(
+    test: &str,
+    seeds: std::ops::Range<u64>,
+    make: impl Fn(&mut StdRng) -> Scenario,
+    check: impl Fn(&Scenario, &Outcome) -> Result<(), String>,
+) -> Vec<Outcome> {
+    let single = std::env::var("HF_SIM_SEED").ok().map(|s| {
+        s.parse::<u64>()
+            .unwrap_or_else(|_| panic!("HF_SIM_SEED={s}: not a number"))
+    });
+    let trace = single.is_some();
+    let seeds: Vec<u64> = match single {
+        Some(s) => vec![s],
+        None => seeds.collect(),
+    };
+    let mut outcomes = Vec::with_capacity(seeds.len());
+    for seed in seeds {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let sc = make(&mut rng);
+        if trace {
+            println!("seed {seed}: {sc:#?}");
+        }
+        let result = Sim::new(&sc, rng, trace)
+            .run()
+            .and_then(|out| check(&sc, &out).map(|()| out));
+        match result {
+            Ok(out) => outcomes.push(out),
+            Err(e) => panic!(
+                "seed {seed} failed: {e}\n  scenario: {sc:?}\n  replay with: HF_SIM_SEED={seed} \
+                 cargo test --release -p hyperfabric --test proto_sim -- {test} --nocapture"
+            ),
+        }
+    }
+    outcomes
+}
+
+/// Delivered: sender complete, receiver complete exactly once with every byte.
+fn must_complete(sc: &Scenario, out: &Outcome) -> Result<(), String> {
+    if out.state != SendState::Complete {
+        return Err(format!(
+            "sender ended {:?} at {:?}; {:?}",
+            out.state, out.end, out.counters
+        ));
+    }
+    if out.completions != 1 || out.held != sc.total {
+        return Err(format!(
+            "receiver completed {} times, holds {}",
+            out.completions, out.held
+        ));
+    }
+    Ok(())
+}
+
+fn is_timed_out(state: &SendState) -> bool {
+    matches!(state, SendState::Failed(SendFailure::TimedOut { .. }))
+}
+
+#[test]
+fn thousands_of_seeds_deliver_exactly_once() {
+    let started = std::time::Instant::now();
+    let outs = for_seeds(
+        "thousands_of_seeds",
+        0..2_000,
+        moderate_scenario,
+        must_complete,
+    );
+    let sum = |f: fn(&Counters) -> u64| outs.iter().map(|o| f(&o.counters)).sum::<u64>();
+    let lost = sum(|c| c.dropped + c.corrupted + c.partitioned + c.severed);
+    let (events, sent) = (sum(|c| c.events), sum(|c| c.sent));
+    println!(
+        "{} seeds in {:?}: {events} events, {sent} frames, {lost} lost",
+        outs.len(),
+        started.elapsed()
+    );
+}
+
+/// A transfer over links with drop and duplicate <= 2% and a little reordering.
+fn light_scenario(rng: &mut StdRng, total: u64, chunk: u64, stall: Duration) -> Scenario {
+    let send = send_params(chunk, chunk * 4, stall);
+    let mut light = || LinkFaults {
+        drop: rng.gen_range(0.0..=0.02),
+        duplicate: rng.gen_range(0.0..=0.02),
+        latency: Duration::from_millis(1),
+        jitter: Duration::from_micros(rng.gen_range(0..=5_000)),
+        ..LinkFaults::default()
+    };
+    Scenario {
+        total,
+        recv: recv_params(&send),
+        send,
+        forward: light(),
+        back: light(),
+        partition: None,
+        connection_losses: Vec::new(),
+        reconnect: Duration::ZERO,
+    }
+}
+
+#[test]
+fn partition_longer_than_stall_timeout_fails_cleanly() {
+    let make = |rng: &mut StdRng| {
+        // Half the seeds partition from the start, the rest a few ms in (mid-transfer).
+        let t1 = match rng.gen_bool(0.5) {
+            true => Duration::ZERO,
+            false => Duration::from_micros(rng.gen_range(1..=5_000)),
+        };
+        let sc = light_scenario(rng, TOTAL_MAX, 64 * KIB, Duration::from_secs(2));
+        Scenario {
+            partition: Some((t1, t1 + Duration::from_secs(60))),
+            ..sc
+        }
+    };
+    let check = |sc: &Scenario, out: &Outcome| {
+        let (t1, _) = sc.partition.expect("partitioned");
+        if !is_timed_out(&out.state) || out.completions != 0 || out.held >= sc.total {
+            return Err(format!("expected a clean timeout, got {out:?}"));
+        }
+        if t1 == Duration::ZERO && out.held != 0 {
+            return Err(format!("{} bytes crossed a partition from t=0", out.held));
+        }
+        // The sender gives up within the stall timeout of its last progress (before t1).
+        let bound = t1 + sc.send.stall_timeout + Duration::from_millis(100);
+        match out.end <= bound {
+            true => Ok(()),
+            false => Err(format!("failed only at {:?}, bound {bound:?}", out.end)),
+        }
+    };
+    let outs = for_seeds("partition_longer", 0..100, make, check);
+    assert!(outs.iter().all(|o| o.counters.partitioned > 0));
+}
+
+#[test]
+fn partition_shorter_than_stall_timeout_recovers() {
+    // Recovery needs a retransmission after the partition heals and before the stall timeout:
+    // with backoff capped at 64 x 50 ms = 3.2 s, a 10 s stall survives partitions up to 5 s.
+    let make = |rng: &mut StdRng| {
+        let t1 = Duration::from_micros(rng.gen_range(0..=10_000));
+        let len = Duration::from_millis(rng.gen_range(200..=5_000));
+        let sc = light_scenario(rng, TOTAL_MAX, 64 * KIB, Duration::from_secs(10));
+        Scenario {
+            partition: Some((t1, t1 + len)),
+            ..sc
+        }
+    };
+    let check = |sc: &Scenario, out: &Outcome| {
+        must_complete(sc, out)?;
+        let (_, t2) = sc.partition.expect("partitioned");
+        match out.end >= t2 || out.counters.partitioned == 0 {
+            true => Ok(()),
+            false => Err(format!("completed at {:?} inside the partition", out.end)),
+        }
+    };
+    for_seeds("partition_shorter", 0..200, make, check);
+}
+
+#[test]
+fn connection_loss_mid_transfer_recovers() {
+    let make = |rng: &mut StdRng| {
+        let chunk = [4 * KIB, 64 * KIB][rng.gen_range(0..2)];
+        let total = random_total(rng, chunk);
+        let sc = light_scenario(rng, total, chunk, Duration::from_secs(30));
+        let n = rng.gen_range(1..=3);
+        Scenario {
+            connection_losses: loss_times(rng, n, 100),
+            reconnect: Duration::from_millis(rng.gen_range(0..=100)),
+            ..sc
+        }
+    };
+    let outs = for_seeds("connection_loss", 0..300, make, must_complete);
+    assert!(
+        outs.iter().any(|o| o.counters.severed > 0),
+        "no loss hit a frame"
+    );
+}
+
+#[test]
+fn extreme_faults_time_out_or_deliver_never_corrupt() {
+    let make = |rng: &mut StdRng| {
+        let total = rng.gen_range(0..=256 * KIB);
+        let mut sc = light_scenario(rng, total, 4 * KIB, Duration::from_secs(2));
+        sc.send.max_retransmits = 6;
+        (sc.forward, sc.back) = (moderate_link(rng), moderate_link(rng));
+        sc.forward.drop = rng.gen_range(0.4..=0.9);
+        sc.back.drop = rng.gen_range(0.4..=0.9);
+        sc.connection_losses = loss_times(rng, 2, 1_000);
+        sc.reconnect = Duration::from_millis(50);
+        sc
+    };
+    let check = |sc: &Scenario, out: &Outcome| match &out.state {
+        SendState::Complete => must_complete(sc, out),
+        s if is_timed_out(s) && out.completions <= 1 => Ok(()),
+        s => Err(format!("ended {s:?} with {} completions", out.completions)),
+    };
+    let outs = for_seeds("extreme_faults", 0..300, make, check);
+    if std::env::var("HF_SIM_SEED").is_err() {
+        assert!(
+            outs.iter().any(|o| is_timed_out(&o.state)),
+            "no seed timed out"
+        );
+        assert!(
+            outs.iter().any(|o| o.state == SendState::Complete),
+            "no seed delivered"
+        );
+    }
+}
