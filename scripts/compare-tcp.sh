@@ -11,7 +11,7 @@ cargo build --release -q -p hfabric
 out=$(mktemp -d)
 for i in $(seq 1 "$ROUNDS"); do
   "$ANCHORS" iperf3_gbps sockperf_tcp_lat64_us ucx_tcp_lat64_us 2>/dev/null | tail -n 1 > "$out/peer-$i.json"
-  ./target/release/hfabric bench --json --sizes 1048576 --duration 3 --count 10000 2>/dev/null > "$out/hf-$i.json"
+  ./target/release/hfabric bench --json latency throughput --sizes 1048576 --seconds-per-size 3 --iterations 10000 2>/dev/null > "$out/hf-$i.json"
 done
 python3 - "$out" "$ROUNDS" <<'PY'
 import json, statistics, sys
@@ -22,9 +22,9 @@ med = lambda xs: statistics.median([x for x in xs if x is not None])
 iperf = med([p["iperf3_gbps"] for p in peers])
 sockperf = med([p["sockperf_tcp_lat64_us"] for p in peers])
 ucx = med([p["ucx_tcp_lat64_us"] for p in peers])
-tput = med([o["throughput"][0]["gbit_per_s"] for o in ours])
-lat = med([o["latency"]["median_ns"] / 1000 for o in ours])
-p99 = med([o["latency"]["p99_ns"] / 1000 for o in ours])
+tput = med([o["tests"]["throughput"]["results"][0]["gbit_per_s"] for o in ours])
+lat = med([o["tests"]["latency"]["figures"]["median_ns"] / 1000 for o in ours])
+p99 = med([o["tests"]["latency"]["figures"]["p99_ns"] / 1000 for o in ours])
 print(json.dumps({
     "rounds": n,
     "hyperfabric_tcp_1m_stream_gbps": round(tput, 2),
@@ -36,9 +36,9 @@ print(json.dumps({
     "ratio_vs_sockperf": round(lat / sockperf, 2),
     "ucx_tcp_lat64_us": ucx,
     "sentinels_ns": [p["_meta"].get("sentinel_shm_lat_ns") for p in peers],
-    "per_round": {"hyperfabric_gbps": [o["throughput"][0]["gbit_per_s"] for o in ours],
+    "per_round": {"hyperfabric_gbps": [o["tests"]["throughput"]["results"][0]["gbit_per_s"] for o in ours],
                   "iperf3_gbps": [p["iperf3_gbps"] for p in peers],
-                  "hyperfabric_lat_us": [o["latency"]["median_ns"] / 1000 for o in ours],
+                  "hyperfabric_lat_us": [o["tests"]["latency"]["figures"]["median_ns"] / 1000 for o in ours],
                   "sockperf_lat_us": [p["sockperf_tcp_lat64_us"] for p in peers]},
 }, indent=1))
 PY

@@ -40,9 +40,9 @@ pub enum TransportChoice {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which test to run.
+    /// Which tests to run (one or more).
     #[arg(value_enum, default_value = "all")]
-    pub test: Which,
+    pub tests: Vec<Which>,
     /// Measure this fabric's running nodes instead of starting a local one (needs --from, --to).
     #[arg(long, short = 'c', value_name = "FILE", requires_all = ["from", "to"])]
     pub config: Option<PathBuf>,
@@ -99,7 +99,7 @@ pub struct Args {
 
 impl Args {
     fn runs(&self, t: Which) -> bool {
-        self.test == Which::All || self.test == t
+        self.tests.contains(&Which::All) || self.tests.contains(&t)
     }
 }
 
