@@ -11,7 +11,12 @@
 
 use crate::config::{FabricConfig, NodeConfig};
 use crate::error::{Error, Result};
-use crate::runtime::{Message, NodeInner, PendingSend, PingStats, SendSource, Sink, StatsSnapshot};
+use crate::runtime::{
+    Message, NodeInner, Path as RoutePath, PathReport, PathScheduler, PathSet, PendingSend, PingStats, SendSource, Sink,
+    StatsSnapshot,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use crate::transport::TransportKind;
 use crate::types::{DataType, Priority};
 use serde::Serialize;
@@ -36,6 +41,33 @@ pub struct SendOptions {
     pub timeout: Option<Duration>,
     /// Name the destination may store the transfer under (files keep their base name).
     pub name: Option<String>,
+    /// Stripe this send over several paths (overrides `configure_multipath` for this send).
+    pub multipath: Option<MultipathConfig>,
+}
+
+/// The guide's `configure_multipath`: the paths to a destination, named by their first hop
+/// (a relay, or the destination itself for the direct path), with weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultipathConfig {
+    /// (first hop, weight): chunks are shared in proportion to the weights.
+    pub paths: Vec<(String, f64)>,
+    pub scheduler: PathScheduler,
+    /// How often a path that broke is tried again.
+    pub health_check_interval: Duration,
+}
+
+impl MultipathConfig {
+    pub fn new(paths: Vec<(String, f64)>) -> Self {
+        MultipathConfig { paths, scheduler: PathScheduler::WeightedRoundRobin, health_check_interval: Duration::from_secs(1) }
+    }
+    pub fn scheduler(mut self, s: PathScheduler) -> Self {
+        self.scheduler = s;
+        self
+    }
+    pub fn health_check_interval(mut self, i: Duration) -> Self {
+        self.health_check_interval = i;
+        self
+    }
 }
 
 impl SendOptions {
@@ -66,6 +98,10 @@ impl SendOptions {
         self.name = Some(n.into());
         self
     }
+    pub fn multipath(mut self, m: MultipathConfig) -> Self {
+        self.multipath = Some(m);
+        self
+    }
 }
 
 /// One hop of the path a transfer took.
@@ -89,6 +125,10 @@ pub struct SendReport {
     /// Payload bytes over bytes on the wire (1.0 without compression).
     pub compression_ratio: f64,
     pub retransmitted_bytes: u64,
+    /// Every path the transfer was striped over, with what it carried.
+    pub paths: Vec<PathReport>,
+    /// Paths that broke during the transfer (their chunks went on the others).
+    pub failovers: u32,
     pub data_type: DataType,
     pub priority: Priority,
 }
@@ -189,6 +229,7 @@ impl FabricBuilder {
         Ok(Fabric {
             inner,
             config: self.config,
+            multipath: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -197,6 +238,7 @@ impl FabricBuilder {
 pub struct Fabric {
     inner: Arc<NodeInner>,
     config: FabricConfig,
+    multipath: Mutex<HashMap<String, MultipathConfig>>,
 }
 
 impl Fabric {
@@ -273,7 +315,41 @@ impl Fabric {
                 });
             }
         }
-        PendingSend::start(&self.inner, peer, source, opts)
+        let paths = self.paths_to(&peer, opts.multipath.clone().or_else(|| self.multipath.lock().get(dst).cloned()))?;
+        PendingSend::start(&self.inner, peer, source, opts, paths)
+    }
+
+    /// The paths a send to `dst` uses: the configured multipath set, or the route's first hop.
+    fn paths_to(&self, dst: &crate::runtime::Peer, multipath: Option<MultipathConfig>) -> Result<PathSet> {
+        let now = std::time::Instant::now();
+        let me = self.node_id().to_owned();
+        let Some(m) = multipath else {
+            let (hop, via) = self.inner.first_hop(dst, now)?;
+            return Ok(PathSet::new(vec![RoutePath::new(hop, via, 1.0)], PathScheduler::WeightedRoundRobin, Duration::from_secs(1), now));
+        };
+        let mut paths = Vec::with_capacity(m.paths.len());
+        for (hop, weight) in &m.paths {
+            if !(weight.is_finite() && *weight > 0.0) {
+                return Err(Error::InvalidArgument(format!("multipath weight of `{hop}` must be > 0 (got {weight})")));
+            }
+            let peer = self.inner.peer_by_id(hop)?;
+            let via = if peer.key == dst.key { vec![me.clone(), dst.id.clone()] } else { vec![me.clone(), hop.clone(), dst.id.clone()] };
+            paths.push(RoutePath::new(peer, via, *weight));
+        }
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument("multipath needs at least one path".into()));
+        }
+        Ok(PathSet::new(paths, m.scheduler, m.health_check_interval, now))
+    }
+
+    /// The guide's `configure_multipath`: later sends to `dst` are striped over these paths.
+    pub fn configure_multipath(&self, dst: &str, config: MultipathConfig) -> Result<()> {
+        self.inner.peer_by_id(dst)?;
+        for (hop, _) in &config.paths {
+            self.inner.peer_by_id(hop)?;
+        }
+        self.multipath.lock().insert(dst.to_owned(), config);
+        Ok(())
     }
 
     /// The configured latency of the direct link, or the two nodes' own latencies.

@@ -18,6 +18,6 @@ pub mod proto;
 pub mod runtime;
 pub mod transport;
 
-pub use fabric::{Fabric, FabricBuilder, Hop, PingOptions, SendOptions, SendReport};
-pub use runtime::PendingSend;
+pub use fabric::{Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions, SendOptions, SendReport};
+pub use runtime::{PathReport, PathScheduler, PendingSend};
 pub use runtime::{Message, PingStats};

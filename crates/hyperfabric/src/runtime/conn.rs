@@ -304,7 +304,9 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
             Err(FrameError::Decode(e)) => break ReadEnd::Protocol(e),
         };
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-        if header.src != conn.peer_key {
+        // A frame straight from the peer must carry the peer's key; relayed frames (hops > 0)
+        // carry their origin's.
+        if header.hops == 0 && header.src != conn.peer_key {
             break ReadEnd::Misbehaved(format!(
                 "frame claims source key {:#x}, connection is {}",
                 header.src, conn.peer

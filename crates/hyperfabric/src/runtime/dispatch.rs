@@ -6,6 +6,10 @@ use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::wire::{flags, FrameKind, Header};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most relays a frame may cross (loop protection).
+pub const MAX_HOPS: u8 = 16;
 
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
@@ -17,11 +21,15 @@ impl NodeInner {
         payload: &[u8],
         scratch: &mut Vec<u8>,
     ) -> Result<bool, String> {
+        if h.dst != self.my_key && h.kind.is_routed() {
+            self.forward(conn, h, payload);
+            return Ok(true);
+        }
         match h.kind {
             FrameKind::Data => self.on_data(conn, h, payload, scratch)?,
             FrameKind::Meta => self.on_meta(conn, h, payload),
             FrameKind::Ack => {
-                if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
+                if self.outgoing.belongs_to(h.transfer_id, h.src) {
                     let ack = AckInfo {
                         contiguous: h.offset,
                         held: h.aux,
@@ -31,7 +39,7 @@ impl NodeInner {
                 }
             }
             FrameKind::Nack => {
-                if self.outgoing.belongs_to(h.transfer_id, conn.peer_key) {
+                if self.outgoing.belongs_to(h.transfer_id, h.src) {
                     let fatal = h
                         .has(flags::FATAL)
                         .then(|| String::from_utf8_lossy(payload).into_owned());
@@ -182,6 +190,55 @@ impl NodeInner {
             a.flags |= flags::FINAL;
         }
         let _ = conn.send(&a, &[]);
+    }
+
+    /// Relays a frame towards its destination, chunk by chunk (cut-through: nothing is
+    /// reassembled here). The hop count bounds loops; the destination acknowledges end to end.
+    fn forward(self: &Arc<Self>, from: &Conn, h: &Header, payload: &[u8]) {
+        let refuse = |why: &str| {
+            if matches!(h.kind, FrameKind::Data | FrameKind::Meta) {
+                self.refuse_routed(from, h, why);
+            } else {
+                tracing::debug!(kind = ?h.kind, "dropping a frame that cannot be relayed: {why}");
+            }
+        };
+        if h.hops >= MAX_HOPS {
+            return refuse(&format!("hop limit of {MAX_HOPS} reached at `{}` (routing loop?)", self.me));
+        }
+        let now = Instant::now();
+        let next = match self.next_hop(h.dst, now) {
+            Ok(p) if p.key == from.peer_key && p.key != h.dst => {
+                return refuse(&format!("`{}` would send the frame back where it came from", self.me))
+            }
+            Ok(p) => p,
+            Err(e) => return refuse(&format!("relay `{}`: {e}", self.me)),
+        };
+        let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
+        let conn = match self.connection_to(&next, deadline) {
+            Ok(c) => c,
+            Err(e) => return refuse(&format!("relay `{}` cannot reach `{}`: {e}", self.me, next.id)),
+        };
+        let mut out = *h;
+        out.hops = h.hops + 1;
+        match conn.send(&out, payload) {
+            Ok(()) => {
+                self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes_forwarded.fetch_add(payload.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => refuse(&format!("relay `{}` lost `{}`: {e}", self.me, next.id)),
+        }
+    }
+
+    /// Refuses a transfer that arrived through relays: the Nack travels back by routing.
+    fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, reason: &str) {
+        tracing::warn!(peer = %via.peer, "refusing transfer {:#x}: {reason}", h.transfer_id);
+        let mut n = Header::new(FrameKind::Nack);
+        n.src = self.my_key;
+        n.dst = h.src;
+        n.transfer_id = h.transfer_id;
+        n.flags = flags::FATAL;
+        let back = if h.src == via.peer_key { None } else { self.next_hop(h.src, Instant::now()).ok().and_then(|p| self.live_conn(p.key)) };
+        let _ = back.as_deref().unwrap_or(via).send(&n, reason.as_bytes());
     }
 
     /// Tells the sender that this transfer is refused for good.

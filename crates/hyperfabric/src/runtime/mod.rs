@@ -12,7 +12,8 @@ mod stats;
 
 pub use conn::Conn;
 pub use incoming::{Message, Sink};
-pub use outgoing::{PendingSend, SendSource};
+pub use outgoing::{PathReport, PathScheduler, PendingSend, SendSource};
+pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
 pub use stats::{NodeStats, StatsSnapshot};
 
@@ -255,7 +256,7 @@ impl NodeInner {
         }
     }
 
-    fn live_conn(&self, key: u64) -> Option<Arc<Conn>> {
+    pub(super) fn live_conn(&self, key: u64) -> Option<Arc<Conn>> {
         self.conns
             .lock()
             .get(&key)
@@ -284,6 +285,17 @@ impl NodeInner {
         self.all_conns.lock().retain(|c| !Arc::ptr_eq(c, conn));
         self.outgoing.connection_lost(conn.peer_key);
         tracing::debug!(peer = %conn.peer, "connection closed: {reason}");
+    }
+
+    /// The first hop towards `dst` and the nodes of the whole route (source first).
+    pub fn first_hop(&self, dst: &Peer, _now: Instant) -> Result<(Peer, Vec<String>)> {
+        Ok((dst.clone(), vec![self.me.clone(), dst.id.clone()]))
+    }
+
+    /// The neighbour to forward a frame for `dst` to (relays).
+    pub fn next_hop(&self, dst_key: u64, now: Instant) -> Result<Peer> {
+        let dst = self.peer_by_key(dst_key).ok_or_else(|| Error::NodeNotFound { node: format!("{dst_key:#x}") })?;
+        self.first_hop(&dst, now).map(|(hop, _)| hop)
     }
 
     pub fn next_transfer_id(&self) -> u64 {

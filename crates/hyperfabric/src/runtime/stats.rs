@@ -16,6 +16,8 @@ pub struct NodeStats {
     pub connections_accepted: AtomicU64,
     pub connections_rejected: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub frames_forwarded: AtomicU64,
+    pub bytes_forwarded: AtomicU64,
 }
 
 /// A point-in-time copy of [`NodeStats`].
@@ -32,6 +34,8 @@ pub struct StatsSnapshot {
     pub connections_accepted: u64,
     pub connections_rejected: u64,
     pub protocol_errors: u64,
+    pub frames_forwarded: u64,
+    pub bytes_forwarded: u64,
     pub open_connections: usize,
 }
 
@@ -50,6 +54,8 @@ impl NodeStats {
             connections_accepted: r(&self.connections_accepted),
             connections_rejected: r(&self.connections_rejected),
             protocol_errors: r(&self.protocol_errors),
+            frames_forwarded: r(&self.frames_forwarded),
+            bytes_forwarded: r(&self.bytes_forwarded),
             open_connections,
         }
     }

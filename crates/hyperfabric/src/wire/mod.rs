@@ -92,6 +92,11 @@ impl FrameKind {
     pub fn from_code(code: u8) -> Option<FrameKind> {
         FrameKind::ALL.into_iter().find(|k| *k as u8 == code)
     }
+
+    /// Frames addressed end to end, which relays forward (the others are per connection).
+    pub fn is_routed(self) -> bool {
+        matches!(self, FrameKind::Data | FrameKind::Meta | FrameKind::Ack | FrameKind::Nack | FrameKind::Ping | FrameKind::Pong)
+    }
 }
 
 /// Header flag bits.

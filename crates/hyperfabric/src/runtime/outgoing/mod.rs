@@ -1,5 +1,11 @@
 //! Driving an outgoing transfer: the caller's thread asks the sans-IO sender for chunks,
-//! frames and writes them, reconnects when a connection breaks, and waits for acks.
+//! frames them, spreads them over the transfer's paths, fails over when a path breaks, and
+//! waits for the destination's acks.
+
+mod paths;
+
+pub use paths::{PathReport, PathScheduler};
+pub(crate) use paths::{Path, PathSet};
 
 use super::{idle, Conn, NodeInner, Peer};
 use crate::error::{Error, Result};
@@ -58,7 +64,10 @@ impl SendSource<'_> {
 
 /// The sender's state shared with the reader threads that deliver acks.
 pub(super) struct OutSlot {
+    /// The destination: only its acks count.
     dst: u64,
+    /// First hops of the transfer's paths: losing one of them concerns this transfer.
+    first_hops: Vec<u64>,
     state: Mutex<OutgoingTransfer>,
     /// Set by readers when something happened (ack, nack, connection lost).
     woken: AtomicBool,
@@ -104,7 +113,7 @@ impl OutgoingTable {
     }
 
     pub(super) fn connection_lost(&self, peer: u64) {
-        for slot in self.map.lock().values().filter(|s| s.dst == peer) {
+        for slot in self.map.lock().values().filter(|s| s.first_hops.contains(&peer)) {
             slot.lost.store(true, Ordering::Release);
             slot.wake();
         }
@@ -128,7 +137,7 @@ pub struct PendingSend<'a> {
     slot: Arc<OutSlot>,
     source: SendSource<'a>,
     opts: SendOptions,
-    conn: Option<Arc<Conn>>,
+    paths: PathSet,
     started: Instant,
     read_buf: Vec<u8>,
     compress_buf: Vec<u8>,
@@ -141,6 +150,7 @@ impl<'a> PendingSend<'a> {
         peer: Peer,
         source: SendSource<'a>,
         opts: SendOptions,
+        paths: PathSet,
     ) -> Result<Self> {
         let t = &node.tuning;
         let params = SendParams {
@@ -156,6 +166,7 @@ impl<'a> PendingSend<'a> {
         let id = node.next_transfer_id();
         let slot = Arc::new(OutSlot {
             dst: peer.key,
+            first_hops: paths.first_hop_keys(),
             state: Mutex::new(OutgoingTransfer::new(source.len(), params, started)),
             woken: AtomicBool::new(false),
             lost: AtomicBool::new(false),
@@ -169,7 +180,7 @@ impl<'a> PendingSend<'a> {
             slot,
             source,
             opts,
-            conn: None,
+            paths,
             started,
             read_buf: Vec::new(),
             compress_buf: Vec::new(),
@@ -185,49 +196,64 @@ impl<'a> PendingSend<'a> {
 
     /// Puts on the wire every chunk the window allows now.
     fn pump(&mut self) -> Result<()> {
+        let budget = Duration::from_millis(self.node.tuning.connect_timeout_ms);
         loop {
-            if self.slot.lost.swap(false, Ordering::AcqRel) {
+            if self.slot.lost.swap(false, Ordering::AcqRel) && self.paths.drop_dead() {
                 self.slot.state.lock().on_connection_lost();
-                self.conn = None;
             }
-            let conn = match &self.conn {
-                Some(c) if c.is_alive() => Arc::clone(c),
-                _ => self.reconnect()?,
-            };
+            self.paths.health_check(&self.node, Instant::now(), budget);
+            if self.paths.all_down() {
+                return Err(self.paths.unreachable(&self.peer.id));
+            }
             let Some(chunk) = self.slot.state.lock().poll_chunk() else {
                 return Ok(());
             };
-            let mut h = self.header(FrameKind::Data);
-            h.offset = chunk.offset;
-            h.aux = self.source.len();
-            let data = self
-                .source
-                .chunk(chunk.offset, chunk.len, &mut self.read_buf)
-                .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
-            let payload = match compress(self.opts.compression, data, &mut self.compress_buf) {
-                Some(packed) => {
-                    h.flags |= flags::LZ4;
-                    packed
-                }
-                None => data,
+            let Some(path) = self.paths.pick() else { continue };
+            let Some((conn, fresh)) = self.paths.conn(path, &self.node, budget) else {
+                self.slot.state.lock().on_connection_lost();
+                continue;
             };
-            match conn.send(&h, payload) {
-                Ok(()) => {
-                    self.wire_payload_bytes += payload.len() as u64;
-                    let stats = &self.node.stats;
-                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_sent.fetch_add(
-                        payload.len() as u64 + crate::wire::HEADER_LEN as u64,
-                        Ordering::Relaxed,
-                    );
-                }
+            if fresh {
+                self.announce(&conn);
+            }
+            let started = Instant::now();
+            match self.send_chunk(&conn, chunk)? {
+                Ok(wire_bytes) => self.paths.record(path, wire_bytes, started.elapsed()),
                 Err(e) => {
-                    tracing::debug!(peer = %self.peer.id, "write failed, will reconnect: {e}");
+                    tracing::debug!(hop = %conn.peer, "write failed, failing over: {e}");
+                    self.paths.mark_down(path);
                     self.slot.state.lock().on_connection_lost();
-                    self.conn = None;
                 }
             }
         }
+    }
+
+    /// Frames and writes one chunk; returns the payload bytes put on the wire, or the write
+    /// error of the connection (the outer error is fatal: the source could not be read).
+    fn send_chunk(&mut self, conn: &Conn, chunk: crate::proto::Chunk) -> Result<std::io::Result<u64>> {
+        let mut h = self.header(FrameKind::Data);
+        h.offset = chunk.offset;
+        h.aux = self.source.len();
+        let data = self
+            .source
+            .chunk(chunk.offset, chunk.len, &mut self.read_buf)
+            .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
+        let payload = match compress(self.opts.compression, data, &mut self.compress_buf) {
+            Some(packed) => {
+                h.flags |= flags::LZ4;
+                packed
+            }
+            None => data,
+        };
+        if let Err(e) = conn.send(&h, payload) {
+            return Ok(Err(e));
+        }
+        let wire = payload.len() as u64;
+        self.wire_payload_bytes += wire;
+        let stats = &self.node.stats;
+        stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(wire + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+        Ok(Ok(wire))
     }
 
     fn header(&self, kind: FrameKind) -> Header {
@@ -240,22 +266,15 @@ impl<'a> PendingSend<'a> {
         h
     }
 
-    fn reconnect(&mut self) -> Result<Arc<Conn>> {
-        let budget = Duration::from_millis(self.node.tuning.connect_timeout_ms);
-        let conn = self
-            .node
-            .connection_to(&self.peer, Instant::now() + budget)?;
+    /// Tells the destination the transfer's name over a new connection (best effort: a
+    /// failed write shows up on the data frames that follow).
+    fn announce(&self, conn: &Conn) {
         if let Some(name) = &self.opts.name {
             let mut h = self.header(FrameKind::Meta);
             h.aux = self.source.len();
             let name = &name.as_bytes()[..name.len().min(255)];
-            conn.send(&h, name).map_err(|e| Error::Unreachable {
-                node: self.peer.id.clone(),
-                reason: e.to_string(),
-            })?;
+            let _ = conn.send(&h, name);
         }
-        self.conn = Some(Arc::clone(&conn));
-        Ok(conn)
     }
 
     /// Drives the transfer until the destination acknowledged every byte, or it failed.
@@ -314,17 +333,24 @@ impl<'a> PendingSend<'a> {
             .fetch_add(retransmitted_bytes, Ordering::Relaxed);
         let bytes = self.source.len();
         let latency = self.started.elapsed();
+        let path = self
+            .paths
+            .main_path()
+            .map(|p| p.via.clone())
+            .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
+        let hops = path
+            .windows(2)
+            .map(|w| Hop { from: w[0].clone(), to: w[1].clone(), transport: TransportKind::Tcp })
+            .collect();
         SendReport {
             transfer_id: self.id,
             bytes,
             latency,
             throughput_gbps: bytes as f64 * 8.0 / latency.as_secs_f64().max(1e-9) / 1e9,
-            path: vec![self.node.me.clone(), self.peer.id.clone()],
-            hops: vec![Hop {
-                from: self.node.me.clone(),
-                to: self.peer.id.clone(),
-                transport: TransportKind::Tcp,
-            }],
+            path,
+            hops,
+            paths: self.paths.report(),
+            failovers: self.paths.failovers,
             compression_ratio: if self.wire_payload_bytes == 0 {
                 1.0
             } else {

@@ -1,0 +1,252 @@
+//! The paths one transfer is striped over: a first hop each (the destination itself, or a
+//! relay), a weight, a connection, and counters. Chunks go to paths by smooth weighted
+//! round-robin; a path whose connection breaks is marked down and its unacknowledged chunks
+//! are sent again on the others; health checks try down paths again at an interval.
+
+use super::super::{Conn, NodeInner, Peer};
+use crate::error::Error;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How chunks are shared between paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathScheduler {
+    /// Fixed weights, smooth weighted round-robin.
+    #[default]
+    WeightedRoundRobin,
+    /// Weights follow each path's measured write throughput.
+    Adaptive,
+}
+
+/// What a path did during one transfer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathReport {
+    /// Source, first hop, …, destination.
+    pub via: Vec<String>,
+    pub weight: f64,
+    pub bytes: u64,
+    pub chunks: u64,
+    /// The path broke during the transfer (its chunks were resent on the others).
+    pub failed: bool,
+}
+
+pub(crate) struct Path {
+    pub first_hop: Peer,
+    pub via: Vec<String>,
+    weight: f64,
+    conn: Option<Arc<Conn>>,
+    down: bool,
+    failed: bool,
+    credit: f64,
+    bytes: u64,
+    chunks: u64,
+    write_time: Duration,
+    last_error: Option<String>,
+}
+
+impl Path {
+    pub fn new(first_hop: Peer, via: Vec<String>, weight: f64) -> Path {
+        Path {
+            first_hop,
+            via,
+            weight: weight.max(f64::MIN_POSITIVE),
+            conn: None,
+            down: false,
+            failed: false,
+            credit: 0.0,
+            bytes: 0,
+            chunks: 0,
+            write_time: Duration::ZERO,
+            last_error: None,
+        }
+    }
+}
+
+pub(crate) struct PathSet {
+    paths: Vec<Path>,
+    scheduler: PathScheduler,
+    health_interval: Duration,
+    last_health: Instant,
+    pub failovers: u32,
+}
+
+impl PathSet {
+    pub fn new(paths: Vec<Path>, scheduler: PathScheduler, health_interval: Duration, now: Instant) -> PathSet {
+        PathSet { paths, scheduler, health_interval, last_health: now, failovers: 0 }
+    }
+
+    /// Keys of the first hops (their connection loss concerns this transfer).
+    pub fn first_hop_keys(&self) -> Vec<u64> {
+        self.paths.iter().map(|p| p.first_hop.key).collect()
+    }
+
+    /// The next path to carry a chunk (smooth weighted round-robin over the paths that are up).
+    pub fn pick(&mut self) -> Option<usize> {
+        let adaptive = self.scheduler == PathScheduler::Adaptive;
+        let weight = |p: &Path| if adaptive { adaptive_weight(p) } else { p.weight };
+        let total: f64 = self.paths.iter().filter(|p| !p.down).map(weight).sum();
+        let mut best: Option<usize> = None;
+        for i in 0..self.paths.len() {
+            if self.paths[i].down {
+                continue;
+            }
+            let w = weight(&self.paths[i]);
+            self.paths[i].credit += w;
+            if best.is_none_or(|b| self.paths[i].credit > self.paths[b].credit) {
+                best = Some(i);
+            }
+        }
+        if let Some(b) = best {
+            self.paths[b].credit -= total;
+        }
+        best
+    }
+
+    /// The connection of path `i`, dialing it if needed. A failed dial marks the path down.
+    pub fn conn(&mut self, i: usize, node: &Arc<NodeInner>, budget: Duration) -> Option<(Arc<Conn>, bool)> {
+        let path = &mut self.paths[i];
+        if let Some(c) = path.conn.as_ref().filter(|c| c.is_alive()) {
+            return Some((Arc::clone(c), false));
+        }
+        match node.connection_to(&path.first_hop, Instant::now() + budget) {
+            Ok(c) => {
+                path.conn = Some(Arc::clone(&c));
+                Some((c, true))
+            }
+            Err(e) => {
+                tracing::debug!(hop = %path.first_hop.id, "path down: {e}");
+                path.last_error = Some(e.to_string());
+                self.mark_down(i);
+                None
+            }
+        }
+    }
+
+    /// Path `i` broke: no more chunks on it until a health check brings it back.
+    pub fn mark_down(&mut self, i: usize) {
+        let path = &mut self.paths[i];
+        if !path.down {
+            path.down = true;
+            path.conn = None;
+            if self.paths.len() > 1 {
+                self.paths[i].failed = true;
+                self.failovers += 1;
+                tracing::info!(hop = %self.paths[i].first_hop.id, "path failed; its chunks go on the other paths");
+            }
+        }
+    }
+
+    /// Marks down every path whose connection died; true if any did.
+    pub fn drop_dead(&mut self) -> bool {
+        let dead: Vec<usize> = (0..self.paths.len())
+            .filter(|&i| self.paths[i].conn.as_ref().is_some_and(|c| !c.is_alive()))
+            .collect();
+        for &i in &dead {
+            self.mark_down(i);
+        }
+        !dead.is_empty()
+    }
+
+    pub fn all_down(&self) -> bool {
+        self.paths.iter().all(|p| p.down)
+    }
+
+    /// Tries the down paths again: at the health-check interval, or at once when none is up.
+    pub fn health_check(&mut self, node: &Arc<NodeInner>, now: Instant, budget: Duration) {
+        if !self.all_down() && now.duration_since(self.last_health) < self.health_interval {
+            return;
+        }
+        self.last_health = now;
+        for i in 0..self.paths.len() {
+            if self.paths[i].down {
+                let p = &mut self.paths[i];
+                match node.connection_to(&p.first_hop, Instant::now() + budget) {
+                    Ok(c) => {
+                        tracing::info!(hop = %p.first_hop.id, "path is up again");
+                        p.conn = Some(c);
+                        p.down = false;
+                        p.credit = 0.0;
+                    }
+                    Err(e) => p.last_error = Some(e.to_string()),
+                }
+            }
+        }
+    }
+
+    pub fn record(&mut self, i: usize, bytes: u64, took: Duration) {
+        let p = &mut self.paths[i];
+        p.bytes += bytes;
+        p.chunks += 1;
+        p.write_time += took;
+    }
+
+    pub fn unreachable(&self, dst: &str) -> Error {
+        if let [only] = &self.paths[..] {
+            let reason = only.last_error.clone().unwrap_or_else(|| "connection lost".into());
+            return Error::Unreachable { node: dst.to_owned(), reason };
+        }
+        let tried: Vec<String> = self
+            .paths
+            .iter()
+            .map(|p| format!("{}: {}", p.first_hop.id, p.last_error.as_deref().unwrap_or("connection lost")))
+            .collect();
+        Error::Unreachable { node: dst.to_owned(), reason: format!("no path is up ({})", tried.join("; ")) }
+    }
+
+    pub fn report(&self) -> Vec<PathReport> {
+        self.paths
+            .iter()
+            .map(|p| PathReport { via: p.via.clone(), weight: p.weight, bytes: p.bytes, chunks: p.chunks, failed: p.failed })
+            .collect()
+    }
+
+    /// The path that carried the most bytes (the "path taken" of a single-path report).
+    pub fn main_path(&self) -> Option<&Path> {
+        self.paths.iter().max_by_key(|p| p.bytes)
+    }
+}
+
+/// Throughput seen on a path so far (bytes per second of write time), or its configured
+/// weight until it has carried enough to measure.
+fn adaptive_weight(p: &Path) -> f64 {
+    if p.chunks < 4 || p.write_time.is_zero() {
+        return p.weight;
+    }
+    p.bytes as f64 / p.write_time.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str) -> Peer {
+        Peer { id: id.into(), key: crate::wire::node_key(id), addr: None }
+    }
+
+    fn set(weights: &[f64]) -> PathSet {
+        let paths = weights.iter().enumerate().map(|(i, w)| Path::new(peer(&format!("r{i}")), vec![], *w)).collect();
+        PathSet::new(paths, PathScheduler::WeightedRoundRobin, Duration::from_secs(1), Instant::now())
+    }
+
+    #[test]
+    fn smooth_round_robin_follows_the_weights() {
+        let mut s = set(&[3.0, 1.0]);
+        let picks: Vec<usize> = (0..400).map(|_| s.pick().unwrap()).collect();
+        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 300);
+        // Smooth: never more than 3 in a row on the heavy path.
+        assert!(picks.windows(4).all(|w| w.contains(&1)));
+    }
+
+    #[test]
+    fn down_paths_get_nothing_and_count_as_failover() {
+        let mut s = set(&[1.0, 1.0]);
+        s.mark_down(0);
+        assert!((0..10).all(|_| s.pick() == Some(1)));
+        assert_eq!(s.failovers, 1);
+        s.mark_down(1);
+        assert!(s.all_down() && s.pick().is_none());
+        assert!(s.report().iter().all(|p| p.failed));
+    }
+}
