@@ -12,14 +12,14 @@
 use crate::config::{FabricConfig, NodeConfig};
 use crate::error::{Error, Result};
 use crate::runtime::{
-    Message, NodeInner, Path as RoutePath, PathReport, PathScheduler, PathSet, PendingSend, PingStats, SendSource, Sink,
-    StatsSnapshot,
+    Message, NodeInner, Path as RoutePath, PathReport, PathScheduler, PathSet, PendingSend,
+    PingStats, SendSource, Sink, StatsSnapshot,
 };
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use crate::transport::TransportKind;
 use crate::types::{DataType, Priority};
+use parking_lot::Mutex;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,11 @@ pub struct MultipathConfig {
 
 impl MultipathConfig {
     pub fn new(paths: Vec<(String, f64)>) -> Self {
-        MultipathConfig { paths, scheduler: PathScheduler::WeightedRoundRobin, health_check_interval: Duration::from_secs(1) }
+        MultipathConfig {
+            paths,
+            scheduler: PathScheduler::WeightedRoundRobin,
+            health_check_interval: Duration::from_secs(1),
+        }
     }
     pub fn scheduler(mut self, s: PathScheduler) -> Self {
         self.scheduler = s;
@@ -306,6 +310,9 @@ impl Fabric {
         opts: SendOptions,
     ) -> Result<PendingSend<'a>> {
         let peer = self.inner.peer_by_id(dst)?;
+        if let Err(reason) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
+            return Err(Error::Rejected { reason });
+        }
         if let Some(limit) = opts.latency_constraint_ns {
             let route = self.nominal_latency_ns(dst);
             if route > limit {
@@ -315,31 +322,58 @@ impl Fabric {
                 });
             }
         }
-        let paths = self.paths_to(&peer, opts.multipath.clone().or_else(|| self.multipath.lock().get(dst).cloned()))?;
+        let paths = self.paths_to(
+            &peer,
+            opts.multipath
+                .clone()
+                .or_else(|| self.multipath.lock().get(dst).cloned()),
+        )?;
         PendingSend::start(&self.inner, peer, source, opts, paths)
     }
 
     /// The paths a send to `dst` uses: the configured multipath set, or the route's first hop.
-    fn paths_to(&self, dst: &crate::runtime::Peer, multipath: Option<MultipathConfig>) -> Result<PathSet> {
+    fn paths_to(
+        &self,
+        dst: &crate::runtime::Peer,
+        multipath: Option<MultipathConfig>,
+    ) -> Result<PathSet> {
         let now = std::time::Instant::now();
         let me = self.node_id().to_owned();
         let Some(m) = multipath else {
             let (hop, via) = self.inner.first_hop(dst, now)?;
-            return Ok(PathSet::new(vec![RoutePath::new(hop, via, 1.0)], PathScheduler::WeightedRoundRobin, Duration::from_secs(1), now));
+            return Ok(PathSet::new(
+                vec![RoutePath::new(hop, via, 1.0)],
+                PathScheduler::WeightedRoundRobin,
+                Duration::from_secs(1),
+                now,
+            ));
         };
         let mut paths = Vec::with_capacity(m.paths.len());
         for (hop, weight) in &m.paths {
             if !(weight.is_finite() && *weight > 0.0) {
-                return Err(Error::InvalidArgument(format!("multipath weight of `{hop}` must be > 0 (got {weight})")));
+                return Err(Error::InvalidArgument(format!(
+                    "multipath weight of `{hop}` must be > 0 (got {weight})"
+                )));
             }
             let peer = self.inner.peer_by_id(hop)?;
-            let via = if peer.key == dst.key { vec![me.clone(), dst.id.clone()] } else { vec![me.clone(), hop.clone(), dst.id.clone()] };
+            let via = if peer.key == dst.key {
+                vec![me.clone(), dst.id.clone()]
+            } else {
+                vec![me.clone(), hop.clone(), dst.id.clone()]
+            };
             paths.push(RoutePath::new(peer, via, *weight));
         }
         if paths.is_empty() {
-            return Err(Error::InvalidArgument("multipath needs at least one path".into()));
+            return Err(Error::InvalidArgument(
+                "multipath needs at least one path".into(),
+            ));
         }
-        Ok(PathSet::new(paths, m.scheduler, m.health_check_interval, now))
+        Ok(PathSet::new(
+            paths,
+            m.scheduler,
+            m.health_check_interval,
+            now,
+        ))
     }
 
     /// The guide's `configure_multipath`: later sends to `dst` are striped over these paths.

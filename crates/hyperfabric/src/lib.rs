@@ -18,6 +18,8 @@ pub mod proto;
 pub mod runtime;
 pub mod transport;
 
-pub use fabric::{Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions, SendOptions, SendReport};
-pub use runtime::{PathReport, PathScheduler, PendingSend};
+pub use fabric::{
+    Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions, SendOptions, SendReport,
+};
 pub use runtime::{Message, PingStats};
+pub use runtime::{PathReport, PathScheduler, PendingSend};

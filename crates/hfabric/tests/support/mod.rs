@@ -50,6 +50,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path, node: &str, store: Option<&Path>) -> Server {
+        Server::start_with(config, node, store, &[])
+    }
+
+    /// Like [`Server::start`], with extra arguments (e.g. `--peer dst=ADDR` for relays).
+    pub fn start_with(config: &Path, node: &str, store: Option<&Path>, extra: &[String]) -> Server {
         let log = config.with_file_name(format!("{node}-{}.log", std::process::id()));
         let mut cmd = Command::new(BIN);
         cmd.args([
@@ -65,6 +70,7 @@ impl Server {
         if let Some(dir) = store {
             cmd.arg("--store").arg(dir);
         }
+        cmd.args(extra);
         cmd.env("RUST_LOG", "info");
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -194,4 +200,45 @@ fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// A four-node diamond: src -> {relay-1, relay-2} -> dst, plus a chain relay-1 -> relay-2
+/// for two-relay routes. Real addresses are given with --peer when the nodes start.
+pub fn diamond_file(dir: &Path) -> PathBuf {
+    let mut text = String::from(
+        "[fabric]\nname = \"diamond\"\nprofile = \"high_throughput\"\nsend_timeout_ms = 10000\nconnect_timeout_ms = 1000\n",
+    );
+    for (i, id) in ["src", "relay-1", "relay-2", "dst"].iter().enumerate() {
+        text += &format!(
+            "\n[[nodes]]\nid = \"{id}\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:{}\"\n",
+            i + 1
+        );
+    }
+    for (a, b) in [
+        ("src", "relay-1"),
+        ("src", "relay-2"),
+        ("relay-1", "dst"),
+        ("relay-2", "dst"),
+        ("relay-1", "relay-2"),
+    ] {
+        text += &format!(
+            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
+        );
+    }
+    let path = dir.join("diamond.toml");
+    std::fs::write(&path, text).expect("write diamond file");
+    path
+}
+
+/// Bytes in the temporary (.part) files of a store directory: how far a transfer got.
+pub fn partial_bytes(store: &Path) -> u64 {
+    std::fs::read_dir(store)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }

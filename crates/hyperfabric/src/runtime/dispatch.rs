@@ -98,6 +98,10 @@ impl NodeInner {
             self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
             return Ok(());
         }
+        if let Err(why) = self.zones.check(h.src, self.my_key, &[]) {
+            self.refuse_routed(conn, h, &format!("rejected at the destination: {why}"));
+            return Ok(());
+        }
         let bytes = if h.has(flags::LZ4) {
             self.decompress(payload, scratch)?
         } else {
@@ -202,13 +206,22 @@ impl NodeInner {
                 tracing::debug!(kind = ?h.kind, "dropping a frame that cannot be relayed: {why}");
             }
         };
+        if let Err(why) = self.zones.check(h.src, h.dst, &[self.my_key]) {
+            return refuse(&format!("rejected at relay `{}`: {why}", self.me));
+        }
         if h.hops >= MAX_HOPS {
-            return refuse(&format!("hop limit of {MAX_HOPS} reached at `{}` (routing loop?)", self.me));
+            return refuse(&format!(
+                "hop limit of {MAX_HOPS} reached at `{}` (routing loop?)",
+                self.me
+            ));
         }
         let now = Instant::now();
         let next = match self.next_hop(h.dst, now) {
             Ok(p) if p.key == from.peer_key && p.key != h.dst => {
-                return refuse(&format!("`{}` would send the frame back where it came from", self.me))
+                return refuse(&format!(
+                    "`{}` would send the frame back where it came from",
+                    self.me
+                ))
             }
             Ok(p) => p,
             Err(e) => return refuse(&format!("relay `{}`: {e}", self.me)),
@@ -216,14 +229,21 @@ impl NodeInner {
         let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
         let conn = match self.connection_to(&next, deadline) {
             Ok(c) => c,
-            Err(e) => return refuse(&format!("relay `{}` cannot reach `{}`: {e}", self.me, next.id)),
+            Err(e) => {
+                return refuse(&format!(
+                    "relay `{}` cannot reach `{}`: {e}",
+                    self.me, next.id
+                ))
+            }
         };
         let mut out = *h;
         out.hops = h.hops + 1;
         match conn.send(&out, payload) {
             Ok(()) => {
                 self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
-                self.stats.bytes_forwarded.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .bytes_forwarded
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
             }
             Err(e) => refuse(&format!("relay `{}` lost `{}`: {e}", self.me, next.id)),
         }
@@ -232,12 +252,21 @@ impl NodeInner {
     /// Refuses a transfer that arrived through relays: the Nack travels back by routing.
     fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, reason: &str) {
         tracing::warn!(peer = %via.peer, "refusing transfer {:#x}: {reason}", h.transfer_id);
+        // Sent on behalf of the destination (the sender only listens to it for this transfer),
+        // marked as relayed; the reason names this node.
         let mut n = Header::new(FrameKind::Nack);
-        n.src = self.my_key;
+        n.src = h.dst;
         n.dst = h.src;
+        n.hops = 1;
         n.transfer_id = h.transfer_id;
         n.flags = flags::FATAL;
-        let back = if h.src == via.peer_key { None } else { self.next_hop(h.src, Instant::now()).ok().and_then(|p| self.live_conn(p.key)) };
+        let back = if h.src == via.peer_key {
+            None
+        } else {
+            self.next_hop(h.src, Instant::now())
+                .ok()
+                .and_then(|p| self.live_conn(p.key))
+        };
         let _ = back.as_deref().unwrap_or(via).send(&n, reason.as_bytes());
     }
 

@@ -9,13 +9,15 @@ mod incoming;
 mod outgoing;
 mod ping;
 mod stats;
+mod zones;
 
 pub use conn::Conn;
 pub use incoming::{Message, Sink};
-pub use outgoing::{PathReport, PathScheduler, PendingSend, SendSource};
 pub(crate) use outgoing::{Path, PathSet};
+pub use outgoing::{PathReport, PathScheduler, PendingSend, SendSource};
 pub use ping::{PingPlan, PingStats};
 pub use stats::{NodeStats, StatsSnapshot};
+pub use zones::Zones;
 
 use crate::config::{FabricConfig, Tuning};
 use crate::error::{Error, Result};
@@ -46,6 +48,7 @@ pub struct NodeInner {
     pub limits: wire::Limits,
     pub local_addr: SocketAddr,
     peers: RwLock<HashMap<u64, Peer>>,
+    pub zones: Zones,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Serialises connection set-up per peer so concurrent senders share one dial.
     dialing: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
@@ -109,6 +112,7 @@ impl NodeInner {
             tuning,
             local_addr,
             peers: RwLock::new(peers),
+            zones: Zones::from_config(cfg),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
@@ -294,7 +298,11 @@ impl NodeInner {
 
     /// The neighbour to forward a frame for `dst` to (relays).
     pub fn next_hop(&self, dst_key: u64, now: Instant) -> Result<Peer> {
-        let dst = self.peer_by_key(dst_key).ok_or_else(|| Error::NodeNotFound { node: format!("{dst_key:#x}") })?;
+        let dst = self
+            .peer_by_key(dst_key)
+            .ok_or_else(|| Error::NodeNotFound {
+                node: format!("{dst_key:#x}"),
+            })?;
         self.first_hop(&dst, now).map(|(hop, _)| hop)
     }
 

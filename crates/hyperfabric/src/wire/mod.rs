@@ -95,7 +95,15 @@ impl FrameKind {
 
     /// Frames addressed end to end, which relays forward (the others are per connection).
     pub fn is_routed(self) -> bool {
-        matches!(self, FrameKind::Data | FrameKind::Meta | FrameKind::Ack | FrameKind::Nack | FrameKind::Ping | FrameKind::Pong)
+        matches!(
+            self,
+            FrameKind::Data
+                | FrameKind::Meta
+                | FrameKind::Ack
+                | FrameKind::Nack
+                | FrameKind::Ping
+                | FrameKind::Pong
+        )
     }
 }
 

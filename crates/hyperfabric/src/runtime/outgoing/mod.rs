@@ -4,8 +4,8 @@
 
 mod paths;
 
-pub use paths::{PathReport, PathScheduler};
 pub(crate) use paths::{Path, PathSet};
+pub use paths::{PathReport, PathScheduler};
 
 use super::{idle, Conn, NodeInner, Peer};
 use crate::error::{Error, Result};
@@ -113,7 +113,12 @@ impl OutgoingTable {
     }
 
     pub(super) fn connection_lost(&self, peer: u64) {
-        for slot in self.map.lock().values().filter(|s| s.first_hops.contains(&peer)) {
+        for slot in self
+            .map
+            .lock()
+            .values()
+            .filter(|s| s.first_hops.contains(&peer))
+        {
             slot.lost.store(true, Ordering::Release);
             slot.wake();
         }
@@ -208,7 +213,9 @@ impl<'a> PendingSend<'a> {
             let Some(chunk) = self.slot.state.lock().poll_chunk() else {
                 return Ok(());
             };
-            let Some(path) = self.paths.pick() else { continue };
+            let Some(path) = self.paths.pick() else {
+                continue;
+            };
             let Some((conn, fresh)) = self.paths.conn(path, &self.node, budget) else {
                 self.slot.state.lock().on_connection_lost();
                 continue;
@@ -230,7 +237,11 @@ impl<'a> PendingSend<'a> {
 
     /// Frames and writes one chunk; returns the payload bytes put on the wire, or the write
     /// error of the connection (the outer error is fatal: the source could not be read).
-    fn send_chunk(&mut self, conn: &Conn, chunk: crate::proto::Chunk) -> Result<std::io::Result<u64>> {
+    fn send_chunk(
+        &mut self,
+        conn: &Conn,
+        chunk: crate::proto::Chunk,
+    ) -> Result<std::io::Result<u64>> {
         let mut h = self.header(FrameKind::Data);
         h.offset = chunk.offset;
         h.aux = self.source.len();
@@ -252,7 +263,9 @@ impl<'a> PendingSend<'a> {
         self.wire_payload_bytes += wire;
         let stats = &self.node.stats;
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-        stats.bytes_sent.fetch_add(wire + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
+        stats
+            .bytes_sent
+            .fetch_add(wire + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
         Ok(Ok(wire))
     }
 
@@ -340,7 +353,11 @@ impl<'a> PendingSend<'a> {
             .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
         let hops = path
             .windows(2)
-            .map(|w| Hop { from: w[0].clone(), to: w[1].clone(), transport: TransportKind::Tcp })
+            .map(|w| Hop {
+                from: w[0].clone(),
+                to: w[1].clone(),
+                transport: TransportKind::Tcp,
+            })
             .collect();
         SendReport {
             transfer_id: self.id,

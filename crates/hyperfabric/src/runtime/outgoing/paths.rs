@@ -73,8 +73,19 @@ pub(crate) struct PathSet {
 }
 
 impl PathSet {
-    pub fn new(paths: Vec<Path>, scheduler: PathScheduler, health_interval: Duration, now: Instant) -> PathSet {
-        PathSet { paths, scheduler, health_interval, last_health: now, failovers: 0 }
+    pub fn new(
+        paths: Vec<Path>,
+        scheduler: PathScheduler,
+        health_interval: Duration,
+        now: Instant,
+    ) -> PathSet {
+        PathSet {
+            paths,
+            scheduler,
+            health_interval,
+            last_health: now,
+            failovers: 0,
+        }
     }
 
     /// Keys of the first hops (their connection loss concerns this transfer).
@@ -85,7 +96,13 @@ impl PathSet {
     /// The next path to carry a chunk (smooth weighted round-robin over the paths that are up).
     pub fn pick(&mut self) -> Option<usize> {
         let adaptive = self.scheduler == PathScheduler::Adaptive;
-        let weight = |p: &Path| if adaptive { adaptive_weight(p) } else { p.weight };
+        let weight = |p: &Path| {
+            if adaptive {
+                adaptive_weight(p)
+            } else {
+                p.weight
+            }
+        };
         let total: f64 = self.paths.iter().filter(|p| !p.down).map(weight).sum();
         let mut best: Option<usize> = None;
         for i in 0..self.paths.len() {
@@ -105,7 +122,12 @@ impl PathSet {
     }
 
     /// The connection of path `i`, dialing it if needed. A failed dial marks the path down.
-    pub fn conn(&mut self, i: usize, node: &Arc<NodeInner>, budget: Duration) -> Option<(Arc<Conn>, bool)> {
+    pub fn conn(
+        &mut self,
+        i: usize,
+        node: &Arc<NodeInner>,
+        budget: Duration,
+    ) -> Option<(Arc<Conn>, bool)> {
         let path = &mut self.paths[i];
         if let Some(c) = path.conn.as_ref().filter(|c| c.is_alive()) {
             return Some((Arc::clone(c), false));
@@ -184,21 +206,42 @@ impl PathSet {
 
     pub fn unreachable(&self, dst: &str) -> Error {
         if let [only] = &self.paths[..] {
-            let reason = only.last_error.clone().unwrap_or_else(|| "connection lost".into());
-            return Error::Unreachable { node: dst.to_owned(), reason };
+            let reason = only
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "connection lost".into());
+            return Error::Unreachable {
+                node: dst.to_owned(),
+                reason,
+            };
         }
         let tried: Vec<String> = self
             .paths
             .iter()
-            .map(|p| format!("{}: {}", p.first_hop.id, p.last_error.as_deref().unwrap_or("connection lost")))
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p.first_hop.id,
+                    p.last_error.as_deref().unwrap_or("connection lost")
+                )
+            })
             .collect();
-        Error::Unreachable { node: dst.to_owned(), reason: format!("no path is up ({})", tried.join("; ")) }
+        Error::Unreachable {
+            node: dst.to_owned(),
+            reason: format!("no path is up ({})", tried.join("; ")),
+        }
     }
 
     pub fn report(&self) -> Vec<PathReport> {
         self.paths
             .iter()
-            .map(|p| PathReport { via: p.via.clone(), weight: p.weight, bytes: p.bytes, chunks: p.chunks, failed: p.failed })
+            .map(|p| PathReport {
+                via: p.via.clone(),
+                weight: p.weight,
+                bytes: p.bytes,
+                chunks: p.chunks,
+                failed: p.failed,
+            })
             .collect()
     }
 
@@ -222,12 +265,25 @@ mod tests {
     use super::*;
 
     fn peer(id: &str) -> Peer {
-        Peer { id: id.into(), key: crate::wire::node_key(id), addr: None }
+        Peer {
+            id: id.into(),
+            key: crate::wire::node_key(id),
+            addr: None,
+        }
     }
 
     fn set(weights: &[f64]) -> PathSet {
-        let paths = weights.iter().enumerate().map(|(i, w)| Path::new(peer(&format!("r{i}")), vec![], *w)).collect();
-        PathSet::new(paths, PathScheduler::WeightedRoundRobin, Duration::from_secs(1), Instant::now())
+        let paths = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Path::new(peer(&format!("r{i}")), vec![], *w))
+            .collect();
+        PathSet::new(
+            paths,
+            PathScheduler::WeightedRoundRobin,
+            Duration::from_secs(1),
+            Instant::now(),
+        )
     }
 
     #[test]
