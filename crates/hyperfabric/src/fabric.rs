@@ -147,6 +147,8 @@ fn ser_duration_ns<S: serde::Serializer>(
 /// How to ping.
 #[derive(Debug, Clone, Copy)]
 pub struct PingOptions {
+    /// Ultra_high and high pings take the urgent lane when QoS is on.
+    pub priority: Priority,
     pub size: usize,
     pub count: u64,
     pub warmup: u64,
@@ -157,6 +159,7 @@ pub struct PingOptions {
 impl Default for PingOptions {
     fn default() -> Self {
         PingOptions {
+            priority: Priority::Normal,
             size: 64,
             count: 10,
             warmup: 0,
@@ -172,6 +175,10 @@ impl PingOptions {
     }
     pub fn size(mut self, s: usize) -> Self {
         self.size = s;
+        self
+    }
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = p;
         self
     }
     pub fn count(mut self, c: u64) -> Self {
@@ -424,6 +431,7 @@ impl Fabric {
             warmup: opts.warmup,
             interval: opts.interval,
             timeout: opts.timeout,
+            priority: opts.priority,
         };
         self.inner.ping(&peer, plan)
     }

@@ -93,6 +93,9 @@ pub struct Tuning {
     /// The largest transfer a node accepts.
     pub max_transfer_bytes: u64,
     pub max_connections: usize,
+    /// Priority scheduling per link: ultra_high/high get their own connection (no queueing
+    /// behind bulk data in socket buffers) and lower priorities defer to higher ones.
+    pub qos_enabled: bool,
 }
 
 impl Tuning {
@@ -113,6 +116,7 @@ impl Tuning {
             max_retransmits: 8,
             max_transfer_bytes: 16 * GIB,
             max_connections: 1024,
+            qos_enabled: true,
         };
         match p {
             ProfileName::HighThroughput => common,

@@ -93,7 +93,12 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
         send_timeout_ms,
         retransmit_timeout_ms
     );
-    take!(max_retransmits, max_transfer_bytes, max_connections);
+    take!(
+        max_retransmits,
+        max_transfer_bytes,
+        max_connections,
+        qos_enabled
+    );
     if let Some(cc) = &f.congestion_control {
         t.congestion_control = (cc != "default").then(|| cc.clone());
     }

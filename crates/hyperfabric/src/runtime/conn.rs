@@ -4,16 +4,52 @@
 use super::{NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::transport::tcp::{self, SocketReport};
+use crate::types::Priority;
 use crate::wire::{self, DecodeError, FrameKind, Header, Hello, HEADER_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Read buffer of a connection: small frames (acks, pings) come out of it without syscalls.
 const READ_BUFFER_BYTES: usize = 256 << 10;
+/// Most times a frame defers to more urgent writers before it goes anyway (no starvation).
+const MAX_DEFERRALS: u32 = 10_000;
+
+/// Which connection to a peer carries a frame. With QoS on, urgent traffic has its own
+/// connection so it never queues behind bulk bytes in socket buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Urgent,
+    Bulk,
+}
+
+impl Lane {
+    pub fn of(priority: Priority, qos_enabled: bool) -> Lane {
+        if qos_enabled && priority <= Priority::High {
+            Lane::Urgent
+        } else {
+            Lane::Bulk
+        }
+    }
+}
+
+/// Priority among the writers of one connection: a frame yields to more urgent frames
+/// that are waiting, so an urgent message overtakes a bulk transfer within one chunk.
+#[derive(Default)]
+struct WriteGate {
+    waiting: [AtomicU32; 5],
+}
+
+impl WriteGate {
+    fn more_urgent_waiting(&self, p: usize) -> bool {
+        self.waiting[..p]
+            .iter()
+            .any(|w| w.load(Ordering::Acquire) > 0)
+    }
+}
 
 pub struct Conn {
     /// This node's wire key (the source of the frames we write).
@@ -21,6 +57,9 @@ pub struct Conn {
     pub peer: String,
     pub peer_key: u64,
     pub socket: SocketReport,
+    pub lane: Lane,
+    qos: bool,
+    gate: WriteGate,
     writer: Mutex<TcpStream>,
     alive: AtomicBool,
     /// Highest pong sequence seen, and the wake-up for parked pingers.
@@ -30,13 +69,17 @@ pub struct Conn {
 
 impl Conn {
     fn new(
-        local_key: u64,
+        node: &NodeInner,
         peer: &Peer,
         stream: &TcpStream,
         socket: SocketReport,
+        lane: Lane,
     ) -> io::Result<Arc<Conn>> {
         Ok(Arc::new(Conn {
-            local_key,
+            local_key: node.my_key,
+            lane,
+            qos: node.tuning.qos_enabled,
+            gate: WriteGate::default(),
             peer: peer.id.clone(),
             peer_key: peer.key,
             socket,
@@ -60,7 +103,11 @@ impl Conn {
         let raw = header
             .encode(payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let mut w = self.writer.lock();
+        let mut w = if self.qos {
+            self.lock_by_priority(header.priority)
+        } else {
+            self.writer.lock()
+        };
         if !self.is_alive() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -73,6 +120,20 @@ impl Conn {
             self.mark_dead();
         }
         res
+    }
+
+    /// Takes the writer, letting more urgent waiting writers go first (bounded).
+    fn lock_by_priority(&self, priority: Priority) -> parking_lot::MutexGuard<'_, TcpStream> {
+        let p = usize::from(priority.code()).min(4);
+        self.gate.waiting[p].fetch_add(1, Ordering::AcqRel);
+        let mut deferrals = 0;
+        while deferrals < MAX_DEFERRALS && self.gate.more_urgent_waiting(p) {
+            std::thread::yield_now();
+            deferrals += 1;
+        }
+        let guard = self.writer.lock();
+        self.gate.waiting[p].fetch_sub(1, Ordering::AcqRel);
+        guard
     }
 
     /// A header of `kind` from this node to the peer.
@@ -103,7 +164,12 @@ pub(super) fn reject(mut stream: TcpStream, reason: &str) {
 }
 
 /// Dials `peer`, says hello and waits for its welcome.
-pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Result<Arc<Conn>> {
+pub(super) fn dial(
+    node: &Arc<NodeInner>,
+    peer: &Peer,
+    lane: Lane,
+    deadline: Instant,
+) -> Result<Arc<Conn>> {
     let addr = peer.addr.ok_or_else(|| Error::Unreachable {
         node: peer.id.clone(),
         reason: "no listen address in the fabric file".into(),
@@ -179,7 +245,7 @@ pub(super) fn dial(node: &Arc<NodeInner>, peer: &Peer, deadline: Instant) -> Res
         }
     }
     stream.set_read_timeout(None).map_err(io_err)?;
-    let conn = Conn::new(node.my_key, peer, &stream, socket).map_err(io_err)?;
+    let conn = Conn::new(node, peer, &stream, socket, lane).map_err(io_err)?;
     node.adopt(Arc::clone(&conn));
     spawn_reader(node, &conn, reader)?;
     tracing::debug!(peer = %peer.id, %addr, "connected");
@@ -271,7 +337,7 @@ pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr:
         .and_then(|f| (&stream).write_all(&f));
     let conn = match sent
         .and_then(|_| stream.set_read_timeout(None))
-        .and_then(|_| Conn::new(node.my_key, &peer, &stream, socket))
+        .and_then(|_| Conn::new(&node, &peer, &stream, socket, Lane::Bulk))
     {
         Ok(c) => c,
         Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),

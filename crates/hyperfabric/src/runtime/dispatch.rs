@@ -1,7 +1,7 @@
 //! What a node does with each frame a connection delivers.
 
 use super::incoming::{refusal, Completed};
-use super::{Conn, NodeInner};
+use super::{Conn, Lane, NodeInner};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::wire::{flags, FrameKind, Header};
 use std::sync::atomic::Ordering;
@@ -227,7 +227,11 @@ impl NodeInner {
             Err(e) => return refuse(&format!("relay `{}`: {e}", self.me)),
         };
         let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
-        let conn = match self.connection_to(&next, deadline) {
+        let conn = match self.connection_to(
+            &next,
+            Lane::of(h.priority, self.tuning.qos_enabled),
+            deadline,
+        ) {
             Ok(c) => c,
             Err(e) => {
                 return refuse(&format!(
@@ -265,7 +269,7 @@ impl NodeInner {
         } else {
             self.next_hop(h.src, Instant::now())
                 .ok()
-                .and_then(|p| self.live_conn(p.key))
+                .and_then(|p| self.live_conn(p.key, Lane::of(h.priority, self.tuning.qos_enabled)))
         };
         let _ = back.as_deref().unwrap_or(via).send(&n, reason.as_bytes());
     }

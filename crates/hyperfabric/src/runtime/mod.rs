@@ -11,7 +11,7 @@ mod ping;
 mod stats;
 mod zones;
 
-pub use conn::Conn;
+pub use conn::{Conn, Lane};
 pub use incoming::{Message, Sink};
 pub(crate) use outgoing::{Path, PathSet};
 pub use outgoing::{PathReport, PathScheduler, PendingSend, SendSource};
@@ -49,9 +49,9 @@ pub struct NodeInner {
     pub local_addr: SocketAddr,
     peers: RwLock<HashMap<u64, Peer>>,
     pub zones: Zones,
-    conns: Mutex<HashMap<u64, Arc<Conn>>>,
-    /// Serialises connection set-up per peer so concurrent senders share one dial.
-    dialing: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
+    /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
+    dialing: Mutex<HashMap<(u64, Lane), Arc<Mutex<()>>>>,
     all_conns: Mutex<Vec<Arc<Conn>>>,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
@@ -221,28 +221,35 @@ impl NodeInner {
             .ok_or_else(|| Error::NodeNotFound {
                 node: id.to_owned(),
             })?;
-        if let Some(conn) = self.conns.lock().remove(&key) {
-            conn.close("peer unregistered");
+        for lane in [Lane::Urgent, Lane::Bulk] {
+            if let Some(conn) = self.conns.lock().remove(&(key, lane)) {
+                conn.close("peer unregistered");
+            }
         }
         Ok(())
     }
 
     /// An established connection to `peer`, dialing it if needed, retrying until `deadline`.
-    pub fn connection_to(self: &Arc<Self>, peer: &Peer, deadline: Instant) -> Result<Arc<Conn>> {
-        if let Some(c) = self.live_conn(peer.key) {
+    pub fn connection_to(
+        self: &Arc<Self>,
+        peer: &Peer,
+        lane: Lane,
+        deadline: Instant,
+    ) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live_conn(peer.key, lane) {
             return Ok(c);
         }
-        let gate = Arc::clone(self.dialing.lock().entry(peer.key).or_default());
+        let gate = Arc::clone(self.dialing.lock().entry((peer.key, lane)).or_default());
         let _dialing = gate.lock();
         let mut backoff = Duration::from_millis(20);
         loop {
-            if let Some(c) = self.live_conn(peer.key) {
+            if let Some(c) = self.live_conn(peer.key, lane) {
                 return Ok(c);
             }
             if self.is_shutting_down() {
                 return Err(Error::Shutdown);
             }
-            let err = match conn::dial(self, peer, deadline) {
+            let err = match conn::dial(self, peer, lane, deadline) {
                 Ok(c) => return Ok(c),
                 Err(e @ (Error::Rejected { .. } | Error::NodeNotFound { .. })) => return Err(e),
                 Err(e) => e,
@@ -260,10 +267,10 @@ impl NodeInner {
         }
     }
 
-    pub(super) fn live_conn(&self, key: u64) -> Option<Arc<Conn>> {
+    pub(super) fn live_conn(&self, key: u64, lane: Lane) -> Option<Arc<Conn>> {
         self.conns
             .lock()
-            .get(&key)
+            .get(&(key, lane))
             .filter(|c| c.is_alive())
             .cloned()
     }
@@ -271,7 +278,7 @@ impl NodeInner {
     /// Called once a handshake succeeded, on either side.
     fn adopt(&self, conn: Arc<Conn>) {
         self.all_conns.lock().push(Arc::clone(&conn));
-        self.conns.lock().insert(conn.peer_key, conn);
+        self.conns.lock().insert((conn.peer_key, conn.lane), conn);
     }
 
     /// Called by a reader thread when its connection ends.
@@ -280,10 +287,10 @@ impl NodeInner {
         {
             let mut conns = self.conns.lock();
             if conns
-                .get(&conn.peer_key)
+                .get(&(conn.peer_key, conn.lane))
                 .is_some_and(|c| Arc::ptr_eq(c, conn))
             {
-                conns.remove(&conn.peer_key);
+                conns.remove(&(conn.peer_key, conn.lane));
             }
         }
         self.all_conns.lock().retain(|c| !Arc::ptr_eq(c, conn));

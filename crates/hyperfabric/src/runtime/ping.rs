@@ -1,6 +1,6 @@
 //! Latency probes: ping/pong over a connection, timed on the caller's thread.
 
-use super::{idle, Conn, NodeInner, Peer};
+use super::{idle, Conn, Lane, NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::transport::TransportKind;
 use crate::wire::{FrameKind, Header};
@@ -90,6 +90,7 @@ pub struct PingPlan {
     pub warmup: u64,
     pub interval: Duration,
     pub timeout: Duration,
+    pub priority: crate::types::Priority,
 }
 
 impl NodeInner {
@@ -104,11 +105,19 @@ impl NodeInner {
         }
         let payload = vec![0xA5u8; plan.size];
         let mut samples = Vec::with_capacity(plan.count.min(10_000_000) as usize);
-        let mut conn = self.connection_to(peer, Instant::now() + plan.timeout)?;
+        let mut conn = self.connection_to(
+            peer,
+            Lane::of(plan.priority, self.tuning.qos_enabled),
+            Instant::now() + plan.timeout,
+        )?;
         let mut last_err = None;
         for i in 0..plan.warmup + plan.count {
             if !conn.is_alive() {
-                conn = match self.connection_to(peer, Instant::now() + plan.timeout) {
+                conn = match self.connection_to(
+                    peer,
+                    Lane::of(plan.priority, self.tuning.qos_enabled),
+                    Instant::now() + plan.timeout,
+                ) {
                     Ok(c) => c,
                     Err(e) => {
                         last_err = Some(e);
@@ -116,7 +125,7 @@ impl NodeInner {
                     }
                 };
             }
-            let rtt = self.ping_once(&conn, &payload, plan.timeout);
+            let rtt = self.ping_once(&conn, &payload, plan.timeout, plan.priority);
             if i >= plan.warmup {
                 if let Some(rtt) = rtt {
                     samples.push((rtt.as_nanos() / 2) as u64);
@@ -137,12 +146,19 @@ impl NodeInner {
     }
 
     /// One round trip; `None` when no pong came back in time.
-    fn ping_once(&self, conn: &Arc<Conn>, payload: &[u8], timeout: Duration) -> Option<Duration> {
+    fn ping_once(
+        &self,
+        conn: &Arc<Conn>,
+        payload: &[u8],
+        timeout: Duration,
+        priority: crate::types::Priority,
+    ) -> Option<Duration> {
         let seq = self.next_ping_seq();
         let mut h = Header::new(FrameKind::Ping);
         h.src = self.my_key;
         h.dst = conn.peer_key;
         h.transfer_id = seq;
+        h.priority = priority;
         let start = Instant::now();
         conn.send(&h, payload).ok()?;
         let done = idle::wait_until(

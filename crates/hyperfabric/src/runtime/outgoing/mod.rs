@@ -7,7 +7,7 @@ mod paths;
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
-use super::{idle, Conn, NodeInner, Peer};
+use super::{idle, Conn, Lane, NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::fabric::{Hop, SendOptions, SendReport};
 use crate::proto::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
@@ -202,11 +202,13 @@ impl<'a> PendingSend<'a> {
     /// Puts on the wire every chunk the window allows now.
     fn pump(&mut self) -> Result<()> {
         let budget = Duration::from_millis(self.node.tuning.connect_timeout_ms);
+        let lane = Lane::of(self.opts.priority, self.node.tuning.qos_enabled);
         loop {
             if self.slot.lost.swap(false, Ordering::AcqRel) && self.paths.drop_dead() {
                 self.slot.state.lock().on_connection_lost();
             }
-            self.paths.health_check(&self.node, Instant::now(), budget);
+            self.paths
+                .health_check(&self.node, lane, Instant::now(), budget);
             if self.paths.all_down() {
                 return Err(self.paths.unreachable(&self.peer.id));
             }
@@ -216,7 +218,7 @@ impl<'a> PendingSend<'a> {
             let Some(path) = self.paths.pick() else {
                 continue;
             };
-            let Some((conn, fresh)) = self.paths.conn(path, &self.node, budget) else {
+            let Some((conn, fresh)) = self.paths.conn(path, &self.node, lane, budget) else {
                 self.slot.state.lock().on_connection_lost();
                 continue;
             };

@@ -3,7 +3,7 @@
 //! round-robin; a path whose connection breaks is marked down and its unacknowledged chunks
 //! are sent again on the others; health checks try down paths again at an interval.
 
-use super::super::{Conn, NodeInner, Peer};
+use super::super::{Conn, Lane, NodeInner, Peer};
 use crate::error::Error;
 use serde::Serialize;
 use std::sync::Arc;
@@ -126,13 +126,14 @@ impl PathSet {
         &mut self,
         i: usize,
         node: &Arc<NodeInner>,
+        lane: Lane,
         budget: Duration,
     ) -> Option<(Arc<Conn>, bool)> {
         let path = &mut self.paths[i];
         if let Some(c) = path.conn.as_ref().filter(|c| c.is_alive()) {
             return Some((Arc::clone(c), false));
         }
-        match node.connection_to(&path.first_hop, Instant::now() + budget) {
+        match node.connection_to(&path.first_hop, lane, Instant::now() + budget) {
             Ok(c) => {
                 path.conn = Some(Arc::clone(&c));
                 Some((c, true))
@@ -176,7 +177,13 @@ impl PathSet {
     }
 
     /// Tries the down paths again: at the health-check interval, or at once when none is up.
-    pub fn health_check(&mut self, node: &Arc<NodeInner>, now: Instant, budget: Duration) {
+    pub fn health_check(
+        &mut self,
+        node: &Arc<NodeInner>,
+        lane: Lane,
+        now: Instant,
+        budget: Duration,
+    ) {
         if !self.all_down() && now.duration_since(self.last_health) < self.health_interval {
             return;
         }
@@ -184,7 +191,7 @@ impl PathSet {
         for i in 0..self.paths.len() {
             if self.paths[i].down {
                 let p = &mut self.paths[i];
-                match node.connection_to(&p.first_hop, Instant::now() + budget) {
+                match node.connection_to(&p.first_hop, lane, Instant::now() + budget) {
                     Ok(c) => {
                         tracing::info!(hop = %p.first_hop.id, "path is up again");
                         p.conn = Some(c);
