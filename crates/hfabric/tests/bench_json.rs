@@ -172,3 +172,18 @@ fn single_tests_and_bad_options() {
     let out = hfabric(&["bench", "--duration", "-1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn bench_qos_json_validates() {
+    let out = hfabric(&["bench", "qos", "--json", "--iterations", "300", "--warmup", "20"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&schema(), &r, "$").unwrap();
+    let q = &r["tests"]["qos"];
+    for k in ["idle", "loaded_qos_on", "loaded_qos_off"] {
+        assert_eq!(u(&q[k]["received"]), 300, "{k}");
+        assert!(u(&q[k]["median_ns"]) <= u(&q[k]["p99_ns"]));
+    }
+    assert!(f(&q["bulk_gbit_per_s_qos_on"]) > 0.0 && f(&q["bulk_gbit_per_s_qos_off"]) > 0.0);
+    assert!(r["tests"].get("latency").is_none(), "qos alone runs only qos");
+}

@@ -5,6 +5,7 @@
 mod concurrent;
 mod latency;
 mod local;
+mod qos;
 mod report;
 mod throughput;
 
@@ -26,6 +27,9 @@ pub enum Which {
     Latency,
     Throughput,
     Concurrent,
+    /// Urgent pings while a background bulk stream saturates the link, QoS on and off.
+    /// Not part of `all` (it loads the link on purpose).
+    Qos,
     All,
 }
 
@@ -99,7 +103,7 @@ pub struct Args {
 
 impl Args {
     fn runs(&self, t: Which) -> bool {
-        self.tests.contains(&Which::All) || self.tests.contains(&t)
+        (self.tests.contains(&Which::All) && t != Which::Qos) || self.tests.contains(&t)
     }
 }
 
@@ -157,6 +161,9 @@ pub fn run(a: Args) -> CliResult {
     }
     if a.runs(Which::Concurrent) {
         tests.concurrent = Some(concurrent::run(&target, &a)?);
+    }
+    if a.runs(Which::Qos) {
+        tests.qos = Some(qos::run(&target, &a)?);
     }
     drop(server);
     let report = Report::new(&target, a.config.is_none(), a.pin.clone(), tests);

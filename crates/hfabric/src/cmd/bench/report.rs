@@ -35,6 +35,26 @@ pub struct Tests {
     pub throughput: Option<ThroughputTest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrent: Option<ConcurrentTest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos: Option<QosTest>,
+}
+
+#[derive(Serialize)]
+pub struct QosTest {
+    pub profile: ProfileName,
+    pub transport: &'static str,
+    pub size_bytes: usize,
+    pub iterations: u64,
+    pub ping_priority: hyperfabric::Priority,
+    pub bulk_priority: hyperfabric::Priority,
+    /// Pings with the link idle.
+    pub idle: LatencyFigures,
+    /// Pings while the bulk stream runs, QoS on.
+    pub loaded_qos_on: LatencyFigures,
+    /// The same with QoS off (one connection, no priority among writers).
+    pub loaded_qos_off: LatencyFigures,
+    pub bulk_gbit_per_s_qos_on: f64,
+    pub bulk_gbit_per_s_qos_off: f64,
 }
 
 #[derive(Serialize)]
@@ -232,6 +252,9 @@ impl Report {
         if let Some(c) = &self.tests.concurrent {
             print_concurrent(c);
         }
+        if let Some(q) = &self.tests.qos {
+            print_qos(q);
+        }
     }
 }
 
@@ -299,6 +322,24 @@ fn print_concurrent(c: &ConcurrentTest) {
         "  aggregate : {:>7} messages {:>9.2} Gbit/s",
         c.aggregate.messages, c.aggregate.gbit_per_s
     );
+}
+
+fn print_qos(q: &QosTest) {
+    println!();
+    println!(
+        "QoS test ({} B {} pings while {} 1 MiB transfers saturate the link, profile {}, {})",
+        q.size_bytes, q.ping_priority, q.bulk_priority, q.profile, q.transport
+    );
+    println!("  {:<22} {:>12} {:>12} {:>12}", "one-way latency", "median", "p99", "bulk Gbit/s");
+    let row = |name: &str, f: &LatencyFigures, bulk: Option<f64>| {
+        let bulk = bulk.map_or_else(|| "-".to_owned(), |g| format!("{g:.2}"));
+        println!("  {name:<22} {:>12} {:>12} {bulk:>12}", fmt_ns(f.median_ns as f64), fmt_ns(f.p99_ns as f64));
+    };
+    row("idle link", &q.idle, None);
+    row("loaded, QoS on", &q.loaded_qos_on, Some(q.bulk_gbit_per_s_qos_on));
+    row("loaded, QoS off", &q.loaded_qos_off, Some(q.bulk_gbit_per_s_qos_off));
+    let ratio = q.loaded_qos_on.p99_ns as f64 / q.idle.p99_ns.max(1) as f64;
+    println!("  p99 loaded (QoS on) / p99 idle = {ratio:.2}");
 }
 
 fn machine() -> Machine {
