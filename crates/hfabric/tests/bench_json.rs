@@ -175,8 +175,20 @@ fn single_tests_and_bad_options() {
 
 #[test]
 fn bench_qos_json_validates() {
-    let out = hfabric(&["bench", "qos", "--json", "--iterations", "300", "--warmup", "20"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hfabric(&[
+        "bench",
+        "qos",
+        "--json",
+        "--iterations",
+        "300",
+        "--warmup",
+        "20",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     validate(&schema(), &r, "$").unwrap();
     let q = &r["tests"]["qos"];
@@ -185,5 +197,8 @@ fn bench_qos_json_validates() {
         assert!(u(&q[k]["median_ns"]) <= u(&q[k]["p99_ns"]));
     }
     assert!(f(&q["bulk_gbit_per_s_qos_on"]) > 0.0 && f(&q["bulk_gbit_per_s_qos_off"]) > 0.0);
-    assert!(r["tests"].get("latency").is_none(), "qos alone runs only qos");
+    assert!(
+        r["tests"].get("latency").is_none(),
+        "qos alone runs only qos"
+    );
 }

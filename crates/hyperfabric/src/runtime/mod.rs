@@ -39,6 +39,9 @@ pub struct Peer {
     pub addr: Option<SocketAddr>,
 }
 
+/// Held while dialing one peer on one lane.
+type DialGate = Arc<Mutex<()>>;
+
 /// Everything the threads of one node share.
 pub struct NodeInner {
     pub fabric_name: String,
@@ -51,7 +54,7 @@ pub struct NodeInner {
     pub zones: Zones,
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
-    dialing: Mutex<HashMap<(u64, Lane), Arc<Mutex<()>>>>,
+    dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
     all_conns: Mutex<Vec<Arc<Conn>>>,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,

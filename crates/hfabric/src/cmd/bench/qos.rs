@@ -52,7 +52,10 @@ fn client(t: &Target, profile: ProfileName, qos: bool) -> CliResult<Fabric> {
 }
 
 fn pings(fabric: &Fabric, to: &str, a: &Args, n: u64) -> CliResult<LatencyFigures> {
-    let opts = PingOptions::new().size(a.size).priority(Priority::UltraHigh).timeout(Duration::from_secs(2));
+    let opts = PingOptions::new()
+        .size(a.size)
+        .priority(Priority::UltraHigh)
+        .timeout(Duration::from_secs(2));
     fabric.ping(to, opts.count(a.warmup.clamp(1, 500)))?;
     let (_, samples) = fabric.ping_samples(to, opts.count(n))?;
     figures(&samples, n)
@@ -75,13 +78,17 @@ fn under_load(fabric: &Fabric, to: &str, a: &Args, n: u64) -> CliResult<(Latency
                     bulk_bytes.fetch_add(p.wait()?.bytes, Ordering::Relaxed);
                 }
             }
-            Ok(bulk_bytes.load(Ordering::Relaxed) as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9)
+            Ok(bulk_bytes.load(Ordering::Relaxed) as f64 * 8.0
+                / start.elapsed().as_secs_f64()
+                / 1e9)
         });
         // Let the bulk stream fill the socket buffers before measuring.
         std::thread::sleep(Duration::from_millis(300));
         let figs = pings(fabric, to, a, n);
         stop.store(true, Ordering::Release);
-        let gbps = bulk.join().unwrap_or_else(|_| Err(crate::common::CliError::failed("the bulk thread panicked")));
+        let gbps = bulk
+            .join()
+            .unwrap_or_else(|_| Err(crate::common::CliError::failed("the bulk thread panicked")));
         Ok((figs?, gbps?))
     })
 }

@@ -330,14 +330,29 @@ fn print_qos(q: &QosTest) {
         "QoS test ({} B {} pings while {} 1 MiB transfers saturate the link, profile {}, {})",
         q.size_bytes, q.ping_priority, q.bulk_priority, q.profile, q.transport
     );
-    println!("  {:<22} {:>12} {:>12} {:>12}", "one-way latency", "median", "p99", "bulk Gbit/s");
+    println!(
+        "  {:<22} {:>12} {:>12} {:>12}",
+        "one-way latency", "median", "p99", "bulk Gbit/s"
+    );
     let row = |name: &str, f: &LatencyFigures, bulk: Option<f64>| {
         let bulk = bulk.map_or_else(|| "-".to_owned(), |g| format!("{g:.2}"));
-        println!("  {name:<22} {:>12} {:>12} {bulk:>12}", fmt_ns(f.median_ns as f64), fmt_ns(f.p99_ns as f64));
+        println!(
+            "  {name:<22} {:>12} {:>12} {bulk:>12}",
+            fmt_ns(f.median_ns as f64),
+            fmt_ns(f.p99_ns as f64)
+        );
     };
     row("idle link", &q.idle, None);
-    row("loaded, QoS on", &q.loaded_qos_on, Some(q.bulk_gbit_per_s_qos_on));
-    row("loaded, QoS off", &q.loaded_qos_off, Some(q.bulk_gbit_per_s_qos_off));
+    row(
+        "loaded, QoS on",
+        &q.loaded_qos_on,
+        Some(q.bulk_gbit_per_s_qos_on),
+    );
+    row(
+        "loaded, QoS off",
+        &q.loaded_qos_off,
+        Some(q.bulk_gbit_per_s_qos_off),
+    );
     let ratio = q.loaded_qos_on.p99_ns as f64 / q.idle.p99_ns.max(1) as f64;
     println!("  p99 loaded (QoS on) / p99 idle = {ratio:.2}");
 }
