@@ -5,9 +5,11 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![forbid(unsafe_code)]
 
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod node;
+pub mod transform;
 pub mod types;
 pub mod wire;
 
