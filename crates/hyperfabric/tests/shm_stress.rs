@@ -114,7 +114,7 @@ fn two_process_stress() {
                 break;
             }
             spins += 1;
-            if spins % 65_536 == 0 {
+            if spins & 0xFFFF == 0 {
                 if let Some(st) = child.try_wait().unwrap() {
                     panic!("consumer exited early at record {seq}: {st}");
                 }

@@ -97,8 +97,8 @@ const _: () = {
     assert!(offset_of!(Meta, producer) == 16);
     assert!(offset_of!(Meta, consumer) == 20);
     assert!(offset_of!(Wake, seq) == 4);
-    assert!(RING_HEADER_LEN % 64 == 0 && RECORD_HEADER_LEN == 8);
-    assert!(super::segment::SEGMENT_HEADER_LEN % 128 == 0);
+    assert!(RING_HEADER_LEN & 63 == 0 && RECORD_HEADER_LEN == 8);
+    assert!(super::segment::SEGMENT_HEADER_LEN & 127 == 0);
 };
 
 /// What went wrong with a ring.
@@ -261,7 +261,7 @@ impl Ring {
 
     /// The 8-byte record header at `idx` (8-aligned, `idx + 8 <= cap`).
     fn record_header(&self, idx: u64) -> &AtomicU64 {
-        debug_assert!(idx % 8 == 0 && idx + 8 <= self.cap);
+        debug_assert!(idx & 7 == 0 && idx + 8 <= self.cap);
         // SAFETY: idx is 8-aligned and idx + 8 <= cap (callers derive idx from `pos & mask`
         // with pos 8-aligned), the record area is 8-aligned, so this is an aligned u64 inside
         // the mapping; AtomicU64 is valid for any bit pattern.
@@ -469,7 +469,7 @@ impl Consumer {
             return Ok(true);
         }
         let tail = self.ring.header().tail.0.load(Ordering::Acquire);
-        if tail < self.head || tail - self.head > self.ring.cap || tail % 8 != 0 {
+        if tail < self.head || tail - self.head > self.ring.cap || tail & 7 != 0 {
             return Err(self.fail(corrupt(tail, "producer tail out of range")));
         }
         self.cached_tail = tail;
@@ -535,7 +535,7 @@ impl Consumer {
         let mut polls: u32 = 0;
         while !self.poll_ready()? {
             polls = polls.wrapping_add(1);
-            if polls % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            if polls & 1023 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
             if backoff.step() == Step::Park {

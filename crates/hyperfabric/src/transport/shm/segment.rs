@@ -55,7 +55,7 @@ const _: () = {
     assert!(std::mem::offset_of!(SegmentHeader, total_len) == 16);
     assert!(std::mem::offset_of!(SegmentHeader, creator_pid) == 24);
     assert!(std::mem::offset_of!(SegmentHeader, heartbeat) == 32);
-    assert!(SEGMENT_HEADER_LEN % 4096 == 0);
+    assert!(SEGMENT_HEADER_LEN & 4095 == 0);
 };
 
 /// Why a segment could not be created or opened.
