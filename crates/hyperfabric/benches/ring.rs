@@ -26,6 +26,25 @@ const MSG: usize = 1 << 20;
 const BW_MSGS: u64 = 2_000;
 const BW_RING: usize = 4 << 20;
 
+/// Record size used to carry a 1 MiB message (env CHUNK, bytes; default 1 MiB = one record).
+fn chunk() -> usize {
+    std::env::var("CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MSG)
+        .clamp(64, MSG)
+}
+
+/// Ring capacity for the bandwidth test (env RING, bytes, power of two).
+fn bw_ring() -> usize {
+    let min = (2 * chunk() + 16).next_power_of_two();
+    std::env::var("RING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BW_RING)
+        .max(min)
+}
+
 fn pin(cpu: usize) {
     if std::env::var("PIN").map(|v| v == "0").unwrap_or(false) {
         return;
@@ -105,19 +124,24 @@ fn child_sink(inplace: bool) {
     let (mut c, mut p, n) = open_rings();
     let mut dst = vec![0u8; MSG];
     let mut sum = 0u64;
+    let per_msg = MSG.div_ceil(chunk());
     for _ in 0..n {
-        if inplace {
+        let mut off = 0;
+        for _ in 0..per_msg {
             loop {
                 if let Some(s) = c.try_read().unwrap() {
-                    sum = sum.wrapping_add(read_all(&s));
+                    if inplace {
+                        sum = sum.wrapping_add(read_all(&s));
+                    } else {
+                        dst[off..off + s.len()].copy_from_slice(&s);
+                    }
+                    off += s.len();
                     break;
                 }
                 std::hint::spin_loop();
             }
-        } else {
-            spin_read(&mut c, &mut dst);
-            sum = sum.wrapping_add(u64::from(dst[MSG - 1]));
         }
+        sum = sum.wrapping_add(u64::from(dst[MSG - 1]));
     }
     spin_push(&mut p, &sum.to_le_bytes());
 }
@@ -187,18 +211,23 @@ fn bench_bw(inplace: bool) -> f64 {
     let mut p = Ring::attach(a.clone()).unwrap().producer().unwrap();
     let mut c = Ring::attach(b.clone()).unwrap().consumer().unwrap();
     let src: Vec<u8> = (0..MSG).map(|i| i as u8).collect();
-    let send = |p: &mut Producer, i: u64| loop {
-        if let Some(mut s) = p.try_reserve(MSG).unwrap() {
-            if inplace {
-                s.fill(i as u8);
-            } else {
-                s.copy_from_slice(&src);
+    let chunk = chunk();
+    let send = |p: &mut Producer, i: u64| {
+        for part in src.chunks(chunk) {
+            loop {
+                if let Some(mut s) = p.try_reserve(part.len()).unwrap() {
+                    if inplace {
+                        s.fill(i as u8);
+                    } else {
+                        s.copy_from_slice(part);
+                    }
+                    s.commit();
+                    p.publish();
+                    break;
+                }
+                std::hint::spin_loop();
             }
-            s.commit();
-            p.publish();
-            return;
         }
-        std::hint::spin_loop();
     };
     for i in 0..warm {
         send(&mut p, i);
@@ -253,6 +282,11 @@ fn main() {
         json.push(format!("\"hf_shm_lat64_ns\":{med:.1},\"hf_shm_lat64_p99_ns\":{p99:.1},\"hf_shm_lat64_mean_ns\":{mean:.1}"));
     }
     if want("bw") {
+        println!(
+            "bw: 1 MiB messages as records of {} bytes, ring {} bytes",
+            chunk(),
+            bw_ring()
+        );
         for (inplace, key) in [
             (false, "hf_shm_bw1m_copy_gbs"),
             (true, "hf_shm_bw1m_inplace_gbs"),
