@@ -3,7 +3,7 @@
 //!
 //! Layers (see `DESIGN.md`): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod compress;
 pub mod config;

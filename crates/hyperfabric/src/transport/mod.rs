@@ -1,5 +1,7 @@
 //! Transports move frames over one link. TCP today; shared memory inside a host next.
 
+#[allow(unsafe_code)]
+pub mod shm;
 pub mod tcp;
 
 use serde::Serialize;

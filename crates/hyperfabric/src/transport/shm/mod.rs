@@ -1,0 +1,17 @@
+//! Shared-memory primitives for links inside one host: a named [`Segment`], an SPSC
+//! [`Ring`] of variable-length records with safe [`Producer`]/[`Consumer`] handles, and
+//! idle strategies with a process-shared futex ([`wait`]).
+//!
+//! This is the only module of the crate allowed `unsafe`; every unsafe block carries a
+//! `// SAFETY:` comment (enforced below). The peer process is not trusted: whatever it
+//! writes into the shared memory can make a link fail with a typed error, never make us
+//! read or write outside the mapping.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod ring;
+pub mod segment;
+pub mod wait;
+
+pub use ring::{Consumer, Producer, ReadSlot, Ring, RingError, WriteSlot};
+pub use segment::{remove_stale, segment_name, Segment, SegmentError};
+pub use wait::IdleStrategy;

@@ -1,0 +1,171 @@
+//! Idle strategies (Aeron style) and a process-shared futex.
+//!
+//! The consumer idles with [`IdleStrategy`]; when it parks it first raises a `parked` flag in
+//! the ring header, so the producer only makes a `FUTEX_WAKE` syscall when somebody actually
+//! sleeps: the hot path stays syscall-free.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// How a waiting side spends the time between polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleStrategy {
+    /// Poll continuously (`low_latency`): one core per waiting side.
+    BusySpin,
+    /// Spin `spins` polls, then `yield` between polls.
+    SpinYield { spins: u32 },
+    /// Spin `spins` polls, yield `yields` times, then sleep on the futex (`high_throughput`:
+    /// an idle side costs no CPU).
+    SpinPark { spins: u32, yields: u32 },
+}
+
+impl Default for IdleStrategy {
+    fn default() -> Self {
+        IdleStrategy::SpinPark {
+            spins: 1000,
+            yields: 10,
+        }
+    }
+}
+
+/// What [`Backoff::step`] asks the caller to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Poll again (after a spin hint or a yield, already done).
+    Poll,
+    /// Park on the futex.
+    Park,
+}
+
+/// The state of one wait: counts idle polls and escalates spin -> yield -> park.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    strategy: IdleStrategy,
+    idle: u32,
+}
+
+impl Backoff {
+    pub fn new(strategy: IdleStrategy) -> Self {
+        Backoff { strategy, idle: 0 }
+    }
+
+    /// Work was found: start over with spinning.
+    pub fn reset(&mut self) {
+        self.idle = 0;
+    }
+
+    /// Nothing was found: spin, yield, or tell the caller to park.
+    pub fn step(&mut self) -> Step {
+        self.idle = self.idle.saturating_add(1);
+        match self.strategy {
+            IdleStrategy::BusySpin => {
+                std::hint::spin_loop();
+                Step::Poll
+            }
+            IdleStrategy::SpinYield { spins } => {
+                if self.idle <= spins {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                Step::Poll
+            }
+            IdleStrategy::SpinPark { spins, yields } => {
+                if self.idle <= spins {
+                    std::hint::spin_loop();
+                    Step::Poll
+                } else if self.idle <= spins.saturating_add(yields) {
+                    std::thread::yield_now();
+                    Step::Poll
+                } else {
+                    Step::Park
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps while `*word == expected`, at most `timeout`. Spurious wake-ups are possible; the
+/// caller re-checks its condition. Process-shared (no `FUTEX_PRIVATE_FLAG`).
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word` (valid for the call's duration,
+    // possibly in a shared mapping, hence no PRIVATE flag) and the timespec on our stack;
+    // it writes nothing. Errors (EAGAIN, EINTR, ETIMEDOUT) all mean "re-check".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes up to `n` sleepers on `word`.
+pub fn futex_wake(word: &AtomicU32, n: u32) {
+    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it reads and writes no
+    // memory of ours.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n.min(i32::MAX as u32),
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn backoff_escalates() {
+        let mut b = Backoff::new(IdleStrategy::SpinPark {
+            spins: 2,
+            yields: 1,
+        });
+        assert_eq!(b.step(), Step::Poll);
+        assert_eq!(b.step(), Step::Poll);
+        assert_eq!(b.step(), Step::Poll);
+        assert_eq!(b.step(), Step::Park);
+        b.reset();
+        assert_eq!(b.step(), Step::Poll);
+        let mut s = Backoff::new(IdleStrategy::BusySpin);
+        for _ in 0..10 {
+            assert_eq!(s.step(), Step::Poll);
+        }
+    }
+
+    #[test]
+    fn futex_wait_returns_on_mismatch_timeout_and_wake() {
+        let w = Arc::new(AtomicU32::new(5));
+        let t = Instant::now();
+        futex_wait(&w, 4, Duration::from_secs(5)); // value differs: immediate
+        futex_wait(&w, 5, Duration::from_millis(10)); // times out
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let w2 = w.clone();
+        let h = std::thread::spawn(move || {
+            while w2.load(Ordering::Acquire) == 5 {
+                futex_wait(&w2, 5, Duration::from_secs(10));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        w.store(6, Ordering::Release);
+        futex_wake(&w, 1);
+        h.join().unwrap();
+    }
+}
