@@ -1,0 +1,219 @@
+//! Graph searches over interned indices with reusable scratch buffers: Dijkstra on an
+//! additive weight, and the widest (max-bottleneck) path.
+
+use super::topology::{LinkInfo, Topology};
+use super::ROUTE_HOPS_MAX;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+const NONE: u32 = u32::MAX;
+
+/// A path as node indices and the link index of each hop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Path {
+    pub nodes: Vec<u32>,
+    pub links: Vec<u32>,
+    /// Sum of weights (Dijkstra) or the bottleneck (widest).
+    pub score: f64,
+}
+
+/// Which nodes a search may visit.
+pub(crate) struct Filter<'a> {
+    /// `Some(z)`: only nodes of zone `z` (a route inside a hard zone); `None`: any node not
+    /// in a hard zone.
+    pub only_zone: Option<u32>,
+    /// Nodes excluded by the caller (disjoint paths), indexed by node.
+    pub blocked: &'a [bool],
+    /// Links excluded by the caller, indexed by link.
+    pub blocked_links: &'a [bool],
+}
+
+impl Filter<'_> {
+    fn allows(&self, t: &Topology, i: u32, link: u32) -> bool {
+        let n = &t.nodes[i as usize];
+        if !n.usable() || self.blocked.get(i as usize).copied().unwrap_or(false) {
+            return false;
+        }
+        if self
+            .blocked_links
+            .get(link as usize)
+            .copied()
+            .unwrap_or(false)
+        {
+            return false;
+        }
+        match self.only_zone {
+            Some(z) => n.zone == Some(z),
+            None => t.isolation_of(i) != crate::config::Isolation::Hard,
+        }
+    }
+}
+
+/// Reusable buffers (sized to the topology on each search; no per-search allocation once warm).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    dist: Vec<f64>,
+    hops: Vec<u32>,
+    prev: Vec<(u32, u32)>,
+    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    wide: BinaryHeap<(u64, Reverse<u32>, u32)>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize, dist: f64) {
+        self.dist.clear();
+        self.dist.resize(n, dist);
+        self.hops.clear();
+        self.hops.resize(n, u32::MAX);
+        self.prev.clear();
+        self.prev.resize(n, (NONE, NONE));
+        self.heap.clear();
+        self.wide.clear();
+    }
+
+    fn path(&self, from: u32, to: u32, score: f64) -> Path {
+        let mut nodes = vec![to];
+        let mut links = Vec::new();
+        let mut at = to;
+        while at != from {
+            let (p, l) = self.prev[at as usize];
+            nodes.push(p);
+            links.push(l);
+            at = p;
+        }
+        nodes.reverse();
+        links.reverse();
+        Path {
+            nodes,
+            links,
+            score,
+        }
+    }
+}
+
+/// Dijkstra from `from` to `to` minimising the sum of `weight(link, u, v)` (must be >= 0).
+pub(crate) fn dijkstra(
+    t: &Topology,
+    s: &mut Scratch,
+    from: u32,
+    to: u32,
+    filter: &Filter<'_>,
+    weight: impl Fn(&LinkInfo, u32, u32) -> f64,
+) -> Option<Path> {
+    s.reset(t.nodes.len(), f64::INFINITY);
+    s.dist[from as usize] = 0.0;
+    s.hops[from as usize] = 0;
+    s.heap.push(Reverse((0f64.to_bits(), from)));
+    while let Some(Reverse((bits, u))) = s.heap.pop() {
+        let d = f64::from_bits(bits);
+        if u == to {
+            return Some(s.path(from, to, d));
+        }
+        if d > s.dist[u as usize] || s.hops[u as usize] as usize >= ROUTE_HOPS_MAX {
+            continue;
+        }
+        for e in &t.adj[u as usize] {
+            let l = &t.links[e.link as usize];
+            if !l.usable() || !filter.allows(t, e.to, e.link) {
+                continue;
+            }
+            let nd = d + weight(l, u, e.to).max(0.0);
+            if nd < s.dist[e.to as usize] {
+                s.dist[e.to as usize] = nd;
+                s.hops[e.to as usize] = s.hops[u as usize] + 1;
+                s.prev[e.to as usize] = (u, e.link);
+                s.heap.push(Reverse((nd.to_bits(), e.to)));
+            }
+        }
+    }
+    None
+}
+
+/// Widest path: maximises the bottleneck bandwidth, ties broken by fewer hops.
+pub(crate) fn widest(
+    t: &Topology,
+    s: &mut Scratch,
+    from: u32,
+    to: u32,
+    filter: &Filter<'_>,
+) -> Option<Path> {
+    s.reset(t.nodes.len(), -1.0);
+    s.dist[from as usize] = f64::MAX;
+    s.hops[from as usize] = 0;
+    s.wide.push((f64::MAX.to_bits(), Reverse(0), from));
+    while let Some((bits, Reverse(h), u)) = s.wide.pop() {
+        let bw = f64::from_bits(bits);
+        if u == to {
+            return Some(s.path(from, to, bw));
+        }
+        if bw < s.dist[u as usize] || h > s.hops[u as usize] || h as usize >= ROUTE_HOPS_MAX {
+            continue;
+        }
+        for e in &t.adj[u as usize] {
+            let l = &t.links[e.link as usize];
+            if !l.usable() || !filter.allows(t, e.to, e.link) {
+                continue;
+            }
+            let nb = bw.min(l.bandwidth_gbps.max(0.0));
+            let (vb, vh) = (s.dist[e.to as usize], s.hops[e.to as usize]);
+            if nb > vb || (nb == vb && h + 1 < vh) {
+                s.dist[e.to as usize] = nb;
+                s.hops[e.to as usize] = h + 1;
+                s.prev[e.to as usize] = (u, e.link);
+                s.wide.push((nb.to_bits(), Reverse(h + 1), e.to));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> Filter<'static> {
+        Filter {
+            only_zone: None,
+            blocked: &[],
+            blocked_links: &[],
+        }
+    }
+
+    #[test]
+    fn dijkstra_and_widest_disagree_on_purpose() {
+        let mut t = Topology::new();
+        t.add_link_raw("a", "b", 10.0, 10);
+        t.add_link_raw("b", "d", 10.0, 10);
+        t.add_link_raw("a", "c", 100.0, 50);
+        t.add_link_raw("c", "d", 100.0, 50);
+        let (a, d) = (
+            t.node_index("a").unwrap_or(0),
+            t.node_index("d").unwrap_or(0),
+        );
+        let mut s = Scratch::default();
+        let fast = dijkstra(&t, &mut s, a, d, &open(), |l, _, _| l.latency_ns as f64);
+        let wide = widest(&t, &mut s, a, d, &open());
+        let name = |p: Option<Path>| p.map(|p| t.nodes[p.nodes[1] as usize].id.clone());
+        assert_eq!(name(fast), Some("b".to_string()));
+        assert_eq!(name(wide), Some("c".to_string()));
+    }
+
+    #[test]
+    fn blocked_nodes_are_avoided() {
+        let mut t = Topology::new();
+        t.add_link_raw("a", "b", 10.0, 10);
+        t.add_link_raw("b", "c", 10.0, 10);
+        let (a, c) = (
+            t.node_index("a").unwrap_or(0),
+            t.node_index("c").unwrap_or(0),
+        );
+        let blocked = [false, true, false];
+        let f = Filter {
+            blocked: &blocked,
+            ..open()
+        };
+        let mut s = Scratch::default();
+        assert!(dijkstra(&t, &mut s, a, c, &f, |_, _, _| 1.0).is_none());
+        assert!(widest(&t, &mut s, a, c, &f).is_none());
+    }
+}
