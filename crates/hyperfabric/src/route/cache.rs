@@ -1,8 +1,10 @@
 //! The route cache: per (from, to, strategy), valid until its expiry and only for the
 //! topology version it was computed on.
 
+use super::fxhash::FxBuildHasher;
 use super::{Route, Strategy};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a cached route is reused when nothing structural changes.
@@ -12,21 +14,21 @@ pub const ROUTE_CACHE_MAX_ENTRIES: usize = 65_536;
 
 #[derive(Debug)]
 struct Entry {
-    route: Route,
+    route: Arc<Route>,
     expires: Instant,
     version: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct RouteCache {
-    entries: HashMap<(u32, u32, u8), Entry>,
+    entries: HashMap<(u32, u32, u8), Entry, FxBuildHasher>,
     ttl: Duration,
 }
 
 impl Default for RouteCache {
     fn default() -> Self {
         RouteCache {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             ttl: DEFAULT_CACHE_TTL,
         }
     }
@@ -49,12 +51,12 @@ impl RouteCache {
         s: Strategy,
         now: Instant,
         version: u64,
-    ) -> Option<&Route> {
+    ) -> Option<&Arc<Route>> {
         let e = self.entries.get(&(from, to, s.index()))?;
         (e.version == version && now < e.expires).then_some(&e.route)
     }
 
-    pub fn insert(&mut self, from: u32, to: u32, route: Route, now: Instant, version: u64) {
+    pub fn insert(&mut self, from: u32, to: u32, route: Arc<Route>, now: Instant, version: u64) {
         if self.entries.len() >= ROUTE_CACHE_MAX_ENTRIES {
             self.entries
                 .retain(|_, e| e.version == version && now < e.expires);

@@ -29,6 +29,8 @@
 
 mod cache;
 pub mod export;
+pub mod formats;
+mod fxhash;
 pub mod gen;
 mod predictor;
 mod router;

@@ -8,6 +8,7 @@ use super::topology::Topology;
 use super::{Route, RouteError, RouteHop, Strategy};
 use super::{DEFAULT_FIDELITY_THRESHOLD, MEDIUM_CROSSING_COST, MEDIUM_CROSSING_PENALTY_NS};
 use crate::config::Isolation;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Hour of day assumed by the predictor until [`Router::set_hour`] is called.
@@ -131,19 +132,32 @@ impl Router {
         strategy: Strategy,
         now: Instant,
     ) -> Result<Route, RouteError> {
+        self.route_shared(from, to, strategy, now)
+            .map(|r| Route::clone(&r))
+    }
+
+    /// Like [`route`](Self::route) but shares the cached route instead of copying it (the
+    /// cheapest form for a hot path: no allocation on a cache hit).
+    pub fn route_shared(
+        &mut self,
+        from: &str,
+        to: &str,
+        strategy: Strategy,
+        now: Instant,
+    ) -> Result<Arc<Route>, RouteError> {
         let (f, t) = (self.index(from)?, self.index(to)?);
         let version = self.topo.version();
         if let Some(r) = self.cache.get(f, t, strategy, now, version) {
-            return Ok(r.clone());
+            return Ok(Arc::clone(r));
         }
-        let route = self.compute(f, t, strategy, &Blocked::default())?;
-        self.cache.insert(f, t, route.clone(), now, version);
+        let route = Arc::new(self.compute(f, t, strategy, &Blocked::default())?);
+        self.cache.insert(f, t, Arc::clone(&route), now, version);
         Ok(route)
     }
 
     /// First hop of the default-strategy route (`to` itself when `from == to`).
     pub fn next_hop(&mut self, from: &str, to: &str, now: Instant) -> Result<String, RouteError> {
-        let r = self.route(from, to, self.default_strategy, now)?;
+        let r = self.route_shared(from, to, self.default_strategy, now)?;
         Ok(r.next_hop().unwrap_or(to).to_string())
     }
 

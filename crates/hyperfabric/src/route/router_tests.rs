@@ -299,11 +299,7 @@ fn medium_zones_cost_more() {
     let hb = r
         .route("x", "y", Strategy::HighestBandwidth, now())
         .expect("route");
-    assert_eq!(
-        hb.nodes,
-        path(&["x", "m", "y"]),
-        "wider; not penalised"
-    );
+    assert_eq!(hb.nodes, path(&["x", "m", "y"]), "wider; not penalised");
     assert_eq!(hb.cost, 2.0 * (1.0 + MEDIUM_CROSSING_COST));
 }
 

@@ -114,7 +114,9 @@ pub(crate) fn dijkstra(
         }
         for e in &t.adj[u as usize] {
             let l = &t.links[e.link as usize];
-            if !l.usable() || !filter.allows(t, e.to, e.link) {
+            // A leaf other than the target is never on a path (fat-tree hosts: most nodes).
+            let leaf = e.to != to && t.adj[e.to as usize].len() < 2;
+            if leaf || !l.usable() || !filter.allows(t, e.to, e.link) {
                 continue;
             }
             let nd = d + weight(l, u, e.to).max(0.0);
@@ -151,7 +153,9 @@ pub(crate) fn widest(
         }
         for e in &t.adj[u as usize] {
             let l = &t.links[e.link as usize];
-            if !l.usable() || !filter.allows(t, e.to, e.link) {
+            // A leaf other than the target is never on a path (fat-tree hosts: most nodes).
+            let leaf = e.to != to && t.adj[e.to as usize].len() < 2;
+            if leaf || !l.usable() || !filter.allows(t, e.to, e.link) {
                 continue;
             }
             let nb = bw.min(l.bandwidth_gbps.max(0.0));

@@ -1,5 +1,6 @@
 //! The fabric as a graph: interned node ids, undirected links, zones and measurements.
 
+use super::fxhash::FxBuildHasher;
 use super::{DEFAULT_LINK_COST, DEFAULT_LINK_FIDELITY};
 use crate::config::{FabricConfig, Isolation, LinkConfig, NodeConfig};
 use crate::node::HardwareType;
@@ -80,9 +81,9 @@ pub(crate) struct ZoneInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     pub(crate) nodes: Vec<NodeInfo>,
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, FxBuildHasher>,
     pub(crate) links: Vec<LinkInfo>,
-    link_index: HashMap<(u32, u32), u32>,
+    link_index: HashMap<(u32, u32), u32, FxBuildHasher>,
     pub(crate) adj: Vec<Vec<Edge>>,
     pub(crate) zones: Vec<ZoneInfo>,
     version: u64,
