@@ -4,7 +4,7 @@ use super::cache::RouteCache;
 use super::predictor::{Predictor, PredictorSample};
 use super::search::{dijkstra, widest, Filter, Path, Scratch};
 use super::strategy::{link_weight, WeightCtx};
-use super::topology::Topology;
+use super::topology::{class, Topology};
 use super::{Route, RouteError, RouteHop, Strategy};
 use super::{DEFAULT_FIDELITY_THRESHOLD, MEDIUM_CROSSING_COST, MEDIUM_CROSSING_PENALTY_NS};
 use crate::config::Isolation;
@@ -233,6 +233,7 @@ impl Router {
         s: Strategy,
         blocked: &Blocked,
     ) -> Result<Route, RouteError> {
+        self.topo.refresh_classes();
         let only_zone = self.zone_rule(f, t)?;
         let no_route = RouteError::NoRoute {
             from: self.topo.nodes[f as usize].id.clone(),
@@ -344,9 +345,8 @@ impl Router {
 
 /// True if the hop u→v enters or leaves a medium-isolation zone.
 fn medium_crossing(t: &Topology, u: u32, v: u32) -> bool {
-    let (nu, nv) = (&t.nodes[u as usize], &t.nodes[v as usize]);
-    nu.zone != nv.zone
-        && (t.isolation_of(u) == Isolation::Medium || t.isolation_of(v) == Isolation::Medium)
+    (t.class(u) | t.class(v)) & class::MEDIUM != 0
+        && t.nodes[u as usize].zone != t.nodes[v as usize].zone
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Graph searches over interned indices with reusable scratch buffers: Dijkstra on an
 //! additive weight, and the widest (max-bottleneck) path.
 
-use super::topology::{LinkInfo, Topology};
+use super::topology::{class, LinkInfo, Topology};
 use super::ROUTE_HOPS_MAX;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,22 +29,26 @@ pub(crate) struct Filter<'a> {
 }
 
 impl Filter<'_> {
-    fn allows(&self, t: &Topology, i: u32, link: u32) -> bool {
-        let n = &t.nodes[i as usize];
-        if !n.usable() || self.blocked.get(i as usize).copied().unwrap_or(false) {
+    /// Whether the search may step onto node `i` over `link` (`to` is the target).
+    #[inline]
+    fn allows(&self, t: &Topology, i: u32, link: u32, to: u32) -> bool {
+        let c = t.class(i);
+        // A leaf other than the target is never on a path (fat-tree hosts: most nodes).
+        if c & class::USABLE == 0 || (c & class::LEAF != 0 && i != to) {
             return false;
         }
-        if self
-            .blocked_links
-            .get(link as usize)
-            .copied()
-            .unwrap_or(false)
+        if self.blocked.get(i as usize).copied().unwrap_or(false)
+            || self
+                .blocked_links
+                .get(link as usize)
+                .copied()
+                .unwrap_or(false)
         {
             return false;
         }
         match self.only_zone {
-            Some(z) => n.zone == Some(z),
-            None => t.isolation_of(i) != crate::config::Isolation::Hard,
+            Some(z) => t.nodes[i as usize].zone == Some(z),
+            None => c & class::HARD == 0,
         }
     }
 }
@@ -113,10 +117,11 @@ pub(crate) fn dijkstra(
             continue;
         }
         for e in &t.adj[u as usize] {
+            if !filter.allows(t, e.to, e.link, to) {
+                continue;
+            }
             let l = &t.links[e.link as usize];
-            // A leaf other than the target is never on a path (fat-tree hosts: most nodes).
-            let leaf = e.to != to && t.adj[e.to as usize].len() < 2;
-            if leaf || !l.usable() || !filter.allows(t, e.to, e.link) {
+            if !l.usable() {
                 continue;
             }
             let nd = d + weight(l, u, e.to).max(0.0);
@@ -152,10 +157,11 @@ pub(crate) fn widest(
             continue;
         }
         for e in &t.adj[u as usize] {
+            if !filter.allows(t, e.to, e.link, to) {
+                continue;
+            }
             let l = &t.links[e.link as usize];
-            // A leaf other than the target is never on a path (fat-tree hosts: most nodes).
-            let leaf = e.to != to && t.adj[e.to as usize].len() < 2;
-            if leaf || !l.usable() || !filter.allows(t, e.to, e.link) {
+            if !l.usable() {
                 continue;
             }
             let nb = bw.min(l.bandwidth_gbps.max(0.0));
@@ -194,6 +200,7 @@ mod tests {
             t.node_index("a").unwrap_or(0),
             t.node_index("d").unwrap_or(0),
         );
+        t.refresh_classes();
         let mut s = Scratch::default();
         let fast = dijkstra(&t, &mut s, a, d, &open(), |l, _, _| l.latency_ns as f64);
         let wide = widest(&t, &mut s, a, d, &open());
@@ -216,6 +223,7 @@ mod tests {
             blocked: &blocked,
             ..open()
         };
+        t.refresh_classes();
         let mut s = Scratch::default();
         assert!(dijkstra(&t, &mut s, a, c, &f, |_, _, _| 1.0).is_none());
         assert!(widest(&t, &mut s, a, c, &f).is_none());

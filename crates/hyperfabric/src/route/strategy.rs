@@ -87,6 +87,7 @@ pub(crate) fn inflation(x: f64) -> f64 {
 
 /// The non-negative weight an additive strategy gives a link (not used by
 /// `highest_bandwidth`, which is a widest-path search).
+#[inline]
 pub(crate) fn link_weight(s: Strategy, l: &LinkInfo, ctx: &WeightCtx<'_>) -> f64 {
     match s {
         Strategy::ShortestPath => HOP_WEIGHT + l.effective_latency_ns(),

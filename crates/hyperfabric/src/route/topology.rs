@@ -55,6 +55,7 @@ impl LinkInfo {
         self.up && self.present
     }
     /// The measured latency if one was recorded, else the nominal one.
+    #[inline]
     pub fn effective_latency_ns(&self) -> f64 {
         self.sample
             .and_then(|s| s.latency_ns)
@@ -87,6 +88,21 @@ pub struct Topology {
     pub(crate) adj: Vec<Vec<Edge>>,
     pub(crate) zones: Vec<ZoneInfo>,
     version: u64,
+    /// Per-node [`class`] bits, valid for `class_version` (rebuilt lazily after changes).
+    class: Vec<u8>,
+    class_version: Option<u64>,
+}
+
+/// Node class bits, one byte per node, so searches test a node without chasing pointers.
+pub(crate) mod class {
+    /// Present and up.
+    pub const USABLE: u8 = 1;
+    /// In a zone with hard isolation.
+    pub const HARD: u8 = 2;
+    /// In a zone with medium isolation.
+    pub const MEDIUM: u8 = 4;
+    /// At most one link: never a transit node.
+    pub const LEAF: u8 = 8;
 }
 
 fn pair(a: u32, b: u32) -> (u32, u32) {
@@ -322,6 +338,38 @@ impl Topology {
 
     pub fn link_count(&self) -> usize {
         self.links.iter().filter(|l| l.present).count()
+    }
+
+    /// Rebuilds the per-node class bits if the topology changed since the last call.
+    pub(crate) fn refresh_classes(&mut self) {
+        if self.class_version == Some(self.version) {
+            return;
+        }
+        let mut class = std::mem::take(&mut self.class);
+        class.clear();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let mut c = 0;
+            if n.usable() {
+                c |= class::USABLE;
+            }
+            match self.isolation_of(i as u32) {
+                Isolation::Hard => c |= class::HARD,
+                Isolation::Medium => c |= class::MEDIUM,
+                _ => {}
+            }
+            if self.adj[i].len() < 2 {
+                c |= class::LEAF;
+            }
+            class.push(c);
+        }
+        self.class = class;
+        self.class_version = Some(self.version);
+    }
+
+    /// Class bits of node `i` (call [`refresh_classes`](Self::refresh_classes) first).
+    #[inline]
+    pub(crate) fn class(&self, i: u32) -> u8 {
+        self.class.get(i as usize).copied().unwrap_or(0)
     }
 
     /// The zone of node `i` and its isolation.
