@@ -142,11 +142,11 @@ impl Predictor {
             return false;
         }
         let err = y - self.raw_predict(&x);
-        for i in 0..FEATURE_COUNT {
-            let gain = px[i] / denom;
-            self.weights[i] += gain * err;
-            for j in 0..FEATURE_COUNT {
-                self.p[i][j] = (self.p[i][j] - gain * px[j]) / PREDICTOR_FORGETTING;
+        for ((w, row), pxi) in self.weights.iter_mut().zip(&mut self.p).zip(px) {
+            let gain = pxi / denom;
+            *w += gain * err;
+            for (p, pxj) in row.iter_mut().zip(px) {
+                *p = (*p - gain * pxj) / PREDICTOR_FORGETTING;
             }
         }
         self.samples += 1;
