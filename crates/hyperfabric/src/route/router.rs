@@ -2,7 +2,7 @@
 
 use super::cache::RouteCache;
 use super::predictor::{Predictor, PredictorSample};
-use super::search::{dijkstra, widest, Filter, Path, Scratch};
+use super::search::{bidijkstra, widest, Filter, Path, Scratch};
 use super::strategy::{link_weight, WeightCtx};
 use super::topology::{class, Topology};
 use super::{Route, RouteError, RouteHop, Strategy};
@@ -277,7 +277,7 @@ impl Router {
         };
         let topo = &self.topo;
         let penalised = s != Strategy::QuantumOptimized;
-        dijkstra(topo, &mut self.scratch, f, t, filter, |l, u, v| {
+        bidijkstra(topo, &mut self.scratch, f, t, filter, |l, u, v| {
             let w = link_weight(s, l, &ctx);
             if penalised && medium_crossing(topo, u, v) {
                 w + MEDIUM_CROSSING_PENALTY_NS
