@@ -1,6 +1,6 @@
 //! Topology exchange and drawing formats: table, BFS tree, JSON, Graphviz DOT, GraphML, GML
 //! and a hand-made circular SVG; JSON and GraphML can be read back ([`TopologyDoc::from_json`],
-//! [`TopologyDoc::from_graphml`]). Pure: strings in, strings out.
+//! [`formats::from_graphml`](super::formats::from_graphml)). Pure: strings in, strings out.
 
 use super::Topology;
 use crate::config::{FabricConfig, Isolation};

@@ -2,7 +2,10 @@
 //!
 //! Pure code (see `DESIGN.md`): no IO, no clock reads (`now` is an argument), no randomness.
 //! Node ids are interned to `u32` indices; searches run over adjacency lists with reusable
-//! scratch buffers, so the hot path allocates only the returned [`Route`].
+//! scratch buffers and one class byte per node (usable, hard, medium, leaf), so the hot path
+//! allocates only the returned [`Route`] (nothing on a cache hit via [`Router::route_shared`]).
+//! Additive strategies use a bidirectional Dijkstra; leaves other than the endpoints are
+//! never expanded. On a 10,000-node fat-tree a path takes tens of µs (`benches/route.rs`).
 //!
 //! # Strategies
 //! - `shortest_path`: fewest hops; ties broken by latency.
@@ -11,7 +14,8 @@
 //! - `load_balanced`: Dijkstra on `latency / (1 - utilisation) / (1 - loss)` from the latest
 //!   [`LinkSample`] (utilisation and loss clamped to [`UTILISATION_MAX`]).
 //! - `predictive`: Dijkstra on the latency a [`Predictor`] (online recursive least squares)
-//!   expects per link from its features; falls back to `lowest_latency` weights until trained.
+//!   expects per link from its features and latest [`LinkSample`]; falls back to
+//!   `lowest_latency` weights until trained. The hour of day comes from [`Router::set_hour`].
 //! - `quantum_optimized`: maximise `Π link fidelity × Π exp(-path_latency / coherence)` over the
 //!   QPU endpoints; refuses routes below the threshold ([`DEFAULT_FIDELITY_THRESHOLD`]).
 //!

@@ -311,10 +311,12 @@ impl Router {
                 0.0
             };
             fidelity *= link.fidelity;
-            predicted += self
-                .predictor
-                .predict_link_ns(link, self.hour)
-                .unwrap_or(0.0);
+            if s == Strategy::Predictive {
+                predicted += self
+                    .predictor
+                    .predict_link_ns(link, self.hour)
+                    .unwrap_or(0.0);
+            }
             hops.push(RouteHop {
                 from: id(w[0]),
                 to: id(w[1]),
