@@ -32,6 +32,10 @@ enum Command {
     Nodes(cmd::nodes::Args),
     /// Benchmark a fabric. Without --config, starts a local two-node fabric by itself.
     Bench(cmd::bench::Args),
+    /// Show the route a strategy picks between two nodes, hop by hop.
+    Route(cmd::route::Args),
+    /// Show a fabric's topology (table, tree, json, dot, graphml, gml) or draw it as SVG.
+    Topo(cmd::topo::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Ping(a) => cmd::ping::run(a),
         Command::Nodes(a) => cmd::nodes::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Route(a) => cmd::route::run(a),
+        Command::Topo(a) => cmd::topo::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,11 +17,13 @@ pub use error::{Error, Result};
 pub use types::{DataType, Priority};
 pub mod fabric;
 pub mod proto;
+pub mod route;
 pub mod runtime;
 pub mod transport;
 
 pub use fabric::{
     Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions, SendOptions, SendReport,
 };
+pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
 pub use runtime::{Message, PingStats};
 pub use runtime::{PathReport, PathScheduler, PendingSend};

@@ -1,5 +1,7 @@
 pub mod bench;
 pub mod nodes;
 pub mod ping;
+pub mod route;
 pub mod send;
 pub mod serve;
+pub mod topo;

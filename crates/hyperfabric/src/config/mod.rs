@@ -59,6 +59,8 @@ pub struct LinkConfig {
     pub bandwidth_gbps: f64,
     pub latency_ns: u64,
     pub cost: Option<f64>,
+    /// Quantum state fidelity across the link, in (0, 1]; used by `quantum_optimized` routing.
+    pub fidelity: Option<f64>,
 }
 
 impl LinkConfig {

@@ -116,6 +116,8 @@ pub(crate) struct RawLink {
     pub latency_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,6 +26,9 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
         if let Some(cost) = l.cost {
             line(&mut out, "cost", Value::Float(cost));
         }
+        if let Some(f) = l.fidelity {
+            line(&mut out, "fidelity", Value::Float(f));
+        }
     }
     for z in &cfg.zones {
         out.push_str("\n[[zones]]\n");

@@ -257,11 +257,20 @@ fn link(i: usize, l: RawLink) -> Result<LinkConfig, Problem> {
             ));
         }
     }
+    if let Some(f) = l.fidelity {
+        if !f.is_finite() || f <= 0.0 || f > 1.0 {
+            return Err((
+                at("fidelity"),
+                format!("must be a number with 0 < fidelity <= 1 (got {f})"),
+            ));
+        }
+    }
     Ok(LinkConfig {
         between,
         bandwidth_gbps: l.bandwidth_gbps,
         latency_ns: l.latency_ns,
         cost: l.cost,
+        fidelity: l.fidelity,
     })
 }
 
