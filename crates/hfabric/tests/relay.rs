@@ -147,3 +147,89 @@ fn killing_a_relay_mid_transfer_fails_over_with_nothing_lost() {
         "256 MiB differ after failover"
     );
 }
+
+#[test]
+fn routing_picks_a_relay_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _dst, _r1, _r2, peers) = start_diamond(dir.path());
+    let src = dir.path().join("routed.bin");
+    random_file(&src, 3 << 20, 21);
+    let mut args = send_args(cfg.to_str().unwrap(), &peers, src.to_str().unwrap(), &[]);
+    args.extend(["--strategy", "shortest_path"]);
+    let out = hfabric(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path: Vec<&str> = r["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        path == ["src", "relay-1", "dst"] || path == ["src", "relay-2", "dst"],
+        "{path:?}"
+    );
+    assert!(same_contents(&src, &dir.path().join("store/routed.bin")));
+}
+
+#[test]
+fn a_transfer_crosses_two_relays_and_the_ack_comes_from_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chain_file(dir.path());
+    let store = dir.path().join("store");
+    let dst = Server::start(&cfg, "dst", Some(&store));
+    let r2 = Server::start_with(
+        &cfg,
+        "relay-2",
+        None,
+        &["--peer".into(), dst.peer_arg("dst")],
+    );
+    let r1 = Server::start_with(
+        &cfg,
+        "relay-1",
+        None,
+        &["--peer".into(), r2.peer_arg("relay-2")],
+    );
+    let src = dir.path().join("two-relays.bin");
+    random_file(&src, (2 << 20) + 5, 22);
+    let peer = r1.peer_arg("relay-1");
+    let out = hfabric(&[
+        "send",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--peer",
+        &peer,
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--file",
+        src.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["path"],
+        serde_json::json!(["src", "relay-1", "relay-2", "dst"])
+    );
+    assert_eq!(r["hops"].as_array().unwrap().len(), 3);
+    assert!(same_contents(&src, &store.join("two-relays.bin")));
+    // The relays never stored anything: the destination wrote the file and acknowledged it.
+    assert!(
+        dst.wait_log("stored transfer", Duration::from_secs(5)),
+        "{}",
+        dst.log_text()
+    );
+    assert!(
+        !r1.log_text().contains("stored transfer") && !r2.log_text().contains("stored transfer")
+    );
+}

@@ -41,6 +41,8 @@ pub struct SendOptions {
     pub timeout: Option<Duration>,
     /// Name the destination may store the transfer under (files keep their base name).
     pub name: Option<String>,
+    /// Routing strategy for this send (default: the router's default, lowest latency).
+    pub strategy: Option<crate::route::Strategy>,
     /// Stripe this send over several paths (overrides `configure_multipath` for this send).
     pub multipath: Option<MultipathConfig>,
 }
@@ -100,6 +102,10 @@ impl SendOptions {
     }
     pub fn name(mut self, n: impl Into<String>) -> Self {
         self.name = Some(n.into());
+        self
+    }
+    pub fn strategy(mut self, s: crate::route::Strategy) -> Self {
+        self.strategy = Some(s);
         self
     }
     pub fn multipath(mut self, m: MultipathConfig) -> Self {
@@ -334,6 +340,7 @@ impl Fabric {
             opts.multipath
                 .clone()
                 .or_else(|| self.multipath.lock().get(dst).cloned()),
+            opts.strategy,
         )?;
         PendingSend::start(&self.inner, peer, source, opts, paths)
     }
@@ -343,11 +350,12 @@ impl Fabric {
         &self,
         dst: &crate::runtime::Peer,
         multipath: Option<MultipathConfig>,
+        strategy: Option<crate::route::Strategy>,
     ) -> Result<PathSet> {
         let now = std::time::Instant::now();
         let me = self.node_id().to_owned();
         let Some(m) = multipath else {
-            let (hop, via) = self.inner.first_hop(dst, now)?;
+            let (hop, via) = self.inner.first_hop(dst, strategy, now)?;
             return Ok(PathSet::new(
                 vec![RoutePath::new(hop, via, 1.0)],
                 PathScheduler::WeightedRoundRobin,

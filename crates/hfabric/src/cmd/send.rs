@@ -39,6 +39,10 @@ pub struct Args {
     /// Refuse to send if the route's nominal latency exceeds this many nanoseconds.
     #[arg(long, value_name = "NS")]
     pub latency_constraint_ns: Option<u64>,
+    /// Routing strategy over the fabric file's links: shortest_path, lowest_latency,
+    /// highest_bandwidth, load_balanced, predictive, quantum_optimized.
+    #[arg(long, value_name = "STRATEGY")]
+    pub strategy: Option<hyperfabric::Strategy>,
     /// Stripe the transfer over paths named by their first hop, with weights (repeatable):
     /// --via relay-1=3 --via relay-2=1. A hop equal to --to is the direct path.
     #[arg(long = "via", value_name = "HOP=WEIGHT", value_parser = parse_via)]
@@ -83,6 +87,9 @@ pub fn run(a: Args) -> CliResult {
         .compression(a.compression);
     if let Some(ns) = a.latency_constraint_ns {
         opts = opts.latency_constraint_ns(ns);
+    }
+    if let Some(st) = a.strategy {
+        opts = opts.strategy(st);
     }
     if !a.via.is_empty() {
         let scheduler = match a.scheduler {

@@ -242,3 +242,28 @@ pub fn partial_bytes(store: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A chain src - relay-1 - relay-2 - dst: the only route crosses both relays.
+pub fn chain_file(dir: &Path) -> PathBuf {
+    let mut text = String::from(
+        "[fabric]\nname = \"chain\"\nsend_timeout_ms = 10000\nconnect_timeout_ms = 1000\n",
+    );
+    for (i, id) in ["src", "relay-1", "relay-2", "dst"].iter().enumerate() {
+        text += &format!(
+            "\n[[nodes]]\nid = \"{id}\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:{}\"\n",
+            i + 1
+        );
+    }
+    for (a, b) in [
+        ("src", "relay-1"),
+        ("relay-1", "relay-2"),
+        ("relay-2", "dst"),
+    ] {
+        text += &format!(
+            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
+        );
+    }
+    let path = dir.join("chain.toml");
+    std::fs::write(&path, text).expect("write chain file");
+    path
+}

@@ -21,6 +21,7 @@ pub use zones::Zones;
 
 use crate::config::{FabricConfig, Tuning};
 use crate::error::{Error, Result};
+use crate::route::{RouteError, Router, Strategy, Topology};
 use crate::transport::tcp;
 use crate::wire;
 use parking_lot::{Mutex, RwLock};
@@ -52,6 +53,8 @@ pub struct NodeInner {
     pub local_addr: SocketAddr,
     peers: RwLock<HashMap<u64, Peer>>,
     pub zones: Zones,
+    /// Routes over the fabric file's topology (strategies, cache, learned predictor).
+    router: Mutex<Router>,
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
@@ -116,6 +119,7 @@ impl NodeInner {
             local_addr,
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),
+            router: Mutex::new(Router::new(Topology::from_config(cfg))),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
@@ -301,9 +305,40 @@ impl NodeInner {
         tracing::debug!(peer = %conn.peer, "connection closed: {reason}");
     }
 
-    /// The first hop towards `dst` and the nodes of the whole route (source first).
-    pub fn first_hop(&self, dst: &Peer, _now: Instant) -> Result<(Peer, Vec<String>)> {
-        Ok((dst.clone(), vec![self.me.clone(), dst.id.clone()]))
+    /// The first hop towards `dst` and the nodes of the whole route (source first), by
+    /// `strategy` over the fabric file's links. Without a route in the file (no links, or a
+    /// node added at run time) a node with an address is reached directly.
+    pub fn first_hop(
+        &self,
+        dst: &Peer,
+        strategy: Option<Strategy>,
+        now: Instant,
+    ) -> Result<(Peer, Vec<String>)> {
+        let direct = || Ok((dst.clone(), vec![self.me.clone(), dst.id.clone()]));
+        if dst.key == self.my_key {
+            return direct();
+        }
+        let route = {
+            let mut router = self.router.lock();
+            let strategy = strategy.unwrap_or_else(|| router.default_strategy());
+            router.route_shared(&self.me, &dst.id, strategy, now)
+        };
+        match route {
+            Ok(r) => match r.nodes.get(1) {
+                Some(hop) if *hop != dst.id => Ok((self.peer_by_id(hop)?, r.nodes.clone())),
+                _ => direct(),
+            },
+            Err(RouteError::NoRoute { .. } | RouteError::UnknownNode(_)) if dst.addr.is_some() => {
+                direct()
+            }
+            Err(e @ RouteError::Isolated { .. }) => Err(Error::Rejected {
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(Error::Unreachable {
+                node: dst.id.clone(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// The neighbour to forward a frame for `dst` to (relays).
@@ -313,7 +348,12 @@ impl NodeInner {
             .ok_or_else(|| Error::NodeNotFound {
                 node: format!("{dst_key:#x}"),
             })?;
-        self.first_hop(&dst, now).map(|(hop, _)| hop)
+        self.first_hop(&dst, None, now).map(|(hop, _)| hop)
+    }
+
+    /// Teaches the predictive strategy what a completed transfer took.
+    pub fn learn(&self, sample: crate::route::PredictorSample) {
+        self.router.lock().train(sample);
     }
 
     pub fn next_transfer_id(&self) -> u64 {
