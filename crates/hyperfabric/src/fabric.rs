@@ -451,10 +451,24 @@ impl Fabric {
             .map_err(|reason| Error::config("(runtime)", "node", reason))?;
         self.inner
             .register_peer(&node.signature.node_id, node.listen)?;
+        self.inner.add_to_topology(&node, &[]);
         self.config
             .nodes
             .retain(|n| n.signature.node_id != node.signature.node_id);
         self.config.nodes.push(node);
+        Ok(())
+    }
+
+    /// Adds a link at run time (routes may use it at once).
+    pub fn register_link(&mut self, link: crate::config::LinkConfig) -> Result<()> {
+        for end in &link.between {
+            self.inner.peer_by_id(end)?;
+        }
+        if let Some(node) = self.config.node(&link.between[0]).cloned() {
+            self.inner
+                .add_to_topology(&node, std::slice::from_ref(&link));
+        }
+        self.config.links.push(link);
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub struct Peer {
     pub addr: Option<SocketAddr>,
 }
 
+/// Shortest time between two latency samples taught to the predictive router.
+const LEARN_INTERVAL_MS: u64 = 100;
+
 /// Held while dialing one peer on one lane.
 type DialGate = Arc<Mutex<()>>;
 
@@ -55,6 +58,9 @@ pub struct NodeInner {
     pub zones: Zones,
     /// Routes over the fabric file's topology (strategies, cache, learned predictor).
     router: Mutex<Router>,
+    started: Instant,
+    /// Milliseconds since `started` of the last sample given to the predictor (0: none yet).
+    last_learn_ms: AtomicU64,
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
@@ -120,6 +126,8 @@ impl NodeInner {
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),
             router: Mutex::new(Router::new(Topology::from_config(cfg))),
+            started: Instant::now(),
+            last_learn_ms: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
@@ -220,8 +228,22 @@ impl NodeInner {
         Ok(())
     }
 
+    /// Adds a node (and its links) to the routing topology at run time.
+    pub fn add_to_topology(
+        &self,
+        node: &crate::config::NodeConfig,
+        links: &[crate::config::LinkConfig],
+    ) {
+        let mut router = self.router.lock();
+        router.topology_mut().add_node(node);
+        for l in links {
+            router.topology_mut().add_link(l);
+        }
+    }
+
     pub fn unregister_peer(&self, id: &str) -> Result<()> {
         let key = wire::node_key(id);
+        self.router.lock().topology_mut().remove_node(id);
         self.peers
             .write()
             .remove(&key)
@@ -263,6 +285,11 @@ impl NodeInner {
             };
             let now = Instant::now();
             if now + backoff >= deadline {
+                // Routes avoid a node nobody can reach until it connects or is dialed again.
+                self.router
+                    .lock()
+                    .topology_mut()
+                    .set_node_up(&peer.id, false);
                 return Err(Error::Unreachable {
                     node: peer.id.clone(),
                     reason: err.to_string(),
@@ -284,6 +311,11 @@ impl NodeInner {
 
     /// Called once a handshake succeeded, on either side.
     fn adopt(&self, conn: Arc<Conn>) {
+        // A node we hold a connection with is up, whatever an earlier failure said.
+        self.router
+            .lock()
+            .topology_mut()
+            .set_node_up(&conn.peer, true);
         self.all_conns.lock().push(Arc::clone(&conn));
         self.conns.lock().insert((conn.peer_key, conn.lane), conn);
     }
@@ -351,9 +383,37 @@ impl NodeInner {
         self.first_hop(&dst, None, now).map(|(hop, _)| hop)
     }
 
-    /// Teaches the predictive strategy what a completed transfer took.
-    pub fn learn(&self, sample: crate::route::PredictorSample) {
-        self.router.lock().train(sample);
+    /// Teaches the predictive strategy what the direct link to `dst` really took
+    /// (`observed_ns`: one-way latency of a ping, or of a small single-hop transfer).
+    pub fn observe_link(&self, dst: &str, observed_ns: f64, now: Instant) {
+        // At most one sample per interval: training allocates and locks the router.
+        let since_start = now.saturating_duration_since(self.started).as_millis() as u64;
+        let last = self.last_learn_ms.load(Ordering::Relaxed);
+        if last != 0 && since_start < last + LEARN_INTERVAL_MS {
+            return;
+        }
+        self.last_learn_ms
+            .store(since_start.max(1), Ordering::Relaxed);
+        let hour = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(12.0, |d| (d.as_secs() % 86_400) as f64 / 3600.0);
+        let mut router = self.router.lock();
+        let Ok(route) = router.route_shared(&self.me, dst, Strategy::LowestLatency, now) else {
+            return;
+        };
+        let [hop] = route.hops.as_slice() else { return };
+        let sample = crate::route::PredictorSample {
+            from: hop.from.clone(),
+            to: hop.to.clone(),
+            latency_ns: hop.latency_ns as f64,
+            bandwidth_gbps: hop.bandwidth_gbps,
+            utilisation: hop.utilisation,
+            loss: 0.0,
+            hour,
+            observed_latency_ns: observed_ns,
+        };
+        router.set_hour(hour);
+        router.train(sample);
     }
 
     pub fn next_transfer_id(&self) -> u64 {

@@ -142,6 +142,9 @@ impl NodeInner {
             }));
         }
         let stats = PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples);
+        if stats.received > 0 {
+            self.observe_link(&peer.id, stats.median_ns as f64, Instant::now());
+        }
         Ok((stats, samples))
     }
 

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Transfers up to this size teach the predictive router the link's latency.
+const LEARN_MAX_BYTES: u64 = 64 << 10;
+
 /// Chunks smaller than this are never compressed (the frame header dominates anyway).
 const MIN_COMPRESS_BYTES: usize = 512;
 
@@ -353,6 +356,14 @@ impl<'a> PendingSend<'a> {
             .main_path()
             .map(|p| p.via.clone())
             .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
+        // Small single-hop transfers measure the link itself: teach the predictor.
+        if path.len() == 2 && bytes <= LEARN_MAX_BYTES {
+            self.node.observe_link(
+                &self.peer.id,
+                latency.as_nanos() as f64 / 2.0,
+                Instant::now(),
+            );
+        }
         let hops = path
             .windows(2)
             .map(|w| Hop {
