@@ -3,6 +3,7 @@
 
 use clap::Args;
 use hyperfabric::config::{FabricConfig, ProfileName, Tuning};
+use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Error, Fabric};
 use std::fmt;
 use std::net::SocketAddr;
@@ -68,6 +69,9 @@ pub struct FabricArgs {
     /// Reach node ID at ADDR instead of the file's address (repeatable), e.g. node-b=127.0.0.1:9000.
     #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
     pub peers: Vec<(String, SocketAddr)>,
+    /// auto: shared memory with nodes of this host, TCP otherwise; or force tcp / shm.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: TransportArg,
 }
 
 pub fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
@@ -103,6 +107,15 @@ pub fn apply_overrides(
 /// Starts `node` as a client: it listens on an ephemeral port of its configured address
 /// (it only dials out, so it must not take the port its `serve` twin would use).
 pub fn start_client(cfg: FabricConfig, node: &str) -> CliResult<Fabric> {
+    start_client_with(cfg, node, TransportChoice::Auto)
+}
+
+/// [`start_client`] with a transport choice.
+pub fn start_client_with(
+    cfg: FabricConfig,
+    node: &str,
+    transport: TransportChoice,
+) -> CliResult<Fabric> {
     let ip = cfg
         .node(node)
         .ok_or_else(|| {
@@ -112,11 +125,32 @@ pub fn start_client(cfg: FabricConfig, node: &str) -> CliResult<Fabric> {
         })?
         .listen
         .map_or_else(|| [127, 0, 0, 1].into(), |a| a.ip());
-    Ok(Fabric::from_config(cfg)
+    let builder = Fabric::from_config(cfg)
         .node(node)
         .discard_received()
-        .listen(SocketAddr::new(ip, 0))
-        .start()?)
+        .transport(transport);
+    Ok(builder.listen(SocketAddr::new(ip, 0)).start()?)
+}
+
+/// `--transport` on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TransportArg {
+    /// Shared memory with nodes on this host, TCP otherwise.
+    #[default]
+    Auto,
+    Tcp,
+    /// Shared memory only (an error for nodes on other hosts).
+    Shm,
+}
+
+impl From<TransportArg> for TransportChoice {
+    fn from(t: TransportArg) -> TransportChoice {
+        match t {
+            TransportArg::Auto => TransportChoice::Auto,
+            TransportArg::Tcp => TransportChoice::Tcp,
+            TransportArg::Shm => TransportChoice::Shm,
+        }
+    }
 }
 
 pub fn print_json(value: &impl serde::Serialize) -> CliResult {

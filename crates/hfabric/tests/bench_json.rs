@@ -166,9 +166,29 @@ fn single_tests_and_bad_options() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     validate(&schema(), &r, "$").unwrap();
     assert!(r["tests"].get("throughput").is_none() && r["tests"].get("concurrent").is_none());
-    let out = hfabric(&["bench", "--transport", "shm"]);
+    let out = hfabric(&["bench", "--transport", "carrier-pigeon"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("shared-memory transport"));
+    // Both transports really carry the latency test between the two local processes.
+    for t in ["tcp", "shm"] {
+        let out = hfabric(&[
+            "bench",
+            "latency",
+            "--json",
+            "--transport",
+            t,
+            "--iterations",
+            "200",
+            "--warmup",
+            "10",
+        ]);
+        assert!(
+            out.status.success(),
+            "{t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["tests"]["latency"]["transport"], t);
+    }
     let out = hfabric(&["bench", "--duration", "-1"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -274,3 +274,75 @@ fn nodes_lists_the_example_lab() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["nodes"].as_array().unwrap().len() >= 5);
 }
+
+#[test]
+fn both_transports_carry_files_byte_identical_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    for transport in ["tcp", "shm"] {
+        let store = dir.path().join(format!("store-{transport}"));
+        let server = Server::start_with(
+            &cfg,
+            "node-b",
+            Some(&store),
+            &["--transport".into(), transport.into()],
+        );
+        let name = format!("via-{transport}.bin");
+        let src = dir.path().join(&name);
+        random_file(&src, (3 << 20) + 11, 7);
+        let peer = server.peer_arg("node-b");
+        let out = hfabric(&[
+            "send",
+            "--json",
+            "--transport",
+            transport,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--peer",
+            &peer,
+            "--from",
+            "node-a",
+            "--to",
+            "node-b",
+            "--file",
+            src.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["hops"][0]["transport"], transport, "{r}");
+        assert!(
+            same_contents(&src, &store.join(&name)),
+            "{transport}: file differs"
+        );
+    }
+    // A node that refuses shared memory: `--transport shm` on the sender fails clearly.
+    let server = Server::start_with(&cfg, "node-b", None, &["--transport".into(), "tcp".into()]);
+    let peer = server.peer_arg("node-b");
+    let out = hfabric(&[
+        "send",
+        "--transport",
+        "shm",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--peer",
+        &peer,
+        "--from",
+        "node-a",
+        "--to",
+        "node-b",
+        "--size",
+        "1000",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no shared-memory link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

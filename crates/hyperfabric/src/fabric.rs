@@ -211,6 +211,7 @@ pub struct FabricBuilder {
     node: Option<String>,
     sink: Sink,
     listen: Option<SocketAddr>,
+    transport: crate::transport::TransportChoice,
 }
 
 impl FabricBuilder {
@@ -229,6 +230,11 @@ impl FabricBuilder {
         self.sink = Sink::Discard;
         self
     }
+    /// Which transports links may use (default: shared memory inside the host, else TCP).
+    pub fn transport(mut self, t: crate::transport::TransportChoice) -> Self {
+        self.transport = t;
+        self
+    }
     /// Listen here instead of the fabric file's address (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
@@ -242,7 +248,7 @@ impl FabricBuilder {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
         }
-        let inner = NodeInner::start(&self.config, &node, self.sink, self.listen)?;
+        let inner = NodeInner::start(&self.config, &node, self.sink, self.listen, self.transport)?;
         Ok(Fabric {
             inner,
             config: self.config,
@@ -269,6 +275,7 @@ impl Fabric {
             node: None,
             sink: Sink::Memory,
             listen: None,
+            transport: crate::transport::TransportChoice::Auto,
         }
     }
 

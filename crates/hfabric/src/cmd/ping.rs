@@ -1,6 +1,6 @@
 //! `hfabric ping`: round trips to a node.
 
-use crate::common::{fmt_ns, print_json, start_client, CliResult, FabricArgs};
+use crate::common::{fmt_ns, print_json, CliResult, FabricArgs};
 use hyperfabric::{PingOptions, PingStats};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let cfg = a.fabric.load()?;
-    let fabric = start_client(cfg, &a.from)?;
+    let fabric = crate::common::start_client_with(cfg, &a.from, a.fabric.transport.into())?;
     let opts = PingOptions::new()
         .size(a.size)
         .count(a.count)

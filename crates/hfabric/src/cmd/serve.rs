@@ -34,7 +34,9 @@ pub fn run(a: Args) -> CliResult {
     }
     let cfg = a.fabric.load()?;
     let profile = cfg.profile;
-    let mut builder = Fabric::from_config(cfg).node(&a.node);
+    let mut builder = Fabric::from_config(cfg)
+        .node(&a.node)
+        .transport(a.fabric.transport.into());
     builder = match &a.store {
         Some(dir) => builder.store_to(dir),
         None => builder.discard_received(),

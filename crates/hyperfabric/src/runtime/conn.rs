@@ -1,9 +1,12 @@
 //! One TCP connection to a peer: handshake, framed writes, and the reader thread that
 //! decodes every frame and hands it to the node.
 
+use super::shmlink;
 use super::{NodeInner, Peer};
 use crate::error::{Error, Result};
+use crate::transport::shm::{Consumer, Producer};
 use crate::transport::tcp::{self, SocketReport};
+use crate::transport::{TransportChoice, TransportKind};
 use crate::types::Priority;
 use crate::wire::{self, DecodeError, FrameKind, Header, Hello, HEADER_LEN};
 use parking_lot::{Condvar, Mutex};
@@ -51,6 +54,12 @@ impl WriteGate {
     }
 }
 
+/// Where a connection's frames go.
+pub(super) enum Tx {
+    Tcp(TcpStream),
+    Shm(crate::transport::shm::Producer),
+}
+
 pub struct Conn {
     /// This node's wire key (the source of the frames we write).
     local_key: u64,
@@ -60,8 +69,18 @@ pub struct Conn {
     pub lane: Lane,
     qos: bool,
     gate: WriteGate,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Tx>,
+    /// The TCP stream: the data path until a shared-memory link takes over, and always the
+    /// control channel (shutting it down wakes the TCP reader).
+    control: TcpStream,
     alive: AtomicBool,
+    /// Set when the connection starts closing: a writer blocked on a full ring gives up.
+    closing: AtomicBool,
+    /// Frames travel through shared memory (a cheap check that needs no lock).
+    shm: AtomicBool,
+    /// The shared-memory ring we read, taken by the reader thread or by a caller waiting
+    /// for an answer (who then reads it itself: no thread hand-off on the latency path).
+    pub(super) shm_rx: Mutex<Option<Consumer>>,
     /// Highest pong sequence seen, and the wake-up for parked pingers.
     pub(super) pong_seq: AtomicU64,
     pub(super) pong_gate: (Mutex<()>, Condvar),
@@ -80,11 +99,15 @@ impl Conn {
             lane,
             qos: node.tuning.qos_enabled,
             gate: WriteGate::default(),
+            control: stream.try_clone()?,
             peer: peer.id.clone(),
             peer_key: peer.key,
             socket,
-            writer: Mutex::new(stream.try_clone()?),
+            writer: Mutex::new(Tx::Tcp(stream.try_clone()?)),
             alive: AtomicBool::new(true),
+            closing: AtomicBool::new(false),
+            shm: AtomicBool::new(false),
+            shm_rx: Mutex::new(None),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
         }))
@@ -114,8 +137,14 @@ impl Conn {
                 "connection is closed",
             ));
         }
-        let res =
-            tcp::write_all_vectored(&mut *w, &mut [IoSlice::new(&raw), IoSlice::new(payload)]);
+        let res = match &mut *w {
+            Tx::Tcp(s) => {
+                tcp::write_all_vectored(s, &mut [IoSlice::new(&raw), IoSlice::new(payload)])
+            }
+            Tx::Shm(p) => super::shmlink::write_frame(p, &raw, payload, &|| {
+                self.is_alive() && !self.closing.load(Ordering::Acquire)
+            }),
+        };
         if res.is_err() {
             self.mark_dead();
         }
@@ -123,7 +152,7 @@ impl Conn {
     }
 
     /// Takes the writer, letting more urgent waiting writers go first (bounded).
-    fn lock_by_priority(&self, priority: Priority) -> parking_lot::MutexGuard<'_, TcpStream> {
+    fn lock_by_priority(&self, priority: Priority) -> parking_lot::MutexGuard<'_, Tx> {
         let p = usize::from(priority.code()).min(4);
         self.gate.waiting[p].fetch_add(1, Ordering::AcqRel);
         let mut deferrals = 0;
@@ -146,11 +175,46 @@ impl Conn {
 
     /// Sends a Close frame (best effort) and shuts the socket down, waking its reader.
     pub fn close(&self, reason: &str) {
+        self.closing.store(true, Ordering::Release);
+        // Best effort goodbye; a writer stuck on a full ring (dead peer) must not block it.
         if self.is_alive() {
-            let _ = self.send(&self.control(FrameKind::Close), reason.as_bytes());
+            if let Some(mut w) = self.writer.try_lock_for(Duration::from_millis(20)) {
+                let h = self.control(FrameKind::Close);
+                if let Ok(raw) = h.encode(reason.as_bytes()) {
+                    let _ = match &mut *w {
+                        Tx::Tcp(s) => tcp::write_all_vectored(
+                            s,
+                            &mut [IoSlice::new(&raw), IoSlice::new(reason.as_bytes())],
+                        ),
+                        Tx::Shm(p) => {
+                            super::shmlink::write_frame(p, &raw, reason.as_bytes(), &|| false)
+                        }
+                    };
+                }
+            }
         }
         self.mark_dead();
-        let _ = self.writer.lock().shutdown(Shutdown::Both);
+        let _ = self.control.shutdown(Shutdown::Both);
+    }
+
+    /// The transport carrying this connection's frames now.
+    pub fn transport(&self) -> TransportKind {
+        match &*self.writer.lock() {
+            Tx::Tcp(_) => TransportKind::Tcp,
+            Tx::Shm(_) => TransportKind::Shm,
+        }
+    }
+
+    /// Moves this connection's writes to a shared-memory ring.
+    pub(super) fn switch_to_shm(&self, tx: crate::transport::shm::Producer, rx: Consumer) {
+        *self.shm_rx.lock() = Some(rx);
+        *self.writer.lock() = Tx::Shm(tx);
+        self.shm.store(true, Ordering::Release);
+    }
+
+    /// True once frames travel through shared memory.
+    pub fn is_shm(&self) -> bool {
+        self.shm.load(Ordering::Acquire)
     }
 }
 
@@ -244,12 +308,100 @@ pub(super) fn dial(
             });
         }
     }
+    let shm = offer_shm(node, peer, addr, &stream, &mut reader)?;
     stream.set_read_timeout(None).map_err(io_err)?;
     let conn = Conn::new(node, peer, &stream, socket, lane).map_err(io_err)?;
     node.adopt(Arc::clone(&conn));
     spawn_reader(node, &conn, reader)?;
+    if let Some((tx, rx)) = shm {
+        let waiter = rx.waiter();
+        conn.switch_to_shm(tx, rx);
+        spawn_shm_reader(node, &conn, waiter)?;
+    }
     tracing::debug!(peer = %peer.id, %addr, "connected");
     Ok(conn)
+}
+
+/// Offers a shared-memory link when the peer may be on this host. `Ok(None)`: stay on TCP.
+fn offer_shm(
+    node: &Arc<NodeInner>,
+    peer: &Peer,
+    addr: std::net::SocketAddr,
+    stream: &TcpStream,
+    reader: &mut BufReader<TcpStream>,
+) -> Result<Option<(Producer, Consumer)>> {
+    if !node.wants_shm(peer, addr) {
+        return Ok(None);
+    }
+    let forced = node.transport == TransportChoice::Shm;
+    let fail = |why: String| -> Result<Option<(Producer, Consumer)>> {
+        if forced {
+            return Err(Error::Unreachable {
+                node: peer.id.clone(),
+                reason: format!("no shared-memory link: {why}"),
+            });
+        }
+        tracing::info!(peer = %peer.id, "staying on TCP: {why}");
+        Ok(None)
+    };
+    let offer = match shmlink::create(&node.fabric_name, &node.me, &peer.id) {
+        Ok(o) => o,
+        Err(e) => return fail(format!("cannot create segments: {e}")),
+    };
+    let h = shmlink::control(node, peer.key, FrameKind::ShmOffer);
+    let frame = wire::encode_frame(&h, &shmlink::encode_offer(&offer.names))
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if let Err(e) = (&*stream).write_all(&frame) {
+        return fail(format!("offer not sent: {e}"));
+    }
+    let mut payload = Vec::new();
+    match read_frame(reader, node.limits, &mut payload) {
+        Ok(a) if a.kind == FrameKind::ShmAccept => Ok(Some((offer.tx, offer.rx))),
+        Ok(a) => fail(format!(
+            "peer declined ({:?}): {}",
+            a.kind,
+            String::from_utf8_lossy(body(&payload, &a))
+        )),
+        Err(e) => fail(format!("no answer to the offer: {e}")),
+    }
+}
+
+fn spawn_shm_reader(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    rx: crate::transport::shm::Waiter,
+) -> Result<()> {
+    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
+    std::thread::Builder::new()
+        .name(format!("hf-shm-{}", conn.peer))
+        .spawn(move || shmlink::read_loop(node, conn2, rx))
+        .map(|_| ())
+        .map_err(|e| Error::io("spawning a shared-memory reader thread", e))
+}
+
+/// The acceptor's answer to a ShmOffer: open both rings, say yes on TCP, then switch.
+fn accept_shm(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
+    let opened = if node.transport == TransportChoice::Tcp {
+        Err("shared memory is disabled on this node".to_owned())
+    } else {
+        shmlink::decode_offer(payload).and_then(|names| shmlink::open(&names))
+    };
+    match opened {
+        Ok((tx, rx)) => {
+            if conn.send(&conn.control(FrameKind::ShmAccept), &[]).is_ok() {
+                let waiter = rx.waiter();
+                conn.switch_to_shm(tx, rx);
+                if let Err(e) = spawn_shm_reader(node, conn, waiter) {
+                    tracing::warn!(peer = %conn.peer, "{e}");
+                    conn.close("cannot start the shared-memory reader");
+                }
+            }
+        }
+        Err(why) => {
+            tracing::info!(peer = %conn.peer, "declining shared memory: {why}");
+            let _ = conn.send(&conn.control(FrameKind::Reject), why.as_bytes());
+        }
+    }
 }
 
 fn spawn_reader(
@@ -362,6 +514,7 @@ enum ReadEnd {
 fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStream>) {
     let mut payload = Vec::new();
     let mut scratch = Vec::new();
+    let mut offered = false;
     let end = loop {
         let header = match read_frame(&mut reader, node.limits, &mut payload) {
             Ok(h) => h,
@@ -379,6 +532,11 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
             ));
         }
         let body = body(&payload, &header);
+        if header.kind == FrameKind::ShmOffer && !offered {
+            offered = true;
+            accept_shm(&node, &conn, body);
+            continue;
+        }
         match node.dispatch(&conn, &header, body, &mut scratch) {
             Ok(true) => {}
             Ok(false) => break ReadEnd::Closed(String::from_utf8_lossy(body).into_owned()),

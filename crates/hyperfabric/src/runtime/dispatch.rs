@@ -56,7 +56,11 @@ impl NodeInner {
             }
             FrameKind::Pong => self.on_pong(conn, h.transfer_id),
             FrameKind::Close => return Ok(false),
-            FrameKind::Hello | FrameKind::Welcome | FrameKind::Reject => {
+            FrameKind::Hello
+            | FrameKind::Welcome
+            | FrameKind::Reject
+            | FrameKind::ShmOffer
+            | FrameKind::ShmAccept => {
                 return Err(format!("unexpected {:?} after the handshake", h.kind));
             }
         }

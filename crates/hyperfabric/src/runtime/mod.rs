@@ -8,6 +8,7 @@ mod idle;
 mod incoming;
 mod outgoing;
 mod ping;
+mod shmlink;
 mod stats;
 mod zones;
 
@@ -22,7 +23,7 @@ pub use zones::Zones;
 use crate::config::{FabricConfig, Tuning};
 use crate::error::{Error, Result};
 use crate::route::{RouteError, Router, Strategy, Topology};
-use crate::transport::tcp;
+use crate::transport::{tcp, TransportChoice};
 use crate::wire;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -38,6 +39,18 @@ pub struct Peer {
     pub id: String,
     pub key: u64,
     pub addr: Option<SocketAddr>,
+}
+
+/// Keys of the nodes the fabric file places on the same `host` as `me`.
+fn same_host(cfg: &FabricConfig, me: &str) -> std::collections::HashSet<u64> {
+    let Some(host) = cfg.node(me).and_then(|n| n.host.as_deref()) else {
+        return Default::default();
+    };
+    cfg.nodes
+        .iter()
+        .filter(|n| n.host.as_deref() == Some(host))
+        .map(|n| wire::node_key(n.id()))
+        .collect()
 }
 
 /// Shortest time between two latency samples taught to the predictive router.
@@ -56,6 +69,9 @@ pub struct NodeInner {
     pub local_addr: SocketAddr,
     peers: RwLock<HashMap<u64, Peer>>,
     pub zones: Zones,
+    /// Which transports this node may use, and the peers the fabric file puts on our host.
+    pub transport: TransportChoice,
+    same_host: std::collections::HashSet<u64>,
     /// Routes over the fabric file's topology (strategies, cache, learned predictor).
     router: Mutex<Router>,
     started: Instant,
@@ -81,6 +97,7 @@ impl NodeInner {
         me: &str,
         sink: Sink,
         listen: Option<SocketAddr>,
+        transport: TransportChoice,
     ) -> Result<Arc<NodeInner>> {
         let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound {
             node: me.to_owned(),
@@ -125,6 +142,8 @@ impl NodeInner {
             local_addr,
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),
+            transport,
+            same_host: same_host(cfg, me),
             router: Mutex::new(Router::new(Topology::from_config(cfg))),
             started: Instant::now(),
             last_learn_ms: AtomicU64::new(0),
@@ -145,6 +164,16 @@ impl NodeInner {
             .spawn(move || acceptor.accept_loop(listener))
             .map_err(|e| Error::io("spawning the accept thread", e))?;
         inner.threads.lock().push(handle);
+        if transport != TransportChoice::Tcp {
+            // Segments of earlier runs whose creator died (killed nodes leave them behind).
+            match crate::transport::shm::remove_stale(&format!("hf-{}-", inner.fabric_name)) {
+                Ok(gone) if !gone.is_empty() => {
+                    tracing::info!("removed {} stale shared-memory segments", gone.len())
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot scan /dev/shm for stale segments: {e}"),
+            }
+        }
         tracing::info!(node = me, %local_addr, fabric = %inner.fabric_name, "node listening");
         Ok(inner)
     }
@@ -335,6 +364,15 @@ impl NodeInner {
         self.all_conns.lock().retain(|c| !Arc::ptr_eq(c, conn));
         self.outgoing.connection_lost(conn.peer_key);
         tracing::debug!(peer = %conn.peer, "connection closed: {reason}");
+    }
+
+    /// Should a connection to `peer` at `addr` try shared memory?
+    pub(super) fn wants_shm(&self, peer: &Peer, addr: SocketAddr) -> bool {
+        match self.transport {
+            TransportChoice::Tcp => false,
+            TransportChoice::Shm => true,
+            TransportChoice::Auto => addr.ip().is_loopback() || self.same_host.contains(&peer.key),
+        }
     }
 
     /// The first hop towards `dst` and the nodes of the whole route (source first), by

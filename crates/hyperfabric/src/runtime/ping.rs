@@ -141,7 +141,8 @@ impl NodeInner {
                 after: plan.timeout,
             }));
         }
-        let stats = PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples);
+        let mut stats = PingStats::from_samples(&peer.id, plan.size, plan.count, &mut samples);
+        stats.transport = conn.transport();
         if stats.received > 0 {
             self.observe_link(&peer.id, stats.median_ns as f64, Instant::now());
         }
@@ -150,7 +151,7 @@ impl NodeInner {
 
     /// One round trip; `None` when no pong came back in time.
     fn ping_once(
-        &self,
+        self: &Arc<Self>,
         conn: &Arc<Conn>,
         payload: &[u8],
         timeout: Duration,
@@ -164,6 +165,9 @@ impl NodeInner {
         h.priority = priority;
         let start = Instant::now();
         conn.send(&h, payload).ok()?;
+        if conn.is_shm() {
+            return self.await_pong_shm(conn, seq, start, timeout);
+        }
         let done = idle::wait_until(
             self.tuning.idle_strategy,
             start + timeout,
@@ -171,6 +175,29 @@ impl NodeInner {
             || conn.pong_seq.load(Ordering::Acquire) >= seq,
         );
         done.then(|| start.elapsed())
+    }
+
+    /// Waits for pong `seq` reading the shared-memory ring on this thread: no hand-off to,
+    /// or wake-up of, the reader thread on the latency path.
+    fn await_pong_shm(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        seq: u64,
+        start: Instant,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let mut scratch = Vec::new();
+        let deadline = start + timeout;
+        let mut spins: u32 = 0;
+        while conn.pong_seq.load(Ordering::Acquire) < seq {
+            super::shmlink::progress(self, conn, &mut scratch);
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) && Instant::now() >= deadline {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+        Some(start.elapsed())
     }
 
     /// A pong arrived on `conn`.

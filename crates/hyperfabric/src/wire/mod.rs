@@ -73,10 +73,15 @@ pub enum FrameKind {
     Pong = 9,
     /// Graceful end of the connection; payload = UTF-8 reason.
     Close = 10,
+    /// Dialer to acceptor, right after Welcome: "move this connection's frames to the
+    /// shared-memory rings named in the payload" (two UTF-8 names, newline separated).
+    ShmOffer = 11,
+    /// The acceptor opened both rings; frames travel through them from now on.
+    ShmAccept = 12,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 10] = [
+    pub const ALL: [FrameKind; 12] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -87,6 +92,8 @@ impl FrameKind {
         FrameKind::Ping,
         FrameKind::Pong,
         FrameKind::Close,
+        FrameKind::ShmOffer,
+        FrameKind::ShmAccept,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {

@@ -62,5 +62,11 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ConcurrentTest> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let streams = streams.into_iter().collect::<CliResult<Vec<_>>>()?;
-    Ok(ConcurrentTest::new(profile, a.duration, streams, seconds))
+    Ok(ConcurrentTest::new(
+        profile,
+        super::transport_of(&fabric, &t.to)?,
+        a.duration,
+        streams,
+        seconds,
+    ))
 }

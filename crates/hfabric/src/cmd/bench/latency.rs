@@ -36,7 +36,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<LatencyTest> {
     samples.sort_unstable();
     Ok(LatencyTest {
         profile,
-        transport: "tcp",
+        transport: super::transport_of(&fabric, &t.to)?,
         size_bytes: a.size,
         iterations: a.iterations,
         warmup: a.warmup,

@@ -16,7 +16,11 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Starts the server and waits for its JSON ready line.
-    pub fn start(profile: Option<ProfileName>, pin: Option<usize>) -> CliResult<LocalServer> {
+    pub fn start(
+        profile: Option<ProfileName>,
+        pin: Option<usize>,
+        transport: crate::common::TransportArg,
+    ) -> CliResult<LocalServer> {
         let dir = tempfile::tempdir()?;
         let cfg_path = dir.path().join("local.toml");
         std::fs::write(&cfg_path, LOCAL_FABRIC)?;
@@ -34,6 +38,12 @@ impl LocalServer {
         if let Some(p) = profile {
             cmd.args(["--profile", p.as_str()]);
         }
+        let transport = match transport {
+            crate::common::TransportArg::Auto => "auto",
+            crate::common::TransportArg::Tcp => "tcp",
+            crate::common::TransportArg::Shm => "shm",
+        };
+        cmd.args(["--transport", transport]);
         if let Some(cpu) = pin {
             cmd.args(["--pin", &cpu.to_string()]);
         }

@@ -9,7 +9,7 @@ mod qos;
 mod report;
 mod throughput;
 
-use crate::common::{apply_overrides, print_json, start_client, CliError, CliResult};
+use crate::common::{apply_overrides, print_json, start_client_with, CliError, CliResult};
 use hyperfabric::config::{FabricConfig, ProfileName};
 use hyperfabric::Fabric;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,15 +33,6 @@ pub enum Which {
     All,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportChoice {
-    /// The best transport for the link (today: TCP; shared memory arrives with its transport).
-    Auto,
-    /// Shared memory inside a host (not built yet: refused with a clear error).
-    Shm,
-    Tcp,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Which tests to run (one or more).
@@ -62,8 +53,9 @@ pub struct Args {
     /// One profile for every test. Default: low_latency for latency, high_throughput otherwise.
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<ProfileName>,
+    /// auto: shared memory between processes of this host, TCP otherwise; or force tcp / shm.
     #[arg(long, value_enum, default_value = "auto")]
-    pub transport: TransportChoice,
+    pub transport: crate::common::TransportArg,
     /// Pin this process to CPU A and the local server to CPU B: --pin A,B (or just A).
     #[arg(long, value_name = "CPUS", value_delimiter = ',')]
     pub pin: Vec<usize>,
@@ -113,13 +105,15 @@ pub struct Target {
     pub from: String,
     pub to: String,
     pub peers: Vec<(String, SocketAddr)>,
+    pub transport: crate::common::TransportArg,
 }
 
 impl Target {
     pub fn client(&self, profile: ProfileName) -> CliResult<Fabric> {
-        start_client(
+        start_client_with(
             apply_overrides(self.base.clone(), Some(profile), &self.peers)?,
             &self.from,
+            self.transport.into(),
         )
     }
 }
@@ -138,7 +132,7 @@ pub fn run(a: Args) -> CliResult {
         ),
         None => {
             let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
-            let server = local::LocalServer::start(a.profile, a.pin.get(1).copied())?;
+            let server = local::LocalServer::start(a.profile, a.pin.get(1).copied(), a.transport)?;
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };
@@ -151,6 +145,7 @@ pub fn run(a: Args) -> CliResult {
         from,
         to,
         peers,
+        transport: a.transport,
     };
     let mut tests = Tests::default();
     if a.runs(Which::Latency) {
@@ -182,11 +177,6 @@ pub fn run(a: Args) -> CliResult {
 }
 
 fn validate(a: &Args) -> CliResult {
-    if a.transport == TransportChoice::Shm {
-        return Err(CliError::usage(
-            "--transport shm: the shared-memory transport is not part of this build yet; use auto or tcp",
-        ));
-    }
     if a.iterations == 0 || a.inflight == 0 || a.sizes.is_empty() || a.streams == 0 {
         return Err(CliError::usage(
             "--iterations, --inflight, --sizes and --streams must be at least 1",
@@ -226,6 +216,18 @@ pub fn pin_current(cpu: usize) -> CliResult {
             "--pin: the kernel refused to pin to CPU {cpu}"
         )))
     }
+}
+
+/// The transport the link from `fabric` to `to` uses (asked with one ping).
+pub fn transport_of(fabric: &Fabric, to: &str) -> CliResult<hyperfabric::transport::TransportKind> {
+    Ok(fabric
+        .ping(
+            to,
+            hyperfabric::PingOptions::new()
+                .count(1)
+                .timeout(Duration::from_secs(2)),
+        )?
+        .transport)
 }
 
 /// A progress bar on a terminal; hidden when piped or with --json.

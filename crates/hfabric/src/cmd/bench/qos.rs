@@ -22,6 +22,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<QosTest> {
     let iterations = a.iterations.min(5_000);
     let bar = progress(a, 3, "qos: idle, QoS on, QoS off");
     let on = client(t, profile, true)?;
+    let idle_transport = super::transport_of(&on, &t.to)?;
     let idle = pings(&on, &t.to, a, iterations)?;
     bar.inc(1);
     let (loaded_on, bulk_on) = under_load(&on, &t.to, a, iterations)?;
@@ -32,7 +33,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<QosTest> {
     bar.finish_and_clear();
     Ok(QosTest {
         profile,
-        transport: "tcp",
+        transport: idle_transport,
         size_bytes: a.size,
         iterations,
         ping_priority: Priority::UltraHigh,

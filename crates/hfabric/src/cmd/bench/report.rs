@@ -4,6 +4,7 @@
 use super::Target;
 use crate::common::fmt_ns;
 use hyperfabric::config::ProfileName;
+use hyperfabric::transport::TransportKind;
 use serde::Serialize;
 
 pub const SCHEMA: &str = "hyperfabric.bench.v1";
@@ -42,7 +43,7 @@ pub struct Tests {
 #[derive(Serialize)]
 pub struct QosTest {
     pub profile: ProfileName,
-    pub transport: &'static str,
+    pub transport: TransportKind,
     pub size_bytes: usize,
     pub iterations: u64,
     pub ping_priority: hyperfabric::Priority,
@@ -60,7 +61,7 @@ pub struct QosTest {
 #[derive(Serialize)]
 pub struct LatencyTest {
     pub profile: ProfileName,
-    pub transport: &'static str,
+    pub transport: TransportKind,
     pub size_bytes: usize,
     pub iterations: u64,
     pub warmup: u64,
@@ -89,7 +90,7 @@ pub struct LatencyFigures {
 #[derive(Serialize)]
 pub struct ThroughputTest {
     pub profile: ProfileName,
-    pub transport: &'static str,
+    pub transport: TransportKind,
     pub inflight: usize,
     pub seconds_per_size: f64,
     pub results: Vec<ThroughputResult>,
@@ -143,7 +144,7 @@ impl ThroughputResult {
 #[derive(Serialize)]
 pub struct ConcurrentTest {
     pub profile: ProfileName,
-    pub transport: &'static str,
+    pub transport: TransportKind,
     pub streams: usize,
     pub duration_s: f64,
     pub min_bytes: u64,
@@ -184,6 +185,7 @@ impl StreamResult {
 impl ConcurrentTest {
     pub fn new(
         profile: ProfileName,
+        transport: TransportKind,
         duration_s: f64,
         per_stream: Vec<StreamResult>,
         seconds: f64,
@@ -192,7 +194,7 @@ impl ConcurrentTest {
         let bytes = per_stream.iter().map(|s| s.bytes).sum::<u64>();
         ConcurrentTest {
             profile,
-            transport: "tcp",
+            transport,
             streams: per_stream.len(),
             duration_s,
             min_bytes: super::concurrent::MIN_BYTES,

@@ -33,7 +33,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
     }
     Ok(ThroughputTest {
         profile,
-        transport: "tcp",
+        transport: super::transport_of(&fabric, &t.to)?,
         inflight: a.inflight,
         seconds_per_size: a.seconds_per_size,
         results,

@@ -364,12 +364,18 @@ impl<'a> PendingSend<'a> {
                 Instant::now(),
             );
         }
+        let first = self.paths.first_hop_transport();
         let hops = path
             .windows(2)
-            .map(|w| Hop {
+            .enumerate()
+            .map(|(i, w)| Hop {
                 from: w[0].clone(),
                 to: w[1].clone(),
-                transport: TransportKind::Tcp,
+                transport: if i == 0 {
+                    first
+                } else {
+                    TransportKind::Relayed
+                },
             })
             .collect();
         SendReport {

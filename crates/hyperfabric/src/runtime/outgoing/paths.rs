@@ -252,6 +252,13 @@ impl PathSet {
             .collect()
     }
 
+    /// The transport of the first hop of the main path (what this node chose).
+    pub fn first_hop_transport(&self) -> crate::transport::TransportKind {
+        self.main_path()
+            .and_then(|p| p.conn.as_ref())
+            .map_or(crate::transport::TransportKind::Tcp, |c| c.transport())
+    }
+
     /// The path that carried the most bytes (the "path taken" of a single-path report).
     pub fn main_path(&self) -> Option<&Path> {
         self.paths.iter().max_by_key(|p| p.bytes)

@@ -12,6 +12,6 @@ pub mod ring;
 pub mod segment;
 pub mod wait;
 
-pub use ring::{Consumer, Producer, ReadSlot, Ring, RingError, WriteSlot};
+pub use ring::{Consumer, Producer, ReadSlot, Ring, RingError, Waiter, WriteSlot};
 pub use segment::{remove_stale, segment_name, Segment, SegmentError};
 pub use wait::IdleStrategy;

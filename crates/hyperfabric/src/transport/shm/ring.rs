@@ -568,6 +568,59 @@ impl Consumer {
     pub fn ring(&self) -> &Ring {
         &self.ring
     }
+
+    /// A handle that waits for new records without holding the consumer, so another thread
+    /// may take the consumer and read in the meantime (caller-driven progress).
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            ring: self.ring.clone(),
+        }
+    }
+}
+
+/// Waits for unread records of a ring (see [`Consumer::waiter`]).
+#[derive(Clone)]
+pub struct Waiter {
+    ring: Ring,
+}
+
+impl Waiter {
+    /// True when the producer published bytes the consumer has not released yet.
+    pub fn ready(&self) -> bool {
+        let h = self.ring.header();
+        h.tail.0.load(Ordering::Acquire) != h.head.0.load(Ordering::Acquire)
+    }
+
+    /// Waits with `strategy` until [`Waiter::ready`] or `deadline`; parking raises the ring's
+    /// parked flag so the producer's next publish wakes us.
+    pub fn wait(&self, strategy: IdleStrategy, deadline: Instant) -> bool {
+        let mut backoff = Backoff::new(strategy);
+        let mut polls: u32 = 0;
+        while !self.ready() {
+            polls = polls.wrapping_add(1);
+            if polls & 255 == 0 && Instant::now() >= deadline {
+                return false;
+            }
+            if backoff.step() == Step::Park {
+                let w = &self.ring.header().wake;
+                let seq = w.seq.load(Ordering::Acquire);
+                w.parked.store(1, Ordering::Relaxed);
+                // Pairs with the producer's fence after its tail store (see `publish`).
+                fence(Ordering::SeqCst);
+                if !self.ready() {
+                    let slice = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(PARK_SLICE);
+                    futex_wait(&w.seq, seq, slice);
+                }
+                w.parked.store(0, Ordering::Relaxed);
+                if Instant::now() >= deadline {
+                    return self.ready();
+                }
+            }
+        }
+        true
+    }
 }
 
 impl Drop for Consumer {
