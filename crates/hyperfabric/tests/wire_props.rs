@@ -348,7 +348,7 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
     };
     let frame = |h: Header, p: &[u8]| encode_frame(&h, p).unwrap();
     let data = Header {
-        flags: flags::LZ4,
+        flags: flags::with_compression(0, 1),
         priority: Priority::High,
         data_type: DataType::Tensor,
         hops: 1,

@@ -89,6 +89,9 @@ pub struct LatencyFigures {
 #[derive(Serialize)]
 pub struct ThroughputTest {
     pub profile: ProfileName,
+    /// `--compression` of every transfer.
+    pub compression: String,
+    pub priority: hyperfabric::Priority,
     pub transport: &'static str,
     pub inflight: usize,
     pub seconds_per_size: f64,
@@ -143,6 +146,9 @@ impl ThroughputResult {
 #[derive(Serialize)]
 pub struct ConcurrentTest {
     pub profile: ProfileName,
+    /// `--compression` of every transfer.
+    pub compression: String,
+    pub priority: hyperfabric::Priority,
     pub transport: &'static str,
     pub streams: usize,
     pub duration_s: f64,
@@ -184,6 +190,7 @@ impl StreamResult {
 impl ConcurrentTest {
     pub fn new(
         profile: ProfileName,
+        settings: (hyperfabric::Compression, hyperfabric::Priority),
         duration_s: f64,
         per_stream: Vec<StreamResult>,
         seconds: f64,
@@ -192,6 +199,8 @@ impl ConcurrentTest {
         let bytes = per_stream.iter().map(|s| s.bytes).sum::<u64>();
         ConcurrentTest {
             profile,
+            compression: settings.0.to_string(),
+            priority: settings.1,
             transport: "tcp",
             streams: per_stream.len(),
             duration_s,
