@@ -228,8 +228,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 11), Err(DecodeError::UnknownKind { found: 11 }));
     assert_eq!(
-        with(6, 0x08),
-        Err(DecodeError::UnknownFlags { found: 0x0008 })
+        with(6, 0x80),
+        Err(DecodeError::UnknownFlags { found: 0x0080 })
     );
     assert_eq!(
         with(7, 0x80),

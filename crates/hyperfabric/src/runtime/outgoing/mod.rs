@@ -498,7 +498,7 @@ mod tests {
             .collect();
         for alg in [Algorithm::Lz4, Algorithm::Zstd, Algorithm::Snappy] {
             let packed = packer.pack(alg, &zeros, &mut buf).unwrap().to_vec();
-            assert!(packed.len() < 200, "{alg}: {}", packed.len());
+            assert!(packed.len() < 400, "{alg}: {}", packed.len());
             let mut out = Vec::new();
             crate::compress::decompress_into(alg, &packed, &mut out, 1 << 20).unwrap();
             assert_eq!(out, zeros, "{alg}");
