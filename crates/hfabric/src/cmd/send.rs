@@ -35,8 +35,9 @@ pub struct Args {
     #[arg(long)]
     pub priority: Option<Priority>,
     /// Compression: off, auto (the adaptive choice for the first hop's link), lz4, zstd,
-    /// snappy. A chunk that does not shrink travels raw. Default: the data type's policy.
-    #[arg(long, value_name = "ALG")]
+    /// snappy. A chunk that does not shrink travels raw. Default: the data type's policy;
+    /// a bare `--compression` means lz4.
+    #[arg(long, value_name = "ALG", num_args = 0..=1, default_missing_value = "lz4")]
     pub compression: Option<hyperfabric::Compression>,
     /// Refuse to send if no route's bottleneck bandwidth reaches this many Gbit/s.
     #[arg(long, value_name = "GBPS")]
