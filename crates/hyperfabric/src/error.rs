@@ -35,6 +35,12 @@ pub enum Error {
         route_latency_ns: u64,
         limit_ns: u64,
     },
+    /// No route offers the requested bandwidth: the best route's bottleneck is below it.
+    #[error("bandwidth requirement not met: best route bottleneck {route_bandwidth_gbps} Gbit/s < required {required_gbps} Gbit/s")]
+    BandwidthExceeded {
+        route_bandwidth_gbps: f64,
+        required_gbps: f64,
+    },
     /// The peer broke the wire protocol.
     #[error("protocol error from `{peer}`: {source}")]
     Protocol { peer: String, source: DecodeError },

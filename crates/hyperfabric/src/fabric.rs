@@ -9,12 +9,17 @@
 //! # Ok(()) }
 //! ```
 
-use crate::config::{FabricConfig, NodeConfig};
+pub use crate::config::{Compression, DataTypePolicy, Transform};
+
+use crate::compress::Algorithm;
+use crate::config::{FabricConfig, NodeConfig, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
+use crate::route::{Router, Strategy, Topology};
 use crate::runtime::{
     Message, NodeInner, Path as RoutePath, PathReport, PathScheduler, PathSet, PendingSend,
     PingStats, SendSource, Sink, StatsSnapshot,
 };
+use crate::transform::{cache::encode_plan, quantize, Quantization, SentIndex, TopK};
 use crate::transport::TransportKind;
 use crate::types::{DataType, Priority};
 use parking_lot::Mutex;
@@ -32,11 +37,16 @@ pub use crate::runtime::PingStats as PingReport;
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
     pub data_type: DataType,
+    /// Left at the default (`normal`, not set by [`SendOptions::priority`]), the data type's
+    /// policy decides.
     pub priority: Priority,
-    /// Compress chunks with LZ4 when it makes them smaller.
-    pub compression: bool,
-    /// Refuse the send before any byte moves if the route's nominal latency exceeds this.
+    /// Left at the default (`Off`, not set by [`SendOptions::compression`]), the data type's
+    /// policy decides.
+    pub compression: Compression,
+    /// Refuse the send before any byte moves if the best route's nominal latency exceeds this.
     pub latency_constraint_ns: Option<u64>,
+    /// Refuse the send before any byte moves if no route's bottleneck bandwidth reaches this.
+    pub bandwidth_requirement_gbps: Option<f64>,
     /// Longest time without progress before the send fails (default: the profile's).
     pub timeout: Option<Duration>,
     /// Name the destination may store the transfer under (files keep their base name).
@@ -45,6 +55,13 @@ pub struct SendOptions {
     pub strategy: Option<crate::route::Strategy>,
     /// Stripe this send over several paths (overrides `configure_multipath` for this send).
     pub multipath: Option<MultipathConfig>,
+    /// Set by the builder methods: the caller chose these explicitly.
+    priority_set: bool,
+    compression_set: bool,
+    /// Filled in by the fabric before the send starts.
+    pub(crate) link_gbps: f64,
+    pub(crate) transform: Transform,
+    pub(crate) bytes_saved: u64,
 }
 
 /// The guide's `configure_multipath`: the paths to a destination, named by their first hop
@@ -86,14 +103,32 @@ impl SendOptions {
     }
     pub fn priority(mut self, p: Priority) -> Self {
         self.priority = p;
+        self.priority_set = true;
         self
     }
-    pub fn compression(mut self, on: bool) -> Self {
-        self.compression = on;
+    /// `Compression::Off | Auto | Fixed(alg)`, an [`Algorithm`], or a bool (`true` = LZ4).
+    pub fn compression(mut self, c: impl Into<Compression>) -> Self {
+        self.compression = c.into();
+        self.compression_set = true;
         self
     }
     pub fn latency_constraint_ns(mut self, ns: u64) -> Self {
         self.latency_constraint_ns = Some(ns);
+        self
+    }
+    pub fn bandwidth_requirement_gbps(mut self, gbps: f64) -> Self {
+        self.bandwidth_requirement_gbps = Some(gbps);
+        self
+    }
+
+    /// Fills what the caller left at its default from the data type's policy.
+    fn with_policy(mut self, p: &DataTypePolicy) -> Self {
+        if !self.priority_set && self.priority == Priority::default() {
+            self.priority = p.priority;
+        }
+        if !self.compression_set && self.compression == Compression::default() {
+            self.compression = p.compression;
+        }
         self
     }
     pub fn timeout(mut self, t: Duration) -> Self {
@@ -134,6 +169,13 @@ pub struct SendReport {
     pub hops: Vec<Hop>,
     /// Payload bytes over bytes on the wire (1.0 without compression).
     pub compression_ratio: f64,
+    /// The algorithm the transfer used (chosen on its first chunk under `Auto`); single
+    /// chunks that did not shrink still travelled raw.
+    pub compression: Algorithm,
+    /// The transform applied before sending (`bytes` counts the transformed form).
+    pub transform: Transform,
+    /// Bytes not sent because the destination already held them (parameter cache).
+    pub bytes_saved: u64,
     pub retransmitted_bytes: u64,
     /// Every path the transfer was striped over, with what it carried.
     pub paths: Vec<PathReport>,
@@ -251,6 +293,10 @@ impl FabricBuilder {
         let inner = NodeInner::start(&self.config, &node, self.sink, self.listen, self.transport)?;
         Ok(Fabric {
             inner,
+            router: Mutex::new(Router::new(Topology::from_config(&self.config))),
+            policies: Mutex::new(self.config.data_types.iter().copied().collect()),
+            sent_index: Mutex::new(HashMap::new()),
+            topk: Mutex::new(HashMap::new()),
             config: self.config,
             multipath: Mutex::new(HashMap::new()),
         })
@@ -262,6 +308,13 @@ pub struct Fabric {
     inner: Arc<NodeInner>,
     config: FabricConfig,
     multipath: Mutex<HashMap<String, MultipathConfig>>,
+    /// The fabric file's topology, for the constraints' nominal figures.
+    router: Mutex<Router>,
+    policies: Mutex<HashMap<DataType, DataTypePolicy>>,
+    /// Per destination: which parameter chunks it holds (`Transform::Cache`).
+    sent_index: Mutex<HashMap<String, SentIndex>>,
+    /// Per destination and data type: top-k error feedback.
+    topk: Mutex<HashMap<(String, DataType), TopK>>,
 }
 
 impl Fabric {
@@ -292,8 +345,127 @@ impl Fabric {
     }
 
     /// Sends `data` and returns once the destination acknowledged every byte.
+    ///
+    /// Priority and compression left at their defaults come from the data type's policy.
+    /// A policy with `transform = cache` sends through the parameter cache (the destination
+    /// still receives the full bytes); the f32 transforms (top-k, quantisation) apply only
+    /// through [`Fabric::send_f32`].
     pub fn send(&self, dst: &str, data: &[u8], opts: SendOptions) -> Result<SendReport> {
+        if self.policy(opts.data_type).transform == Transform::Cache {
+            return self.send_cached(dst, data, opts);
+        }
         self.start_send(dst, data, opts)?.wait()
+    }
+
+    /// Sends an f32 tensor (tensors, gradients, parameters), applying its data type's
+    /// transform: top-k (with error feedback kept here, per destination and data type),
+    /// fp16/bf16/int8 quantisation, or the parameter cache. **The destination receives the
+    /// transformed form** (`Message::transform` says which) and decodes it with
+    /// [`crate::transform::TopK::decode`] or [`crate::transform::dequantize`]; without a
+    /// transform, or with `cache`, it receives the little-endian f32 bytes.
+    pub fn send_f32(&self, dst: &str, values: &[f32], opts: SendOptions) -> Result<SendReport> {
+        let policy = self.policy(opts.data_type);
+        let encoded = match policy.transform {
+            Transform::None | Transform::Cache => {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                return self.send(dst, &bytes, opts);
+            }
+            Transform::TopK => {
+                let mut topk = self.topk.lock();
+                let key = (dst.to_owned(), opts.data_type);
+                let state = match topk.get_mut(&key) {
+                    Some(t) if t.k_fraction() == policy.topk_fraction => t,
+                    _ => {
+                        let t = TopK::new(policy.topk_fraction)
+                            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                        topk.insert(key.clone(), t);
+                        topk.get_mut(&key).ok_or(Error::Shutdown)?
+                    }
+                };
+                state
+                    .encode(values)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?
+            }
+            Transform::Fp16 => quantize(Quantization::Fp16, values),
+            Transform::Bf16 => quantize(Quantization::Bf16, values),
+            Transform::Int8 => quantize(Quantization::Int8, values),
+        };
+        let mut opts = opts;
+        opts.transform = policy.transform;
+        let report = self.begin(dst, SendSource::Bytes(&encoded), opts)?.wait();
+        report
+    }
+
+    /// Sends through the parameter cache: chunks the destination holds go by reference. If
+    /// the destination turns out not to hold them (it restarted), the send is retried once,
+    /// literally.
+    fn send_cached(&self, dst: &str, data: &[u8], opts: SendOptions) -> Result<SendReport> {
+        self.inner.peer_by_id(dst)?;
+        for attempt in 0..2 {
+            let (payload, saved) = {
+                let mut indexes = self.sent_index.lock();
+                let index = match indexes.entry(dst.to_owned()) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                        SentIndex::new(
+                            crate::transform::cache::DEFAULT_CHUNK_SIZE,
+                            PARAM_CACHE_BYTES,
+                        )
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                    ),
+                };
+                let plan = index.plan(data);
+                let encoded = encode_plan(&plan);
+                let mut payload = Vec::with_capacity(4 + encoded.len() + plan.literal_bytes());
+                payload.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+                payload.extend_from_slice(&encoded);
+                let mut literals = Vec::new();
+                plan.gather_literals(data, &mut literals)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                payload.extend_from_slice(&literals);
+                (payload, plan.referenced_bytes() as u64)
+            };
+            let mut o = opts.clone();
+            o.transform = Transform::Cache;
+            o.bytes_saved = saved;
+            let result = self
+                .begin(dst, SendSource::Bytes(&payload), o)
+                .and_then(PendingSend::wait);
+            match result {
+                Ok(report) => return Ok(report),
+                Err(e) => {
+                    // The destination's cache is unknown now: start over, literally.
+                    self.sent_index.lock().remove(dst);
+                    let miss = matches!(&e, Error::Rejected { reason } if reason.contains(CACHE_MISS_REASON));
+                    if !(miss && attempt == 0) {
+                        return Err(e);
+                    }
+                    tracing::info!("`{dst}` lacks cached parameter chunks: resending literally");
+                }
+            }
+        }
+        Err(Error::Rejected {
+            reason: format!("{dst}: {CACHE_MISS_REASON}"),
+        })
+    }
+
+    /// The guide's `configure_data_types`, one type at a time: later sends of `data_type`
+    /// take their default priority, compression and transform from `policy`.
+    pub fn configure_data_type(&self, data_type: DataType, policy: DataTypePolicy) -> Result<()> {
+        policy.validate().map_err(|(field, reason)| {
+            Error::config("(api)", format!("data_types.{data_type}.{field}"), reason)
+        })?;
+        self.policies.lock().insert(data_type, policy);
+        Ok(())
+    }
+
+    /// The policy sends of `data_type` follow (the default one if none was configured).
+    pub fn policy(&self, data_type: DataType) -> DataTypePolicy {
+        self.policies
+            .lock()
+            .get(&data_type)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Streams a file (never held whole in memory); the destination stores it under its
@@ -333,15 +505,10 @@ impl Fabric {
         if let Err(reason) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
             return Err(Error::Rejected { reason });
         }
-        if let Some(limit) = opts.latency_constraint_ns {
-            let route = self.nominal_latency_ns(dst);
-            if route > limit {
-                return Err(Error::LatencyViolation {
-                    route_latency_ns: route,
-                    limit_ns: limit,
-                });
-            }
-        }
+        let policy = self.policy(opts.data_type);
+        let mut opts = opts.with_policy(&policy);
+        self.check_constraints(dst, &opts)?;
+        opts.link_gbps = self.first_hop_gbps(dst, opts.strategy);
         let paths = self.paths_to(
             &peer,
             opts.multipath
@@ -408,14 +575,75 @@ impl Fabric {
         Ok(())
     }
 
+    /// Refuses a send whose constraints no route meets, naming the best route's figures.
+    fn check_constraints(&self, dst: &str, opts: &SendOptions) -> Result<()> {
+        if opts.latency_constraint_ns.is_none() && opts.bandwidth_requirement_gbps.is_none() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let me = self.node_id().to_owned();
+        let mut router = self.router.lock();
+        if let Some(limit) = opts.latency_constraint_ns {
+            let route = match router.route_shared(&me, dst, Strategy::LowestLatency, now) {
+                Ok(r) => r.latency_ns,
+                Err(_) => self.direct_latency_ns(dst),
+            };
+            if route > limit {
+                return Err(Error::LatencyViolation {
+                    route_latency_ns: route,
+                    limit_ns: limit,
+                });
+            }
+        }
+        if let Some(required) = opts.bandwidth_requirement_gbps {
+            let route = match router.route_shared(&me, dst, Strategy::HighestBandwidth, now) {
+                Ok(r) => r.bandwidth_gbps,
+                Err(_) => self.direct_bandwidth_gbps(dst),
+            };
+            if route < required {
+                return Err(Error::BandwidthExceeded {
+                    route_bandwidth_gbps: route,
+                    required_gbps: required,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The bandwidth of the link a send to `dst` crosses first (the route's first hop by
+    /// the send's strategy; without a route, the direct link or the nodes' own figures).
+    fn first_hop_gbps(&self, dst: &str, strategy: Option<Strategy>) -> f64 {
+        let now = std::time::Instant::now();
+        let mut router = self.router.lock();
+        let strategy = strategy.unwrap_or_else(|| router.default_strategy());
+        match router.route_shared(self.node_id(), dst, strategy, now) {
+            Ok(r) if !r.hops.is_empty() => r.hops[0].bandwidth_gbps,
+            _ => self.direct_bandwidth_gbps(dst),
+        }
+    }
+
     /// The configured latency of the direct link, or the two nodes' own latencies.
-    fn nominal_latency_ns(&self, dst: &str) -> u64 {
+    fn direct_latency_ns(&self, dst: &str) -> u64 {
         let me = self.node_id();
         if let Some(link) = self.config.link_between(me, dst) {
             return link.latency_ns;
         }
         let lat = |id: &str| self.config.node(id).map_or(0, |n| n.signature.latency_ns);
         lat(me) + lat(dst)
+    }
+
+    /// The configured bandwidth of the direct link, or the slower of the two nodes.
+    fn direct_bandwidth_gbps(&self, dst: &str) -> f64 {
+        let me = self.node_id();
+        if let Some(link) = self.config.link_between(me, dst) {
+            return link.bandwidth_gbps;
+        }
+        let bw = |id: &str| {
+            self.config
+                .node(id)
+                .map_or(f64::INFINITY, |n| n.signature.bandwidth_gbps)
+        };
+        bw(me).min(bw(dst))
     }
 
     /// Waits for the next received transfer (in-memory mode only).
@@ -459,6 +687,7 @@ impl Fabric {
         self.inner
             .register_peer(&node.signature.node_id, node.listen)?;
         self.inner.add_to_topology(&node, &[]);
+        self.router.lock().topology_mut().add_node(&node);
         self.config
             .nodes
             .retain(|n| n.signature.node_id != node.signature.node_id);
@@ -475,6 +704,7 @@ impl Fabric {
             self.inner
                 .add_to_topology(&node, std::slice::from_ref(&link));
         }
+        self.router.lock().topology_mut().add_link(&link);
         self.config.links.push(link);
         Ok(())
     }
@@ -482,6 +712,7 @@ impl Fabric {
     /// Removes a node at run time; its connections are closed.
     pub fn unregister_node(&mut self, id: &str) -> Result<()> {
         self.inner.unregister_peer(id)?;
+        self.router.lock().topology_mut().remove_node(id);
         self.config.nodes.retain(|n| n.signature.node_id != id);
         Ok(())
     }

@@ -22,7 +22,8 @@ pub mod runtime;
 pub mod transport;
 
 pub use fabric::{
-    Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions, SendOptions, SendReport,
+    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions,
+    SendOptions, SendReport, Transform,
 };
 pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
 pub use runtime::{Message, PingStats};

@@ -228,8 +228,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 13), Err(DecodeError::UnknownKind { found: 13 }));
     assert_eq!(
-        with(6, 0x08),
-        Err(DecodeError::UnknownFlags { found: 0x0008 })
+        with(6, 0x80),
+        Err(DecodeError::UnknownFlags { found: 0x0080 })
     );
     assert_eq!(
         with(7, 0x80),
@@ -348,7 +348,7 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
     };
     let frame = |h: Header, p: &[u8]| encode_frame(&h, p).unwrap();
     let data = Header {
-        flags: flags::LZ4,
+        flags: flags::with_compression(0, 1),
         priority: Priority::High,
         data_type: DataType::Tensor,
         hops: 1,

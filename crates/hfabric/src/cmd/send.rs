@@ -31,11 +31,17 @@ pub struct Args {
     pub seed: u64,
     #[arg(long, default_value = "custom")]
     pub data_type: DataType,
-    #[arg(long, default_value = "normal")]
-    pub priority: Priority,
-    /// Compress chunks with LZ4 where that makes them smaller.
+    /// Priority (default: the data type's policy, else normal).
     #[arg(long)]
-    pub compression: bool,
+    pub priority: Option<Priority>,
+    /// Compression: off, auto (the adaptive choice for the first hop's link), lz4, zstd,
+    /// snappy. A chunk that does not shrink travels raw. Default: the data type's policy;
+    /// a bare `--compression` means lz4.
+    #[arg(long, value_name = "ALG", num_args = 0..=1, default_missing_value = "lz4")]
+    pub compression: Option<hyperfabric::Compression>,
+    /// Refuse to send if no route's bottleneck bandwidth reaches this many Gbit/s.
+    #[arg(long, value_name = "GBPS")]
+    pub bandwidth_requirement_gbps: Option<f64>,
     /// Refuse to send if the route's nominal latency exceeds this many nanoseconds.
     #[arg(long, value_name = "NS")]
     pub latency_constraint_ns: Option<u64>,
@@ -81,10 +87,21 @@ const MAX_GENERATED_BYTES: u64 = 4 << 30;
 pub fn run(a: Args) -> CliResult {
     let cfg = a.fabric.load()?;
     let fabric = crate::common::start_client_with(cfg, &a.from, a.fabric.transport.into())?;
-    let mut opts = SendOptions::new()
-        .data_type(a.data_type)
-        .priority(a.priority)
-        .compression(a.compression);
+    let mut opts = SendOptions::new().data_type(a.data_type);
+    if let Some(p) = a.priority {
+        opts = opts.priority(p);
+    }
+    if let Some(c) = a.compression {
+        opts = opts.compression(c);
+    }
+    if let Some(g) = a.bandwidth_requirement_gbps {
+        if !(g.is_finite() && g >= 0.0) {
+            return Err(CliError::usage(
+                "--bandwidth-requirement-gbps must be a number >= 0",
+            ));
+        }
+        opts = opts.bandwidth_requirement_gbps(g);
+    }
     if let Some(ns) = a.latency_constraint_ns {
         opts = opts.latency_constraint_ns(ns);
     }
@@ -161,8 +178,8 @@ pub fn print_report(r: &SendReport) {
         fmt_ns(r.latency.as_nanos() as f64)
     );
     println!(
-        "throughput {:.3} Gbit/s, compression ratio {:.2}, retransmitted {} bytes",
-        r.throughput_gbps, r.compression_ratio, r.retransmitted_bytes
+        "throughput {:.3} Gbit/s, compression {} (ratio {:.2}), retransmitted {} bytes",
+        r.throughput_gbps, r.compression, r.compression_ratio, r.retransmitted_bytes
     );
     println!(
         "path {}  (transfer {:#x}, acknowledged end to end)",

@@ -5,11 +5,16 @@
 //! Every problem is an [`Error::Config`] naming the file, the field path and the reason, e.g.
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
+mod policy;
 mod profile;
 mod raw;
 mod render;
 mod validate;
 
+pub use policy::{
+    Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
+    PARAM_CACHE_BYTES,
+};
 pub use profile::{IdleStrategy, ProfileName, Tuning};
 pub use render::nodes_table;
 
@@ -36,6 +41,8 @@ pub struct FabricConfig {
     pub nodes: Vec<NodeConfig>,
     pub links: Vec<LinkConfig>,
     pub zones: Vec<ZoneConfig>,
+    /// `[data_types.<name>]`: per data type defaults (priority, compression, transform).
+    pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

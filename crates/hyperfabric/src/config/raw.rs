@@ -15,6 +15,8 @@ pub(crate) struct RawFile {
     pub links: Vec<RawLink>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<RawZone>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data_types: BTreeMap<String, super::policy::RawDataTypePolicy>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.

@@ -42,6 +42,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         .map(|(i, n)| node(i, n))
         .collect::<Result<Vec<_>, _>>();
     let nodes = nodes.map_err(|(f, r)| err(f, r))?;
+    let data_types = super::policy::build(&raw.data_types).map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
         source: origin.to_string(),
         name,
@@ -50,6 +51,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         nodes,
         links: Vec::new(),
         zones,
+        data_types,
     };
     check_nodes(&cfg, node_key).map_err(|(f, r)| err(f, r))?;
     let links = raw

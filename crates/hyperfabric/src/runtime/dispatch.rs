@@ -2,6 +2,8 @@
 
 use super::incoming::{refusal, Completed};
 use super::{Conn, Lane, NodeInner};
+use crate::compress::{self, Algorithm};
+use crate::config::Transform;
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::wire::{flags, FrameKind, Header};
 use std::sync::atomic::Ordering;
@@ -106,10 +108,13 @@ impl NodeInner {
             self.refuse_routed(conn, h, &format!("rejected at the destination: {why}"));
             return Ok(());
         }
-        let bytes = if h.has(flags::LZ4) {
-            self.decompress(payload, scratch)?
-        } else {
-            payload
+        let Some(transform) = Transform::from_wire_code(flags::transform(h.flags)) else {
+            self.refuse(conn, h, "unknown transform code in the frame flags");
+            return Ok(());
+        };
+        let bytes = match flags::compression(h.flags) {
+            0 => payload,
+            code => self.decompress(code, payload, scratch)?,
         };
         let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
             Ok(e) => e,
@@ -138,7 +143,11 @@ impl NodeInner {
             Ok(Verdict::Duplicate) => {}
         }
         if e.proto.is_complete() {
-            match self.incoming.complete(key, conn.peer.clone(), &mut e) {
+            let done = self
+                .incoming
+                .complete(key, conn.peer.clone(), &mut e)
+                .and_then(|done| self.incoming.finish_transform(h.src, transform, done));
+            match done {
                 Ok(done) => {
                     self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
                     self.stats
@@ -165,26 +174,19 @@ impl NodeInner {
         Ok(())
     }
 
-    /// Inflates an LZ4 chunk into `scratch`; a bad block is the peer's protocol violation.
-    fn decompress<'s>(&self, payload: &[u8], scratch: &'s mut Vec<u8>) -> Result<&'s [u8], String> {
-        let (size, block) = payload
-            .split_first_chunk::<4>()
-            .ok_or("compressed chunk without its size")?;
-        let size = u32::from_le_bytes(*size) as usize;
-        if size > self.limits.max_payload as usize {
-            return Err(format!(
-                "compressed chunk claims {size} bytes, over the frame limit"
-            ));
-        }
-        if scratch.len() < size {
-            scratch.resize(size, 0);
-        }
-        let n = lz4_flex::block::decompress_into(block, &mut scratch[..size])
-            .map_err(|e| format!("bad LZ4 block: {e}"))?;
-        if n != size {
-            return Err(format!("LZ4 block inflated to {n} bytes, announced {size}"));
-        }
-        Ok(&scratch[..size])
+    /// Inflates a compressed chunk (algorithm `code` from the frame flags) into `scratch`;
+    /// a bad block is the peer's protocol violation.
+    fn decompress<'s>(
+        &self,
+        code: u8,
+        payload: &[u8],
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], String> {
+        let alg = Algorithm::from_wire_code(code)
+            .ok_or_else(|| format!("unknown compression code {code}"))?;
+        compress::decompress_into(alg, payload, scratch, self.limits.max_payload as usize)
+            .map_err(|e| format!("bad compressed chunk: {e}"))?;
+        Ok(&scratch[..])
     }
 
     fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {

@@ -1,9 +1,10 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
-use crate::config::Tuning;
+use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::{IncomingTransfer, RecvError, RecvParams};
+use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
 use crate::types::{DataType, Priority};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -44,6 +45,10 @@ pub struct Message {
     pub data_type: DataType,
     pub priority: Priority,
     pub name: Option<String>,
+    /// The transform the sender applied (its data-type policy). For the lossy ones the
+    /// payload is the encoded form: decode it with [`crate::transform`]. `Cache` transfers
+    /// are resolved here: the payload is the full bytes.
+    pub transform: Transform,
     pub payload: Vec<u8>,
 }
 
@@ -88,6 +93,8 @@ pub(super) struct IncomingTable {
     done: Mutex<CompletedMemory>,
     tx: Sender<Message>,
     rx: Receiver<Message>,
+    /// Parameter caches, one per source node (what `Transform::Cache` senders rely on).
+    caches: Mutex<HashMap<u64, ChunkCache>>,
 }
 
 impl IncomingTable {
@@ -109,6 +116,7 @@ impl IncomingTable {
             done: Mutex::new(CompletedMemory::default()),
             tx,
             rx,
+            caches: Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,6 +224,7 @@ impl IncomingTable {
                 data_type: e.data_type,
                 priority: e.priority,
                 name: e.name.clone(),
+                transform: Transform::None,
                 payload,
             })),
             Store::File { tmp, file } => {
@@ -236,6 +245,49 @@ impl IncomingTable {
                 Ok(Completed::Stored(target))
             }
         }
+    }
+
+    /// Applies what the destination does for a transform: records it on the message and
+    /// resolves a parameter-cache plan into the full bytes (before the FINAL ack, so a
+    /// sender whose chunks are not held learns it from the refusal).
+    pub(super) fn finish_transform(
+        &self,
+        src: u64,
+        transform: Transform,
+        done: Completed,
+    ) -> Result<Completed, String> {
+        let Completed::Deliver(mut msg) = done else {
+            return Ok(done);
+        };
+        msg.transform = transform;
+        if transform == Transform::Cache {
+            msg.payload = self.resolve_cached(src, &msg.payload)?;
+        }
+        Ok(Completed::Deliver(msg))
+    }
+
+    /// `payload` = plan length (u32 LE), the encoded plan, the literal chunks in plan order.
+    fn resolve_cached(&self, src: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let (len, rest) = payload
+            .split_first_chunk::<4>()
+            .ok_or("parameter-cache transfer without its plan")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            return Err("parameter-cache plan longer than the transfer".into());
+        }
+        let (plan, literals) = rest.split_at(len);
+        let plan = decode_plan(plan, self.params.max_transfer_bytes as usize)
+            .map_err(|e| format!("bad parameter-cache plan: {e}"))?;
+        let mut caches = self.caches.lock();
+        let cache = caches
+            .entry(src)
+            .or_insert_with(|| ChunkCache::new(PARAM_CACHE_BYTES));
+        cache.resolve(&plan, literals).map_err(|e| match e {
+            TransformError::MissingChunks { missing } => {
+                format!("{CACHE_MISS_REASON}: {} chunk(s) not held", missing.len())
+            }
+            e => format!("bad parameter-cache transfer: {e}"),
+        })
     }
 
     pub(super) fn deliver(&self, msg: Message) {

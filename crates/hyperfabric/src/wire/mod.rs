@@ -115,15 +115,51 @@ impl FrameKind {
 }
 
 /// Header flag bits.
+///
+/// ```text
+///  bit 0      FINAL        (Ack)  the transfer is complete at the destination
+///  bits 1..=2 COMPRESSION  (Data) compression algorithm code, 0 = none (see compress::Algorithm)
+///  bit 3      FATAL        (Nack) the destination refuses the transfer for good
+///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
+/// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
     pub const FINAL: u16 = 1 << 0;
-    /// Data: payload is an LZ4 block with its uncompressed size prepended (u32 LE).
-    pub const LZ4: u16 = 1 << 1;
+    /// Data: the compression algorithm of the payload (2 bits, `Algorithm::wire_code`);
+    /// a non-zero code means the payload is a compressed block with its uncompressed size
+    /// prepended (u32 LE).
+    pub const COMPRESSION_MASK: u16 = 0b11 << COMPRESSION_SHIFT;
+    /// Position of the compression field.
+    pub const COMPRESSION_SHIFT: u32 = 1;
     /// Nack: the destination refuses the transfer for good.
-    pub const FATAL: u16 = 1 << 2;
+    pub const FATAL: u16 = 1 << 3;
+    /// Data: the transform applied to the whole transfer before chunking (3 bits,
+    /// `Transform::wire_code`; codes 6 and 7 are refused by the receiver).
+    pub const TRANSFORM_MASK: u16 = 0b111 << TRANSFORM_SHIFT;
+    /// Position of the transform field.
+    pub const TRANSFORM_SHIFT: u32 = 4;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 = FINAL | LZ4 | FATAL;
+    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK;
+
+    /// The compression code (0..=3) carried in `flags`.
+    pub fn compression(flags: u16) -> u8 {
+        ((flags & COMPRESSION_MASK) >> COMPRESSION_SHIFT) as u8
+    }
+
+    /// `flags` with its compression field set to `code` (only the low 2 bits are used).
+    pub fn with_compression(flags: u16, code: u8) -> u16 {
+        (flags & !COMPRESSION_MASK) | ((u16::from(code) << COMPRESSION_SHIFT) & COMPRESSION_MASK)
+    }
+
+    /// The transform code (0..=7) carried in `flags`.
+    pub fn transform(flags: u16) -> u8 {
+        ((flags & TRANSFORM_MASK) >> TRANSFORM_SHIFT) as u8
+    }
+
+    /// `flags` with its transform field set to `code` (only the low 3 bits are used).
+    pub fn with_transform(flags: u16, code: u8) -> u16 {
+        (flags & !TRANSFORM_MASK) | ((u16::from(code) << TRANSFORM_SHIFT) & TRANSFORM_MASK)
+    }
 }
 
 /// A decoded, validated header.
@@ -365,7 +401,7 @@ mod tests {
     fn sample() -> Header {
         Header {
             kind: FrameKind::Data,
-            flags: flags::LZ4,
+            flags: flags::with_compression(0, 1),
             priority: Priority::High,
             data_type: DataType::Gradient,
             hops: 2,
@@ -444,6 +480,29 @@ mod tests {
             decode_frame(&frame[..66], Limits::default()),
             Err(DecodeError::Incomplete { needed: 1 })
         );
+    }
+
+    #[test]
+    fn flag_fields() {
+        for code in 0..=3u8 {
+            let f = flags::with_compression(flags::FINAL | flags::FATAL, code);
+            assert_eq!(flags::compression(f), code);
+            assert_eq!(
+                f & (flags::FINAL | flags::FATAL),
+                flags::FINAL | flags::FATAL
+            );
+            assert_eq!(flags::compression(flags::with_compression(f, 0)), 0);
+        }
+        for code in 0..=7u8 {
+            let f = flags::with_transform(flags::with_compression(0, 3), code);
+            assert_eq!((flags::transform(f), flags::compression(f)), (code, 3));
+        }
+        let mut raw = sample().encode(&[]).unwrap();
+        raw[7] = 0x80;
+        assert!(matches!(
+            Header::decode(&raw, Limits::default()),
+            Err(DecodeError::UnknownFlags { .. })
+        ));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use super::throughput::payload;
 use super::{progress, Args, Target};
 use crate::common::{CliError, CliResult};
 use hyperfabric::config::ProfileName;
-use hyperfabric::SendOptions;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
@@ -28,13 +27,14 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ConcurrentTest> {
         let handles: Vec<_> = (0..a.streams)
             .map(|i| {
                 let (fabric, data, to) = (&fabric, &data, t.to.as_str());
+                let opts = a.send_options();
                 s.spawn(move || -> CliResult<StreamResult> {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
                     let (mut messages, mut bytes) = (0u64, 0u64);
                     let begun = Instant::now();
                     while begun.elapsed() < duration {
                         let len = rng.gen_range(MIN_BYTES..=MAX_BYTES) as usize;
-                        fabric.send(to, &data[..len], SendOptions::new())?;
+                        fabric.send(to, &data[..len], opts.clone())?;
                         messages += 1;
                         bytes += len as u64;
                     }
@@ -65,6 +65,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ConcurrentTest> {
     Ok(ConcurrentTest::new(
         profile,
         super::transport_of(&fabric, &t.to)?,
+        (a.compression, a.priority),
         a.duration,
         streams,
         seconds,

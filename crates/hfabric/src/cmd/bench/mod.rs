@@ -79,6 +79,12 @@ pub struct Args {
     /// Throughput: transfers in flight at once (each acknowledged end to end).
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
+    /// Throughput and concurrent: compression of every transfer: off, auto, lz4, zstd, snappy.
+    #[arg(long, default_value = "off")]
+    pub compression: hyperfabric::Compression,
+    /// Throughput and concurrent: priority of every transfer.
+    #[arg(long, default_value = "normal")]
+    pub priority: hyperfabric::Priority,
     /// Concurrent: number of streams.
     #[arg(long, default_value_t = 10)]
     pub streams: usize,
@@ -94,6 +100,13 @@ pub struct Args {
 }
 
 impl Args {
+    /// The send options of the throughput and concurrent tests.
+    pub fn send_options(&self) -> hyperfabric::SendOptions {
+        hyperfabric::SendOptions::new()
+            .compression(self.compression)
+            .priority(self.priority)
+    }
+
     fn runs(&self, t: Which) -> bool {
         (self.tests.contains(&Which::All) && t != Which::Qos) || self.tests.contains(&t)
     }

@@ -91,6 +91,9 @@ pub struct LatencyFigures {
 pub struct ThroughputTest {
     pub profile: ProfileName,
     pub transport: TransportKind,
+    /// `--compression` of every transfer.
+    pub compression: String,
+    pub priority: hyperfabric::Priority,
     pub inflight: usize,
     pub seconds_per_size: f64,
     pub results: Vec<ThroughputResult>,
@@ -145,6 +148,9 @@ impl ThroughputResult {
 pub struct ConcurrentTest {
     pub profile: ProfileName,
     pub transport: TransportKind,
+    /// `--compression` of every transfer.
+    pub compression: String,
+    pub priority: hyperfabric::Priority,
     pub streams: usize,
     pub duration_s: f64,
     pub min_bytes: u64,
@@ -186,6 +192,7 @@ impl ConcurrentTest {
     pub fn new(
         profile: ProfileName,
         transport: TransportKind,
+        settings: (hyperfabric::Compression, hyperfabric::Priority),
         duration_s: f64,
         per_stream: Vec<StreamResult>,
         seconds: f64,
@@ -195,6 +202,8 @@ impl ConcurrentTest {
         ConcurrentTest {
             profile,
             transport,
+            compression: settings.0.to_string(),
+            priority: settings.1,
             streams: per_stream.len(),
             duration_s,
             min_bytes: super::concurrent::MIN_BYTES,

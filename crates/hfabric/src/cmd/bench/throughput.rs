@@ -25,6 +25,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
             &t.to,
             size,
             a.inflight,
+            &a.send_options(),
             Duration::from_secs_f64(a.seconds_per_size),
             &tick,
         )?;
@@ -34,6 +35,8 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
     Ok(ThroughputTest {
         profile,
         transport: super::transport_of(&fabric, &t.to)?,
+        compression: a.compression.to_string(),
+        priority: a.priority,
         inflight: a.inflight,
         seconds_per_size: a.seconds_per_size,
         results,
@@ -46,6 +49,7 @@ pub fn stream(
     to: &str,
     size: u64,
     inflight: usize,
+    opts: &SendOptions,
     duration: Duration,
     tick: &dyn Fn(f64),
 ) -> CliResult<ThroughputResult> {
@@ -56,7 +60,7 @@ pub fn stream(
     let mut last_tick = start;
     while start.elapsed() < duration || !pending.is_empty() {
         if start.elapsed() < duration && pending.len() < inflight {
-            pending.push_back(fabric.start_send(to, &data, SendOptions::new())?);
+            pending.push_back(fabric.start_send(to, &data, opts.clone())?);
             continue;
         }
         if let Some(p) = pending.pop_front() {

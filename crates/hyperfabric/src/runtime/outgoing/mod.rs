@@ -8,6 +8,8 @@ pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
 use super::{idle, Conn, Lane, NodeInner, Peer};
+use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
+use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::fabric::{Hop, SendOptions, SendReport};
 use crate::proto::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
@@ -88,9 +90,20 @@ impl OutSlot {
 #[derive(Default)]
 pub(super) struct OutgoingTable {
     map: Mutex<HashMap<u64, Arc<OutSlot>>>,
+    /// The node's adaptive compressor (its estimates carry over between transfers).
+    compressor: Mutex<Option<AdaptiveCompressor>>,
 }
 
 impl OutgoingTable {
+    /// The algorithm `Compression::Auto` uses for a transfer whose first chunk is `sample`,
+    /// crossing a first hop of `link_gbps`.
+    fn auto_select(&self, sample: &[u8], link_gbps: f64) -> Algorithm {
+        let mut guard = self.compressor.lock();
+        let c = guard.get_or_insert_with(|| AdaptiveCompressor::new(CompressionPolicy::default()));
+        c.auto_select(sample, link_gbps, &mut Instant::now)
+            .algorithm
+    }
+
     pub(super) fn on_ack(&self, id: u64, ack: AckInfo) {
         if let Some(slot) = self.map.lock().get(&id).cloned() {
             slot.state.lock().on_ack(ack, Instant::now());
@@ -149,6 +162,10 @@ pub struct PendingSend<'a> {
     started: Instant,
     read_buf: Vec<u8>,
     compress_buf: Vec<u8>,
+    /// The transfer's algorithm, chosen on its first chunk.
+    algorithm: Option<Algorithm>,
+    /// Kept across chunks: a zstd context allocates, so it is made once per transfer.
+    packer: Packer,
     wire_payload_bytes: u64,
 }
 
@@ -192,6 +209,8 @@ impl<'a> PendingSend<'a> {
             started,
             read_buf: Vec::new(),
             compress_buf: Vec::new(),
+            algorithm: None,
+            packer: Packer::default(),
             wire_payload_bytes: 0,
         };
         pending.pump()?;
@@ -254,9 +273,22 @@ impl<'a> PendingSend<'a> {
             .source
             .chunk(chunk.offset, chunk.len, &mut self.read_buf)
             .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
-        let payload = match compress(self.opts.compression, data, &mut self.compress_buf) {
+        let alg = match self.algorithm {
+            Some(a) => a,
+            None => {
+                let a = match self.opts.compression {
+                    Compression::Off => Algorithm::None,
+                    Compression::Fixed(a) => a,
+                    Compression::Auto => self.node.outgoing.auto_select(data, self.opts.link_gbps),
+                };
+                self.algorithm = Some(a);
+                a
+            }
+        };
+        h.flags = flags::with_transform(h.flags, self.opts.transform.wire_code());
+        let payload = match self.packer.pack(alg, data, &mut self.compress_buf) {
             Some(packed) => {
-                h.flags |= flags::LZ4;
+                h.flags = flags::with_compression(h.flags, alg.wire_code());
                 packed
             }
             None => data,
@@ -392,6 +424,9 @@ impl<'a> PendingSend<'a> {
             } else {
                 bytes as f64 / self.wire_payload_bytes as f64
             },
+            compression: self.algorithm.unwrap_or(Algorithm::None),
+            transform: self.opts.transform,
+            bytes_saved: self.opts.bytes_saved,
             retransmitted_bytes,
             data_type: self.opts.data_type,
             priority: self.opts.priority,
@@ -405,15 +440,48 @@ impl Drop for PendingSend<'_> {
     }
 }
 
-/// LZ4-compresses `data` into `buf` (size prefixed) when asked and when it pays off.
-fn compress<'b>(on: bool, data: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
-    if !on || data.len() < MIN_COMPRESS_BYTES {
-        return None;
+/// Compresses chunks into the block layout of [`crate::compress`] (u32 LE uncompressed
+/// length, then the algorithm's bytes), reusing its contexts and the caller's buffer: no
+/// allocation per chunk once warm.
+#[derive(Default)]
+struct Packer {
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    snappy: Option<snap::raw::Encoder>,
+}
+
+impl Packer {
+    /// `Some(block)` when `alg` makes `data` smaller; `None` sends the chunk raw.
+    fn pack<'b>(&mut self, alg: Algorithm, data: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+        if alg == Algorithm::None || data.len() < MIN_COMPRESS_BYTES {
+            return None;
+        }
+        let len = u32::try_from(data.len()).ok()?;
+        let bound = match alg {
+            Algorithm::None => return None,
+            Algorithm::Lz4 => lz4_flex::block::get_maximum_output_size(data.len()),
+            Algorithm::Zstd => zstd::zstd_safe::compress_bound(data.len()),
+            Algorithm::Snappy => snap::raw::max_compress_len(data.len()),
+        };
+        buf.resize(PREFIX_LEN + bound, 0);
+        buf[..PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+        let dst = &mut buf[PREFIX_LEN..];
+        let n = match alg {
+            Algorithm::None => return None,
+            Algorithm::Lz4 => lz4_flex::block::compress_into(data, dst).ok()?,
+            Algorithm::Zstd => {
+                if self.zstd.is_none() {
+                    self.zstd = zstd::bulk::Compressor::new(crate::compress::ZSTD_LEVEL).ok();
+                }
+                self.zstd.as_mut()?.compress_to_buffer(data, dst).ok()?
+            }
+            Algorithm::Snappy => self
+                .snappy
+                .get_or_insert_with(snap::raw::Encoder::new)
+                .compress(data, dst)
+                .ok()?,
+        };
+        (PREFIX_LEN + n < data.len()).then(|| &buf[..PREFIX_LEN + n])
     }
-    buf.resize(4 + lz4_flex::block::get_maximum_output_size(data.len()), 0);
-    buf[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    let n = lz4_flex::block::compress_into(data, &mut buf[4..]).ok()?;
-    (4 + n < data.len()).then(|| &buf[..4 + n])
 }
 
 #[cfg(test)]
@@ -423,12 +491,8 @@ mod tests {
     #[test]
     fn compresses_only_when_it_pays() {
         let mut buf = Vec::new();
+        let mut packer = Packer::default();
         let zeros = vec![0u8; 4096];
-        let packed = compress(true, &zeros, &mut buf).unwrap().to_vec();
-        assert!(packed.len() < 100);
-        let mut out = vec![0u8; 4096];
-        let n = lz4_flex::block::decompress_into(&packed[4..], &mut out).unwrap();
-        assert_eq!((n, &out[..]), (4096, &zeros[..]));
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let noise: Vec<u8> = (0..4096)
             .map(|_| {
@@ -438,7 +502,14 @@ mod tests {
                 (x >> 32) as u8
             })
             .collect();
-        assert!(compress(true, &noise, &mut buf).is_none());
-        assert!(compress(false, &zeros, &mut buf).is_none());
+        for alg in [Algorithm::Lz4, Algorithm::Zstd, Algorithm::Snappy] {
+            let packed = packer.pack(alg, &zeros, &mut buf).unwrap().to_vec();
+            assert!(packed.len() < 400, "{alg}: {}", packed.len());
+            let mut out = Vec::new();
+            crate::compress::decompress_into(alg, &packed, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, zeros, "{alg}");
+            assert!(packer.pack(alg, &noise, &mut buf).is_none(), "{alg}");
+        }
+        assert!(packer.pack(Algorithm::None, &zeros, &mut buf).is_none());
     }
 }
