@@ -94,9 +94,13 @@ pub fn apply_overrides(
     profile: Option<ProfileName>,
     peers: &[(String, SocketAddr)],
 ) -> CliResult<FabricConfig> {
-    if let Some(p) = profile {
+    // A different profile brings its own tuning; the file's own profile keeps the file's
+    // overrides. The link throttle is a property of the test setup and always stays.
+    if let Some(p) = profile.filter(|p| *p != cfg.profile) {
+        let throttle = cfg.tuning.throttle_gbps;
         cfg.profile = p;
         cfg.tuning = Tuning::for_profile(p);
+        cfg.tuning.throttle_gbps = throttle;
     }
     for (id, addr) in peers {
         cfg.set_listen(id, *addr)?;

@@ -96,6 +96,9 @@ pub struct Tuning {
     /// Priority scheduling per link: ultra_high/high get their own connection (no queueing
     /// behind bulk data in socket buffers) and lower priorities defer to higher ones.
     pub qos_enabled: bool,
+    /// Pace every connection to at most this many Gbit/s (0: off). For testing what a slow
+    /// link does (compression, QoS) on a machine whose links are all fast.
+    pub throttle_gbps: f64,
 }
 
 impl Tuning {
@@ -117,6 +120,7 @@ impl Tuning {
             max_transfer_bytes: 16 * GIB,
             max_connections: 1024,
             qos_enabled: true,
+            throttle_gbps: 0.0,
         };
         match p {
             ProfileName::HighThroughput => common,
@@ -138,6 +142,12 @@ impl Tuning {
     pub fn validate(&self) -> Result<(), (String, String)> {
         self.validate_sizes().map_err(|(f, r)| (f.to_string(), r))?;
         self.validate_times().map_err(|(f, r)| (f.to_string(), r))?;
+        if !(self.throttle_gbps.is_finite() && self.throttle_gbps >= 0.0) {
+            return Err((
+                "throttle_gbps".into(),
+                format!("must be a number >= 0 (got {})", self.throttle_gbps),
+            ));
+        }
         self.validate_congestion()
             .map_err(|r| ("congestion_control".to_string(), r))
     }

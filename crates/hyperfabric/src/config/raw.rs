@@ -58,6 +58,8 @@ pub(crate) struct RawFabric {
     pub max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qos_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_gbps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -99,7 +99,8 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
         max_retransmits,
         max_transfer_bytes,
         max_connections,
-        qos_enabled
+        qos_enabled,
+        throttle_gbps
     );
     if let Some(cc) = &f.congestion_control {
         t.congestion_control = (cc != "default").then(|| cc.clone());

@@ -69,6 +69,8 @@ pub struct Conn {
     pub lane: Lane,
     qos: bool,
     gate: WriteGate,
+    /// `throttle_gbps` from the fabric file: paces writes (None: full speed).
+    pacer: Option<Mutex<crate::transport::pacer::Pacer>>,
     writer: Mutex<Tx>,
     /// The TCP stream: the data path until a shared-memory link takes over, and always the
     /// control channel (shutting it down wakes the TCP reader).
@@ -99,6 +101,8 @@ impl Conn {
             lane,
             qos: node.tuning.qos_enabled,
             gate: WriteGate::default(),
+            pacer: crate::transport::pacer::Pacer::new(node.tuning.throttle_gbps, Instant::now())
+                .map(Mutex::new),
             control: stream.try_clone()?,
             peer: peer.id.clone(),
             peer_key: peer.key,
@@ -145,6 +149,15 @@ impl Conn {
                 self.is_alive() && !self.closing.load(Ordering::Acquire)
             }),
         };
+        if let (Ok(()), Some(pacer)) = (&res, &self.pacer) {
+            // Sleep with the writer held: the link itself is busy for that long.
+            let pause = pacer
+                .lock()
+                .delay(HEADER_LEN + payload.len(), Instant::now());
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
         if res.is_err() {
             self.mark_dead();
         }

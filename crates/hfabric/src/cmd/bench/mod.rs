@@ -76,6 +76,9 @@ pub struct Args {
     /// Throughput: seconds of streaming per size.
     #[arg(long, default_value_t = 2.0)]
     pub seconds_per_size: f64,
+    /// Throughput: what the messages hold (random bytes do not compress; tensor and text do).
+    #[arg(long, value_enum, default_value = "random")]
+    pub payload: throughput::PayloadKind,
     /// Throughput: transfers in flight at once (each acknowledged end to end).
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,

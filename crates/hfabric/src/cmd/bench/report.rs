@@ -94,6 +94,7 @@ pub struct ThroughputTest {
     /// `--compression` of every transfer.
     pub compression: String,
     pub priority: hyperfabric::Priority,
+    pub payload: super::throughput::PayloadKind,
     pub inflight: usize,
     pub seconds_per_size: f64,
     pub results: Vec<ThroughputResult>,

@@ -26,6 +26,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
             size,
             a.inflight,
             &a.send_options(),
+            a.payload,
             Duration::from_secs_f64(a.seconds_per_size),
             &tick,
         )?;
@@ -37,6 +38,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
         transport: super::transport_of(&fabric, &t.to)?,
         compression: a.compression.to_string(),
         priority: a.priority,
+        payload: a.payload,
         inflight: a.inflight,
         seconds_per_size: a.seconds_per_size,
         results,
@@ -50,10 +52,15 @@ pub fn stream(
     size: u64,
     inflight: usize,
     opts: &SendOptions,
+    kind: PayloadKind,
     duration: Duration,
     tick: &dyn Fn(f64),
 ) -> CliResult<ThroughputResult> {
-    let data = payload(size, 0);
+    let data = match kind {
+        PayloadKind::Random => payload(size, 0),
+        PayloadKind::Tensor => hyperfabric::compress::samples::float_tensor(size as usize),
+        PayloadKind::Text => hyperfabric::compress::samples::text(size as usize),
+    };
     let mut pending: VecDeque<PendingSend<'_>> = VecDeque::with_capacity(inflight);
     let mut transfer_ns: Vec<u64> = Vec::new();
     let start = Instant::now();
@@ -73,6 +80,18 @@ pub fn stream(
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(ThroughputResult::new(size, &mut transfer_ns, seconds))
+}
+
+/// What the throughput test sends.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadKind {
+    /// Incompressible bytes.
+    Random,
+    /// A float32 tensor with structure (compresses well).
+    Tensor,
+    /// English-like text.
+    Text,
 }
 
 /// Deterministic, incompressible-looking bytes (a xorshift stream).
