@@ -20,16 +20,15 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
             &format!("throughput {size} B"),
         );
         let tick = |elapsed_s: f64| bar.set_position((elapsed_s * 10.0) as u64);
-        let r = stream(
-            &fabric,
-            &t.to,
+        let opts = a.send_options();
+        let spec = StreamSpec {
             size,
-            a.inflight,
-            &a.send_options(),
-            a.payload,
-            Duration::from_secs_f64(a.seconds_per_size),
-            &tick,
-        )?;
+            inflight: a.inflight,
+            opts: &opts,
+            kind: a.payload,
+            duration: Duration::from_secs_f64(a.seconds_per_size),
+        };
+        let r = stream(&fabric, &t.to, &spec, &tick)?;
         bar.finish_and_clear();
         results.push(r);
     }
@@ -45,17 +44,29 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
     })
 }
 
+/// One stream of the throughput test.
+pub struct StreamSpec<'a> {
+    pub size: u64,
+    pub inflight: usize,
+    pub opts: &'a SendOptions,
+    pub kind: PayloadKind,
+    pub duration: Duration,
+}
+
 /// Streams `size`-byte messages for `duration`, `inflight` at a time.
 pub fn stream(
     fabric: &Fabric,
     to: &str,
-    size: u64,
-    inflight: usize,
-    opts: &SendOptions,
-    kind: PayloadKind,
-    duration: Duration,
+    spec: &StreamSpec<'_>,
     tick: &dyn Fn(f64),
 ) -> CliResult<ThroughputResult> {
+    let StreamSpec {
+        size,
+        inflight,
+        opts,
+        kind,
+        duration,
+    } = *spec;
     let data = match kind {
         PayloadKind::Random => payload(size, 0),
         PayloadKind::Tensor => hyperfabric::compress::samples::float_tensor(size as usize),
