@@ -4,9 +4,9 @@
 use super::shmlink;
 use super::{NodeInner, Peer};
 use crate::error::{Error, Result};
-use crate::transport::shm::{Consumer, Producer};
+use crate::transport::shm::Consumer;
 use crate::transport::tcp::{self, SocketReport};
-use crate::transport::{TransportChoice, TransportKind};
+use crate::transport::TransportKind;
 use crate::types::Priority;
 use crate::wire::{self, DecodeError, FrameKind, Header, Hello, HEADER_LEN};
 use parking_lot::{Condvar, Mutex};
@@ -358,7 +358,7 @@ pub(super) fn dial(
             });
         }
     }
-    let shm = offer_shm(node, peer, addr, &stream, &mut reader)?;
+    let shm = shmlink::offer(node, peer, addr, &stream, &mut reader)?;
     stream.set_read_timeout(None).map_err(io_err)?;
     let conn = Conn::new(node, peer, &stream, socket, lane).map_err(io_err)?;
     node.adopt(Arc::clone(&conn));
@@ -366,92 +366,10 @@ pub(super) fn dial(
     if let Some((tx, rx)) = shm {
         let waiter = rx.waiter();
         conn.switch_to_shm(tx, rx);
-        spawn_shm_reader(node, &conn, waiter)?;
+        shmlink::spawn_reader(node, &conn, waiter)?;
     }
     tracing::debug!(peer = %peer.id, %addr, "connected");
     Ok(conn)
-}
-
-/// Offers a shared-memory link when the peer may be on this host. `Ok(None)`: stay on TCP.
-fn offer_shm(
-    node: &Arc<NodeInner>,
-    peer: &Peer,
-    addr: std::net::SocketAddr,
-    stream: &TcpStream,
-    reader: &mut BufReader<TcpStream>,
-) -> Result<Option<(Producer, Consumer)>> {
-    if !node.wants_shm(peer, addr) {
-        return Ok(None);
-    }
-    let forced = node.transport == TransportChoice::Shm;
-    let fail = |why: String| -> Result<Option<(Producer, Consumer)>> {
-        if forced {
-            return Err(Error::Unreachable {
-                node: peer.id.clone(),
-                reason: format!("no shared-memory link: {why}"),
-            });
-        }
-        tracing::info!(peer = %peer.id, "staying on TCP: {why}");
-        Ok(None)
-    };
-    let offer = match shmlink::create(&node.fabric_name, &node.me, &peer.id) {
-        Ok(o) => o,
-        Err(e) => return fail(format!("cannot create segments: {e}")),
-    };
-    let h = shmlink::control(node, peer.key, FrameKind::ShmOffer);
-    let frame = wire::encode_frame(&h, &shmlink::encode_offer(&offer.names))
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    if let Err(e) = (&*stream).write_all(&frame) {
-        return fail(format!("offer not sent: {e}"));
-    }
-    let mut payload = Vec::new();
-    match read_frame(reader, node.limits, &mut payload) {
-        Ok(a) if a.kind == FrameKind::ShmAccept => Ok(Some((offer.tx, offer.rx))),
-        Ok(a) => fail(format!(
-            "peer declined ({:?}): {}",
-            a.kind,
-            String::from_utf8_lossy(body(&payload, &a))
-        )),
-        Err(e) => fail(format!("no answer to the offer: {e}")),
-    }
-}
-
-fn spawn_shm_reader(
-    node: &Arc<NodeInner>,
-    conn: &Arc<Conn>,
-    rx: crate::transport::shm::Waiter,
-) -> Result<()> {
-    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
-    std::thread::Builder::new()
-        .name(format!("hf-shm-{}", conn.peer))
-        .spawn(move || shmlink::read_loop(node, conn2, rx))
-        .map(|_| ())
-        .map_err(|e| Error::io("spawning a shared-memory reader thread", e))
-}
-
-/// The acceptor's answer to a ShmOffer: open both rings, say yes on TCP, then switch.
-fn accept_shm(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
-    let opened = if node.transport == TransportChoice::Tcp {
-        Err("shared memory is disabled on this node".to_owned())
-    } else {
-        shmlink::decode_offer(payload).and_then(|names| shmlink::open(&names))
-    };
-    match opened {
-        Ok((tx, rx)) => {
-            if conn.send(&conn.control(FrameKind::ShmAccept), &[]).is_ok() {
-                let waiter = rx.waiter();
-                conn.switch_to_shm(tx, rx);
-                if let Err(e) = spawn_shm_reader(node, conn, waiter) {
-                    tracing::warn!(peer = %conn.peer, "{e}");
-                    conn.close("cannot start the shared-memory reader");
-                }
-            }
-        }
-        Err(why) => {
-            tracing::info!(peer = %conn.peer, "declining shared memory: {why}");
-            let _ = conn.send(&conn.control(FrameKind::Reject), why.as_bytes());
-        }
-    }
 }
 
 fn spawn_reader(
@@ -584,7 +502,7 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
         let body = body(&payload, &header);
         if header.kind == FrameKind::ShmOffer && !offered {
             offered = true;
-            accept_shm(&node, &conn, body);
+            shmlink::accept(&node, &conn, body);
             continue;
         }
         match node.dispatch(&conn, &header, body, &mut scratch) {
@@ -666,7 +584,7 @@ pub(super) fn read_frame(
 }
 
 /// The payload of the frame `header` that [`read_frame`] just read into `buf`.
-fn body<'a>(buf: &'a [u8], header: &Header) -> &'a [u8] {
+pub(super) fn body<'a>(buf: &'a [u8], header: &Header) -> &'a [u8] {
     &buf[..header.payload_len as usize]
 }
 

@@ -13,10 +13,15 @@
 //!   ◀════════════════ ring b2a ════════════ frames
 //! ```
 
-use super::{Conn, NodeInner};
+use super::conn::{body, read_frame};
+use super::{Conn, NodeInner, Peer};
 use crate::config::IdleStrategy;
+use crate::error::{Error, Result};
 use crate::transport::shm::{self, Consumer, Producer, Ring, Segment, Waiter};
+use crate::transport::TransportChoice;
 use crate::wire::{self, FrameKind, Header, HEADER_LEN};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -224,6 +229,90 @@ pub fn control(node: &NodeInner, peer_key: u64, kind: FrameKind) -> Header {
     h.src = node.my_key;
     h.dst = peer_key;
     h
+}
+
+// ---- The handshake: offer (dialer) and accept (acceptor) ----
+
+/// Offers a shared-memory link when the peer may be on this host. `Ok(None)`: stay on TCP.
+pub(super) fn offer(
+    node: &Arc<NodeInner>,
+    peer: &Peer,
+    addr: std::net::SocketAddr,
+    stream: &TcpStream,
+    reader: &mut BufReader<TcpStream>,
+) -> Result<Option<(Producer, Consumer)>> {
+    if !node.wants_shm(peer, addr) {
+        return Ok(None);
+    }
+    let forced = node.transport == TransportChoice::Shm;
+    let fail = |why: String| -> Result<Option<(Producer, Consumer)>> {
+        if forced {
+            return Err(Error::Unreachable {
+                node: peer.id.clone(),
+                reason: format!("no shared-memory link: {why}"),
+            });
+        }
+        tracing::info!(peer = %peer.id, "staying on TCP: {why}");
+        Ok(None)
+    };
+    let offer = match create(&node.fabric_name, &node.me, &peer.id) {
+        Ok(o) => o,
+        Err(e) => return fail(format!("cannot create segments: {e}")),
+    };
+    let h = control(node, peer.key, FrameKind::ShmOffer);
+    let frame = wire::encode_frame(&h, &encode_offer(&offer.names))
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if let Err(e) = (&*stream).write_all(&frame) {
+        return fail(format!("offer not sent: {e}"));
+    }
+    let mut payload = Vec::new();
+    match read_frame(reader, node.limits, &mut payload) {
+        Ok(a) if a.kind == FrameKind::ShmAccept => Ok(Some((offer.tx, offer.rx))),
+        Ok(a) => fail(format!(
+            "peer declined ({:?}): {}",
+            a.kind,
+            String::from_utf8_lossy(body(&payload, &a))
+        )),
+        Err(e) => fail(format!("no answer to the offer: {e}")),
+    }
+}
+
+pub(super) fn spawn_reader(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    rx: crate::transport::shm::Waiter,
+) -> Result<()> {
+    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
+    std::thread::Builder::new()
+        .name(format!("hf-shm-{}", conn.peer))
+        .spawn(move || read_loop(node, conn2, rx))
+        .map(|_| ())
+        .map_err(|e| Error::io("spawning a shared-memory reader thread", e))
+}
+
+/// The acceptor's answer to a ShmOffer: open both rings, say yes on TCP, then switch.
+pub(super) fn accept(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
+    let opened = if node.transport == TransportChoice::Tcp {
+        Err("shared memory is disabled on this node".to_owned())
+    } else {
+        decode_offer(payload).and_then(|names| open(&names))
+    };
+    match opened {
+        Ok((tx, rx)) => {
+            if conn.send(&conn.control(FrameKind::ShmAccept), &[]).is_ok() {
+                let waiter = rx.waiter();
+                conn.switch_to_shm(tx, rx);
+                if let Err(e) = spawn_reader(node, conn, waiter) {
+                    tracing::warn!(peer = %conn.peer, "{e}");
+                    conn.close("cannot start the shared-memory reader");
+                }
+            }
+        }
+        Err(why) => {
+            tracing::info!(peer = %conn.peer, "declining shared memory: {why}");
+            let _ = conn.send(&conn.control(FrameKind::Reject), why.as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]
