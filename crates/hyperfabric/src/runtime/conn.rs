@@ -244,6 +244,7 @@ impl Conn {
             }
         }
         self.mark_dead();
+        self.unlink_shm();
         let _ = self.control.shutdown(Shutdown::Both);
     }
 
@@ -260,6 +261,24 @@ impl Conn {
         *self.shm_rx.lock() = Some(rx);
         *self.writer.lock() = Tx::Shm(tx);
         self.shm.store(true, Ordering::Release);
+    }
+
+    /// Removes this link's segment files (either side may: the mappings live on until both
+    /// processes drop them, and a peer that was killed cannot clean up after itself).
+    fn unlink_shm(&self) {
+        if !self.is_shm() {
+            return;
+        }
+        if let Some(w) = self.writer.try_lock_for(Duration::from_millis(20)) {
+            if let Tx::Shm(p) = &*w {
+                let _ = p.ring().segment().unlink();
+            }
+        }
+        if let Some(rx) = self.shm_rx.try_lock_for(Duration::from_millis(20)) {
+            if let Some(c) = rx.as_ref() {
+                let _ = c.ring().segment().unlink();
+            }
+        }
     }
 
     /// True once frames travel through shared memory.
