@@ -213,11 +213,11 @@ fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> usize {
     n
 }
 
-/// A four-node diamond: src -> {relay-1, relay-2} -> dst, plus a chain relay-1 -> relay-2
-/// for two-relay routes. Real addresses are given with --peer when the nodes start.
-pub fn diamond_file(dir: &Path) -> PathBuf {
-    let mut text = String::from(
-        "[fabric]\nname = \"diamond\"\nprofile = \"high_throughput\"\nsend_timeout_ms = 10000\nconnect_timeout_ms = 1000\n",
+/// A fabric file of four cpu-cluster nodes with placeholder addresses (real ones are given with
+/// --peer when the nodes start) and the given links.
+fn four_node_file(dir: &Path, name: &str, header: &str, links: &[(&str, &str)]) -> PathBuf {
+    let mut text = format!(
+        "[fabric]\nname = \"{name}\"\n{header}send_timeout_ms = 10000\nconnect_timeout_ms = 1000\n"
     );
     for (i, id) in ["src", "relay-1", "relay-2", "dst"].iter().enumerate() {
         text += &format!(
@@ -225,20 +225,27 @@ pub fn diamond_file(dir: &Path) -> PathBuf {
             i + 1
         );
     }
-    for (a, b) in [
+    for (a, b) in links {
+        text += &format!(
+            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
+        );
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write fabric file");
+    path
+}
+
+/// A four-node diamond: src -> {relay-1, relay-2} -> dst, plus a chain relay-1 -> relay-2
+/// for two-relay routes.
+pub fn diamond_file(dir: &Path) -> PathBuf {
+    let links = [
         ("src", "relay-1"),
         ("src", "relay-2"),
         ("relay-1", "dst"),
         ("relay-2", "dst"),
         ("relay-1", "relay-2"),
-    ] {
-        text += &format!(
-            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
-        );
-    }
-    let path = dir.join("diamond.toml");
-    std::fs::write(&path, text).expect("write diamond file");
-    path
+    ];
+    four_node_file(dir, "diamond", "profile = \"high_throughput\"\n", &links)
 }
 
 /// Bytes in the temporary (.part) files of a store directory: how far a transfer got.
@@ -256,25 +263,14 @@ pub fn partial_bytes(store: &Path) -> u64 {
 
 /// A chain src - relay-1 - relay-2 - dst: the only route crosses both relays.
 pub fn chain_file(dir: &Path) -> PathBuf {
-    let mut text = String::from(
-        "[fabric]\nname = \"chain\"\nsend_timeout_ms = 10000\nconnect_timeout_ms = 1000\n",
-    );
-    for (i, id) in ["src", "relay-1", "relay-2", "dst"].iter().enumerate() {
-        text += &format!(
-            "\n[[nodes]]\nid = \"{id}\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:{}\"\n",
-            i + 1
-        );
-    }
-    for (a, b) in [
-        ("src", "relay-1"),
-        ("relay-1", "relay-2"),
-        ("relay-2", "dst"),
-    ] {
-        text += &format!(
-            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
-        );
-    }
-    let path = dir.join("chain.toml");
-    std::fs::write(&path, text).expect("write chain file");
-    path
+    four_node_file(
+        dir,
+        "chain",
+        "",
+        &[
+            ("src", "relay-1"),
+            ("relay-1", "relay-2"),
+            ("relay-2", "dst"),
+        ],
+    )
 }
