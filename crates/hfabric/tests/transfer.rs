@@ -7,14 +7,26 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn send_file(cfg: &std::path::Path, server: &Server, file: &std::path::Path) -> serde_json::Value {
+    send_file_with(cfg, server, file, &[])
+}
+
+/// `hfabric send --json --file FILE` from node-a to the running node-b, with extra arguments.
+fn send_file_with(
+    cfg: &std::path::Path,
+    server: &Server,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let peer = server.peer_arg("node-b");
-    let out = hfabric(&[
+    let mut args = vec![
         "send",
         "--json",
         "--config",
         cfg.to_str().unwrap(),
         "--peer",
         &peer,
+    ];
+    args.extend([
         "--from",
         "node-a",
         "--to",
@@ -22,6 +34,8 @@ fn send_file(cfg: &std::path::Path, server: &Server, file: &std::path::Path) -> 
         "--file",
         file.to_str().unwrap(),
     ]);
+    args.extend(extra);
+    let out = hfabric(&args);
     assert!(
         out.status.success(),
         "send failed: {}",
@@ -290,29 +304,7 @@ fn both_transports_carry_files_byte_identical_and_say_so() {
         let name = format!("via-{transport}.bin");
         let src = dir.path().join(&name);
         random_file(&src, (3 << 20) + 11, 7);
-        let peer = server.peer_arg("node-b");
-        let out = hfabric(&[
-            "send",
-            "--json",
-            "--transport",
-            transport,
-            "--config",
-            cfg.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--from",
-            "node-a",
-            "--to",
-            "node-b",
-            "--file",
-            src.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{transport}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r = send_file_with(&cfg, &server, &src, &["--transport", transport]);
         assert_eq!(r["hops"][0]["transport"], transport, "{r}");
         assert!(
             same_contents(&src, &store.join(&name)),
