@@ -117,7 +117,8 @@ fn garbage_and_huge_headers_are_cut_off_and_the_node_keeps_serving() {
         );
     }
 
-    // 4. A member that handshakes properly, then sends a corrupted frame.
+    // 4. A member that handshakes properly, then sends corrupted frames: one is dropped
+    //    (retransmission recovers it), a second in a row means the stream is out of step.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(&hello_frame("node-a", "test")).unwrap();
     let mut welcome = vec![0u8; 1024];
@@ -134,6 +135,7 @@ fn garbage_and_huge_headers_are_cut_off_and_the_node_keeps_serving() {
     ping.src = wire::node_key("node-a");
     let mut bad = wire::encode_frame(&ping, b"0123456789").unwrap();
     bad[wire::HEADER_LEN + 3] ^= 1;
+    s.write_all(&bad).unwrap();
     s.write_all(&bad).unwrap();
     expect_closed(s, Duration::from_secs(5));
     assert!(

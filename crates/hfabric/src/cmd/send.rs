@@ -152,10 +152,13 @@ pub fn run(a: Args) -> CliResult {
             report: &'a SendReport,
             /// Peak resident memory of this process (VmHWM), to show files are streamed.
             peak_rss_bytes: Option<u64>,
+            /// The sending node's counters (retransmissions, faults injected, …).
+            node_stats: hyperfabric::runtime::StatsSnapshot,
         }
         print_json(&Output {
             report: &report,
             peak_rss_bytes: crate::common::peak_rss_bytes(),
+            node_stats: fabric.stats(),
         })
     } else {
         print_report(&report);

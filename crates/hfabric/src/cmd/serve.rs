@@ -26,6 +26,19 @@ pub struct Args {
     /// Print the ready line (and nothing else on stdout) as JSON: {"event":"listening",...}.
     #[arg(long)]
     pub json: bool,
+    /// Keep the node's counters (the stats snapshot, as JSON) in this file, rewritten
+    /// every 100 ms and at exit: what a test or a monitor reads from a running node.
+    #[arg(long, value_name = "PATH")]
+    pub stats_file: Option<PathBuf>,
+}
+
+/// Replaces `path` with the node's stats as JSON (write then rename: never half a file).
+fn write_stats(fabric: &Fabric, path: &std::path::Path) {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(&fabric.stats()).unwrap_or_default();
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -63,7 +76,19 @@ pub fn run(a: Args) -> CliResult {
             fabric.config().name
         );
     }
-    let _ = rx.recv();
+    match &a.stats_file {
+        Some(path) => {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_millis(100))
+            {
+                write_stats(&fabric, path);
+            }
+            write_stats(&fabric, path);
+        }
+        None => {
+            let _ = rx.recv();
+        }
+    }
     let stats = fabric.stats();
     tracing::info!(
         received = stats.transfers_received,

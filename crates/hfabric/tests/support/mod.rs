@@ -55,6 +55,17 @@ impl Server {
 
     /// Like [`Server::start`], with extra arguments (e.g. `--peer dst=ADDR` for relays).
     pub fn start_with(config: &Path, node: &str, store: Option<&Path>, extra: &[String]) -> Server {
+        Server::start_env(config, node, store, extra, &[])
+    }
+
+    /// Like [`Server::start_with`], with environment variables for the child only.
+    pub fn start_env(
+        config: &Path,
+        node: &str,
+        store: Option<&Path>,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = config.with_file_name(format!("{node}-{}.log", std::process::id()));
         let mut cmd = Command::new(BIN);
         cmd.args([
@@ -72,6 +83,7 @@ impl Server {
         }
         cmd.args(extra);
         cmd.env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -5,6 +5,7 @@
 //! Every problem is an [`Error::Config`] naming the file, the field path and the reason, e.g.
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
+pub mod faults;
 mod policy;
 mod profile;
 mod raw;
@@ -43,6 +44,8 @@ pub struct FabricConfig {
     pub zones: Vec<ZoneConfig>,
     /// `[data_types.<name>]`: per data type defaults (priority, compression, transform).
     pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
+    /// `[[faults]]`: fault injection for tests (see [`crate::transport::fault`]).
+    pub faults: Vec<crate::transport::fault::FaultRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

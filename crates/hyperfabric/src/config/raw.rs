@@ -17,6 +17,8 @@ pub(crate) struct RawFile {
     pub zones: Vec<RawZone>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data_types: BTreeMap<String, super::policy::RawDataTypePolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<super::faults::RawFault>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.
@@ -135,11 +137,16 @@ pub(crate) struct RawZone {
 
 /// Parses the text; a syntax or type error names the field it concerns when it can be found.
 pub(crate) fn parse(text: &str, origin: &str) -> Result<RawFile, Error> {
+    parse_as(text, origin)
+}
+
+/// [`parse`] for any file layout (e.g. a file of only `[[faults]]`).
+pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, Error> {
     // Syntax first, so that a broken file is reported as such and not as a type error.
     if let Err(e) = text.parse::<toml::Table>() {
         return Err(Error::config(origin, "(syntax)", describe(text, &e)));
     }
-    toml::from_str::<RawFile>(text).map_err(|e| {
+    toml::from_str::<T>(text).map_err(|e| {
         let field = e
             .span()
             .and_then(|span| path_at(text, span.start))

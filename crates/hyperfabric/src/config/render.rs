@@ -36,6 +36,14 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
         line(&mut out, "type", Value::from(z.zone_type.as_str()));
         line(&mut out, "isolation", Value::from(z.isolation.as_str()));
     }
+    for f in &cfg.faults {
+        out.push_str("\n[[faults]]\n");
+        if let Ok(Value::Table(t)) = Value::try_from(super::faults::raw_of(f)) {
+            for (key, value) in t {
+                line(&mut out, &key, value);
+            }
+        }
+    }
     out
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         links: Vec::new(),
         zones,
         data_types,
+        faults: Vec::new(),
     };
     check_nodes(&cfg, node_key).map_err(|(f, r)| err(f, r))?;
     let links = raw
@@ -63,7 +64,9 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
     let links = links.map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig { links, ..cfg };
     check_links(&cfg).map_err(|(f, r)| err(f, r))?;
-    Ok(cfg)
+    let ids: Vec<&str> = cfg.nodes.iter().map(NodeConfig::id).collect();
+    let faults = super::faults::build(&raw.faults, &ids).map_err(|(f, r)| err(f, r))?;
+    Ok(FabricConfig { faults, ..cfg })
 }
 
 type Problem = (String, String);

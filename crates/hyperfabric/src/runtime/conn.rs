@@ -115,6 +115,8 @@ pub struct Conn {
     /// Highest pong sequence seen, and the wake-up for parked pingers.
     pub(super) pong_seq: AtomicU64,
     pub(super) pong_gate: (Mutex<()>, Condvar),
+    /// Fault injection on this connection's writes (tests); None: no rule can apply.
+    faults: Option<Arc<crate::transport::fault::FaultInjector>>,
 }
 
 impl Conn {
@@ -143,6 +145,9 @@ impl Conn {
             shm_rx: Mutex::new(None),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
+            faults: (node.faults.as_ref())
+                .filter(|f| f.may_apply_to(&peer.id))
+                .cloned(),
         }))
     }
 
@@ -159,8 +164,34 @@ impl Conn {
         let raw = header
             .encode(payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match &self.faults {
+            None => self.write_frame(header.priority, &raw, payload),
+            Some(f) => f.write_through(
+                &self.peer,
+                header.kind,
+                raw,
+                payload,
+                || self.cut(),
+                |raw, payload| self.write_frame(header.priority, raw, payload),
+            ),
+        }
+    }
+
+    /// Fault injection's cut: the connection dies at once, both ways, without a goodbye.
+    fn cut(&self) {
+        self.mark_dead();
+        let _ = self.control.shutdown(Shutdown::Both);
+    }
+
+    /// Writes one encoded frame (the writer lock, QoS order, pacing).
+    fn write_frame(
+        &self,
+        priority: Priority,
+        raw: &[u8; HEADER_LEN],
+        payload: &[u8],
+    ) -> io::Result<()> {
         let mut w = if self.qos {
-            self.lock_by_priority(header.priority)
+            self.lock_by_priority(priority)
         } else {
             self.writer.lock()
         };
@@ -172,14 +203,14 @@ impl Conn {
         }
         let res = match &mut *w {
             Tx::Tcp(s) => {
-                tcp::write_all_vectored(s, &mut [IoSlice::new(&raw), IoSlice::new(payload)])
+                tcp::write_all_vectored(s, &mut [IoSlice::new(raw), IoSlice::new(payload)])
             }
-            Tx::Shm(p) => super::shmlink::write_frame(p, &raw, payload, &|| {
+            Tx::Shm(p) => super::shmlink::write_frame(p, raw, payload, &|| {
                 self.is_alive() && !self.closing.load(Ordering::Acquire)
             }),
         };
         if res.is_ok() {
-            let class = usize::from(header.priority.code()).min(4);
+            let class = usize::from(priority.code()).min(4);
             self.gate.served[class]
                 .fetch_add((HEADER_LEN + payload.len()) as u64, Ordering::Relaxed);
         }
@@ -502,13 +533,21 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
     let mut payload = Vec::new();
     let mut scratch = Vec::new();
     let mut offered = false;
+    // The last frame failed its checksum: if this one does too, the stream is out of step.
+    let mut after_corrupt = false;
     let end = loop {
         let header = match read_frame(&mut reader, node.limits, &mut payload) {
             Ok(h) => h,
             Err(FrameError::Eof) => break ReadEnd::Eof,
             Err(FrameError::Io(e)) => break ReadEnd::Io(e),
-            Err(FrameError::Decode(e)) => break ReadEnd::Protocol(e),
+            Err(FrameError::Corrupt(e)) if !after_corrupt => {
+                after_corrupt = true;
+                corrupt_frame(&node, &conn, &e);
+                continue;
+            }
+            Err(FrameError::Decode(e) | FrameError::Corrupt(e)) => break ReadEnd::Protocol(e),
         };
+        after_corrupt = false;
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
         // A frame straight from the peer must carry the peer's key; relayed frames (hops > 0)
         // carry their origin's.
@@ -550,10 +589,23 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
     node.forget(&conn, &reason);
 }
 
+/// A whole frame, sane header included, failed its checksum: it is dropped and the link
+/// kept, since the sender's retransmission recovers it. (A header corrupted into another
+/// sane header, e.g. a wrong length, puts the stream out of step: the next header then fails
+/// to decode, or fails its checksum too, and the link is closed.)
+pub(super) fn corrupt_frame(node: &NodeInner, conn: &Conn, e: &DecodeError) {
+    node.stats
+        .corrupt_frames_dropped
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %conn.peer, "dropping a corrupt frame: {e}");
+}
+
 pub(super) enum FrameError {
     Eof,
     Io(io::Error),
     Decode(DecodeError),
+    /// The header decoded and the payload was read, but the checksum does not match.
+    Corrupt(DecodeError),
 }
 
 impl std::fmt::Display for FrameError {
@@ -561,7 +613,7 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::Eof => f.write_str("connection closed"),
             FrameError::Io(e) => write!(f, "{e}"),
-            FrameError::Decode(e) => write!(f, "{e}"),
+            FrameError::Decode(e) | FrameError::Corrupt(e) => write!(f, "{e}"),
         }
     }
 }
@@ -598,7 +650,7 @@ pub(super) fn read_frame(
             FrameError::Io(e)
         }
     })?;
-    wire::verify(&raw, body).map_err(FrameError::Decode)?;
+    wire::verify(&raw, body).map_err(FrameError::Corrupt)?;
     Ok(header)
 }
 

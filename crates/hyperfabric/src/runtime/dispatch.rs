@@ -142,7 +142,10 @@ impl NodeInner {
             }
             Ok(Verdict::Duplicate) => {}
         }
-        if e.proto.is_complete() {
+        // A named transfer completes with its name: a lost Meta comes again with the
+        // sender's next retransmission round (and its duplicate chunk brings us back here).
+        let named_ok = e.name.is_some() || !h.has(flags::NAMED);
+        if e.proto.is_complete() && named_ok {
             let done = self
                 .incoming
                 .complete(key, conn.peer.clone(), &mut e)
@@ -233,29 +236,34 @@ impl NodeInner {
             Err(e) => return refuse(&format!("relay `{}`: {e}", self.me)),
         };
         let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
-        let conn = match self.connection_to(
-            &next,
-            Lane::of(h.priority, self.tuning.qos_enabled),
-            deadline,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                return refuse(&format!(
-                    "relay `{}` cannot reach `{}`: {e}",
-                    self.me, next.id
-                ))
-            }
-        };
+        let lane = Lane::of(h.priority, self.tuning.qos_enabled);
         let mut out = *h;
         out.hops = h.hops + 1;
-        match conn.send(&out, payload) {
-            Ok(()) => {
-                self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes_forwarded
-                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        // A second try over a fresh connection: a link that just broke costs a redial, not
+        // the transfer. Only a next hop that cannot be reached again refuses it.
+        for retry in [false, true] {
+            let conn = match self.connection_to(&next, lane, deadline) {
+                Ok(c) => c,
+                Err(e) => {
+                    return refuse(&format!(
+                        "relay `{}` cannot reach `{}`: {e}",
+                        self.me, next.id
+                    ))
+                }
+            };
+            match conn.send(&out, payload) {
+                Ok(()) => {
+                    self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .bytes_forwarded
+                        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) if retry => {
+                    return refuse(&format!("relay `{}` lost `{}`: {e}", self.me, next.id))
+                }
+                Err(e) => tracing::debug!(next = %next.id, "forwarding failed, redialing: {e}"),
             }
-            Err(e) => refuse(&format!("relay `{}` lost `{}`: {e}", self.me, next.id)),
         }
     }
 

@@ -84,6 +84,8 @@ pub struct NodeInner {
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
+    /// Fault injection on the frames this node writes (tests; None: off, zero cost).
+    pub faults: Option<Arc<crate::transport::fault::FaultInjector>>,
     next_transfer: AtomicU64,
     next_ping: AtomicU64,
     shutting_down: AtomicBool,
@@ -125,6 +127,7 @@ impl NodeInner {
                 )
             })
             .collect();
+        let faults = crate::config::faults::injector_for(cfg, me, |k| std::env::var(k).ok())?;
         let tuning = cfg.tuning.clone();
         // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
         // still understand each other; memory grows only with the frames actually seen.
@@ -152,6 +155,7 @@ impl NodeInner {
             all_conns: Mutex::new(Vec::new()),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
+            faults,
             // Random high bits: a restarted node never reuses ids the peer still remembers.
             next_transfer: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
             next_ping: AtomicU64::new(1),
@@ -467,7 +471,11 @@ impl NodeInner {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        self.stats.snapshot(self.all_conns.lock().len())
+        let s = self.stats.snapshot(self.all_conns.lock().len());
+        match &self.faults {
+            Some(f) => s.with_faults(&f.counters),
+            None => s,
+        }
     }
 
     /// Says goodbye to every peer, stops the listener and the reader threads.

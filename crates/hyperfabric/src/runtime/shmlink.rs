@@ -201,13 +201,16 @@ fn drain(
         let (raw, payload) = slot
             .split_first_chunk::<HEADER_LEN>()
             .ok_or("record shorter than a frame header")?;
-        let header = match Header::decode(raw, node.limits)
-            .and_then(|h| wire::verify(raw, payload).map(|()| h))
-        {
+        let header = match Header::decode(raw, node.limits) {
             Ok(h) if h.payload_len as usize == payload.len() => h,
             Ok(_) => return Err("record length disagrees with its frame header".into()),
             Err(e) => return Err(format!("protocol violation: {e}")),
         };
+        if let Err(e) = wire::verify(raw, payload) {
+            // Records keep their boundaries: a bad checksum costs this frame only.
+            super::conn::corrupt_frame(node, conn, &e);
+            continue;
+        }
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
         if header.hops == 0 && header.src != conn.peer_key {
             return Err(format!(

@@ -1,5 +1,6 @@
 //! Node counters: cheap relaxed atomics on the hot path, read as a snapshot by reports.
 
+use crate::transport::fault::FaultCounters;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +19,9 @@ pub struct NodeStats {
     pub protocol_errors: AtomicU64,
     pub frames_forwarded: AtomicU64,
     pub bytes_forwarded: AtomicU64,
+    /// Frames whose payload failed its checksum under a sane header: dropped, link kept
+    /// (the sender's retransmission recovers them).
+    pub corrupt_frames_dropped: AtomicU64,
 }
 
 /// A point-in-time copy of [`NodeStats`].
@@ -36,7 +40,26 @@ pub struct StatsSnapshot {
     pub protocol_errors: u64,
     pub frames_forwarded: u64,
     pub bytes_forwarded: u64,
+    pub corrupt_frames_dropped: u64,
     pub open_connections: usize,
+    /// Fault injection (tests): frames this node dropped, corrupted, delayed, and
+    /// connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.
+    pub faults_dropped: u64,
+    pub faults_corrupted: u64,
+    pub faults_cut: u64,
+    pub faults_delayed: u64,
+}
+
+impl StatsSnapshot {
+    /// Adds the fault injector's counters.
+    pub fn with_faults(mut self, c: &FaultCounters) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.faults_dropped = r(&c.dropped);
+        self.faults_corrupted = r(&c.corrupted);
+        self.faults_cut = r(&c.cut);
+        self.faults_delayed = r(&c.delayed);
+        self
+    }
 }
 
 impl NodeStats {
@@ -56,7 +79,9 @@ impl NodeStats {
             protocol_errors: r(&self.protocol_errors),
             frames_forwarded: r(&self.frames_forwarded),
             bytes_forwarded: r(&self.bytes_forwarded),
+            corrupt_frames_dropped: r(&self.corrupt_frames_dropped),
             open_connections,
+            ..StatsSnapshot::default()
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Transports move frames over one link. TCP today; shared memory inside a host next.
 
+pub mod fault;
 pub mod pacer;
 #[allow(unsafe_code)]
 pub mod shm;

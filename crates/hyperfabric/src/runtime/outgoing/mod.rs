@@ -167,6 +167,8 @@ pub struct PendingSend<'a> {
     /// Kept across chunks: a zstd context allocates, so it is made once per transfer.
     packer: Packer,
     wire_payload_bytes: u64,
+    /// Send the Meta (name) again before the next chunk (after a retransmission timeout).
+    reannounce: bool,
 }
 
 impl<'a> PendingSend<'a> {
@@ -212,6 +214,7 @@ impl<'a> PendingSend<'a> {
             algorithm: None,
             packer: Packer::default(),
             wire_payload_bytes: 0,
+            reannounce: false,
         };
         pending.pump()?;
         Ok(pending)
@@ -244,7 +247,7 @@ impl<'a> PendingSend<'a> {
                 self.slot.state.lock().on_connection_lost();
                 continue;
             };
-            if fresh {
+            if fresh || std::mem::take(&mut self.reannounce) {
                 self.announce(&conn);
             }
             let started = Instant::now();
@@ -286,6 +289,9 @@ impl<'a> PendingSend<'a> {
             }
         };
         h.flags = flags::with_transform(h.flags, self.opts.transform.wire_code());
+        if self.opts.name.is_some() {
+            h.flags |= flags::NAMED;
+        }
         let payload = match self.packer.pack(alg, data, &mut self.compress_buf) {
             Some(packed) => {
                 h.flags = flags::with_compression(h.flags, alg.wire_code());
@@ -349,6 +355,8 @@ impl<'a> PendingSend<'a> {
             let now = Instant::now();
             if next_timeout.is_some_and(|t| now >= t) {
                 slot.state.lock().handle_timeout(now);
+                // The name may have been lost with the data: it goes again with this round.
+                self.reannounce = true;
             }
         }
     }
