@@ -174,7 +174,7 @@ fn cut_connections_complete_or_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = two_nodes(dir.path(), "\n[[faults]]\ncut = 0.002\ndrop = 0.005\n");
     let store = dir.path().join("store");
-    let server = Server::start_with(&cfg, "node-b", Some(&store), &["--transport".into(), "tcp".into()]);
+    let server = Server::start_env(&cfg, "node-b", Some(&store), &["--transport".into(), "tcp".into()], &[("RUST_LOG", "hyperfabric=debug")]);
     let peers = ["--peer".to_owned(), server.peer_arg("node-b")];
     let (mut cuts, mut completed) = (0, 0);
     for i in 0..3u64 {
@@ -183,7 +183,9 @@ fn cut_connections_complete_or_fail_cleanly() {
         random_file(&src, 4 << 20, 200 + i);
         match send(&cfg, "node-a", "node-b", &peers, &src, "tcp") {
             Ok(r) => {
-                assert!(same_contents(&src, &store.join(&name)), "{name} differs");
+                if !same_contents(&src, &store.join(&name)) { std::thread::sleep(Duration::from_millis(500)); std::fs::copy(&server.log, "/tmp/cut-server.log").unwrap(); }
+                let listing: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| { let e = e.unwrap(); (e.file_name(), e.metadata().unwrap().len()) }).collect();
+                assert!(same_contents(&src, &store.join(&name)), "{name} differs: {listing:?} {r}\n{}", server.log_text());
                 cuts += n(&r["node_stats"], "faults_cut");
                 completed += 1;
             }

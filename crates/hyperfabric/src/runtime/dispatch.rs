@@ -1,11 +1,12 @@
 //! What a node does with each frame a connection delivers.
 
-use super::incoming::{refusal, Completed};
+use super::incoming::{refusal, Completed, Entry, Outcome};
 use super::{Conn, Lane, NodeInner};
 use crate::compress::{self, Algorithm};
 use crate::config::Transform;
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::wire::{flags, FrameKind, Header};
+use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,13 +72,25 @@ impl NodeInner {
 
     fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
         let key = (h.src, h.transfer_id);
-        if self.incoming.is_done(key) {
+        if self.incoming.outcome(key).is_some() {
             return;
         }
         match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
-            Ok(e) => e.lock().name = Some(String::from_utf8_lossy(payload).into_owned()),
+            Ok(Some(e)) => e.lock().name = Some(String::from_utf8_lossy(payload).into_owned()),
+            Ok(None) => {}
             Err(reason) => self.refuse(conn, h, &reason),
         }
+    }
+
+    /// Answers a frame of a transfer that already ended (its FINAL ack or its refusal,
+    /// again: the first may have been lost). False if it has not ended.
+    fn answer_ended(&self, conn: &Conn, h: &Header) -> bool {
+        match self.incoming.outcome((h.src, h.transfer_id)) {
+            Some(Outcome::Delivered) => self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux)),
+            Some(Outcome::Refused(reason)) => self.refuse(conn, h, &reason),
+            None => return false,
+        }
+        true
     }
 
     fn on_data(
@@ -100,8 +113,7 @@ impl NodeInner {
             payload.len() as u64 + crate::wire::HEADER_LEN as u64,
             Ordering::Relaxed,
         );
-        if self.incoming.is_done(key) {
-            self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+        if self.answer_ended(conn, h) {
             return Ok(());
         }
         if let Err(why) = self.zones.check(h.src, self.my_key, &[]) {
@@ -117,64 +129,88 @@ impl NodeInner {
             code => self.decompress(code, payload, scratch)?,
         };
         let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
-            Ok(e) => e,
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+                return Ok(());
+            }
             Err(reason) => {
                 self.refuse(conn, h, &reason);
                 return Ok(());
             }
         };
-        let mut e = entry.lock();
-        match e.proto.on_data(h.offset, bytes.len() as u64, h.aux) {
-            Err(err) => {
-                drop(e);
-                self.incoming.abandon(key);
-                self.refuse(conn, h, &refusal(err));
-                return Ok(());
-            }
-            Ok(Verdict::Store { .. }) => {
-                if let Err(err) = e.write_at(h.offset, bytes) {
-                    drop(e);
-                    self.incoming.abandon(key);
-                    tracing::warn!(peer = %conn.peer, "cannot store transfer {:#x}: {err}", h.transfer_id);
-                    self.refuse(conn, h, &format!("cannot store: {err}"));
-                    return Ok(());
-                }
-            }
-            Ok(Verdict::Duplicate) => {}
+        let e = entry.lock();
+        if e.closed {
+            // Another connection's reader ended it while this one waited for the lock.
+            drop(e);
+            self.answer_ended(conn, h);
+            return Ok(());
+        }
+        self.store_chunk(conn, h, bytes, transform, e);
+        Ok(())
+    }
+
+    /// Accounts for and stores one verified chunk of the open transfer `e`; completes the
+    /// transfer when it was the last missing one.
+    fn store_chunk(
+        &self,
+        conn: &Conn,
+        h: &Header,
+        bytes: &[u8],
+        transform: Transform,
+        mut e: MutexGuard<'_, Entry>,
+    ) {
+        let key = (h.src, h.transfer_id);
+        let stored = match e.proto.on_data(h.offset, bytes.len() as u64, h.aux) {
+            Err(err) => Err(refusal(err)),
+            Ok(Verdict::Store { .. }) => e.write_at(h.offset, bytes).map_err(|err| {
+                tracing::warn!(peer = %conn.peer, "cannot store transfer {:#x}: {err}", h.transfer_id);
+                format!("cannot store: {err}")
+            }),
+            Ok(Verdict::Duplicate) => Ok(()),
+        };
+        if let Err(reason) = stored {
+            self.incoming.abandon(key, &mut e, &reason);
+            drop(e);
+            return self.refuse(conn, h, &reason);
         }
         // A named transfer completes with its name: a lost Meta comes again with the
         // sender's next retransmission round (and its duplicate chunk brings us back here).
         let named_ok = e.name.is_some() || !h.has(flags::NAMED);
-        if e.proto.is_complete() && named_ok {
-            let done = self
-                .incoming
-                .complete(key, conn.peer.clone(), &mut e)
-                .and_then(|done| self.incoming.finish_transform(h.src, transform, done));
-            match done {
-                Ok(done) => {
-                    self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
-                    self.stats
-                        .transfers_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    drop(e);
-                    match done {
-                        Completed::Deliver(msg) => self.incoming.deliver(msg),
-                        Completed::Stored(path) => {
-                            tracing::info!(peer = %conn.peer, bytes = h.aux, "stored transfer {:#x} at {}", h.transfer_id, path.display())
-                        }
-                        Completed::Dropped => {}
+        if !(e.proto.is_complete() && named_ok) {
+            if let Some(ack) = e.proto.poll_ack(false) {
+                drop(e);
+                self.send_ack(conn, h, ack);
+            }
+            return;
+        }
+        let done = self
+            .incoming
+            .complete(key, conn.peer.clone(), &mut e)
+            .and_then(|done| self.incoming.finish_transform(h.src, transform, done));
+        match done {
+            Ok(done) => {
+                self.incoming.close(key, &mut e, Outcome::Delivered);
+                drop(e);
+                self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+                self.stats
+                    .transfers_received
+                    .fetch_add(1, Ordering::Relaxed);
+                match done {
+                    Completed::Deliver(msg) => self.incoming.deliver(msg),
+                    Completed::Stored(path) => {
+                        tracing::info!(peer = %conn.peer, bytes = h.aux, "stored transfer {:#x} at {}", h.transfer_id, path.display())
                     }
-                }
-                Err(reason) => {
-                    tracing::warn!(peer = %conn.peer, "transfer {:#x} failed at completion: {reason}", h.transfer_id);
-                    self.refuse(conn, h, &reason);
+                    Completed::Dropped => {}
                 }
             }
-        } else if let Some(ack) = e.proto.poll_ack(false) {
-            drop(e);
-            self.send_ack(conn, h, ack);
+            Err(reason) => {
+                tracing::warn!(peer = %conn.peer, "transfer {:#x} failed at completion: {reason}", h.transfer_id);
+                self.incoming.abandon(key, &mut e, &reason);
+                drop(e);
+                self.refuse(conn, h, &reason);
+            }
         }
-        Ok(())
     }
 
     /// Inflates a compressed chunk (algorithm `code` from the frame flags) into `scratch`;

@@ -8,7 +8,7 @@ use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
 use crate::types::{DataType, Priority};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ pub(super) struct Entry {
     pub name: Option<String>,
     pub store: Store,
     touched: Instant,
+    /// Delivered or refused: frames that waited for this entry's lock must not use it.
+    pub closed: bool,
 }
 
 /// What to do with a completed transfer once its FINAL ack is out.
@@ -78,10 +80,19 @@ pub(super) enum Completed {
 type TransferKey = (u64, u64);
 type OpenTransfers = HashMap<TransferKey, Arc<Mutex<Entry>>>;
 
-/// Completed transfers, as a set for lookups and a queue for forgetting the oldest.
+/// How a transfer ended at this node: what late frames of it are answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Stored or delivered: `Ack FINAL`.
+    Delivered,
+    /// Refused for good: `Nack FATAL` with this reason (again, should the first be lost).
+    Refused(String),
+}
+
+/// Ended transfers, as a map for lookups and a queue for forgetting the oldest.
 #[derive(Default)]
 struct CompletedMemory {
-    set: HashSet<TransferKey>,
+    map: HashMap<TransferKey, Outcome>,
     order: VecDeque<TransferKey>,
 }
 
@@ -120,23 +131,34 @@ impl IncomingTable {
         }
     }
 
-    pub(super) fn is_done(&self, key: TransferKey) -> bool {
-        self.done.lock().set.contains(&key)
+    /// How transfer `key` ended, if it did (and is still remembered).
+    pub(super) fn outcome(&self, key: TransferKey) -> Option<Outcome> {
+        self.done.lock().map.get(&key).cloned()
     }
 
-    /// The open transfer `key`, opened now if this is its first frame.
+    /// The open transfer `key`, opened now if this is its first frame; `None` if it was
+    /// delivered, its refusal if it was refused. (Decided under the `open` lock, which
+    /// [`Self::close`] holds while it moves a transfer from `open` to `done`: a late frame
+    /// from another connection never opens an ended transfer again.)
     pub(super) fn entry(
         &self,
         key: TransferKey,
         total: u64,
         dt: DataType,
         prio: Priority,
-    ) -> Result<Arc<Mutex<Entry>>, String> {
+    ) -> Result<Option<Arc<Mutex<Entry>>>, String> {
         let mut open = self.open.lock();
         if let Some(e) = open.get(&key) {
             let e = Arc::clone(e);
+            // Never an entry's lock under `open`: `complete` takes them the other way round.
+            drop(open);
             e.lock().touched = Instant::now();
-            return Ok(e);
+            return Ok(Some(e));
+        }
+        match self.outcome(key) {
+            Some(Outcome::Delivered) => return Ok(None),
+            Some(Outcome::Refused(reason)) => return Err(reason),
+            None => {}
         }
         if open.len() >= MAX_OPEN_TRANSFERS {
             self.sweep(&mut open);
@@ -166,16 +188,18 @@ impl IncomingTable {
             name: None,
             store,
             touched: Instant::now(),
+            closed: false,
         }));
         open.insert(key, Arc::clone(&entry));
-        Ok(entry)
+        Ok(Some(entry))
     }
 
     /// Drops transfers whose sender went silent long ago (it has given up by now).
     fn sweep(&self, open: &mut OpenTransfers) {
         let now = Instant::now();
         open.retain(|key, e| {
-            let e = e.lock();
+            // A busy entry is not stale (and waiting for it under `open` could deadlock).
+            let Some(e) = e.try_lock() else { return true };
             let keep = now.duration_since(e.touched) < self.stale_after;
             if !keep {
                 tracing::info!(
@@ -190,32 +214,39 @@ impl IncomingTable {
         });
     }
 
-    /// Forgets an abandoned transfer and its temporary file.
-    pub(super) fn abandon(&self, key: TransferKey) {
-        if let Some(e) = self.open.lock().remove(&key) {
-            remove_tmp(&e.lock().store);
+    /// Refuses transfer `e` (locked by the caller) for good: its temporary file goes, and
+    /// late frames of it are refused with `reason` again.
+    pub(super) fn abandon(&self, key: TransferKey, e: &mut Entry, reason: &str) {
+        remove_tmp(&e.store);
+        e.store = Store::Nowhere;
+        self.close(key, e, Outcome::Refused(reason.to_owned()));
+    }
+
+    /// Ends transfer `e` (locked by the caller): out of `open`, into `done` with `outcome`,
+    /// in one step under the `open` lock. Only after this may its FINAL ack go out, so a
+    /// sender never hears "complete" before the file is in place.
+    pub(super) fn close(&self, key: TransferKey, e: &mut Entry, outcome: Outcome) {
+        e.closed = true;
+        let mut open = self.open.lock();
+        open.remove(&key);
+        let mut done = self.done.lock();
+        if done.map.insert(key, outcome).is_none() {
+            done.order.push_back(key);
+        }
+        if done.order.len() > COMPLETED_MEMORY {
+            if let Some(old) = done.order.pop_front() {
+                done.map.remove(&old);
+            }
         }
     }
 
-    /// Makes a complete transfer durable; after this the FINAL ack may go out.
+    /// Makes a complete transfer durable (fsync, rename); the caller then [`Self::close`]s it.
     pub(super) fn complete(
         &self,
         key: TransferKey,
         source: String,
         e: &mut Entry,
     ) -> Result<Completed, String> {
-        self.open.lock().remove(&key);
-        {
-            let mut done = self.done.lock();
-            if done.set.insert(key) {
-                done.order.push_back(key);
-            }
-            if done.order.len() > COMPLETED_MEMORY {
-                if let Some(old) = done.order.pop_front() {
-                    done.set.remove(&old);
-                }
-            }
-        }
         match std::mem::replace(&mut e.store, Store::Nowhere) {
             Store::Nowhere => Ok(Completed::Dropped),
             Store::Memory(payload) => Ok(Completed::Deliver(Message {
