@@ -57,7 +57,10 @@ fn rule(r: &RawFault, nodes: &[&str]) -> Result<FaultRule, (&'static str, String
         }
     }
     if r.from.is_some() && r.from == r.to {
-        return Err(("to", "a node never writes to itself: the rule would never apply".into()));
+        return Err((
+            "to",
+            "a node never writes to itself: the rule would never apply".into(),
+        ));
     }
     let rule = FaultRule {
         from: r.from.clone(),
@@ -95,20 +98,34 @@ pub fn parse_file(text: &str, origin: &str, nodes: &[&str]) -> Result<Vec<FaultR
 /// `from=a,to=b,drop=0.01,corrupt=0.001;from=b,delay_us=2000`.
 pub fn parse_inline(text: &str, nodes: &[&str]) -> Result<Vec<FaultRule>, Error> {
     let mut raws = Vec::new();
-    for (i, spec) in text.split(';').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
-        let err = |field: &str, why: String| Error::config(ENV_RULES, format!("faults[{i}].{field}"), why);
+    for (i, spec) in text
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        let err = |field: &str, why: String| {
+            Error::config(ENV_RULES, format!("faults[{i}].{field}"), why)
+        };
         let mut r = RawFault::default();
         let mut seen: Vec<&str> = Vec::new();
         for field in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some((key, value)) = field.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else {
+            let Some((key, value)) = field.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
+            else {
                 return Err(err(field, "expected key=value".into()));
             };
             if seen.contains(&key) {
                 return Err(err(key, "given twice in one rule".into()));
             }
             seen.push(key);
-            let prob = |v: &str| v.parse::<f64>().map_err(|e| err(key, format!("\"{v}\" is not a number: {e}")));
-            let int = |v: &str| v.parse::<u64>().map_err(|e| err(key, format!("\"{v}\" is not a whole number: {e}")));
+            let prob = |v: &str| {
+                v.parse::<f64>()
+                    .map_err(|e| err(key, format!("\"{v}\" is not a number: {e}")))
+            };
+            let int = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|e| err(key, format!("\"{v}\" is not a whole number: {e}")))
+            };
             match key {
                 "from" => r.from = Some(value.to_owned()),
                 "to" => r.to = Some(value.to_owned()),
@@ -118,7 +135,11 @@ pub fn parse_inline(text: &str, nodes: &[&str]) -> Result<Vec<FaultRule>, Error>
                 "delay_us" => r.delay_us = int(value)?,
                 "seed" => r.seed = Some(int(value)?),
                 _ => {
-                    return Err(err(key, "unknown field (expected from, to, drop, corrupt, delay_us, cut or seed)".into()))
+                    return Err(err(
+                        key,
+                        "unknown field (expected from, to, drop, corrupt, delay_us, cut or seed)"
+                            .into(),
+                    ))
                 }
             }
         }
@@ -141,7 +162,11 @@ pub fn injector_for(
         .map(|r| (r.clone(), cfg.source.clone()))
         .collect();
     if let Some(text) = env(ENV_RULES) {
-        rules.extend(parse_inline(&text, &ids)?.into_iter().map(|r| (r, ENV_RULES.to_owned())));
+        rules.extend(
+            parse_inline(&text, &ids)?
+                .into_iter()
+                .map(|r| (r, ENV_RULES.to_owned())),
+        );
     }
     let file = env(ENV_FILE).filter(|p| !p.trim().is_empty()).map(|path| {
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
@@ -163,19 +188,33 @@ mod tests {
 
     fn field_of(e: Error) -> (String, String, String) {
         match e {
-            Error::Config { file, field, reason } => (file, field, reason),
+            Error::Config {
+                file,
+                field,
+                reason,
+            } => (file, field, reason),
             other => panic!("expected a config error, got {other:?}"),
         }
     }
 
     #[test]
     fn inline_rules_parse() {
-        let rules = parse_inline("from=a,to=b,drop=0.01,corrupt=0.001;from=b,delay_us=2000, seed=9;", NODES).unwrap();
+        let rules = parse_inline(
+            "from=a,to=b,drop=0.01,corrupt=0.001;from=b,delay_us=2000, seed=9;",
+            NODES,
+        )
+        .unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].from.as_deref(), Some("a"));
         assert_eq!(rules[0].to.as_deref(), Some("b"));
-        assert_eq!((rules[0].drop, rules[0].corrupt, rules[0].cut), (0.01, 0.001, 0.0));
-        assert_eq!((rules[1].delay_us, rules[1].seed, rules[1].to.as_deref()), (2000, Some(9), None));
+        assert_eq!(
+            (rules[0].drop, rules[0].corrupt, rules[0].cut),
+            (0.01, 0.001, 0.0)
+        );
+        assert_eq!(
+            (rules[1].delay_us, rules[1].seed, rules[1].to.as_deref()),
+            (2000, Some(9), None)
+        );
         assert!(parse_inline("", NODES).unwrap().is_empty());
     }
 
@@ -197,13 +236,17 @@ mod tests {
             let (file, got, reason) = field_of(parse_inline(text, NODES).unwrap_err());
             assert_eq!(file, "HF_FAULTS");
             assert_eq!(got, field, "{text}: {reason}");
-            assert!(reason.contains(fragment), "{text}: {reason:?} lacks {fragment:?}");
+            assert!(
+                reason.contains(fragment),
+                "{text}: {reason:?} lacks {fragment:?}"
+            );
         }
     }
 
     #[test]
     fn fault_files_parse_and_refuse_by_field() {
-        let good = "[[faults]]\nfrom = \"a\"\ndrop = 0.5\n\n[[faults]]\nto = \"a\"\ndelay_us = 10\n";
+        let good =
+            "[[faults]]\nfrom = \"a\"\ndrop = 0.5\n\n[[faults]]\nto = \"a\"\ndelay_us = 10\n";
         let rules = parse_file(good, "f.toml", NODES).unwrap();
         assert_eq!(rules.len(), 2);
         assert!(parse_file("", "f.toml", NODES).unwrap().is_empty());
@@ -225,13 +268,19 @@ mod tests {
         let text = "[fabric]\nname = \"f\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n[[nodes]]\nid = \"b\"\nhardware = \"cpu-cluster\"\n[[faults]]\nfrom = \"b\"\ndrop = 0.1\n";
         let cfg = FabricConfig::from_toml_str(text, "f.toml").unwrap();
         let none = |_: &str| None;
-        assert!(injector_for(&cfg, "a", none).unwrap().is_none(), "b's rule is not a's");
+        assert!(
+            injector_for(&cfg, "a", none).unwrap().is_none(),
+            "b's rule is not a's"
+        );
         assert!(injector_for(&cfg, "b", none).unwrap().is_some());
         let env = |k: &str| (k == ENV_RULES).then(|| "to=b,cut=0.5".to_owned());
         let f = injector_for(&cfg, "a", env).unwrap().unwrap();
         assert!(f.may_apply_to("b"));
         let bad = |k: &str| (k == ENV_RULES).then(|| "drop=x".to_owned());
         let (file, field, _) = field_of(injector_for(&cfg, "a", bad).err().unwrap());
-        assert_eq!((file.as_str(), field.as_str()), ("HF_FAULTS", "faults[0].drop"));
+        assert_eq!(
+            (file.as_str(), field.as_str()),
+            ("HF_FAULTS", "faults[0].drop")
+        );
     }
 }

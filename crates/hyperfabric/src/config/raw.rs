@@ -141,7 +141,10 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<RawFile, Error> {
 }
 
 /// [`parse`] for any file layout (e.g. a file of only `[[faults]]`).
-pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, Error> {
+pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, Error> {
     // Syntax first, so that a broken file is reported as such and not as a type error.
     if let Err(e) = text.parse::<toml::Table>() {
         return Err(Error::config(origin, "(syntax)", describe(text, &e)));

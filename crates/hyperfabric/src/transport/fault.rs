@@ -52,7 +52,11 @@ pub struct FaultRule {
 impl FaultRule {
     /// The first field that is out of range, and why (probabilities in `[0, 1]`).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        for (field, p) in [("drop", self.drop), ("corrupt", self.corrupt), ("cut", self.cut)] {
+        for (field, p) in [
+            ("drop", self.drop),
+            ("corrupt", self.corrupt),
+            ("cut", self.cut),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err((field, format!("must be a probability in [0, 1] (got {p})")));
             }
@@ -109,7 +113,10 @@ impl Armed {
 
     fn next(&self) -> u64 {
         const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut z = self.state.fetch_add(GAMMA, Ordering::Relaxed).wrapping_add(GAMMA);
+        let mut z = self
+            .state
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -128,7 +135,10 @@ pub enum Fate {
     Drop,
     Cut,
     /// XOR the byte at this index of the frame (header first, then payload) with the mask.
-    Corrupt { at: usize, mask: u8 },
+    Corrupt {
+        at: usize,
+        mask: u8,
+    },
 }
 
 /// Turns the text of `HF_FAULTS_FILE` into rules (an error is logged, the rules kept).
@@ -207,8 +217,14 @@ impl FaultInjector {
             return Fate::Write;
         }
         self.refresh();
-        let from_file = self.file.as_ref().map(|f| Arc::clone(&f.current.read().rules));
-        let rules = self.fixed.iter().chain(from_file.iter().flat_map(|r| r.iter()));
+        let from_file = self
+            .file
+            .as_ref()
+            .map(|f| Arc::clone(&f.current.read().rules));
+        let rules = self
+            .fixed
+            .iter()
+            .chain(from_file.iter().flat_map(|r| r.iter()));
         let (mut fate, mut delay_us) = (Fate::Write, 0u64);
         for a in rules.filter(|a| a.rule.matches(&self.me, peer)) {
             let r = &a.rule;
@@ -417,7 +433,14 @@ mod tests {
         }
         let f = injector(vec![rule(1.0, 1.0, 1.0)]);
         let mut was_cut = false;
-        let res = f.write_through("b", FrameKind::Ack, [0u8; HEADER_LEN], &[], || was_cut = true, |_, _| Ok(()));
+        let res = f.write_through(
+            "b",
+            FrameKind::Ack,
+            [0u8; HEADER_LEN],
+            &[],
+            || was_cut = true,
+            |_, _| Ok(()),
+        );
         assert!(was_cut && res.is_err());
         assert_eq!(f.counters.cut.load(Ordering::Relaxed), 1);
     }
@@ -447,14 +470,22 @@ mod tests {
         let write_and_wait = |text: &str| {
             std::fs::write(&path, text).unwrap();
             // The next look at the file is at most 100 ms away; make it due now.
-            f.file.as_ref().unwrap().next_check_ms.store(0, Ordering::Relaxed);
+            f.file
+                .as_ref()
+                .unwrap()
+                .next_check_ms
+                .store(0, Ordering::Relaxed);
         };
         write_and_wait("drop");
         assert_eq!(f.decide("b", FrameKind::Data, 10), Fate::Drop);
         write_and_wait("garbage!");
         assert_eq!(f.decide("b", FrameKind::Data, 10), Fate::Drop, "kept");
         std::fs::remove_file(&path).unwrap();
-        f.file.as_ref().unwrap().next_check_ms.store(0, Ordering::Relaxed);
+        f.file
+            .as_ref()
+            .unwrap()
+            .next_check_ms
+            .store(0, Ordering::Relaxed);
         assert_eq!(f.decide("b", FrameKind::Data, 10), Fate::Write, "removed");
     }
 }
