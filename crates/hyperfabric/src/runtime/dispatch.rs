@@ -184,6 +184,12 @@ impl NodeInner {
             }
             return;
         }
+        self.finish(conn, h, transform, e);
+    }
+
+    /// Stores a complete transfer for good (or refuses it), then acknowledges it FINAL.
+    fn finish(&self, conn: &Conn, h: &Header, transform: Transform, mut e: MutexGuard<'_, Entry>) {
+        let key = (h.src, h.transfer_id);
         let done = self
             .incoming
             .complete(key, conn.peer.clone(), &mut e)

@@ -392,6 +392,43 @@ pub(super) fn refusal(e: RecvError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ProfileName, Tuning};
+
+    #[test]
+    fn an_ended_transfer_is_never_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = IncomingTable::new(
+            Sink::Store(dir.path().to_owned()),
+            &Tuning::for_profile(ProfileName::HighThroughput),
+        );
+        let open = |key| table.entry(key, 4, DataType::Custom, Priority::Normal);
+        let entry = open((1, 1)).unwrap().unwrap();
+        let mut e = entry.lock();
+        e.name = Some("x.bin".into());
+        assert!(e.proto.on_data(0, 4, 4).is_ok());
+        e.write_at(0, b"abcd").unwrap();
+        let done = table.complete((1, 1), "a".into(), &mut e).unwrap();
+        assert!(matches!(&done, Completed::Stored(p) if p.ends_with("x.bin")));
+        assert!(table.outcome((1, 1)).is_none(), "not ended before close");
+        // A late frame racing the close finds the same entry (and waits for its lock, then
+        // sees it closed) or, after the close, none: never a fresh one.
+        std::thread::scope(|s| {
+            let late = s.spawn(|| open((1, 1)).unwrap());
+            table.close((1, 1), &mut e, Outcome::Delivered);
+            drop(e);
+            if let Some(again) = late.join().unwrap() {
+                assert!(Arc::ptr_eq(&entry, &again) && again.lock().closed);
+            }
+        });
+        assert!(matches!(open((1, 1)), Ok(None)), "delivered: FINAL again");
+        assert_eq!(std::fs::read(dir.path().join("x.bin")).unwrap(), b"abcd");
+        // A refused transfer answers every late frame with its refusal.
+        let entry = open((1, 2)).unwrap().unwrap();
+        table.abandon((1, 2), &mut entry.lock(), "disk full");
+        assert_eq!(open((1, 2)).err().as_deref(), Some("disk full"));
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "only x.bin");
+    }
 
     #[test]
     fn peer_names_cannot_escape_the_store() {
