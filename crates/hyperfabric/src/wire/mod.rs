@@ -121,7 +121,7 @@ impl FrameKind {
 ///  bits 1..=2 COMPRESSION  (Data) compression algorithm code, 0 = none (see compress::Algorithm)
 ///  bit 3      FATAL        (Nack) the destination refuses the transfer for good
 ///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
-///  bit 7      NAMED        (Data) the transfer has a Meta (name): complete it only with it
+///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -141,7 +141,7 @@ pub mod flags {
     pub const TRANSFORM_SHIFT: u32 = 4;
     /// Data: the transfer has a `Meta` frame (its name); the destination completes it only
     /// once the `Meta` arrived (a lost `Meta` is sent again with the retransmissions).
-    pub const NAMED: u16 = 1 << 7;
+    pub const NAMED: u16 = 1 << 8;
     /// Every bit this version knows; others are refused.
     pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | NAMED;
 
