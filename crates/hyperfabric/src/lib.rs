@@ -5,6 +5,7 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 
+pub mod buffer;
 pub mod compress;
 pub mod config;
 pub mod error;
@@ -22,8 +23,8 @@ pub mod runtime;
 pub mod transport;
 
 pub use fabric::{
-    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions,
-    SendOptions, SendReport, Transform,
+    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, LoanedBuf, MultipathConfig, Payload,
+    PingOptions, SendOptions, SendReport, Transform, LOAN_SLOT_BYTES,
 };
 pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
 pub use runtime::{Message, PingStats};

@@ -228,8 +228,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 13), Err(DecodeError::UnknownKind { found: 13 }));
     assert_eq!(
-        with(6, 0x80),
-        Err(DecodeError::UnknownFlags { found: 0x0080 })
+        with(7, 0x01),
+        Err(DecodeError::UnknownFlags { found: 0x0100 })
     );
     assert_eq!(
         with(7, 0x80),

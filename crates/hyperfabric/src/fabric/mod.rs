@@ -30,8 +30,11 @@ use std::time::Duration;
 
 pub use crate::runtime::PingStats as PingReport;
 
+mod loan;
 mod options;
 
+pub use crate::buffer::{LoanedBuf, Payload};
+pub use loan::LOAN_SLOT_BYTES;
 pub use options::*;
 
 /// Chooses which node of a fabric file this process runs, and what it does with what it receives.

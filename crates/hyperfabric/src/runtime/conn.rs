@@ -112,6 +112,8 @@ pub struct Conn {
     /// The shared-memory ring we read, taken by the reader thread or by a caller waiting
     /// for an answer (who then reads it itself: no thread hand-off on the latency path).
     pub(super) shm_rx: Mutex<Option<Consumer>>,
+    /// Buffer pools of the shared-memory link (loans and one-copy large messages).
+    pools: std::sync::OnceLock<Arc<crate::transport::shm::LinkPools>>,
     /// Highest pong sequence seen, and the wake-up for parked pingers.
     pub(super) pong_seq: AtomicU64,
     pub(super) pong_gate: (Mutex<()>, Condvar),
@@ -141,6 +143,7 @@ impl Conn {
             closing: AtomicBool::new(false),
             shm: AtomicBool::new(false),
             shm_rx: Mutex::new(None),
+            pools: std::sync::OnceLock::new(),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
         }))
@@ -257,10 +260,18 @@ impl Conn {
     }
 
     /// Moves this connection's writes to a shared-memory ring.
-    pub(super) fn switch_to_shm(&self, tx: crate::transport::shm::Producer, rx: Consumer) {
-        *self.shm_rx.lock() = Some(rx);
-        *self.writer.lock() = Tx::Shm(tx);
+    pub(super) fn switch_to_shm(&self, ends: shmlink::ShmEnds) {
+        if let Some(pools) = ends.pools {
+            let _ = self.pools.set(pools);
+        }
+        *self.shm_rx.lock() = Some(ends.rx);
+        *self.writer.lock() = Tx::Shm(ends.tx);
         self.shm.store(true, Ordering::Release);
+    }
+
+    /// The buffer pools of this connection's shared-memory link, if it has them.
+    pub(crate) fn pools(&self) -> Option<&Arc<crate::transport::shm::LinkPools>> {
+        self.pools.get()
     }
 
     /// Removes this link's segment files (either side may: the mappings live on until both
@@ -382,9 +393,9 @@ pub(super) fn dial(
     let conn = Conn::new(node, peer, &stream, socket, lane).map_err(io_err)?;
     node.adopt(Arc::clone(&conn));
     spawn_reader(node, &conn, reader)?;
-    if let Some((tx, rx)) = shm {
-        let waiter = rx.waiter();
-        conn.switch_to_shm(tx, rx);
+    if let Some(ends) = shm {
+        let waiter = ends.rx.waiter();
+        conn.switch_to_shm(ends);
         shmlink::spawn_reader(node, &conn, waiter)?;
     }
     tracing::debug!(peer = %peer.id, %addr, "connected");

@@ -1,6 +1,7 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
+use crate::buffer::Payload;
 use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::{IncomingTransfer, RecvError, RecvParams};
@@ -49,7 +50,9 @@ pub struct Message {
     /// payload is the encoded form: decode it with [`crate::transform`]. `Cache` transfers
     /// are resolved here: the payload is the full bytes.
     pub transform: Transform,
-    pub payload: Vec<u8>,
+    /// The bytes: owned, or (over shared memory, one-chunk transfers) a read-only view of
+    /// the sender's pool slot, returned to it when the message is dropped.
+    pub payload: Payload,
 }
 
 pub(super) enum Store {
@@ -197,6 +200,33 @@ impl IncomingTable {
         }
     }
 
+    fn remember_done(&self, key: TransferKey) {
+        let mut done = self.done.lock();
+        if done.set.insert(key) {
+            done.order.push_back(key);
+        }
+        if done.order.len() > COMPLETED_MEMORY {
+            if let Some(old) = done.order.pop_front() {
+                done.set.remove(&old);
+            }
+        }
+    }
+
+    /// Claims a transfer that arrived whole in one shared-memory slot, for zero-copy delivery:
+    /// true (and remembered as done) when this node keeps messages in memory and the transfer
+    /// is neither done nor partly assembled; otherwise the caller takes the copying path.
+    pub(super) fn claim_whole(&self, key: TransferKey) -> bool {
+        if !matches!(self.sink, Sink::Memory) || self.is_done(key) {
+            return false;
+        }
+        let open = self.open.lock();
+        if open.contains_key(&key) {
+            return false;
+        }
+        self.remember_done(key);
+        true
+    }
+
     /// Makes a complete transfer durable; after this the FINAL ack may go out.
     pub(super) fn complete(
         &self,
@@ -205,17 +235,7 @@ impl IncomingTable {
         e: &mut Entry,
     ) -> Result<Completed, String> {
         self.open.lock().remove(&key);
-        {
-            let mut done = self.done.lock();
-            if done.set.insert(key) {
-                done.order.push_back(key);
-            }
-            if done.order.len() > COMPLETED_MEMORY {
-                if let Some(old) = done.order.pop_front() {
-                    done.set.remove(&old);
-                }
-            }
-        }
+        self.remember_done(key);
         match std::mem::replace(&mut e.store, Store::Nowhere) {
             Store::Nowhere => Ok(Completed::Dropped),
             Store::Memory(payload) => Ok(Completed::Deliver(Message {
@@ -225,7 +245,7 @@ impl IncomingTable {
                 priority: e.priority,
                 name: e.name.clone(),
                 transform: Transform::None,
-                payload,
+                payload: Payload::Owned(payload),
             })),
             Store::File { tmp, file } => {
                 let dir = match &self.sink {
@@ -261,7 +281,7 @@ impl IncomingTable {
         };
         msg.transform = transform;
         if transform == Transform::Cache {
-            msg.payload = self.resolve_cached(src, &msg.payload)?;
+            msg.payload = Payload::Owned(self.resolve_cached(src, &msg.payload)?);
         }
         Ok(Completed::Deliver(msg))
     }

@@ -121,6 +121,7 @@ impl FrameKind {
 ///  bits 1..=2 COMPRESSION  (Data) compression algorithm code, 0 = none (see compress::Algorithm)
 ///  bit 3      FATAL        (Nack) the destination refuses the transfer for good
 ///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
+///  bit 7      LOANED       (Data) shared memory only: the payload is a pool descriptor
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -138,8 +139,11 @@ pub mod flags {
     pub const TRANSFORM_MASK: u16 = 0b111 << TRANSFORM_SHIFT;
     /// Position of the transform field.
     pub const TRANSFORM_SHIFT: u32 = 4;
+    /// Data, shared-memory links only: the payload is a 16-byte descriptor of a buffer-pool
+    /// slot holding the chunk (see `runtime/shmlink.rs` and docs/wire.md).
+    pub const LOANED: u16 = 1 << 7;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK;
+    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {

@@ -383,7 +383,7 @@ pub fn remove_stale(prefix: &str) -> io::Result<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn unique(tag: &str) -> String {
