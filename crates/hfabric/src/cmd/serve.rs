@@ -17,6 +17,10 @@ pub struct Args {
     /// Without it, received bytes are verified, acknowledged and dropped.
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Keep received messages in memory and read every byte of each (a consumer's cost, for
+    /// `bench --api loan`), then drop them. Without it (and --store) bytes are discarded.
+    #[arg(long, conflicts_with = "store")]
+    pub read_all: bool,
     /// Listen here instead of the fabric file's address (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -39,6 +43,7 @@ pub fn run(a: Args) -> CliResult {
         .transport(a.fabric.transport.into());
     builder = match &a.store {
         Some(dir) => builder.store_to(dir),
+        None if a.read_all => builder,
         None => builder.discard_received(),
     };
     if let Some(addr) = a.listen {
@@ -63,7 +68,14 @@ pub fn run(a: Args) -> CliResult {
             fabric.config().name
         );
     }
-    let _ = rx.recv();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if a.read_all {
+            s.spawn(|| read_all(&fabric, &stop));
+        }
+        let _ = rx.recv();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+    });
     let stats = fabric.stats();
     tracing::info!(
         received = stats.transfers_received,
@@ -75,4 +87,23 @@ pub fn run(a: Args) -> CliResult {
     );
     fabric.shutdown();
     Ok(())
+}
+
+/// Receives until `stop`, reading every byte of every message (XOR over u64 words).
+fn read_all(fabric: &Fabric, stop: &std::sync::atomic::AtomicBool) {
+    let mut acc = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        match fabric.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(msg) => {
+                let words = msg.payload.chunks_exact(8);
+                acc ^= words.remainder().iter().fold(0, |x, &b| x ^ u64::from(b));
+                acc ^= words.fold(0, |x, w| {
+                    x ^ w.try_into().map(u64::from_ne_bytes).unwrap_or_default()
+                });
+            }
+            Err(hyperfabric::Error::Timeout { .. }) => {}
+            Err(_) => break,
+        }
+    }
+    std::hint::black_box(acc);
 }

@@ -6,7 +6,7 @@ use super::{Fabric, SendOptions, SendReport};
 use crate::buffer::{LoanMem, LoanedBuf};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::runtime::{Lane, SendSource};
+use crate::runtime::{Lane, PendingSend, SendSource};
 use crate::transport::shm::LinkPools;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,10 +59,20 @@ impl Fabric {
     /// as every send). Over the buffer's own link only a 16-byte descriptor travels; the
     /// payload is covered by a CRC32C only with [`SendOptions::verify_payload`]. Compression
     /// does not apply to loans (it would need a copy).
-    pub fn send_loaned(&self, mut buf: LoanedBuf, opts: SendOptions) -> Result<SendReport> {
+    pub fn send_loaned(&self, buf: LoanedBuf, opts: SendOptions) -> Result<SendReport> {
+        self.start_send_loaned(buf, opts)?.wait()
+    }
+
+    /// Like [`Fabric::send_loaned`], returning at once with a handle (several may be in
+    /// flight, each holding its slot until the destination drops the message).
+    pub fn start_send_loaned(
+        &self,
+        buf: LoanedBuf,
+        opts: SendOptions,
+    ) -> Result<PendingSend<'static>> {
         let dst = buf.dst.clone();
         let opts = opts.compression(Compression::Off);
-        self.begin(&dst, SendSource::Loaned(&mut buf), opts)?.wait()
+        self.begin(&dst, SendSource::Loaned(buf), opts)
     }
 }
 

@@ -38,7 +38,7 @@ pub enum SendSource<'a> {
         len: u64,
     },
     /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
-    Loaned(&'a mut crate::buffer::LoanedBuf),
+    Loaned(crate::buffer::LoanedBuf),
 }
 
 impl SendSource<'_> {

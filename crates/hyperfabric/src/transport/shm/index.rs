@@ -200,6 +200,7 @@ mod loom_tests {
                 while seen.len() < 3 {
                     match ring(&rx.lend).pop(&mut c).unwrap() {
                         Some(i) => {
+                            // SAFETY: loom checks this read is ordered after the write.
                             let v = rx.slots[i as usize].with(|p| unsafe { *p });
                             seen.push(v);
                             assert!(ring(&rx.ret).push(&mut p, i).unwrap());
@@ -221,6 +222,7 @@ mod loom_tests {
                         None => loom::thread::yield_now(),
                     }
                 };
+                // SAFETY: loom checks this write is ordered after the last read.
                 s.slots[slot as usize].with_mut(|p| unsafe { *p = msg });
                 assert!(ring(&s.lend).push(&mut p, slot).unwrap());
             }
