@@ -94,7 +94,7 @@ impl PartialEq<&[u8]> for Payload {
 
 impl<const N: usize> PartialEq<&[u8; N]> for Payload {
     fn eq(&self, other: &&[u8; N]) -> bool {
-        &self[..] == &other[..]
+        self[..] == other[..]
     }
 }
 

@@ -153,12 +153,8 @@ pub fn run(a: Args) -> CliResult {
         None => {
             let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
             let read_all = a.api == throughput::Api::Loan;
-            let server = local::LocalServer::start(
-                a.profile,
-                a.pin.get(1).copied(),
-                a.transport,
-                read_all,
-            )?;
+            let server =
+                local::LocalServer::start(a.profile, a.pin.get(1).copied(), a.transport, read_all)?;
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };

@@ -81,7 +81,7 @@ fn protocol(why: impl Into<String>) -> PoolError {
 /// Geometry of a pool: where the slots start and how big the data region is.
 const fn slots_offset(slot_count: u32) -> usize {
     let ret = RET_OFFSET + 4 * (slot_count as usize).next_power_of_two();
-    (ret + PAGE - 1) / PAGE * PAGE
+    ret.div_ceil(PAGE) * PAGE
 }
 
 /// A pool inside a segment (cheap to clone): geometry and pointers, no role.
@@ -108,7 +108,7 @@ impl Pool {
 
     /// Formats a fresh pool over `seg` (the creator does this before the peer attaches).
     pub fn init(seg: Arc<Segment>, slot_size: usize, slot_count: u32) -> Result<Pool, PoolError> {
-        if slot_size == 0 || slot_size % PAGE != 0 || slot_count == 0 {
+        if slot_size == 0 || !slot_size.is_multiple_of(PAGE) || slot_count == 0 {
             return Err(PoolError::BadLayout("slot size or count"));
         }
         if slot_count > POOL_SLOTS_MAX
@@ -147,7 +147,7 @@ impl Pool {
         let slot_count = h.meta.slot_count.load(Ordering::Relaxed);
         let ret_cap = h.meta.ret_cap.load(Ordering::Relaxed);
         let ok = slot_size > 0
-            && slot_size % PAGE as u64 == 0
+            && slot_size.is_multiple_of(PAGE as u64)
             && slot_size <= seg.data_len() as u64
             && (1..=POOL_SLOTS_MAX).contains(&slot_count)
             && ret_cap == slot_count.next_power_of_two()
