@@ -290,6 +290,12 @@ impl Conn {
                 let _ = c.ring().segment().unlink();
             }
         }
+        if let Some(p) = self.pools.get() {
+            let _ = p.rx.pool().segment().unlink();
+            if let Some(tx) = p.tx.try_lock_for(Duration::from_millis(20)) {
+                let _ = tx.pool().segment().unlink();
+            }
+        }
     }
 
     /// True once frames travel through shared memory.
