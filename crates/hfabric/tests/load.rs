@@ -9,8 +9,8 @@
 
 mod support;
 
-use hyperfabric::transport::TransportChoice;
 use hyperfabric::config::FabricConfig;
+use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Fabric, SendOptions};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,7 +130,9 @@ fn verify(msg: &[u8], got: &mut Received, short: &Mutex<Vec<Vec<u8>>>) {
                 got.bytes += msg.len() as u64;
                 got.delivered += 1;
             }
-            None => got.corrupt.push(format!("unexpected short payload {msg:?}")),
+            None => got
+                .corrupt
+                .push(format!("unexpected short payload {msg:?}")),
         }
         return;
     }
@@ -232,8 +234,11 @@ fn sixty_four_senders_through_a_relay_lose_nothing() {
     let started = Instant::now();
     let workers: Vec<_> = (0..senders as u32)
         .map(|sender| {
-            let (src, short, sent_bytes) =
-                (Arc::clone(&src), Arc::clone(&short), Arc::clone(&sent_bytes));
+            let (src, short, sent_bytes) = (
+                Arc::clone(&src),
+                Arc::clone(&short),
+                Arc::clone(&sent_bytes),
+            );
             std::thread::spawn(move || -> Vec<String> {
                 let mut rng = 0x2545_f491_4f6c_dd1d ^ (u64::from(sender) + 1).wrapping_mul(7919);
                 let mut errors = Vec::new();
