@@ -6,6 +6,7 @@ mod conn;
 mod dispatch;
 mod idle;
 mod incoming;
+mod journal;
 mod outgoing;
 mod ping;
 mod shmlink;
