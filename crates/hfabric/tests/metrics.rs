@@ -20,7 +20,8 @@ fn get(addr: &str, path: &str) -> (String, String, String) {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type").then(|| v.trim().to_owned())
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
         })
         .unwrap_or_default();
     (status, ctype, body.to_owned())
@@ -68,12 +69,25 @@ fn the_prometheus_endpoint_reports_what_was_sent() {
     const LEN: u64 = 3 << 20;
     let size = LEN.to_string();
     let common = ["--config", cfg_s, "--peer", &peer, "--from", "node-a"];
-    let send = [&["send", "--json"][..], &common, &["--to", "node-b", "--size", &size]].concat();
+    let send = [
+        &["send", "--json"][..],
+        &common,
+        &["--to", "node-b", "--size", &size],
+    ]
+    .concat();
     let out = hfabric(&send);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ping = [&["ping"][..], &common, &["--count", "20", "node-b"]].concat();
     let out = hfabric(&ping);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (status, ctype, body) = get(&metrics_addr, "/metrics");
     assert!(status.contains("200"), "{status}");
@@ -82,9 +96,23 @@ fn the_prometheus_endpoint_reports_what_was_sent() {
     let node = ("node", "node-b");
 
     // The transfer: one received, its bytes (with 64-byte frame headers) at the node level.
-    assert_eq!(one(&scrape, "hyperfabric_node_transfers_received_total", &[node]), 1.0);
-    let payload = one(&scrape, "hyperfabric_node_payload_bytes_received_total", &[node]);
-    assert!(payload >= LEN as f64 && payload < LEN as f64 * 1.01, "{payload}");
+    assert_eq!(
+        one(
+            &scrape,
+            "hyperfabric_node_transfers_received_total",
+            &[node]
+        ),
+        1.0
+    );
+    let payload = one(
+        &scrape,
+        "hyperfabric_node_payload_bytes_received_total",
+        &[node],
+    );
+    assert!(
+        payload >= LEN as f64 && payload < LEN as f64 * 1.01,
+        "{payload}"
+    );
     // Per link: everything node-a sent arrived on the link from node-a, headers included:
     // the data, plus at least the 20 pings.
     let link = [node, ("peer", "node-a")];
@@ -101,19 +129,33 @@ fn the_prometheus_endpoint_reports_what_was_sent() {
     let sent: f64 = by_prio.iter().map(|s| value(&s.value)).sum();
     assert!(sent >= frames_out * 64.0, "{sent}");
     for s in &by_prio {
-        assert!(s.labels.get("transport").is_some_and(|t| ["tcp", "shm", "none"].contains(&t)));
+        assert!(s
+            .labels
+            .get("transport")
+            .is_some_and(|t| ["tcp", "shm", "none"].contains(&t)));
     }
     assert_eq!(one(&scrape, "hyperfabric_drops_total", &link), 0.0);
 
     // The latency histograms parse as histograms with a +Inf bucket.
     let hist = find(&scrape, "hyperfabric_ping_latency_seconds", &link);
-    assert!(matches!(hist.first().map(|s| &s.value), Some(Value::Histogram(b)) if b.iter().any(|c| c.less_than.is_infinite())), "{hist:?}");
+    assert!(
+        matches!(hist.first().map(|s| &s.value), Some(Value::Histogram(b)) if b.iter().any(|c| c.less_than.is_infinite())),
+        "{hist:?}"
+    );
 
     // The process and its queues.
-    let rss = one(&scrape, "hyperfabric_process_resident_memory_bytes", &[node]);
+    let rss = one(
+        &scrape,
+        "hyperfabric_process_resident_memory_bytes",
+        &[node],
+    );
     assert!(rss > (1 << 20) as f64, "{rss}");
     assert!(one(&scrape, "hyperfabric_process_cpu_seconds_total", &[node]) >= 0.0);
-    let out_q = one(&scrape, "hyperfabric_queue_depth", &[node, ("queue", "outgoing_transfers")]);
+    let out_q = one(
+        &scrape,
+        "hyperfabric_queue_depth",
+        &[node, ("queue", "outgoing_transfers")],
+    );
     assert_eq!(out_q, 0.0);
 
     // JSON twin and unknown paths.

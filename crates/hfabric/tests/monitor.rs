@@ -19,8 +19,14 @@ fn fabric(dir: &Path) -> PathBuf {
             i + 1
         );
     }
-    for (a, b) in [("node-a", "node-b"), ("monitor", "node-b"), ("monitor", "node-c")] {
-        text += &format!("\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 10\nlatency_ns = 1000\n");
+    for (a, b) in [
+        ("node-a", "node-b"),
+        ("monitor", "node-b"),
+        ("monitor", "node-c"),
+    ] {
+        text += &format!(
+            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 10\nlatency_ns = 1000\n"
+        );
     }
     let path = dir.join("watched.toml");
     std::fs::write(&path, text).expect("write fabric file");
@@ -38,10 +44,20 @@ fn known_fabric(cfg: &Path) -> (Server, Server, Vec<String>) {
         c.peer_arg("node-c"),
     ];
     let size = LEN.to_string();
-    let mut send = vec!["send", "--config", cfg.to_str().unwrap(), "--from", "node-a"];
+    let mut send = vec![
+        "send",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        "node-a",
+    ];
     send.extend(["--to", "node-b", "--size", &size, "--peer", &peers[1]]);
     let out = hfabric(&send);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (b, c, peers)
 }
 
@@ -51,7 +67,11 @@ fn monitor(cfg: &Path, peers: &[String], extra: &[&str]) -> String {
     args.extend(["--nodes", "node-b,node-c", "--once", "--interval", "200ms"]);
     args.extend(extra);
     let out = hfabric(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -62,7 +82,11 @@ fn the_dashboard_shows_a_known_fabric() {
     let (_b, _c, peers) = known_fabric(&cfg);
     let export = dir.path().join("series.json");
     let export_s = export.to_str().unwrap();
-    let screen = monitor(&cfg, &peers, &["--samples", "3", "--screen", "140x30", "--export", export_s]);
+    let screen = monitor(
+        &cfg,
+        &peers,
+        &["--samples", "3", "--screen", "140x30", "--export", export_s],
+    );
     assert!(screen.contains("fabric watched — from monitor"), "{screen}");
     assert!(screen.contains("round 3"), "{screen}");
     let row = |id: &str| {
@@ -90,7 +114,10 @@ fn the_dashboard_shows_a_known_fabric() {
     for n in series["nodes"].as_array().expect("nodes") {
         assert_eq!(n["series"].as_array().map(Vec::len), Some(3), "{n}");
     }
-    assert_eq!(series["links"]["node-b→monitor"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        series["links"]["node-b→monitor"].as_array().map(Vec::len),
+        Some(3)
+    );
 }
 
 #[test]
@@ -104,23 +131,36 @@ fn once_json_is_a_snapshot_for_scripts() {
     assert_eq!(v["from"], "monitor");
     assert_eq!(v["rounds"], 2);
     let nodes = v["nodes"].as_array().expect("nodes");
-    let ids: Vec<_> = nodes.iter().map(|n| n["id"].as_str().unwrap_or("")).collect();
+    let ids: Vec<_> = nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(ids, ["node-b", "node-c"]);
     let b = &nodes[0];
     assert_eq!(b["reachable"], true);
     assert_eq!(b["metrics"]["node"], "node-b");
     assert_eq!(b["metrics"]["totals"]["transfers_received"], 1);
-    let received = b["metrics"]["totals"]["bytes_received"].as_u64().expect("bytes");
+    let received = b["metrics"]["totals"]["bytes_received"]
+        .as_u64()
+        .expect("bytes");
     assert!((LEN..LEN + LEN / 100).contains(&received), "{received}");
     // The monitor's pings came back (5 per round, none lost on loopback) and were timed.
     assert_eq!(b["now"]["loss_percent"], 0.0);
-    assert!(b["now"]["latency_p50_ns"].as_u64().is_some_and(|ns| ns > 0), "{b}");
+    assert!(
+        b["now"]["latency_p50_ns"].as_u64().is_some_and(|ns| ns > 0),
+        "{b}"
+    );
     // node-b counted the monitor's pings on its link to the monitor: 2 rounds x 5.
     let link = b["metrics"]["links"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["peer"] == "monitor"))
         .expect("link to the monitor");
-    assert!(link["frames_received"].as_u64().is_some_and(|f| f >= 10), "{link}");
-    assert!(b["metrics"]["process"]["resident_memory_bytes"].as_u64().is_some_and(|r| r > 0));
+    assert!(
+        link["frames_received"].as_u64().is_some_and(|f| f >= 10),
+        "{link}"
+    );
+    assert!(b["metrics"]["process"]["resident_memory_bytes"]
+        .as_u64()
+        .is_some_and(|r| r > 0));
     assert!(v["anomalies"].is_array());
 }

@@ -49,7 +49,10 @@ pub fn run(a: Args) -> CliResult {
         builder = builder.listen(addr);
     }
     let fabric = Arc::new(builder.start()?);
-    let exporter = a.metrics.map(|addr| MetricsServer::start(addr, &fabric)).transpose()?;
+    let exporter = a
+        .metrics
+        .map(|addr| MetricsServer::start(addr, &fabric))
+        .transpose()?;
     let metrics_addr = exporter.as_ref().map(|e| e.addr.to_string());
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {

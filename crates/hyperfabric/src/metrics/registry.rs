@@ -98,7 +98,7 @@ impl Registry {
         let mut w = self.window.lock();
         let cpu = m.process.cpu_seconds_total.unwrap_or(0.0);
         let elapsed = w.at.map(|at| now.saturating_duration_since(at));
-        if elapsed.map_or(true, |e| e >= MIN_RATE_WINDOW) {
+        if !matches!(elapsed, Some(e) if e < MIN_RATE_WINDOW) {
             if let Some(e) = elapsed {
                 let secs = e.as_secs_f64();
                 w.cpu_percent = Some(((cpu - w.cpu_seconds) / secs * 100.0).max(0.0));

@@ -25,23 +25,53 @@ pub fn check(nodes: &[NodeView]) -> Vec<Anomaly> {
         };
         if !n.reachable {
             let why = n.error.as_deref().unwrap_or("no answer yet");
-            flag("unreachable", 1.0, 0.0, format!("{}: unreachable ({why})", n.id));
+            flag(
+                "unreachable",
+                1.0,
+                0.0,
+                format!("{}: unreachable ({why})", n.id),
+            );
             continue;
         }
         let p = &n.now;
         if let Some(lat) = p.latency_p50_ns {
             let ms = lat as f64 / 1e6;
-            flag("latency", lat as f64, LATENCY_NS, format!("{}: latency {ms:.2} ms > 1 ms", n.id));
+            flag(
+                "latency",
+                lat as f64,
+                LATENCY_NS,
+                format!("{}: latency {ms:.2} ms > 1 ms", n.id),
+            );
         }
         let loss = p.loss_percent;
-        flag("loss", loss, LOSS_PERCENT, format!("{}: ping loss {loss:.2}% > 0.1%", n.id));
+        flag(
+            "loss",
+            loss,
+            LOSS_PERCENT,
+            format!("{}: ping loss {loss:.2}% > 0.1%", n.id),
+        );
         let re = p.retransmit_percent;
-        flag("retransmits", re, LOSS_PERCENT, format!("{}: retransmitted {re:.2}% of bytes > 0.1%", n.id));
+        flag(
+            "retransmits",
+            re,
+            LOSS_PERCENT,
+            format!("{}: retransmitted {re:.2}% of bytes > 0.1%", n.id),
+        );
         if let Some(cpu) = p.cpu_percent {
-            flag("cpu", cpu, CPU_PERCENT, format!("{}: CPU {cpu:.0}% > 90%", n.id));
+            flag(
+                "cpu",
+                cpu,
+                CPU_PERCENT,
+                format!("{}: CPU {cpu:.0}% > 90%", n.id),
+            );
         }
         if let Some(mem) = p.memory_percent {
-            flag("memory", mem, MEMORY_PERCENT, format!("{}: memory {mem:.0}% > 90%", n.id));
+            flag(
+                "memory",
+                mem,
+                MEMORY_PERCENT,
+                format!("{}: memory {mem:.0}% > 90%", n.id),
+            );
         }
     }
     out
@@ -93,7 +123,14 @@ mod tests {
         let metrics: Vec<_> = found.iter().map(|a| a.metric).collect();
         assert_eq!(
             metrics,
-            ["latency", "loss", "retransmits", "cpu", "memory", "unreachable"]
+            [
+                "latency",
+                "loss",
+                "retransmits",
+                "cpu",
+                "memory",
+                "unreachable"
+            ]
         );
         assert_eq!(found[0].message, "hot: latency 2.50 ms > 1 ms");
         assert!(found[5].message.contains("connection refused"));

@@ -66,7 +66,9 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_screen(s: &str) -> Result<(u16, u16), String> {
-    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT, e.g. 120x32")?;
+    let (w, h) = s
+        .split_once('x')
+        .ok_or("expected WIDTHxHEIGHT, e.g. 120x32")?;
     let n = |v: &str| v.parse::<u16>().ok().filter(|v| (10..=1000).contains(v));
     match (n(w), n(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
@@ -80,7 +82,10 @@ pub fn run(a: Args) -> CliResult {
     let from = match &a.from {
         Some(f) => f.clone(),
         None if ids.iter().any(|i| i == "monitor") => "monitor".into(),
-        None => ids.first().cloned().ok_or_else(|| CliError::usage("the fabric file has no nodes"))?,
+        None => ids
+            .first()
+            .cloned()
+            .ok_or_else(|| CliError::usage("the fabric file has no nodes"))?,
     };
     let nodes: Vec<String> = if a.nodes.is_empty() {
         ids.iter().filter(|i| **i != from).cloned().collect()
@@ -88,7 +93,9 @@ pub fn run(a: Args) -> CliResult {
         a.nodes.clone()
     };
     if let Some(bad) = nodes.iter().find(|n| !ids.contains(n)) {
-        return Err(CliError::usage(format!("--nodes: `{bad}` is not a node of the fabric file")));
+        return Err(CliError::usage(format!(
+            "--nodes: `{bad}` is not a node of the fabric file"
+        )));
     }
     let fabric_name = cfg.name.clone();
     let fabric = crate::common::start_client_with(cfg, &from, a.fabric.transport.into())?;
@@ -99,7 +106,9 @@ pub fn run(a: Args) -> CliResult {
         nodes: &nodes,
         started,
         pings: a.pings.max(1),
-        timeout: a.interval.clamp(Duration::from_millis(300), Duration::from_secs(2)),
+        timeout: a
+            .interval
+            .clamp(Duration::from_millis(300), Duration::from_secs(2)),
     };
     if a.once {
         for i in 0..a.samples.max(1) {

@@ -69,8 +69,8 @@ fn node_row(n: &NodeView) -> Row<'static> {
 
 fn node_table(s: &MonitorState) -> Table<'static> {
     let header = [
-        "Node", "State", "Lat p50", "Lat p99", "Loss", "Tx/s", "Rx/s", "Received", "Xfers",
-        "CPU", "RSS", "Mem",
+        "Node", "State", "Lat p50", "Lat p99", "Loss", "Tx/s", "Rx/s", "Received", "Xfers", "CPU",
+        "RSS", "Mem",
     ];
     let widths = [
         Constraint::Min(10),
@@ -117,9 +117,9 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
             .rev()
             .map(|p| (p.send_bytes_per_second + p.receive_bytes_per_second) as u64)
             .collect();
-        let current = series
-            .back()
-            .map_or(0.0, |p| p.send_bytes_per_second + p.receive_bytes_per_second);
+        let current = series.back().map_or(0.0, |p| {
+            p.send_bytes_per_second + p.receive_bytes_per_second
+        });
         f.render_widget(Paragraph::new(name.as_str()), label);
         f.render_widget(
             Sparkline::default()
@@ -127,7 +127,10 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
                 .style(Style::default().fg(Color::Cyan)),
             spark,
         );
-        f.render_widget(Paragraph::new(format!(" {}/s", fmt_bytes(current as u64))), now);
+        f.render_widget(
+            Paragraph::new(format!(" {}/s", fmt_bytes(current as u64))),
+            now,
+        );
     }
 }
 
@@ -137,12 +140,19 @@ fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
     } else {
         s.anomalies
             .iter()
-            .map(|a| Line::from(Span::styled(a.message.clone(), Style::default().fg(Color::Red))))
+            .map(|a| {
+                Line::from(Span::styled(
+                    a.message.clone(),
+                    Style::default().fg(Color::Red),
+                ))
+            })
             .collect()
     };
-    Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(
-        " Anomalies (latency > 1 ms, loss > 0.1%, CPU > 90%, memory > 90%) ",
-    ))
+    Paragraph::new(lines).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(" Anomalies (latency > 1 ms, loss > 0.1%, CPU > 90%, memory > 90%) "),
+    )
 }
 
 /// The dashboard drawn off screen, as plain text lines (`--once`, tests).
@@ -152,9 +162,7 @@ pub fn to_text(s: &MonitorState, width: u16, height: u16) -> std::io::Result<Str
     let buf = term.backend().buffer();
     let mut out = String::with_capacity((width as usize + 1) * height as usize);
     for y in 0..buf.area.height {
-        let line: String = (0..buf.area.width)
-            .map(|x| buf[(x, y)].symbol())
-            .collect();
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
         out.push_str(line.trim_end());
         out.push('\n');
     }
@@ -204,12 +212,26 @@ mod tests {
         s.ingest(vec![obs(1000, Ok(metrics("gpu-1", 11.0, 2 << 20, 1.25)))]);
         let text = to_text(&s, 130, 30).expect("off-screen draw");
         assert!(text.contains("fabric lab"), "{text}");
-        let row = text.lines().find(|l| l.contains("gpu-1")).expect("gpu-1 row");
-        for figure in ["up", "50.00 µs", "60.00 µs", "2.00 MiB/s", "3.00 MiB", "25.0%", "12.00 MiB"] {
+        let row = text
+            .lines()
+            .find(|l| l.contains("gpu-1"))
+            .expect("gpu-1 row");
+        for figure in [
+            "up",
+            "50.00 µs",
+            "60.00 µs",
+            "2.00 MiB/s",
+            "3.00 MiB",
+            "25.0%",
+            "12.00 MiB",
+        ] {
             assert!(row.contains(figure), "{figure} missing from {row:?}");
         }
         assert!(text.contains("gpu-2") && text.contains("DOWN"), "{text}");
-        assert!(text.contains("gpu-2: unreachable (connection refused)"), "{text}");
+        assert!(
+            text.contains("gpu-2: unreachable (connection refused)"),
+            "{text}"
+        );
         assert!(text.contains("gpu-1→monitor"), "{text}");
     }
 }

@@ -173,7 +173,11 @@ fn fill_from_metrics(p: &mut Point, prev: Option<&NodeMetrics>, m: &NodeMetrics)
             p.receive_bytes_per_second = d(|l| l.bytes_received) / dt;
             let sent = d(|l| l.bytes_sent);
             let resent = d(|l| l.retransmitted_bytes);
-            p.retransmit_percent = if sent > 0.0 { resent * 100.0 / sent } else { 0.0 };
+            p.retransmit_percent = if sent > 0.0 {
+                resent * 100.0 / sent
+            } else {
+                0.0
+            };
             p.cpu_percent = match (m.process.cpu_seconds_total, pm.process.cpu_seconds_total) {
                 (Some(now), Some(then)) => Some(((now - then) / dt * 100.0).max(0.0)),
                 _ => m.process.cpu_percent,
@@ -190,7 +194,11 @@ fn fill_from_metrics(p: &mut Point, prev: Option<&NodeMetrics>, m: &NodeMetrics)
 }
 
 /// Per-link rates of node `m` since its previous snapshot.
-fn link_points(prev: Option<&NodeMetrics>, m: &NodeMetrics, at_ms: u64) -> Vec<(String, LinkPoint)> {
+fn link_points(
+    prev: Option<&NodeMetrics>,
+    m: &NodeMetrics,
+    at_ms: u64,
+) -> Vec<(String, LinkPoint)> {
     m.links
         .iter()
         .map(|l| {

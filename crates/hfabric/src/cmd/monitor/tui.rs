@@ -91,7 +91,10 @@ fn ui_loop(
             dirty = true;
         }
         if dirty {
-            guard.term.draw(|f| super::render::draw(f, state)).map_err(io)?;
+            guard
+                .term
+                .draw(|f| super::render::draw(f, state))
+                .map_err(io)?;
             dirty = false;
         }
         if event::poll(Duration::from_millis(100)).map_err(io)? {
