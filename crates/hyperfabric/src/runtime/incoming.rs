@@ -125,6 +125,11 @@ impl IncomingTable {
         }
     }
 
+    /// Transfers being received, and messages waiting for the application (metrics).
+    pub(super) fn depths(&self) -> (usize, usize) {
+        (self.open.lock().len(), self.rx.len())
+    }
+
     pub(super) fn is_done(&self, key: TransferKey) -> bool {
         self.done.lock().set.contains(&key)
     }
