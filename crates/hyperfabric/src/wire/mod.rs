@@ -17,7 +17,7 @@
 
 mod body;
 
-pub use body::{decode_hello, encode_hello, Hello};
+pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
@@ -78,10 +78,13 @@ pub enum FrameKind {
     ShmOffer = 11,
     /// The acceptor opened both rings; frames travel through them from now on.
     ShmAccept = 12,
+    /// Dialer to acceptor, right after an authenticated Welcome: the dialer's 32-byte
+    /// HMAC proof of the fabric secret (see `body.rs`).
+    Auth = 13,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 12] = [
+    pub const ALL: [FrameKind; 13] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -94,6 +97,7 @@ impl FrameKind {
         FrameKind::Close,
         FrameKind::ShmOffer,
         FrameKind::ShmAccept,
+        FrameKind::Auth,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {
