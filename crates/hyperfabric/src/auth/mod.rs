@@ -5,6 +5,7 @@
 //! role of the prover, so a proof cannot be replayed on another connection (fresh challenges),
 //! reflected back to its sender (role label) or moved to another pair of nodes (ids).
 
+pub mod handshake;
 pub mod tls;
 
 use crate::config::{FabricConfig, SecurityConfig};

@@ -14,11 +14,11 @@
 
 use super::conn::{body, read_frame, read_loop, Conn, Lane, READ_BUFFER_BYTES};
 use super::{shmlink, NodeInner, Peer};
-use crate::auth::{self, Role, Transcript};
+use crate::auth::{self, handshake::Acceptor};
 use crate::error::{Error, Result};
 use crate::transport::tcp;
 use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
-use crate::wire::{self, FrameKind, Header, Hello, HelloAuth, AUTH_LEN};
+use crate::wire::{self, FrameKind, Header, Hello, HelloAuth};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
@@ -197,7 +197,14 @@ fn greet_as_dialer(
             ))),
         };
     };
-    let proof = verify_acceptor(node, peer, secret, mine, welcome.auth.as_ref());
+    let proof = auth::handshake::dialer_proof(
+        secret,
+        &node.fabric_name,
+        &node.me,
+        &peer.id,
+        mine,
+        welcome.auth.as_ref(),
+    );
     match proof {
         Ok(mine) => {
             send(tx, node, peer.key, FrameKind::Auth, &mine).map_err(|e| io_err(e.to_string()))
@@ -208,40 +215,6 @@ fn greet_as_dialer(
             Err(refused(why))
         }
     }
-}
-
-/// Checks the acceptor's proof; returns ours.
-fn verify_acceptor(
-    node: &NodeInner,
-    peer: &Peer,
-    secret: &auth::Secret,
-    mine: &[u8; AUTH_LEN],
-    theirs: Option<&HelloAuth>,
-) -> Result<[u8; AUTH_LEN], String> {
-    let Some(HelloAuth {
-        challenge,
-        proof: Some(proof),
-    }) = theirs
-    else {
-        return Err(format!(
-            "`{}` did not prove the fabric secret (is secret_file set on it?)",
-            peer.id
-        ));
-    };
-    let t = Transcript {
-        fabric: &node.fabric_name,
-        dialer: &node.me,
-        acceptor: &peer.id,
-        dialer_challenge: mine,
-        acceptor_challenge: challenge,
-    };
-    if !secret.verify(Role::Acceptor, &t, proof) {
-        return Err(format!(
-            "`{}` answered with a wrong proof of the fabric secret (a different secret_file)",
-            peer.id
-        ));
-    }
-    Ok(secret.prove(Role::Dialer, &t))
 }
 
 fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Result<()> {
@@ -355,32 +328,21 @@ fn greet_as_acceptor(
     reader: &mut Reader,
     session: Option<&TlsSession>,
 ) -> std::result::Result<Peer, String> {
+    let acceptor = Acceptor {
+        fabric: &node.fabric_name,
+        me: &node.me,
+        secret: node.secret.as_ref(),
+        challenge: auth::challenge(),
+    };
     let mut payload = Vec::new();
     let header =
         read_frame(reader, node.limits, &mut payload).map_err(|e| format!("bad hello: {e}"))?;
-    if header.kind != FrameKind::Hello {
-        return Err(format!("expected Hello, got {:?}", header.kind));
-    }
-    let hello = wire::decode_hello(FrameKind::Hello, body(&payload, &header))
-        .map_err(|e| format!("bad hello: {e}"))?;
-    if hello.fabric != node.fabric_name {
-        return Err(format!(
-            "wrong fabric `{}` (this is `{}`)",
-            hello.fabric, node.fabric_name
-        ));
-    }
-    let peer = match node
-        .peer_by_key(wire::node_key(&hello.node))
-        .filter(|p| p.id == hello.node)
-    {
-        Some(p) if header.src == p.key => p,
-        _ => {
-            return Err(format!(
-                "unknown node `{}` in fabric `{}`",
-                hello.node, node.fabric_name
-            ))
-        }
+    let known = |id: &str, key: u64| {
+        node.peer_by_key(wire::node_key(id))
+            .is_some_and(|p| p.id == id && p.key == key)
     };
+    let greeted = acceptor.on_hello(&header, body(&payload, &header), known)?;
+    let peer = node.peer_by_id(&greeted.peer).map_err(|e| e.to_string())?;
     if let Some(session) = session {
         let certs = session.peer_certificates();
         let cert = certs
@@ -388,84 +350,12 @@ fn greet_as_acceptor(
             .ok_or("the peer presented no TLS certificate")?;
         auth::tls::cert_names(cert, &peer.id).map_err(|e| format!("node `{}`: {e}", peer.id))?;
     }
-    let mut welcome = Hello {
-        fabric: node.fabric_name.clone(),
-        node: node.me.clone(),
-        nonce: hello.nonce,
-        auth: None,
-    };
-    let secret = match (&node.secret, &hello.auth) {
-        (None, None) => None,
-        (Some(_), None) => return Err(format!(
-            "node `{}` sent no proof of the fabric secret (secret_file is set here; is it set on `{}`?)",
-            peer.id, peer.id
-        )),
-        (None, Some(_)) => return Err(format!(
-            "node `{}` offers a fabric secret but this node has none (secret_file is not set here)",
-            peer.id
-        )),
-        (Some(_), Some(HelloAuth { proof: Some(_), .. })) => {
-            return Err("a hello must not carry a proof".into())
-        }
-        (Some(s), Some(a)) => Some((s, a.challenge)),
-    };
-    let mine = auth::challenge();
-    let t = secret.as_ref().map(|(_, theirs)| Transcript {
-        fabric: &node.fabric_name,
-        dialer: &peer.id,
-        acceptor: &node.me,
-        dialer_challenge: theirs,
-        acceptor_challenge: &mine,
-    });
-    if let (Some((s, _)), Some(t)) = (&secret, &t) {
-        welcome.auth = Some(HelloAuth {
-            challenge: mine,
-            proof: Some(s.prove(Role::Acceptor, t)),
-        });
-    }
-    send(
-        tx,
-        node,
-        peer.key,
-        FrameKind::Welcome,
-        &wire::encode_hello(&welcome),
-    )
-    .map_err(|e| format!("welcome not sent: {e}"))?;
-    if let (Some((s, _)), Some(t)) = (&secret, &t) {
-        check_dialer_proof(node, reader, &peer, s, t)?;
+    send(tx, node, peer.key, FrameKind::Welcome, &greeted.welcome)
+        .map_err(|e| format!("welcome not sent: {e}"))?;
+    if let Some(theirs) = greeted.awaiting_proof {
+        let header = read_frame(reader, node.limits, &mut payload)
+            .map_err(|e| format!("node `{}` sent no proof of the fabric secret: {e}", peer.id))?;
+        acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
     }
     Ok(peer)
-}
-
-/// Reads the dialer's `Auth` frame and checks its proof.
-fn check_dialer_proof(
-    node: &NodeInner,
-    reader: &mut Reader,
-    peer: &Peer,
-    secret: &auth::Secret,
-    t: &Transcript<'_>,
-) -> std::result::Result<(), String> {
-    let mut payload = Vec::new();
-    let header = read_frame(reader, node.limits, &mut payload)
-        .map_err(|e| format!("node `{}` sent no proof of the fabric secret: {e}", peer.id))?;
-    let b = body(&payload, &header);
-    match header.kind {
-        FrameKind::Auth => {
-            let proof = wire::decode_proof(b).map_err(|e| format!("bad proof: {e}"))?;
-            if secret.verify(Role::Dialer, t, &proof) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "node `{}` sent a wrong proof of the fabric secret (a different secret_file)",
-                    peer.id
-                ))
-            }
-        }
-        FrameKind::Reject => Err(format!(
-            "node `{}` refused our proof: {}",
-            peer.id,
-            String::from_utf8_lossy(b)
-        )),
-        other => Err(format!("expected Auth from `{}`, got {other:?}", peer.id)),
-    }
 }
