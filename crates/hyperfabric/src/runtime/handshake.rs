@@ -12,7 +12,7 @@
 //! A failed check is answered with `Reject(reason)` by whichever side found it, logged, and
 //! the connection is closed before any other frame is read or sent.
 
-use super::conn::{body, read_frame, read_loop, Conn, Lane, READ_BUFFER_BYTES};
+use super::conn::{body, read_frame, read_loop, Conn, FrameError, Lane, READ_BUFFER_BYTES};
 use super::{shmlink, NodeInner, Peer};
 use crate::auth::{self, handshake::Acceptor};
 use crate::error::{Error, Result};
@@ -159,8 +159,18 @@ fn greet_as_dialer(
     )
     .map_err(|e| io_err(e.to_string()))?;
     let mut payload = Vec::new();
-    let answer =
-        read_frame(reader, node.limits, &mut payload).map_err(|e| io_err(e.to_string()))?;
+    let answer = read_frame(reader, node.limits, &mut payload).map_err(|e| match e {
+        // With TLS, a failure here is the peer's verdict on our certificate (a TLS alert).
+        FrameError::Io(e) if tx.is_tls() && e.kind() == io::ErrorKind::InvalidData => {
+            Error::Rejected {
+                reason: format!(
+                    "{} refused the TLS session: {e} (is our certificate signed by its tls_ca and made for `{}`?)",
+                    peer.id, node.me
+                ),
+            }
+        }
+        e => io_err(e.to_string()),
+    })?;
     let refused = |reason: String| Error::Rejected { reason };
     let welcome = match answer.kind {
         FrameKind::Welcome => wire::decode_hello(FrameKind::Welcome, body(&payload, &answer))
@@ -288,7 +298,10 @@ fn secure_acceptor(
     };
     // A plain frame starts with the magic, a TLS client hello with record type 22.
     let mut first = [0u8; 4];
-    let peeked = stream.peek(&mut first).unwrap_or(0);
+    let peeked = match stream.peek(&mut first) {
+        Ok(n) => n,
+        Err(e) => return Err((format!("no hello: {e}"), false)),
+    };
     let plain_peer = peeked == 4 && first == wire::MAGIC.to_le_bytes();
     let Some(tls) = &node.tls else {
         if peeked > 0 && first[0] == 0x16 {
