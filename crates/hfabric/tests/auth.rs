@@ -69,6 +69,7 @@ fn stored_files(store: &Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".hf-done") // the journal of completed transfers
                 .collect()
         })
         .unwrap_or_default();

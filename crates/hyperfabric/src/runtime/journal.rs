@@ -18,16 +18,17 @@ pub(super) const JOURNAL_NAME: &str = ".hf-done";
 
 pub(super) struct DoneJournal {
     path: PathBuf,
-    file: File,
+    /// Opened for appending at the first record: a store that never completed a transfer
+    /// holds no journal.
+    file: Option<File>,
     records: usize,
     /// Records kept when the file is compacted.
     keep: usize,
 }
 
 impl DoneJournal {
-    /// Opens (or creates) the journal of `dir`; returns it with the last `keep` keys it holds.
+    /// Reads the journal of `dir` if there is one; returns it with the last `keep` keys it holds.
     pub(super) fn open(dir: &Path, keep: usize) -> io::Result<(DoneJournal, Vec<TransferKey>)> {
-        std::fs::create_dir_all(dir)?;
         let path = dir.join(JOURNAL_NAME);
         let mut bytes = Vec::new();
         match File::open(&path) {
@@ -53,7 +54,7 @@ impl DoneJournal {
             keys.drain(..keys.len() - keep);
         }
         let mut journal = DoneJournal {
-            file: OpenOptions::new().append(true).create(true).open(&path)?,
+            file: None,
             path,
             records: bytes.len() / RECORD_LEN,
             keep,
@@ -74,8 +75,21 @@ impl DoneJournal {
             let keys: Vec<TransferKey> = recent.copied().collect();
             self.rewrite(&keys)?;
         }
-        self.file.write_all(&encode(key))?;
-        self.file.sync_data()?;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let f = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&self.path)?;
+                self.file.insert(f)
+            }
+        };
+        file.write_all(&encode(key))?;
+        file.sync_data()?;
         self.records += 1;
         Ok(())
     }
@@ -93,7 +107,7 @@ impl DoneJournal {
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.records = keys.len();
         Ok(())
     }
@@ -115,6 +129,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, keys) = DoneJournal::open(dir.path(), 4).unwrap();
         assert!(keys.is_empty());
+        assert!(
+            !dir.path().join(JOURNAL_NAME).exists(),
+            "created only when needed"
+        );
         j.record((1, 10), [].iter()).unwrap();
         j.record((2, 20), [].iter()).unwrap();
         drop(j);
