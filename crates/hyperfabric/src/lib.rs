@@ -5,6 +5,7 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 
+pub mod alert;
 pub mod compress;
 pub mod config;
 pub mod error;

@@ -5,6 +5,7 @@
 //! Every problem is an [`Error::Config`] naming the file, the field path and the reason, e.g.
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
+pub mod alerts;
 mod policy;
 mod profile;
 mod raw;
@@ -16,6 +17,7 @@ pub use policy::{
     PARAM_CACHE_BYTES,
 };
 pub use profile::{IdleStrategy, ProfileName, Tuning};
+pub use alerts::{AlertsConfig, Endpoint};
 pub use render::nodes_table;
 
 use crate::error::Error;
@@ -43,6 +45,8 @@ pub struct FabricConfig {
     pub zones: Vec<ZoneConfig>,
     /// `[data_types.<name>]`: per data type defaults (priority, compression, transform).
     pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
+    /// `[alerts]`: anomaly thresholds and alert endpoints (absent: no watcher runs).
+    pub alerts: Option<alerts::AlertsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
