@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod compress;
+pub mod diagnose;
 pub mod config;
 pub mod error;
 pub mod node;
