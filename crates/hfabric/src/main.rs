@@ -36,6 +36,8 @@ enum Command {
     Route(cmd::route::Args),
     /// Show a fabric's topology (table, tree, json, dot, graphml, gml) or draw it as SVG.
     Topo(cmd::topo::Args),
+    /// Diagnose the route between two running nodes: latency per hop, bottlenecks, BDP, advice.
+    Diagnose(cmd::diagnose::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Route(a) => cmd::route::run(a),
         Command::Topo(a) => cmd::topo::run(a),
+        Command::Diagnose(a) => cmd::diagnose::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

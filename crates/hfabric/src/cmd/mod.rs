@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod diagnose;
 pub mod nodes;
 pub mod ping;
 pub mod route;

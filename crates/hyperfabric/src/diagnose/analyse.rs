@@ -164,11 +164,14 @@ fn bottleneck(kind: &str, hop: usize, h: &HopReport, reason: String) -> Bottlene
     }
 }
 
+/// The product of the route's configured bottleneck bandwidth (what the buffers must be able
+/// to fill; a measured figure would size them for today's shortfall) and the measured RTT.
+/// A route without a finite figure falls back to the measured throughput.
 fn bdp(m: &Measured, measured_gbps: Option<f64>) -> Option<Bdp> {
     let rtt = m.hops.last()?.0.median()?;
     let (gbps, source) = match measured_gbps {
-        Some(g) => (g, "measured"),
-        None => (m.route.bandwidth_gbps, "configured"),
+        Some(g) if !m.route.bandwidth_gbps.is_finite() => (g, "measured"),
+        _ => (m.route.bandwidth_gbps, "configured"),
     };
     if !gbps.is_finite() || gbps <= 0.0 {
         return None;
@@ -197,9 +200,9 @@ fn route_around(m: &Measured, cfg: &FabricConfig, a: &str, b: &str) -> Option<Ve
 fn detour_advice(m: &Measured, cfg: &FabricConfig, h: &HopReport) -> String {
     match route_around(m, cfg, &h.from, &h.to) {
         Some(alt) => format!(
-            "route around it: {} avoids {}–{} (e.g. `hfabric send --from {} --to {} --via {}=1`), \
+            "route around it: {} avoids {}-{} (e.g. `hfabric send --from {} --to {} --via {}=1`), \
              or stripe over both paths with adaptive multipath",
-            alt.join(" → "),
+            alt.join(" -> "),
             h.from,
             h.to,
             m.from,
@@ -207,7 +210,7 @@ fn detour_advice(m: &Measured, cfg: &FabricConfig, h: &HopReport) -> String {
             alt.get(1).map_or("", String::as_str)
         ),
         None => format!(
-            "no other route from {} to {} avoids {}–{}: inspect that link (queueing, shaping, \
+            "no other route from {} to {} avoids {}-{}: inspect that link (queueing, shaping, \
              a faulty NIC or cable, injected faults) or add a parallel link to the fabric",
             m.from, m.to, h.from, h.to
         ),
@@ -232,14 +235,14 @@ fn hop_recommendations(
     };
     if h.health == Health::Down {
         let err = m.hops.get(i).and_then(|s| s.0.error.clone()).unwrap_or_default();
-        let issue = format!("no probe through {} → {} came back ({err})", h.from, h.to);
+        let issue = format!("no probe through {} -> {} came back ({err})", h.from, h.to);
         let advice = format!("check that {} runs and is reachable; {}", h.to, detour_advice(m, cfg, h));
         rec("reachability", issue, advice, Urgency::High);
         return;
     }
     if let Some(l) = h.latency_ns.filter(|l| *l as f64 > limits.latency_ns) {
         let issue = format!(
-            "hop {} → {} adds {} to the round trip (configured {}, limit {})",
+            "hop {} -> {} adds {} to the round trip (configured {}, limit {})",
             h.from,
             h.to,
             human_ns(l as f64),
@@ -250,7 +253,7 @@ fn hop_recommendations(
     }
     if h.loss_pct / 100.0 > limits.loss_ratio {
         let issue = format!(
-            "{:.1}% of the probes through {} → {} failed (limit {:.2}%)",
+            "{:.1}% of the probes through {} -> {} failed (limit {:.2}%)",
             h.loss_pct,
             h.from,
             h.to,
@@ -260,7 +263,7 @@ fn hop_recommendations(
     }
     if let Some(j) = h.jitter_ns.filter(|j| *j as f64 > limits.latency_ns) {
         let issue = format!(
-            "round trips through {} → {} vary by {} (p90 − p10)",
+            "round trips through {} -> {} vary by {} (p90 − p10)",
             h.from,
             h.to,
             human_ns(j as f64)
@@ -355,7 +358,7 @@ fn throughput_recommendation(
         .min_by(|a, b| a.utilisation.unwrap_or(1.0).total_cmp(&b.utilisation.unwrap_or(1.0)));
     let advice = match narrow {
         Some(h) => format!(
-            "the narrowest hop is {} → {}; {}; compressible data gains from `--compression auto`",
+            "the narrowest hop is {} -> {}; {}; compressible data gains from `--compression auto`",
             h.from,
             h.to,
             detour_advice(m, cfg, h)

@@ -23,7 +23,7 @@ fn series(median_us: u64, n: u64) -> Series {
     s
 }
 
-/// Measured figures for `from → to` where the k-th route node answers in `rtt_us[k]`.
+/// Measured figures for `from -> to` where the k-th route node answers in `rtt_us[k]`.
 fn measured(cfg: &FabricConfig, from: &str, to: &str, rtt_us: &[u64]) -> Measured {
     let route = Router::new(Topology::from_config(cfg))
         .route(from, to, Strategy::LowestLatency, Instant::now())
@@ -70,7 +70,7 @@ fn slow_hop_of_a_chain_is_the_bottleneck_with_no_detour() {
     assert_eq!((b.kind.as_str(), b.from.as_str(), b.to.as_str()), ("latency", "c", "d"));
     let lat: Vec<_> = r.recommendations.iter().filter(|x| x.category == "latency").collect();
     assert_eq!(lat.len(), 1, "{:#?}", r.recommendations);
-    assert!(lat[0].issue.contains("c → d adds 20.00 ms"), "{}", lat[0].issue);
+    assert!(lat[0].issue.contains("c -> d adds 20.00 ms"), "{}", lat[0].issue);
     assert!(lat[0].recommendation.contains("no other route"), "{}", lat[0].recommendation);
     assert_eq!(lat[0].priority, Urgency::High);
 }
@@ -84,7 +84,7 @@ fn slow_hop_of_a_diamond_gets_a_detour() {
     let r = analyse(&m, &cfg, &limits());
     let lat = r.recommendations.iter().find(|x| x.category == "latency").unwrap();
     assert!(
-        lat.recommendation.contains(&format!("s → {other} → t")) && lat.recommendation.contains(&format!("--via {other}=1")),
+        lat.recommendation.contains(&format!("s -> {other} -> t")) && lat.recommendation.contains(&format!("--via {other}=1")),
         "{}",
         lat.recommendation
     );
@@ -130,7 +130,7 @@ fn down_hop_and_losses_are_reported() {
     let r = analyse(&m, &cfg, &limits());
     assert_eq!(r.hops[1].health, Health::Down);
     assert_eq!(r.hops[0].health, Health::Degraded);
-    assert!(r.recommendations.iter().any(|x| x.category == "reachability" && x.issue.contains("b → c")));
+    assert!(r.recommendations.iter().any(|x| x.category == "reachability" && x.issue.contains("b -> c")));
     assert!(r.recommendations.iter().any(|x| x.category == "reliability" && x.issue.contains("6.2%")));
     assert!(r.bdp.is_none(), "no round trip to the destination, no BDP");
 }
@@ -146,5 +146,5 @@ fn throughput_far_below_the_route_names_the_narrowest_hop() {
     let b = r.bottlenecks.iter().find(|b| b.kind == "bandwidth").unwrap();
     assert_eq!((b.from.as_str(), b.to.as_str()), ("b", "c"));
     let bw = r.recommendations.iter().find(|x| x.category == "bandwidth").unwrap();
-    assert!(bw.issue.contains("5.00 Gbit/s, 5%") && bw.recommendation.contains("b → c"), "{bw:?}");
+    assert!(bw.issue.contains("5.00 Gbit/s, 5%") && bw.recommendation.contains("b -> c"), "{bw:?}");
 }

@@ -137,7 +137,7 @@ pub struct Bottleneck {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bdp {
     pub bandwidth_gbps: f64,
-    /// "measured" (--full) or "configured" (the route's bottleneck link).
+    /// "configured" (the route's bottleneck link) or "measured" (--full, routes without one).
     pub bandwidth_source: String,
     pub rtt_ns: u64,
     pub bytes: u64,
