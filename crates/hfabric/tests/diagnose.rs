@@ -1,0 +1,127 @@
+//! `hfabric diagnose` against real processes on loopback, one hop slowed by a delaying proxy
+//! between two relays: the report names that hop and recommends something that fits.
+
+mod support;
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use proxy::DelayProxy;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+const DELAY: Duration = Duration::from_millis(20);
+
+fn tcp(extra: &[String]) -> Vec<String> {
+    let mut v = vec!["--transport".to_owned(), "tcp".to_owned()];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn peer(id: &str, addr: std::net::SocketAddr) -> [String; 2] {
+    ["--peer".to_owned(), format!("{id}={addr}")]
+}
+
+fn diagnose(cfg: &Path, peers: &[String], out: &Path) -> Value {
+    let mut args = vec![
+        "diagnose", "--json", "--transport", "tcp", "--from", "src", "--to", "dst", "--probes",
+        "9", "--output",
+    ];
+    args.push(out.to_str().unwrap());
+    args.push("--config");
+    args.push(cfg.to_str().unwrap());
+    args.extend(peers.iter().map(String::as_str));
+    let o = hfabric(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    assert_eq!(printed, written, "--output writes the report --json prints");
+    printed
+}
+
+fn latency_bottleneck(r: &Value) -> (String, String) {
+    let b = r["bottlenecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "latency")
+        .expect("a latency bottleneck");
+    (b["from"].as_str().unwrap().into(), b["to"].as_str().unwrap().into())
+}
+
+fn latency_advice(r: &Value) -> Vec<&Value> {
+    r["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["category"] == "latency")
+        .collect()
+}
+
+#[test]
+fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chain_file(dir.path());
+    let dst = Server::start_with(&cfg, "dst", None, &tcp(&[]));
+    let r2 = Server::start_with(&cfg, "relay-2", None, &tcp(&peer("dst", dst.addr)));
+    let slow = DelayProxy::start(r2.addr, DELAY);
+    let r1 = Server::start_with(&cfg, "relay-1", None, &tcp(&peer("relay-2", slow.addr)));
+    let mut peers = Vec::new();
+    for (id, s) in [("relay-1", &r1), ("relay-2", &r2), ("dst", &dst)] {
+        peers.extend(peer(id, s.addr));
+    }
+    let r = diagnose(&cfg, &peers, &dir.path().join("report.json"));
+    assert_eq!(r["route"], serde_json::json!(["src", "relay-1", "relay-2", "dst"]));
+    assert_eq!(r["size_sweep"].as_array().unwrap().len(), 5);
+    let hops = r["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 3);
+    // The slowed hop adds at least the delay; the hops after and before it do not.
+    let adds = |i: usize| hops[i]["latency_ns"].as_i64().unwrap();
+    assert!(adds(1) >= DELAY.as_nanos() as i64, "{hops:#?}");
+    assert_eq!(hops[1]["health"], "degraded");
+    assert_eq!(latency_bottleneck(&r), ("relay-1".into(), "relay-2".into()));
+    let advice = latency_advice(&r);
+    assert!(
+        advice.iter().any(|x| {
+            x["issue"].as_str().unwrap().contains("relay-1 -> relay-2")
+                && x["recommendation"].as_str().unwrap().contains("no other route")
+                && x["priority"] == "high"
+        }),
+        "{:#?}",
+        r["recommendations"]
+    );
+    assert!(r["bdp"]["rtt_ns"].as_u64().unwrap() >= DELAY.as_nanos() as u64);
+}
+
+#[test]
+fn slow_hop_of_a_diamond_gets_the_other_relay_as_detour() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = diamond_file(dir.path());
+    let route = hfabric(&[
+        "route", "--json", "--config", cfg.to_str().unwrap(), "--from", "src", "--to", "dst",
+    ]);
+    let route: Value = serde_json::from_slice(&route.stdout).unwrap();
+    let relay = route["nodes"][1].as_str().unwrap().to_owned();
+    let other = if relay == "relay-1" { "relay-2" } else { "relay-1" };
+    let dst = Server::start_with(&cfg, "dst", None, &tcp(&[]));
+    let slow = DelayProxy::start(dst.addr, DELAY);
+    let on_route = Server::start_with(&cfg, &relay, None, &tcp(&peer("dst", slow.addr)));
+    let spare = Server::start_with(&cfg, other, None, &tcp(&peer("dst", dst.addr)));
+    let mut peers = Vec::new();
+    for (id, s) in [(relay.as_str(), &on_route), (other, &spare), ("dst", &dst)] {
+        peers.extend(peer(id, s.addr));
+    }
+    let r = diagnose(&cfg, &peers, &dir.path().join("report.json"));
+    assert_eq!(latency_bottleneck(&r), (relay.clone(), "dst".into()));
+    let advice = latency_advice(&r);
+    let detour = format!("src -> {other} -> dst");
+    assert!(
+        advice.iter().any(|x| {
+            let rec = x["recommendation"].as_str().unwrap();
+            rec.contains(&detour) && rec.contains(&format!("--via {other}=1"))
+        }),
+        "{:#?}",
+        r["recommendations"]
+    );
+}
