@@ -2,9 +2,9 @@
 //! delaying proxy, the fault) and posts to a webhook served here. The fault starts → a firing
 //! event; it lasts → escalated; it ends → resolved. A dead webhook never hurts the node.
 
-mod support;
 #[path = "support/proxy.rs"]
 mod proxy;
+mod support;
 
 use proxy::DelayProxy;
 use serde_json::Value;
@@ -71,7 +71,9 @@ fn webhook() -> (SocketAddr, mpsc::Receiver<Value>) {
             if r.read_exact(&mut body).is_err() || !first.starts_with("POST /hook ") {
                 continue;
             }
-            let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
             if let Ok(v) = serde_json::from_slice(&body) {
                 if tx.send(v).is_err() {
                     return;
@@ -88,7 +90,10 @@ fn next_latency_event(rx: &mpsc::Receiver<Value>) -> Value {
     let until = Instant::now() + PATIENCE;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         let Ok(v) = rx.recv_timeout(left) else { break };
-        if v["node"] == "a" && v["alert"]["subject"] == "a->b" && v["alert"]["metric"] == "latency_ns" {
+        if v["node"] == "a"
+            && v["alert"]["subject"] == "a->b"
+            && v["alert"]["metric"] == "latency_ns"
+        {
             return v;
         }
     }
@@ -112,7 +117,11 @@ fn alert_fires_escalates_and_clears_with_the_fault() {
     let mut extra = tcp.to_vec();
     extra.extend(["--peer".to_owned(), format!("b={}", link.addr)]);
     let a = Server::start_with(&watched, "a", None, &extra);
-    assert!(a.wait_log("alert watcher started", PATIENCE), "{}", a.log_text());
+    assert!(
+        a.wait_log("alert watcher started", PATIENCE),
+        "{}",
+        a.log_text()
+    );
 
     link.set_delay(Duration::from_millis(40));
     let fired = next_latency_event(&events);
@@ -134,14 +143,21 @@ fn alert_fires_escalates_and_clears_with_the_fault() {
     assert_eq!(resolved["alert"]["id"], fired["alert"]["id"]);
     assert!(resolved["alert"]["value"].as_f64().unwrap() < 5e6);
     // The log endpoint saw the same story.
-    assert!(a.wait_log("[RESOLVED] latency_ns on a->b", PATIENCE), "{}", a.log_text());
+    assert!(
+        a.wait_log("[RESOLVED] latency_ns on a->b", PATIENCE),
+        "{}",
+        a.log_text()
+    );
     assert!(a.log_text().contains("[ESCALATED] latency_ns on a->b"));
 }
 
 #[test]
 fn a_dead_webhook_is_logged_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     // Every ping is "slow" (limit 1 ns), so alerts fire at once and go to a closed port.
     let alerts = format!(
         "\n[alerts]\nlatency_ms = 0.000001\ninterval_ms = 100\nendpoints = [\"webhook:http://{closed}/hook\"]\n"
@@ -152,11 +168,28 @@ fn a_dead_webhook_is_logged_and_the_node_keeps_serving() {
     let mut extra = tcp.to_vec();
     extra.extend(["--peer".to_owned(), b.peer_arg("b")]);
     let mut a = Server::start_with(&cfg, "a", None, &extra);
-    assert!(a.wait_log("alert delivery failed", PATIENCE), "{}", a.log_text());
+    assert!(
+        a.wait_log("alert delivery failed", PATIENCE),
+        "{}",
+        a.log_text()
+    );
     let out = hfabric(&[
-        "ping", "--json", "--config", cfg.to_str().unwrap(), "--from", "b", "a", "--count", "5",
-        "--peer", &a.peer_arg("a"),
+        "ping",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        "b",
+        "a",
+        "--count",
+        "5",
+        "--peer",
+        &a.peer_arg("a"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(a.is_running());
 }

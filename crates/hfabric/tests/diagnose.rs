@@ -1,9 +1,9 @@
 //! `hfabric diagnose` against real processes on loopback, one hop slowed by a delaying proxy
 //! between two relays: the report names that hop and recommends something that fits.
 
-mod support;
 #[path = "support/proxy.rs"]
 mod proxy;
+mod support;
 
 use proxy::DelayProxy;
 use serde_json::Value;
@@ -25,8 +25,17 @@ fn peer(id: &str, addr: std::net::SocketAddr) -> [String; 2] {
 
 fn diagnose(cfg: &Path, peers: &[String], out: &Path) -> Value {
     let mut args = vec![
-        "diagnose", "--json", "--transport", "tcp", "--from", "src", "--to", "dst", "--probes",
-        "9", "--output",
+        "diagnose",
+        "--json",
+        "--transport",
+        "tcp",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--probes",
+        "9",
+        "--output",
     ];
     args.push(out.to_str().unwrap());
     args.push("--config");
@@ -47,7 +56,10 @@ fn latency_bottleneck(r: &Value) -> (String, String) {
         .iter()
         .find(|b| b["kind"] == "latency")
         .expect("a latency bottleneck");
-    (b["from"].as_str().unwrap().into(), b["to"].as_str().unwrap().into())
+    (
+        b["from"].as_str().unwrap().into(),
+        b["to"].as_str().unwrap().into(),
+    )
 }
 
 fn latency_advice(r: &Value) -> Vec<&Value> {
@@ -72,7 +84,10 @@ fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
         peers.extend(peer(id, s.addr));
     }
     let r = diagnose(&cfg, &peers, &dir.path().join("report.json"));
-    assert_eq!(r["route"], serde_json::json!(["src", "relay-1", "relay-2", "dst"]));
+    assert_eq!(
+        r["route"],
+        serde_json::json!(["src", "relay-1", "relay-2", "dst"])
+    );
     assert_eq!(r["size_sweep"].as_array().unwrap().len(), 5);
     let hops = r["hops"].as_array().unwrap();
     assert_eq!(hops.len(), 3);
@@ -85,7 +100,10 @@ fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
     assert!(
         advice.iter().any(|x| {
             x["issue"].as_str().unwrap().contains("relay-1 -> relay-2")
-                && x["recommendation"].as_str().unwrap().contains("no other route")
+                && x["recommendation"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no other route")
                 && x["priority"] == "high"
         }),
         "{:#?}",
@@ -99,11 +117,22 @@ fn slow_hop_of_a_diamond_gets_the_other_relay_as_detour() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = diamond_file(dir.path());
     let route = hfabric(&[
-        "route", "--json", "--config", cfg.to_str().unwrap(), "--from", "src", "--to", "dst",
+        "route",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        "src",
+        "--to",
+        "dst",
     ]);
     let route: Value = serde_json::from_slice(&route.stdout).unwrap();
     let relay = route["nodes"][1].as_str().unwrap().to_owned();
-    let other = if relay == "relay-1" { "relay-2" } else { "relay-1" };
+    let other = if relay == "relay-1" {
+        "relay-2"
+    } else {
+        "relay-1"
+    };
     let dst = Server::start_with(&cfg, "dst", None, &tcp(&[]));
     let slow = DelayProxy::start(dst.addr, DELAY);
     let on_route = Server::start_with(&cfg, &relay, None, &tcp(&peer("dst", slow.addr)));

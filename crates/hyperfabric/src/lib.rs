@@ -7,8 +7,8 @@
 
 pub mod alert;
 pub mod compress;
-pub mod diagnose;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod node;
 pub mod transform;

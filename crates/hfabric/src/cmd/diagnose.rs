@@ -57,8 +57,8 @@ pub fn run(a: Args) -> CliResult {
     let report = diagnose::analyse(&measured, fabric.config(), &limits);
     fabric.shutdown();
     if let Some(path) = &a.output {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| CliError::failed(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?;
         std::fs::write(path, text + "\n")
             .map_err(|e| CliError::failed(format!("writing {}: {e}", path.display())))?;
     }
@@ -89,7 +89,10 @@ fn print_report(r: &DiagnoseReport) {
         r.route.join(" -> ")
     );
     println!("\nSize sweep (pings over the direct connection, one-way; routed = round trip of a transfer along the route)");
-    println!("{:>8}  {:>12}  {:>12}  {:>7}  {:>12}", "Size", "Ping median", "Ping p99", "Loss", "Routed RTT");
+    println!(
+        "{:>8}  {:>12}  {:>12}  {:>7}  {:>12}",
+        "Size", "Ping median", "Ping p99", "Loss", "Routed RTT"
+    );
     for p in &r.size_sweep {
         println!(
             "{:>8}  {:>12}  {:>12}  {:>6.2}%  {:>12}{}",
@@ -98,13 +101,16 @@ fn print_report(r: &DiagnoseReport) {
             opt_ns(p.ping_p99_ns),
             p.ping_loss_pct,
             opt_ns(p.routed_median_ns),
-            p.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
+            p.note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
         );
     }
     println!("\nHops (RTT to = round trip of a small routed transfer to the hop's end; adds = its growth over the previous hop)");
     println!(
-        "{:>2}  {:<28} {:>10}  {:>10}  {:>10}  {:>10}  {:>6}  {:>6}  {}",
-        "#", "Hop", "Config lat", "RTT to", "Adds", "Jitter", "Loss", "Util", "Health"
+        "{:>2}  {:<28} {:>10}  {:>10}  {:>10}  {:>10}  {:>6}  {:>6}  Health",
+        "#", "Hop", "Config lat", "RTT to", "Adds", "Jitter", "Loss", "Util"
     );
     for (i, h) in r.hops.iter().enumerate() {
         println!(
@@ -113,16 +119,24 @@ fn print_report(r: &DiagnoseReport) {
             format!("{} -> {}", h.from, h.to),
             fmt_ns(h.configured_latency_ns as f64),
             opt_ns(h.rtt_to_ns),
-            h.latency_ns.map_or_else(|| "-".into(), |l| fmt_ns(l as f64)),
+            h.latency_ns
+                .map_or_else(|| "-".into(), |l| fmt_ns(l as f64)),
             opt_ns(h.jitter_ns),
             h.loss_pct,
-            h.utilisation.map_or_else(|| "-".into(), |u| format!("{:.0}%", u * 100.0)),
+            h.utilisation
+                .map_or_else(|| "-".into(), |u| format!("{:.0}%", u * 100.0)),
             h.health,
-            h.path_taken.as_ref().map(|p| format!("  (took {})", p.join(" -> "))).unwrap_or_default()
+            h.path_taken
+                .as_ref()
+                .map(|p| format!("  (took {})", p.join(" -> ")))
+                .unwrap_or_default()
         );
     }
     for b in &r.bottlenecks {
-        println!("\nBottleneck ({}): {} -> {} {}", b.kind, b.from, b.to, b.reason);
+        println!(
+            "\nBottleneck ({}): {} -> {} {}",
+            b.kind, b.from, b.to, b.reason
+        );
     }
     if let Some(g) = r.throughput_gbps {
         println!("Throughput end to end: {g:.2} Gbit/s");

@@ -52,7 +52,9 @@ pub fn robust_z(window: &[f64], x: f64) -> (f64, f64, f64) {
     let med = median(&mut v);
     let mut dev: Vec<f64> = window.iter().map(|w| (w - med).abs()).collect();
     let mad = median(&mut dev);
-    let scale = (MAD_TO_SIGMA * mad).max(0.01 * med.abs()).max(f64::MIN_POSITIVE);
+    let scale = (MAD_TO_SIGMA * mad)
+        .max(0.01 * med.abs())
+        .max(f64::MIN_POSITIVE);
     ((x - med) / scale, med, mad)
 }
 
@@ -166,7 +168,10 @@ mod tests {
         for _ in 0..10 {
             d.observe(100.0, h);
         }
-        assert!(d.observe(130.0, h).is_none(), "30% is under the relative floor");
+        assert!(
+            d.observe(130.0, h).is_none(),
+            "30% is under the relative floor"
+        );
         assert!(d.observe(300.0, h).is_some());
     }
 

@@ -204,7 +204,10 @@ mod tests {
     fn payload_is_slack_compatible_and_structured() {
         let p = payload(&ev(), &origin(), 5);
         let text = p["text"].as_str().unwrap();
-        assert!(text.starts_with("[FIRING] latency_ns on a->b: 2.500 ms"), "{text}");
+        assert!(
+            text.starts_with("[FIRING] latency_ns on a->b: 2.500 ms"),
+            "{text}"
+        );
         assert_eq!(p["alert"]["subject"], "a->b");
         assert_eq!(p["alert"]["metric"], "latency_ns");
         assert_eq!(p["alert"]["state"], "firing");
@@ -215,7 +218,10 @@ mod tests {
     fn command_gets_json_on_stdin_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("got");
-        let cmd = format!("cat > {0}; echo \"$HF_ALERT_STATE $HF_ALERT_SUBJECT\" >> {0}", out.display());
+        let cmd = format!(
+            "cat > {0}; echo \"$HF_ALERT_STATE $HF_ALERT_SUBJECT\" >> {0}",
+            out.display()
+        );
         let body = payload(&ev(), &origin(), 5);
         run_command(&cmd, &ev(), &body, Duration::from_secs(10)).unwrap();
         let got = std::fs::read_to_string(&out).unwrap();

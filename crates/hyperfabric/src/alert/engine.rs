@@ -179,7 +179,9 @@ mod tests {
         let fired = e.observe(&at(t0, 1, lat, 3e6)).expect("firing");
         assert_eq!(fired.state, AlertState::Firing);
         assert_eq!(fired.detector, DetectorKind::Threshold);
-        assert!(fired.text().contains("[FIRING] latency_ns on a->b: 3.000 ms"));
+        assert!(fired
+            .text()
+            .contains("[FIRING] latency_ns on a->b: 3.000 ms"));
         // Still firing but before the delay: de-duplicated, no event.
         for s in 2..31 {
             assert_eq!(e.observe(&at(t0, s, lat, 3e6)), None, "second {s}");
@@ -228,9 +230,11 @@ mod tests {
     fn statistical_detector_fires_below_the_threshold() {
         let mut e = Engine::new(&cfg());
         let t0 = Instant::now();
-        for (i, v) in [5000.0, 5200.0, 4800.0, 5100.0, 4900.0, 5050.0, 4950.0, 5000.0]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            5000.0, 5200.0, 4800.0, 5100.0, 4900.0, 5050.0, 4950.0, 5000.0,
+        ]
+        .into_iter()
+        .enumerate()
         {
             assert_eq!(e.observe(&at(t0, i as u64, Metric::LatencyNs, v)), None);
         }

@@ -43,7 +43,10 @@ impl HttpUrl {
             return Err(format!("\"{url}\": the path must not contain spaces"));
         }
         Ok(HttpUrl {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
             path: path.to_owned(),
         })
@@ -52,7 +55,7 @@ impl HttpUrl {
 
 /// POSTs `body` as JSON; returns the status code (2xx) or an error naming the failure.
 pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {
-    let u = HttpUrl::parse(url).map_err(|reason| Error::InvalidArgument(reason))?;
+    let u = HttpUrl::parse(url).map_err(Error::InvalidArgument)?;
     let ctx = |what: &str| format!("webhook {url}: {what}");
     let addr = (u.host.as_str(), u.port)
         .to_socket_addrs()
@@ -124,7 +127,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://127.0.0.1:9999/hook").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 9999, "/hook"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9999, "/hook")
+        );
         let u = HttpUrl::parse("http://example.org").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert!(HttpUrl::parse("https://x/").unwrap_err().contains("no TLS"));
@@ -173,7 +179,9 @@ mod tests {
         assert_eq!(code, 200);
         let got = String::from_utf8(h.join().unwrap()).unwrap();
         assert!(got.starts_with("POST /hook HTTP/1.1\r\n"), "{got}");
-        assert!(got.contains("Content-Type: application/json") && got.ends_with(r#"{"text":"hi"}"#));
+        assert!(
+            got.contains("Content-Type: application/json") && got.ends_with(r#"{"text":"hi"}"#)
+        );
         let (url, h) = serve_once("500 Internal Server Error");
         let err = post_json(&url, b"{}", Duration::from_secs(5)).unwrap_err();
         assert!(err.to_string().contains("HTTP 500"), "{err}");

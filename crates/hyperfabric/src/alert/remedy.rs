@@ -21,7 +21,9 @@ impl Remedies {
             return;
         }
         match (&ev.subject, ev.metric) {
-            (Subject::Link { from, to }, Metric::LatencyNs | Metric::LossRatio) if from == fabric.node_id() => {
+            (Subject::Link { from, to }, Metric::LatencyNs | Metric::LossRatio)
+                if from == fabric.node_id() =>
+            {
                 adaptive_multipath(fabric, to);
             }
             (Subject::Link { from, to }, Metric::BandwidthGbps) if from == fabric.node_id() => {
@@ -67,7 +69,11 @@ fn adaptive_multipath(fabric: &Fabric, peer: &str) {
     let cfg = fabric.config();
     let me = fabric.node_id();
     let mut paths = vec![(peer.to_owned(), 1.0)];
-    for l in cfg.links.iter().filter(|l| l.between.iter().any(|e| e == me)) {
+    for l in cfg
+        .links
+        .iter()
+        .filter(|l| l.between.iter().any(|e| e == me))
+    {
         let n = other(&l.between, me);
         if n != peer && cfg.link_between(&n, peer).is_some() {
             paths.push((n, 1.0));

@@ -63,7 +63,10 @@ mod tests {
         assert_eq!(parse_cpu_line("cpu  x\n"), None);
         let mem = "MemTotal:       1000 kB\nMemFree:        100 kB\nMemAvailable:   250 kB\n";
         assert_eq!(parse_memory_ratio(mem), Some(0.75));
-        assert_eq!(parse_memory_ratio("MemTotal: 0 kB\nMemAvailable: 0 kB\n"), None);
+        assert_eq!(
+            parse_memory_ratio("MemTotal: 0 kB\nMemAvailable: 0 kB\n"),
+            None
+        );
     }
 
     #[test]

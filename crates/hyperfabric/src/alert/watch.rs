@@ -133,7 +133,9 @@ impl Watcher<'_> {
         };
         let stats = self.fabric.stats();
         let sent = stats.bytes_sent.saturating_sub(self.stats_prev.bytes_sent)
-            + stats.bytes_forwarded.saturating_sub(self.stats_prev.bytes_forwarded);
+            + stats
+                .bytes_forwarded
+                .saturating_sub(self.stats_prev.bytes_forwarded);
         let resent = stats
             .retransmitted_bytes
             .saturating_sub(self.stats_prev.retransmitted_bytes);
@@ -142,7 +144,11 @@ impl Watcher<'_> {
         }
         self.stats_prev = stats;
         let cpu = sysinfo::read_cpu();
-        if let Some(r) = self.cpu_prev.zip(cpu).and_then(|(a, b)| sysinfo::cpu_ratio(a, b)) {
+        if let Some(r) = self
+            .cpu_prev
+            .zip(cpu)
+            .and_then(|(a, b)| sysinfo::cpu_ratio(a, b))
+        {
             node(Metric::CpuRatio, r);
         }
         self.cpu_prev = cpu;
@@ -179,7 +185,10 @@ impl Watcher<'_> {
                 return;
             }
         };
-        push(Metric::LossRatio, small.lost as f64 / small.sent.max(1) as f64);
+        push(
+            Metric::LossRatio,
+            small.lost as f64 / small.sent.max(1) as f64,
+        );
         push(Metric::LatencyNs, small.median_ns as f64);
         if self.cfg.bandwidth_floor_gbps.is_none() {
             return;
@@ -218,7 +227,9 @@ mod tests {
         let text = "[fabric]\nname = \"w\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n[[nodes]]\nid = \"b\"\nhardware = \"cpu-cluster\"\n[[nodes]]\nid = \"c\"\nhardware = \"cpu-cluster\"\n";
         let open = crate::config::FabricConfig::from_toml_str(text, "w.toml").unwrap();
         assert_eq!(neighbours(&open, "a"), ["b", "c"]);
-        let linked = format!("{text}[[links]]\nbetween = [\"c\", \"a\"]\nbandwidth_gbps = 1\nlatency_ns = 1\n");
+        let linked = format!(
+            "{text}[[links]]\nbetween = [\"c\", \"a\"]\nbandwidth_gbps = 1\nlatency_ns = 1\n"
+        );
         let cfg = crate::config::FabricConfig::from_toml_str(&linked, "w.toml").unwrap();
         assert_eq!(neighbours(&cfg, "a"), ["c"]);
         assert!(neighbours(&cfg, "b").is_empty());

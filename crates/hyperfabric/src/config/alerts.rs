@@ -46,7 +46,9 @@ impl std::str::FromStr for Endpoint {
         }
         if let Some(url) = s.strip_prefix("webhook:") {
             crate::alert::http::HttpUrl::parse(url)?;
-            return Ok(Endpoint::Webhook { url: url.to_owned() });
+            return Ok(Endpoint::Webhook {
+                url: url.to_owned(),
+            });
         }
         if let Some(command) = s.strip_prefix("command:") {
             if command.trim().is_empty() {
@@ -235,7 +237,8 @@ mod tests {
     use crate::config::FabricConfig;
     use crate::error::Error;
 
-    const BASE: &str = "[fabric]\nname = \"a\"\n[[nodes]]\nid = \"n\"\nhardware = \"cpu-cluster\"\n";
+    const BASE: &str =
+        "[fabric]\nname = \"a\"\n[[nodes]]\nid = \"n\"\nhardware = \"cpu-cluster\"\n";
 
     fn load(alerts: &str) -> Result<FabricConfig, Error> {
         FabricConfig::from_toml_str(&format!("{BASE}\n[alerts]\n{alerts}"), "f.toml")
@@ -274,10 +277,26 @@ mod tests {
             ("cpu_ratio = -1", "alerts.cpu_ratio", "0 < x <= 1"),
             ("window = 3", "alerts.window", "8..="),
             ("interval_ms = 1", "alerts.interval_ms", "10..="),
-            ("rate_limit_per_min = 0", "alerts.rate_limit_per_min", "at least 1"),
-            ("endpoints = [\"log\", \"pager\"]", "alerts.endpoints[1]", "unknown endpoint"),
-            ("endpoints = [\"webhook:https://x/y\"]", "alerts.endpoints[0]", "http://"),
-            ("endpoints = [\"command: \"]", "alerts.endpoints[0]", "needs a command"),
+            (
+                "rate_limit_per_min = 0",
+                "alerts.rate_limit_per_min",
+                "at least 1",
+            ),
+            (
+                "endpoints = [\"log\", \"pager\"]",
+                "alerts.endpoints[1]",
+                "unknown endpoint",
+            ),
+            (
+                "endpoints = [\"webhook:https://x/y\"]",
+                "alerts.endpoints[0]",
+                "http://",
+            ),
+            (
+                "endpoints = [\"command: \"]",
+                "alerts.endpoints[0]",
+                "needs a command",
+            ),
             ("latency = 3", "alerts.latency", "unknown field"),
         ];
         for (text, field, fragment) in cases {
@@ -298,7 +317,10 @@ mod tests {
 
     #[test]
     fn round_trips_through_text() {
-        let cfg = load("bandwidth_floor_gbps = 5\nendpoints = [\"command:true\"]\nauto_optimization = true").unwrap();
+        let cfg = load(
+            "bandwidth_floor_gbps = 5\nendpoints = [\"command:true\"]\nauto_optimization = true",
+        )
+        .unwrap();
         let back = FabricConfig::from_toml_str(&cfg.to_toml_string(), "f.toml").unwrap();
         assert_eq!(back.alerts, cfg.alerts);
     }

@@ -12,12 +12,12 @@ mod raw;
 mod render;
 mod validate;
 
+pub use alerts::{AlertsConfig, Endpoint};
 pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,
 };
 pub use profile::{IdleStrategy, ProfileName, Tuning};
-pub use alerts::{AlertsConfig, Endpoint};
 pub use render::nodes_table;
 
 use crate::error::Error;

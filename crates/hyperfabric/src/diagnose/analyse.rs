@@ -234,9 +234,17 @@ fn hop_recommendations(
         })
     };
     if h.health == Health::Down {
-        let err = m.hops.get(i).and_then(|s| s.0.error.clone()).unwrap_or_default();
+        let err = m
+            .hops
+            .get(i)
+            .and_then(|s| s.0.error.clone())
+            .unwrap_or_default();
         let issue = format!("no probe through {} -> {} came back ({err})", h.from, h.to);
-        let advice = format!("check that {} runs and is reachable; {}", h.to, detour_advice(m, cfg, h));
+        let advice = format!(
+            "check that {} runs and is reachable; {}",
+            h.to,
+            detour_advice(m, cfg, h)
+        );
         rec("reachability", issue, advice, Urgency::High);
         return;
     }
@@ -259,7 +267,12 @@ fn hop_recommendations(
             h.to,
             limits.loss_ratio * 100.0
         );
-        rec("reliability", issue, detour_advice(m, cfg, h), Urgency::High);
+        rec(
+            "reliability",
+            issue,
+            detour_advice(m, cfg, h),
+            Urgency::High,
+        );
     }
     if let Some(j) = h.jitter_ns.filter(|j| *j as f64 > limits.latency_ns) {
         let issue = format!(
@@ -313,11 +326,19 @@ fn buffer_recommendation(b: &Bdp, recs: &mut Vec<Recommendation>) {
 
 /// Large transfers much slower than the link allows: serialisation-bound.
 fn sweep_recommendation(m: &Measured, limits: &Limits, recs: &mut Vec<Recommendation>) {
-    let at = |size| m.sweep.iter().find(|(s, _, _)| *s == size).and_then(|(_, _, r)| r.median());
+    let at = |size| {
+        m.sweep
+            .iter()
+            .find(|(s, _, _)| *s == size)
+            .and_then(|(_, _, r)| r.median())
+    };
     let (Some(small), Some(big)) = (at(SWEEP_SIZES[0]), at(SWEEP_SIZES[4])) else {
         return;
     };
-    let Some(delta) = big.checked_sub(small).filter(|d| *d as f64 > limits.latency_ns / 10.0) else {
+    let Some(delta) = big
+        .checked_sub(small)
+        .filter(|d| *d as f64 > limits.latency_ns / 10.0)
+    else {
         return;
     };
     let bits = ((SWEEP_SIZES[4] - SWEEP_SIZES[0]) * 8) as f64;
@@ -355,7 +376,11 @@ fn throughput_recommendation(
     let narrow = hops
         .iter()
         .filter(|h| h.utilisation.is_some())
-        .min_by(|a, b| a.utilisation.unwrap_or(1.0).total_cmp(&b.utilisation.unwrap_or(1.0)));
+        .min_by(|a, b| {
+            a.utilisation
+                .unwrap_or(1.0)
+                .total_cmp(&b.utilisation.unwrap_or(1.0))
+        });
     let advice = match narrow {
         Some(h) => format!(
             "the narrowest hop is {} -> {}; {}; compressible data gains from `--compression auto`",

@@ -10,7 +10,9 @@ fn fabric(links: &[(&str, &str)]) -> FabricConfig {
         text += &format!("[[nodes]]\nid = \"{id}\"\nhardware = \"cpu-cluster\"\n");
     }
     for (a, b) in links {
-        text += &format!("[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n");
+        text += &format!(
+            "[[links]]\nbetween = [\"{a}\", \"{b}\"]\nbandwidth_gbps = 100\nlatency_ns = 1000\n"
+        );
     }
     FabricConfig::from_toml_str(&text, "d.toml").unwrap()
 }
@@ -65,13 +67,31 @@ fn slow_hop_of_a_chain_is_the_bottleneck_with_no_detour() {
     assert_eq!(r.route, ["a", "b", "c", "d"]);
     assert_eq!(r.hops[2].latency_ns, Some(20_000_000));
     assert_eq!(r.hops[1].latency_ns, Some(100_000));
-    assert_eq!((r.hops[0].health, r.hops[2].health), (Health::Ok, Health::Degraded));
+    assert_eq!(
+        (r.hops[0].health, r.hops[2].health),
+        (Health::Ok, Health::Degraded)
+    );
     let b = &r.bottlenecks[0];
-    assert_eq!((b.kind.as_str(), b.from.as_str(), b.to.as_str()), ("latency", "c", "d"));
-    let lat: Vec<_> = r.recommendations.iter().filter(|x| x.category == "latency").collect();
+    assert_eq!(
+        (b.kind.as_str(), b.from.as_str(), b.to.as_str()),
+        ("latency", "c", "d")
+    );
+    let lat: Vec<_> = r
+        .recommendations
+        .iter()
+        .filter(|x| x.category == "latency")
+        .collect();
     assert_eq!(lat.len(), 1, "{:#?}", r.recommendations);
-    assert!(lat[0].issue.contains("c -> d adds 20.00 ms"), "{}", lat[0].issue);
-    assert!(lat[0].recommendation.contains("no other route"), "{}", lat[0].recommendation);
+    assert!(
+        lat[0].issue.contains("c -> d adds 20.00 ms"),
+        "{}",
+        lat[0].issue
+    );
+    assert!(
+        lat[0].recommendation.contains("no other route"),
+        "{}",
+        lat[0].recommendation
+    );
     assert_eq!(lat[0].priority, Urgency::High);
 }
 
@@ -82,9 +102,14 @@ fn slow_hop_of_a_diamond_gets_a_detour() {
     let relay = m.route.nodes[1].clone();
     let other = if relay == "r1" { "r2" } else { "r1" };
     let r = analyse(&m, &cfg, &limits());
-    let lat = r.recommendations.iter().find(|x| x.category == "latency").unwrap();
+    let lat = r
+        .recommendations
+        .iter()
+        .find(|x| x.category == "latency")
+        .unwrap();
     assert!(
-        lat.recommendation.contains(&format!("s -> {other} -> t")) && lat.recommendation.contains(&format!("--via {other}=1")),
+        lat.recommendation.contains(&format!("s -> {other} -> t"))
+            && lat.recommendation.contains(&format!("--via {other}=1")),
         "{}",
         lat.recommendation
     );
@@ -99,8 +124,17 @@ fn bdp_above_the_socket_buffer_is_flagged_with_the_buffer_it_needs() {
     // 100 Gbit/s × 20 ms = 250 MB.
     assert!(bdp.bytes.abs_diff(250_000_000) < 100, "{}", bdp.bytes);
     assert_eq!(bdp.buffer_bytes, 268_435_456);
-    let buf = r.recommendations.iter().find(|x| x.category == "buffers").unwrap();
-    assert!(buf.recommendation.contains("socket_buffer_bytes = 268435456"), "{}", buf.recommendation);
+    let buf = r
+        .recommendations
+        .iter()
+        .find(|x| x.category == "buffers")
+        .unwrap();
+    assert!(
+        buf.recommendation
+            .contains("socket_buffer_bytes = 268435456"),
+        "{}",
+        buf.recommendation
+    );
     assert_eq!(buf.priority, Urgency::High);
 }
 
@@ -110,14 +144,24 @@ fn a_healthy_fast_route_gets_no_latency_or_loss_advice() {
     let m = measured(&cfg, "a", "c", &[50, 110]);
     let r = analyse(&m, &cfg, &limits());
     assert!(r.hops.iter().all(|h| h.health == Health::Ok));
-    assert!(r
+    assert!(
+        r.recommendations.iter().all(
+            |x| !["latency", "reliability", "jitter", "buffers"].contains(&x.category.as_str())
+        ),
+        "{:#?}",
+        r.recommendations
+    );
+    // 64 MiB buffers for a 1.4 MB BDP: the memory advice, derived from the figures.
+    let mem = r
         .recommendations
         .iter()
-        .all(|x| !["latency", "reliability", "jitter", "buffers"].contains(&x.category.as_str())),
-        "{:#?}", r.recommendations);
-    // 64 MiB buffers for a 1.4 MB BDP: the memory advice, derived from the figures.
-    let mem = r.recommendations.iter().find(|x| x.category == "memory").unwrap();
-    assert!(mem.recommendation.contains("socket_buffer_bytes = 2097152"), "{}", mem.recommendation);
+        .find(|x| x.category == "memory")
+        .unwrap();
+    assert!(
+        mem.recommendation.contains("socket_buffer_bytes = 2097152"),
+        "{}",
+        mem.recommendation
+    );
 }
 
 #[test]
@@ -130,8 +174,14 @@ fn down_hop_and_losses_are_reported() {
     let r = analyse(&m, &cfg, &limits());
     assert_eq!(r.hops[1].health, Health::Down);
     assert_eq!(r.hops[0].health, Health::Degraded);
-    assert!(r.recommendations.iter().any(|x| x.category == "reachability" && x.issue.contains("b -> c")));
-    assert!(r.recommendations.iter().any(|x| x.category == "reliability" && x.issue.contains("6.2%")));
+    assert!(r
+        .recommendations
+        .iter()
+        .any(|x| x.category == "reachability" && x.issue.contains("b -> c")));
+    assert!(r
+        .recommendations
+        .iter()
+        .any(|x| x.category == "reliability" && x.issue.contains("6.2%")));
     assert!(r.bdp.is_none(), "no round trip to the destination, no BDP");
 }
 
@@ -143,8 +193,19 @@ fn throughput_far_below_the_route_names_the_narrowest_hop() {
     let r = analyse(&m, &cfg, &limits());
     assert_eq!(r.throughput_gbps, Some(5.0));
     assert_eq!(r.hops[1].utilisation, Some(0.05));
-    let b = r.bottlenecks.iter().find(|b| b.kind == "bandwidth").unwrap();
+    let b = r
+        .bottlenecks
+        .iter()
+        .find(|b| b.kind == "bandwidth")
+        .unwrap();
     assert_eq!((b.from.as_str(), b.to.as_str()), ("b", "c"));
-    let bw = r.recommendations.iter().find(|x| x.category == "bandwidth").unwrap();
-    assert!(bw.issue.contains("5.00 Gbit/s, 5%") && bw.recommendation.contains("b -> c"), "{bw:?}");
+    let bw = r
+        .recommendations
+        .iter()
+        .find(|x| x.category == "bandwidth")
+        .unwrap();
+    assert!(
+        bw.issue.contains("5.00 Gbit/s, 5%") && bw.recommendation.contains("b -> c"),
+        "{bw:?}"
+    );
 }

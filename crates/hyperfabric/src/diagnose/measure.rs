@@ -52,7 +52,13 @@ pub fn measure(fabric: &Fabric, to: &str, plan: &Plan) -> Result<Measured> {
         .collect();
     let sweep = SWEEP_SIZES
         .iter()
-        .map(|&size| (size, ping(fabric, to, size, plan), probe(fabric, to, size, plan).0))
+        .map(|&size| {
+            (
+                size,
+                ping(fabric, to, size, plan),
+                probe(fabric, to, size, plan).0,
+            )
+        })
         .collect();
     let throughput_gbps = if plan.full {
         let data = noise(plan.full_bytes);

@@ -190,7 +190,10 @@ mod tests {
         }
         s.push(Err(Error::Shutdown));
         assert_eq!(s.samples_ns, [10, 20, 30, 40]);
-        assert_eq!((s.median(), s.percentile(90), s.percentile(10)), (Some(20), Some(40), Some(10)));
+        assert_eq!(
+            (s.median(), s.percentile(90), s.percentile(10)),
+            (Some(20), Some(40), Some(10))
+        );
         assert_eq!(s.loss_ratio(), 0.2);
         assert!(s.error.is_some());
         assert_eq!(Series::default().median(), None);
