@@ -88,6 +88,12 @@ fn print_report(r: &DiagnoseReport) {
         r.strategy,
         r.route.join(" -> ")
     );
+    print_sweep(r);
+    print_hops(r);
+    print_findings(r);
+}
+
+fn print_sweep(r: &DiagnoseReport) {
     println!("\nSize sweep (pings over the direct connection, one-way; routed = round trip of a transfer along the route)");
     println!(
         "{:>8}  {:>12}  {:>12}  {:>7}  {:>12}",
@@ -107,6 +113,9 @@ fn print_report(r: &DiagnoseReport) {
                 .unwrap_or_default()
         );
     }
+}
+
+fn print_hops(r: &DiagnoseReport) {
     println!("\nHops (RTT to = round trip of a small routed transfer to the hop's end; adds = its growth over the previous hop)");
     println!(
         "{:>2}  {:<28} {:>10}  {:>10}  {:>10}  {:>10}  {:>6}  {:>6}  Health",
@@ -132,6 +141,9 @@ fn print_report(r: &DiagnoseReport) {
                 .unwrap_or_default()
         );
     }
+}
+
+fn print_findings(r: &DiagnoseReport) {
     for b in &r.bottlenecks {
         println!(
             "\nBottleneck ({}): {} -> {} {}",

@@ -274,6 +274,10 @@ fn hop_recommendations(
             Urgency::High,
         );
     }
+    jitter_recommendation(limits, h, recs);
+}
+
+fn jitter_recommendation(limits: &Limits, h: &HopReport, recs: &mut Vec<Recommendation>) {
     if let Some(j) = h.jitter_ns.filter(|j| *j as f64 > limits.latency_ns) {
         let issue = format!(
             "round trips through {} -> {} vary by {} (p90 − p10)",
@@ -283,7 +287,12 @@ fn hop_recommendations(
         );
         let advice = "latency varies more than the limit: pin the node processes (`hfabric serve --pin CPU`), \
                       use profile low_latency for latency-critical nodes, and look for competing load on the hosts";
-        rec("jitter", issue, advice.into(), Urgency::Medium);
+        recs.push(Recommendation {
+            category: "jitter".into(),
+            issue,
+            recommendation: advice.into(),
+            priority: Urgency::Medium,
+        });
     }
 }
 
