@@ -71,19 +71,8 @@ fn latency_advice(r: &Value) -> Vec<&Value> {
         .collect()
 }
 
-#[test]
-fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = chain_file(dir.path());
-    let dst = Server::start_with(&cfg, "dst", None, &tcp(&[]));
-    let r2 = Server::start_with(&cfg, "relay-2", None, &tcp(&peer("dst", dst.addr)));
-    let slow = DelayProxy::start(r2.addr, DELAY);
-    let r1 = Server::start_with(&cfg, "relay-1", None, &tcp(&peer("relay-2", slow.addr)));
-    let mut peers = Vec::new();
-    for (id, s) in [("relay-1", &r1), ("relay-2", &r2), ("dst", &dst)] {
-        peers.extend(peer(id, s.addr));
-    }
-    let r = diagnose(&cfg, &peers, &dir.path().join("report.json"));
+/// The report on a chain whose relay-1 -> relay-2 hop was slowed by at least [`DELAY`].
+fn check_chain_report(r: &Value) {
     assert_eq!(
         r["route"],
         serde_json::json!(["src", "relay-1", "relay-2", "dst"])
@@ -91,12 +80,11 @@ fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
     assert_eq!(r["size_sweep"].as_array().unwrap().len(), 5);
     let hops = r["hops"].as_array().unwrap();
     assert_eq!(hops.len(), 3);
-    // The slowed hop adds at least the delay; the hops after and before it do not.
     let adds = |i: usize| hops[i]["latency_ns"].as_i64().unwrap();
     assert!(adds(1) >= DELAY.as_nanos() as i64, "{hops:#?}");
     assert_eq!(hops[1]["health"], "degraded");
-    assert_eq!(latency_bottleneck(&r), ("relay-1".into(), "relay-2".into()));
-    let advice = latency_advice(&r);
+    assert_eq!(latency_bottleneck(r), ("relay-1".into(), "relay-2".into()));
+    let advice = latency_advice(r);
     assert!(
         advice.iter().any(|x| {
             x["issue"].as_str().unwrap().contains("relay-1 -> relay-2")
@@ -110,6 +98,50 @@ fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
         r["recommendations"]
     );
     assert!(r["bdp"]["rtt_ns"].as_u64().unwrap() >= DELAY.as_nanos() as u64);
+}
+
+/// Starts the chain with relay-1 reaching relay-2 at `r2_addr(relay-2)` and relay-1's
+/// environment `env`; returns the report.
+fn chain_report(
+    dir: &Path,
+    r2_addr: impl Fn(std::net::SocketAddr) -> std::net::SocketAddr,
+    env: &[(&str, String)],
+) -> Value {
+    let cfg = chain_file(dir);
+    let dst = Server::start_with(&cfg, "dst", None, &tcp(&[]));
+    let r2 = Server::start_with(&cfg, "relay-2", None, &tcp(&peer("dst", dst.addr)));
+    let r1 = proxy::serve_env(
+        &cfg,
+        "relay-1",
+        &tcp(&peer("relay-2", r2_addr(r2.addr))),
+        env,
+    );
+    let mut peers = Vec::new();
+    for (id, s) in [("relay-1", &r1), ("relay-2", &r2), ("dst", &dst)] {
+        peers.extend(peer(id, s.addr));
+    }
+    diagnose(&cfg, &peers, &dir.join("report.json"))
+}
+
+#[test]
+fn slow_middle_hop_of_a_chain_is_named_with_no_detour() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = std::sync::OnceLock::new();
+    let r = chain_report(
+        dir.path(),
+        |r2| slow.get_or_init(|| DelayProxy::start(r2, DELAY)).addr,
+        &[],
+    );
+    check_chain_report(&r);
+}
+
+#[test]
+#[ignore = "needs fault injection (HF_FAULTS) from wt-fault"]
+fn hop_slowed_by_injected_delay_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = format!("from=relay-1,to=relay-2,delay_us={}", DELAY.as_micros());
+    let r = chain_report(dir.path(), |r2| r2, &[("HF_FAULTS", rule)]);
+    check_chain_report(&r);
 }
 
 #[test]

@@ -86,3 +86,44 @@ fn pump(from: &TcpStream, to: &TcpStream, delay: Option<Arc<AtomicU64>>) {
         let _ = to.shutdown(Shutdown::Write);
     });
 }
+
+/// Like `Server::start_with`, with environment variables for the child (e.g. `HF_FAULTS`).
+pub fn serve_env(
+    config: &std::path::Path,
+    node: &str,
+    extra: &[String],
+    env: &[(&str, String)],
+) -> crate::support::Server {
+    use std::io::BufRead;
+    let log = config.with_file_name(format!("{node}-{}-env.log", std::process::id()));
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.args([
+        "serve",
+        "--json",
+        "--node",
+        node,
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+    ])
+    .arg(config)
+    .args(extra)
+    .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn hfabric serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
+    let addr = v["addr"].as_str().expect("addr").parse().expect("address");
+    crate::support::Server { child, addr, log }
+}
