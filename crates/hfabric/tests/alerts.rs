@@ -104,7 +104,7 @@ fn alerts_table(hook: SocketAddr) -> String {
     // Statistical detector out of the way (zscore): these tests are about the lifecycle.
     format!(
         "\n[alerts]\nlatency_ms = 5.0\nzscore = 1000.0\ninterval_ms = 100\nescalate_after_s = 1.0\n\
-         rate_limit_per_min = 1000\nendpoints = [\"log\", \"webhook:http://{hook}/hook\"]\n"
+         rate_limit_per_min = 1000\nauto_optimization = true\nendpoints = [\"log\", \"webhook:http://{hook}/hook\"]\n"
     )
 }
 
@@ -123,6 +123,9 @@ fn lifecycle(a: &Server, events: &mpsc::Receiver<Value>, start: impl Fn(), end: 
     let text = fired["text"].as_str().unwrap();
     assert!(text.starts_with("[FIRING] latency_ns on a->b"), "{text}");
     assert_eq!(fired["fabric"], "alerting");
+    // a has no other way to b: the remedy says so instead of pretending.
+    let remedy = "auto_optimization: no alternative path from a to b";
+    assert!(a.wait_log(remedy, PATIENCE), "{}", a.log_text());
 
     let escalated = next_latency_event(events);
     assert_eq!(escalated["alert"]["state"], "escalated", "{escalated:#}");
@@ -164,6 +167,30 @@ fn alert_fires_escalates_and_clears_with_the_fault() {
         || link.set_delay(Duration::from_millis(40)),
         || link.set_delay(Duration::ZERO),
     );
+}
+
+#[test]
+fn remedy_turns_on_adaptive_multipath_when_a_detour_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, _events) = webhook();
+    // A triangle: c links to both a and b (it need not run for the remedy to be configured).
+    let triangle =
+        "\n[[nodes]]\nid = \"c\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:3\"\n\
+        [[links]]\nbetween = [\"a\", \"c\"]\nbandwidth_gbps = 10\nlatency_ns = 1000\n\
+        [[links]]\nbetween = [\"c\", \"b\"]\nbandwidth_gbps = 10\nlatency_ns = 1000\n";
+    let watched = two_nodes(
+        dir.path(),
+        "a.toml",
+        &format!("{triangle}{}", alerts_table(hook)),
+    );
+    let plain = two_nodes(dir.path(), "b.toml", triangle);
+    let b = Server::start_with(&plain, "b", None, &tcp());
+    let link = DelayProxy::start(b.addr, Duration::from_millis(40));
+    let mut extra = tcp();
+    extra.extend(["--peer".to_owned(), format!("b={}", link.addr)]);
+    let a = Server::start_with(&watched, "a", None, &extra);
+    let remedy = "auto_optimization: adaptive multipath to b via [b, c]";
+    assert!(a.wait_log(remedy, PATIENCE), "{}", a.log_text());
 }
 
 #[test]
