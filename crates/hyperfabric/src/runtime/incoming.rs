@@ -238,7 +238,7 @@ impl IncomingTable {
                     .and_then(safe_file_name)
                     .unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
                 let target = dir.join(name);
-                finish_file(&file, &tmp, &target, &dir).map_err(|err| {
+                finish_file(&file, e.proto.total(), &tmp, &target, &dir).map_err(|err| {
                     let _ = std::fs::remove_file(&tmp);
                     format!("cannot store {}: {err}", target.display())
                 })?;
@@ -329,9 +329,23 @@ impl Entry {
     }
 }
 
-/// fsync the data, rename into place, fsync the directory: never a truncated final file.
-fn finish_file(file: &File, tmp: &Path, target: &Path, dir: &Path) -> std::io::Result<()> {
+/// fsync the data, check the length on disk, rename into place, fsync the directory: never a
+/// truncated file under the final name.
+fn finish_file(
+    file: &File,
+    total: u64,
+    tmp: &Path,
+    target: &Path,
+    dir: &Path,
+) -> std::io::Result<()> {
     file.sync_all()?;
+    let on_disk = file.metadata()?.len();
+    if on_disk != total {
+        return Err(std::io::Error::other(format!(
+            "{} holds {on_disk} bytes after sync, expected {total}",
+            tmp.display()
+        )));
+    }
     std::fs::rename(tmp, target)?;
     File::open(dir)?.sync_all()
 }

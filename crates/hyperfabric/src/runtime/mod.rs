@@ -28,7 +28,7 @@ use crate::wire;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,6 +81,9 @@ pub struct NodeInner {
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
     all_conns: Mutex<Vec<Arc<Conn>>>,
+    /// Accepted connections with a thread of their own (handshaking or established): bounded
+    /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
+    inbound: AtomicUsize,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
@@ -150,6 +153,7 @@ impl NodeInner {
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
+            inbound: AtomicUsize::new(0),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
             // Random high bits: a restarted node never reuses ids the peer still remembers.
@@ -199,7 +203,10 @@ impl NodeInner {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
-        if open >= self.tuning.max_connections {
+        let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
+        if open.max(inbound) >= self.tuning.max_connections {
+            self.inbound.fetch_sub(1, Ordering::AcqRel);
+            let open = open.max(inbound);
             self.stats
                 .connections_rejected
                 .fetch_add(1, Ordering::Relaxed);
@@ -210,8 +217,12 @@ impl NodeInner {
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
-            .spawn(move || conn::serve_accepted(node, stream, peer_addr));
+            .spawn(move || {
+                conn::serve_accepted(Arc::clone(&node), stream, peer_addr);
+                node.inbound.fetch_sub(1, Ordering::AcqRel);
+            });
         if let Err(e) = spawned {
+            self.inbound.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot spawn a connection thread: {e}");
         }
     }
