@@ -38,6 +38,9 @@ enum Command {
     Topo(cmd::topo::Args),
     /// Diagnose the route between two running nodes: latency per hop, bottlenecks, BDP, advice.
     Diagnose(cmd::diagnose::Args),
+    /// Live dashboard of a whole fabric: latency, bandwidth, loss, CPU, memory, per-link
+    /// sparklines and anomalies (q or Ctrl-C quits); --once --json for scripts.
+    Monitor(cmd::monitor::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Route(a) => cmd::route::run(a),
         Command::Topo(a) => cmd::topo::run(a),
         Command::Diagnose(a) => cmd::diagnose::run(a),
+        Command::Monitor(a) => cmd::monitor::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

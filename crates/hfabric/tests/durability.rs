@@ -4,6 +4,9 @@
 
 mod support;
 
+use hyperfabric::wire::{self, flags, FrameKind, Header, Hello};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -31,6 +34,7 @@ fn names_in(dir: &std::path::Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".hf-done") // the journal of completed transfers
                 .collect()
         })
         .unwrap_or_default();
@@ -116,4 +120,80 @@ fn a_receiver_killed_mid_transfer_leaves_no_file_under_the_final_name() {
         "no truncated file under the final name"
     );
     assert!(!server.is_running());
+}
+
+/// A raw member connection: hello as node-a, welcome read.
+fn member(server: &Server) -> TcpStream {
+    let mut h = Header::new(FrameKind::Hello);
+    h.src = wire::node_key("node-a");
+    h.dst = wire::node_key("node-b");
+    let hello = Hello {
+        fabric: "test".into(),
+        node: "node-a".into(),
+        nonce: 7,
+    };
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(read_frame(&mut s).0.kind, FrameKind::Welcome);
+    s
+}
+
+fn read_frame(s: &mut TcpStream) -> (Header, Vec<u8>) {
+    let mut head = [0u8; wire::HEADER_LEN];
+    s.read_exact(&mut head).unwrap();
+    let len = u32::from_le_bytes(head[12..16].try_into().unwrap()) as usize;
+    let mut frame = head.to_vec();
+    frame.resize(wire::HEADER_LEN + len, 0);
+    s.read_exact(&mut frame[wire::HEADER_LEN..]).unwrap();
+    let (h, body, _) = wire::decode_frame(&frame, wire::Limits::default()).unwrap();
+    (h, body.to_vec())
+}
+
+/// Sends a whole one-frame transfer and returns the acknowledgement it gets.
+fn one_frame_transfer(s: &mut TcpStream, id: u64, payload: &[u8]) -> Header {
+    let mut d = Header::new(FrameKind::Data);
+    d.src = wire::node_key("node-a");
+    d.dst = wire::node_key("node-b");
+    d.transfer_id = id;
+    d.aux = payload.len() as u64;
+    s.write_all(&wire::encode_frame(&d, payload).unwrap())
+        .unwrap();
+    loop {
+        let (h, _) = read_frame(s);
+        if h.kind == FrameKind::Ack && h.transfer_id == id {
+            return h;
+        }
+    }
+}
+
+#[test]
+fn a_transfer_stored_before_a_crash_is_not_stored_again_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let store = dir.path().join("store");
+    let id = 0x5eed_0000_0000_0001;
+    let name = format!("node-a-{id:016x}.bin");
+    let mut server = Server::start(&cfg, "node-b", Some(&store));
+    let ack = one_frame_transfer(&mut member(&server), id, b"first copy");
+    assert!(ack.has(flags::FINAL));
+    assert_eq!(std::fs::read(store.join(&name)).unwrap(), b"first copy");
+
+    // The receiver dies (its FINAL ack may never have arrived) and comes back on the same
+    // store; the sender retransmits the transfer. Different bytes show a second store.
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let server = Server::start(&cfg, "node-b", Some(&store));
+    let ack = one_frame_transfer(&mut member(&server), id, b"other copy");
+    assert!(ack.has(flags::FINAL), "the retransmission is acknowledged");
+    assert_eq!(
+        std::fs::read(store.join(&name)).unwrap(),
+        b"first copy",
+        "the restarted receiver stored the transfer a second time"
+    );
+    // A new transfer is stored as usual.
+    let ack = one_frame_transfer(&mut member(&server), id + 1, b"new");
+    assert!(ack.has(flags::FINAL));
+    assert!(store.join(format!("node-a-{:016x}.bin", id + 1)).exists());
 }

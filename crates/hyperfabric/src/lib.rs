@@ -18,6 +18,7 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use types::{DataType, Priority};
 pub mod fabric;
+pub mod metrics;
 pub mod proto;
 pub mod route;
 pub mod runtime;

@@ -226,7 +226,7 @@ fn unknown_codes_are_typed_errors() {
         Header::decode(&r, Limits::default())
     };
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
-    assert_eq!(with(5, 13), Err(DecodeError::UnknownKind { found: 13 }));
+    assert_eq!(with(5, 15), Err(DecodeError::UnknownKind { found: 15 }));
     assert_eq!(
         with(6, 0x80),
         Err(DecodeError::UnknownFlags { found: 0x0080 })

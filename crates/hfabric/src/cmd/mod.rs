@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod diagnose;
+pub mod monitor;
 pub mod nodes;
 pub mod ping;
 pub mod route;

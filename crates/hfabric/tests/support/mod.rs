@@ -46,6 +46,8 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// The ready line (`{"event":"listening",...}`), e.g. for the `metrics` address.
+    pub ready: serde_json::Value,
 }
 
 impl Server {
@@ -116,7 +118,12 @@ impl Server {
             .expect("addr")
             .parse()
             .expect("socket address");
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            ready: v,
+        }
     }
 
     pub fn peer_arg(&self, node: &str) -> String {

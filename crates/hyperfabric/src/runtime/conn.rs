@@ -115,6 +115,8 @@ pub struct Conn {
     /// Highest pong sequence seen, and the wake-up for parked pingers.
     pub(super) pong_seq: AtomicU64,
     pub(super) pong_gate: (Mutex<()>, Condvar),
+    /// This peer's metrics slot (shared by every connection to it).
+    pub link: Arc<crate::metrics::LinkCounters>,
 }
 
 impl Conn {
@@ -143,6 +145,7 @@ impl Conn {
             shm_rx: Mutex::new(None),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
+            link: node.metrics.link(peer.key, &peer.id),
         }))
     }
 
@@ -182,6 +185,8 @@ impl Conn {
             let class = usize::from(header.priority.code()).min(4);
             self.gate.served[class]
                 .fetch_add((HEADER_LEN + payload.len()) as u64, Ordering::Relaxed);
+            self.link
+                .on_sent(header.priority.code(), HEADER_LEN + payload.len());
         }
         if let (Ok(()), Some(pacer)) = (&res, &self.pacer) {
             // Sleep with the writer held: the link itself is busy for that long.
@@ -279,6 +284,11 @@ impl Conn {
                 let _ = c.ring().segment().unlink();
             }
         }
+    }
+
+    /// Writers waiting for this connection now (the QoS gate's queue).
+    pub fn waiting_writers(&self) -> u64 {
+        self.gate.snapshot().0.iter().map(|&w| u64::from(w)).sum()
     }
 
     /// True once frames travel through shared memory.
@@ -510,6 +520,8 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
             Err(FrameError::Decode(e)) => break ReadEnd::Protocol(e),
         };
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link
+            .on_received(HEADER_LEN + header.payload_len as usize);
         // A frame straight from the peer must carry the peer's key; relayed frames (hops > 0)
         // carry their origin's.
         if header.hops == 0 && header.src != conn.peer_key {

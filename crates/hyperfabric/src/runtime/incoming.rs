@@ -91,6 +91,9 @@ pub(super) struct IncomingTable {
     stale_after: Duration,
     open: Mutex<OpenTransfers>,
     done: Mutex<CompletedMemory>,
+    /// With a store directory: the durable record of completed transfers (None if it could
+    /// not be opened, which is logged: then only this process's memory answers duplicates).
+    journal: Mutex<Option<super::journal::DoneJournal>>,
     tx: Sender<Message>,
     rx: Receiver<Message>,
     /// Parameter caches, one per source node (what `Transform::Cache` senders rely on).
@@ -104,6 +107,7 @@ impl IncomingTable {
             Sink::Memory => tuning.max_transfer_bytes.min(MAX_IN_MEMORY_BYTES),
             _ => tuning.max_transfer_bytes,
         };
+        let (journal, done) = open_journal(&sink);
         IncomingTable {
             sink,
             params: RecvParams {
@@ -113,11 +117,17 @@ impl IncomingTable {
             },
             stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
             open: Mutex::new(HashMap::new()),
-            done: Mutex::new(CompletedMemory::default()),
+            done: Mutex::new(done),
+            journal: Mutex::new(journal),
             tx,
             rx,
             caches: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Transfers being received, and messages waiting for the application (metrics).
+    pub(super) fn depths(&self) -> (usize, usize) {
+        (self.open.lock().len(), self.rx.len())
     }
 
     pub(super) fn is_done(&self, key: TransferKey) -> bool {
@@ -197,6 +207,21 @@ impl IncomingTable {
         }
     }
 
+    /// Records a stored transfer as done on disk (before its FINAL ack goes out).
+    fn journal_done(&self, key: TransferKey) {
+        let mut journal = self.journal.lock();
+        if let Some(j) = journal.as_mut() {
+            let done = self.done.lock();
+            if let Err(e) = j.record(key, done.order.iter()) {
+                tracing::warn!(
+                    "cannot record transfer {:#x} as done in the store journal ({e}): a crash \
+                     before its acknowledgement arrives could store it again",
+                    key.1
+                );
+            }
+        }
+    }
+
     /// Makes a complete transfer durable; after this the FINAL ack may go out.
     pub(super) fn complete(
         &self,
@@ -242,6 +267,7 @@ impl IncomingTable {
                     let _ = std::fs::remove_file(&tmp);
                     format!("cannot store {}: {err}", target.display())
                 })?;
+                self.journal_done(key);
                 Ok(Completed::Stored(target))
             }
         }
@@ -325,6 +351,29 @@ impl Entry {
                 Ok(())
             }
             Store::File { file, .. } => file.write_all_at(bytes, offset),
+        }
+    }
+}
+
+/// The store directory's journal and the completed transfers it remembers.
+fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedMemory) {
+    let mut done = CompletedMemory::default();
+    let Sink::Store(dir) = sink else {
+        return (None, done);
+    };
+    match super::journal::DoneJournal::open(dir, COMPLETED_MEMORY) {
+        Ok((journal, keys)) => {
+            done.set.extend(keys.iter().copied());
+            done.order.extend(keys);
+            (Some(journal), done)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the journal of completed transfers in {} ({e}): duplicates are \
+                 recognised only while this process runs",
+                dir.display()
+            );
+            (None, done)
         }
     }
 }

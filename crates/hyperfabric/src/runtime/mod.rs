@@ -6,6 +6,7 @@ mod conn;
 mod dispatch;
 mod idle;
 mod incoming;
+mod journal;
 mod outgoing;
 mod ping;
 mod shmlink;
@@ -87,6 +88,8 @@ pub struct NodeInner {
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
+    /// Per-link counters, histograms and remote metrics requests.
+    pub metrics: crate::metrics::Registry,
     next_transfer: AtomicU64,
     next_ping: AtomicU64,
     shutting_down: AtomicBool,
@@ -156,6 +159,7 @@ impl NodeInner {
             inbound: AtomicUsize::new(0),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
+            metrics: crate::metrics::Registry::new(cfg, me),
             // Random high bits: a restarted node never reuses ids the peer still remembers.
             next_transfer: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
             next_ping: AtomicU64::new(1),

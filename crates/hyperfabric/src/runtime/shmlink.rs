@@ -209,6 +209,7 @@ fn drain(
             Err(e) => return Err(format!("protocol violation: {e}")),
         };
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link.on_received(slot.len());
         if header.hops == 0 && header.src != conn.peer_key {
             return Err(format!(
                 "frame claims source key {:#x}, link is {}",

@@ -78,10 +78,16 @@ pub enum FrameKind {
     ShmOffer = 11,
     /// The acceptor opened both rings; frames travel through them from now on.
     ShmAccept = 12,
+    /// "Send me your metrics": empty payload, `transfer_id` = request id. Per connection
+    /// (not relayed); a node answers one peer at most every 50 ms and ignores the rest.
+    MetricsRequest = 13,
+    /// Answer to `MetricsRequest`, same `transfer_id`; payload = the node's `NodeMetrics` as
+    /// JSON, at most 256 KiB (links are left out to fit).
+    MetricsReply = 14,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 12] = [
+    pub const ALL: [FrameKind; 14] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -94,6 +100,8 @@ impl FrameKind {
         FrameKind::Close,
         FrameKind::ShmOffer,
         FrameKind::ShmAccept,
+        FrameKind::MetricsRequest,
+        FrameKind::MetricsReply,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {
