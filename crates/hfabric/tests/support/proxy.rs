@@ -125,5 +125,10 @@ pub fn serve_env(
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
     let addr = v["addr"].as_str().expect("addr").parse().expect("address");
-    crate::support::Server { child, addr, log }
+    crate::support::Server {
+        child,
+        addr,
+        log,
+        ready: v,
+    }
 }
