@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::fabric::{Fabric, PingOptions};
 use crate::runtime::StatsSnapshot;
 use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Pings per neighbour and round (their median is the latency sample).
@@ -81,6 +82,7 @@ pub fn run(fabric: &Fabric, cfg: &AlertsConfig, stop: &Stop) -> Result<()> {
         neighbours: neighbours(fabric.config(), fabric.node_id()),
         cpu_prev: sysinfo::read_cpu(),
         stats_prev: fabric.stats(),
+        links_prev: HashMap::new(),
         remedies: Remedies::default(),
     };
     tracing::info!(
@@ -112,14 +114,17 @@ struct Watcher<'f> {
     neighbours: Vec<String>,
     cpu_prev: Option<(u64, u64)>,
     stats_prev: StatsSnapshot,
+    /// Per neighbour: (bytes sent, bytes retransmitted) at the last round.
+    links_prev: HashMap<String, (u64, u64)>,
     remedies: Remedies,
 }
 
 impl Watcher<'_> {
     fn measure(&mut self) -> Vec<Sample> {
         let mut out = Vec::new();
+        let resent = self.retransmit_ratios();
         for n in self.neighbours.clone() {
-            self.link_samples(&n, &mut out);
+            self.link_samples(&n, resent.get(&n).copied(), &mut out);
         }
         let at = Instant::now();
         let me = Subject::Node(self.fabric.node_id().to_owned());
@@ -158,9 +163,24 @@ impl Watcher<'_> {
         out
     }
 
-    /// Latency and loss of the link to `peer` (an unreachable peer is total loss), and with
-    /// a bandwidth floor the bandwidth estimated from a small and a large ping.
-    fn link_samples(&self, peer: &str, out: &mut Vec<Sample>) {
+    /// Per neighbour that carried traffic since the last round: retransmitted / sent bytes.
+    fn retransmit_ratios(&mut self) -> HashMap<String, f64> {
+        let mut ratios = HashMap::new();
+        for l in self.fabric.metrics().links {
+            let now = (l.bytes_sent, l.retransmitted_bytes);
+            let (sent0, resent0) = self.links_prev.insert(l.peer.clone(), now).unwrap_or(now);
+            let sent = now.0.saturating_sub(sent0);
+            if sent > 0 {
+                ratios.insert(l.peer, now.1.saturating_sub(resent0) as f64 / sent as f64);
+            }
+        }
+        ratios
+    }
+
+    /// Latency and loss of the link to `peer` (an unreachable peer is total loss; loss is the
+    /// worse of lost pings and retransmitted bytes), and with a bandwidth floor the bandwidth
+    /// estimated from a small and a large ping.
+    fn link_samples(&self, peer: &str, resent: Option<f64>, out: &mut Vec<Sample>) {
         let timeout = Duration::from_millis(self.cfg.interval_ms.clamp(50, 1000));
         let opts = |size| PingOptions::new().size(size).count(PINGS).timeout(timeout);
         let subject = Subject::Link {
@@ -185,10 +205,8 @@ impl Watcher<'_> {
                 return;
             }
         };
-        push(
-            Metric::LossRatio,
-            small.lost as f64 / small.sent.max(1) as f64,
-        );
+        let lost = small.lost as f64 / small.sent.max(1) as f64;
+        push(Metric::LossRatio, lost.max(resent.unwrap_or(0.0)));
         push(Metric::LatencyNs, small.median_ns as f64);
         if self.cfg.bandwidth_floor_gbps.is_none() {
             return;
