@@ -186,3 +186,36 @@ fn slow_hop_of_a_diamond_gets_the_other_relay_as_detour() {
         r["recommendations"]
     );
 }
+
+#[test]
+fn unknown_nodes_and_bad_arguments_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chain_file(dir.path());
+    let cfg = cfg.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["diagnose", "--config", cfg, "--from", "src"];
+        args.extend(extra);
+        hfabric(&args)
+    };
+    let o = run(&["--to", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"));
+    let o = run(&["--to", "dst", "--probes", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    // No relay runs: the first hop is down, the report says so, and the exit code is 1.
+    let o = run(&["--to", "dst", "--probes", "1", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["hops"][0]["health"], "down");
+    assert_eq!(r["hops"][1]["health"], "unmeasured");
+    assert!(r["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["category"] == "reachability"));
+}

@@ -76,7 +76,9 @@ fn hop_reports(m: &Measured, limits: &Limits) -> Vec<HopReport> {
             .map(|(hi, lo)| hi - lo);
         let loss = series.loss_ratio();
         let throughput = m.throughput_gbps.get(i).copied().flatten();
-        let health = if rtt.is_none() {
+        let health = if rtt.is_none() && series.failed == 0 {
+            Health::Unmeasured
+        } else if rtt.is_none() {
             Health::Down
         } else if latency.is_some_and(|l| l as f64 > limits.latency_ns)
             || loss > limits.loss_ratio
@@ -233,6 +235,9 @@ fn hop_recommendations(
             priority,
         })
     };
+    if h.health == Health::Unmeasured {
+        return;
+    }
     if h.health == Health::Down {
         let err = m
             .hops

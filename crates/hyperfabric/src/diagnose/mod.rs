@@ -99,6 +99,8 @@ pub enum Health {
     Degraded,
     /// No probe came back.
     Down,
+    /// Not probed: an earlier hop is down.
+    Unmeasured,
 }
 
 /// One hop of the route with what was measured across it.
