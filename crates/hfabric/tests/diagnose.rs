@@ -23,7 +23,7 @@ fn peer(id: &str, addr: std::net::SocketAddr) -> [String; 2] {
     ["--peer".to_owned(), format!("{id}={addr}")]
 }
 
-fn diagnose(cfg: &Path, peers: &[String], out: &Path) -> Value {
+fn diagnose(cfg: &Path, peers: &[String], out: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "diagnose",
         "--json",
@@ -41,6 +41,7 @@ fn diagnose(cfg: &Path, peers: &[String], out: &Path) -> Value {
     args.push("--config");
     args.push(cfg.to_str().unwrap());
     args.extend(peers.iter().map(String::as_str));
+    args.extend(extra);
     let o = hfabric(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let printed: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -120,7 +121,7 @@ fn chain_report(
     for (id, s) in [("relay-1", &r1), ("relay-2", &r2), ("dst", &dst)] {
         peers.extend(peer(id, s.addr));
     }
-    diagnose(&cfg, &peers, &dir.join("report.json"))
+    diagnose(&cfg, &peers, &dir.join("report.json"), &[])
 }
 
 #[test]
@@ -173,8 +174,20 @@ fn slow_hop_of_a_diamond_gets_the_other_relay_as_detour() {
     for (id, s) in [(relay.as_str(), &on_route), (other, &spare), ("dst", &dst)] {
         peers.extend(peer(id, s.addr));
     }
-    let r = diagnose(&cfg, &peers, &dir.path().join("report.json"));
+    let full = ["--full", "--full-bytes", "1048576"];
+    let r = diagnose(&cfg, &peers, &dir.path().join("report.json"), &full);
     assert_eq!(latency_bottleneck(&r), (relay.clone(), "dst".into()));
+    // --full: a throughput and a utilisation per hop, end to end, and a bandwidth bottleneck.
+    for h in r["hops"].as_array().unwrap() {
+        assert!(h["throughput_gbps"].as_f64().unwrap() > 0.0, "{h:#}");
+        assert!(h["utilisation"].as_f64().unwrap() > 0.0, "{h:#}");
+    }
+    assert!(r["throughput_gbps"].as_f64().unwrap() > 0.0);
+    assert!(r["bottlenecks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["kind"] == "bandwidth"));
     let advice = latency_advice(&r);
     let detour = format!("src -> {other} -> dst");
     assert!(
