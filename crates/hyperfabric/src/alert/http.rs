@@ -27,14 +27,22 @@ impl HttpUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+        // `[v6]:port` and `[v6]` keep their brackets until the port is split off.
+        let split = if authority.starts_with('[') {
+            authority
+                .rsplit_once("]:")
+                .map(|(h, p)| (&authority[..h.len() + 1], p))
+        } else {
+            authority.rsplit_once(':')
+        };
+        let (host, port) = match split {
+            Some((h, p)) => {
                 let port = p
                     .parse::<u16>()
                     .map_err(|_| format!("\"{url}\": bad port \"{p}\""))?;
                 (h, port)
             }
-            _ => (authority, 80),
+            None => (authority, 80),
         };
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
             return Err(format!("\"{url}\": bad host \"{host}\""));
@@ -73,7 +81,11 @@ pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: hyperfabric-alerts\r\n\r\n",
         u.path,
-        u.host,
+        if u.host.contains(':') {
+            format!("[{}]", u.host)
+        } else {
+            u.host.clone()
+        },
         u.port,
         body.len()
     );
@@ -136,6 +148,9 @@ mod tests {
         assert!(HttpUrl::parse("https://x/").unwrap_err().contains("no TLS"));
         assert!(HttpUrl::parse("http://x:port/").is_err());
         assert!(HttpUrl::parse("http:///p").is_err());
+        let v6 = HttpUrl::parse("http://[::1]:8080/x").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 8080));
+        assert_eq!(HttpUrl::parse("http://[::1]/x").unwrap().port, 80);
         assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
         assert_eq!(parse_status(b"SSH-2.0\r\n"), None);
     }
