@@ -41,6 +41,8 @@ enum Command {
     /// Live dashboard of a whole fabric: latency, bandwidth, loss, CPU, memory, per-link
     /// sparklines and anomalies (q or Ctrl-C quits); --once --json for scripts.
     Monitor(cmd::monitor::Args),
+    /// Write a new fabric secret (32 random bytes, mode 0600) for `[fabric] secret_file`.
+    Keygen(cmd::keygen::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Topo(a) => cmd::topo::run(a),
         Command::Diagnose(a) => cmd::diagnose::run(a),
         Command::Monitor(a) => cmd::monitor::run(a),
+        Command::Keygen(a) => cmd::keygen::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -36,6 +36,7 @@ fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
             fabric: fabric.into(),
             node: node.into(),
             nonce: 1,
+            auth: None,
         }),
     )
     .unwrap()

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod alert;
+pub mod auth;
 pub mod compress;
 pub mod config;
 pub mod diagnose;

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod diagnose;
+pub mod keygen;
 pub mod monitor;
 pub mod nodes;
 pub mod ping;

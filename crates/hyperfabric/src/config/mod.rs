@@ -10,6 +10,7 @@ mod policy;
 mod profile;
 mod raw;
 mod render;
+mod security;
 mod validate;
 
 pub use alerts::{AlertsConfig, Endpoint};
@@ -19,6 +20,7 @@ pub use policy::{
 };
 pub use profile::{IdleStrategy, ProfileName, Tuning};
 pub use render::nodes_table;
+pub use security::SecurityConfig;
 
 use crate::error::Error;
 use crate::node::NodeSignature;
@@ -47,6 +49,8 @@ pub struct FabricConfig {
     pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
     /// `[alerts]`: anomaly thresholds and alert endpoints (absent: no watcher runs).
     pub alerts: Option<alerts::AlertsConfig>,
+    /// Membership secret and TLS (`secret_file`, `encryption_enabled`, `tls_*`).
+    pub security: SecurityConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -369,7 +373,10 @@ isolation = "soft"
     fn round_trip_through_text() {
         let mut cfgs = vec![load(GOOD).unwrap()];
         for entry in std::fs::read_dir(examples_dir()).unwrap() {
-            cfgs.push(FabricConfig::from_file(&entry.unwrap().path()).unwrap());
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                cfgs.push(FabricConfig::from_file(&path).unwrap());
+            }
         }
         let mut tuned = load(GOOD).unwrap();
         tuned.tuning.congestion_control = None;

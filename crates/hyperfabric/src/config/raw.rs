@@ -62,6 +62,16 @@ pub(crate) struct RawFabric {
     pub qos_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_gbps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
     line(&mut out, "name", Value::from(cfg.name.as_str()));
     line(&mut out, "profile", Value::from(cfg.profile.as_str()));
     tuning_overrides(&mut out, &cfg.tuning, &Tuning::for_profile(cfg.profile));
+    super::security::render(&mut out, &cfg.security);
     for n in &cfg.nodes {
         out.push_str("\n[[nodes]]\n");
         node(&mut out, n);

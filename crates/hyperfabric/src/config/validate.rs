@@ -21,6 +21,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         ));
     }
     let (profile, tuning) = tuning_of(&fabric).map_err(|(f, r)| err(format!("fabric.{f}"), r))?;
+    let security = super::security::build(&fabric).map_err(|(f, r)| err(f, r))?;
     let zones = raw
         .zones
         .into_iter()
@@ -59,6 +60,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         zones,
         data_types,
         alerts,
+        security,
     };
     check_nodes(&cfg, node_key).map_err(|(f, r)| err(f, r))?;
     let links = raw

@@ -67,7 +67,8 @@ impl NodeInner {
             | FrameKind::Welcome
             | FrameKind::Reject
             | FrameKind::ShmOffer
-            | FrameKind::ShmAccept => {
+            | FrameKind::ShmAccept
+            | FrameKind::Auth => {
                 return Err(format!("unexpected {:?} after the handshake", h.kind));
             }
         }

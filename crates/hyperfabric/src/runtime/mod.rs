@@ -4,6 +4,7 @@
 
 mod conn;
 mod dispatch;
+mod handshake;
 mod idle;
 mod incoming;
 mod journal;
@@ -68,6 +69,10 @@ pub struct NodeInner {
     pub tuning: Tuning,
     pub limits: wire::Limits,
     pub local_addr: SocketAddr,
+    /// The fabric secret (`secret_file`): peers must prove it in the handshake.
+    pub secret: Option<crate::auth::Secret>,
+    /// TLS for TCP links (`encryption_enabled`).
+    pub tls: Option<crate::auth::tls::TlsConfig>,
     peers: RwLock<HashMap<u64, Peer>>,
     pub zones: Zones,
     /// Which transports this node may use, and the peers the fabric file puts on our host.
@@ -108,6 +113,9 @@ impl NodeInner {
         let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound {
             node: me.to_owned(),
         })?;
+        // Key files first: a node that cannot prove membership must not listen at all.
+        let secret = crate::auth::Secret::from_config(cfg, me)?;
+        let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
         let addr = listen
             .or(node_cfg.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -146,6 +154,8 @@ impl NodeInner {
             incoming: incoming::IncomingTable::new(sink, &tuning),
             tuning,
             local_addr,
+            secret,
+            tls,
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),
             transport,
@@ -215,14 +225,14 @@ impl NodeInner {
                 .connections_rejected
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
-            conn::reject(stream, "too many connections");
+            handshake::reject(stream, "too many connections");
             return;
         }
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
             .spawn(move || {
-                conn::serve_accepted(Arc::clone(&node), stream, peer_addr);
+                handshake::serve_accepted(Arc::clone(&node), stream, peer_addr);
                 node.inbound.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -322,7 +332,7 @@ impl NodeInner {
             if self.is_shutting_down() {
                 return Err(Error::Shutdown);
             }
-            let err = match conn::dial(self, peer, lane, deadline) {
+            let err = match handshake::dial(self, peer, lane, deadline) {
                 Ok(c) => return Ok(c),
                 Err(e @ (Error::Rejected { .. } | Error::NodeNotFound { .. })) => return Err(e),
                 Err(e) => e,

@@ -18,10 +18,10 @@ use super::{Conn, NodeInner, Peer};
 use crate::config::IdleStrategy;
 use crate::error::{Error, Result};
 use crate::transport::shm::{self, Consumer, Producer, Ring, Segment, Waiter};
+use crate::transport::tls::{LinkReader, LinkWriter};
 use crate::transport::TransportChoice;
 use crate::wire::{self, FrameKind, Header, HEADER_LEN};
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,8 +239,8 @@ pub(super) fn offer(
     node: &Arc<NodeInner>,
     peer: &Peer,
     addr: std::net::SocketAddr,
-    stream: &TcpStream,
-    reader: &mut BufReader<TcpStream>,
+    stream: &mut LinkWriter,
+    reader: &mut BufReader<LinkReader>,
 ) -> Result<Option<(Producer, Consumer)>> {
     if !node.wants_shm(peer, addr) {
         return Ok(None);
@@ -263,7 +263,7 @@ pub(super) fn offer(
     let h = control(node, peer.key, FrameKind::ShmOffer);
     let frame = wire::encode_frame(&h, &encode_offer(&offer.names))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    if let Err(e) = (&*stream).write_all(&frame) {
+    if let Err(e) = stream.write_all(&frame) {
         return fail(format!("offer not sent: {e}"));
     }
     let mut payload = Vec::new();

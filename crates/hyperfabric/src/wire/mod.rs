@@ -17,7 +17,7 @@
 
 mod body;
 
-pub use body::{decode_hello, encode_hello, Hello};
+pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
@@ -84,10 +84,13 @@ pub enum FrameKind {
     /// Answer to `MetricsRequest`, same `transfer_id`; payload = the node's `NodeMetrics` as
     /// JSON, at most 256 KiB (links are left out to fit).
     MetricsReply = 14,
+    /// Dialer to acceptor, right after an authenticated Welcome: the dialer's 32-byte
+    /// HMAC proof of the fabric secret (see `body.rs`).
+    Auth = 15,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 14] = [
+    pub const ALL: [FrameKind; 15] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -102,6 +105,7 @@ impl FrameKind {
         FrameKind::ShmAccept,
         FrameKind::MetricsRequest,
         FrameKind::MetricsReply,
+        FrameKind::Auth,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {
