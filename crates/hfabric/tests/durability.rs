@@ -131,6 +131,7 @@ fn member(server: &Server) -> TcpStream {
         fabric: "test".into(),
         node: "node-a".into(),
         nonce: 7,
+        auth: None,
     };
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
