@@ -5,9 +5,11 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 
+pub mod alert;
 pub mod auth;
 pub mod compress;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod node;
 pub mod transform;

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod diagnose;
 pub mod keygen;
 pub mod monitor;
 pub mod nodes;

@@ -75,7 +75,19 @@ pub fn run(a: Args) -> CliResult {
             println!("metrics at http://{addr}/metrics");
         }
     }
-    let _ = rx.recv();
+    // With [alerts], a watcher measures this node and its neighbours until shutdown.
+    let stop = hyperfabric::alert::watch::Stop::new();
+    std::thread::scope(|s| {
+        if let Some(alerts) = &fabric.config().alerts {
+            s.spawn(|| {
+                if let Err(e) = hyperfabric::alert::watch::run(&fabric, alerts, &stop) {
+                    tracing::error!("alerts are off: {e}");
+                }
+            });
+        }
+        let _ = rx.recv();
+        stop.stop();
+    });
     let stats = fabric.stats();
     tracing::info!(
         received = stats.transfers_received,

@@ -5,6 +5,7 @@
 //! Every problem is an [`Error::Config`] naming the file, the field path and the reason, e.g.
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
+pub mod alerts;
 mod policy;
 mod profile;
 mod raw;
@@ -12,6 +13,7 @@ mod render;
 mod security;
 mod validate;
 
+pub use alerts::{AlertsConfig, Endpoint};
 pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,
@@ -45,6 +47,8 @@ pub struct FabricConfig {
     pub zones: Vec<ZoneConfig>,
     /// `[data_types.<name>]`: per data type defaults (priority, compression, transform).
     pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
+    /// `[alerts]`: anomaly thresholds and alert endpoints (absent: no watcher runs).
+    pub alerts: Option<alerts::AlertsConfig>,
     /// Membership secret and TLS (`secret_file`, `encryption_enabled`, `tls_*`).
     pub security: SecurityConfig,
 }

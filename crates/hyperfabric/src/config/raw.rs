@@ -17,6 +17,8 @@ pub(crate) struct RawFile {
     pub zones: Vec<RawZone>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data_types: BTreeMap<String, super::policy::RawDataTypePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<super::alerts::RawAlerts>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.
