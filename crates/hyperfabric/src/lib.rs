@@ -5,9 +5,12 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 
+pub mod alert;
+pub mod auth;
 pub mod buffer;
 pub mod compress;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod node;
 pub mod transform;
@@ -17,6 +20,7 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use types::{DataType, Priority};
 pub mod fabric;
+pub mod metrics;
 pub mod proto;
 pub mod route;
 pub mod runtime;

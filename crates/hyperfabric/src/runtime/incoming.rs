@@ -94,6 +94,9 @@ pub(super) struct IncomingTable {
     stale_after: Duration,
     open: Mutex<OpenTransfers>,
     done: Mutex<CompletedMemory>,
+    /// With a store directory: the durable record of completed transfers (None if it could
+    /// not be opened, which is logged: then only this process's memory answers duplicates).
+    journal: Mutex<Option<super::journal::DoneJournal>>,
     tx: Sender<Message>,
     rx: Receiver<Message>,
     /// Parameter caches, one per source node (what `Transform::Cache` senders rely on).
@@ -107,6 +110,7 @@ impl IncomingTable {
             Sink::Memory => tuning.max_transfer_bytes.min(MAX_IN_MEMORY_BYTES),
             _ => tuning.max_transfer_bytes,
         };
+        let (journal, done) = open_journal(&sink);
         IncomingTable {
             sink,
             params: RecvParams {
@@ -116,11 +120,17 @@ impl IncomingTable {
             },
             stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
             open: Mutex::new(HashMap::new()),
-            done: Mutex::new(CompletedMemory::default()),
+            done: Mutex::new(done),
+            journal: Mutex::new(journal),
             tx,
             rx,
             caches: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Transfers being received, and messages waiting for the application (metrics).
+    pub(super) fn depths(&self) -> (usize, usize) {
+        (self.open.lock().len(), self.rx.len())
     }
 
     pub(super) fn is_done(&self, key: TransferKey) -> bool {
@@ -212,6 +222,21 @@ impl IncomingTable {
         }
     }
 
+    /// Records a stored transfer as done on disk (before its FINAL ack goes out).
+    fn journal_done(&self, key: TransferKey) {
+        let mut journal = self.journal.lock();
+        if let Some(j) = journal.as_mut() {
+            let done = self.done.lock();
+            if let Err(e) = j.record(key, done.order.iter()) {
+                tracing::warn!(
+                    "cannot record transfer {:#x} as done in the store journal ({e}): a crash \
+                     before its acknowledgement arrives could store it again",
+                    key.1
+                );
+            }
+        }
+    }
+
     /// Claims a transfer that arrived whole in one shared-memory slot, for zero-copy delivery:
     /// true (and remembered as done) when this node keeps messages in memory and the transfer
     /// is neither done nor partly assembled; otherwise the caller takes the copying path.
@@ -258,10 +283,11 @@ impl IncomingTable {
                     .and_then(safe_file_name)
                     .unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
                 let target = dir.join(name);
-                finish_file(&file, &tmp, &target, &dir).map_err(|err| {
+                finish_file(&file, e.proto.total(), &tmp, &target, &dir).map_err(|err| {
                     let _ = std::fs::remove_file(&tmp);
                     format!("cannot store {}: {err}", target.display())
                 })?;
+                self.journal_done(key);
                 Ok(Completed::Stored(target))
             }
         }
@@ -349,9 +375,46 @@ impl Entry {
     }
 }
 
-/// fsync the data, rename into place, fsync the directory: never a truncated final file.
-fn finish_file(file: &File, tmp: &Path, target: &Path, dir: &Path) -> std::io::Result<()> {
+/// The store directory's journal and the completed transfers it remembers.
+fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedMemory) {
+    let mut done = CompletedMemory::default();
+    let Sink::Store(dir) = sink else {
+        return (None, done);
+    };
+    match super::journal::DoneJournal::open(dir, COMPLETED_MEMORY) {
+        Ok((journal, keys)) => {
+            done.set.extend(keys.iter().copied());
+            done.order.extend(keys);
+            (Some(journal), done)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the journal of completed transfers in {} ({e}): duplicates are \
+                 recognised only while this process runs",
+                dir.display()
+            );
+            (None, done)
+        }
+    }
+}
+
+/// fsync the data, check the length on disk, rename into place, fsync the directory: never a
+/// truncated file under the final name.
+fn finish_file(
+    file: &File,
+    total: u64,
+    tmp: &Path,
+    target: &Path,
+    dir: &Path,
+) -> std::io::Result<()> {
     file.sync_all()?;
+    let on_disk = file.metadata()?.len();
+    if on_disk != total {
+        return Err(std::io::Error::other(format!(
+            "{} holds {on_disk} bytes after sync, expected {total}",
+            tmp.display()
+        )));
+    }
     std::fs::rename(tmp, target)?;
     File::open(dir)?.sync_all()
 }

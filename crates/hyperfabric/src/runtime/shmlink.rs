@@ -29,10 +29,10 @@ use crate::transport::shm::{
     self, Consumer, LinkPools, Pool, PoolReceiver, PoolSender, Producer, Ring, Segment, SlotView,
     Waiter,
 };
+use crate::transport::tls::{LinkReader, LinkWriter};
 use crate::transport::TransportChoice;
 use crate::wire::{self, flags, FrameKind, Header, HEADER_LEN};
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -327,6 +327,7 @@ fn drain(
             Err(e) => return Err(format!("protocol violation: {e}")),
         };
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link.on_received(slot.len());
         if header.hops == 0 && header.src != conn.peer_key {
             return Err(format!(
                 "frame claims source key {:#x}, link is {}",
@@ -431,8 +432,8 @@ pub(super) fn offer(
     node: &Arc<NodeInner>,
     peer: &Peer,
     addr: std::net::SocketAddr,
-    stream: &TcpStream,
-    reader: &mut BufReader<TcpStream>,
+    stream: &mut LinkWriter,
+    reader: &mut BufReader<LinkReader>,
 ) -> Result<Option<ShmEnds>> {
     if !node.wants_shm(peer, addr) {
         return Ok(None);
@@ -455,7 +456,7 @@ pub(super) fn offer(
     let h = control(node, peer.key, FrameKind::ShmOffer);
     let frame = wire::encode_frame(&h, &encode_offer(&offer.names))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    if let Err(e) = (&*stream).write_all(&frame) {
+    if let Err(e) = stream.write_all(&frame) {
         return fail(format!("offer not sent: {e}"));
     }
     let mut payload = Vec::new();

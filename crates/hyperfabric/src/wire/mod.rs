@@ -17,7 +17,7 @@
 
 mod body;
 
-pub use body::{decode_hello, encode_hello, Hello};
+pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
@@ -78,10 +78,19 @@ pub enum FrameKind {
     ShmOffer = 11,
     /// The acceptor opened both rings; frames travel through them from now on.
     ShmAccept = 12,
+    /// "Send me your metrics": empty payload, `transfer_id` = request id. Per connection
+    /// (not relayed); a node answers one peer at most every 50 ms and ignores the rest.
+    MetricsRequest = 13,
+    /// Answer to `MetricsRequest`, same `transfer_id`; payload = the node's `NodeMetrics` as
+    /// JSON, at most 256 KiB (links are left out to fit).
+    MetricsReply = 14,
+    /// Dialer to acceptor, right after an authenticated Welcome: the dialer's 32-byte
+    /// HMAC proof of the fabric secret (see `body.rs`).
+    Auth = 15,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 12] = [
+    pub const ALL: [FrameKind; 15] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -94,6 +103,9 @@ impl FrameKind {
         FrameKind::Close,
         FrameKind::ShmOffer,
         FrameKind::ShmAccept,
+        FrameKind::MetricsRequest,
+        FrameKind::MetricsReply,
+        FrameKind::Auth,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {

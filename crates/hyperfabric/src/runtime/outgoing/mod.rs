@@ -128,6 +128,11 @@ impl OutgoingTable {
     }
 
     /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
+    /// Transfers being sent now (a queue depth for metrics).
+    pub(in crate::runtime) fn in_flight(&self) -> usize {
+        self.map.lock().len()
+    }
+
     pub(super) fn belongs_to(&self, id: u64, dst: u64) -> bool {
         self.map.lock().get(&id).is_some_and(|s| s.dst == dst)
     }
@@ -438,6 +443,10 @@ impl<'a> PendingSend<'a> {
             .stats
             .transfers_failed
             .fetch_add(1, Ordering::Relaxed);
+        self.node
+            .metrics
+            .link(self.peer.key, &self.peer.id)
+            .on_transfer_failed();
         match f {
             SendFailure::Rejected(reason) => Error::Rejected {
                 reason: format!("{}: {reason}", self.peer.id),
@@ -463,6 +472,10 @@ impl<'a> PendingSend<'a> {
             .fetch_add(retransmitted_bytes, Ordering::Relaxed);
         let bytes = self.source.len();
         let latency = self.started.elapsed();
+        self.node
+            .metrics
+            .link(self.peer.key, &self.peer.id)
+            .on_transfer_done(latency, retransmitted_bytes);
         let path = self
             .paths
             .main_path()
