@@ -1,86 +1,96 @@
-//! Threshold checks of the guide (latency > 1 ms, loss > 0.1 %, CPU > 90 %, memory > 90 %,
-//! node unreachable). One function of the node views, so an alert engine can replace it.
+//! The dashboard's anomalies: every round's figures go through the alert engine of
+//! `hyperfabric::alert` (the thresholds of the fabric file's `[alerts]`, or the guide's
+//! defaults: latency > 1 ms, loss > 0.1 %, CPU > 90 %, memory > 90 %; and the statistical
+//! detector, so a spike on a fast link shows too), plus nodes that do not answer.
 
 use super::state::{Anomaly, NodeView};
+use hyperfabric::alert::{AlertState, Engine, Metric, Sample, Subject};
+use hyperfabric::config::AlertsConfig;
+use std::collections::BTreeMap;
+use std::time::Instant;
 
-pub const LATENCY_NS: f64 = 1e6;
-pub const LOSS_PERCENT: f64 = 0.1;
-pub const CPU_PERCENT: f64 = 90.0;
-pub const MEMORY_PERCENT: f64 = 90.0;
+/// The engine and what each alert it holds said last.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    engine: Engine,
+    firing: BTreeMap<(Subject, Metric), (f64, String)>,
+}
 
-/// The anomalies of the nodes' latest figures.
-pub fn check(nodes: &[NodeView]) -> Vec<Anomaly> {
-    let mut out = Vec::new();
-    for n in nodes {
-        let mut flag = |metric: &'static str, value: f64, threshold: f64, message: String| {
-            if value > threshold {
-                out.push(Anomaly {
-                    node: n.id.clone(),
-                    metric,
-                    value,
-                    threshold,
-                    message,
-                });
-            }
-        };
-        if !n.reachable {
-            let why = n.error.as_deref().unwrap_or("no answer yet");
-            flag(
-                "unreachable",
-                1.0,
-                0.0,
-                format!("{}: unreachable ({why})", n.id),
-            );
-            continue;
-        }
-        let p = &n.now;
-        if let Some(lat) = p.latency_p50_ns {
-            let ms = lat as f64 / 1e6;
-            flag(
-                "latency",
-                lat as f64,
-                LATENCY_NS,
-                format!("{}: latency {ms:.2} ms > 1 ms", n.id),
-            );
-        }
-        let loss = p.loss_percent;
-        flag(
-            "loss",
-            loss,
-            LOSS_PERCENT,
-            format!("{}: ping loss {loss:.2}% > 0.1%", n.id),
-        );
-        let re = p.retransmit_percent;
-        flag(
-            "retransmits",
-            re,
-            LOSS_PERCENT,
-            format!("{}: retransmitted {re:.2}% of bytes > 0.1%", n.id),
-        );
-        if let Some(cpu) = p.cpu_percent {
-            flag(
-                "cpu",
-                cpu,
-                CPU_PERCENT,
-                format!("{}: CPU {cpu:.0}% > 90%", n.id),
-            );
-        }
-        if let Some(mem) = p.memory_percent {
-            flag(
-                "memory",
-                mem,
-                MEMORY_PERCENT,
-                format!("{}: memory {mem:.0}% > 90%", n.id),
-            );
+impl Detector {
+    pub fn new(cfg: &AlertsConfig) -> Detector {
+        Detector {
+            engine: Engine::new(cfg),
+            firing: BTreeMap::new(),
         }
     }
-    out
+
+    /// Feeds the nodes' latest figures; returns what is anomalous now.
+    pub fn check(&mut self, nodes: &[NodeView], at: Instant) -> Vec<Anomaly> {
+        let mut out = Vec::new();
+        for n in nodes {
+            if !n.reachable {
+                let why = n.error.as_deref().unwrap_or("no answer yet");
+                out.push(Anomaly {
+                    node: n.id.clone(),
+                    metric: "unreachable",
+                    value: 1.0,
+                    message: format!("{}: unreachable ({why})", n.id),
+                });
+                continue;
+            }
+            for (metric, value) in figures(n) {
+                let sample = Sample {
+                    subject: Subject::Node(n.id.clone()),
+                    metric,
+                    value,
+                    at,
+                };
+                if let Some(ev) = self.engine.observe(&sample) {
+                    let key = (ev.subject.clone(), ev.metric);
+                    match ev.state {
+                        AlertState::Resolved => self.firing.remove(&key),
+                        _ => self.firing.insert(key, (ev.value, ev.text())),
+                    };
+                }
+            }
+        }
+        for ((subject, metric), (value, text)) in &self.firing {
+            out.push(Anomaly {
+                node: subject.to_string(),
+                metric: metric.as_str(),
+                value: *value,
+                message: text.clone(),
+            });
+        }
+        out
+    }
+}
+
+/// A node's figures as the engine's metrics (ratios, not percent).
+fn figures(n: &NodeView) -> Vec<(Metric, f64)> {
+    let p = &n.now;
+    let mut v = Vec::new();
+    if let Some(lat) = p.latency_p50_ns {
+        v.push((Metric::LatencyNs, lat as f64));
+    }
+    v.push((
+        Metric::LossRatio,
+        p.loss_percent.max(p.retransmit_percent) / 100.0,
+    ));
+    if let Some(cpu) = p.cpu_percent {
+        v.push((Metric::CpuRatio, cpu / 100.0));
+    }
+    if let Some(mem) = p.memory_percent {
+        v.push((Metric::MemoryRatio, mem / 100.0));
+    }
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cmd::monitor::state::Point;
+    use std::time::Duration;
 
     fn node(id: &str, p: Point) -> NodeView {
         NodeView {
@@ -91,18 +101,20 @@ mod tests {
         }
     }
 
+    fn quiet(latency_ns: u64) -> Point {
+        Point {
+            latency_p50_ns: Some(latency_ns),
+            cpu_percent: Some(5.0),
+            memory_percent: Some(1.0),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn each_threshold_is_checked_and_quiet_nodes_pass() {
-        let quiet = node(
-            "ok",
-            Point {
-                latency_p50_ns: Some(20_000),
-                cpu_percent: Some(5.0),
-                memory_percent: Some(1.0),
-                ..Default::default()
-            },
-        );
-        assert!(check(&[quiet]).is_empty());
+        let mut d = Detector::new(&AlertsConfig::default());
+        let now = Instant::now();
+        assert!(d.check(&[node("ok", quiet(20_000))], now).is_empty());
         let busy = node(
             "hot",
             Point {
@@ -119,20 +131,40 @@ mod tests {
             error: Some("connection refused".into()),
             ..Default::default()
         };
-        let found = check(&[busy, down]);
-        let metrics: Vec<_> = found.iter().map(|a| a.metric).collect();
+        let found = d.check(&[busy, down], now);
+        let mut metrics: Vec<_> = found.iter().map(|a| a.metric).collect();
+        metrics.sort_unstable();
         assert_eq!(
             metrics,
             [
-                "latency",
-                "loss",
-                "retransmits",
-                "cpu",
-                "memory",
+                "cpu_ratio",
+                "latency_ns",
+                "loss_ratio",
+                "memory_ratio",
                 "unreachable"
             ]
         );
-        assert_eq!(found[0].message, "hot: latency 2.50 ms > 1 ms");
-        assert!(found[5].message.contains("connection refused"));
+        let lat = found.iter().find(|a| a.metric == "latency_ns").unwrap();
+        assert!(lat.message.contains("2.500 ms"), "{}", lat.message);
+        assert!(found[0].message.contains("connection refused"));
+    }
+
+    #[test]
+    fn a_spike_under_the_threshold_is_caught_and_then_clears() {
+        let mut d = Detector::new(&AlertsConfig::default());
+        let t0 = Instant::now();
+        let at = |i: u64| t0 + Duration::from_secs(i);
+        for i in 0..20 {
+            let jitter = 20_000 + (i % 3) * 500;
+            assert!(d.check(&[node("fast", quiet(jitter))], at(i)).is_empty());
+        }
+        // 200 µs: far under 1 ms, ten times the usual.
+        let found = d.check(&[node("fast", quiet(200_000))], at(20));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].metric, "latency_ns");
+        for i in 21..24 {
+            d.check(&[node("fast", quiet(20_000))], at(i));
+        }
+        assert!(d.check(&[node("fast", quiet(20_000))], at(24)).is_empty());
     }
 }

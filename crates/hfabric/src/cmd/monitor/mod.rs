@@ -98,8 +98,10 @@ pub fn run(a: Args) -> CliResult {
         )));
     }
     let fabric_name = cfg.name.clone();
+    let alerts = cfg.alerts.clone().unwrap_or_default();
     let fabric = crate::common::start_client_with(cfg, &from, a.fabric.transport.into())?;
-    let mut state = MonitorState::new(&fabric_name, &from, a.interval.as_millis() as u64, &nodes);
+    let interval_ms = a.interval.as_millis() as u64;
+    let mut state = MonitorState::new(&fabric_name, &from, interval_ms, &nodes, &alerts);
     let started = Instant::now();
     let sampler = Sampler {
         fabric: &fabric,

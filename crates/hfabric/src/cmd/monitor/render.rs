@@ -136,7 +136,9 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
 
 fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
     let lines: Vec<Line> = if s.anomalies.is_empty() {
-        vec![Line::from("none: every node within thresholds")]
+        vec![Line::from(
+            "none: every node within its thresholds and its recent range",
+        )]
     } else {
         s.anomalies
             .iter()
@@ -151,7 +153,7 @@ fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
     Paragraph::new(lines).block(
         Block::default()
             .borders(Borders::ALL)
-            .title(" Anomalies (latency > 1 ms, loss > 0.1%, CPU > 90%, memory > 90%) "),
+            .title(" Anomalies ([alerts] thresholds and statistical spikes) "),
     )
 }
 
@@ -196,7 +198,13 @@ mod tests {
 
     #[test]
     fn the_screen_holds_the_figures_of_a_known_state() {
-        let mut s = MonitorState::new("lab", "monitor", 1000, &["gpu-1".into(), "gpu-2".into()]);
+        let mut s = MonitorState::new(
+            "lab",
+            "monitor",
+            1000,
+            &["gpu-1".into(), "gpu-2".into()],
+            &Default::default(),
+        );
         let obs = |at_ms, m: Result<NodeMetrics, String>| Observation {
             node: m.as_ref().map_or("gpu-2".into(), |m| m.node.clone()),
             at_ms,

@@ -58,17 +58,16 @@ pub struct NodeView {
     pub series: VecDeque<Point>,
 }
 
-/// A figure over its threshold.
+/// An alert of the engine that is firing now, or a node that does not answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
     pub node: String,
     pub metric: &'static str,
     pub value: f64,
-    pub threshold: f64,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MonitorState {
     pub fabric: String,
     pub from: String,
@@ -78,6 +77,8 @@ pub struct MonitorState {
     /// Series per (node, peer) link.
     pub links: BTreeMap<String, VecDeque<LinkPoint>>,
     pub anomalies: Vec<Anomaly>,
+    #[serde(skip)]
+    detector: super::anomalies::Detector,
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
@@ -94,11 +95,19 @@ fn quantile(sorted: &[u64], per_mille: usize) -> Option<u64> {
 }
 
 impl MonitorState {
-    pub fn new(fabric: &str, from: &str, interval_ms: u64, nodes: &[String]) -> MonitorState {
+    /// `alerts`: the fabric file's `[alerts]` (or the defaults) for the anomalies panel.
+    pub fn new(
+        fabric: &str,
+        from: &str,
+        interval_ms: u64,
+        nodes: &[String],
+        alerts: &hyperfabric::config::AlertsConfig,
+    ) -> MonitorState {
         MonitorState {
             fabric: fabric.to_owned(),
             from: from.to_owned(),
             interval_ms,
+            rounds: 0,
             nodes: nodes
                 .iter()
                 .map(|id| NodeView {
@@ -106,17 +115,19 @@ impl MonitorState {
                     ..Default::default()
                 })
                 .collect(),
-            ..Default::default()
+            links: BTreeMap::new(),
+            anomalies: Vec::new(),
+            detector: super::anomalies::Detector::new(alerts),
         }
     }
 
-    /// Takes one round of observations (one per node), then re-checks the thresholds.
+    /// Takes one round of observations (one per node), then feeds the alert engine.
     pub fn ingest(&mut self, round: Vec<Observation>) {
         self.rounds += 1;
         for obs in round {
             self.ingest_one(obs);
         }
-        self.anomalies = super::anomalies::check(&self.nodes);
+        self.anomalies = self.detector.check(&self.nodes, std::time::Instant::now());
     }
 
     fn ingest_one(&mut self, mut obs: Observation) {
