@@ -36,6 +36,13 @@ enum Command {
     Route(cmd::route::Args),
     /// Show a fabric's topology (table, tree, json, dot, graphml, gml) or draw it as SVG.
     Topo(cmd::topo::Args),
+    /// Diagnose the route between two running nodes: latency per hop, bottlenecks, BDP, advice.
+    Diagnose(cmd::diagnose::Args),
+    /// Live dashboard of a whole fabric: latency, bandwidth, loss, CPU, memory, per-link
+    /// sparklines and anomalies (q or Ctrl-C quits); --once --json for scripts.
+    Monitor(cmd::monitor::Args),
+    /// Write a new fabric secret (32 random bytes, mode 0600) for `[fabric] secret_file`.
+    Keygen(cmd::keygen::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +61,9 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Route(a) => cmd::route::run(a),
         Command::Topo(a) => cmd::topo::run(a),
+        Command::Diagnose(a) => cmd::diagnose::run(a),
+        Command::Monitor(a) => cmd::monitor::run(a),
+        Command::Keygen(a) => cmd::keygen::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

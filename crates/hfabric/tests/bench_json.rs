@@ -222,3 +222,37 @@ fn bench_qos_json_validates() {
         "qos alone runs only qos"
     );
 }
+
+#[test]
+fn bench_loan_api_moves_messages_through_the_pool() {
+    let out = hfabric(&[
+        "bench",
+        "throughput",
+        "--json",
+        "--api",
+        "loan",
+        "--sizes",
+        "1048576,4096",
+        "--seconds-per-size",
+        "0.3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    validate(&schema(), &r, "$").unwrap();
+    let t = &r["tests"]["throughput"];
+    assert_eq!(
+        (t["api"].as_str(), t["transport"].as_str()),
+        (Some("loan"), Some("shm"))
+    );
+    for res in t["results"].as_array().unwrap() {
+        assert!(u(&res["messages"]) > 0, "{res}");
+        assert_eq!(
+            u(&res["bytes"]),
+            u(&res["messages"]) * u(&res["message_bytes"])
+        );
+    }
+}

@@ -36,6 +36,7 @@ fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
             fabric: fabric.into(),
             node: node.into(),
             nonce: 1,
+            auth: None,
         }),
     )
     .unwrap()
@@ -172,5 +173,78 @@ fn a_peer_that_dies_mid_transfer_does_not_hurt_the_node() {
     s.write_all(&wire::encode_frame(&d, &vec![1u8; 65536]).unwrap())
         .unwrap();
     drop(s);
+    still_serves(&cfg, &mut server);
+}
+
+#[test]
+fn a_thousand_connections_at_once_are_bounded_and_a_running_transfer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replacen("[fabric]\n", "[fabric]\nmax_connections = 200\n", 1),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let mut server = Server::start(&cfg, "node-b", Some(&store));
+
+    // A member's transfer that is under way when the flood starts.
+    let file = dir.path().join("during-flood.bin");
+    random_file(&file, 256 << 20, 9);
+    let peer = server.peer_arg("node-b");
+    let sender = std::process::Command::new(BIN)
+        .args(["send", "--json", "--config"])
+        .arg(&cfg)
+        .args([
+            "--peer", &peer, "--from", "node-a", "--to", "node-b", "--file",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while partial_bytes(&store) == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    // A thousand sockets that connect and say nothing.
+    let flood: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    let mut refused = 0;
+    for mut s in flood {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        if let Ok((h, reason, _)) = wire::decode_frame(&answer, wire::Limits::default()) {
+            assert_eq!(h.kind, FrameKind::Reject);
+            let reason = String::from_utf8_lossy(reason);
+            assert!(
+                reason.contains("too many connections") || reason.contains("bad hello"),
+                "{reason}"
+            );
+            refused += usize::from(reason.contains("too many connections"));
+        }
+    }
+    // At most 200 connections got a thread; the others were refused at once, by name.
+    assert!(refused >= 790, "only {refused} of 1000 refused");
+    assert!(
+        server.wait_log("limit of 200 connections reached", Duration::from_secs(5)),
+        "{}",
+        server.log_text()
+    );
+
+    let out = sender.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the running transfer survived the flood: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(same_contents(&file, &store.join("during-flood.bin")));
+    let peak = server.peak_rss_bytes();
+    println!("peak RSS of the flooded node: {} MiB", peak >> 20);
+    assert!(peak < 256 << 20, "memory stayed bounded: {peak} bytes");
     still_serves(&cfg, &mut server);
 }

@@ -5,8 +5,12 @@
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 
+pub mod alert;
+pub mod auth;
+pub mod buffer;
 pub mod compress;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod node;
 pub mod transform;
@@ -16,14 +20,15 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use types::{DataType, Priority};
 pub mod fabric;
+pub mod metrics;
 pub mod proto;
 pub mod route;
 pub mod runtime;
 pub mod transport;
 
 pub use fabric::{
-    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, MultipathConfig, PingOptions,
-    SendOptions, SendReport, Transform,
+    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, LoanedBuf, MultipathConfig, Payload,
+    PingOptions, SendOptions, SendReport, Transform, LOAN_SLOT_BYTES,
 };
 pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
 pub use runtime::{Message, PingStats};

@@ -108,7 +108,12 @@ fn many_sends_in_flight_complete_in_any_order() {
         p.wait().unwrap();
     }
     let mut got: Vec<Vec<u8>> = (0..16)
-        .map(|_| b.recv_timeout(Duration::from_secs(5)).unwrap().payload)
+        .map(|_| {
+            b.recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .payload
+                .into_vec()
+        })
         .collect();
     got.sort_by_key(|p| p.len());
     assert!(got == payloads);

@@ -145,7 +145,7 @@ proptest! {
         kind in select(vec![FrameKind::Hello, FrameKind::Welcome]),
     ) {
         prop_assume!(fabric.len() <= 256 && node.len() <= 256);
-        let h = Hello { fabric, node, nonce };
+        let h = Hello { fabric, node, nonce, auth: None };
         let body = encode_hello(&h);
         prop_assert_eq!(decode_hello(kind, &body), Ok(h.clone()));
         // The body also survives a trip through a whole frame.
@@ -156,7 +156,7 @@ proptest! {
 
     #[test]
     fn long_hello_names_are_cut_to_valid_utf8(name in "\\PC{200,400}", nonce in any::<u64>()) {
-        let h = Hello { fabric: name.clone(), node: name.clone(), nonce };
+        let h = Hello { fabric: name.clone(), node: name.clone(), nonce, auth: None };
         let got = decode_hello(FrameKind::Hello, &encode_hello(&h)).unwrap();
         prop_assert!(got.node.len() <= MAX_NAME_LEN);
         prop_assert!(name.starts_with(&got.node));
@@ -226,7 +226,7 @@ fn unknown_codes_are_typed_errors() {
         Header::decode(&r, Limits::default())
     };
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
-    assert_eq!(with(5, 13), Err(DecodeError::UnknownKind { found: 13 }));
+    assert_eq!(with(5, 16), Err(DecodeError::UnknownKind { found: 16 }));
     assert_eq!(
         with(7, 0x02),
         Err(DecodeError::UnknownFlags { found: 0x0200 })
@@ -345,6 +345,7 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
         fabric: "lab".into(),
         node: "gpu-01".into(),
         nonce: 0x1234_5678,
+        auth: None,
     };
     let frame = |h: Header, p: &[u8]| encode_frame(&h, p).unwrap();
     let data = Header {
@@ -436,11 +437,22 @@ fn fuzz_seeds_are_current() {
             fabric: "lab".into(),
             node: "gpu-01".into(),
             nonce: 7,
+            auth: None,
         },
         Hello {
             fabric: String::new(),
             node: "ノード".into(),
             nonce: u64::MAX,
+            auth: None,
+        },
+        Hello {
+            fabric: "lab".into(),
+            node: "gpu-02".into(),
+            nonce: 9,
+            auth: Some(hyperfabric::wire::HelloAuth {
+                challenge: [0xa5; 32],
+                proof: Some([0x5a; 32]),
+            }),
         },
     ];
     for (name, bytes) in seed_frames() {

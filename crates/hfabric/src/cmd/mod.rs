@@ -1,4 +1,7 @@
 pub mod bench;
+pub mod diagnose;
+pub mod keygen;
+pub mod monitor;
 pub mod nodes;
 pub mod ping;
 pub mod route;

@@ -4,7 +4,7 @@ use crate::common::{CliError, CliResult, FabricArgs};
 use hyperfabric::Fabric;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,12 +17,20 @@ pub struct Args {
     /// Without it, received bytes are verified, acknowledged and dropped.
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Keep received messages in memory and read every byte of each (a consumer's cost, for
+    /// `bench --api loan`), then drop them. Without it (and --store) bytes are discarded.
+    #[arg(long, conflicts_with = "store")]
+    pub read_all: bool,
     /// Listen here instead of the fabric file's address (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Pin this process (all its threads) to one CPU.
     #[arg(long, value_name = "CPU")]
     pub pin: Option<usize>,
+    /// Serve metrics over HTTP here: Prometheus text at GET /metrics, JSON at
+    /// GET /metrics.json (port 0: any free port; the ready line names the real one).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Print the ready line (and nothing else on stdout) as JSON: {"event":"listening",...}.
     #[arg(long)]
     pub json: bool,
@@ -52,12 +60,18 @@ pub fn run(a: Args) -> CliResult {
         .transport(a.fabric.transport.into());
     builder = match &a.store {
         Some(dir) => builder.store_to(dir),
+        None if a.read_all => builder,
         None => builder.discard_received(),
     };
     if let Some(addr) = a.listen {
         builder = builder.listen(addr);
     }
-    let fabric = builder.start()?;
+    let fabric = Arc::new(builder.start()?);
+    let exporter = a
+        .metrics
+        .map(|addr| MetricsServer::start(addr, &fabric))
+        .transpose()?;
+    let metrics_addr = exporter.as_ref().map(|e| e.addr.to_string());
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -66,7 +80,7 @@ pub fn run(a: Args) -> CliResult {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str()})
+            serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr})
         );
     } else {
         println!(
@@ -75,20 +89,40 @@ pub fn run(a: Args) -> CliResult {
             fabric.local_addr(),
             fabric.config().name
         );
+        if let Some(addr) = &metrics_addr {
+            println!("metrics at http://{addr}/metrics");
+        }
     }
-    match &a.stats_file {
-        Some(path) => {
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(std::time::Duration::from_millis(100))
-            {
+    // With [alerts], a watcher measures this node and its neighbours until shutdown.
+    let stop = hyperfabric::alert::watch::Stop::new();
+    let read_stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if let Some(alerts) = &fabric.config().alerts {
+            s.spawn(|| {
+                if let Err(e) = hyperfabric::alert::watch::run(&fabric, alerts, &stop) {
+                    tracing::error!("alerts are off: {e}");
+                }
+            });
+        }
+        if a.read_all {
+            s.spawn(|| read_all(&fabric, &read_stop));
+        }
+        match &a.stats_file {
+            Some(path) => {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(std::time::Duration::from_millis(100))
+                {
+                    write_stats(&fabric, path);
+                }
                 write_stats(&fabric, path);
             }
-            write_stats(&fabric, path);
+            None => {
+                let _ = rx.recv();
+            }
         }
-        None => {
-            let _ = rx.recv();
-        }
-    }
+        stop.stop();
+        read_stop.store(true, std::sync::atomic::Ordering::Release);
+    });
     let stats = fabric.stats();
     tracing::info!(
         received = stats.transfers_received,
@@ -98,6 +132,98 @@ pub fn run(a: Args) -> CliResult {
         peak_rss_bytes = crate::common::peak_rss_bytes(),
         "shutting down"
     );
-    fabric.shutdown();
+    drop(exporter);
+    // The exporter's thread is gone, so this is the last handle: the node stops on drop.
+    drop(fabric);
     Ok(())
+}
+
+/// Receives until `stop`, reading every byte of every message (XOR over u64 words).
+fn read_all(fabric: &Fabric, stop: &std::sync::atomic::AtomicBool) {
+    let mut acc = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        match fabric.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(msg) => {
+                let words = msg.payload.chunks_exact(8);
+                acc ^= words.remainder().iter().fold(0, |x, &b| x ^ u64::from(b));
+                acc ^= words.fold(0, |x, w| {
+                    x ^ w.try_into().map(u64::from_ne_bytes).unwrap_or_default()
+                });
+            }
+            Err(hyperfabric::Error::Timeout { .. }) => {}
+            Err(_) => break,
+        }
+    }
+    std::hint::black_box(acc);
+}
+
+/// The `--metrics` HTTP endpoint: one thread answering scrapes (a scrape renders a fresh
+/// snapshot; the node itself never waits for it).
+struct MetricsServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    fn start(addr: SocketAddr, fabric: &Arc<Fabric>) -> CliResult<MetricsServer> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| CliError::failed(format!("--metrics: cannot listen on {addr}: {e}")))?;
+        let addr = server.server_addr().to_ip().unwrap_or(addr);
+        let server = Arc::new(server);
+        let (srv, fabric) = (Arc::clone(&server), Arc::clone(fabric));
+        let thread = std::thread::Builder::new()
+            .name("hf-metrics-http".into())
+            .spawn(move || {
+                for request in srv.incoming_requests() {
+                    let response = answer(&fabric, request.method(), request.url());
+                    if let Err(e) = request.respond(response) {
+                        tracing::debug!("metrics scrape: {e}");
+                    }
+                }
+            })
+            .map_err(|e| CliError::failed(format!("cannot spawn the metrics thread: {e}")))?;
+        tracing::info!(%addr, "serving metrics at /metrics");
+        Ok(MetricsServer {
+            addr,
+            server,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Body = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn answer(fabric: &Fabric, method: &tiny_http::Method, url: &str) -> Body {
+    let path = url.split('?').next().unwrap_or(url);
+    let text = |code: u16, ctype: &str, body: String| {
+        let mut r = tiny_http::Response::from_string(body).with_status_code(code);
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ctype) {
+            r = r.with_header(h);
+        }
+        r
+    };
+    if *method != tiny_http::Method::Get {
+        return text(405, "text/plain", "only GET\n".into());
+    }
+    match path {
+        "/metrics" => {
+            let body = hyperfabric::metrics::prometheus::render(&fabric.metrics());
+            text(200, hyperfabric::metrics::prometheus::CONTENT_TYPE, body)
+        }
+        "/metrics.json" => match serde_json::to_string_pretty(&fabric.metrics()) {
+            Ok(body) => text(200, "application/json", body),
+            Err(e) => text(500, "text/plain", format!("{e}\n")),
+        },
+        _ => text(404, "text/plain", "try /metrics or /metrics.json\n".into()),
+    }
 }

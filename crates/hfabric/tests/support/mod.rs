@@ -46,6 +46,8 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// The ready line (`{"event":"listening",...}`), e.g. for the `metrics` address.
+    pub ready: serde_json::Value,
 }
 
 impl Server {
@@ -55,7 +57,7 @@ impl Server {
 
     /// Like [`Server::start`], with extra arguments (e.g. `--peer dst=ADDR` for relays).
     pub fn start_with(config: &Path, node: &str, store: Option<&Path>, extra: &[String]) -> Server {
-        Server::start_env(config, node, store, extra, &[])
+        Server::start_in(Command::new(BIN), config, node, store, extra)
     }
 
     /// Like [`Server::start_with`], with environment variables for the child only.
@@ -66,8 +68,37 @@ impl Server {
         extra: &[String],
         env: &[(&str, &str)],
     ) -> Server {
-        let log = config.with_file_name(format!("{node}-{}.log", std::process::id()));
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
+        Server::start_in(cmd, config, node, store, extra)
+    }
+
+    /// Like [`Server::start_with`], with files the process writes capped at `max_bytes`
+    /// (`ulimit -f`, SIGXFSZ ignored): writes past it fail with EFBIG, as on a full disk.
+    pub fn start_with_file_limit(
+        config: &Path,
+        node: &str,
+        store: Option<&Path>,
+        max_bytes: u64,
+    ) -> Server {
+        let mut cmd = Command::new("bash");
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
+            max_bytes / 1024
+        );
+        cmd.args(["-c", &script, BIN]);
+        Server::start_in(cmd, config, node, store, &[])
+    }
+
+    /// Starts `cmd` (which runs `hfabric` with the arguments added here) as a serving node.
+    fn start_in(
+        mut cmd: Command,
+        config: &Path,
+        node: &str,
+        store: Option<&Path>,
+        extra: &[String],
+    ) -> Server {
+        let log = config.with_file_name(format!("{node}-{}.log", std::process::id()));
         cmd.args([
             "serve",
             "--json",
@@ -83,7 +114,6 @@ impl Server {
         }
         cmd.args(extra);
         cmd.env("RUST_LOG", "info");
-        cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -101,7 +131,12 @@ impl Server {
             .expect("addr")
             .parse()
             .expect("socket address");
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            ready: v,
+        }
     }
 
     pub fn peer_arg(&self, node: &str) -> String {

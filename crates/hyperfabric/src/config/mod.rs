@@ -5,19 +5,23 @@
 //! Every problem is an [`Error::Config`] naming the file, the field path and the reason, e.g.
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
+pub mod alerts;
 pub mod faults;
 mod policy;
 mod profile;
 mod raw;
 mod render;
+mod security;
 mod validate;
 
+pub use alerts::{AlertsConfig, Endpoint};
 pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,
 };
 pub use profile::{IdleStrategy, ProfileName, Tuning};
 pub use render::nodes_table;
+pub use security::SecurityConfig;
 
 use crate::error::Error;
 use crate::node::NodeSignature;
@@ -46,6 +50,10 @@ pub struct FabricConfig {
     pub data_types: Vec<(crate::types::DataType, DataTypePolicy)>,
     /// `[[faults]]`: fault injection for tests (see [`crate::transport::fault`]).
     pub faults: Vec<crate::transport::fault::FaultRule>,
+    /// `[alerts]`: anomaly thresholds and alert endpoints (absent: no watcher runs).
+    pub alerts: Option<alerts::AlertsConfig>,
+    /// Membership secret and TLS (`secret_file`, `encryption_enabled`, `tls_*`).
+    pub security: SecurityConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -368,7 +376,10 @@ isolation = "soft"
     fn round_trip_through_text() {
         let mut cfgs = vec![load(GOOD).unwrap()];
         for entry in std::fs::read_dir(examples_dir()).unwrap() {
-            cfgs.push(FabricConfig::from_file(&entry.unwrap().path()).unwrap());
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                cfgs.push(FabricConfig::from_file(&path).unwrap());
+            }
         }
         let mut tuned = load(GOOD).unwrap();
         tuned.tuning.congestion_control = None;

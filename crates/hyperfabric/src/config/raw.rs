@@ -19,6 +19,8 @@ pub(crate) struct RawFile {
     pub data_types: BTreeMap<String, super::policy::RawDataTypePolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<super::faults::RawFault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<super::alerts::RawAlerts>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.
@@ -62,6 +64,16 @@ pub(crate) struct RawFabric {
     pub qos_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_gbps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
     line(&mut out, "name", Value::from(cfg.name.as_str()));
     line(&mut out, "profile", Value::from(cfg.profile.as_str()));
     tuning_overrides(&mut out, &cfg.tuning, &Tuning::for_profile(cfg.profile));
+    super::security::render(&mut out, &cfg.security);
     for n in &cfg.nodes {
         out.push_str("\n[[nodes]]\n");
         node(&mut out, n);
@@ -42,6 +43,13 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
             for (key, value) in t {
                 line(&mut out, &key, value);
             }
+        }
+    }
+    if let Some(alerts) = &cfg.alerts {
+        out.push_str("\n[alerts]\n");
+        match Value::try_from(alerts.to_raw()) {
+            Ok(Value::Table(t)) => t.iter().for_each(|(k, v)| line(&mut out, k, v.clone())),
+            _ => out.push_str("# alerts could not be written (a value does not fit in TOML)\n"),
         }
     }
     out

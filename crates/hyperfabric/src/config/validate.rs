@@ -21,6 +21,7 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         ));
     }
     let (profile, tuning) = tuning_of(&fabric).map_err(|(f, r)| err(format!("fabric.{f}"), r))?;
+    let security = super::security::build(&fabric).map_err(|(f, r)| err(f, r))?;
     let zones = raw
         .zones
         .into_iter()
@@ -43,6 +44,12 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         .collect::<Result<Vec<_>, _>>();
     let nodes = nodes.map_err(|(f, r)| err(f, r))?;
     let data_types = super::policy::build(&raw.data_types).map_err(|(f, r)| err(f, r))?;
+    let alerts = raw
+        .alerts
+        .as_ref()
+        .map(super::alerts::build)
+        .transpose()
+        .map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
         source: origin.to_string(),
         name,
@@ -53,6 +60,8 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         zones,
         data_types,
         faults: Vec::new(),
+        alerts,
+        security,
     };
     check_nodes(&cfg, node_key).map_err(|(f, r)| err(f, r))?;
     let links = raw

@@ -30,8 +30,11 @@ use std::time::Duration;
 
 pub use crate::runtime::PingStats as PingReport;
 
+mod loan;
 mod options;
 
+pub use crate::buffer::{LoanedBuf, Payload};
+pub use loan::LOAN_SLOT_BYTES;
 pub use options::*;
 
 /// Chooses which node of a fabric file this process runs, and what it does with what it receives.
@@ -506,6 +509,23 @@ impl Fabric {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.snapshot()
+    }
+
+    /// This node's metrics now: per-link bytes, frames, transfers, retransmissions, drops,
+    /// latency histograms, throughput and utilisation, queue depths, process CPU and memory.
+    pub fn metrics(&self) -> crate::metrics::NodeMetrics {
+        self.inner.node_metrics()
+    }
+
+    /// The metrics of node `id`, asked over the fabric (a direct connection); this node's
+    /// own when `id` is this node. Fails with `Timeout` when no reply came in `timeout`
+    /// (a node answers one peer at most every 50 ms).
+    pub fn node_metrics(&self, id: &str, timeout: Duration) -> Result<crate::metrics::NodeMetrics> {
+        if id == self.node_id() {
+            return Ok(self.metrics());
+        }
+        let peer = self.inner.peer_by_id(id)?;
+        self.inner.remote_metrics(&peer, timeout)
     }
 
     /// Says goodbye to peers, stops accepting, and waits for the node's threads.

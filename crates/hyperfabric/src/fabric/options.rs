@@ -30,6 +30,11 @@ pub struct SendOptions {
     pub strategy: Option<crate::route::Strategy>,
     /// Stripe this send over several paths (overrides `configure_multipath` for this send).
     pub multipath: Option<MultipathConfig>,
+    /// Over shared memory, payloads passed by pool descriptor (loans, one-chunk copies of
+    /// 64 KiB and more) carry only a CRC32C of the descriptor; with this on, the sender also
+    /// checksums the payload and the receiver verifies it before reading. Every other frame
+    /// is always fully checksummed.
+    pub verify_payload: bool,
     /// Set by the builder methods: the caller chose these explicitly.
     priority_set: bool,
     compression_set: bool,
@@ -71,6 +76,11 @@ impl MultipathConfig {
 impl SendOptions {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// See [`SendOptions::verify_payload`](struct.SendOptions.html#structfield.verify_payload).
+    pub fn verify_payload(mut self, on: bool) -> Self {
+        self.verify_payload = on;
+        self
     }
     pub fn data_type(mut self, d: DataType) -> Self {
         self.data_type = d;

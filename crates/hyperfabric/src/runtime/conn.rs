@@ -1,23 +1,23 @@
-//! One TCP connection to a peer: handshake, framed writes, and the reader thread that
-//! decodes every frame and hands it to the node.
+//! One TCP connection to a peer (plain or TLS): framed writes, and the reader thread that
+//! decodes every frame and hands it to the node. Setting one up is `handshake.rs`.
 
 use super::shmlink;
 use super::{NodeInner, Peer};
-use crate::error::{Error, Result};
 use crate::transport::shm::Consumer;
 use crate::transport::tcp::{self, SocketReport};
+use crate::transport::tls::{LinkReader, LinkWriter};
 use crate::transport::TransportKind;
 use crate::types::Priority;
-use crate::wire::{self, DecodeError, FrameKind, Header, Hello, HEADER_LEN};
+use crate::wire::{self, DecodeError, FrameKind, Header, HEADER_LEN};
 use parking_lot::{Condvar, Mutex};
-use std::io::{self, BufReader, IoSlice, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Read buffer of a connection: small frames (acks, pings) come out of it without syscalls.
-const READ_BUFFER_BYTES: usize = 256 << 10;
+pub(super) const READ_BUFFER_BYTES: usize = 256 << 10;
 /// Most times a frame defers to more urgent writers before it goes anyway (no starvation).
 const MAX_DEFERRALS: u32 = 10_000;
 
@@ -83,9 +83,9 @@ fn should_defer(p: usize, waiting: &[u32; 5], served: &[u64; 5]) -> bool {
     })
 }
 
-/// Where a connection's frames go.
+/// Where a connection's frames go (TCP: plain or TLS).
 pub(super) enum Tx {
-    Tcp(TcpStream),
+    Tcp(LinkWriter),
     Shm(crate::transport::shm::Producer),
 }
 
@@ -112,18 +112,23 @@ pub struct Conn {
     /// The shared-memory ring we read, taken by the reader thread or by a caller waiting
     /// for an answer (who then reads it itself: no thread hand-off on the latency path).
     pub(super) shm_rx: Mutex<Option<Consumer>>,
+    /// Buffer pools of the shared-memory link (loans and one-copy large messages).
+    pools: std::sync::OnceLock<Arc<crate::transport::shm::LinkPools>>,
     /// Highest pong sequence seen, and the wake-up for parked pingers.
     pub(super) pong_seq: AtomicU64,
     pub(super) pong_gate: (Mutex<()>, Condvar),
     /// Fault injection on this connection's writes (tests); None: no rule can apply.
     faults: Option<Arc<crate::transport::fault::FaultInjector>>,
+    /// This peer's metrics slot (shared by every connection to it).
+    pub link: Arc<crate::metrics::LinkCounters>,
 }
 
 impl Conn {
-    fn new(
+    pub(super) fn new(
         node: &NodeInner,
         peer: &Peer,
         stream: &TcpStream,
+        tx: LinkWriter,
         socket: SocketReport,
         lane: Lane,
     ) -> io::Result<Arc<Conn>> {
@@ -138,16 +143,18 @@ impl Conn {
             peer: peer.id.clone(),
             peer_key: peer.key,
             socket,
-            writer: Mutex::new(Tx::Tcp(stream.try_clone()?)),
+            writer: Mutex::new(Tx::Tcp(tx)),
             alive: AtomicBool::new(true),
             closing: AtomicBool::new(false),
             shm: AtomicBool::new(false),
             shm_rx: Mutex::new(None),
+            pools: std::sync::OnceLock::new(),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
             faults: (node.faults.as_ref())
                 .filter(|f| f.may_apply_to(&peer.id))
                 .cloned(),
+            link: node.metrics.link(peer.key, &peer.id),
         }))
     }
 
@@ -213,6 +220,8 @@ impl Conn {
             let class = usize::from(priority.code()).min(4);
             self.gate.served[class]
                 .fetch_add((HEADER_LEN + payload.len()) as u64, Ordering::Relaxed);
+            self.link
+                .on_sent(priority.code(), HEADER_LEN + payload.len());
         }
         if let (Ok(()), Some(pacer)) = (&res, &self.pacer) {
             // Sleep with the writer held: the link itself is busy for that long.
@@ -288,10 +297,18 @@ impl Conn {
     }
 
     /// Moves this connection's writes to a shared-memory ring.
-    pub(super) fn switch_to_shm(&self, tx: crate::transport::shm::Producer, rx: Consumer) {
-        *self.shm_rx.lock() = Some(rx);
-        *self.writer.lock() = Tx::Shm(tx);
+    pub(super) fn switch_to_shm(&self, ends: shmlink::ShmEnds) {
+        if let Some(pools) = ends.pools {
+            let _ = self.pools.set(pools);
+        }
+        *self.shm_rx.lock() = Some(ends.rx);
+        *self.writer.lock() = Tx::Shm(ends.tx);
         self.shm.store(true, Ordering::Release);
+    }
+
+    /// The buffer pools of this connection's shared-memory link, if it has them.
+    pub(crate) fn pools(&self) -> Option<&Arc<crate::transport::shm::LinkPools>> {
+        self.pools.get()
     }
 
     /// Removes this link's segment files (either side may: the mappings live on until both
@@ -310,214 +327,23 @@ impl Conn {
                 let _ = c.ring().segment().unlink();
             }
         }
+        if let Some(p) = self.pools.get() {
+            let _ = p.rx.pool().segment().unlink();
+            if let Some(tx) = p.tx.try_lock_for(Duration::from_millis(20)) {
+                let _ = tx.pool().segment().unlink();
+            }
+        }
+    }
+
+    /// Writers waiting for this connection now (the QoS gate's queue).
+    pub fn waiting_writers(&self) -> u64 {
+        self.gate.snapshot().0.iter().map(|&w| u64::from(w)).sum()
     }
 
     /// True once frames travel through shared memory.
     pub fn is_shm(&self) -> bool {
         self.shm.load(Ordering::Acquire)
     }
-}
-
-/// Writes a Reject frame and closes: used before any handshake completed.
-pub(super) fn reject(mut stream: TcpStream, reason: &str) {
-    if let Ok(frame) = wire::encode_frame(&Header::new(FrameKind::Reject), reason.as_bytes()) {
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        let _ = stream.write_all(&frame);
-    }
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-/// Dials `peer`, says hello and waits for its welcome.
-pub(super) fn dial(
-    node: &Arc<NodeInner>,
-    peer: &Peer,
-    lane: Lane,
-    deadline: Instant,
-) -> Result<Arc<Conn>> {
-    let addr = peer.addr.ok_or_else(|| Error::Unreachable {
-        node: peer.id.clone(),
-        reason: "no listen address in the fabric file".into(),
-    })?;
-    let budget = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    let timeout = budget.min(Duration::from_millis(node.tuning.connect_timeout_ms));
-    let (stream, socket) =
-        tcp::connect(addr, timeout, &node.tuning).map_err(|e| Error::Unreachable {
-            node: peer.id.clone(),
-            reason: format!("connect to {addr}: {e}"),
-        })?;
-    let hello = Hello {
-        fabric: node.fabric_name.clone(),
-        node: node.me.clone(),
-        nonce: rand::random(),
-    };
-    let mut h = Header::new(FrameKind::Hello);
-    h.src = node.my_key;
-    h.dst = peer.key;
-    let frame = wire::encode_frame(&h, &wire::encode_hello(&hello))
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let io_err = |e: io::Error| Error::Unreachable {
-        node: peer.id.clone(),
-        reason: format!("handshake with {addr}: {e}"),
-    };
-    (&stream).write_all(&frame).map_err(io_err)?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(
-            node.tuning.handshake_timeout_ms,
-        )))
-        .map_err(io_err)?;
-    let mut reader =
-        BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io_err)?);
-    let mut payload = Vec::new();
-    let answer =
-        read_frame(&mut reader, node.limits, &mut payload).map_err(|e| Error::Unreachable {
-            node: peer.id.clone(),
-            reason: format!("handshake with {addr}: {e}"),
-        })?;
-    match answer.kind {
-        FrameKind::Welcome => {
-            let w =
-                wire::decode_hello(FrameKind::Welcome, body(&payload, &answer)).map_err(|e| {
-                    Error::Protocol {
-                        peer: peer.id.clone(),
-                        source: e,
-                    }
-                })?;
-            if w.fabric != node.fabric_name || w.node != peer.id {
-                return Err(Error::Rejected {
-                    reason: format!(
-                        "{addr} answered as node `{}` of fabric `{}`, expected `{}` of `{}`",
-                        w.node, w.fabric, peer.id, node.fabric_name
-                    ),
-                });
-            }
-        }
-        FrameKind::Reject => {
-            return Err(Error::Rejected {
-                reason: format!(
-                    "{} refused the connection: {}",
-                    peer.id,
-                    String::from_utf8_lossy(body(&payload, &answer))
-                ),
-            })
-        }
-        other => {
-            return Err(Error::Rejected {
-                reason: format!("{} answered the hello with {other:?}", peer.id),
-            });
-        }
-    }
-    let shm = shmlink::offer(node, peer, addr, &stream, &mut reader)?;
-    stream.set_read_timeout(None).map_err(io_err)?;
-    let conn = Conn::new(node, peer, &stream, socket, lane).map_err(io_err)?;
-    node.adopt(Arc::clone(&conn));
-    spawn_reader(node, &conn, reader)?;
-    if let Some((tx, rx)) = shm {
-        let waiter = rx.waiter();
-        conn.switch_to_shm(tx, rx);
-        shmlink::spawn_reader(node, &conn, waiter)?;
-    }
-    tracing::debug!(peer = %peer.id, %addr, "connected");
-    Ok(conn)
-}
-
-fn spawn_reader(
-    node: &Arc<NodeInner>,
-    conn: &Arc<Conn>,
-    reader: BufReader<TcpStream>,
-) -> Result<()> {
-    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
-    std::thread::Builder::new()
-        .name(format!("hf-rx-{}", conn.peer))
-        .spawn(move || read_loop(node, conn2, reader))
-        .map(|_| ())
-        .map_err(|e| Error::io("spawning a reader thread", e))
-}
-
-/// Runs on its own thread for an accepted connection: handshake, then the read loop.
-pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
-    let socket = tcp::apply(&stream, &node.tuning);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(
-        node.tuning.handshake_timeout_ms,
-    )));
-    let Ok(clone) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, clone);
-    let mut payload = Vec::new();
-    let refuse = |node: &NodeInner, stream: TcpStream, why: String| {
-        node.stats
-            .connections_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer_addr, "refusing connection: {why}");
-        reject(stream, &why);
-    };
-    let header = match read_frame(&mut reader, node.limits, &mut payload) {
-        Ok(h) => h,
-        Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
-    };
-    if header.kind != FrameKind::Hello {
-        return refuse(
-            &node,
-            stream,
-            format!("expected Hello, got {:?}", header.kind),
-        );
-    }
-    let hello = match wire::decode_hello(FrameKind::Hello, body(&payload, &header)) {
-        Ok(h) => h,
-        Err(e) => return refuse(&node, stream, format!("bad hello: {e}")),
-    };
-    if hello.fabric != node.fabric_name {
-        return refuse(
-            &node,
-            stream,
-            format!(
-                "wrong fabric `{}` (this is `{}`)",
-                hello.fabric, node.fabric_name
-            ),
-        );
-    }
-    let peer = match node
-        .peer_by_key(wire::node_key(&hello.node))
-        .filter(|p| p.id == hello.node)
-    {
-        Some(p) if header.src == p.key => p,
-        _ => {
-            return refuse(
-                &node,
-                stream,
-                format!(
-                    "unknown node `{}` in fabric `{}`",
-                    hello.node, node.fabric_name
-                ),
-            )
-        }
-    };
-    let welcome = Hello {
-        fabric: node.fabric_name.clone(),
-        node: node.me.clone(),
-        nonce: hello.nonce,
-    };
-    let mut h = Header::new(FrameKind::Welcome);
-    h.src = node.my_key;
-    h.dst = peer.key;
-    let sent = wire::encode_frame(&h, &wire::encode_hello(&welcome))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-        .and_then(|f| (&stream).write_all(&f));
-    let conn = match sent
-        .and_then(|_| stream.set_read_timeout(None))
-        .and_then(|_| Conn::new(&node, &peer, &stream, socket, Lane::Bulk))
-    {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),
-    };
-    node.stats
-        .connections_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
-    node.adopt(Arc::clone(&conn));
-    read_loop(node, conn, reader);
 }
 
 /// Why a read loop ended.
@@ -529,7 +355,7 @@ enum ReadEnd {
     Misbehaved(String),
 }
 
-fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStream>) {
+pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<LinkReader>) {
     let mut payload = Vec::new();
     let mut scratch = Vec::new();
     let mut offered = false;
@@ -549,6 +375,8 @@ fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufReader<TcpStr
         };
         after_corrupt = false;
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link
+            .on_received(HEADER_LEN + header.payload_len as usize);
         // A frame straight from the peer must carry the peer's key; relayed frames (hops > 0)
         // carry their origin's.
         if header.hops == 0 && header.src != conn.peer_key {

@@ -59,11 +59,17 @@ impl NodeInner {
             }
             FrameKind::Pong => self.on_pong(conn, h.transfer_id),
             FrameKind::Close => return Ok(false),
+            FrameKind::MetricsRequest => self.answer_metrics(conn, h),
+            FrameKind::MetricsReply => {
+                // A reply nobody asked for (or too late) is ignored, not an error.
+                self.metrics.fulfil(h.transfer_id, h.src, payload);
+            }
             FrameKind::Hello
             | FrameKind::Welcome
             | FrameKind::Reject
             | FrameKind::ShmOffer
-            | FrameKind::ShmAccept => {
+            | FrameKind::ShmAccept
+            | FrameKind::Auth => {
                 return Err(format!("unexpected {:?} after the handshake", h.kind));
             }
         }

@@ -1,6 +1,7 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
+use crate::buffer::Payload;
 use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::{IncomingTransfer, RecvError, RecvParams};
@@ -49,7 +50,9 @@ pub struct Message {
     /// payload is the encoded form: decode it with [`crate::transform`]. `Cache` transfers
     /// are resolved here: the payload is the full bytes.
     pub transform: Transform,
-    pub payload: Vec<u8>,
+    /// The bytes: owned, or (over shared memory, one-chunk transfers) a read-only view of
+    /// the sender's pool slot, returned to it when the message is dropped.
+    pub payload: Payload,
 }
 
 pub(super) enum Store {
@@ -96,12 +99,29 @@ struct CompletedMemory {
     order: VecDeque<TransferKey>,
 }
 
+impl CompletedMemory {
+    /// Remembers how `key` ended, forgetting the oldest beyond [`COMPLETED_MEMORY`].
+    fn remember(&mut self, key: TransferKey, outcome: Outcome) {
+        if self.map.insert(key, outcome).is_none() {
+            self.order.push_back(key);
+        }
+        if self.order.len() > COMPLETED_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
 pub(super) struct IncomingTable {
     sink: Sink,
     params: RecvParams,
     stale_after: Duration,
     open: Mutex<OpenTransfers>,
     done: Mutex<CompletedMemory>,
+    /// With a store directory: the durable record of completed transfers (None if it could
+    /// not be opened, which is logged: then only this process's memory answers duplicates).
+    journal: Mutex<Option<super::journal::DoneJournal>>,
     tx: Sender<Message>,
     rx: Receiver<Message>,
     /// Parameter caches, one per source node (what `Transform::Cache` senders rely on).
@@ -115,6 +135,7 @@ impl IncomingTable {
             Sink::Memory => tuning.max_transfer_bytes.min(MAX_IN_MEMORY_BYTES),
             _ => tuning.max_transfer_bytes,
         };
+        let (journal, done) = open_journal(&sink);
         IncomingTable {
             sink,
             params: RecvParams {
@@ -124,7 +145,8 @@ impl IncomingTable {
             },
             stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
             open: Mutex::new(HashMap::new()),
-            done: Mutex::new(CompletedMemory::default()),
+            done: Mutex::new(done),
+            journal: Mutex::new(journal),
             tx,
             rx,
             caches: Mutex::new(HashMap::new()),
@@ -134,6 +156,11 @@ impl IncomingTable {
     /// How transfer `key` ended, if it did (and is still remembered).
     pub(super) fn outcome(&self, key: TransferKey) -> Option<Outcome> {
         self.done.lock().map.get(&key).cloned()
+    }
+
+    /// Transfers being received, and messages waiting for the application (metrics).
+    pub(super) fn depths(&self) -> (usize, usize) {
+        (self.open.lock().len(), self.rx.len())
     }
 
     /// The open transfer `key`, opened now if this is its first frame; `None` if it was
@@ -229,15 +256,42 @@ impl IncomingTable {
         e.closed = true;
         let mut open = self.open.lock();
         open.remove(&key);
-        let mut done = self.done.lock();
-        if done.map.insert(key, outcome).is_none() {
-            done.order.push_back(key);
-        }
-        if done.order.len() > COMPLETED_MEMORY {
-            if let Some(old) = done.order.pop_front() {
-                done.map.remove(&old);
+        self.done.lock().remember(key, outcome);
+    }
+
+    /// Records a stored transfer as done on disk (before its FINAL ack goes out).
+    fn journal_done(&self, key: TransferKey) {
+        let mut journal = self.journal.lock();
+        if let Some(j) = journal.as_mut() {
+            let done = self.done.lock();
+            if let Err(e) = j.record(key, done.order.iter()) {
+                tracing::warn!(
+                    "cannot record transfer {:#x} as done in the store journal ({e}): a crash \
+                     before its acknowledgement arrives could store it again",
+                    key.1
+                );
             }
         }
+    }
+
+    /// Claims a transfer that arrived whole in one shared-memory slot, for zero-copy delivery:
+    /// true (and remembered as delivered) when this node keeps messages in memory and the
+    /// transfer is neither ended nor partly assembled; otherwise the caller takes the copying
+    /// path. Decided under the `open` lock, as [`Self::close`] does.
+    pub(super) fn claim_whole(&self, key: TransferKey) -> bool {
+        if !matches!(self.sink, Sink::Memory) {
+            return false;
+        }
+        let open = self.open.lock();
+        if open.contains_key(&key) {
+            return false;
+        }
+        let mut done = self.done.lock();
+        if done.map.contains_key(&key) {
+            return false;
+        }
+        done.remember(key, Outcome::Delivered);
+        true
     }
 
     /// Makes a complete transfer durable (fsync, rename); the caller then [`Self::close`]s it.
@@ -256,7 +310,7 @@ impl IncomingTable {
                 priority: e.priority,
                 name: e.name.clone(),
                 transform: Transform::None,
-                payload,
+                payload: Payload::Owned(payload),
             })),
             Store::File { tmp, file } => {
                 let dir = match &self.sink {
@@ -269,10 +323,11 @@ impl IncomingTable {
                     .and_then(safe_file_name)
                     .unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
                 let target = dir.join(name);
-                finish_file(&file, &tmp, &target, &dir).map_err(|err| {
+                finish_file(&file, e.proto.total(), &tmp, &target, &dir).map_err(|err| {
                     let _ = std::fs::remove_file(&tmp);
                     format!("cannot store {}: {err}", target.display())
                 })?;
+                self.journal_done(key);
                 Ok(Completed::Stored(target))
             }
         }
@@ -292,7 +347,7 @@ impl IncomingTable {
         };
         msg.transform = transform;
         if transform == Transform::Cache {
-            msg.payload = self.resolve_cached(src, &msg.payload)?;
+            msg.payload = Payload::Owned(self.resolve_cached(src, &msg.payload)?);
         }
         Ok(Completed::Deliver(msg))
     }
@@ -360,9 +415,47 @@ impl Entry {
     }
 }
 
-/// fsync the data, rename into place, fsync the directory: never a truncated final file.
-fn finish_file(file: &File, tmp: &Path, target: &Path, dir: &Path) -> std::io::Result<()> {
+/// The store directory's journal and the completed transfers it remembers.
+fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedMemory) {
+    let mut done = CompletedMemory::default();
+    let Sink::Store(dir) = sink else {
+        return (None, done);
+    };
+    match super::journal::DoneJournal::open(dir, COMPLETED_MEMORY) {
+        Ok((journal, keys)) => {
+            for key in keys {
+                done.remember(key, Outcome::Delivered);
+            }
+            (Some(journal), done)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot open the journal of completed transfers in {} ({e}): duplicates are \
+                 recognised only while this process runs",
+                dir.display()
+            );
+            (None, done)
+        }
+    }
+}
+
+/// fsync the data, check the length on disk, rename into place, fsync the directory: never a
+/// truncated file under the final name.
+fn finish_file(
+    file: &File,
+    total: u64,
+    tmp: &Path,
+    target: &Path,
+    dir: &Path,
+) -> std::io::Result<()> {
     file.sync_all()?;
+    let on_disk = file.metadata()?.len();
+    if on_disk != total {
+        return Err(std::io::Error::other(format!(
+            "{} holds {on_disk} bytes after sync, expected {total}",
+            tmp.display()
+        )));
+    }
     std::fs::rename(tmp, target)?;
     File::open(dir)?.sync_all()
 }
@@ -426,8 +519,12 @@ mod tests {
         let entry = open((1, 2)).unwrap().unwrap();
         table.abandon((1, 2), &mut entry.lock(), "disk full");
         assert_eq!(open((1, 2)).err().as_deref(), Some("disk full"));
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "only x.bin");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != super::super::journal::JOURNAL_NAME)
+            .collect();
+        assert_eq!(leftovers, ["x.bin"], "only x.bin (and the journal)");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 
 mod conn;
 mod dispatch;
+mod handshake;
 mod idle;
 mod incoming;
+mod journal;
 mod outgoing;
 mod ping;
 mod shmlink;
@@ -28,7 +30,7 @@ use crate::wire;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,6 +69,10 @@ pub struct NodeInner {
     pub tuning: Tuning,
     pub limits: wire::Limits,
     pub local_addr: SocketAddr,
+    /// The fabric secret (`secret_file`): peers must prove it in the handshake.
+    pub secret: Option<crate::auth::Secret>,
+    /// TLS for TCP links (`encryption_enabled`).
+    pub tls: Option<crate::auth::tls::TlsConfig>,
     peers: RwLock<HashMap<u64, Peer>>,
     pub zones: Zones,
     /// Which transports this node may use, and the peers the fabric file puts on our host.
@@ -81,11 +87,16 @@ pub struct NodeInner {
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
     all_conns: Mutex<Vec<Arc<Conn>>>,
+    /// Accepted connections with a thread of their own (handshaking or established): bounded
+    /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
+    inbound: AtomicUsize,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
     /// Fault injection on the frames this node writes (tests; None: off, zero cost).
     pub faults: Option<Arc<crate::transport::fault::FaultInjector>>,
+    /// Per-link counters, histograms and remote metrics requests.
+    pub metrics: crate::metrics::Registry,
     next_transfer: AtomicU64,
     next_ping: AtomicU64,
     shutting_down: AtomicBool,
@@ -104,6 +115,9 @@ impl NodeInner {
         let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound {
             node: me.to_owned(),
         })?;
+        // Key files first: a node that cannot prove membership must not listen at all.
+        let secret = crate::auth::Secret::from_config(cfg, me)?;
+        let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
         let addr = listen
             .or(node_cfg.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -143,6 +157,8 @@ impl NodeInner {
             incoming: incoming::IncomingTable::new(sink, &tuning),
             tuning,
             local_addr,
+            secret,
+            tls,
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),
             transport,
@@ -153,9 +169,11 @@ impl NodeInner {
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
+            inbound: AtomicUsize::new(0),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
             faults,
+            metrics: crate::metrics::Registry::new(cfg, me),
             // Random high bits: a restarted node never reuses ids the peer still remembers.
             next_transfer: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
             next_ping: AtomicU64::new(1),
@@ -203,19 +221,26 @@ impl NodeInner {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
-        if open >= self.tuning.max_connections {
+        let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
+        if open.max(inbound) >= self.tuning.max_connections {
+            self.inbound.fetch_sub(1, Ordering::AcqRel);
+            let open = open.max(inbound);
             self.stats
                 .connections_rejected
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
-            conn::reject(stream, "too many connections");
+            handshake::reject(stream, "too many connections");
             return;
         }
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
-            .spawn(move || conn::serve_accepted(node, stream, peer_addr));
+            .spawn(move || {
+                handshake::serve_accepted(Arc::clone(&node), stream, peer_addr);
+                node.inbound.fetch_sub(1, Ordering::AcqRel);
+            });
         if let Err(e) = spawned {
+            self.inbound.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot spawn a connection thread: {e}");
         }
     }
@@ -311,7 +336,7 @@ impl NodeInner {
             if self.is_shutting_down() {
                 return Err(Error::Shutdown);
             }
-            let err = match conn::dial(self, peer, lane, deadline) {
+            let err = match handshake::dial(self, peer, lane, deadline) {
                 Ok(c) => return Ok(c),
                 Err(e @ (Error::Rejected { .. } | Error::NodeNotFound { .. })) => return Err(e),
                 Err(e) => e,

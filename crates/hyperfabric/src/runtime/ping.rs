@@ -135,6 +135,9 @@ impl NodeInner {
                 std::thread::sleep(plan.interval);
             }
         }
+        self.metrics
+            .link(peer.key, &peer.id)
+            .on_pings(plan.count, &samples);
         if samples.is_empty() && plan.count > 0 {
             return Err(last_err.unwrap_or_else(|| Error::Timeout {
                 what: format!("every ping to `{}`", peer.id),

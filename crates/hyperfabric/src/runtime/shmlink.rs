@@ -12,16 +12,27 @@
 //!   frames ══════════ ring a2b ════════════▶
 //!   ◀════════════════ ring b2a ════════════ frames
 //! ```
+//!
+//! Beside each ring the dialer creates a buffer pool (`<ring name>.pool`, slots of
+//! [`POOL_SLOT_BYTES`]) that the ring's producer lends from: a `Data` frame with the `LOANED`
+//! flag carries a 16-byte descriptor of a slot instead of the bytes (loan API, and one-chunk
+//! copy-API transfers of at least [`POOL_COPY_MIN`]). The acceptor answers `ShmAccept` with
+//! the payload `pool` when it attached both pools; otherwise the link runs rings only.
 
 use super::conn::{body, read_frame};
 use super::{Conn, NodeInner, Peer};
+use crate::buffer::Payload;
 use crate::config::IdleStrategy;
+use crate::config::Transform;
 use crate::error::{Error, Result};
-use crate::transport::shm::{self, Consumer, Producer, Ring, Segment, Waiter};
+use crate::transport::shm::{
+    self, Consumer, LinkPools, Pool, PoolReceiver, PoolSender, Producer, Ring, Segment, SlotView,
+    Waiter,
+};
+use crate::transport::tls::{LinkReader, LinkWriter};
 use crate::transport::TransportChoice;
-use crate::wire::{self, FrameKind, Header, HEADER_LEN};
+use crate::wire::{self, flags, FrameKind, Header, HEADER_LEN};
 use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,13 +44,54 @@ const FULL_RING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The reader checks the connection's liveness at least this often.
 const LIVENESS_POLL: Duration = Duration::from_millis(100);
 
+/// Bytes of one buffer-pool slot: the largest loan, and the largest one-chunk transfer that
+/// travels by descriptor (1 MiB, the high-throughput chunk size).
+pub const POOL_SLOT_BYTES: usize = 1 << 20;
+/// Slots per direction (tmpfs pages are only allocated once touched).
+pub const POOL_SLOTS: u32 = 32;
+/// Copy-API transfers sent whole in one chunk go through the pool from this size on (below,
+/// the ring record is as cheap and needs no slot).
+pub const POOL_COPY_MIN: usize = 64 << 10;
+/// The `ShmAccept` payload of an acceptor that attached both pools.
+const POOL_ACCEPT: &[u8] = b"pool";
+
 static LINK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// One side's ends of a shared-memory link.
+pub struct ShmEnds {
+    pub tx: Producer,
+    pub rx: Consumer,
+    pub pools: Option<Arc<LinkPools>>,
+}
 
 /// The dialer's ends of a new link, and the names the acceptor must open.
 pub struct Offer {
-    pub tx: Producer,
-    pub rx: Consumer,
+    pub ends: ShmEnds,
     pub names: [String; 2],
+}
+
+/// The pool segment beside the ring segment `ring`.
+fn pool_name(ring: &str) -> String {
+    format!("{ring}.pool")
+}
+
+fn create_pool(ring: &str) -> Result<Pool, String> {
+    let len = Pool::segment_len_for(POOL_SLOT_BYTES, POOL_SLOTS);
+    let seg = Segment::create(&pool_name(ring), len).map_err(|e| e.to_string())?;
+    Pool::init(Arc::new(seg), POOL_SLOT_BYTES, POOL_SLOTS).map_err(|e| e.to_string())
+}
+
+fn attach_pool(ring: &str) -> Result<Pool, String> {
+    let seg = Segment::open(&pool_name(ring)).map_err(|e| e.to_string())?;
+    Pool::attach(Arc::new(seg)).map_err(|e| e.to_string())
+}
+
+/// Both pools of a link: we lend from `send`'s, we read the peer's loans from `recv`'s.
+fn link_pools(send: Pool, recv: Pool) -> Arc<LinkPools> {
+    Arc::new(LinkPools {
+        tx: parking_lot::Mutex::new(PoolSender::new(send)),
+        rx: PoolReceiver::new(recv),
+    })
 }
 
 /// Creates both segments (a2b: we write, b2a: we read) and formats their rings.
@@ -57,18 +109,84 @@ pub fn create(fabric: &str, me: &str, peer: &str) -> Result<Offer, String> {
     let b2a = make(&names[1])?;
     let tx = a2b.producer().map_err(|e| e.to_string())?;
     let rx = b2a.consumer().map_err(|e| e.to_string())?;
-    Ok(Offer { tx, rx, names })
+    // Pools are an optimisation: a link without them still works (by copy through the rings).
+    let pools = match (create_pool(&names[0]), create_pool(&names[1])) {
+        (Ok(a2b), Ok(b2a)) => Some(link_pools(a2b, b2a)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::info!("shared-memory link without buffer pools: {e}");
+            None
+        }
+    };
+    Ok(Offer {
+        ends: ShmEnds { tx, rx, pools },
+        names,
+    })
 }
 
-/// The acceptor's ends: reads a2b, writes b2a.
-pub fn open(names: &[String; 2]) -> Result<(Producer, Consumer), String> {
+/// The acceptor's ends: reads a2b, writes b2a (and the pools beside them, when present).
+pub fn open(names: &[String; 2]) -> Result<ShmEnds, String> {
     let attach = |name: &str| -> Result<Ring, String> {
         let seg = Segment::open(name).map_err(|e| e.to_string())?;
         Ring::attach(Arc::new(seg)).map_err(|e| e.to_string())
     };
     let rx = attach(&names[0])?.consumer().map_err(|e| e.to_string())?;
     let tx = attach(&names[1])?.producer().map_err(|e| e.to_string())?;
-    Ok((tx, rx))
+    let pools = match (attach_pool(&names[1]), attach_pool(&names[0])) {
+        (Ok(send), Ok(recv)) => Some(link_pools(send, recv)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::info!("shared-memory link without buffer pools: {e}");
+            None
+        }
+    };
+    Ok(ShmEnds { tx, rx, pools })
+}
+
+/// The 16-byte payload of a `LOANED` data frame.
+///
+/// ```text
+///  0          4          8           12          16
+///  | slot u32 | len u32  | crc32c u32 | dflags u32 |   dflags bit 0: crc32c is present
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub slot: u32,
+    pub len: u32,
+    /// CRC32C of the slot's `len` bytes, when the sender asked for payload verification.
+    pub crc: Option<u32>,
+}
+
+pub const DESCRIPTOR_LEN: usize = 16;
+const DESC_CRC: u32 = 1;
+
+impl Descriptor {
+    pub fn encode(&self) -> [u8; DESCRIPTOR_LEN] {
+        let mut b = [0u8; DESCRIPTOR_LEN];
+        b[0..4].copy_from_slice(&self.slot.to_le_bytes());
+        b[4..8].copy_from_slice(&self.len.to_le_bytes());
+        b[8..12].copy_from_slice(&self.crc.unwrap_or(0).to_le_bytes());
+        let f = if self.crc.is_some() { DESC_CRC } else { 0 };
+        b[12..16].copy_from_slice(&f.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Descriptor, String> {
+        let b: &[u8; DESCRIPTOR_LEN] = b.try_into().map_err(|_| {
+            format!(
+                "loan descriptor of {} bytes, want {DESCRIPTOR_LEN}",
+                b.len()
+            )
+        })?;
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let f = word(12);
+        if f & !DESC_CRC != 0 {
+            return Err(format!("unknown loan descriptor flags {f:#x}"));
+        }
+        Ok(Descriptor {
+            slot: word(0),
+            len: word(4),
+            crc: (f & DESC_CRC != 0).then(|| word(8)),
+        })
+    }
 }
 
 pub fn encode_offer(names: &[String; 2]) -> Vec<u8> {
@@ -212,18 +330,95 @@ fn drain(
             continue;
         }
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link.on_received(slot.len());
         if header.hops == 0 && header.src != conn.peer_key {
             return Err(format!(
                 "frame claims source key {:#x}, link is {}",
                 header.src, conn.peer
             ));
         }
-        match node.dispatch(conn, &header, payload, scratch) {
-            Ok(true) => {}
-            Ok(false) => return Err(GOODBYE.into()),
-            Err(why) => return Err(why),
+        let go_on = if header.kind == FrameKind::Data && header.has(flags::LOANED) {
+            let view = take_loan(conn, &header, payload)?;
+            on_loaned(node, conn, header, view, scratch)?
+        } else {
+            node.dispatch(conn, &header, payload, scratch)?
+        };
+        if !go_on {
+            return Err(GOODBYE.into());
         }
     }
+}
+
+/// The pool slot a `LOANED` frame names, validated; any lie closes the link.
+fn take_loan(conn: &Conn, h: &Header, payload: &[u8]) -> Result<SlotView, String> {
+    let pools = conn
+        .pools()
+        .ok_or("loaned frame on a link without buffer pools")?;
+    let d = Descriptor::decode(payload)?;
+    let view = pools
+        .rx
+        .accept(d.slot, d.len as usize)
+        .map_err(|e| e.to_string())?;
+    if let Some(crc) = d.crc {
+        if crc32c::crc32c(&view) != crc {
+            return Err(format!(
+                "loaned payload of transfer {:#x} fails its CRC32C",
+                h.transfer_id
+            ));
+        }
+    }
+    Ok(view)
+}
+
+/// Delivers a loaned chunk: in place when it is a whole transfer for an in-memory node (the
+/// application reads the slot; dropping the message returns it), otherwise through the usual
+/// dispatch as if its bytes had come in the frame (relay, store, discard, duplicates, refusals).
+fn on_loaned(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    mut h: Header,
+    view: SlotView,
+    scratch: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let key = (h.src, h.transfer_id);
+    let transform = Transform::from_wire_code(flags::transform(h.flags));
+    let whole = h.dst == node.my_key
+        && h.offset == 0
+        && h.aux == view.len() as u64
+        && flags::compression(h.flags) == 0
+        && h.flags & flags::NAMED == 0 // its name comes in a Meta: the usual path waits for it
+        && transform.is_some_and(|t| t != Transform::Cache)
+        && node.zones.check(h.src, node.my_key, &[]).is_ok()
+        && node.incoming.claim_whole(key);
+    if !whole {
+        h.flags &= !flags::LOANED;
+        h.payload_len = view.len() as u32;
+        return node.dispatch(conn, &h, &view, scratch);
+    }
+    node.stats
+        .bytes_received
+        .fetch_add(view.len() as u64 + HEADER_LEN as u64, Ordering::Relaxed);
+    let mut ack = Header::new(FrameKind::Ack);
+    ack.src = node.my_key;
+    ack.dst = h.src;
+    ack.transfer_id = h.transfer_id;
+    ack.offset = h.aux;
+    ack.aux = h.aux;
+    ack.flags = flags::FINAL;
+    let _ = conn.send(&ack, &[]);
+    node.stats
+        .transfers_received
+        .fetch_add(1, Ordering::Relaxed);
+    node.incoming.deliver(super::Message {
+        source: conn.peer.clone(),
+        transfer_id: h.transfer_id,
+        data_type: h.data_type,
+        priority: h.priority,
+        name: None,
+        transform: transform.unwrap_or(Transform::None),
+        payload: Payload::Shared(view),
+    });
+    Ok(true)
 }
 
 /// A control frame (offer/accept) from `node` to `peer_key`.
@@ -241,14 +436,14 @@ pub(super) fn offer(
     node: &Arc<NodeInner>,
     peer: &Peer,
     addr: std::net::SocketAddr,
-    stream: &TcpStream,
-    reader: &mut BufReader<TcpStream>,
-) -> Result<Option<(Producer, Consumer)>> {
+    stream: &mut LinkWriter,
+    reader: &mut BufReader<LinkReader>,
+) -> Result<Option<ShmEnds>> {
     if !node.wants_shm(peer, addr) {
         return Ok(None);
     }
     let forced = node.transport == TransportChoice::Shm;
-    let fail = |why: String| -> Result<Option<(Producer, Consumer)>> {
+    let fail = |why: String| -> Result<Option<ShmEnds>> {
         if forced {
             return Err(Error::Unreachable {
                 node: peer.id.clone(),
@@ -265,12 +460,18 @@ pub(super) fn offer(
     let h = control(node, peer.key, FrameKind::ShmOffer);
     let frame = wire::encode_frame(&h, &encode_offer(&offer.names))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    if let Err(e) = (&*stream).write_all(&frame) {
+    if let Err(e) = stream.write_all(&frame) {
         return fail(format!("offer not sent: {e}"));
     }
     let mut payload = Vec::new();
     match read_frame(reader, node.limits, &mut payload) {
-        Ok(a) if a.kind == FrameKind::ShmAccept => Ok(Some((offer.tx, offer.rx))),
+        Ok(a) if a.kind == FrameKind::ShmAccept => {
+            let mut ends = offer.ends;
+            if body(&payload, &a) != POOL_ACCEPT {
+                ends.pools = None;
+            }
+            Ok(Some(ends))
+        }
         Ok(a) => fail(format!(
             "peer declined ({:?}): {}",
             a.kind,
@@ -301,10 +502,18 @@ pub(super) fn accept(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
         decode_offer(payload).and_then(|names| open(&names))
     };
     match opened {
-        Ok((tx, rx)) => {
-            if conn.send(&conn.control(FrameKind::ShmAccept), &[]).is_ok() {
-                let waiter = rx.waiter();
-                conn.switch_to_shm(tx, rx);
+        Ok(ends) => {
+            let answer: &[u8] = if ends.pools.is_some() {
+                POOL_ACCEPT
+            } else {
+                &[]
+            };
+            if conn
+                .send(&conn.control(FrameKind::ShmAccept), answer)
+                .is_ok()
+            {
+                let waiter = ends.rx.waiter();
+                conn.switch_to_shm(ends);
                 if let Err(e) = spawn_reader(node, conn, waiter) {
                     tracing::warn!(peer = %conn.peer, "{e}");
                     conn.close("cannot start the shared-memory reader");
@@ -329,5 +538,32 @@ mod tests {
         assert!(decode_offer(b"only-one").is_err());
         assert!(decode_offer(b"../etc\nx").is_err());
         assert!(decode_offer(&[0xff, b'\n', b'a']).is_err());
+    }
+
+    #[test]
+    fn descriptors_round_trip_and_refuse_garbage() {
+        for d in [
+            Descriptor {
+                slot: 3,
+                len: 1 << 20,
+                crc: Some(0xdead_beef),
+            },
+            Descriptor {
+                slot: 0,
+                len: 0,
+                crc: None,
+            },
+        ] {
+            assert_eq!(Descriptor::decode(&d.encode()), Ok(d));
+        }
+        assert!(Descriptor::decode(&[0u8; 15]).is_err());
+        let mut b = Descriptor {
+            slot: 1,
+            len: 2,
+            crc: None,
+        }
+        .encode();
+        b[12] = 2;
+        assert!(Descriptor::decode(&b).is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod pacer;
 #[allow(unsafe_code)]
 pub mod shm;
 pub mod tcp;
+pub mod tls;
 
 use serde::Serialize;
 use std::fmt;

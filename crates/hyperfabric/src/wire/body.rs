@@ -1,13 +1,22 @@
-//! Bodies of control frames that carry structure (hello/welcome).
+//! Bodies of control frames that carry structure (hello/welcome, auth).
 //!
 //! ```text
 //!  u16 LE fabric_len | fabric (UTF-8) | u16 LE node_len | node (UTF-8) | u64 LE nonce
+//!  [ u8 auth_mode | challenge [32] | proof [32] if auth_mode = 2 ]      (only with a secret)
 //! ```
+//!
+//! Without a fabric secret the body ends after the nonce (the original layout). With one,
+//! `auth_mode` 1 carries the sender's 32-byte challenge (Hello), 2 the challenge and the
+//! sender's proof (Welcome). Mode 0 does not exist, so every value has one encoding.
+//! An `Auth` frame's body is exactly one 32-byte proof.
 
 use super::{DecodeError, FrameKind};
 
 /// Largest fabric name or node id accepted in a hello.
 pub const MAX_NAME_LEN: usize = 256;
+
+/// Bytes of a challenge and of a proof (HMAC-SHA256).
+pub const AUTH_LEN: usize = 32;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +25,17 @@ pub struct Hello {
     pub node: String,
     /// Random per connection; lets a node recognise a connection to itself.
     pub nonce: u64,
+    /// Present when the sender holds a fabric secret.
+    pub auth: Option<HelloAuth>,
+}
+
+/// The challenge-response part of a hello/welcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloAuth {
+    /// Random per connection: the peer must prove the secret over it.
+    pub challenge: [u8; AUTH_LEN],
+    /// The sender's proof over both challenges (Welcome only: the acceptor answers first).
+    pub proof: Option<[u8; AUTH_LEN]>,
 }
 
 /// Encodes a hello/welcome body. Names longer than [`MAX_NAME_LEN`] are cut at a character
@@ -33,7 +53,22 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
         v.extend_from_slice(bytes);
     }
     v.extend_from_slice(&h.nonce.to_le_bytes());
+    if let Some(a) = &h.auth {
+        v.push(if a.proof.is_some() { 2 } else { 1 });
+        v.extend_from_slice(&a.challenge);
+        if let Some(p) = &a.proof {
+            v.extend_from_slice(p);
+        }
+    }
     v
+}
+
+/// Decodes an `Auth` body: exactly one proof.
+pub fn decode_proof(b: &[u8]) -> Result<[u8; AUTH_LEN], DecodeError> {
+    b.try_into().map_err(|_| DecodeError::MalformedBody {
+        kind: FrameKind::Auth,
+        reason: "a proof is exactly 32 bytes",
+    })
 }
 
 /// Decodes a hello/welcome body. Trailing bytes are an error.
@@ -55,13 +90,35 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
     let fabric = take_str(&mut b)?;
     let node = take_str(&mut b)?;
     let (nonce, rest) = b.split_first_chunk::<8>().ok_or(bad("truncated nonce"))?;
-    if !rest.is_empty() {
-        return Err(bad("trailing bytes"));
-    }
+    let auth = match rest.split_first() {
+        None => None,
+        Some((&mode @ (1 | 2), rest)) => {
+            let (challenge, rest) = rest
+                .split_first_chunk::<AUTH_LEN>()
+                .ok_or(bad("truncated challenge"))?;
+            let (proof, rest) = if mode == 2 {
+                let (p, rest) = rest
+                    .split_first_chunk::<AUTH_LEN>()
+                    .ok_or(bad("truncated proof"))?;
+                (Some(*p), rest)
+            } else {
+                (None, rest)
+            };
+            if !rest.is_empty() {
+                return Err(bad("trailing bytes"));
+            }
+            Some(HelloAuth {
+                challenge: *challenge,
+                proof,
+            })
+        }
+        Some(_) => return Err(bad("unknown auth mode")),
+    };
     Ok(Hello {
         fabric,
         node,
         nonce: u64::from_le_bytes(*nonce),
+        auth,
     })
 }
 
@@ -75,6 +132,7 @@ mod tests {
             fabric: "lab".into(),
             node: "gpu-01".into(),
             nonce: 7,
+            auth: None,
         };
         let b = encode_hello(&h);
         assert_eq!(decode_hello(FrameKind::Hello, &b), Ok(h));
@@ -94,8 +152,40 @@ mod tests {
             fabric: "lab".into(),
             node,
             nonce: 1,
+            auth: None,
         };
         let got = decode_hello(FrameKind::Hello, &encode_hello(&h)).unwrap();
         assert_eq!(got.node, "a".repeat(255));
+    }
+
+    #[test]
+    fn auth_fields_round_trip_and_refuse_bad_modes() {
+        for proof in [None, Some([9u8; AUTH_LEN])] {
+            let h = Hello {
+                fabric: "lab".into(),
+                node: "n".into(),
+                nonce: 3,
+                auth: Some(HelloAuth {
+                    challenge: [7; AUTH_LEN],
+                    proof,
+                }),
+            };
+            let b = encode_hello(&h);
+            assert_eq!(decode_hello(FrameKind::Welcome, &b), Ok(h));
+            for cut in 0..b.len() {
+                // Cutting exactly after the nonce leaves a valid body without auth.
+                let plain = cut == b.len() - 1 - AUTH_LEN * (1 + usize::from(proof.is_some()));
+                assert_eq!(decode_hello(FrameKind::Hello, &b[..cut]).is_ok(), plain);
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert!(decode_hello(FrameKind::Hello, &long).is_err());
+            let mut mode0 = b.clone();
+            mode0[b.len() - 1 - AUTH_LEN * (1 + usize::from(proof.is_some()))] = 0;
+            assert!(decode_hello(FrameKind::Hello, &mode0).is_err());
+        }
+        assert_eq!(decode_proof(&[1; AUTH_LEN]), Ok([1; AUTH_LEN]));
+        assert!(decode_proof(&[1; AUTH_LEN + 1]).is_err());
+        assert!(decode_proof(&[]).is_err());
     }
 }

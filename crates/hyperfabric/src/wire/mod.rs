@@ -17,7 +17,7 @@
 
 mod body;
 
-pub use body::{decode_hello, encode_hello, Hello};
+pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
@@ -78,10 +78,19 @@ pub enum FrameKind {
     ShmOffer = 11,
     /// The acceptor opened both rings; frames travel through them from now on.
     ShmAccept = 12,
+    /// "Send me your metrics": empty payload, `transfer_id` = request id. Per connection
+    /// (not relayed); a node answers one peer at most every 50 ms and ignores the rest.
+    MetricsRequest = 13,
+    /// Answer to `MetricsRequest`, same `transfer_id`; payload = the node's `NodeMetrics` as
+    /// JSON, at most 256 KiB (links are left out to fit).
+    MetricsReply = 14,
+    /// Dialer to acceptor, right after an authenticated Welcome: the dialer's 32-byte
+    /// HMAC proof of the fabric secret (see `body.rs`).
+    Auth = 15,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 12] = [
+    pub const ALL: [FrameKind; 15] = [
         FrameKind::Hello,
         FrameKind::Welcome,
         FrameKind::Reject,
@@ -94,6 +103,9 @@ impl FrameKind {
         FrameKind::Close,
         FrameKind::ShmOffer,
         FrameKind::ShmAccept,
+        FrameKind::MetricsRequest,
+        FrameKind::MetricsReply,
+        FrameKind::Auth,
     ];
 
     pub fn from_code(code: u8) -> Option<FrameKind> {
@@ -121,6 +133,7 @@ impl FrameKind {
 ///  bits 1..=2 COMPRESSION  (Data) compression algorithm code, 0 = none (see compress::Algorithm)
 ///  bit 3      FATAL        (Nack) the destination refuses the transfer for good
 ///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
+///  bit 7      LOANED       (Data) shared memory only: the payload is a pool descriptor
 ///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
 /// ```
 pub mod flags {
@@ -139,11 +152,14 @@ pub mod flags {
     pub const TRANSFORM_MASK: u16 = 0b111 << TRANSFORM_SHIFT;
     /// Position of the transform field.
     pub const TRANSFORM_SHIFT: u32 = 4;
+    /// Data, shared-memory links only: the payload is a 16-byte descriptor of a buffer-pool
+    /// slot holding the chunk (see `runtime/shmlink.rs` and docs/wire.md).
+    pub const LOANED: u16 = 1 << 7;
     /// Data: the transfer has a `Meta` frame (its name); the destination completes it only
     /// once the `Meta` arrived (a lost `Meta` is sent again with the retransmissions).
     pub const NAMED: u16 = 1 << 8;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | NAMED;
+    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {

@@ -20,6 +20,7 @@ impl LocalServer {
         profile: Option<ProfileName>,
         pin: Option<usize>,
         transport: crate::common::TransportArg,
+        read_all: bool,
     ) -> CliResult<LocalServer> {
         let dir = tempfile::tempdir()?;
         let cfg_path = dir.path().join("local.toml");
@@ -44,6 +45,9 @@ impl LocalServer {
             crate::common::TransportArg::Shm => "shm",
         };
         cmd.args(["--transport", transport]);
+        if read_all {
+            cmd.arg("--read-all");
+        }
         if let Some(cpu) = pin {
             cmd.args(["--pin", &cpu.to_string()]);
         }

@@ -79,6 +79,10 @@ pub struct Args {
     /// Throughput: what the messages hold (random bytes do not compress; tensor and text do).
     #[arg(long, value_enum, default_value = "random")]
     pub payload: throughput::PayloadKind,
+    /// Throughput: the send API. loan: each message is written into a loaned shared-memory
+    /// buffer and the local server reads every byte it receives (compare with iceoryx2).
+    #[arg(long, value_enum, default_value = "copy")]
+    pub api: throughput::Api,
     /// Throughput: transfers in flight at once (each acknowledged end to end).
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
@@ -148,7 +152,9 @@ pub fn run(a: Args) -> CliResult {
         ),
         None => {
             let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
-            let server = local::LocalServer::start(a.profile, a.pin.get(1).copied(), a.transport)?;
+            let read_all = a.api == throughput::Api::Loan;
+            let server =
+                local::LocalServer::start(a.profile, a.pin.get(1).copied(), a.transport, read_all)?;
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };

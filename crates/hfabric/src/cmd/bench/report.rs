@@ -95,6 +95,8 @@ pub struct ThroughputTest {
     pub compression: String,
     pub priority: hyperfabric::Priority,
     pub payload: super::throughput::PayloadKind,
+    /// `--api`: copy (`send`) or loan (`loan` + `send_loaned`).
+    pub api: super::throughput::Api,
     pub inflight: usize,
     pub seconds_per_size: f64,
     pub results: Vec<ThroughputResult>,

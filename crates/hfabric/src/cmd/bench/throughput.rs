@@ -27,6 +27,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
             opts: &opts,
             kind: a.payload,
             duration: Duration::from_secs_f64(a.seconds_per_size),
+            api: a.api,
         };
         let r = stream(&fabric, &t.to, &spec, &tick)?;
         bar.finish_and_clear();
@@ -38,6 +39,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
         compression: a.compression.to_string(),
         priority: a.priority,
         payload: a.payload,
+        api: a.api,
         inflight: a.inflight,
         seconds_per_size: a.seconds_per_size,
         results,
@@ -51,6 +53,19 @@ pub struct StreamSpec<'a> {
     pub opts: &'a SendOptions,
     pub kind: PayloadKind,
     pub duration: Duration,
+    pub api: Api,
+}
+
+/// Which send API the throughput test drives.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `start_send(&bytes)`: the fabric copies the message (into the shared-memory pool or
+    /// ring, or the socket).
+    Copy,
+    /// `loan` + `start_send_loaned`: each message is written (every byte, from a private
+    /// buffer) into a loaned pool slot; the local server reads every byte it receives.
+    Loan,
 }
 
 /// Streams `size`-byte messages for `duration`, `inflight` at a time.
@@ -66,6 +81,7 @@ pub fn stream(
         opts,
         kind,
         duration,
+        api,
     } = *spec;
     let data = match kind {
         PayloadKind::Random => payload(size, 0),
@@ -78,7 +94,15 @@ pub fn stream(
     let mut last_tick = start;
     while start.elapsed() < duration || !pending.is_empty() {
         if start.elapsed() < duration && pending.len() < inflight {
-            pending.push_back(fabric.start_send(to, &data, opts.clone())?);
+            let p = match api {
+                Api::Copy => fabric.start_send(to, &data, opts.clone())?,
+                Api::Loan => {
+                    let mut buf = fabric.loan(to, data.len())?;
+                    buf.copy_from_slice(&data);
+                    fabric.start_send_loaned(buf, opts.clone())?
+                }
+            };
+            pending.push_back(p);
             continue;
         }
         if let Some(p) = pending.pop_front() {

@@ -7,7 +7,7 @@ mod paths;
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
-use super::{idle, Conn, Lane, NodeInner, Peer};
+use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
@@ -37,6 +37,8 @@ pub enum SendSource<'a> {
         file: File,
         len: u64,
     },
+    /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
+    Loaned(crate::buffer::LoanedBuf),
 }
 
 impl SendSource<'_> {
@@ -44,6 +46,7 @@ impl SendSource<'_> {
         match self {
             SendSource::Bytes(b) => b.len() as u64,
             SendSource::File { len, .. } => *len,
+            SendSource::Loaned(b) => b.len() as u64,
         }
     }
 
@@ -58,6 +61,7 @@ impl SendSource<'_> {
                 // poll_chunk only hands out ranges inside the transfer.
                 Ok(&b[offset as usize..(offset + len) as usize])
             }
+            SendSource::Loaned(b) => Ok(&b[offset as usize..(offset + len) as usize]),
             SendSource::File { file, .. } => {
                 buf.resize(len as usize, 0);
                 file.read_exact_at(buf, offset)?;
@@ -124,6 +128,11 @@ impl OutgoingTable {
     }
 
     /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
+    /// Transfers being sent now (a queue depth for metrics).
+    pub(in crate::runtime) fn in_flight(&self) -> usize {
+        self.map.lock().len()
+    }
+
     pub(super) fn belongs_to(&self, id: u64, dst: u64) -> bool {
         self.map.lock().get(&id).is_some_and(|s| s.dst == dst)
     }
@@ -180,9 +189,15 @@ impl<'a> PendingSend<'a> {
         paths: PathSet,
     ) -> Result<Self> {
         let t = &node.tuning;
+        // A slot loan goes whole, as one descriptor (slots are at most 1 MiB: a copy
+        // fallback over TCP still fits the frame limit).
+        let one_chunk = match &source {
+            SendSource::Loaned(b) if b.is_shared() => source.len().max(1),
+            _ => 0,
+        };
         let params = SendParams {
-            chunk_len: t.max_packet_size as u64,
-            window_bytes: t.window_bytes,
+            chunk_len: (t.max_packet_size as u64).max(one_chunk),
+            window_bytes: t.window_bytes.max(one_chunk),
             retransmit_timeout: Duration::from_millis(t.retransmit_timeout_ms),
             max_retransmits: t.max_retransmits,
             stall_timeout: opts
@@ -272,17 +287,21 @@ impl<'a> PendingSend<'a> {
         let mut h = self.header(FrameKind::Data);
         h.offset = chunk.offset;
         h.aux = self.source.len();
-        let data = self
-            .source
-            .chunk(chunk.offset, chunk.len, &mut self.read_buf)
-            .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
         let alg = match self.algorithm {
             Some(a) => a,
             None => {
                 let a = match self.opts.compression {
                     Compression::Off => Algorithm::None,
                     Compression::Fixed(a) => a,
-                    Compression::Auto => self.node.outgoing.auto_select(data, self.opts.link_gbps),
+                    Compression::Auto => {
+                        let sample = self
+                            .source
+                            .chunk(chunk.offset, chunk.len, &mut self.read_buf)
+                            .map_err(|e| {
+                                Error::io(format!("reading chunk at offset {}", chunk.offset), e)
+                            })?;
+                        self.node.outgoing.auto_select(sample, self.opts.link_gbps)
+                    }
                 };
                 self.algorithm = Some(a);
                 a
@@ -292,6 +311,15 @@ impl<'a> PendingSend<'a> {
         if self.opts.name.is_some() {
             h.flags |= flags::NAMED;
         }
+        if alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len() {
+            if let Some(sent) = self.send_pooled(conn, &mut h)? {
+                return Ok(sent);
+            }
+        }
+        let data = self
+            .source
+            .chunk(chunk.offset, chunk.len, &mut self.read_buf)
+            .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
         let payload = match self.packer.pack(alg, data, &mut self.compress_buf) {
             Some(packed) => {
                 h.flags = flags::with_compression(h.flags, alg.wire_code());
@@ -303,13 +331,70 @@ impl<'a> PendingSend<'a> {
             return Ok(Err(e));
         }
         let wire = payload.len() as u64;
+        Ok(Ok(self.count_sent(wire)))
+    }
+
+    fn count_sent(&mut self, wire: u64) -> u64 {
         self.wire_payload_bytes += wire;
         let stats = &self.node.stats;
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         stats
             .bytes_sent
             .fetch_add(wire + crate::wire::HEADER_LEN as u64, Ordering::Relaxed);
-        Ok(Ok(wire))
+        wire
+    }
+
+    /// Sends the whole transfer by pool descriptor when `conn` has buffer pools: a loan of
+    /// this link's pool as it is, bytes of at least `POOL_COPY_MIN` copied into a free slot
+    /// (one copy end to end). `None`: not possible now, send by copy through the ring.
+    fn send_pooled(&mut self, conn: &Conn, h: &mut Header) -> Result<Option<std::io::Result<u64>>> {
+        let Some(pools) = conn.pools() else {
+            return Ok(None);
+        };
+        let len = self.source.len();
+        let slot = match &mut self.source {
+            SendSource::Loaned(buf) => match buf.pools() {
+                Some(p) if Arc::ptr_eq(p, pools) => buf.lend().map(|(idx, _)| idx),
+                _ => None,
+            },
+            SendSource::Bytes(data)
+                if data.len() >= shmlink::POOL_COPY_MIN
+                    && data.len() <= shmlink::POOL_SLOT_BYTES =>
+            {
+                let mut tx = pools.tx.lock();
+                match tx.try_take() {
+                    Ok(Some(mut slot)) => {
+                        slot.as_mut_slice()[..data.len()].copy_from_slice(data);
+                        Some(tx.lend(&slot))
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        drop(tx);
+                        // The peer broke the pool protocol: drop the link, fail over.
+                        conn.close(&e.to_string());
+                        return Ok(Some(Err(std::io::Error::other(e.to_string()))));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let Some(slot) = slot else {
+            return Ok(None);
+        };
+        let crc = self.opts.verify_payload.then(|| {
+            let bytes = self.source.chunk(0, len, &mut self.read_buf).unwrap_or(&[]);
+            crc32c::crc32c(bytes)
+        });
+        let desc = shmlink::Descriptor {
+            slot,
+            len: len as u32,
+            crc,
+        };
+        h.flags |= flags::LOANED;
+        if let Err(e) = conn.send(h, &desc.encode()) {
+            return Ok(Some(Err(e)));
+        }
+        Ok(Some(Ok(self.count_sent(len))))
     }
 
     fn header(&self, kind: FrameKind) -> Header {
@@ -366,6 +451,10 @@ impl<'a> PendingSend<'a> {
             .stats
             .transfers_failed
             .fetch_add(1, Ordering::Relaxed);
+        self.node
+            .metrics
+            .link(self.peer.key, &self.peer.id)
+            .on_transfer_failed();
         match f {
             SendFailure::Rejected(reason) => Error::Rejected {
                 reason: format!("{}: {reason}", self.peer.id),
@@ -391,6 +480,10 @@ impl<'a> PendingSend<'a> {
             .fetch_add(retransmitted_bytes, Ordering::Relaxed);
         let bytes = self.source.len();
         let latency = self.started.elapsed();
+        self.node
+            .metrics
+            .link(self.peer.key, &self.peer.id)
+            .on_transfer_done(latency, retransmitted_bytes);
         let path = self
             .paths
             .main_path()

@@ -8,10 +8,13 @@
 //! read or write outside the mapping.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod index;
+pub mod pool;
 pub mod ring;
 pub mod segment;
 pub mod wait;
 
+pub use pool::{LinkPools, Pool, PoolError, PoolReceiver, PoolSender, SlotMut, SlotView};
 pub use ring::{Consumer, Producer, ReadSlot, Ring, RingError, Waiter, WriteSlot};
 pub use segment::{remove_stale, segment_name, Segment, SegmentError};
 pub use wait::IdleStrategy;

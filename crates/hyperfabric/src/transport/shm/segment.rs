@@ -11,10 +11,15 @@
 //! The creator writes every field, then publishes `magic` with a Release store; an opener
 //! loads `magic` with Acquire and refuses anything it does not recognise with a typed
 //! [`SegmentError`]. The file size must equal `total_len`.
+//!
+//! Truncation: the memory is a sealed memfd (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`,
+//! mode 0600), and `/dev/shm/<name>` is a symlink to the creator's `/proc/<pid>/fd/<n>`, so an
+//! opener gets the very same sealed file by name, with no fd passing. Nobody, creator or peer,
+//! can shrink it, so no mapping can SIGBUS; an opener refuses a segment without the seals
+//! ([`SegmentError::NotSealed`]). The name resolves while the creator lives (it holds the fd).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -77,6 +82,8 @@ pub enum SegmentError {
         total_len: u64,
         file_len: u64,
     },
+    #[error("segment {name} is not sealed against shrinking (a peer could truncate it)")]
+    NotSealed { name: String },
     #[error("segment {name}: {source}")]
     Io { name: String, source: io::Error },
 }
@@ -90,6 +97,8 @@ pub struct Segment {
     path: PathBuf,
     owner: bool,
     unlinked: std::sync::atomic::AtomicBool,
+    /// The creator's memfd: keeps `/proc/<pid>/fd/<n>` (what the name links to) open.
+    _file: Option<File>,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value until Drop; all access to it
@@ -140,6 +149,42 @@ pub fn segment_name(fabric: &str, from: &str, to: &str, pid: u32) -> String {
     format!("hf-{}-{}-{}-{}", clean(fabric), clean(from), clean(to), pid)
 }
 
+/// Seals every segment carries: its size can never change.
+const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// A memfd of `len` bytes, mode 0600, sealed against any change of size.
+fn sealed_memfd(name: &str, len: usize) -> io::Result<File> {
+    use std::os::unix::io::FromRawFd;
+    let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked below.
+    let fd =
+        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.set_len(len as u64)?;
+    // SAFETY: fcntl on an fd we own, with an integer argument.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// The seals of an open file (an error for files that cannot be sealed, e.g. plain tmpfs).
+fn seals(file: &File) -> io::Result<libc::c_int> {
+    // SAFETY: fcntl(F_GET_SEALS) on an fd we own; no pointer arguments.
+    let s = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+    if s < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(s)
+    }
+}
+
 fn map_file(file: &File, len: usize, name: &str) -> Result<NonNull<u8>, SegmentError> {
     // SAFETY: a fresh shared read/write mapping of `len` bytes of an open file descriptor;
     // the kernel chooses the address, so no existing memory is affected.
@@ -161,8 +206,8 @@ fn map_file(file: &File, len: usize, name: &str) -> Result<NonNull<u8>, SegmentE
 }
 
 impl Segment {
-    /// Creates `/dev/shm/<name>` (must not exist; mode 0600) with a data region of
-    /// `data_len` bytes, maps it and writes the header.
+    /// Creates a sealed memfd of `data_len` data bytes (mode 0600), maps it, writes the header
+    /// and links `/dev/shm/<name>` (must not exist) to it.
     pub fn create(name: &str, data_len: usize) -> Result<Segment, SegmentError> {
         check_name(name)?;
         let max = SEGMENT_LEN_MAX - SEGMENT_HEADER_LEN;
@@ -170,33 +215,22 @@ impl Segment {
             return Err(SegmentError::InvalidSize { len: data_len, max });
         }
         let len = SEGMENT_HEADER_LEN + data_len;
+        let file = sealed_memfd(name, len).map_err(io_err(name))?;
+        let base = map_file(&file, len, name)?;
         let path = Path::new(SHM_DIR).join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(name))?;
-        let seg = file
-            .set_len(len as u64)
-            .map_err(io_err(name))
-            .and_then(|()| map_file(&file, len, name));
-        let base = match seg {
-            Ok(base) => base,
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                return Err(e);
-            }
-        };
+        let target = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
         let seg = Segment {
             base,
             len,
             name: name.to_owned(),
             path,
             owner: true,
-            unlinked: false.into(),
+            // Not linked yet: nothing to remove if linking fails.
+            unlinked: true.into(),
+            _file: Some(file),
         };
+        std::os::unix::fs::symlink(&target, &seg.path).map_err(io_err(name))?;
+        seg.unlinked.store(false, Ordering::Release);
         let h = seg.header();
         h.version.store(SEGMENT_VERSION, Ordering::Relaxed);
         h.header_len
@@ -228,6 +262,7 @@ impl Segment {
         }
         let len = file_len as usize;
         let base = map_file(&file, len, name)?;
+        let sealed = seals(&file).is_ok_and(|s| s & REQUIRED_SEALS == REQUIRED_SEALS);
         let seg = Segment {
             base,
             len,
@@ -235,6 +270,7 @@ impl Segment {
             path,
             owner: false,
             unlinked: false.into(),
+            _file: None,
         };
         let h = seg.header();
         let magic = h.magic.load(Ordering::Acquire);
@@ -259,6 +295,11 @@ impl Segment {
                 header_len,
                 total_len,
                 file_len,
+            });
+        }
+        if !sealed {
+            return Err(SegmentError::NotSealed {
+                name: name.to_owned(),
             });
         }
         Ok(seg)
@@ -354,6 +395,10 @@ fn creator_pid_of(path: &Path) -> Option<u32> {
     Some(u32::from_le_bytes(buf[24..28].try_into().ok()?))
 }
 
+fn dangling_proc_link(path: &Path) -> bool {
+    fs::read_link(path).is_ok_and(|t| t.starts_with("/proc/")) && fs::metadata(path).is_err()
+}
+
 fn pid_alive(pid: u32) -> bool {
     pid != 0 && Path::new("/proc").join(pid.to_string()).exists()
 }
@@ -373,17 +418,20 @@ pub fn remove_stale(prefix: &str) -> io::Result<Vec<String>> {
             continue;
         }
         let path = entry.path();
-        if let Some(pid) = creator_pid_of(&path) {
-            if !pid_alive(pid) && fs::remove_file(&path).is_ok() {
-                removed.push(name);
-            }
+        let dead = match creator_pid_of(&path) {
+            Some(pid) => !pid_alive(pid),
+            // A link into a process's fd table that no longer resolves: its creator is gone.
+            None => dangling_proc_link(&path),
+        };
+        if dead && fs::remove_file(&path).is_ok() {
+            removed.push(name);
         }
     }
     Ok(removed)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn unique(tag: &str) -> String {
@@ -450,6 +498,39 @@ mod tests {
     }
 
     #[test]
+    fn segments_cannot_be_truncated_and_unsealed_ones_are_refused() {
+        let name = unique("seal");
+        let a = Segment::create(&name, 8192).unwrap();
+        let peer = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(Path::new(SHM_DIR).join(&name))
+            .unwrap();
+        assert!(
+            peer.set_len(0).is_err(),
+            "a peer must not shrink the segment"
+        );
+        assert!(peer.set_len(1 << 20).is_err(), "nor grow it");
+        a.beat();
+        assert_eq!(Segment::open(&name).unwrap().heartbeat(), 1);
+        // A plain file with a perfect header is still refused: it could be truncated.
+        let plain = unique("plain");
+        let mut bytes = vec![0u8; SEGMENT_HEADER_LEN + 8192];
+        bytes[0..8].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());
+        bytes[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        bytes[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+        let total = bytes.len() as u64;
+        bytes[16..24].copy_from_slice(&total.to_le_bytes());
+        let path = Path::new(SHM_DIR).join(&plain);
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            Segment::open(&plain),
+            Err(SegmentError::NotSealed { .. })
+        ));
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn names_are_checked() {
         assert!(matches!(
             Segment::create("../etc", 64),
@@ -479,9 +560,13 @@ mod tests {
         dead.header()
             .creator_pid
             .store(u32::MAX - 1, Ordering::Relaxed);
+        // The name of a segment whose creator died: its link into /proc no longer resolves.
+        let gone = format!("{prefix}-gone");
+        std::os::unix::fs::symlink("/proc/4294967294/fd/3", Path::new(SHM_DIR).join(&gone))
+            .unwrap();
         let mut removed = remove_stale(&prefix).unwrap();
         removed.sort();
-        assert_eq!(removed, vec![dead_name]);
+        assert_eq!(removed, vec![dead_name, gone]);
         assert!(Path::new(SHM_DIR).join(live.name()).exists());
     }
 }

@@ -1,0 +1,210 @@
+//! Membership and encryption: the fabric secret (HMAC-SHA256 challenge-response in the hello,
+//! the secret never on the wire) and TLS for TCP links (`tls`).
+//!
+//! The transcript both proofs cover binds the fabric, both node ids, both challenges and the
+//! role of the prover, so a proof cannot be replayed on another connection (fresh challenges),
+//! reflected back to its sender (role label) or moved to another pair of nodes (ids).
+
+pub mod handshake;
+pub mod tls;
+
+use crate::config::{FabricConfig, SecurityConfig};
+use crate::error::{Error, Result};
+use crate::wire::AUTH_LEN;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// Shortest key accepted (bytes): the HMAC-SHA256 output size.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Largest key file read (a wrong path must not read a disk image).
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Which side of the handshake computes a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Dialer,
+    Acceptor,
+}
+
+impl Role {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Role::Dialer => b"dialer",
+            Role::Acceptor => b"acceptor",
+        }
+    }
+}
+
+/// What one connection's proofs are computed over.
+pub struct Transcript<'a> {
+    pub fabric: &'a str,
+    pub dialer: &'a str,
+    pub acceptor: &'a str,
+    pub dialer_challenge: &'a [u8; AUTH_LEN],
+    pub acceptor_challenge: &'a [u8; AUTH_LEN],
+}
+
+/// The fabric secret. Debug never shows the key.
+#[derive(Clone)]
+pub struct Secret {
+    key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.key.len())
+    }
+}
+
+impl Secret {
+    /// A key given directly (at least [`MIN_SECRET_BYTES`]).
+    pub fn new(key: &[u8]) -> std::result::Result<Secret, String> {
+        if key.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the key has {} bytes, at least {MIN_SECRET_BYTES} are needed",
+                key.len()
+            ));
+        }
+        Ok(Secret { key: key.into() })
+    }
+
+    /// Reads `[fabric] secret_file` for node `me`; `None` when the file names no secret.
+    /// Warns (once per start) when the key file is readable by group or others.
+    pub fn from_config(cfg: &FabricConfig, me: &str) -> Result<Option<Secret>> {
+        let Some(written) = &cfg.security.secret_file else {
+            return Ok(None);
+        };
+        let path = SecurityConfig::resolve(&cfg.source, written, me);
+        let err = |reason: String| {
+            Error::config(
+                cfg.source.clone(),
+                "fabric.secret_file",
+                format!("{}: {reason}", path.display()),
+            )
+        };
+        let meta = std::fs::metadata(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_SECRET_BYTES {
+            return Err(err(format!(
+                "the key file has {} bytes (at most {MAX_SECRET_BYTES})",
+                meta.len()
+            )));
+        }
+        warn_if_shared(&path, &meta);
+        let key = std::fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+        Secret::new(&key).map(Some).map_err(err)
+    }
+
+    /// HMAC-SHA256 of the transcript as seen by `role`.
+    pub fn prove(&self, role: Role, t: &Transcript<'_>) -> [u8; AUTH_LEN] {
+        self.mac(role, t).finalize().into_bytes().into()
+    }
+
+    /// Checks a peer's proof in constant time (`hmac`'s `verify_slice`).
+    pub fn verify(&self, role: Role, t: &Transcript<'_>, proof: &[u8; AUTH_LEN]) -> bool {
+        self.mac(role, t).verify_slice(proof).is_ok()
+    }
+
+    fn mac(&self, role: Role, t: &Transcript<'_>) -> Hmac<Sha256> {
+        // Any key length is valid for HMAC; the fallback is unreachable but keeps us panic-free.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
+        m.update(b"hyperfabric-auth-v1\0");
+        m.update(role.label());
+        // Length-prefixed so field boundaries cannot shift ("ab"+"c" vs "a"+"bc").
+        for field in [t.fabric, t.dialer, t.acceptor] {
+            m.update(&(field.len() as u64).to_le_bytes());
+            m.update(field.as_bytes());
+        }
+        m.update(t.dialer_challenge);
+        m.update(t.acceptor_challenge);
+        m
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &std::path::Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "fabric secret {} is readable by group or others (mode {:o}); chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &std::path::Path, _: &std::fs::Metadata) {}
+
+/// A fresh random challenge.
+pub fn challenge() -> [u8; AUTH_LEN] {
+    rand::random()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript<'a>(d: &'a [u8; 32], a: &'a [u8; 32]) -> Transcript<'a> {
+        Transcript {
+            fabric: "lab",
+            dialer: "a",
+            acceptor: "b",
+            dialer_challenge: d,
+            acceptor_challenge: a,
+        }
+    }
+
+    #[test]
+    fn proofs_bind_key_role_and_transcript() {
+        let s = Secret::new(&[1; 32]).unwrap();
+        let (d, a) = ([2; 32], [3; 32]);
+        let t = transcript(&d, &a);
+        let p = s.prove(Role::Dialer, &t);
+        assert!(s.verify(Role::Dialer, &t, &p));
+        assert!(
+            !s.verify(Role::Acceptor, &t, &p),
+            "reflected proof accepted"
+        );
+        let other = Secret::new(&[9; 32]).unwrap();
+        assert!(!other.verify(Role::Dialer, &t, &p), "wrong key accepted");
+        let fresh = [4; 32];
+        assert!(
+            !s.verify(Role::Dialer, &transcript(&d, &fresh), &p),
+            "replay"
+        );
+        let swapped = Transcript {
+            dialer: "b",
+            acceptor: "a",
+            ..transcript(&d, &a)
+        };
+        assert!(!s.verify(Role::Dialer, &swapped, &p));
+    }
+
+    #[test]
+    fn short_and_missing_keys_are_config_errors() {
+        assert!(Secret::new(&[0; 31]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let fabric = dir.path().join("fabric.toml");
+        let text = "[fabric]\nname = \"t\"\nsecret_file = \"k.key\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n";
+        std::fs::write(&fabric, text).unwrap();
+        let cfg = FabricConfig::from_file(&fabric).unwrap();
+        let field_of = |e: Error| match e {
+            Error::Config { field, reason, .. } => (field, reason),
+            other => panic!("{other}"),
+        };
+        let (field, reason) = field_of(Secret::from_config(&cfg, "a").unwrap_err());
+        assert_eq!(field, "fabric.secret_file");
+        assert!(
+            reason.contains("k.key") && reason.contains("cannot read"),
+            "{reason}"
+        );
+        std::fs::write(dir.path().join("k.key"), [5u8; 16]).unwrap();
+        let (_, reason) = field_of(Secret::from_config(&cfg, "a").unwrap_err());
+        assert!(reason.contains("16 bytes"), "{reason}");
+        std::fs::write(dir.path().join("k.key"), [5u8; 32]).unwrap();
+        assert!(Secret::from_config(&cfg, "a").unwrap().is_some());
+    }
+}

@@ -1,0 +1,110 @@
+//! `[fabric]` security settings: the membership secret and TLS. Paths are kept as written
+//! (relative to the fabric file's directory) so a file renders back unchanged; the files
+//! themselves are read when a node starts (see `crate::auth`), not when the file is parsed.
+
+use super::raw::RawFabric;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The part of a fabric file that says how nodes prove membership and protect TCP links.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SecurityConfig {
+    /// `secret_file`: a key (at least 32 bytes) every member holds; proves membership in the
+    /// handshake by HMAC challenge-response.
+    pub secret_file: Option<String>,
+    /// `encryption_enabled`: TCP links carry TLS 1.3.
+    pub encryption_enabled: bool,
+    /// `tls_cert`, `tls_key`: this node's certificate chain and private key (PEM). `{node}`
+    /// in a path is replaced by the node id (one certificate per node).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// `tls_ca`: the certificates (PEM) that sign every member's certificate.
+    pub tls_ca: Option<String>,
+}
+
+impl SecurityConfig {
+    /// A path from the fabric file, relative to the directory of `source` (the file path),
+    /// with `{node}` replaced by `node`.
+    pub fn resolve(source: &str, written: &str, node: &str) -> PathBuf {
+        let path = PathBuf::from(written.replace("{node}", node));
+        if path.is_absolute() {
+            return path;
+        }
+        match Path::new(source).parent() {
+            Some(dir) => dir.join(path),
+            None => path,
+        }
+    }
+}
+
+/// Reads and checks the security fields of `[fabric]`. Errors are (field, reason).
+pub(crate) fn build(f: &RawFabric) -> Result<SecurityConfig, (String, String)> {
+    let path = |field: &str, v: &Option<String>| -> Result<Option<String>, (String, String)> {
+        match v {
+            Some(p) if p.trim().is_empty() => Err((
+                format!("fabric.{field}"),
+                "the path must not be empty".into(),
+            )),
+            other => Ok(other.clone()),
+        }
+    };
+    let sec = SecurityConfig {
+        secret_file: path("secret_file", &f.secret_file)?,
+        encryption_enabled: f.encryption_enabled.unwrap_or(false),
+        tls_cert: path("tls_cert", &f.tls_cert)?,
+        tls_key: path("tls_key", &f.tls_key)?,
+        tls_ca: path("tls_ca", &f.tls_ca)?,
+    };
+    if sec.encryption_enabled {
+        for (field, v) in [
+            ("tls_cert", &sec.tls_cert),
+            ("tls_key", &sec.tls_key),
+            ("tls_ca", &sec.tls_ca),
+        ] {
+            if v.is_none() {
+                return Err((
+                    format!("fabric.{field}"),
+                    "encryption_enabled = true needs tls_cert, tls_key and tls_ca (PEM files)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok(sec)
+}
+
+/// Writes the security fields back as `[fabric]` lines.
+pub(crate) fn render(out: &mut String, s: &SecurityConfig) {
+    use std::fmt::Write;
+    let quoted = |v: &str| toml::Value::from(v).to_string();
+    if let Some(p) = &s.secret_file {
+        let _ = writeln!(out, "secret_file = {}", quoted(p));
+    }
+    if s.encryption_enabled {
+        let _ = writeln!(out, "encryption_enabled = true");
+    }
+    for (key, v) in [
+        ("tls_cert", &s.tls_cert),
+        ("tls_key", &s.tls_key),
+        ("tls_ca", &s.tls_ca),
+    ] {
+        if let Some(p) = v {
+            let _ = writeln!(out, "{key} = {}", quoted(p));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_next_to_the_fabric_file() {
+        let p = SecurityConfig::resolve("/etc/hf/fabric.toml", "keys/{node}.pem", "gpu-01");
+        assert_eq!(p, PathBuf::from("/etc/hf/keys/gpu-01.pem"));
+        let p = SecurityConfig::resolve("fabric.toml", "fabric.key", "a");
+        assert_eq!(p, PathBuf::from("fabric.key"));
+        let p = SecurityConfig::resolve("/x/fabric.toml", "/abs/k", "a");
+        assert_eq!(p, PathBuf::from("/abs/k"));
+    }
+}

@@ -1,0 +1,108 @@
+//! The loan API: `fabric.loan(dst, len)` hands out a buffer inside the shared-memory pool of
+//! the link to `dst`; `fabric.send_loaned(buf, opts)` passes it by descriptor, and the
+//! destination's [`crate::Message::payload`] is a read-only view of the same memory.
+
+use super::{Fabric, SendOptions, SendReport};
+use crate::buffer::{LoanMem, LoanedBuf};
+use crate::config::Compression;
+use crate::error::{Error, Result};
+use crate::runtime::{Lane, PendingSend, SendSource};
+use crate::transport::shm::LinkPools;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest buffer one loan hands out from a pool (one slot).
+pub const LOAN_SLOT_BYTES: usize = 1 << 20;
+
+impl Fabric {
+    /// A writable buffer of `len` bytes for a message to `dst`.
+    ///
+    /// When this node has a shared-memory link with buffer pools straight to `dst`, the buffer
+    /// is a slot of that pool ([`LoanedBuf::is_shared`]): the sender writes the message in
+    /// place and the destination reads it in place. Otherwise (TCP, a relay on the way, no
+    /// pool, `len` above [`LOAN_SLOT_BYTES`]) it is a heap buffer that
+    /// [`Fabric::send_loaned`] sends by copy, so code written for loans works on any link.
+    /// Waits up to the profile's send timeout for a free slot while all are lent.
+    pub fn loan(&self, dst: &str, len: usize) -> Result<LoanedBuf> {
+        let peer = self.inner.peer_by_id(dst)?;
+        if len > LOAN_SLOT_BYTES {
+            return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
+        }
+        let timeout = Duration::from_millis(self.inner.tuning.send_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let conn = self.inner.connection_to(&peer, Lane::Bulk, deadline)?;
+        let Some(pools) = conn.pools().cloned() else {
+            return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
+        };
+        let slot = take_slot(&pools, deadline).map_err(|e| match e {
+            TakeError::Protocol(why) => {
+                conn.close(&why);
+                Error::Unreachable {
+                    node: dst.to_owned(),
+                    reason: format!("shared-memory link closed: {why}"),
+                }
+            }
+            TakeError::Timeout => Error::Timeout {
+                what: format!("a free shared-memory buffer for `{dst}` (all lent)"),
+                after: timeout,
+            },
+        })?;
+        let mem = LoanMem::Slot {
+            slot,
+            pools,
+            lent: false,
+        };
+        Ok(LoanedBuf::new(dst, len, mem))
+    }
+
+    /// Sends a loaned buffer and returns once the destination acknowledged it (end to end,
+    /// as every send). Over the buffer's own link only a 16-byte descriptor travels; the
+    /// payload is covered by a CRC32C only with [`SendOptions::verify_payload`]. Compression
+    /// does not apply to loans (it would need a copy).
+    pub fn send_loaned(&self, buf: LoanedBuf, opts: SendOptions) -> Result<SendReport> {
+        self.start_send_loaned(buf, opts)?.wait()
+    }
+
+    /// Like [`Fabric::send_loaned`], returning at once with a handle (several may be in
+    /// flight, each holding its slot until the destination drops the message).
+    pub fn start_send_loaned(
+        &self,
+        buf: LoanedBuf,
+        opts: SendOptions,
+    ) -> Result<PendingSend<'static>> {
+        let dst = buf.dst.clone();
+        let opts = opts.compression(Compression::Off);
+        self.begin(&dst, SendSource::Loaned(buf), opts)
+    }
+}
+
+enum TakeError {
+    Protocol(String),
+    Timeout,
+}
+
+/// A free slot of `pools`, waiting (spin, yield, then short sleeps) until `deadline`.
+fn take_slot(
+    pools: &Arc<LinkPools>,
+    deadline: Instant,
+) -> std::result::Result<crate::transport::shm::SlotMut, TakeError> {
+    let mut idle: u32 = 0;
+    loop {
+        match pools.tx.lock().try_take() {
+            Ok(Some(slot)) => return Ok(slot),
+            Ok(None) => {}
+            Err(e) => return Err(TakeError::Protocol(e.to_string())),
+        }
+        idle += 1;
+        if idle < 100 {
+            std::hint::spin_loop();
+        } else if idle < 1000 {
+            std::thread::yield_now();
+        } else {
+            if Instant::now() >= deadline {
+                return Err(TakeError::Timeout);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Setting up a connection: TCP, then TLS when `encryption_enabled`, then the fabric
+//! handshake inside it: Hello / Welcome, and with a fabric secret the mutual HMAC proofs.
+//!
+//! ```text
+//!  dialer                                         acceptor
+//!   [TLS 1.3 handshake, both certificates checked against tls_ca]
+//!   Hello(fabric, node, nonce, challenge_d) ────▶  checks fabric, node (and its certificate)
+//!   ◀──── Welcome(fabric, node, nonce, challenge_a, proof_a)
+//!   checks proof_a (the acceptor holds the secret)
+//!   Auth(proof_d) ──────────────────────────────▶  checks proof_d; only now is the peer adopted
+//! ```
+//! A failed check is answered with `Reject(reason)` by whichever side found it, logged, and
+//! the connection is closed before any other frame is read or sent.
+
+use super::conn::{body, read_frame, read_loop, Conn, FrameError, Lane, READ_BUFFER_BYTES};
+use super::{shmlink, NodeInner, Peer};
+use crate::auth::{self, handshake::Acceptor};
+use crate::error::{Error, Result};
+use crate::transport::tcp;
+use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
+use crate::wire::{self, FrameKind, Header, Hello, HelloAuth};
+use std::io::{self, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Reader = BufReader<LinkReader>;
+
+/// Writes a Reject frame and closes: used before any handshake completed.
+pub(super) fn reject(stream: TcpStream, reason: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    let Ok(tx) = stream.try_clone() else { return };
+    send_reject(&mut LinkWriter::Plain(tx), reason);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn send_reject(tx: &mut LinkWriter, reason: &str) {
+    if let Ok(frame) = wire::encode_frame(&Header::new(FrameKind::Reject), reason.as_bytes()) {
+        let _ = tx.write_all(&frame);
+    }
+}
+
+fn send(
+    tx: &mut LinkWriter,
+    node: &NodeInner,
+    peer_key: u64,
+    kind: FrameKind,
+    body: &[u8],
+) -> io::Result<()> {
+    let mut h = Header::new(kind);
+    h.src = node.my_key;
+    h.dst = peer_key;
+    let frame = wire::encode_frame(&h, body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    tx.write_all(&frame)
+}
+
+/// Dials `peer`, says hello and waits for its welcome.
+pub(super) fn dial(
+    node: &Arc<NodeInner>,
+    peer: &Peer,
+    lane: Lane,
+    deadline: Instant,
+) -> Result<Arc<Conn>> {
+    let addr = peer.addr.ok_or_else(|| Error::Unreachable {
+        node: peer.id.clone(),
+        reason: "no listen address in the fabric file".into(),
+    })?;
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let timeout = budget.min(Duration::from_millis(node.tuning.connect_timeout_ms));
+    let (stream, socket) =
+        tcp::connect(addr, timeout, &node.tuning).map_err(|e| Error::Unreachable {
+            node: peer.id.clone(),
+            reason: format!("connect to {addr}: {e}"),
+        })?;
+    let io_err = |e: io::Error| Error::Unreachable {
+        node: peer.id.clone(),
+        reason: format!("handshake with {addr}: {e}"),
+    };
+    let handshake_timeout = Duration::from_millis(node.tuning.handshake_timeout_ms);
+    stream
+        .set_read_timeout(Some(handshake_timeout))
+        .map_err(io_err)?;
+    let (mut tx, rx) = secure_dialer(node, peer, &stream)?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, rx);
+    greet_as_dialer(node, peer, addr, &mut tx, &mut reader)?;
+    let shm = shmlink::offer(node, peer, addr, &mut tx, &mut reader)?;
+    stream.set_read_timeout(None).map_err(io_err)?;
+    let conn = Conn::new(node, peer, &stream, tx, socket, lane).map_err(io_err)?;
+    node.adopt(Arc::clone(&conn));
+    spawn_reader(node, &conn, reader)?;
+    if let Some(ends) = shm {
+        let waiter = ends.rx.waiter();
+        conn.switch_to_shm(ends);
+        shmlink::spawn_reader(node, &conn, waiter)?;
+    }
+    tracing::debug!(peer = %peer.id, %addr, "connected");
+    Ok(conn)
+}
+
+/// TLS as a client when the fabric wants it; the plain socket otherwise.
+fn secure_dialer(
+    node: &NodeInner,
+    peer: &Peer,
+    stream: &TcpStream,
+) -> Result<(LinkWriter, LinkReader)> {
+    let io_err = |e: io::Error| Error::io("cloning a socket", e);
+    let Some(tls) = &node.tls else {
+        let rx = stream.try_clone().map_err(io_err)?;
+        return Ok((
+            LinkWriter::Plain(stream.try_clone().map_err(io_err)?),
+            LinkReader::Plain(rx),
+        ));
+    };
+    let refused = |reason: String| Error::Rejected { reason };
+    let name = auth::tls::server_name(&peer.id).map_err(refused)?;
+    let conn = rustls::ClientConnection::new(Arc::clone(&tls.client), name)
+        .map_err(|e| refused(format!("TLS with {}: {e}", peer.id)))?;
+    let (session, reader) = TlsSession::handshake(stream, conn.into()).map_err(|e| {
+        refused(format!(
+            "TLS handshake with {} failed: {e} (does it have encryption_enabled and a certificate for `{}` from tls_ca?)",
+            peer.id, peer.id
+        ))
+    })?;
+    Ok((LinkWriter::Tls(session), LinkReader::Tls(reader)))
+}
+
+/// The dialer's half of the fabric handshake.
+fn greet_as_dialer(
+    node: &NodeInner,
+    peer: &Peer,
+    addr: SocketAddr,
+    tx: &mut LinkWriter,
+    reader: &mut Reader,
+) -> Result<()> {
+    let io_err = |e: String| Error::Unreachable {
+        node: peer.id.clone(),
+        reason: format!("handshake with {addr}: {e}"),
+    };
+    let my_challenge = node.secret.as_ref().map(|_| auth::challenge());
+    let hello = Hello {
+        fabric: node.fabric_name.clone(),
+        node: node.me.clone(),
+        nonce: rand::random(),
+        auth: my_challenge.map(|challenge| HelloAuth {
+            challenge,
+            proof: None,
+        }),
+    };
+    send(
+        tx,
+        node,
+        peer.key,
+        FrameKind::Hello,
+        &wire::encode_hello(&hello),
+    )
+    .map_err(|e| io_err(e.to_string()))?;
+    let mut payload = Vec::new();
+    let answer = read_frame(reader, node.limits, &mut payload).map_err(|e| match e {
+        // With TLS, a failure here is the peer's verdict on our certificate (a TLS alert).
+        FrameError::Io(e) if tx.is_tls() && e.kind() == io::ErrorKind::InvalidData => {
+            Error::Rejected {
+                reason: format!(
+                    "{} refused the TLS session: {e} (is our certificate signed by its tls_ca and made for `{}`?)",
+                    peer.id, node.me
+                ),
+            }
+        }
+        e => io_err(e.to_string()),
+    })?;
+    let refused = |reason: String| Error::Rejected { reason };
+    let welcome = match answer.kind {
+        FrameKind::Welcome => wire::decode_hello(FrameKind::Welcome, body(&payload, &answer))
+            .map_err(|e| Error::Protocol {
+                peer: peer.id.clone(),
+                source: e,
+            })?,
+        FrameKind::Reject => {
+            return Err(refused(format!(
+                "{} refused the connection: {}",
+                peer.id,
+                String::from_utf8_lossy(body(&payload, &answer))
+            )))
+        }
+        other => {
+            return Err(refused(format!(
+                "{} answered the hello with {other:?}",
+                peer.id
+            )))
+        }
+    };
+    if welcome.fabric != node.fabric_name || welcome.node != peer.id {
+        return Err(refused(format!(
+            "{addr} answered as node `{}` of fabric `{}`, expected `{}` of `{}`",
+            welcome.node, welcome.fabric, peer.id, node.fabric_name
+        )));
+    }
+    let (Some(secret), Some(mine)) = (&node.secret, &my_challenge) else {
+        return match welcome.auth {
+            None => Ok(()),
+            Some(_) => Err(refused(format!(
+                "{} sent a secret proof this node cannot check",
+                peer.id
+            ))),
+        };
+    };
+    let proof = auth::handshake::dialer_proof(
+        secret,
+        &node.fabric_name,
+        &node.me,
+        &peer.id,
+        mine,
+        welcome.auth.as_ref(),
+    );
+    match proof {
+        Ok(mine) => {
+            send(tx, node, peer.key, FrameKind::Auth, &mine).map_err(|e| io_err(e.to_string()))
+        }
+        Err(why) => {
+            tracing::warn!(peer = %peer.id, %addr, "refusing connection: {why}");
+            send_reject(tx, &why);
+            Err(refused(why))
+        }
+    }
+}
+
+fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Result<()> {
+    let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
+    std::thread::Builder::new()
+        .name(format!("hf-rx-{}", conn.peer))
+        .spawn(move || read_loop(node, conn2, reader))
+        .map(|_| ())
+        .map_err(|e| Error::io("spawning a reader thread", e))
+}
+
+/// Runs on its own thread for an accepted connection: handshake, then the read loop.
+pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
+    let socket = tcp::apply(&stream, &node.tuning);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(
+        node.tuning.handshake_timeout_ms,
+    )));
+    let refuse = |why: &str| {
+        node.stats
+            .connections_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer_addr, "refusing connection: {why}");
+    };
+    let (mut tx, rx, session) = match secure_acceptor(&node, &stream) {
+        Ok(link) => link,
+        Err((why, plain)) => {
+            refuse(&why);
+            // A plain-text peer understands a Reject frame; a TLS one got a TLS alert.
+            return if plain {
+                reject(stream, &why)
+            } else {
+                let _ = stream.shutdown(Shutdown::Both);
+            };
+        }
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, rx);
+    let peer = match greet_as_acceptor(&node, &mut tx, &mut reader, session.as_deref()) {
+        Ok(p) => p,
+        Err(why) => {
+            refuse(&why);
+            send_reject(&mut tx, &why);
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let conn = match stream
+        .set_read_timeout(None)
+        .and_then(|_| Conn::new(&node, &peer, &stream, tx, socket, Lane::Bulk))
+    {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),
+    };
+    node.stats
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
+    node.adopt(Arc::clone(&conn));
+    read_loop(node, conn, reader);
+}
+
+/// The acceptor's link. Err: (why, whether the peer speaks plain frames).
+#[allow(clippy::type_complexity)]
+fn secure_acceptor(
+    node: &NodeInner,
+    stream: &TcpStream,
+) -> std::result::Result<(LinkWriter, LinkReader, Option<Arc<TlsSession>>), (String, bool)> {
+    let clone = || {
+        stream
+            .try_clone()
+            .map_err(|e| (format!("cannot clone the socket: {e}"), false))
+    };
+    // A plain frame starts with the magic, a TLS client hello with record type 22.
+    let mut first = [0u8; 4];
+    let peeked = match stream.peek(&mut first) {
+        Ok(n) => n,
+        Err(e) => return Err((format!("no hello: {e}"), false)),
+    };
+    let plain_peer = peeked == 4 && first == wire::MAGIC.to_le_bytes();
+    let Some(tls) = &node.tls else {
+        if peeked > 0 && first[0] == 0x16 {
+            return Err((
+                "the peer speaks TLS but this node has encryption_enabled = false".into(),
+                false,
+            ));
+        }
+        return Ok((
+            LinkWriter::Plain(clone()?),
+            LinkReader::Plain(clone()?),
+            None,
+        ));
+    };
+    if plain_peer {
+        return Err((
+            "the peer speaks plain TCP but this fabric requires TLS (encryption_enabled = true)"
+                .into(),
+            true,
+        ));
+    }
+    let conn = rustls::ServerConnection::new(Arc::clone(&tls.server))
+        .map_err(|e| (format!("TLS: {e}"), false))?;
+    let (session, reader) = TlsSession::handshake(stream, conn.into())
+        .map_err(|e| (format!("TLS handshake failed: {e}"), false))?;
+    Ok((
+        LinkWriter::Tls(Arc::clone(&session)),
+        LinkReader::Tls(reader),
+        Some(session),
+    ))
+}
+
+/// The acceptor's half of the fabric handshake: the peer, or why it is refused.
+fn greet_as_acceptor(
+    node: &NodeInner,
+    tx: &mut LinkWriter,
+    reader: &mut Reader,
+    session: Option<&TlsSession>,
+) -> std::result::Result<Peer, String> {
+    let acceptor = Acceptor {
+        fabric: &node.fabric_name,
+        me: &node.me,
+        secret: node.secret.as_ref(),
+        challenge: auth::challenge(),
+    };
+    let mut payload = Vec::new();
+    let header =
+        read_frame(reader, node.limits, &mut payload).map_err(|e| format!("bad hello: {e}"))?;
+    let known = |id: &str, key: u64| {
+        node.peer_by_key(wire::node_key(id))
+            .is_some_and(|p| p.id == id && p.key == key)
+    };
+    let greeted = acceptor.on_hello(&header, body(&payload, &header), known)?;
+    let peer = node.peer_by_id(&greeted.peer).map_err(|e| e.to_string())?;
+    if let Some(session) = session {
+        let certs = session.peer_certificates();
+        let cert = certs
+            .first()
+            .ok_or("the peer presented no TLS certificate")?;
+        auth::tls::cert_names(cert, &peer.id).map_err(|e| format!("node `{}`: {e}", peer.id))?;
+    }
+    send(tx, node, peer.key, FrameKind::Welcome, &greeted.welcome)
+        .map_err(|e| format!("welcome not sent: {e}"))?;
+    if let Some(theirs) = greeted.awaiting_proof {
+        let header = read_frame(reader, node.limits, &mut payload)
+            .map_err(|e| format!("node `{}` sent no proof of the fabric secret: {e}", peer.id))?;
+        acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
+    }
+    Ok(peer)
+}

@@ -1,0 +1,140 @@
+//! The loan API and the buffer pool, two nodes in one process over a shared-memory link
+//! (loopback addresses: `auto` picks shm), and the fallbacks when there is no pool.
+
+use hyperfabric::config::FabricConfig;
+use hyperfabric::transport::TransportChoice;
+use hyperfabric::{Error, Fabric, SendOptions, LOAN_SLOT_BYTES};
+use std::time::Duration;
+
+const RECV: Duration = Duration::from_secs(5);
+
+fn config(send_timeout_ms: u64) -> FabricConfig {
+    let text = format!(
+        r#"
+[fabric]
+name = "loan"
+profile = "high_throughput"
+send_timeout_ms = {send_timeout_ms}
+connect_timeout_ms = 1000
+
+[[nodes]]
+id = "a"
+hardware = "nvidia-h100"
+listen = "127.0.0.1:0"
+
+[[nodes]]
+id = "b"
+hardware = "amd-mi300x"
+listen = "127.0.0.1:1"
+"#
+    );
+    FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
+}
+
+fn pair(transport: TransportChoice, send_timeout_ms: u64) -> (Fabric, Fabric) {
+    let cfg = config(send_timeout_ms);
+    let b = Fabric::from_config(cfg.clone())
+        .node("b")
+        .transport(transport)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .start()
+        .unwrap();
+    let mut cfg_a = cfg;
+    cfg_a.set_listen("b", b.local_addr()).unwrap();
+    let a = Fabric::from_config(cfg_a)
+        .node("a")
+        .transport(transport)
+        .start()
+        .unwrap();
+    (a, b)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+#[test]
+fn loaned_buffers_arrive_in_place_and_slots_come_back() {
+    let (a, b) = pair(TransportChoice::Auto, 3000);
+    // More rounds than the pool has slots: each received message is dropped, returning its slot.
+    for round in 0..80u32 {
+        let len = if round % 2 == 0 {
+            LOAN_SLOT_BYTES
+        } else {
+            1000 + round as usize
+        };
+        let mut buf = a.loan("b", len).unwrap();
+        assert!(buf.is_shared(), "round {round}: loan should be a pool slot");
+        let want = pattern(len, round as u8);
+        buf.copy_from_slice(&want);
+        let opts = SendOptions::new().verify_payload(round % 3 == 0);
+        let report = a.send_loaned(buf, opts).unwrap();
+        assert_eq!(report.bytes, len as u64);
+        let msg = b.recv_timeout(RECV).unwrap();
+        assert!(
+            msg.payload.is_shared(),
+            "round {round}: payload should be a view"
+        );
+        assert!(msg.payload == want, "round {round}: bytes differ");
+        assert_eq!(msg.source, "a");
+    }
+}
+
+#[test]
+fn a_held_message_keeps_its_slot_and_an_unsent_loan_returns_it() {
+    let (a, b) = pair(TransportChoice::Auto, 400);
+    let mut held = Vec::new();
+    for i in 0..32u8 {
+        let mut buf = a.loan("b", 4096).unwrap();
+        buf.fill(i);
+        a.send_loaned(buf, SendOptions::new()).unwrap();
+        held.push(b.recv_timeout(RECV).unwrap());
+    }
+    // Every slot is held by the receiver: the next loan waits, then times out.
+    assert!(matches!(a.loan("b", 10), Err(Error::Timeout { .. })));
+    assert!(held
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.payload.iter().all(|&x| x == i as u8)));
+    drop(held.pop());
+    let unsent = a.loan("b", 10).unwrap();
+    drop(unsent);
+    // The slot the dropped loan had is free again.
+    let mut buf = a.loan("b", 3).unwrap();
+    buf.copy_from_slice(b"end");
+    a.send_loaned(buf, SendOptions::new()).unwrap();
+    assert_eq!(b.recv_timeout(RECV).unwrap().payload, b"end");
+}
+
+#[test]
+fn copy_api_uses_the_pool_for_large_single_chunk_messages() {
+    let (a, b) = pair(TransportChoice::Auto, 3000);
+    for (len, pooled) in [(256 << 10, true), (16 << 10, false), (3 << 20, false)] {
+        let data = pattern(len, 7);
+        a.send("b", &data, SendOptions::new()).unwrap();
+        let msg = b.recv_timeout(RECV).unwrap();
+        assert_eq!(msg.payload.is_shared(), pooled, "{len} bytes");
+        assert!(msg.payload == data, "{len} bytes differ");
+    }
+}
+
+#[test]
+fn without_shared_memory_a_loan_is_a_heap_buffer_sent_by_copy() {
+    let (a, b) = pair(TransportChoice::Tcp, 3000);
+    let mut buf = a.loan("b", 5000).unwrap();
+    assert!(!buf.is_shared());
+    buf.copy_from_slice(&pattern(5000, 1));
+    a.send_loaned(buf, SendOptions::new()).unwrap();
+    let msg = b.recv_timeout(RECV).unwrap();
+    assert!(!msg.payload.is_shared());
+    assert!(msg.payload == pattern(5000, 1));
+    // Larger than a slot: heap on any link.
+    let (a, _b) = pair(TransportChoice::Auto, 3000);
+    assert!(!a.loan("b", LOAN_SLOT_BYTES + 1).unwrap().is_shared());
+    assert!(matches!(
+        a.loan("nobody", 1),
+        Err(Error::NodeNotFound { .. })
+    ));
+}
