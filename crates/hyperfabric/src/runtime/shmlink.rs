@@ -256,7 +256,8 @@ fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
     match s {
         // A reader thread never spins without yielding: with the waiting caller spinning too,
         // pure spinners outnumber the cores of small machines and time slices (ms) decide.
-        IdleStrategy::BusySpin => shm::IdleStrategy::SpinYield { spins: 200 },
+        // It spins long enough (~tens of µs) that back-to-back requests never meet a yield.
+        IdleStrategy::BusySpin => shm::IdleStrategy::SpinYield { spins: 2000 },
         IdleStrategy::SpinYield => shm::IdleStrategy::SpinYield { spins: 1000 },
         IdleStrategy::SpinPark => shm::IdleStrategy::default(),
     }
@@ -283,12 +284,17 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
         waiter.wait(strategy, Instant::now() + LIVENESS_POLL);
     };
     if let Some(why) = why {
-        if why != GOODBYE {
-            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %conn.peer, "closing shared-memory link: {why}");
-        }
-        conn.close(&why);
+        end_link(&node, &conn, &why);
     }
+}
+
+/// Closes a link whose ring gave `why` (a peer's goodbye, or a corrupt record).
+pub(super) fn end_link(node: &NodeInner, conn: &Conn, why: &str) {
+    if why != GOODBYE {
+        node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = %conn.peer, "closing shared-memory link: {why}");
+    }
+    conn.close(why);
 }
 
 /// Reads the ring from the calling thread if nobody else is (a caller waiting for an answer).
@@ -304,7 +310,7 @@ pub fn progress(node: &Arc<NodeInner>, conn: &Arc<Conn>, scratch: &mut Vec<u8>) 
 const GOODBYE: &str = "peer said goodbye";
 
 /// Dispatches every record available now.
-fn drain(
+pub(super) fn drain(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
     rx: &mut Consumer,
