@@ -256,7 +256,6 @@ fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
     match s {
         // A reader thread never spins without yielding: with the waiting caller spinning too,
         // pure spinners outnumber the cores of small machines and time slices (ms) decide.
-        // It spins long enough (~tens of µs) that back-to-back requests never meet a yield.
         IdleStrategy::BusySpin => shm::IdleStrategy::SpinYield { spins: 200 },
         IdleStrategy::SpinYield => shm::IdleStrategy::SpinYield { spins: 1000 },
         IdleStrategy::SpinPark => shm::IdleStrategy::default(),
