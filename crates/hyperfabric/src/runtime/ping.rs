@@ -2,6 +2,7 @@
 
 use super::{idle, Conn, Lane, NodeInner, Peer};
 use crate::error::{Error, Result};
+use crate::transport::shm::Consumer;
 use crate::transport::TransportKind;
 use crate::wire::{FrameKind, Header};
 use serde::Serialize;
@@ -105,19 +106,14 @@ impl NodeInner {
         }
         let payload = vec![0xA5u8; plan.size];
         let mut samples = Vec::with_capacity(plan.count.min(10_000_000) as usize);
-        let mut conn = self.connection_to(
-            peer,
-            Lane::of(plan.priority, self.tuning.qos_enabled),
-            Instant::now() + plan.timeout,
-        )?;
+        let lane = Lane::of(plan.priority, self.tuning.qos_enabled);
+        let mut conn = self.connection_to(peer, lane, Instant::now() + plan.timeout)?;
         let mut last_err = None;
-        for i in 0..plan.warmup + plan.count {
+        let mut i = 0;
+        while i < plan.warmup + plan.count {
             if !conn.is_alive() {
-                conn = match self.connection_to(
-                    peer,
-                    Lane::of(plan.priority, self.tuning.qos_enabled),
-                    Instant::now() + plan.timeout,
-                ) {
+                i += 1;
+                conn = match self.connection_to(peer, lane, Instant::now() + plan.timeout) {
                     Ok(c) => c,
                     Err(e) => {
                         last_err = Some(e);
@@ -125,15 +121,7 @@ impl NodeInner {
                     }
                 };
             }
-            let rtt = self.ping_once(&conn, &payload, plan.timeout, plan.priority);
-            if i >= plan.warmup {
-                if let Some(rtt) = rtt {
-                    samples.push((rtt.as_nanos() / 2) as u64);
-                }
-            }
-            if !plan.interval.is_zero() {
-                std::thread::sleep(plan.interval);
-            }
+            self.ping_run(&conn, &plan, &payload, &mut i, &mut samples);
         }
         self.metrics
             .link(peer.key, &peer.id)
@@ -152,61 +140,127 @@ impl NodeInner {
         Ok((stats, samples))
     }
 
-    /// One round trip; `None` when no pong came back in time.
+    /// Pings on `conn` from iteration `*i` until the plan is done or the connection dies.
+    fn ping_run(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        plan: &PingPlan,
+        payload: &[u8],
+        i: &mut u64,
+        samples: &mut Vec<u64>,
+    ) {
+        // Back-to-back pings over shared memory: this thread owns the ring's consumer for the
+        // whole run, so the link's reader thread sleeps on the lock instead of competing for
+        // the pongs (and for a core) at every round trip.
+        let mut rx = (conn.is_shm() && plan.interval.is_zero()).then(|| conn.shm_rx.lock());
+        let mut scratch = Vec::new();
+        while *i < plan.warmup + plan.count && conn.is_alive() {
+            let consumer = rx.as_mut().and_then(|g| g.as_mut());
+            let rtt = match self.ping_once(conn, payload, plan, consumer, &mut scratch) {
+                Ok(rtt) => rtt,
+                Err(why) => {
+                    // Closing takes the consumer's lock: let go of it first.
+                    drop(rx);
+                    super::shmlink::end_link(self, conn, &why);
+                    return;
+                }
+            };
+            if *i >= plan.warmup {
+                if let Some(rtt) = rtt {
+                    samples.push((rtt.as_nanos() / 2) as u64);
+                }
+            }
+            *i += 1;
+            if !plan.interval.is_zero() {
+                std::thread::sleep(plan.interval);
+            }
+        }
+    }
+
+    /// One round trip; `None` when no pong came back in time. `rx`: the ring's consumer when
+    /// this thread holds it; `Err`: that ring failed and the link must end.
     fn ping_once(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         payload: &[u8],
-        timeout: Duration,
-        priority: crate::types::Priority,
-    ) -> Option<Duration> {
+        plan: &PingPlan,
+        rx: Option<&mut Consumer>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<Duration>, String> {
         let seq = self.next_ping_seq();
         let mut h = Header::new(FrameKind::Ping);
         h.src = self.my_key;
         h.dst = conn.peer_key;
         h.transfer_id = seq;
-        h.priority = priority;
+        h.priority = plan.priority;
         let start = Instant::now();
-        conn.send(&h, payload).ok()?;
-        if conn.is_shm() {
-            return self.await_pong_shm(conn, seq, start, timeout);
+        if conn.send(&h, payload).is_err() {
+            return Ok(None);
         }
-        let done = idle::wait_until(
-            self.tuning.idle_strategy,
-            start + timeout,
-            &conn.pong_gate,
-            || conn.pong_seq.load(Ordering::Acquire) >= seq,
-        );
-        done.then(|| start.elapsed())
+        let deadline = start + plan.timeout;
+        let done = match rx {
+            Some(rx) => self.await_pong_held(conn, rx, seq, deadline, scratch)?,
+            None if conn.is_shm() => self.await_pong_shm(conn, seq, deadline, scratch),
+            None => idle::wait_until(self.tuning.idle_strategy, deadline, &conn.pong_gate, || {
+                conn.pong_seq.load(Ordering::Acquire) >= seq
+            }),
+        };
+        Ok(done.then(|| start.elapsed()))
     }
 
-    /// Waits for pong `seq` reading the shared-memory ring on this thread: no hand-off to,
-    /// or wake-up of, the reader thread on the latency path.
+    /// Waits for pong `seq` reading the ring through `rx`, held by this thread: no lock, no
+    /// hand-off to or wake-up of the reader thread in the round trip.
+    fn await_pong_held(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        rx: &mut Consumer,
+        seq: u64,
+        deadline: Instant,
+        scratch: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        let mut spins: u32 = 0;
+        while conn.pong_seq.load(Ordering::Acquire) < seq {
+            // The reader thread waits for the lock we hold: a ring error is ours to report.
+            super::shmlink::drain(self, conn, rx, scratch)?;
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) && Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::hint::spin_loop();
+        }
+        Ok(true)
+    }
+
+    /// Waits for pong `seq` reading the shared-memory ring on this thread whenever the reader
+    /// thread is not: no hand-off to, or wake-up of, the reader thread on the latency path.
     fn await_pong_shm(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         seq: u64,
-        start: Instant,
-        timeout: Duration,
-    ) -> Option<Duration> {
-        let mut scratch = Vec::new();
-        let deadline = start + timeout;
+        deadline: Instant,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
         let mut spins: u32 = 0;
         while conn.pong_seq.load(Ordering::Acquire) < seq {
-            super::shmlink::progress(self, conn, &mut scratch);
+            super::shmlink::progress(self, conn, scratch);
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(256) && Instant::now() >= deadline {
-                return None;
+                return false;
             }
             std::hint::spin_loop();
         }
-        Some(start.elapsed())
+        true
     }
 
     /// A pong arrived on `conn`.
     pub(super) fn on_pong(&self, conn: &Conn, seq: u64) {
         conn.pong_seq.fetch_max(seq, Ordering::AcqRel);
-        idle::notify(&conn.pong_gate);
+        // Pingers on a shared-memory link poll `pong_seq` and never sleep on the gate (one
+        // that slept through a switch from TCP re-checks within its 100 ms slice): spare the
+        // lock and notify on every pong.
+        if !conn.is_shm() {
+            idle::notify(&conn.pong_gate);
+        }
     }
 }
 

@@ -283,12 +283,17 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
         waiter.wait(strategy, Instant::now() + LIVENESS_POLL);
     };
     if let Some(why) = why {
-        if why != GOODBYE {
-            node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %conn.peer, "closing shared-memory link: {why}");
-        }
-        conn.close(&why);
+        end_link(&node, &conn, &why);
     }
+}
+
+/// Closes a link whose ring gave `why` (a peer's goodbye, or a corrupt record).
+pub(super) fn end_link(node: &NodeInner, conn: &Conn, why: &str) {
+    if why != GOODBYE {
+        node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = %conn.peer, "closing shared-memory link: {why}");
+    }
+    conn.close(why);
 }
 
 /// Reads the ring from the calling thread if nobody else is (a caller waiting for an answer).
@@ -304,7 +309,7 @@ pub fn progress(node: &Arc<NodeInner>, conn: &Arc<Conn>, scratch: &mut Vec<u8>) 
 const GOODBYE: &str = "peer said goodbye";
 
 /// Dispatches every record available now.
-fn drain(
+pub(super) fn drain(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
     rx: &mut Consumer,

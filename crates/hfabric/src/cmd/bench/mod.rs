@@ -140,9 +140,6 @@ impl Target {
 
 pub fn run(a: Args) -> CliResult {
     validate(&a)?;
-    if let Some(&cpu) = a.pin.first() {
-        pin_current(cpu)?;
-    }
     let (base, from, to, server) = match &a.config {
         Some(path) => (
             FabricConfig::from_file(path)?,
@@ -153,11 +150,26 @@ pub fn run(a: Args) -> CliResult {
         None => {
             let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
             let read_all = a.api == throughput::Api::Loan;
-            let server =
-                local::LocalServer::start(a.profile, a.pin.get(1).copied(), a.transport, read_all)?;
+            // A latency-only run measures both ends in the latency profile (the server's
+            // reader spins), as busy-polling peers such as ucx_perftest do.
+            let latency_only = !a.tests.is_empty() && a.tests.iter().all(|t| *t == Which::Latency);
+            let server_profile = a
+                .profile
+                .or(latency_only.then_some(ProfileName::LowLatency));
+            let server = local::LocalServer::start(
+                server_profile,
+                a.pin.get(1).copied(),
+                a.transport,
+                read_all,
+            )?;
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };
+    // Pinned after the local server started: a child inherits its parent's CPU mask, and
+    // the server's own --pin must find its CPU in it.
+    if let Some(&cpu) = a.pin.first() {
+        pin_current(cpu)?;
+    }
     let mut peers = a.peers.clone();
     if let Some(s) = &server {
         peers.push((to.clone(), s.addr));
