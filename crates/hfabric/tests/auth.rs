@@ -64,19 +64,6 @@ fn send(cfg: &Path, server: &Server, file: &Path, transport: &str) -> (bool, Str
     (out.status.success(), err)
 }
 
-fn stored_files(store: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(store)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != ".hf-done") // the journal of completed transfers
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// Sends from a misconfigured node-a and checks both sides name `why`.
 fn refused(cfg: &Path, server: &Server, file: &Path, transport: &str, client: &str, log: &str) {
     let (ok, err) = send(cfg, server, file, transport);

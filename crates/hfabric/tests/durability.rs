@@ -29,19 +29,6 @@ fn send(cfg: &std::path::Path, server: &Server, file: &std::path::Path) -> std::
     ])
 }
 
-fn names_in(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != ".hf-done") // the journal of completed transfers
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 #[test]
 fn a_full_disk_fails_the_transfer_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +51,11 @@ fn a_full_disk_fails_the_transfer_and_leaves_no_file() {
         "the sender is told why: {err}"
     );
     // Nothing under the final name, and the temporary file is gone too.
-    assert!(names_in(&store).is_empty(), "{:?}", names_in(&store));
+    assert!(
+        stored_files(&store).is_empty(),
+        "{:?}",
+        stored_files(&store)
+    );
     assert!(server.wait_log("cannot store", Duration::from_secs(5)));
 
     // The node stays up and stores what fits.
@@ -77,7 +68,7 @@ fn a_full_disk_fails_the_transfer_and_leaves_no_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(same_contents(&small, &store.join("small.bin")));
-    assert_eq!(names_in(&store), vec!["small.bin".to_owned()]);
+    assert_eq!(stored_files(&store), vec!["small.bin".to_owned()]);
 }
 
 #[test]

@@ -159,12 +159,7 @@ fn send_and_verify(
         }
     }
     // Exactly once: one file per transfer, nothing else, nothing half-written.
-    let mut names: Vec<String> = std::fs::read_dir(store)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".hf-done") // the journal of completed transfers
-        .collect();
-    names.sort();
+    let names = stored_files(store);
     assert_eq!(names.len(), sizes.len(), "{names:?}");
     assert!(names.iter().all(|n| n.starts_with(transport)), "{names:?}");
     sum

@@ -295,6 +295,21 @@ pub fn diamond_file(dir: &Path) -> PathBuf {
     four_node_file(dir, "diamond", "profile = \"high_throughput\"\n", &links)
 }
 
+/// The files of a store directory, sorted, without its journal of completed transfers
+/// (`.hf-done`); empty when the directory does not exist.
+pub fn stored_files(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".hf-done")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Bytes in the temporary (.part) files of a store directory: how far a transfer got.
 pub fn partial_bytes(store: &Path) -> u64 {
     std::fs::read_dir(store)
