@@ -5,7 +5,7 @@
 use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::{Fabric, PingOptions, SendOptions};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn pair() -> (Fabric, Fabric) {
     let text = r#"
@@ -55,17 +55,21 @@ fn frames_arriving_during_a_ping_run_are_delivered() {
     let warm = a.ping("b", PingOptions::new().count(1).warmup(0)).unwrap();
     assert_eq!(warm.transport, TransportKind::Shm);
     std::thread::scope(|s| {
+        // Long enough (hundreds of ms) that b's first transfer starts and ends inside it.
+        const PINGS: u64 = 300_000;
         let pinger = s.spawn(|| {
-            a.ping(
+            let stats = a.ping(
                 "b",
                 PingOptions::new()
-                    .count(20_000)
+                    .count(PINGS)
                     .warmup(0)
                     .timeout(Duration::from_secs(5)),
-            )
+            );
+            (stats, Instant::now())
         });
         // b sends to a while a's pinger holds a's ring consumer: the transfers complete only
         // if the pinger dispatches b's data (and a answers with acks).
+        let mut first_done = None;
         for i in 0..20u8 {
             b.send(
                 "a",
@@ -73,11 +77,16 @@ fn frames_arriving_during_a_ping_run_are_delivered() {
                 SendOptions::new(),
             )
             .unwrap();
+            first_done.get_or_insert_with(Instant::now);
         }
-        let stats = pinger.join().unwrap().unwrap();
-        assert_eq!(
-            (stats.sent, stats.received, stats.lost),
-            (20_000, 20_000, 0)
+        let (stats, run_ended) = pinger.join().unwrap();
+        let stats = stats.unwrap();
+        assert_eq!((stats.sent, stats.received, stats.lost), (PINGS, PINGS, 0));
+        // Were the frames handled during the run, not after it? A pinger that left them in
+        // the ring would hold the first transfer until the run ended.
+        assert!(
+            first_done.is_some_and(|t| t < run_ended),
+            "the first transfer completed only after the ping run"
         );
         assert_eq!(stats.transport, TransportKind::Shm);
     });
