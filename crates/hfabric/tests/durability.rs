@@ -4,7 +4,7 @@
 
 mod support;
 
-use hyperfabric::wire::{self, flags, FrameKind, Header, Hello};
+use hyperfabric::wire::{self, flags, FrameKind, Header};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -115,18 +115,8 @@ fn a_receiver_killed_mid_transfer_leaves_no_file_under_the_final_name() {
 
 /// A raw member connection: hello as node-a, welcome read.
 fn member(server: &Server) -> TcpStream {
-    let mut h = Header::new(FrameKind::Hello);
-    h.src = wire::node_key("node-a");
-    h.dst = wire::node_key("node-b");
-    let hello = Hello {
-        fabric: "test".into(),
-        node: "node-a".into(),
-        nonce: 7,
-        auth: None,
-    };
     let mut s = TcpStream::connect(server.addr).unwrap();
-    s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
-        .unwrap();
+    s.write_all(&hello_frame("node-a", "test")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(read_frame(&mut s).0.kind, FrameKind::Welcome);
     s

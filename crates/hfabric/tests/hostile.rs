@@ -3,7 +3,7 @@
 
 mod support;
 
-use hyperfabric::wire::{self, FrameKind, Header, Hello};
+use hyperfabric::wire::{self, FrameKind, Header};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -24,22 +24,6 @@ fn expect_closed(mut s: TcpStream, within: Duration) -> Vec<u8> {
             Err(e) => panic!("connection still open after {:?}: {e}", start.elapsed()),
         }
     }
-}
-
-fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
-    let mut h = Header::new(FrameKind::Hello);
-    h.src = wire::node_key(node);
-    h.dst = wire::node_key("node-b");
-    wire::encode_frame(
-        &h,
-        &wire::encode_hello(&Hello {
-            fabric: fabric.into(),
-            node: node.into(),
-            nonce: 1,
-            auth: None,
-        }),
-    )
-    .unwrap()
 }
 
 fn still_serves(cfg: &std::path::Path, server: &mut Server) {

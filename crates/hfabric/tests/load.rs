@@ -10,6 +10,7 @@
 mod support;
 
 use hyperfabric::config::FabricConfig;
+use hyperfabric::metrics::ProcessMetrics;
 use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Fabric, SendOptions};
 use std::collections::HashSet;
@@ -96,18 +97,6 @@ fn chain_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("load.toml");
     std::fs::write(&path, text).expect("write fabric file");
     path
-}
-
-fn own_peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().strip_suffix("kB"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// What the destination saw: each (sender, seq) once, every byte as sent.
@@ -277,7 +266,7 @@ fn sixty_four_senders_through_a_relay_lose_nothing() {
         "seconds": elapsed.as_secs_f64(),
         "gbit_per_s": sent as f64 * 8.0 / elapsed.as_secs_f64() / 1e9,
         "relay_peak_rss_bytes": relay_stats,
-        "test_process_peak_rss_bytes": own_peak_rss_bytes(),
+        "test_process_peak_rss_bytes": ProcessMetrics::read().peak_resident_memory_bytes,
         "src_retransmitted_bytes": src.stats().retransmitted_bytes,
     });
     // The figures for docs/operations.md: `cargo test --release --test load -- --nocapture`.

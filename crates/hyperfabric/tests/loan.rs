@@ -6,6 +6,9 @@ use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Error, Fabric, SendOptions, LOAN_SLOT_BYTES};
 use std::time::Duration;
 
+mod common;
+use common::{pattern, start_pair};
+
 const RECV: Duration = Duration::from_secs(5);
 
 fn config(send_timeout_ms: u64) -> FabricConfig {
@@ -32,27 +35,7 @@ listen = "127.0.0.1:1"
 }
 
 fn pair(transport: TransportChoice, send_timeout_ms: u64) -> (Fabric, Fabric) {
-    let cfg = config(send_timeout_ms);
-    let b = Fabric::from_config(cfg.clone())
-        .node("b")
-        .transport(transport)
-        .listen("127.0.0.1:0".parse().unwrap())
-        .start()
-        .unwrap();
-    let mut cfg_a = cfg;
-    cfg_a.set_listen("b", b.local_addr()).unwrap();
-    let a = Fabric::from_config(cfg_a)
-        .node("a")
-        .transport(transport)
-        .start()
-        .unwrap();
-    (a, b)
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
+    start_pair(config(send_timeout_ms), transport)
 }
 
 #[test]

@@ -7,6 +7,9 @@ use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::{Fabric, PingOptions, SendOptions};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{pattern, start_pair};
+
 fn pair() -> (Fabric, Fabric) {
     let text = r#"
 [fabric]
@@ -26,26 +29,7 @@ hardware = "amd-mi300x"
 listen = "127.0.0.1:1"
 "#;
     let cfg = FabricConfig::from_toml_str(text, "<test>").expect("valid config");
-    let b = Fabric::from_config(cfg.clone())
-        .node("b")
-        .transport(TransportChoice::Shm)
-        .listen("127.0.0.1:0".parse().unwrap())
-        .start()
-        .unwrap();
-    let mut cfg_a = cfg;
-    cfg_a.set_listen("b", b.local_addr()).unwrap();
-    let a = Fabric::from_config(cfg_a)
-        .node("a")
-        .transport(TransportChoice::Shm)
-        .start()
-        .unwrap();
-    (a, b)
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(29) ^ seed)
-        .collect()
+    start_pair(cfg, TransportChoice::Shm)
 }
 
 #[test]

@@ -195,6 +195,21 @@ impl Drop for Server {
     }
 }
 
+/// A plain (no secret) hello frame from `node` of `fabric` to node-b, as a raw client sends it.
+pub fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
+    use hyperfabric::wire::{self, FrameKind, Header, Hello};
+    let mut h = Header::new(FrameKind::Hello);
+    h.src = wire::node_key(node);
+    h.dst = wire::node_key("node-b");
+    let hello = Hello {
+        fabric: fabric.into(),
+        node: node.into(),
+        nonce: 1,
+        auth: None,
+    };
+    wire::encode_frame(&h, &wire::encode_hello(&hello)).expect("a hello fits in a frame")
+}
+
 pub fn hfabric(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)

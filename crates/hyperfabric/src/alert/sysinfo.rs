@@ -20,16 +20,7 @@ pub fn parse_cpu_line(stat: &str) -> Option<(u64, u64)> {
 
 /// Share of memory in use: 1 − MemAvailable / MemTotal, from `/proc/meminfo`.
 pub fn parse_memory_ratio(meminfo: &str) -> Option<f64> {
-    let field = |name: &str| -> Option<f64> {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    };
+    let field = |name: &str| crate::metrics::kb_field(meminfo, name).map(|b| b as f64);
     let total = field("MemTotal:")?;
     let available = field("MemAvailable:")?;
     (total > 0.0).then(|| (1.0 - available / total).clamp(0.0, 1.0))

@@ -1,0 +1,31 @@
+//! Helpers shared by the in-process tests: two nodes of one fabric started in this process.
+#![allow(dead_code)]
+
+use hyperfabric::config::FabricConfig;
+use hyperfabric::transport::TransportChoice;
+use hyperfabric::Fabric;
+
+/// Starts node `b` on an ephemeral loopback port, then node `a` knowing where `b` listens.
+pub fn start_pair(cfg: FabricConfig, transport: TransportChoice) -> (Fabric, Fabric) {
+    let b = Fabric::from_config(cfg.clone())
+        .node("b")
+        .transport(transport)
+        .listen("127.0.0.1:0".parse().expect("loopback address"))
+        .start()
+        .expect("node b starts");
+    let mut cfg_a = cfg;
+    cfg_a.set_listen("b", b.local_addr()).expect("b's address");
+    let a = Fabric::from_config(cfg_a)
+        .node("a")
+        .transport(transport)
+        .start()
+        .expect("node a starts");
+    (a, b)
+}
+
+/// `len` bytes of a pattern that differs with `seed` (misplaced bytes show).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
