@@ -58,6 +58,10 @@ impl WriteGate {
         let s = std::array::from_fn(|i| self.served[i].load(Ordering::Relaxed));
         (w, s)
     }
+
+    fn nobody_waits(&self) -> bool {
+        self.waiting.iter().all(|w| w.load(Ordering::Acquire) == 0)
+    }
 }
 
 /// Should a frame of class `p` let a waiting class go first? Urgent classes (0, 1) go first,
@@ -112,6 +116,8 @@ pub struct Conn {
     /// The shared-memory ring we read, taken by the reader thread or by a caller waiting
     /// for an answer (who then reads it itself: no thread hand-off on the latency path).
     pub(super) shm_rx: Mutex<Option<Consumer>>,
+    /// Held by a caller that reads the ring itself (see `drive`): the reader thread sleeps.
+    pub(super) lease: super::drive::Lease,
     /// Buffer pools of the shared-memory link (loans and one-copy large messages).
     pools: std::sync::OnceLock<Arc<crate::transport::shm::LinkPools>>,
     /// Highest pong sequence seen, and the wake-up for parked pingers.
@@ -148,6 +154,7 @@ impl Conn {
             closing: AtomicBool::new(false),
             shm: AtomicBool::new(false),
             shm_rx: Mutex::new(None),
+            lease: super::drive::Lease::default(),
             pools: std::sync::OnceLock::new(),
             pong_seq: AtomicU64::new(0),
             pong_gate: (Mutex::new(()), Condvar::new()),
@@ -241,6 +248,12 @@ impl Conn {
     /// Takes the writer, letting more urgent waiting writers go first (bounded).
     fn lock_by_priority(&self, priority: Priority) -> parking_lot::MutexGuard<'_, Tx> {
         let p = usize::from(priority.code()).min(4);
+        // Nobody waits and the writer is free: nothing to order (no read-modify-writes).
+        if self.gate.nobody_waits() {
+            if let Some(guard) = self.writer.try_lock() {
+                return guard;
+            }
+        }
         self.gate.waiting[p].fetch_add(1, Ordering::AcqRel);
         let mut deferrals = 0;
         while deferrals < MAX_DEFERRALS && {

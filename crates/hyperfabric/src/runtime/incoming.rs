@@ -377,16 +377,30 @@ impl IncomingTable {
     }
 
     pub(super) fn deliver(&self, msg: Message) {
-        // Blocks when the application does not keep up: backpressure, never silent loss.
-        let _ = self.tx.send(msg);
+        // A thread waiting in `recv` that read the ring itself takes the message directly.
+        if let Some(msg) = super::drive::offer_to_driver(msg) {
+            // Blocks when the application does not keep up: backpressure, never silent loss.
+            let _ = self.tx.send(msg);
+        }
     }
 
-    pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
+    /// `recv` is for in-memory nodes.
+    pub(super) fn check_receivable(&self) -> Result<()> {
         if matches!(self.sink, Sink::Discard | Sink::Store(_)) {
             return Err(Error::InvalidArgument(
                 "this node discards or stores what it receives; recv is for in-memory nodes".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// A message already queued, if any.
+    pub(super) fn try_recv(&self) -> std::result::Result<Message, crossbeam_channel::TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
+        self.check_receivable()?;
         match timeout {
             None => self.rx.recv().map_err(|_| Error::Shutdown),
             Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {

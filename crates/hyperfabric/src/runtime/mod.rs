@@ -4,6 +4,7 @@
 
 mod conn;
 mod dispatch;
+mod drive;
 mod handshake;
 mod idle;
 mod incoming;
@@ -491,8 +492,26 @@ impl NodeInner {
         self.next_ping.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<Message> {
-        self.incoming.recv(timeout)
+    pub fn recv_timeout(self: &Arc<Self>, timeout: Option<Duration>) -> Result<Message> {
+        self.incoming.check_receivable()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(msg) = drive::recv_driven(self, deadline) {
+            return Ok(msg);
+        }
+        self.incoming
+            .recv(deadline.map(|d| d.saturating_duration_since(Instant::now())))
+    }
+
+    /// Fills `out` with the live connections that carry frames over shared memory.
+    pub(super) fn shm_links(&self, out: &mut Vec<Arc<Conn>>) {
+        out.clear();
+        out.extend(
+            self.all_conns
+                .lock()
+                .iter()
+                .filter(|c| c.is_shm() && c.is_alive())
+                .cloned(),
+        );
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

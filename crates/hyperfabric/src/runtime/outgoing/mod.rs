@@ -433,9 +433,15 @@ impl<'a> PendingSend<'a> {
             let deadline =
                 next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
             let slot = &self.slot;
-            idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, || {
-                slot.woken.load(Ordering::Acquire)
-            });
+            let ready = || slot.woken.load(Ordering::Acquire);
+            // Over shared memory, read the ack ourselves first (no reader thread wake-ups).
+            let driven = self
+                .paths
+                .shm_conn()
+                .is_some_and(|conn| super::drive::wait_driven(&self.node, conn, deadline, ready));
+            if !driven {
+                idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, ready);
+            }
             slot.woken.store(false, Ordering::Release);
             let now = Instant::now();
             if next_timeout.is_some_and(|t| now >= t) {

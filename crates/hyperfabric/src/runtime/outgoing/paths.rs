@@ -259,6 +259,14 @@ impl PathSet {
             .map_or(crate::transport::TransportKind::Tcp, |c| c.transport())
     }
 
+    /// The main path's connection when it is a live shared-memory link (which the waiting
+    /// caller may drive itself).
+    pub fn shm_conn(&self) -> Option<&Arc<Conn>> {
+        self.main_path()
+            .and_then(|p| p.conn.as_ref())
+            .filter(|c| c.is_shm() && c.is_alive())
+    }
+
     /// The path that carried the most bytes (the "path taken" of a single-path report).
     pub fn main_path(&self) -> Option<&Path> {
         self.paths.iter().max_by_key(|p| p.bytes)
