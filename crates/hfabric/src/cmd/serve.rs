@@ -18,7 +18,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Keep received messages in memory and read every byte of each (a consumer's cost, for
-    /// `bench --api loan`), then drop them. Without it (and --store) bytes are discarded.
+    /// the local fabric of `hfabric bench`), then drop them. Without it (and --store) bytes
+    /// are discarded.
     #[arg(long, conflicts_with = "store")]
     pub read_all: bool,
     /// Listen here instead of the fabric file's address (port 0: any free port).

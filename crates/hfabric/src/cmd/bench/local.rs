@@ -20,7 +20,6 @@ impl LocalServer {
         profile: Option<ProfileName>,
         pin: Option<usize>,
         transport: crate::common::TransportArg,
-        read_all: bool,
     ) -> CliResult<LocalServer> {
         let dir = tempfile::tempdir()?;
         let cfg_path = dir.path().join("local.toml");
@@ -45,9 +44,10 @@ impl LocalServer {
             crate::common::TransportArg::Shm => "shm",
         };
         cmd.args(["--transport", transport]);
-        if read_all {
-            cmd.arg("--read-all");
-        }
+        // The receiving application reads every byte it gets: a receiver that never touched
+        // them would let a shared-memory copy stay in the sender's cache (nothing would cross
+        // between the cores), which no real consumer does.
+        cmd.arg("--read-all");
         if let Some(cpu) = pin {
             cmd.args(["--pin", &cpu.to_string()]);
         }

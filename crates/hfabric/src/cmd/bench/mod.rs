@@ -149,19 +149,14 @@ pub fn run(a: Args) -> CliResult {
         ),
         None => {
             let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
-            let read_all = a.api == throughput::Api::Loan;
             // A latency-only run measures both ends in the latency profile (the server's
             // reader spins), as busy-polling peers such as ucx_perftest do.
             let latency_only = !a.tests.is_empty() && a.tests.iter().all(|t| *t == Which::Latency);
             let server_profile = a
                 .profile
                 .or(latency_only.then_some(ProfileName::LowLatency));
-            let server = local::LocalServer::start(
-                server_profile,
-                a.pin.get(1).copied(),
-                a.transport,
-                read_all,
-            )?;
+            let server =
+                local::LocalServer::start(server_profile, a.pin.get(1).copied(), a.transport)?;
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };

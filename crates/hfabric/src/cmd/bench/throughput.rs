@@ -61,7 +61,7 @@ pub struct StreamSpec<'a> {
 #[serde(rename_all = "snake_case")]
 pub enum Api {
     /// `start_send(&bytes)`: the fabric copies the message (into the shared-memory pool or
-    /// ring, or the socket).
+    /// ring, or the socket); the local server reads every byte it receives.
     Copy,
     /// `loan` + `start_send_loaned`: each message is written (every byte, from a private
     /// buffer) into a loaned pool slot; the local server reads every byte it receives.
