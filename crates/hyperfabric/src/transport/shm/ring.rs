@@ -329,5 +329,7 @@ fn corrupt(position: u64, reason: &'static str) -> RingError {
     RingError::Corrupt { position, reason }
 }
 
+#[cfg(all(test, loom))]
+mod loom_model;
 #[cfg(test)]
 mod tests;
