@@ -75,8 +75,9 @@ mod protocol;
 
 pub use handles::{Consumer, Producer, ReadSlot, Waiter, WriteSlot};
 
-/// `b"HFRING01"` as a little-endian u64.
-pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING01");
+/// `b"HFRING02"` as a little-endian u64. Version 02: the consumer polls record headers (01
+/// polled `tail`); the two cannot share a ring, so a peer of the other version fails to attach.
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING02");
 /// Bytes of ring header in front of the records.
 pub const RING_HEADER_LEN: usize = 512;
 /// Record header bytes.

@@ -125,6 +125,18 @@ fn reclaimed_producer_and_consumer_continue() {
     assert_eq!(read_one(&mut c), None);
 }
 
+/// A ring of the previous protocol version (consumer polling `tail`) is refused.
+#[test]
+fn attach_refuses_version_01() {
+    let r = ring(256);
+    let v01 = u64::from_le_bytes(*b"HFRING01");
+    r.header().meta.magic.store(v01, Ordering::Release);
+    assert!(matches!(
+        Ring::attach(r.segment().clone()),
+        Err(RingError::BadLayout("ring magic"))
+    ));
+}
+
 /// Positions a hostile peer left in the control block are refused at claim, and the claim
 /// is given back.
 #[test]
