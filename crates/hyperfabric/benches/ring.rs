@@ -4,7 +4,8 @@
 //!   cargo bench -p hyperfabric --bench ring            # all
 //!   cargo bench -p hyperfabric --bench ring -- lat     # or: bw
 //!
-//! lat:  64-byte ping-pong over two rings, busy-spin on both sides; one-way latency = half
+//! lat:  64-byte ping-pong over two rings of 64 KiB (env LAT_MSG, LAT_RING change both),
+//!       busy-spin on both sides; one-way latency = half
 //!       the round trip, median / p99 over 1M round trips (each timed with `Instant`), and
 //!       the mean from the total time (no per-sample clock reads).
 //! bw:   1 MiB records, producer copies 1 MiB from its buffer into the ring, consumer copies
@@ -112,7 +113,7 @@ fn spin_push(p: &mut Producer, data: &[u8]) {
 fn child_echo() {
     pin(1);
     let (mut c, mut p, n) = open_rings();
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 1024];
     for _ in 0..n {
         let len = spin_read(&mut c, &mut buf);
         spin_push(&mut p, &buf[..len]);
@@ -165,14 +166,31 @@ struct Lat {
     mean_ns: f64,
 }
 
+/// Ring capacity for the latency test (env LAT_RING, bytes, power of two; default 64 KiB).
+fn lat_ring() -> usize {
+    env_usize("LAT_RING", 64 * 1024).next_power_of_two()
+}
+
+/// Record payload of the latency test (env LAT_MSG, bytes; default 64; at most 1024).
+fn lat_msg() -> usize {
+    env_usize("LAT_MSG", 64).clamp(1, 1024)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn bench_lat() -> Lat {
     pin(0);
-    let (a, b) = segs("lat", Ring::segment_len_for(64 * 1024));
+    let (a, b) = segs("lat", Ring::segment_len_for(lat_ring()));
     let mut child = spawn("echo", &a, &b, LAT_WARMUP + LAT_ITERS);
     let mut p = Ring::attach(a.clone()).unwrap().producer().unwrap();
     let mut c = Ring::attach(b.clone()).unwrap().consumer().unwrap();
-    let msg = [7u8; 64];
-    let mut buf = [0u8; 64];
+    let msg = vec![7u8; lat_msg()];
+    let mut buf = vec![0u8; lat_msg()];
     for _ in 0..LAT_WARMUP {
         spin_push(&mut p, &msg);
         spin_read(&mut c, &mut buf);

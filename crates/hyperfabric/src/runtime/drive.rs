@@ -63,8 +63,19 @@ impl Lease {
     /// Time left on the lease, if a caller holds it.
     fn left(&self) -> Option<Duration> {
         let until = self.until_ns.load(Ordering::Relaxed);
+        if until == 0 {
+            // Nobody drives (the reader thread's hot path: no clock read).
+            return None;
+        }
         let now = now_ns();
-        (until > now).then(|| Duration::from_nanos(until - now))
+        if until <= now {
+            // Lapsed: clear it (unless renewed meanwhile) so later checks skip the clock.
+            let _ = self
+                .until_ns
+                .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return None;
+        }
+        Some(Duration::from_nanos(until - now))
     }
 
     /// The reader thread: sleeps while a caller holds the lease. Returns whether it slept.

@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes of each direction's ring: holds several 1 MiB frames (pages are touched on use).
-pub const RING_BYTES: usize = 8 << 20;
+/// Bytes of each direction's ring: holds three 1 MiB frames (larger one-chunk messages go
+/// through the pool). Its pages are faulted in when the link is set up (see `prefault`).
+pub const RING_BYTES: usize = 4 << 20;
 /// How long a writer waits for ring space before declaring the peer stuck.
 const FULL_RING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The reader checks the connection's liveness at least this often.
@@ -70,6 +71,22 @@ pub struct Offer {
     pub names: [String; 2],
 }
 
+/// Maps a ring's pages now (both sides, each in its own page tables): otherwise the first lap
+/// takes a page fault every ~30 small frames, in the middle of the latency path. Pools are
+/// left to fault in on use (only the slots in use are ever touched), and so are rings made
+/// larger than [`RING_BYTES`] for huge `max_packet_size` settings (memory over first-lap speed).
+fn prefault(seg: &Segment) {
+    if seg.data_len() > Ring::segment_len_for(RING_BYTES) {
+        return;
+    }
+    if let Err(e) = seg.populate() {
+        tracing::debug!(
+            segment = seg.name(),
+            "ring pages left to fault in on first use: {e}"
+        );
+    }
+}
+
 /// The pool segment beside the ring segment `ring`.
 fn pool_name(ring: &str) -> String {
     format!("{ring}.pool")
@@ -94,14 +111,22 @@ fn link_pools(send: Pool, recv: Pool) -> Arc<LinkPools> {
     })
 }
 
-/// Creates both segments (a2b: we write, b2a: we read) and formats their rings.
-pub fn create(fabric: &str, me: &str, peer: &str) -> Result<Offer, String> {
+/// Ring capacity for a node whose frames carry up to `max_payload` bytes: [`RING_BYTES`], or
+/// more when a frame (header and record header included) would not fit half of it.
+pub fn ring_bytes_for(max_payload: usize) -> usize {
+    RING_BYTES.max((2 * (HEADER_LEN + max_payload + 8)).next_power_of_two())
+}
+
+/// Creates both segments (a2b: we write, b2a: we read), sized for frames of up to
+/// `max_payload` bytes, and formats their rings.
+pub fn create(fabric: &str, me: &str, peer: &str, max_payload: usize) -> Result<Offer, String> {
     let pid = std::process::id();
     let seq = LINK_SEQ.fetch_add(1, Ordering::Relaxed);
     let name = |from: &str, to: &str| format!("{}-{seq}", shm::segment_name(fabric, from, to, pid));
     let make = |name: &str| -> Result<Ring, String> {
-        let seg =
-            Segment::create(name, Ring::segment_len_for(RING_BYTES)).map_err(|e| e.to_string())?;
+        let seg = Segment::create(name, Ring::segment_len_for(ring_bytes_for(max_payload)))
+            .map_err(|e| e.to_string())?;
+        prefault(&seg);
         Ring::init(Arc::new(seg)).map_err(|e| e.to_string())
     };
     let names = [name(me, peer), name(peer, me)];
@@ -124,13 +149,23 @@ pub fn create(fabric: &str, me: &str, peer: &str) -> Result<Offer, String> {
 }
 
 /// The acceptor's ends: reads a2b, writes b2a (and the pools beside them, when present).
-pub fn open(names: &[String; 2]) -> Result<ShmEnds, String> {
+/// The ring we write must hold our largest frame (`max_payload` bytes of payload), or the
+/// link stays on TCP.
+pub fn open(names: &[String; 2], max_payload: usize) -> Result<ShmEnds, String> {
     let attach = |name: &str| -> Result<Ring, String> {
         let seg = Segment::open(name).map_err(|e| e.to_string())?;
+        prefault(&seg);
         Ring::attach(Arc::new(seg)).map_err(|e| e.to_string())
     };
     let rx = attach(&names[0])?.consumer().map_err(|e| e.to_string())?;
     let tx = attach(&names[1])?.producer().map_err(|e| e.to_string())?;
+    let fits = tx.ring().max_payload();
+    if fits < HEADER_LEN + max_payload {
+        return Err(format!(
+            "the offered ring holds frames of up to {fits} bytes, this node sends up to {}",
+            HEADER_LEN + max_payload
+        ));
+    }
     let pools = match (attach_pool(&names[1]), attach_pool(&names[0])) {
         (Ok(send), Ok(recv)) => Some(link_pools(send, recv)),
         (Err(e), _) | (_, Err(e)) => {
@@ -350,8 +385,6 @@ pub(super) fn drain_until(
             super::conn::corrupt_frame(node, conn, &e);
             continue;
         }
-        node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-        conn.link.on_received(slot.len());
         if header.hops == 0 && header.src != conn.peer_key {
             return Err(format!(
                 "frame claims source key {:#x}, link is {}",
@@ -364,6 +397,10 @@ pub(super) fn drain_until(
         } else {
             node.dispatch(conn, &header, payload, scratch)?
         };
+        // Counted after the frame was handled: its answer (a pong, an ack) does not wait for
+        // these read-modify-writes.
+        node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        conn.link.on_received(HEADER_LEN + payload.len());
         if !go_on {
             return Err(GOODBYE.into());
         }
@@ -475,7 +512,8 @@ pub(super) fn offer(
         tracing::info!(peer = %peer.id, "staying on TCP: {why}");
         Ok(None)
     };
-    let offer = match create(&node.fabric_name, &node.me, &peer.id) {
+    let max_payload = node.limits.max_payload as usize;
+    let offer = match create(&node.fabric_name, &node.me, &peer.id, max_payload) {
         Ok(o) => o,
         Err(e) => return fail(format!("cannot create segments: {e}")),
     };
@@ -521,7 +559,7 @@ pub(super) fn accept(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
     let opened = if node.transport == TransportChoice::Tcp {
         Err("shared memory is disabled on this node".to_owned())
     } else {
-        decode_offer(payload).and_then(|names| open(&names))
+        decode_offer(payload).and_then(|names| open(&names, node.limits.max_payload as usize))
     };
     match opened {
         Ok(ends) => {

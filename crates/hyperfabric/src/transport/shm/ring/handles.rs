@@ -8,6 +8,10 @@ use crate::transport::shm::wait::{futex_wait, futex_wake, Backoff, IdleStrategy,
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
+/// Records up to this size get all their lines requested at once when read (small frames
+/// are latency-bound; large ones are streamed by the hardware prefetcher anyway).
+const PREFETCH_MAX: u32 = 1024;
+
 /// Writes records. Obtained once from [`Ring::producer`].
 pub struct Producer {
     ring: Ring,
@@ -53,6 +57,7 @@ impl Producer {
         if !self.st.publish(&self.ring) {
             return;
         }
+        self.ring.prefetch_for_write(self.st.tail());
         let w = &self.ring.header().wake;
         // Pairs with the consumer's fence between raising `parked` and re-reading the header
         // at its head: either it sees our header, or we see its flag.
@@ -168,12 +173,17 @@ impl Consumer {
     pub fn try_read(&mut self) -> Result<Option<ReadSlot<'_>>, RingError> {
         self.check()?;
         match self.st.peek(&self.ring) {
-            Ok(Some(r)) => Ok(Some(ReadSlot {
-                c: self,
-                idx: r.idx,
-                len: r.len,
-                next_head: r.next,
-            })),
+            Ok(Some(r)) => {
+                if r.len <= PREFETCH_MAX {
+                    self.ring.prefetch_payload(r.idx, r.len);
+                }
+                Ok(Some(ReadSlot {
+                    c: self,
+                    idx: r.idx,
+                    len: r.len,
+                    next_head: r.next,
+                }))
+            }
             Ok(None) => Ok(None),
             Err(e) => {
                 self.poisoned = Some(e.clone());
