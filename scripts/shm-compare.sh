@@ -28,7 +28,7 @@ peer() { # FIGURE -> value (one repetition, no sentinel)
 }
 
 ours_lat() {
-  "$HF" bench latency --iterations 20000 --pin 1,0 --json 2>/dev/null |
+  "$HF" bench latency --iterations 100000 --pin 1,0 --json 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["tests"]["latency"]["figures"]["median_ns"])'
 }
 

@@ -232,6 +232,12 @@ impl<'a> PendingSend<'a> {
             reannounce: false,
         };
         pending.pump()?;
+        // Over shared memory, read what the link holds now (acks of earlier sends): a
+        // streaming sender then keeps the link's lease, and the reader thread does not wake
+        // up to compete for the sender's core between its waits.
+        if let Some(conn) = pending.paths.shm_conn() {
+            super::drive::drive(&pending.node, conn, &mut Vec::new());
+        }
         Ok(pending)
     }
 
