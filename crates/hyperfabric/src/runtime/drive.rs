@@ -78,11 +78,6 @@ impl Lease {
         Some(Duration::from_nanos(until - now))
     }
 
-    /// Whether a caller drives the link now.
-    pub fn held(&self) -> bool {
-        self.left().is_some()
-    }
-
     /// The reader thread: sleeps while a caller holds the lease. Returns whether it slept.
     pub fn sleep_while_held(&self) -> bool {
         let mut slept = false;

@@ -298,36 +298,10 @@ fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
     }
 }
 
-/// Polls a high-throughput reader makes before it parks.
-const READER_SPINS: u32 = 1000;
-
-/// Waits until records are there for the reader thread (or a caller took the link's lease).
-/// In `high_throughput` it spins briefly, then parks on the ring's futex without yielding in
-/// between: a yielding reader takes turns (of milliseconds) on the core of the application
-/// thread it would only compete with (seen as multi-millisecond stalls of a 1 MiB stream).
-fn wait_for_records(conn: &Conn, waiter: &Waiter, strategy: IdleStrategy) {
-    let deadline = Instant::now() + LIVENESS_POLL;
-    if strategy != IdleStrategy::SpinPark {
-        waiter.wait(ring_strategy(strategy), deadline);
-        return;
-    }
-    for _ in 0..READER_SPINS {
-        if waiter.ready() || conn.lease.held() {
-            return;
-        }
-        std::hint::spin_loop();
-    }
-    let park_now = shm::IdleStrategy::SpinPark {
-        spins: 0,
-        yields: 0,
-    };
-    waiter.wait(park_now, deadline);
-}
-
 /// The reader of a shared-memory link: waits for records without holding the ring, then
 /// takes it and dispatches what is there; ends when the connection dies or the ring is corrupt.
 pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
-    let strategy = node.tuning.idle_strategy;
+    let strategy = ring_strategy(node.tuning.idle_strategy);
     let mut scratch = Vec::new();
     let why = loop {
         if !conn.is_alive() {
@@ -346,7 +320,7 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
             break Some(why);
         }
         drop(rx);
-        wait_for_records(&conn, &waiter, strategy);
+        waiter.wait(strategy, Instant::now() + LIVENESS_POLL);
     };
     if let Some(why) = why {
         end_link(&node, &conn, &why);
