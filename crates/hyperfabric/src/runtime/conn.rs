@@ -219,7 +219,7 @@ impl Conn {
             Tx::Tcp(s) => {
                 tcp::write_all_vectored(s, &mut [IoSlice::new(raw), IoSlice::new(payload)])
             }
-            Tx::Shm(p) => super::shmlink::write_frame(p, raw, payload, &|| {
+            Tx::Shm(p) => super::shmlink::write_frame(p, raw, payload, self.keys(), &|| {
                 self.is_alive() && !self.closing.load(Ordering::Acquire)
             }),
         };
@@ -268,6 +268,14 @@ impl Conn {
         guard
     }
 
+    /// Both ends' wire keys (compact shared-memory frames leave them implied).
+    fn keys(&self) -> super::shmframe::LinkKeys {
+        super::shmframe::LinkKeys {
+            local: self.local_key,
+            peer: self.peer_key,
+        }
+    }
+
     /// A header of `kind` from this node to the peer.
     pub fn control(&self, kind: FrameKind) -> Header {
         let mut h = Header::new(kind);
@@ -290,7 +298,8 @@ impl Conn {
                             &mut [IoSlice::new(&raw), IoSlice::new(reason.as_bytes())],
                         ),
                         Tx::Shm(p) => {
-                            super::shmlink::write_frame(p, &raw, reason.as_bytes(), &|| false)
+                            let keys = self.keys();
+                            super::shmlink::write_frame(p, &raw, reason.as_bytes(), keys, &|| false)
                         }
                     };
                 }

@@ -11,6 +11,7 @@ mod incoming;
 mod journal;
 mod outgoing;
 mod ping;
+mod shmframe;
 mod shmlink;
 mod stats;
 mod zones;

@@ -20,6 +20,7 @@
 //! the payload `pool` when it attached both pools; otherwise the link runs rings only.
 
 use super::conn::{body, read_frame};
+use super::shmframe::{self, LinkKeys};
 use super::{Conn, NodeInner, Peer};
 use crate::buffer::Payload;
 use crate::config::IdleStrategy;
@@ -114,7 +115,7 @@ fn link_pools(send: Pool, recv: Pool) -> Arc<LinkPools> {
 /// Ring capacity for a node whose frames carry up to `max_payload` bytes: [`RING_BYTES`], or
 /// more when a frame (header and record header included) would not fit half of it.
 pub fn ring_bytes_for(max_payload: usize) -> usize {
-    RING_BYTES.max((2 * (HEADER_LEN + max_payload + 8)).next_power_of_two())
+    RING_BYTES.max((2 * (shmframe::max_record(max_payload) + 8)).next_power_of_two())
 }
 
 /// Creates both segments (a2b: we write, b2a: we read), sized for frames of up to
@@ -160,10 +161,10 @@ pub fn open(names: &[String; 2], max_payload: usize) -> Result<ShmEnds, String> 
     let rx = attach(&names[0])?.consumer().map_err(|e| e.to_string())?;
     let tx = attach(&names[1])?.producer().map_err(|e| e.to_string())?;
     let fits = tx.ring().max_payload();
-    if fits < HEADER_LEN + max_payload {
+    let need = shmframe::max_record(max_payload);
+    if fits < need {
         return Err(format!(
-            "the offered ring holds frames of up to {fits} bytes, this node sends up to {}",
-            HEADER_LEN + max_payload
+            "the offered ring holds records of up to {fits} bytes, this node sends up to {need}"
         ));
     }
     let pools = match (attach_pool(&names[1]), attach_pool(&names[0])) {
@@ -248,9 +249,10 @@ pub fn write_frame(
     p: &mut Producer,
     raw: &[u8; HEADER_LEN],
     payload: &[u8],
+    keys: LinkKeys,
     alive: &dyn Fn() -> bool,
 ) -> std::io::Result<()> {
-    let len = HEADER_LEN + payload.len();
+    let (len, compact) = shmframe::plan(raw, payload, keys);
     // Read the clock only once the ring is found full (~20 ns the hot path does not pay).
     let mut started: Option<Instant> = None;
     let mut idle: u32 = 0;
@@ -259,8 +261,7 @@ pub fn write_frame(
             .try_reserve(len)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         if let Some(mut slot) = slot {
-            slot[..HEADER_LEN].copy_from_slice(raw);
-            slot[HEADER_LEN..].copy_from_slice(payload);
+            shmframe::write(&mut slot, raw, payload, compact);
             slot.commit();
             p.publish();
             return Ok(());
@@ -372,9 +373,12 @@ pub(super) fn drain_until(
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("shared memory: {e}")),
         };
-        let (raw, payload) = slot
-            .split_first_chunk::<HEADER_LEN>()
-            .ok_or("record shorter than a frame header")?;
+        let keys = LinkKeys {
+            local: node.my_key,
+            peer: conn.peer_key,
+        };
+        let (raw, payload) = shmframe::read(&slot, keys)?;
+        let raw = &raw;
         let header = match Header::decode(raw, node.limits) {
             Ok(h) if h.payload_len as usize == payload.len() => h,
             Ok(_) => return Err("record length disagrees with its frame header".into()),

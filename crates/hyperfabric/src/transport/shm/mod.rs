@@ -15,6 +15,8 @@ pub mod segment;
 pub mod wait;
 
 pub use pool::{LinkPools, Pool, PoolError, PoolReceiver, PoolSender, SlotMut, SlotView};
-pub use ring::{Consumer, Producer, ReadSlot, Ring, RingError, Waiter, WriteSlot};
+pub use ring::{
+    Consumer, Producer, ReadSlot, Ring, RingError, Waiter, WriteSlot, RECORD_HEADER_LEN,
+};
 pub use segment::{remove_stale, segment_name, Segment, SegmentError};
 pub use wait::IdleStrategy;
