@@ -37,11 +37,15 @@ ours_bw() { # API -> GB/s
     python3 -c 'import json,sys; r=json.load(sys.stdin)["tests"]["throughput"]["results"][0]; print(round(r["bytes"]/r["seconds"]/1e9,3))'
 }
 
+# A second between runs: a peer's busy-polling server may take a moment to go away, and the
+# next run (ours or theirs) would share a core with it.
+settle() { sleep "${SETTLE:-1}"; }
+
 declare -a UL OL UB OB IB LB
 for ((r = 1; r <= ROUNDS; r++)); do
-  UL+=("$(peer ucx_shm_lat64_ns)"); OL+=("$(ours_lat)")
-  UB+=("$(peer ucx_shm_bw1m_gbs)"); OB+=("$(ours_bw copy)")
-  IB+=("$(peer ice_bw1m_read_gbs)"); LB+=("$(ours_bw loan)")
+  UL+=("$(peer ucx_shm_lat64_ns)"); settle; OL+=("$(ours_lat)"); settle
+  UB+=("$(peer ucx_shm_bw1m_gbs)"); settle; OB+=("$(ours_bw copy)"); settle
+  IB+=("$(peer ice_bw1m_read_gbs)"); settle; LB+=("$(ours_bw loan)"); settle
   i=$((r - 1))
   echo "round $r: lat64 ucx ${UL[$i]} ns / ours ${OL[$i]} ns | bw1m ucx ${UB[$i]} / copy ${OB[$i]} GB/s | ice read ${IB[$i]} / loan ${LB[$i]} GB/s" >&2
 done

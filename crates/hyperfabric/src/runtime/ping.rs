@@ -219,9 +219,12 @@ impl NodeInner {
         scratch: &mut Vec<u8>,
     ) -> Result<bool, String> {
         let mut spins: u32 = 0;
-        while conn.pong_seq.load(Ordering::Acquire) < seq {
+        let answered = || conn.pong_seq.load(Ordering::Acquire) >= seq;
+        while !answered() {
             // The reader thread waits for the lock we hold: a ring error is ours to report.
-            super::shmlink::drain(self, conn, rx, scratch)?;
+            // Stop right after our pong: looking past it would wait for the next record's
+            // cache line (which the peer just wrote) inside the timed round trip.
+            super::shmlink::drain_until(self, conn, rx, scratch, &answered)?;
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(256) && Instant::now() >= deadline {
                 return Ok(false);
