@@ -16,6 +16,7 @@
 //! The CRC32C covers header bytes 0..56 and 60..64, then the payload.
 
 mod body;
+mod crc;
 
 pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 
@@ -349,9 +350,7 @@ impl fmt::Display for Oversize {
 
 /// The CRC32C a frame with this raw header and payload must carry.
 pub fn checksum(raw_header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&raw_header[..56]);
-    let crc = crc32c::crc32c_append(crc, &raw_header[60..]);
-    crc32c::crc32c_append(crc, payload)
+    crc::frame(raw_header, payload)
 }
 
 /// Checks the CRC32C of a frame whose header was decoded from `raw_header`.
