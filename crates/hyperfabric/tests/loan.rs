@@ -7,31 +7,15 @@ use hyperfabric::{Error, Fabric, SendOptions, LOAN_SLOT_BYTES};
 use std::time::Duration;
 
 mod common;
-use common::{pattern, start_pair};
+use common::{pattern, start_pair, two_node_config};
 
 const RECV: Duration = Duration::from_secs(5);
 
 fn config(send_timeout_ms: u64) -> FabricConfig {
-    let text = format!(
-        r#"
-[fabric]
-name = "loan"
-profile = "high_throughput"
-send_timeout_ms = {send_timeout_ms}
-connect_timeout_ms = 1000
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-"#
+    let fabric = format!(
+        "profile = \"high_throughput\"\nsend_timeout_ms = {send_timeout_ms}\nconnect_timeout_ms = 1000"
     );
-    FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
+    two_node_config("loan", &fabric)
 }
 
 fn pair(transport: TransportChoice, send_timeout_ms: u64) -> (Fabric, Fabric) {

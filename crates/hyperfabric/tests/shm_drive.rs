@@ -2,40 +2,20 @@
 //! themselves (the link's reader thread sleeps on a lease meanwhile), and the reader thread
 //! takes the link back when the caller stops.
 
-use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::{Error, Fabric, PingOptions, SendOptions};
 use std::collections::VecDeque;
 use std::time::Duration;
 
 mod common;
-use common::{pattern, start_pair};
+use common::{pattern, start_pair, two_node_config};
 
 const RECV: Duration = Duration::from_secs(5);
 const MESSAGES: u32 = 3000;
 
 fn pair() -> (Fabric, Fabric) {
-    let text = r#"
-[fabric]
-name = "drive"
-profile = "high_throughput"
-send_timeout_ms = 5000
-connect_timeout_ms = 1000
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-"#;
-    start_pair(
-        FabricConfig::from_toml_str(text, "<test>").expect("valid config"),
-        TransportChoice::Shm,
-    )
+    let fabric = "profile = \"high_throughput\"\nsend_timeout_ms = 5000\nconnect_timeout_ms = 1000";
+    start_pair(two_node_config("drive", fabric), TransportChoice::Shm)
 }
 
 /// Message `i`: its number in the first 4 bytes, then a pattern; sizes cover ring records

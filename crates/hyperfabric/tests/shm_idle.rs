@@ -2,37 +2,18 @@
 //! right after caller-driven traffic (its own test binary: the process's CPU time must not
 //! include other tests running in parallel).
 
-use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Fabric, SendOptions};
 use std::time::Duration;
 
 mod common;
-use common::{pattern, start_pair};
+use common::{pattern, start_pair, two_node_config};
 
 const RECV: Duration = Duration::from_secs(5);
 
 fn pair() -> (Fabric, Fabric) {
-    let text = r#"
-[fabric]
-name = "idle"
-profile = "high_throughput"
-connect_timeout_ms = 1000
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-"#;
-    start_pair(
-        FabricConfig::from_toml_str(text, "<test>").expect("valid config"),
-        TransportChoice::Shm,
-    )
+    let fabric = "profile = \"high_throughput\"\nconnect_timeout_ms = 1000";
+    start_pair(two_node_config("idle", fabric), TransportChoice::Shm)
 }
 
 fn message(i: u32) -> Vec<u8> {

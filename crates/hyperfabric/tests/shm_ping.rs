@@ -2,34 +2,16 @@
 //! for the whole run, so every other frame that arrives meanwhile (data, acks) must be
 //! dispatched by it. Two nodes in one process, transport forced to shm, low_latency profile.
 
-use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::{Fabric, PingOptions, SendOptions};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{pattern, start_pair};
+use common::{pattern, start_pair, two_node_config};
 
 fn pair() -> (Fabric, Fabric) {
-    let text = r#"
-[fabric]
-name = "shmping"
-profile = "low_latency"
-send_timeout_ms = 10000
-connect_timeout_ms = 1000
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-"#;
-    let cfg = FabricConfig::from_toml_str(text, "<test>").expect("valid config");
-    start_pair(cfg, TransportChoice::Shm)
+    let fabric = "profile = \"low_latency\"\nsend_timeout_ms = 10000\nconnect_timeout_ms = 1000";
+    start_pair(two_node_config("shmping", fabric), TransportChoice::Shm)
 }
 
 #[test]

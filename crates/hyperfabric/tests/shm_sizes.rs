@@ -1,35 +1,17 @@
 //! Frames as large as `max_packet_size` allows still travel over shared memory: the dialer
 //! sizes the rings for its frames (the default 4 MiB ring holds 1 MiB frames).
 
-use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::SendOptions;
 use std::time::Duration;
 
 mod common;
-use common::{pattern, start_pair};
+use common::{pattern, start_pair, two_node_config};
 
 #[test]
 fn eight_mib_frames_cross_a_shared_memory_link() {
-    let text = r#"
-[fabric]
-name = "sizes"
-profile = "high_throughput"
-max_packet_size = 8388608
-window_bytes = 33554432
-connect_timeout_ms = 1000
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-"#;
-    let cfg = FabricConfig::from_toml_str(text, "<test>").expect("valid config");
+    let fabric = "profile = \"high_throughput\"\nmax_packet_size = 8388608\nwindow_bytes = 33554432\nconnect_timeout_ms = 1000";
+    let cfg = two_node_config("sizes", fabric);
     let (a, b) = start_pair(cfg, TransportChoice::Shm);
     for (i, len) in [20 << 20, 8 << 20, 3].into_iter().enumerate() {
         let data = pattern(len, i as u8);

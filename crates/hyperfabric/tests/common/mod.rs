@@ -29,3 +29,26 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u8).wrapping_mul(31) ^ seed)
         .collect()
 }
+
+/// A fabric of two nodes, `a` and `b`, on loopback (`start_pair` fills in b's port), with
+/// `fabric_lines` (TOML `key = value` lines) under `[fabric]` after its name.
+pub fn two_node_config(name: &str, fabric_lines: &str) -> FabricConfig {
+    let text = format!(
+        r#"
+[fabric]
+name = "{name}"
+{fabric_lines}
+
+[[nodes]]
+id = "a"
+hardware = "nvidia-h100"
+listen = "127.0.0.1:0"
+
+[[nodes]]
+id = "b"
+hardware = "amd-mi300x"
+listen = "127.0.0.1:1"
+"#
+    );
+    FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
+}
