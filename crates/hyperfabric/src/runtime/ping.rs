@@ -245,7 +245,7 @@ impl NodeInner {
     ) -> bool {
         let mut spins: u32 = 0;
         while conn.pong_seq.load(Ordering::Acquire) < seq {
-            super::shmlink::progress(self, conn, scratch);
+            super::drive::drive(self, conn, scratch);
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(256) && Instant::now() >= deadline {
                 return false;

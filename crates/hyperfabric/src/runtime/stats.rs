@@ -193,7 +193,7 @@ impl NodeInner {
         let mut scratch = Vec::new();
         let body = self.metrics.wait_reply(id, deadline, || {
             if conn.is_shm() {
-                super::shmlink::progress(self, &conn, &mut scratch);
+                super::drive::drive(self, &conn, &mut scratch);
             }
         });
         let body = body.ok_or_else(|| Error::Timeout {

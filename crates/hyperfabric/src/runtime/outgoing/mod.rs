@@ -3,6 +3,7 @@
 //! waits for the destination's acks.
 
 mod paths;
+mod report;
 
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
@@ -11,9 +12,8 @@ use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::fabric::{Hop, SendOptions, SendReport};
-use crate::proto::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
-use crate::transport::TransportKind;
+use crate::fabric::{SendOptions, SendReport};
+use crate::proto::{AckInfo, OutgoingTransfer, SendParams, SendState};
 use crate::wire::{flags, FrameKind, Header};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -455,94 +455,6 @@ impl<'a> PendingSend<'a> {
                 // The name may have been lost with the data: it goes again with this round.
                 self.reannounce = true;
             }
-        }
-    }
-
-    fn failure(&self, f: SendFailure) -> Error {
-        self.node
-            .stats
-            .transfers_failed
-            .fetch_add(1, Ordering::Relaxed);
-        self.node
-            .metrics
-            .link(self.peer.key, &self.peer.id)
-            .on_transfer_failed();
-        match f {
-            SendFailure::Rejected(reason) => Error::Rejected {
-                reason: format!("{}: {reason}", self.peer.id),
-            },
-            SendFailure::TimedOut {
-                retransmits,
-                stalled_for,
-            } => Error::Timeout {
-                what: format!(
-                    "transfer {:#x} to `{}` ({retransmits} retransmission rounds)",
-                    self.id, self.peer.id
-                ),
-                after: stalled_for,
-            },
-        }
-    }
-
-    fn report(&self, retransmitted_bytes: u64) -> SendReport {
-        let stats = &self.node.stats;
-        stats.transfers_sent.fetch_add(1, Ordering::Relaxed);
-        stats
-            .retransmitted_bytes
-            .fetch_add(retransmitted_bytes, Ordering::Relaxed);
-        let bytes = self.source.len();
-        let latency = self.started.elapsed();
-        self.node
-            .metrics
-            .link(self.peer.key, &self.peer.id)
-            .on_transfer_done(latency, retransmitted_bytes);
-        let path = self
-            .paths
-            .main_path()
-            .map(|p| p.via.clone())
-            .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
-        // Small single-hop transfers measure the link itself: teach the predictor.
-        if path.len() == 2 && bytes <= LEARN_MAX_BYTES {
-            self.node.observe_link(
-                &self.peer.id,
-                latency.as_nanos() as f64 / 2.0,
-                Instant::now(),
-            );
-        }
-        let first = self.paths.first_hop_transport();
-        let hops = path
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| Hop {
-                from: w[0].clone(),
-                to: w[1].clone(),
-                transport: if i == 0 {
-                    first
-                } else {
-                    TransportKind::Relayed
-                },
-            })
-            .collect();
-        SendReport {
-            transfer_id: self.id,
-            bytes,
-            latency,
-            throughput_gbps: bytes as f64 * 8.0 / latency.as_secs_f64().max(1e-9) / 1e9,
-            path,
-            hops,
-            paths: self.paths.report(),
-            failovers: self.paths.failovers,
-            compression_ratio: if self.wire_payload_bytes == 0 {
-                1.0
-            } else {
-                bytes as f64 / self.wire_payload_bytes as f64
-            },
-            compression: self.algorithm.unwrap_or(Algorithm::None),
-            transform: self.opts.transform,
-            bytes_saved: self.opts.bytes_saved,
-            retransmitted_bytes,
-            data_type: self.opts.data_type,
-            priority: self.opts.priority,
         }
     }
 }
