@@ -175,15 +175,7 @@ pub fn init_logging(default_level: &str) {
 /// Peak resident set size of this process (Linux `VmHWM`), if readable.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kb * 1024)
+    hyperfabric::metrics::kb_field(&status, "VmHWM:")
 }
 
 /// Human figures: 1234567 -> "1.23 ms".

@@ -240,7 +240,7 @@ impl NodeInner {
         Ok(&scratch[..])
     }
 
-    fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
+    pub(super) fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
         let mut a = Header::new(FrameKind::Ack);
         a.src = self.my_key;
         a.dst = h.src;

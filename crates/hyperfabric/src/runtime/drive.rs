@@ -6,7 +6,7 @@
 //! While it drives, the caller holds the link's [`Lease`], which sends the reader thread to
 //! sleep: on a small machine the two would otherwise take turns on one core, and every
 //! message would cost a wake-up of the reader (futex) and then of the caller (condvar). The
-//! lease runs out by itself [`lease_len`] after the caller's last poll; a caller that gave up
+//! lease runs out by itself one to two [`lease_len`] after the caller's last poll; a caller that gave up
 //! waiting (nothing came within [`DRIVE_SPIN`]) hands it back at once, so the reader thread
 //! takes over and parks on the ring as usual (an idle node still costs no CPU).
 
@@ -15,7 +15,7 @@ use crate::config::IdleStrategy;
 use parking_lot::{Condvar, Mutex};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a caller polls with nothing arriving before it gives the link back to the reader
@@ -32,78 +32,86 @@ pub fn lease_len(strategy: IdleStrategy) -> Duration {
     }
 }
 
-fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
 /// Who reads a shared-memory link right now: a caller holding the lease, or the reader thread.
 #[derive(Default)]
 pub struct Lease {
-    /// Time (ns since the process epoch) until which a caller drives the ring; 0: nobody.
-    until_ns: AtomicU64,
+    /// Bumped by the driving caller at every poll (a plain store: no clock read on its hot
+    /// path); 0 while nobody drives. The reader thread sees the caller gone when it stops
+    /// moving for a whole lease length.
+    beat: AtomicU64,
     /// Where the reader thread sleeps while the lease holds.
     gate: (Mutex<()>, Condvar),
 }
 
 impl Lease {
-    fn renew(&self, len: Duration) {
-        self.until_ns
-            .store(now_ns() + len.as_nanos() as u64, Ordering::Relaxed);
+    fn renew(&self) {
+        let b = self.beat.load(Ordering::Relaxed);
+        self.beat.store(b.wrapping_add(1).max(1), Ordering::Relaxed);
     }
 
     /// Hands the link back to the reader thread now (a caller that stops waiting).
     pub fn release(&self) {
-        if self.until_ns.swap(0, Ordering::AcqRel) != 0 {
+        if self.beat.swap(0, Ordering::AcqRel) != 0 {
             let _guard = self.gate.0.lock();
             self.gate.1.notify_all();
         }
     }
 
-    /// Time left on the lease, if a caller holds it.
-    fn left(&self) -> Option<Duration> {
-        let until = self.until_ns.load(Ordering::Relaxed);
-        if until == 0 {
-            // Nobody drives (the reader thread's hot path: no clock read).
-            return None;
-        }
-        let now = now_ns();
-        if until <= now {
-            // Lapsed: clear it (unless renewed meanwhile) so later checks skip the clock.
-            let _ = self
-                .until_ns
-                .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
-            return None;
-        }
-        Some(Duration::from_nanos(until - now))
-    }
-
-    /// The reader thread: sleeps while a caller holds the lease. Returns whether it slept.
-    pub fn sleep_while_held(&self) -> bool {
+    /// The reader thread: sleeps while a caller holds the lease, that is until it is handed
+    /// back or nobody polled for `len` (noticed within `2 × len` of the last poll). Returns
+    /// whether it slept.
+    pub fn sleep_while_held(&self, len: Duration) -> bool {
         let mut slept = false;
-        while let Some(left) = self.left() {
-            let mut guard = self.gate.0.lock();
-            if self.left().is_some() {
-                self.gate.1.wait_for(&mut guard, left);
+        loop {
+            let seen = self.beat.load(Ordering::Relaxed);
+            if seen == 0 {
+                return slept;
+            }
+            {
+                let mut guard = self.gate.0.lock();
+                if self.beat.load(Ordering::Relaxed) != 0 {
+                    self.gate.1.wait_for(&mut guard, len);
+                }
             }
             slept = true;
+            if self.beat.load(Ordering::Relaxed) == seen {
+                // Not one poll for a whole lease: the caller went away without handing back.
+                let _ = self
+                    .beat
+                    .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed);
+                return true;
+            }
         }
-        slept
     }
 }
 
 /// Reads what `conn`'s ring holds now, from the calling thread, unless another thread reads it.
 /// A ring error ends the link here (the reader thread may be asleep on the lease).
 pub fn drive(node: &Arc<NodeInner>, conn: &Arc<Conn>, scratch: &mut Vec<u8>) {
-    if let Some(mut rx) = conn.shm_rx.try_lock() {
-        if let Some(consumer) = rx.as_mut() {
-            conn.lease.renew(lease_len(node.tuning.idle_strategy));
-            if let Err(why) = shmlink::drain(node, conn, consumer, scratch) {
-                drop(rx);
-                shmlink::end_link(node, conn, &why);
-            }
-        }
+    read_ring(node, conn, scratch, &|| false, || None::<()>);
+}
+
+/// Under `conn`'s ring lock (if no other thread holds it): `first()`, whose `Some` is returned
+/// at once; otherwise renews the lease and dispatches records until `stop()`. A ring error
+/// ends the link here (the reader thread may be asleep on the lease).
+fn read_ring<T>(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    scratch: &mut Vec<u8>,
+    stop: &dyn Fn() -> bool,
+    first: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    let mut rx = conn.shm_rx.try_lock()?;
+    if let Some(got) = first() {
+        return Some(got);
     }
+    let consumer = rx.as_mut()?;
+    conn.lease.renew();
+    if let Err(why) = shmlink::drain_until(node, conn, consumer, scratch, stop) {
+        drop(rx);
+        shmlink::end_link(node, conn, &why);
+    }
+    None
 }
 
 thread_local! {
@@ -169,18 +177,9 @@ fn poll_links(
     loop {
         for conn in links {
             // Frames the reader thread delivered before we took the ring come first.
-            if let Some(mut rx) = conn.shm_rx.try_lock() {
-                if let Ok(msg) = node.incoming.try_recv() {
-                    return Some(msg);
-                }
-                if let Some(consumer) = rx.as_mut() {
-                    conn.lease.renew(lease_len(node.tuning.idle_strategy));
-                    let res = shmlink::drain_until(node, conn, consumer, &mut scratch, &stashed);
-                    if let Err(why) = res {
-                        drop(rx);
-                        shmlink::end_link(node, conn, &why);
-                    }
-                }
+            let queued = || node.incoming.try_recv().ok();
+            if let Some(msg) = read_ring(node, conn, &mut scratch, &stashed, queued) {
+                return Some(msg);
             }
             if let Some(msg) = STASH.with(|s| s.borrow_mut().take()) {
                 return Some(msg);

@@ -399,8 +399,8 @@ impl IncomingTable {
         self.rx.try_recv()
     }
 
+    /// Waits on the message channel (the caller checked [`Self::check_receivable`]).
     pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
-        self.check_receivable()?;
         match timeout {
             None => self.rx.recv().map_err(|_| Error::Shutdown),
             Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {

@@ -77,13 +77,14 @@ fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
 /// takes it and dispatches what is there; ends when the connection dies or the ring is corrupt.
 pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
     let strategy = ring_strategy(node.tuning.idle_strategy);
+    let lease = super::super::drive::lease_len(node.tuning.idle_strategy);
     let mut scratch = Vec::new();
     let why = loop {
         if !conn.is_alive() {
             break None;
         }
         // A caller drives the ring itself: stay out of its way (and off its core).
-        if conn.lease.sleep_while_held() {
+        if conn.lease.sleep_while_held(lease) {
             continue;
         }
         // Blocks (without spinning) while a waiting caller drives the ring itself.
@@ -114,7 +115,7 @@ pub(in crate::runtime) fn end_link(node: &NodeInner, conn: &Conn, why: &str) {
 const GOODBYE: &str = "peer said goodbye";
 
 /// Dispatches every record available now.
-pub(in crate::runtime) fn drain(
+fn drain(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
     rx: &mut Consumer,
@@ -225,14 +226,7 @@ fn on_loaned(
     node.stats
         .bytes_received
         .fetch_add(view.len() as u64 + HEADER_LEN as u64, Ordering::Relaxed);
-    let mut ack = Header::new(FrameKind::Ack);
-    ack.src = node.my_key;
-    ack.dst = h.src;
-    ack.transfer_id = h.transfer_id;
-    ack.offset = h.aux;
-    ack.aux = h.aux;
-    ack.flags = flags::FINAL;
-    let _ = conn.send(&ack, &[]);
+    node.send_ack(conn, &h, crate::proto::IncomingTransfer::final_ack(h.aux));
     node.stats
         .transfers_received
         .fetch_add(1, Ordering::Relaxed);

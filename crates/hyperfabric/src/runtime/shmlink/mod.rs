@@ -21,7 +21,7 @@
 
 mod data;
 
-pub(super) use data::{drain, drain_until, end_link};
+pub(super) use data::{drain_until, end_link};
 pub use data::{read_loop, write_frame};
 
 use super::conn::{body, read_frame};
