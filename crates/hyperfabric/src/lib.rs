@@ -27,8 +27,8 @@ pub mod runtime;
 pub mod transport;
 
 pub use fabric::{
-    Compression, DataTypePolicy, Fabric, FabricBuilder, Hop, LoanedBuf, MultipathConfig, Payload,
-    PingOptions, SendOptions, SendReport, Transform, LOAN_SLOT_BYTES,
+    Compression, DataTypePolicy, Endpoint, Fabric, FabricBuilder, Hop, LoanedBuf, MultipathConfig,
+    Payload, PingOptions, SendOptions, SendReport, Transform, LOAN_SLOT_BYTES,
 };
 pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
 pub use runtime::{Message, PingStats};

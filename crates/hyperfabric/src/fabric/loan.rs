@@ -6,7 +6,7 @@ use super::{Fabric, SendOptions, SendReport};
 use crate::buffer::{LoanMem, LoanedBuf};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::runtime::{Lane, PendingSend, SendSource};
+use crate::runtime::{Conn, Lane, PendingSend, SendSource};
 use crate::transport::shm::LinkPools;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,30 +29,10 @@ impl Fabric {
             return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
         }
         let timeout = Duration::from_millis(self.inner.tuning.send_timeout_ms);
-        let deadline = Instant::now() + timeout;
-        let conn = self.inner.connection_to(&peer, Lane::Bulk, deadline)?;
-        let Some(pools) = conn.pools().cloned() else {
-            return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
-        };
-        let slot = take_slot(&pools, deadline).map_err(|e| match e {
-            TakeError::Protocol(why) => {
-                conn.close(&why);
-                Error::Unreachable {
-                    node: dst.to_owned(),
-                    reason: format!("shared-memory link closed: {why}"),
-                }
-            }
-            TakeError::Timeout => Error::Timeout {
-                what: format!("a free shared-memory buffer for `{dst}` (all lent)"),
-                after: timeout,
-            },
-        })?;
-        let mem = LoanMem::Slot {
-            slot,
-            pools,
-            lent: false,
-        };
-        Ok(LoanedBuf::new(dst, len, mem))
+        let conn = self
+            .inner
+            .connection_to(&peer, Lane::Bulk, Instant::now() + timeout)?;
+        loan_on(&conn, dst, len, timeout)
     }
 
     /// Sends a loaned buffer and returns once the destination acknowledged it (end to end,
@@ -74,6 +54,33 @@ impl Fabric {
         let opts = opts.compression(Compression::Off);
         self.begin(&dst, SendSource::Loaned(buf), opts)
     }
+}
+
+/// A loan of `len` bytes for `dst` from the pool of `conn` (its direct link), or from the heap
+/// when that link has no pool; waits up to `timeout` for a free slot.
+pub(super) fn loan_on(conn: &Conn, dst: &str, len: usize, timeout: Duration) -> Result<LoanedBuf> {
+    let Some(pools) = conn.pools().cloned() else {
+        return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
+    };
+    let slot = take_slot(&pools, Instant::now() + timeout).map_err(|e| match e {
+        TakeError::Protocol(why) => {
+            conn.close(&why);
+            Error::Unreachable {
+                node: dst.to_owned(),
+                reason: format!("shared-memory link closed: {why}"),
+            }
+        }
+        TakeError::Timeout => Error::Timeout {
+            what: format!("a free shared-memory buffer for `{dst}` (all lent)"),
+            after: timeout,
+        },
+    })?;
+    let mem = LoanMem::Slot {
+        slot,
+        pools,
+        lent: false,
+    };
+    Ok(LoanedBuf::new(dst, len, mem))
 }
 
 enum TakeError {

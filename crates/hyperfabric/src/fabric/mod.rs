@@ -25,15 +25,18 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::runtime::PingStats as PingReport;
 
+mod endpoint;
 mod loan;
 mod options;
 
 pub use crate::buffer::{LoanedBuf, Payload};
+pub use endpoint::Endpoint;
 pub use loan::LOAN_SLOT_BYTES;
 pub use options::*;
 
@@ -89,6 +92,7 @@ impl FabricBuilder {
             topk: Mutex::new(HashMap::new()),
             config: self.config,
             multipath: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 }
@@ -105,6 +109,19 @@ pub struct Fabric {
     sent_index: Mutex<HashMap<String, SentIndex>>,
     /// Per destination and data type: top-k error feedback.
     topk: Mutex<HashMap<(String, DataType), TopK>>,
+    /// Bumped by every change of policies or multipath sets: an [`Endpoint`] re-plans when
+    /// it moves.
+    generation: AtomicU64,
+}
+
+/// What [`Fabric::plan`] resolved for sends to one destination.
+pub(crate) struct SendPlan {
+    pub peer: crate::runtime::Peer,
+    /// The caller's options with the data type's policy and the first hop's speed applied.
+    pub opts: SendOptions,
+    pub paths: PathSet,
+    /// [`Fabric::generation`] when planned.
+    pub generation: u64,
 }
 
 impl Fabric {
@@ -246,6 +263,7 @@ impl Fabric {
             Error::config("(api)", format!("data_types.{data_type}.{field}"), reason)
         })?;
         self.policies.lock().insert(data_type, policy);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -291,6 +309,14 @@ impl Fabric {
         source: SendSource<'a>,
         opts: SendOptions,
     ) -> Result<PendingSend<'a>> {
+        let plan = self.plan(dst, opts)?;
+        PendingSend::start(&self.inner, plan.peer, source, plan.opts, plan.paths)
+    }
+
+    /// Resolves what a send to `dst` needs before its first byte: the peer, the zone check,
+    /// the data type's policy, the constraints, and the paths (route or multipath set).
+    pub(crate) fn plan(&self, dst: &str, opts: SendOptions) -> Result<SendPlan> {
+        let generation = self.generation.load(Ordering::Acquire);
         let peer = self.inner.peer_by_id(dst)?;
         if let Err(reason) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
             return Err(Error::Rejected { reason });
@@ -306,7 +332,12 @@ impl Fabric {
                 .or_else(|| self.multipath.lock().get(dst).cloned()),
             opts.strategy,
         )?;
-        PendingSend::start(&self.inner, peer, source, opts, paths)
+        Ok(SendPlan {
+            peer,
+            opts,
+            paths,
+            generation,
+        })
     }
 
     /// The paths a send to `dst` uses: the configured multipath set, or the route's first hop.
@@ -362,6 +393,7 @@ impl Fabric {
             self.inner.peer_by_id(hop)?;
         }
         self.multipath.lock().insert(dst.to_owned(), config);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 

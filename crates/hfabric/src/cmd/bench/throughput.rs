@@ -88,6 +88,7 @@ pub fn stream(
         PayloadKind::Tensor => hyperfabric::compress::samples::float_tensor(size as usize),
         PayloadKind::Text => hyperfabric::compress::samples::text(size as usize),
     };
+    let mut ep = fabric.endpoint(to, opts.clone())?;
     let mut pending: VecDeque<PendingSend<'_>> = VecDeque::with_capacity(inflight);
     let mut transfer_ns: Vec<u64> = Vec::new();
     let start = Instant::now();
@@ -95,11 +96,11 @@ pub fn stream(
     while start.elapsed() < duration || !pending.is_empty() {
         if start.elapsed() < duration && pending.len() < inflight {
             let p = match api {
-                Api::Copy => fabric.start_send(to, &data, opts.clone())?,
+                Api::Copy => ep.start_send(&data)?,
                 Api::Loan => {
-                    let mut buf = fabric.loan(to, data.len())?;
+                    let mut buf = ep.loan(data.len())?;
                     buf.copy_from_slice(&data);
-                    fabric.start_send_loaned(buf, opts.clone())?
+                    ep.start_send_loaned(buf)?
                 }
             };
             pending.push_back(p);

@@ -88,6 +88,17 @@ impl PathSet {
         }
     }
 
+    /// The same paths for a new transfer: first hops, routes and weights, none of this
+    /// transfer's state (its connections, counters, failures).
+    pub fn renewed(&self, now: Instant) -> PathSet {
+        let paths = self
+            .paths
+            .iter()
+            .map(|p| Path::new(p.first_hop.clone(), p.via.clone(), p.weight))
+            .collect();
+        PathSet::new(paths, self.scheduler, self.health_interval, now)
+    }
+
     /// Keys of the first hops (their connection loss concerns this transfer).
     pub fn first_hop_keys(&self) -> Vec<u64> {
         self.paths.iter().map(|p| p.first_hop.key).collect()
