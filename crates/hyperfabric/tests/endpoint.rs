@@ -41,14 +41,24 @@ fn an_endpoint_sends_copies_and_loans_with_its_options() {
             buf.copy_from_slice(data);
             ep.start_send_loaned(buf).unwrap()
         };
-        pending.push_back(p);
+        pending.push_back((p, data.len() as u64));
         if pending.len() == 4 {
-            let report = pending.pop_front().unwrap().wait().unwrap();
-            assert_eq!(report.priority, Priority::High);
+            let (p, len) = pending.pop_front().unwrap();
+            if i % 3 == 0 {
+                let report = p.wait().unwrap();
+                assert_eq!(report.priority, Priority::High);
+                assert_eq!(report.bytes, len);
+            } else {
+                // The bare completion: the same figures without the names.
+                let id = p.transfer_id();
+                let done = p.finish().unwrap();
+                assert_eq!((done.transfer_id, done.bytes), (id, len));
+                assert!(done.latency > Duration::ZERO);
+            }
         }
     }
-    for p in pending {
-        p.wait().unwrap();
+    for (p, _) in pending {
+        p.finish().unwrap();
     }
     for (i, data) in sent.iter().enumerate() {
         let msg = b.recv_timeout(RECV).unwrap();

@@ -20,18 +20,14 @@ pub(crate) enum LoanMem {
 /// A writable buffer from [`crate::Fabric::loan`]; derefs to `len` bytes. Hand it to
 /// [`crate::Fabric::send_loaned`]; dropping it unsent returns its slot to the pool.
 pub struct LoanedBuf {
-    pub(crate) dst: String,
+    pub(crate) dst: Arc<str>,
     pub(crate) len: usize,
     pub(crate) mem: LoanMem,
 }
 
 impl LoanedBuf {
-    pub(crate) fn new(dst: &str, len: usize, mem: LoanMem) -> LoanedBuf {
-        LoanedBuf {
-            dst: dst.to_owned(),
-            len,
-            mem,
-        }
+    pub(crate) fn new(dst: Arc<str>, len: usize, mem: LoanMem) -> LoanedBuf {
+        LoanedBuf { dst, len, mem }
     }
 
     /// True when the bytes live in shared memory the destination will read in place.

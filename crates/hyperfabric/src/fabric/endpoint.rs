@@ -38,7 +38,7 @@ pub const ENDPOINT_REPLAN: Duration = Duration::from_millis(100);
 /// ```
 pub struct Endpoint<'f> {
     fabric: &'f Fabric,
-    dst: String,
+    dst: Arc<str>,
     /// The options as the caller gave them (the plan holds them with the policy applied).
     opts: SendOptions,
     plan: SendPlan,
@@ -54,7 +54,7 @@ impl Fabric {
         let plan = self.plan(dst, opts.clone())?;
         Ok(Endpoint {
             fabric: self,
-            dst: dst.to_owned(),
+            dst: dst.into(),
             opts,
             plan,
             planned_at: Instant::now(),
@@ -92,7 +92,7 @@ impl Endpoint<'_> {
             opts.compression = Compression::Off;
         }
         let paths = plan.paths.renewed(Instant::now());
-        PendingSend::start(&node, plan.peer.clone(), source, opts, paths)
+        PendingSend::start(&node, Arc::clone(&plan.peer), source, opts, paths)
     }
 
     /// As [`Fabric::start_send`] to this endpoint's destination.
@@ -112,7 +112,8 @@ impl Endpoint<'_> {
     pub fn loan(&mut self, len: usize) -> Result<LoanedBuf> {
         self.current()?;
         if len > LOAN_SLOT_BYTES {
-            return Ok(LoanedBuf::new(&self.dst, len, LoanMem::Heap(vec![0; len])));
+            let dst = Arc::clone(&self.dst);
+            return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
         }
         let tuning = &self.fabric.inner.tuning;
         let timeout = Duration::from_millis(tuning.send_timeout_ms);
@@ -131,7 +132,7 @@ impl Endpoint<'_> {
                 c
             }
         };
-        loan_on(&link, &self.dst, len, timeout)
+        loan_on(&link, Arc::clone(&self.dst), len, timeout)
     }
 
     /// As [`Fabric::start_send_loaned`]. The buffer must have been loaned for this

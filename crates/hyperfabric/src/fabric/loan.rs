@@ -26,13 +26,13 @@ impl Fabric {
     pub fn loan(&self, dst: &str, len: usize) -> Result<LoanedBuf> {
         let peer = self.inner.peer_by_id(dst)?;
         if len > LOAN_SLOT_BYTES {
-            return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
+            return Ok(LoanedBuf::new(dst.into(), len, LoanMem::Heap(vec![0; len])));
         }
         let timeout = Duration::from_millis(self.inner.tuning.send_timeout_ms);
         let conn = self
             .inner
             .connection_to(&peer, Lane::Bulk, Instant::now() + timeout)?;
-        loan_on(&conn, dst, len, timeout)
+        loan_on(&conn, dst.into(), len, timeout)
     }
 
     /// Sends a loaned buffer and returns once the destination acknowledged it (end to end,
@@ -58,7 +58,12 @@ impl Fabric {
 
 /// A loan of `len` bytes for `dst` from the pool of `conn` (its direct link), or from the heap
 /// when that link has no pool; waits up to `timeout` for a free slot.
-pub(super) fn loan_on(conn: &Conn, dst: &str, len: usize, timeout: Duration) -> Result<LoanedBuf> {
+pub(super) fn loan_on(
+    conn: &Conn,
+    dst: Arc<str>,
+    len: usize,
+    timeout: Duration,
+) -> Result<LoanedBuf> {
     let Some(pools) = conn.pools().cloned() else {
         return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
     };
@@ -66,7 +71,7 @@ pub(super) fn loan_on(conn: &Conn, dst: &str, len: usize, timeout: Duration) -> 
         TakeError::Protocol(why) => {
             conn.close(&why);
             Error::Unreachable {
-                node: dst.to_owned(),
+                node: dst.to_string(),
                 reason: format!("shared-memory link closed: {why}"),
             }
         }

@@ -116,7 +116,7 @@ pub struct Fabric {
 
 /// What [`Fabric::plan`] resolved for sends to one destination.
 pub(crate) struct SendPlan {
-    pub peer: crate::runtime::Peer,
+    pub peer: Arc<crate::runtime::Peer>,
     /// The caller's options with the data type's policy and the first hop's speed applied.
     pub opts: SendOptions,
     pub paths: PathSet,
@@ -333,7 +333,7 @@ impl Fabric {
             opts.strategy,
         )?;
         Ok(SendPlan {
-            peer,
+            peer: Arc::new(peer),
             opts,
             paths,
             generation,

@@ -18,8 +18,8 @@ mod zones;
 
 pub use conn::{Conn, Lane};
 pub use incoming::{Message, Sink};
+pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
 pub(crate) use outgoing::{Path, PathSet};
-pub use outgoing::{PathReport, PathScheduler, PendingSend, SendSource};
 pub use ping::{PingPlan, PingStats};
 pub use stats::{NodeStats, StatsSnapshot};
 pub use zones::Zones;

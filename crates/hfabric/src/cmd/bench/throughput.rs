@@ -107,7 +107,7 @@ pub fn stream(
             continue;
         }
         if let Some(p) = pending.pop_front() {
-            transfer_ns.push(p.wait()?.latency.as_nanos() as u64);
+            transfer_ns.push(p.finish()?.latency.as_nanos() as u64);
         }
         if last_tick.elapsed() > Duration::from_millis(100) {
             tick(start.elapsed().as_secs_f64());

@@ -5,6 +5,8 @@
 mod paths;
 mod report;
 
+pub use report::Completion;
+
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
@@ -76,7 +78,7 @@ pub(super) struct OutSlot {
     /// The destination: only its acks count.
     dst: u64,
     /// First hops of the transfer's paths: losing one of them concerns this transfer.
-    first_hops: Vec<u64>,
+    first_hops: paths::FirstHops,
     state: Mutex<OutgoingTransfer>,
     /// Set by readers when something happened (ack, nack, connection lost).
     woken: AtomicBool,
@@ -142,7 +144,7 @@ impl OutgoingTable {
             .map
             .lock()
             .values()
-            .filter(|s| s.first_hops.contains(&peer))
+            .filter(|s| s.first_hops.contains(peer))
         {
             slot.lost.store(true, Ordering::Release);
             slot.wake();
@@ -162,7 +164,7 @@ impl OutgoingTable {
 /// A send in flight; [`PendingSend::wait`] drives it to completion.
 pub struct PendingSend<'a> {
     node: Arc<NodeInner>,
-    peer: Peer,
+    peer: Arc<Peer>,
     id: u64,
     slot: Arc<OutSlot>,
     source: SendSource<'a>,
@@ -183,7 +185,7 @@ pub struct PendingSend<'a> {
 impl<'a> PendingSend<'a> {
     pub(crate) fn start(
         node: &Arc<NodeInner>,
-        peer: Peer,
+        peer: Arc<Peer>,
         source: SendSource<'a>,
         opts: SendOptions,
         paths: PathSet,
@@ -426,12 +428,26 @@ impl<'a> PendingSend<'a> {
 
     /// Drives the transfer until the destination acknowledged every byte, or it failed.
     pub fn wait(mut self) -> Result<SendReport> {
+        let retransmitted = self.run_to_end()?;
+        Ok(self.report(retransmitted))
+    }
+
+    /// As [`PendingSend::wait`], returning only the [`Completion`] figures: no path, hop or
+    /// node names are copied, so a stream that does not read them allocates nothing here.
+    pub fn finish(mut self) -> Result<Completion> {
+        let retransmitted = self.run_to_end()?;
+        Ok(self.complete(retransmitted))
+    }
+
+    /// Drives the transfer until the destination acknowledged everything (the bytes it had
+    /// to send again) or it failed.
+    fn run_to_end(&mut self) -> Result<u64> {
         loop {
             self.pump()?;
             let next_timeout = {
                 let st = self.slot.state.lock();
                 match st.state() {
-                    SendState::Complete => return Ok(self.report(st.retransmitted_bytes())),
+                    SendState::Complete => return Ok(st.retransmitted_bytes()),
                     SendState::Failed(f) => return Err(self.failure(f.clone())),
                     SendState::Sending => st.poll_timeout(),
                 }

@@ -33,8 +33,9 @@ pub struct PathReport {
 }
 
 pub(crate) struct Path {
-    pub first_hop: Peer,
-    pub via: Vec<String>,
+    /// Shared with the plan it came from (an endpoint's paths are renewed per transfer).
+    pub first_hop: Arc<Peer>,
+    pub via: Arc<[String]>,
     weight: f64,
     conn: Option<Arc<Conn>>,
     down: bool,
@@ -46,8 +47,28 @@ pub(crate) struct Path {
     last_error: Option<String>,
 }
 
+/// The first hops of a transfer's paths: one without an allocation (the common case).
+pub(crate) enum FirstHops {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl FirstHops {
+    pub fn contains(&self, key: u64) -> bool {
+        match self {
+            FirstHops::One(k) => *k == key,
+            FirstHops::Many(keys) => keys.contains(&key),
+        }
+    }
+}
+
 impl Path {
     pub fn new(first_hop: Peer, via: Vec<String>, weight: f64) -> Path {
+        Path::shared(Arc::new(first_hop), via.into(), weight)
+    }
+
+    /// A path over a hop and route already held elsewhere, with fresh per-transfer state.
+    fn shared(first_hop: Arc<Peer>, via: Arc<[String]>, weight: f64) -> Path {
         Path {
             first_hop,
             via,
@@ -94,14 +115,17 @@ impl PathSet {
         let paths = self
             .paths
             .iter()
-            .map(|p| Path::new(p.first_hop.clone(), p.via.clone(), p.weight))
+            .map(|p| Path::shared(Arc::clone(&p.first_hop), Arc::clone(&p.via), p.weight))
             .collect();
         PathSet::new(paths, self.scheduler, self.health_interval, now)
     }
 
     /// Keys of the first hops (their connection loss concerns this transfer).
-    pub fn first_hop_keys(&self) -> Vec<u64> {
-        self.paths.iter().map(|p| p.first_hop.key).collect()
+    pub fn first_hop_keys(&self) -> FirstHops {
+        match self.paths.as_slice() {
+            [one] => FirstHops::One(one.first_hop.key),
+            many => FirstHops::Many(many.iter().map(|p| p.first_hop.key).collect()),
+        }
     }
 
     /// The next path to carry a chunk (smooth weighted round-robin over the paths that are up).
@@ -254,7 +278,7 @@ impl PathSet {
         self.paths
             .iter()
             .map(|p| PathReport {
-                via: p.via.clone(),
+                via: p.via.to_vec(),
                 weight: p.weight,
                 bytes: p.bytes,
                 chunks: p.chunks,

@@ -1,5 +1,6 @@
 //! What a finished send reports: the `SendReport` of a delivered transfer (paths, hops,
-//! throughput, what the route learned) or the error of a failed one, with the node's counters.
+//! throughput, what the route learned) or its bare [`Completion`], or the error of a failed
+//! one, with the node's counters.
 
 use super::{PendingSend, LEARN_MAX_BYTES};
 use crate::compress::Algorithm;
@@ -37,7 +38,9 @@ impl PendingSend<'_> {
         }
     }
 
-    pub(super) fn report(&self, retransmitted_bytes: u64) -> SendReport {
+    /// Counts a delivered transfer (node and link counters, the predictor) and returns its
+    /// figures.
+    pub(super) fn complete(&self, retransmitted_bytes: u64) -> Completion {
         let stats = &self.node.stats;
         stats.transfers_sent.fetch_add(1, Ordering::Relaxed);
         stats
@@ -49,19 +52,35 @@ impl PendingSend<'_> {
             .metrics
             .link(self.peer.key, &self.peer.id)
             .on_transfer_done(latency, retransmitted_bytes);
-        let path = self
-            .paths
-            .main_path()
-            .map(|p| p.via.clone())
-            .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
         // Small single-hop transfers measure the link itself: teach the predictor.
-        if path.len() == 2 && bytes <= LEARN_MAX_BYTES {
+        let direct = self.paths.main_path().is_none_or(|p| p.via.len() == 2);
+        if direct && bytes <= LEARN_MAX_BYTES {
             self.node.observe_link(
                 &self.peer.id,
                 latency.as_nanos() as f64 / 2.0,
                 Instant::now(),
             );
         }
+        Completion {
+            transfer_id: self.id,
+            bytes,
+            latency,
+            retransmitted_bytes,
+        }
+    }
+
+    pub(super) fn report(&self, retransmitted_bytes: u64) -> SendReport {
+        let Completion {
+            transfer_id,
+            bytes,
+            latency,
+            retransmitted_bytes,
+        } = self.complete(retransmitted_bytes);
+        let path = self
+            .paths
+            .main_path()
+            .map(|p| p.via.to_vec())
+            .unwrap_or_else(|| vec![self.node.me.clone(), self.peer.id.clone()]);
         let first = self.paths.first_hop_transport();
         let hops = path
             .windows(2)
@@ -77,7 +96,7 @@ impl PendingSend<'_> {
             })
             .collect();
         SendReport {
-            transfer_id: self.id,
+            transfer_id,
             bytes,
             latency,
             throughput_gbps: bytes as f64 * 8.0 / latency.as_secs_f64().max(1e-9) / 1e9,
@@ -98,4 +117,16 @@ impl PendingSend<'_> {
             priority: self.opts.priority,
         }
     }
+}
+
+/// What [`PendingSend::finish`] returns for a delivered transfer: its figures without the
+/// names ([`SendReport`] has those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub transfer_id: u64,
+    pub bytes: u64,
+    /// From the start of the send to the destination's last acknowledgement.
+    pub latency: std::time::Duration,
+    /// Bytes sent again after a loss.
+    pub retransmitted_bytes: u64,
 }
