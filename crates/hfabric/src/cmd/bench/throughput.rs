@@ -1,5 +1,6 @@
 //! Throughput: for each message size, a stream of transfers (`--inflight` at a time, each
-//! acknowledged end to end) for a fixed time.
+//! acknowledged end to end) for a fixed time, through one [`hyperfabric::Endpoint`] (planned
+//! once, as a streaming application sends) and waited for with `finish()`.
 
 use super::report::{ThroughputResult, ThroughputTest};
 use super::{progress, Args, Target};
@@ -60,10 +61,10 @@ pub struct StreamSpec<'a> {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
-    /// `start_send(&bytes)`: the fabric copies the message (into the shared-memory pool or
+    /// `Endpoint::start_send(&bytes)`: the fabric copies the message (into the shared-memory pool or
     /// ring, or the socket); the local server reads every byte it receives.
     Copy,
-    /// `loan` + `start_send_loaned`: each message is written (every byte, from a private
+    /// `Endpoint::loan` + `start_send_loaned`: each message is written (every byte, from a private
     /// buffer) into a loaned pool slot; the local server reads every byte it receives.
     Loan,
 }
