@@ -49,6 +49,11 @@ impl Lease {
         self.beat.store(b.wrapping_add(1).max(1), Ordering::Relaxed);
     }
 
+    /// A caller drives the link now (or did within the last lease length).
+    pub fn is_held(&self) -> bool {
+        self.beat.load(Ordering::Relaxed) != 0
+    }
+
     /// Hands the link back to the reader thread now (a caller that stops waiting).
     pub fn release(&self) {
         if self.beat.swap(0, Ordering::AcqRel) != 0 {

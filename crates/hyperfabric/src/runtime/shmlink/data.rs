@@ -96,7 +96,10 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
             break Some(why);
         }
         drop(rx);
-        waiter.wait(strategy, Instant::now() + LIVENESS_POLL);
+        // A caller that starts driving meanwhile takes over: stop spinning on its core.
+        waiter.wait(strategy, Instant::now() + LIVENESS_POLL, || {
+            conn.lease.is_held()
+        });
     };
     if let Some(why) = why {
         end_link(&node, &conn, &why);

@@ -263,18 +263,22 @@ impl Waiter {
         self.ring.record_header(head).load(Ordering::Acquire) != 0
     }
 
-    /// Waits with `strategy` until [`Waiter::ready`] or `deadline`; parking raises the ring's
-    /// parked flag so the producer's next publish wakes us.
-    pub fn wait(&self, strategy: IdleStrategy, deadline: Instant) -> bool {
+    /// Waits with `strategy` until [`Waiter::ready`], `deadline`, or `stop()` (checked between
+    /// polls, and on every wake-up from a park); parking raises the ring's parked flag so the
+    /// producer's next publish wakes us. True when a record is ready.
+    pub fn wait(&self, strategy: IdleStrategy, deadline: Instant, stop: impl Fn() -> bool) -> bool {
         let mut backoff = Backoff::new(strategy);
         let mut polls: u32 = 0;
         while !self.ready() {
+            if stop() {
+                return false;
+            }
             polls = polls.wrapping_add(1);
             if polls & 255 == 0 && Instant::now() >= deadline {
                 return false;
             }
             if backoff.step() == Step::Park {
-                park(&self.ring, || self.ready(), Some(deadline));
+                park(&self.ring, || self.ready() || stop(), Some(deadline));
                 if Instant::now() >= deadline {
                     return self.ready();
                 }
