@@ -23,6 +23,10 @@ impl Fabric {
     /// pool, `len` above [`LOAN_SLOT_BYTES`]) it is a heap buffer that
     /// [`Fabric::send_loaned`] sends by copy, so code written for loans works on any link.
     /// Waits up to the profile's send timeout for a free slot while all are lent.
+    ///
+    /// The slot comes from the bulk lane's link. With QoS on, a `high` or `ultra_high` send
+    /// takes the urgent lane's own link, where this buffer goes by copy; an
+    /// [`Endpoint::loan`](super::Endpoint::loan) loans from the lane its sends take.
     pub fn loan(&self, dst: &str, len: usize) -> Result<LoanedBuf> {
         let peer = self.inner.peer_by_id(dst)?;
         if len > LOAN_SLOT_BYTES {
