@@ -12,9 +12,13 @@ use common::{pattern, start_pair, two_node_config};
 
 const RECV: Duration = Duration::from_secs(5);
 
-fn pair() -> (Fabric, Fabric) {
+fn pair_over(transport: TransportChoice) -> (Fabric, Fabric) {
     let fabric = "profile = \"high_throughput\"\nsend_timeout_ms = 3000\nconnect_timeout_ms = 1000";
-    start_pair(two_node_config("endpoint", fabric), TransportChoice::Shm)
+    start_pair(two_node_config("endpoint", fabric), transport)
+}
+
+fn pair() -> (Fabric, Fabric) {
+    pair_over(TransportChoice::Shm)
 }
 
 #[test]
@@ -116,4 +120,21 @@ fn an_endpoint_refuses_unknown_nodes_and_buffers_loaned_for_another() {
     buf.copy_from_slice(b"12345678");
     to_b.send_loaned(buf).unwrap();
     assert_eq!(b.recv_timeout(RECV).unwrap().payload, b"12345678".to_vec());
+}
+
+#[test]
+fn an_endpoint_over_tcp_loans_from_the_heap_and_sends_by_copy() {
+    let (a, b) = pair_over(TransportChoice::Tcp);
+    let mut ep = a.endpoint("b", SendOptions::new()).unwrap();
+    for i in 0..6u8 {
+        let data = pattern(100_000 + usize::from(i), i);
+        let mut buf = ep.loan(data.len()).unwrap();
+        assert!(!buf.is_shared(), "no pool over TCP");
+        buf.copy_from_slice(&data);
+        let done = ep.start_send_loaned(buf).unwrap().finish().unwrap();
+        assert_eq!(done.bytes, data.len() as u64);
+        let msg = b.recv_timeout(RECV).unwrap();
+        assert!(!msg.payload.is_shared());
+        assert!(msg.payload == data, "message {i} damaged");
+    }
 }
