@@ -1,8 +1,12 @@
 //! The public API with two nodes in one process, over real loopback TCP.
 
 use hyperfabric::config::FabricConfig;
+use hyperfabric::transport::TransportChoice;
 use hyperfabric::{DataType, Error, Fabric, PingOptions, Priority, SendOptions};
 use std::time::Duration;
+
+mod common;
+use common::{start_pair, two_node_toml};
 
 fn config(extra: &str) -> FabricConfig {
     let timeout = if extra.contains("send_timeout_ms") {
@@ -10,26 +14,12 @@ fn config(extra: &str) -> FabricConfig {
     } else {
         "send_timeout_ms = 3000"
     };
+    let fabric = format!(
+        "profile = \"high_throughput\"\nmax_packet_size = 65536\n{timeout}\n\
+         connect_timeout_ms = 1000\n{extra}"
+    );
     let text = format!(
-        r#"
-[fabric]
-name = "api"
-profile = "high_throughput"
-max_packet_size = 65536
-{timeout}
-connect_timeout_ms = 1000
-{extra}
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-
+        r#"{nodes}
 [[nodes]]
 id = "c"
 hardware = "quantum-qpu"
@@ -39,23 +29,15 @@ listen = "127.0.0.1:2"
 between = ["a", "b"]
 bandwidth_gbps = 400
 latency_ns = 500
-"#
+"#,
+        nodes = two_node_toml("api", &fabric)
     );
     FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
 }
 
 /// Starts `b` (in-memory receiver) on a free port, then `a` knowing b's address.
 fn pair(extra: &str) -> (Fabric, Fabric) {
-    let cfg = config(extra);
-    let b = Fabric::from_config(cfg.clone())
-        .node("b")
-        .listen("127.0.0.1:0".parse().unwrap())
-        .start()
-        .unwrap();
-    let mut cfg_a = cfg;
-    cfg_a.set_listen("b", b.local_addr()).unwrap();
-    let a = Fabric::from_config(cfg_a).node("a").start().unwrap();
-    (a, b)
+    start_pair(config(extra), TransportChoice::Auto)
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {

@@ -4,40 +4,31 @@
 use hyperfabric::compress::{samples, Algorithm};
 use hyperfabric::config::FabricConfig;
 use hyperfabric::transform::{dequantize, TopK};
+use hyperfabric::transport::TransportChoice;
 use hyperfabric::{
     Compression, DataType, DataTypePolicy, Error, Fabric, Priority, SendOptions, Transform,
 };
 use std::time::Duration;
 
+mod common;
+use common::{start_pair, two_node_toml};
+
 const RECV: Duration = Duration::from_secs(20);
 
 fn config(extra_fabric: &str, tail: &str) -> FabricConfig {
+    let fabric = format!(
+        "profile = \"high_throughput\"\nmax_packet_size = 1048576\nsend_timeout_ms = 10000\n\
+         connect_timeout_ms = 1000\n{extra_fabric}"
+    );
     let text = format!(
-        r#"
-[fabric]
-name = "policies"
-profile = "high_throughput"
-max_packet_size = 1048576
-send_timeout_ms = 10000
-connect_timeout_ms = 1000
-{extra_fabric}
-
-[[nodes]]
-id = "a"
-hardware = "nvidia-h100"
-listen = "127.0.0.1:0"
-
-[[nodes]]
-id = "b"
-hardware = "amd-mi300x"
-listen = "127.0.0.1:1"
-
+        r#"{nodes}
 [[links]]
 between = ["a", "b"]
 bandwidth_gbps = 1
 latency_ns = 500
 {tail}
-"#
+"#,
+        nodes = two_node_toml("policies", &fabric)
     );
     FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
 }
@@ -51,11 +42,7 @@ fn start_b(cfg: &FabricConfig) -> Fabric {
 }
 
 fn pair_with(cfg: FabricConfig) -> (Fabric, Fabric) {
-    let b = start_b(&cfg);
-    let mut cfg_a = cfg;
-    cfg_a.set_listen("b", b.local_addr()).unwrap();
-    let a = Fabric::from_config(cfg_a).node("a").start().unwrap();
-    (a, b)
+    start_pair(cfg, TransportChoice::Auto)
 }
 
 fn pair() -> (Fabric, Fabric) {

@@ -13,7 +13,6 @@
 use super::loan::loan_on;
 use super::{Fabric, SendOptions, SendPlan, SendReport, LOAN_SLOT_BYTES};
 use crate::buffer::{LoanMem, LoanedBuf};
-use crate::config::Compression;
 use crate::error::Result;
 use crate::runtime::{Conn, Lane, PendingSend, SendSource};
 use std::sync::atomic::Ordering;
@@ -83,21 +82,22 @@ impl Endpoint<'_> {
         Ok(&self.plan)
     }
 
-    fn start<'a>(&mut self, source: SendSource<'a>, loan: bool) -> Result<PendingSend<'a>> {
-        let node = Arc::clone(&self.fabric.inner);
+    fn start<'a>(&mut self, source: SendSource<'a>) -> Result<PendingSend<'a>> {
+        let fabric = self.fabric;
         let plan = self.current()?;
-        let mut opts = plan.opts.clone();
-        if loan {
-            // As Fabric::start_send_loaned: a loan is never compressed (that needs a copy).
-            opts.compression = Compression::Off;
-        }
         let paths = plan.paths.renewed(Instant::now());
-        PendingSend::start(&node, Arc::clone(&plan.peer), source, opts, paths)
+        PendingSend::start(
+            &fabric.inner,
+            Arc::clone(&plan.peer),
+            source,
+            plan.opts.clone(),
+            paths,
+        )
     }
 
     /// As [`Fabric::start_send`] to this endpoint's destination.
     pub fn start_send<'a>(&mut self, data: &'a [u8]) -> Result<PendingSend<'a>> {
-        self.start(SendSource::Bytes(data), false)
+        self.start(SendSource::Bytes(data))
     }
 
     /// As [`Fabric::send`] (without the parameter cache's `transform = cache`, which keeps
@@ -144,7 +144,7 @@ impl Endpoint<'_> {
                 buf.dst, self.dst
             )));
         }
-        self.start(SendSource::Loaned(buf), true)
+        self.start(SendSource::Loaned(buf))
     }
 
     /// As [`Fabric::send_loaned`].

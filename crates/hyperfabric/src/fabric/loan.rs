@@ -4,10 +4,10 @@
 
 use super::{Fabric, SendOptions, SendReport};
 use crate::buffer::{LoanMem, LoanedBuf};
-use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::runtime::{Conn, Lane, PendingSend, SendSource};
-use crate::transport::shm::LinkPools;
+use crate::transport::shm::wait::{Backoff, Step};
+use crate::transport::shm::{IdleStrategy, LinkPools};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,6 @@ impl Fabric {
         opts: SendOptions,
     ) -> Result<PendingSend<'static>> {
         let dst = buf.dst.clone();
-        let opts = opts.compression(Compression::Off);
         self.begin(&dst, SendSource::Loaned(buf), opts)
     }
 }
@@ -102,19 +101,18 @@ fn take_slot(
     pools: &Arc<LinkPools>,
     deadline: Instant,
 ) -> std::result::Result<crate::transport::shm::SlotMut, TakeError> {
-    let mut idle: u32 = 0;
+    let mut backoff = Backoff::new(IdleStrategy::SpinPark {
+        spins: 100,
+        yields: 900,
+    });
     loop {
         match pools.tx.lock().try_take() {
             Ok(Some(slot)) => return Ok(slot),
             Ok(None) => {}
             Err(e) => return Err(TakeError::Protocol(e.to_string())),
         }
-        idle += 1;
-        if idle < 100 {
-            std::hint::spin_loop();
-        } else if idle < 1000 {
-            std::thread::yield_now();
-        } else {
+        // No futex to park on (returns come through a ring nobody wakes us for): short sleeps.
+        if backoff.step() == Step::Park {
             if Instant::now() >= deadline {
                 return Err(TakeError::Timeout);
             }

@@ -33,7 +33,12 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// A fabric of two nodes, `a` and `b`, on loopback (`start_pair` fills in b's port), with
 /// `fabric_lines` (TOML `key = value` lines) under `[fabric]` after its name.
 pub fn two_node_config(name: &str, fabric_lines: &str) -> FabricConfig {
-    let text = format!(
+    FabricConfig::from_toml_str(&two_node_toml(name, fabric_lines), "<test>").expect("valid config")
+}
+
+/// The text of [`two_node_config`], for fabrics that add nodes, links or sections after it.
+pub fn two_node_toml(name: &str, fabric_lines: &str) -> String {
+    format!(
         r#"
 [fabric]
 name = "{name}"
@@ -49,6 +54,5 @@ id = "b"
 hardware = "amd-mi300x"
 listen = "127.0.0.1:1"
 "#
-    );
-    FabricConfig::from_toml_str(&text, "<test>").expect("valid config")
+    )
 }

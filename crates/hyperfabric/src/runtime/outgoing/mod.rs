@@ -187,9 +187,13 @@ impl<'a> PendingSend<'a> {
         node: &Arc<NodeInner>,
         peer: Arc<Peer>,
         source: SendSource<'a>,
-        opts: SendOptions,
+        mut opts: SendOptions,
         paths: PathSet,
     ) -> Result<Self> {
+        if matches!(source, SendSource::Loaned(_)) {
+            // A loan is sent as it lies in its buffer: compressing it would need a copy.
+            opts.compression = Compression::Off;
+        }
         let t = &node.tuning;
         // A slot loan goes whole, as one descriptor (slots are at most 1 MiB: a copy
         // fallback over TCP still fits the frame limit).

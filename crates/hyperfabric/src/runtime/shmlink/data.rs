@@ -29,7 +29,10 @@ pub fn write_frame(
     let (len, compact) = shmframe::plan(raw, payload, keys);
     // Read the clock only once the ring is found full (~20 ns the hot path does not pay).
     let mut started: Option<Instant> = None;
-    let mut idle: u32 = 0;
+    let mut backoff = shm::wait::Backoff::new(shm::IdleStrategy::SpinPark {
+        spins: 1000,
+        yields: 1000,
+    });
     loop {
         let slot = p
             .try_reserve(len)
@@ -40,12 +43,8 @@ pub fn write_frame(
             p.publish();
             return Ok(());
         }
-        idle += 1;
-        if idle < 1000 {
-            std::hint::spin_loop();
-        } else if idle < 2000 {
-            std::thread::yield_now();
-        } else {
+        // The reader frees space without waking writers: past spinning and yielding, sleep.
+        if backoff.step() == shm::wait::Step::Park {
             if !alive() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::BrokenPipe,
