@@ -1,5 +1,7 @@
 #!/bin/sh
 # TLS vs plain TCP: 64 B latency and 1 MiB throughput between two local nodes over TCP.
+# Each figure is taken only after its JSON says it ran TCP at that size (scripts/lib/checked_json.py);
+# that TLS was on shows in node-b's log ($D/tls-serve.log), which the bench JSON does not carry.
 set -u
 HF=${HFABRIC:-target/release/hfabric}
 D=$(mktemp -d)
@@ -29,8 +31,8 @@ EOT
   pid=$!
   sleep 1
   echo "== $mode"
-  $HF bench latency --config "$D/$mode.toml" --from node-a --to node-b --transport tcp --iterations 5000 --warmup 500 --json 2>/dev/null | python3 -c 'import json,sys; t=json.load(sys.stdin)["tests"]["latency"]; f=t["figures"]; print("latency 64B", t["transport"], "median_ns", f["median_ns"], "p99_ns", f["p99_ns"])'
-  $HF bench throughput --config "$D/$mode.toml" --from node-a --to node-b --transport tcp --sizes 1048576 --seconds-per-size 3 --json 2>/dev/null | python3 -c 'import json,sys; t=json.load(sys.stdin)["tests"]["throughput"]; print("throughput", json.dumps(t)[:600])'
+  $HF bench latency --config "$D/$mode.toml" --from node-a --to node-b --transport tcp --iterations 5000 --warmup 500 --json 2>/dev/null | python3 scripts/lib/checked_json.py ours latency tcp 64 | sed 's/^/latency 64B tcp median_ns p99_ns: /'
+  $HF bench throughput --config "$D/$mode.toml" --from node-a --to node-b --transport tcp --sizes 1048576 --seconds-per-size 3 --json 2>/dev/null | python3 scripts/lib/checked_json.py ours throughput tcp 1048576 copy | sed 's/^/throughput 1 MiB tcp GB\/s: /'
   kill $pid; wait $pid 2>/dev/null
 done
 rm -rf "$D"
