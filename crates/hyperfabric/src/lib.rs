@@ -12,12 +12,14 @@ pub mod compress;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod name;
 pub mod node;
 pub mod transform;
 pub mod types;
 pub mod wire;
 
 pub use error::{Error, Result};
+pub use name::NodeName;
 pub use types::{DataType, Priority};
 pub mod fabric;
 pub mod metrics;

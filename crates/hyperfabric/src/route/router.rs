@@ -235,12 +235,13 @@ impl Router {
     ) -> Result<Route, RouteError> {
         self.topo.refresh_classes();
         let only_zone = self.zone_rule(f, t)?;
-        let no_route = RouteError::NoRoute {
-            from: self.topo.nodes[f as usize].id.clone(),
-            to: self.topo.nodes[t as usize].id.clone(),
+        // Built only when needed: a found route copies no names into an error.
+        let no_route = |topo: &Topology| RouteError::NoRoute {
+            from: topo.nodes[f as usize].id.clone(),
+            to: topo.nodes[t as usize].id.clone(),
         };
         if !self.topo.nodes[f as usize].usable() || !self.topo.nodes[t as usize].usable() {
-            return Err(no_route);
+            return Err(no_route(&self.topo));
         }
         let filter = Filter {
             only_zone,
@@ -258,7 +259,7 @@ impl Router {
         } else {
             self.shortest(f, t, s, &filter)
         };
-        let path = path.ok_or(no_route)?;
+        let path = path.ok_or_else(|| no_route(&self.topo))?;
         let route = self.build(s, &path, self.decoherence_per_ns(f, t));
         match route.fidelity {
             Some(best) if best < self.threshold => Err(RouteError::FidelityTooLow {

@@ -96,7 +96,7 @@ pub(super) enum Tx {
 pub struct Conn {
     /// This node's wire key (the source of the frames we write).
     local_key: u64,
-    pub peer: String,
+    pub peer: crate::NodeName,
     pub peer_key: u64,
     pub socket: SocketReport,
     pub lane: Lane,
@@ -146,7 +146,7 @@ impl Conn {
             pacer: crate::transport::pacer::Pacer::new(node.tuning.throttle_gbps, Instant::now())
                 .map(Mutex::new),
             control: stream.try_clone()?,
-            peer: peer.id.clone(),
+            peer: peer.id.as_str().into(),
             peer_key: peer.key,
             socket,
             writer: Mutex::new(Tx::Tcp(tx)),

@@ -41,7 +41,7 @@ pub enum Sink {
 /// A transfer received whole.
 #[derive(Debug)]
 pub struct Message {
-    pub source: String,
+    pub source: crate::NodeName,
     pub transfer_id: u64,
     pub data_type: DataType,
     pub priority: Priority,
@@ -298,7 +298,7 @@ impl IncomingTable {
     pub(super) fn complete(
         &self,
         key: TransferKey,
-        source: String,
+        source: crate::NodeName,
         e: &mut Entry,
     ) -> Result<Completed, String> {
         match std::mem::replace(&mut e.store, Store::Nowhere) {

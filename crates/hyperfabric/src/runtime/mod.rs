@@ -59,6 +59,8 @@ fn same_host(cfg: &FabricConfig, me: &str) -> std::collections::HashSet<u64> {
 
 /// Shortest time between two latency samples taught to the predictive router.
 const LEARN_INTERVAL_MS: u64 = 100;
+/// After a sample found no route to its destination, the next try waits this long.
+const NO_ROUTE_RETRY_MS: u64 = 10_000;
 
 /// Held while dialing one peer on one lane.
 type DialGate = Arc<Mutex<()>>;
@@ -468,6 +470,10 @@ impl NodeInner {
             .map_or(12.0, |d| (d.as_secs() % 86_400) as f64 / 3600.0);
         let mut router = self.router.lock();
         let Ok(route) = router.route_shared(&self.me, dst, Strategy::LowestLatency, now) else {
+            // No link to learn about (a fabric file without links): ask again much later
+            // rather than build the same error every interval.
+            self.last_learn_ms
+                .store(since_start + NO_ROUTE_RETRY_MS, Ordering::Relaxed);
             return;
         };
         let [hop] = route.hops.as_slice() else { return };

@@ -93,9 +93,15 @@ impl OutSlot {
     }
 }
 
+/// Finished transfers' slots kept for the next sends: a stream reuses them instead of
+/// allocating one per transfer. Bounded: past this many, a returned slot is freed.
+const FREE_SLOTS_MAX: usize = 64;
+
 #[derive(Default)]
 pub(super) struct OutgoingTable {
     map: Mutex<HashMap<u64, Arc<OutSlot>>>,
+    /// Slots no reader can reach any more (out of `map`), for reuse.
+    free: Mutex<Vec<Arc<OutSlot>>>,
     /// The node's adaptive compressor (its estimates carry over between transfers).
     compressor: Mutex<Option<AdaptiveCompressor>>,
 }
@@ -129,12 +135,50 @@ impl OutgoingTable {
         }
     }
 
-    /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
+    /// A slot for a new transfer: a returned one when no reader still holds it, else a new one.
+    fn slot(
+        &self,
+        dst: u64,
+        first_hops: paths::FirstHops,
+        state: OutgoingTransfer,
+    ) -> Arc<OutSlot> {
+        let reused = self.free.lock().pop();
+        if let Some(mut slot) = reused {
+            // Unique (no reader cloned it from the map before it left): reset it in place.
+            if let Some(s) = Arc::get_mut(&mut slot) {
+                s.dst = dst;
+                s.first_hops = first_hops;
+                *s.state.get_mut() = state;
+                *s.woken.get_mut() = false;
+                *s.lost.get_mut() = false;
+                return slot;
+            }
+        }
+        Arc::new(OutSlot {
+            dst,
+            first_hops,
+            state: Mutex::new(state),
+            woken: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            gate: (Mutex::new(()), Condvar::new()),
+        })
+    }
+
+    /// Takes transfer `id` out of the table and keeps its slot for reuse.
+    fn retire(&self, id: u64, slot: &Arc<OutSlot>) {
+        self.map.lock().remove(&id);
+        let mut free = self.free.lock();
+        if free.len() < FREE_SLOTS_MAX {
+            free.push(Arc::clone(slot));
+        }
+    }
+
     /// Transfers being sent now (a queue depth for metrics).
     pub(in crate::runtime) fn in_flight(&self) -> usize {
         self.map.lock().len()
     }
 
+    /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
     pub(super) fn belongs_to(&self, id: u64, dst: u64) -> bool {
         self.map.lock().get(&id).is_some_and(|s| s.dst == dst)
     }
@@ -212,14 +256,11 @@ impl<'a> PendingSend<'a> {
         };
         let started = Instant::now();
         let id = node.next_transfer_id();
-        let slot = Arc::new(OutSlot {
-            dst: peer.key,
-            first_hops: paths.first_hop_keys(),
-            state: Mutex::new(OutgoingTransfer::new(source.len(), params, started)),
-            woken: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-            gate: (Mutex::new(()), Condvar::new()),
-        });
+        let slot = node.outgoing.slot(
+            peer.key,
+            paths.first_hop_keys(),
+            OutgoingTransfer::new(source.len(), params, started),
+        );
         node.outgoing.map.lock().insert(id, Arc::clone(&slot));
         let mut pending = PendingSend {
             node: Arc::clone(node),
@@ -481,7 +522,7 @@ impl<'a> PendingSend<'a> {
 
 impl Drop for PendingSend<'_> {
     fn drop(&mut self) {
-        self.node.outgoing.map.lock().remove(&self.id);
+        self.node.outgoing.retire(self.id, &self.slot);
     }
 }
 

@@ -6,6 +6,7 @@
 use super::super::{Conn, Lane, NodeInner, Peer};
 use crate::error::Error;
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,8 +86,12 @@ impl Path {
     }
 }
 
+/// Inline for the common single path: renewing an endpoint's plan per transfer then
+/// allocates nothing.
+type Paths = SmallVec<[Path; 1]>;
+
 pub(crate) struct PathSet {
-    paths: Vec<Path>,
+    paths: Paths,
     scheduler: PathScheduler,
     health_interval: Duration,
     last_health: Instant,
@@ -101,7 +106,7 @@ impl PathSet {
         now: Instant,
     ) -> PathSet {
         PathSet {
-            paths,
+            paths: Paths::from_vec(paths),
             scheduler,
             health_interval,
             last_health: now,
@@ -112,12 +117,17 @@ impl PathSet {
     /// The same paths for a new transfer: first hops, routes and weights, none of this
     /// transfer's state (its connections, counters, failures).
     pub fn renewed(&self, now: Instant) -> PathSet {
-        let paths = self
-            .paths
-            .iter()
-            .map(|p| Path::shared(Arc::clone(&p.first_hop), Arc::clone(&p.via), p.weight))
-            .collect();
-        PathSet::new(paths, self.scheduler, self.health_interval, now)
+        PathSet {
+            paths: self
+                .paths
+                .iter()
+                .map(|p| Path::shared(Arc::clone(&p.first_hop), Arc::clone(&p.via), p.weight))
+                .collect(),
+            scheduler: self.scheduler,
+            health_interval: self.health_interval,
+            last_health: now,
+            failovers: 0,
+        }
     }
 
     /// Keys of the first hops (their connection loss concerns this transfer).

@@ -1,0 +1,114 @@
+//! Steady state allocates nothing per message: a counting global allocator watches every
+//! thread of two in-process nodes (the callers and the links' reader threads) while they
+//! exchange messages after a warm-up, for send, recv, ping and loans over shared memory and
+//! TCP. The count over a run is allowed a small constant (a timer wheel growing, a log
+//! line), never one per message.
+
+use hyperfabric::transport::TransportChoice;
+use hyperfabric::{Fabric, PingOptions, SendOptions};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+mod common;
+use common::{start_pair, two_node_config};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+static ALONE: Mutex<()> = Mutex::new(());
+const MESSAGES: u64 = 2_000;
+/// Allocations per message allowed. One allocation per message reads 1.0; what is allowed
+/// is bookkeeping driven by time, not by messages: an endpoint resolves its plan again every
+/// 100 ms (about a dozen allocations), the predictor samples a link at most every 100 ms,
+/// and the table of ended transfers grows to its bound once. On a loaded 2-core machine
+/// (a message every ~200 us) that comes to ~0.02 per message; 0.1 leaves room and still
+/// fails on any allocation made once per message, or once per ten.
+const PER_MESSAGE_MAX: f64 = 0.1;
+
+fn pair(transport: TransportChoice) -> (Fabric, Fabric) {
+    let fabric = "profile = \"low_latency\"\nsend_timeout_ms = 10000";
+    start_pair(two_node_config("alloc", fabric), transport)
+}
+
+/// Allocations per message of `run(n)` (which handles `n` messages): the count of a run of
+/// 2n minus that of a run of n, so set-up that a run does once cancels out.
+fn per_message(mut run: impl FnMut(u64)) -> f64 {
+    // The count is process-wide: tests that measure must not overlap.
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    run(MESSAGES); // warm-up: connections, pools, tables at their steady size
+    let count = |run: &mut dyn FnMut(u64), n| {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        run(n);
+        ALLOCS.load(Ordering::Relaxed) - before
+    };
+    let one = count(&mut run, MESSAGES);
+    let two = count(&mut run, 2 * MESSAGES);
+    two.saturating_sub(one) as f64 / MESSAGES as f64
+}
+
+fn check(what: &str, per: f64) {
+    eprintln!("{what}: {per:.4} allocations per message");
+    assert!(
+        per < PER_MESSAGE_MAX,
+        "{what} allocates {per:.3} times per message in steady state"
+    );
+}
+
+fn ping_per_message(transport: TransportChoice) -> f64 {
+    let (a, _b) = pair(transport);
+    per_message(|n| {
+        let stats = a
+            .ping("b", PingOptions::new().count(n).warmup(0))
+            .expect("pongs");
+        assert_eq!(stats.received, n);
+    })
+}
+
+#[test]
+fn a_ping_run_allocates_nothing_per_ping() {
+    check("shm ping", ping_per_message(TransportChoice::Shm));
+    check("tcp ping", ping_per_message(TransportChoice::Tcp));
+}
+
+#[test]
+fn a_loan_stream_allocates_nothing_per_message() {
+    let (a, b) = pair(TransportChoice::Shm);
+    let mut ep = a.endpoint("b", SendOptions::new()).expect("endpoint");
+    let per = per_message(|n| {
+        for i in 0..n {
+            let mut buf = ep.loan(4096).expect("loan");
+            buf.fill(i as u8);
+            let sent = ep
+                .start_send_loaned(buf)
+                .expect("send")
+                .finish()
+                .expect("acked");
+            assert_eq!(sent.bytes, 4096);
+            let m = b.recv_timeout(Duration::from_secs(5)).expect("recv");
+            assert!(m.payload.is_shared() && m.payload[4095] == i as u8);
+        }
+    });
+    check("shm loan send+recv", per);
+}
