@@ -92,6 +92,32 @@ fn a_ping_run_allocates_nothing_per_ping() {
     check("tcp ping", ping_per_message(TransportChoice::Tcp));
 }
 
+fn copy_stream_per_message(transport: TransportChoice) -> f64 {
+    let (a, b) = pair(transport);
+    let data = vec![7u8; 4096];
+    let mut ep = a.endpoint("b", SendOptions::new()).expect("endpoint");
+    per_message(|n| {
+        for _ in 0..n {
+            let sent = ep.start_send(&data).expect("send").finish().expect("acked");
+            assert_eq!(sent.bytes, 4096);
+            let m = b.recv_timeout(Duration::from_secs(5)).expect("recv");
+            assert_eq!(m.payload, data);
+        }
+    })
+}
+
+#[test]
+fn a_copy_stream_allocates_nothing_per_message() {
+    check(
+        "shm copy send+recv",
+        copy_stream_per_message(TransportChoice::Shm),
+    );
+    check(
+        "tcp copy send+recv",
+        copy_stream_per_message(TransportChoice::Tcp),
+    );
+}
+
 #[test]
 fn a_loan_stream_allocates_nothing_per_message() {
     let (a, b) = pair(TransportChoice::Shm);

@@ -3,9 +3,11 @@
 //! pool when dropped; a [`LoanedBuf`] is a writable slot of our own pool (the loan API).
 
 mod loan;
+mod pool;
 
 pub(crate) use loan::LoanMem;
 pub use loan::LoanedBuf;
+pub use pool::{PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 
 use crate::transport::shm::SlotView;
 
@@ -16,6 +18,9 @@ pub enum Payload {
     /// A slot of the sender's shared-memory pool, read in place. Hold it briefly: the sender
     /// can lend only as many buffers as its pool has slots.
     Shared(SlotView),
+    /// Bytes copied into a buffer of this node's receive pool, which gets it back when the
+    /// message is dropped (no allocation per message in a stream).
+    Pooled(PooledBuf),
 }
 
 impl Payload {
@@ -29,6 +34,7 @@ impl Payload {
         match self {
             Payload::Owned(v) => v,
             Payload::Shared(view) => view.to_vec(),
+            Payload::Pooled(b) => b.into_vec(),
         }
     }
 }
@@ -39,6 +45,7 @@ impl std::ops::Deref for Payload {
         match self {
             Payload::Owned(v) => v,
             Payload::Shared(view) => view,
+            Payload::Pooled(b) => b,
         }
     }
 }
@@ -63,7 +70,10 @@ impl From<Payload> for Vec<u8> {
 
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.is_shared() { "shared" } else { "owned" };
+        let kind = match self {
+            Payload::Shared(_) => "shared",
+            Payload::Owned(_) | Payload::Pooled(_) => "owned",
+        };
         write!(f, "Payload({kind}, {} bytes)", self.len())
     }
 }

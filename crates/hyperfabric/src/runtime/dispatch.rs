@@ -134,6 +134,18 @@ impl NodeInner {
             0 => payload,
             code => self.decompress(code, payload, scratch)?,
         };
+        // A transfer whole in this one frame skips reassembly: no entry, no ranges.
+        let whole = h.offset == 0
+            && bytes.len() as u64 == h.aux
+            && !h.has(flags::NAMED) // its name comes in a Meta: reassembly waits for it
+            && transform != Transform::Cache
+            && self.incoming.fits_whole(h.aux)
+            && self.incoming.claim_whole(key);
+        if whole {
+            let payload = self.incoming.pooled_copy(bytes);
+            self.deliver_whole(conn, h, transform, payload);
+            return Ok(());
+        }
         let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -191,6 +203,30 @@ impl NodeInner {
             return;
         }
         self.finish(conn, h, transform, e);
+    }
+
+    /// Ends a transfer that arrived whole in one frame and was claimed with
+    /// `claim_whole` (so it is remembered as delivered): FINAL ack, then the message.
+    pub(super) fn deliver_whole(
+        &self,
+        conn: &Conn,
+        h: &Header,
+        transform: Transform,
+        payload: crate::buffer::Payload,
+    ) {
+        self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+        self.stats
+            .transfers_received
+            .fetch_add(1, Ordering::Relaxed);
+        self.incoming.deliver(super::Message {
+            source: conn.peer.clone(),
+            transfer_id: h.transfer_id,
+            data_type: h.data_type,
+            priority: h.priority,
+            name: None,
+            transform,
+            payload,
+        });
     }
 
     /// Stores a complete transfer for good (or refuses it), then acknowledges it FINAL.

@@ -1,7 +1,7 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
-use crate::buffer::Payload;
+use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::{IncomingTransfer, RecvError, RecvParams};
@@ -58,7 +58,12 @@ pub struct Message {
 pub(super) enum Store {
     Nowhere,
     Memory(Vec<u8>),
-    File { tmp: PathBuf, file: File },
+    /// In memory, in a buffer of the node's receive pool (transfers up to its buffer size).
+    Pooled(PooledBuf),
+    File {
+        tmp: PathBuf,
+        file: File,
+    },
 }
 
 pub(super) struct Entry {
@@ -126,6 +131,8 @@ pub(super) struct IncomingTable {
     rx: Receiver<Message>,
     /// Parameter caches, one per source node (what `Transform::Cache` senders rely on).
     caches: Mutex<HashMap<u64, ChunkCache>>,
+    /// Buffers for messages assembled in memory, returned when the application drops them.
+    pool: Arc<RecvPool>,
 }
 
 impl IncomingTable {
@@ -150,7 +157,21 @@ impl IncomingTable {
             tx,
             rx,
             caches: Mutex::new(HashMap::new()),
+            pool: RecvPool::new(),
         }
+    }
+
+    /// May a transfer of `total` bytes be delivered whole from one frame? (the limit that
+    /// reassembly would check)
+    pub(super) fn fits_whole(&self, total: u64) -> bool {
+        matches!(self.sink, Sink::Memory) && total <= self.params.max_transfer_bytes
+    }
+
+    /// A copy of `bytes` in a buffer of the receive pool (a message that came whole).
+    pub(super) fn pooled_copy(&self, bytes: &[u8]) -> Payload {
+        let mut buf = self.pool.take(bytes.len());
+        buf.as_mut_slice().copy_from_slice(bytes);
+        Payload::Pooled(buf)
     }
 
     /// How transfer `key` ended, if it did (and is still remembered).
@@ -196,6 +217,9 @@ impl IncomingTable {
         let proto = IncomingTransfer::new(total, self.params).map_err(|e| e.to_string())?;
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
+            Sink::Memory if total as usize <= BUFFER_BYTES_MAX => {
+                Store::Pooled(self.pool.take(total as usize))
+            }
             Sink::Memory => Store::Memory(vec![0u8; total as usize]),
             Sink::Store(dir) => {
                 let tmp = dir.join(format!(".hf-{:016x}-{:016x}.part", key.0, key.1));
@@ -303,15 +327,8 @@ impl IncomingTable {
     ) -> Result<Completed, String> {
         match std::mem::replace(&mut e.store, Store::Nowhere) {
             Store::Nowhere => Ok(Completed::Dropped),
-            Store::Memory(payload) => Ok(Completed::Deliver(Message {
-                source,
-                transfer_id: key.1,
-                data_type: e.data_type,
-                priority: e.priority,
-                name: e.name.clone(),
-                transform: Transform::None,
-                payload: Payload::Owned(payload),
-            })),
+            Store::Memory(v) => Ok(self.message(key, source, e, Payload::Owned(v))),
+            Store::Pooled(b) => Ok(self.message(key, source, e, Payload::Pooled(b))),
             Store::File { tmp, file } => {
                 let dir = match &self.sink {
                     Sink::Store(d) => d.clone(),
@@ -331,6 +348,24 @@ impl IncomingTable {
                 Ok(Completed::Stored(target))
             }
         }
+    }
+
+    fn message(
+        &self,
+        key: TransferKey,
+        source: crate::NodeName,
+        e: &Entry,
+        payload: Payload,
+    ) -> Completed {
+        Completed::Deliver(Message {
+            source,
+            transfer_id: key.1,
+            data_type: e.data_type,
+            priority: e.priority,
+            name: e.name.clone(),
+            transform: Transform::None,
+            payload,
+        })
     }
 
     /// Applies what the destination does for a transform: records it on the message and
@@ -422,6 +457,12 @@ impl Entry {
             Store::Memory(buf) => {
                 // The protocol checked offset + len <= total == buf.len().
                 buf[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
+                Ok(())
+            }
+            Store::Pooled(buf) => {
+                // As above: the buffer was taken at the transfer's total length.
+                buf.as_mut_slice()[offset as usize..offset as usize + bytes.len()]
+                    .copy_from_slice(bytes);
                 Ok(())
             }
             Store::File { file, .. } => file.write_all_at(bytes, offset),

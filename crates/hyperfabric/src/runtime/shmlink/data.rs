@@ -228,18 +228,7 @@ fn on_loaned(
     node.stats
         .bytes_received
         .fetch_add(view.len() as u64 + HEADER_LEN as u64, Ordering::Relaxed);
-    node.send_ack(conn, &h, crate::proto::IncomingTransfer::final_ack(h.aux));
-    node.stats
-        .transfers_received
-        .fetch_add(1, Ordering::Relaxed);
-    node.incoming.deliver(super::super::Message {
-        source: conn.peer.clone(),
-        transfer_id: h.transfer_id,
-        data_type: h.data_type,
-        priority: h.priority,
-        name: None,
-        transform: transform.unwrap_or(Transform::None),
-        payload: Payload::Shared(view),
-    });
+    let transform = transform.unwrap_or(Transform::None);
+    node.deliver_whole(conn, &h, transform, Payload::Shared(view));
     Ok(true)
 }

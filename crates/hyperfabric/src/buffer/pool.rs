@@ -1,0 +1,156 @@
+//! Received messages' buffers, reused: the copying receive path takes a buffer from here
+//! for each message it assembles, and the application returns it by dropping the message.
+//! A stream of messages then allocates nothing per message once the pool is warm.
+//!
+//! Bounded two ways: at most [`POOL_BUFFERS_MAX`] buffers and [`POOL_BYTES_MAX`] bytes
+//! wait here; a buffer returned past either bound (or larger than [`BUFFER_BYTES_MAX`]) is
+//! freed instead, so a burst of large messages does not pin memory for good.
+
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// Buffers kept for reuse, at most.
+pub const POOL_BUFFERS_MAX: usize = 64;
+/// Bytes kept for reuse (capacities summed), at most.
+pub const POOL_BYTES_MAX: usize = 32 << 20;
+/// Larger buffers are never kept.
+pub const BUFFER_BYTES_MAX: usize = 4 << 20;
+
+#[derive(Default)]
+struct Free {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// A node's pool of receive buffers (shared by its reader threads and the application).
+#[derive(Default)]
+pub struct RecvPool {
+    free: Mutex<Free>,
+}
+
+impl RecvPool {
+    pub fn new() -> Arc<RecvPool> {
+        Arc::new(RecvPool {
+            free: Mutex::new(Free {
+                bufs: Vec::with_capacity(POOL_BUFFERS_MAX),
+                bytes: 0,
+            }),
+        })
+    }
+
+    /// A zeroed buffer of `len` bytes: a kept one large enough if there is one.
+    pub fn take(self: &Arc<Self>, len: usize) -> PooledBuf {
+        let kept = {
+            let mut free = self.free.lock();
+            // Newest first: its lines are the likeliest to be in cache.
+            let i = free.bufs.iter().rposition(|b| b.capacity() >= len);
+            i.map(|i| {
+                let b = free.bufs.swap_remove(i);
+                free.bytes -= b.capacity();
+                b
+            })
+        };
+        let mut buf = kept.unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        PooledBuf {
+            buf,
+            pool: Arc::clone(self),
+        }
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap == 0 || cap > BUFFER_BYTES_MAX {
+            return;
+        }
+        let mut free = self.free.lock();
+        if free.bufs.len() < POOL_BUFFERS_MAX && free.bytes + cap <= POOL_BYTES_MAX {
+            free.bytes += cap;
+            free.bufs.push(buf);
+        }
+    }
+
+    /// Buffers and bytes waiting for reuse (tests, metrics).
+    pub fn kept(&self) -> (usize, usize) {
+        let free = self.free.lock();
+        (free.bufs.len(), free.bytes)
+    }
+}
+
+/// A receive buffer that goes back to its pool when dropped.
+pub struct PooledBuf {
+    buf: Vec<u8>,
+    pool: Arc<RecvPool>,
+}
+
+impl PooledBuf {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The bytes as a vector of their own (the buffer leaves the pool for good).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+impl std::ops::Deref for PooledBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returned_buffer_is_reused_zeroed() {
+        let pool = RecvPool::new();
+        let mut a = pool.take(100);
+        a.as_mut_slice().fill(7);
+        let ptr = a.as_ptr();
+        drop(a);
+        assert_eq!(pool.kept(), (1, 100));
+        let b = pool.take(60);
+        assert_eq!(b.as_ptr(), ptr, "the kept buffer is handed out again");
+        assert_eq!(b.len(), 60);
+        assert!(b.iter().all(|&x| x == 0), "a reused buffer comes zeroed");
+        assert_eq!(pool.kept(), (0, 0));
+    }
+
+    #[test]
+    fn the_pool_keeps_no_more_than_its_bounds() {
+        let pool = RecvPool::new();
+        let bufs: Vec<_> = (0..POOL_BUFFERS_MAX + 5).map(|_| pool.take(16)).collect();
+        drop(bufs);
+        assert_eq!(pool.kept().0, POOL_BUFFERS_MAX);
+        let big = pool.take(BUFFER_BYTES_MAX + 1);
+        drop(big);
+        assert_eq!(
+            pool.kept().0,
+            POOL_BUFFERS_MAX,
+            "an oversize buffer is freed"
+        );
+        let pool = RecvPool::new();
+        let many: Vec<_> = (0..10).map(|_| pool.take(BUFFER_BYTES_MAX)).collect();
+        drop(many);
+        assert!(pool.kept().1 <= POOL_BYTES_MAX);
+    }
+
+    #[test]
+    fn into_vec_takes_the_buffer_out_of_the_pool() {
+        let pool = RecvPool::new();
+        let v = pool.take(8).into_vec();
+        assert_eq!(v, vec![0u8; 8]);
+        assert_eq!(pool.kept(), (0, 0));
+    }
+}
