@@ -192,11 +192,12 @@ class HyperFabricProtocol(Sender):
         for n in run:
             if n not in entries:
                 raise NodeNotFound(f"node `{n}` is not part of {path}", node=n)
-        p._entries = {k: v for k, v in entries.items() if k not in run}
         for n in run:
-            e = entries[n]
-            listen = "127.0.0.1:0" if node is None else e.get("listen")
-            p._start_local(e, listen)
+            if node is None:
+                entries[n]["listen"] = "127.0.0.1:0"  # the real port once it started
+        p._entries = entries
+        for n in run:
+            p._start_local(entries[n], entries[n].get("listen"))
         return p
 
     # -- nodes -----------------------------------------------------------------------
