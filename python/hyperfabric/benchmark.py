@@ -39,7 +39,7 @@ profile = "{profile}"
 [[nodes]]
 id = "node-a"
 hardware = "cpu-cluster"
-listen = "127.0.0.1:0"
+listen = "{a_addr}"
 host = "localhost"
 zone = "local"
 
@@ -83,9 +83,14 @@ class LocalFabric:
 
     def __init__(self, profile: str, transport: str = "auto") -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="hf-py-bench-")
+        # node-a first (node-b's address a placeholder nothing listens on), then node-b
+        # knowing node-a's port, then node-a told node-b's.
+        placeholder = "127.255.255.254:1"
+        text = LOCAL_FABRIC.format(profile=profile, a_addr="127.0.0.1:0", b_addr=placeholder)
+        self.node = _native.Node.start(text, "<hyperfabric.benchmark>", "node-a", listen="127.0.0.1:0", transport=transport)
         cfg = os.path.join(self.dir.name, "fabric.toml")
         with open(cfg, "w") as f:
-            f.write(LOCAL_FABRIC.format(profile=profile, b_addr="127.0.0.1:0"))
+            f.write(LOCAL_FABRIC.format(profile=profile, a_addr=self.node.local_addr, b_addr=placeholder))
         self.child = subprocess.Popen(
             [sys.executable, "-m", "hyperfabric._serve", "--config", cfg, "--node", "node-b", "--transport", transport],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -97,8 +102,7 @@ class LocalFabric:
         except (ValueError, KeyError):
             self.close()
             raise RuntimeError(f"the benchmark's node-b did not start (it said {line!r})") from None
-        text = LOCAL_FABRIC.format(profile=profile, b_addr=addr)
-        self.node = _native.Node.start(text, "<hyperfabric.benchmark>", "node-a", listen="127.0.0.1:0", transport=transport)
+        self.node.register_nodes(LOCAL_FABRIC.format(profile=profile, a_addr=self.node.local_addr, b_addr=addr))
 
     def close(self) -> None:
         node = getattr(self, "node", None)

@@ -192,12 +192,14 @@ class HyperFabricProtocol(Sender):
         for n in run:
             if n not in entries:
                 raise NodeNotFound(f"node `{n}` is not part of {path}", node=n)
-        for n in run:
+        for i, n in enumerate(run):
             if node is None:
-                entries[n]["listen"] = "127.0.0.1:0"  # the real port once it started
+                # Distinct placeholders (nothing listens there) until each node started and
+                # its real port was told to the others.
+                entries[n]["listen"] = f"127.255.255.254:{i + 1}"
         p._entries = entries
         for n in run:
-            p._start_local(entries[n], entries[n].get("listen"))
+            p._start_local(entries[n], "127.0.0.1:0" if node is None else entries[n].get("listen"))
         return p
 
     # -- nodes -----------------------------------------------------------------------
