@@ -125,6 +125,7 @@ class HyperFabricProtocol(Sender):
         self._zones: List[Dict[str, Any]] = []
         self._local: Dict[str, Any] = {}  # id -> _native.Node
         self._policies: Dict[str, Dict[str, Any]] = {}
+        self._f32_types: set = set()  # data types whose policy transforms float32 tensors
         self._multipath: List[Dict[str, Any]] = []
         self._opts_cache: Dict[Any, Any] = {}
         self.routing_engine = RoutingEngine(self)
@@ -236,6 +237,9 @@ class HyperFabricProtocol(Sender):
         if n.local_addr.startswith("127."):
             entry.setdefault("host", "localhost")
         self._local[entry["id"]] = n
+        for dt in DataType:  # policies from a fabric file's [data_types]
+            if n.policy(dt.wire)["transform"] in ("topk", "fp16", "bf16", "int8"):
+                self._f32_types.add(dt.wire)
         for dt, pol in self._policies.items():
             n.configure_data_type(dt, **pol)
         self._sync_peers()

@@ -15,6 +15,8 @@ ASYNC_INLINE_MAX = 1 << 20
 
 _COMPRESSIONS = ("off", "none", "auto", "lz4", "zstd", "snappy")
 _TRANSFORMS = ("none", "topk", "fp16", "bf16", "int8", "cache")
+# Transforms that apply to float32 tensors (sent through the Rust API's send_f32).
+_F32_TRANSFORMS = ("topk", "fp16", "bf16", "int8")
 _POLICY_KEYS = ("priority", "compression", "compression_enabled", "compression_algorithm",
                 "transform", "quantization", "topk_fraction")
 
@@ -37,6 +39,18 @@ def _compression(enabled: Optional[bool], config: Optional[Mapping[str, Any]]) -
     if not isinstance(enabled, bool):
         raise TypeError("compression_enabled must be True, False or None (the data type's policy)")
     return "auto" if enabled else "off"
+
+
+def _as_f32(data: Any) -> Any:
+    """``data`` as float32 values for a transform (top-k, fp16, bf16, int8): a buffer of
+    format ``f``; anything else is refused (a transform of other bytes would be meaningless)."""
+    view = memoryview(data)
+    if view.format not in ("f", "<f", "=f"):
+        raise TypeError(
+            f"this data type's policy transforms float32 tensors; got a buffer of format {view.format!r} "
+            "(send numpy float32, or configure the data type without a transform)"
+        )
+    return view
 
 
 class Sender:
@@ -104,6 +118,8 @@ class Sender:
         opts = self._opts(data_type, priority, comp, latency_constraint_ns, bandwidth_requirement_gbps, timeout, name)
         if isinstance(data, _native.Loan):
             report = node.send_loaned(data, opts)
+        elif coerce(DataType, data_type, "data_type").wire in self._f32_types:  # type: ignore[attr-defined]
+            report = node.send_f32(destination, _as_f32(data), opts)
         else:
             if not zero_copy:
                 data = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
@@ -186,6 +202,10 @@ class Sender:
                 pol["topk_fraction"] = float(frac)
             parsed[d.wire] = pol
         for wire, pol in parsed.items():
+            if pol.get("transform") in _F32_TRANSFORMS:
+                self._f32_types.add(wire)  # type: ignore[attr-defined]
+            elif "transform" in pol:
+                self._f32_types.discard(wire)  # type: ignore[attr-defined]
             for n in self._local.values():  # type: ignore[attr-defined]
                 n.configure_data_type(wire, **pol)
             self._policies[wire] = pol  # type: ignore[attr-defined]

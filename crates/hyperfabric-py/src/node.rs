@@ -134,6 +134,34 @@ impl Node {
         send_report(py, &report)
     }
 
+    /// Sends a float32 buffer through the data type's transform (top-k, fp16, bf16, int8,
+    /// cache): the destination receives the transformed form (`Message.transform`).
+    fn send_f32<'py>(
+        &self,
+        py: Python<'py>,
+        dst: &str,
+        data: &Bound<'py, PyAny>,
+        opts: &SendOpts,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let buf = ReadBuf::get(data)?;
+        let bytes = buf.bytes();
+        if bytes.len() % 4 != 0 {
+            return Err(PyValueError::new_err(format!(
+                "a float32 send needs a multiple of 4 bytes (got {})",
+                bytes.len()
+            )));
+        }
+        let o = opts.opts.clone();
+        let report = py.detach(|| {
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            self.with(|f| f.send_f32(dst, &values, o))
+        })?;
+        send_report(py, &report)
+    }
+
     /// Sends every buffer of `items` to `dst`, keeping up to `inflight` transfers in flight;
     /// returns `{count, bytes, seconds, latency_ns_max}` once all were acknowledged.
     #[pyo3(signature = (dst, items, opts, inflight=8))]
