@@ -129,11 +129,11 @@ class LocalFabric:
 def latency(node: Any, dst: str, size: int = 64, iterations: int = 10_000, warmup: int = 1_000) -> Dict[str, Any]:
     """One Python call per ping-pong; one-way = half the Python-timed round trip."""
     node.ping(dst, size=size, count=max(1, warmup), timeout_s=2.0)
-    ping, clock = node.ping, time.perf_counter_ns
+    ping, clock = node.ping1, time.perf_counter_ns
     samples = []
     for _ in range(iterations):
         t0 = clock()
-        ping(dst, size, 1, 0, 2.0)
+        ping(dst, size, 2.0)
         samples.append((clock() - t0) // 2)
     f = _figures(samples)
     f.update(size_bytes=size, method="one Python call per round trip, timed in Python; one-way = half")

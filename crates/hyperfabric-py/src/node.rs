@@ -273,6 +273,24 @@ impl Node {
         Ok(d)
     }
 
+    /// One ping of `size` bytes; returns its round trip in nanoseconds (the lean call a
+    /// per-message latency loop makes: no statistics, no dict).
+    #[pyo3(signature = (dst, size=64, timeout_s=1.0))]
+    fn ping1(&self, py: Python<'_>, dst: &str, size: usize, timeout_s: f64) -> PyResult<u64> {
+        let o = PingOptions::new()
+            .size(size)
+            .count(1)
+            .timeout(seconds("timeout_s", timeout_s)?);
+        let stats = py.detach(|| self.with(|f| f.ping(dst, o)))?;
+        if stats.received == 0 {
+            return Err(to_py(Error::Timeout {
+                what: format!("a ping to `{dst}`"),
+                after: o.timeout,
+            }));
+        }
+        Ok(stats.rtt_median_ns)
+    }
+
     /// A writable buffer for `dst` (a shared-memory pool slot where the link has one).
     fn loan(&self, py: Python<'_>, dst: &str, len: usize) -> PyResult<Loan> {
         let buf = py.detach(|| self.with(|f| f.loan(dst, len)))?;
