@@ -22,7 +22,9 @@ impl ReadBuf {
             PyTypeError::new_err(format!(
                 "data must support the buffer protocol (bytes, bytearray, memoryview, numpy \
                  array, mmap); got {}",
-                obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                obj.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
         if !buf.is_c_contiguous() {

@@ -184,9 +184,8 @@ impl Node {
         }
         let slices: Vec<&[u8]> = bufs.iter().map(ReadBuf::bytes).collect();
         let start = Instant::now();
-        let (count, bytes, worst) = py.detach(|| {
-            self.with(|f| stream(f, dst, &slices, &opts.opts, inflight))
-        })?;
+        let (count, bytes, worst) =
+            py.detach(|| self.with(|f| stream(f, dst, &slices, &opts.opts, inflight)))?;
         let d = PyDict::new(py);
         d.set_item("count", count)?;
         d.set_item("bytes", bytes)?;
@@ -360,10 +359,7 @@ impl Node {
     ) -> PyResult<()> {
         let m = MultipathConfig::new(paths)
             .scheduler(self::scheduler(scheduler)?)
-            .health_check_interval(seconds(
-                "health_check_interval",
-                health_check_interval_s,
-            )?);
+            .health_check_interval(seconds("health_check_interval", health_check_interval_s)?);
         self.with(|f| f.configure_multipath(dst, m))
     }
 
