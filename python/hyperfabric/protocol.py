@@ -8,16 +8,16 @@ import asyncio
 import json
 import logging
 import tomllib
-from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 from . import _knobs, _native, _toml
 from .errors import HyperFabricError, NodeNotFound, Timeout
 from .messages import Message
 from .nodes import NodeSignature
-from .results import PingResult, Result, SendResult
+from .results import PingResult, Result
 from .routing import RoutingEngine
 from .sending import Sender
-from .types import DataType, PacketPriority, coerce
+from .types import DataType
 
 __all__ = ["HyperFabricProtocol"]
 

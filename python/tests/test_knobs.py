@@ -3,7 +3,6 @@ nodes run with, or in what sends do) or is refused with its reason."""
 from __future__ import annotations
 
 import logging
-import warnings
 
 import pytest
 
