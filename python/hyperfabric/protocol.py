@@ -250,6 +250,21 @@ class HyperFabricProtocol(Sender):
         for n in self._local.values():
             n.register_nodes(text)
 
+    def set_node_address(self, node_id: str, address: str) -> None:
+        """Points a node served elsewhere at ``address`` (``host:port``), e.g. one that
+        ``hfabric serve --listen 127.0.0.1:0`` started on a free port."""
+        if node_id in self._local:
+            raise ValueError(f"node `{node_id}` runs in this process; its address is its own")
+        if node_id not in self._entries:
+            raise NodeNotFound(f"node `{node_id}` is not registered", node=node_id)
+        old = self._entries[node_id].get("listen")
+        self._entries[node_id]["listen"] = address
+        try:
+            self._sync_peers()
+        except HyperFabricError:
+            self._entries[node_id]["listen"] = old
+            raise
+
     def connect(self, a: str, b: str, *, bandwidth_gbps: float, latency_ns: int) -> None:
         """Adds a link between two registered nodes (routes may use it at once)."""
         for n in (a, b):
