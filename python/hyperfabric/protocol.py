@@ -128,6 +128,7 @@ class HyperFabricProtocol(Sender):
         self._f32_types: set = set()  # data types whose policy transforms float32 tensors
         self._multipath: List[Dict[str, Any]] = []
         self._opts_cache: Dict[Any, Any] = {}
+        self._fabric_extra: Dict[str, Any] = {}  # [data_types], [[faults]], [alerts] of a file
         self.routing_engine = RoutingEngine(self)
         # The [fabric] table is validated now, against a placeholder node.
         self._validate({"nodes": [{"id": "_probe", "hardware": "cpu-cluster", "listen": "127.0.0.1:0"}]})
@@ -167,6 +168,41 @@ class HyperFabricProtocol(Sender):
             "log_level": self.log_level,
         }
 
+    # The guide's names for [alerts] fields.
+    _ALERT_ALIASES = {
+        "latency_threshold_ms": "latency_ms", "packet_loss_threshold": "loss_ratio",
+        "cpu_threshold": "cpu_ratio", "memory_threshold": "memory_ratio",
+        "bandwidth_threshold_gbps": "bandwidth_floor_gbps",
+    }
+
+    def configure_alerts(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """The fabric file's ``[alerts]`` table (thresholds, ``endpoints`` such as ``"log"``,
+        ``"http://..."``, ``"command:..."``; the guide's ``*_threshold`` names and
+        ``webhook_url`` are accepted), validated now, for the nodes this process starts
+        from now on: a node's alert watcher starts with it, so nodes already running keep
+        running without (a ``RuntimeWarning`` names them). Returns the table."""
+        if not isinstance(config, dict):
+            raise TypeError("configure_alerts takes a dict of [alerts] fields")
+        table: Dict[str, Any] = {}
+        for k, v in config.items():
+            if k == "webhook_url":
+                table.setdefault("endpoints", []).append(str(v))
+            else:
+                table[self._ALERT_ALIASES.get(k, k)] = v
+        extra = dict(self._fabric_extra)
+        extra["alerts"] = table
+        probe = {"nodes": [{"id": "_probe", "hardware": "cpu-cluster", "listen": "127.0.0.1:0"}], **extra}
+        self._validate(probe)  # ConfigError names the field
+        self._fabric_extra = extra
+        self.knobs["configure_alerts"] = f"[alerts] {table!r} for nodes started from now on"
+        if self._local:
+            import warnings
+
+            warnings.warn(f"configure_alerts: nodes already running keep running without these alerts: "
+                          f"{', '.join(self._local)} (register nodes after configure_alerts)",
+                          RuntimeWarning, stacklevel=2)
+        return table
+
     @classmethod
     def from_config(cls, path: str, node: Union[str, Sequence[str], None] = None, **kwargs: Any) -> "HyperFabricProtocol":
         """Starts from a fabric file. ``node``: the node(s) this process runs (they listen on
@@ -186,7 +222,6 @@ class HyperFabricProtocol(Sender):
         p._zones = list(doc.get("zones", []))
         for k in ("data_types", "faults", "alerts"):
             if k in doc:
-                p._fabric_extra = getattr(p, "_fabric_extra", {})
                 p._fabric_extra[k] = doc[k]
         entries = {e["id"]: dict(e) for e in doc.get("nodes", [])}
         run = list(entries) if node is None else ([node] if isinstance(node, str) else list(node))
@@ -226,7 +261,7 @@ class HyperFabricProtocol(Sender):
         if listen is not None:
             entry["listen"] = listen
         self._entries[entry["id"]] = entry
-        text = _toml.dumps(self._doc(**getattr(self, "_fabric_extra", {})))
+        text = _toml.dumps(self._doc(**self._fabric_extra))
         try:
             n = _native.Node.start(text, f"<HyperFabricProtocol {self.protocol_id}>", entry["id"],
                                    listen=listen, transport=self.transport)

@@ -146,3 +146,23 @@ def test_zero_copy_false_takes_a_private_copy(pair):
     data = bytearray(b"a" * 1000)
     r = pair.send_data_sync("a", "b", data, zero_copy=False, data_type=DataType.TENSOR)
     assert r.bytes == 1000 and bytes(pair.receive_sync("b", 5).payload) == bytes(data)
+
+
+def test_configure_alerts_reaches_nodes_started_after():
+    from hyperfabric import ConfigError, HyperFabricProtocol
+
+    from conftest import sig
+
+    p = HyperFabricProtocol(protocol_id="alerts")
+    try:
+        table = p.configure_alerts({"latency_threshold_ms": 5.0, "endpoints": ["log"]})
+        assert table["latency_ms"] == 5.0
+        p.register_node(sig("watched"))
+        text = p.node("watched").config_toml()
+        assert "[alerts]" in text and "latency_ms = 5" in text
+        with pytest.raises(ConfigError):
+            p.configure_alerts({"loudness": 11})
+        with pytest.warns(RuntimeWarning, match="watched"):
+            p.configure_alerts({"latency_ms": 2.0})
+    finally:
+        p.shutdown_sync()
