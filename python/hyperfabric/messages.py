@@ -9,9 +9,10 @@ from .types import DataType, PacketPriority
 
 class Message:
     """``source``, ``data_type`` (:class:`DataType`), ``priority`` (:class:`PacketPriority`),
-    ``name``, ``payload`` (read-only memoryview), ``is_shared``. Also a buffer itself:
-    ``numpy.frombuffer(msg, dtype)``, ``bytes(msg)``. Drop it (or ``release()``) soon when
-    it is shared: the sender lends only as many slots as its pool has."""
+    ``name``, ``payload`` (read-only memoryview), ``is_shared``; ``msg.numpy(dtype)`` and
+    ``bytes(msg)`` (a copy); on Python 3.12+ the message is itself a buffer
+    (``numpy.frombuffer(msg, dtype)``). Drop it (or ``release()``) soon when it is shared:
+    the sender lends only as many slots as its pool has."""
 
     __slots__ = ("_m", "payload")
 
