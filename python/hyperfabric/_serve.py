@@ -43,10 +43,14 @@ def main() -> int:
     checksum = 0
     while time.monotonic() < deadline and os.getppid() == parent:
         try:
-            msgs = node.recv_many(256, 0.2)
+            msgs = node.recv_many(16, 0.2)
         except Timeout:
             continue
-        for m in msgs:
+        msgs.reverse()
+        while msgs:
+            # One at a time, in arrival order, each dropped once read: a shared payload's
+            # slot goes back to the sender's pool at once.
+            m = msgs.pop()
             if m.name == "hf-quit":
                 node.shutdown()
                 return 0
@@ -59,7 +63,7 @@ def main() -> int:
                     print(f"hf-done to {m.source}: {e}", file=sys.stderr)
                 continue
             checksum ^= _read_all(m, np)
-        del msgs
+            del m
     node.shutdown()
     print(json.dumps({"checksum": checksum}), file=sys.stderr)
     return 0
