@@ -115,3 +115,29 @@ def test_native_arguments_are_checked(pair):
         n.ping("b", size=-1)
     with pytest.raises(hyperfabric.InvalidArgument):
         n.ping("b", count=0)
+
+
+def test_shutdown_does_not_wait_behind_a_blocked_receive():
+    import threading
+
+    from conftest import pair_protocol
+
+    p = pair_protocol()
+    node = p.node("b")
+    got = []
+
+    def wait_forever():
+        try:
+            node.recv(None)
+        except BaseException as e:  # the outcome is checked below
+            got.append(e)
+
+    t = threading.Thread(target=wait_forever, daemon=True)
+    t.start()
+    # In a thread of its own, bounded: it would hang if the receiver kept the node's lock.
+    s = threading.Thread(target=p.shutdown_sync, daemon=True)
+    s.start()
+    s.join(30)
+    t.join(30)
+    assert not s.is_alive() and not t.is_alive()
+    assert len(got) == 1 and isinstance(got[0], hyperfabric.Shutdown)

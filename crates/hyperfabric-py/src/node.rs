@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 /// Most transfers one `send_many` keeps in flight.
 const INFLIGHT_MAX: usize = 256;
+/// Longest a receive waits with the node's lock held and without checking for signals.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Most messages one `recv_many` returns.
 const RECV_BATCH_MAX: usize = 65_536;
 
@@ -48,6 +50,44 @@ impl Node {
         let mut guard = self.fabric.write();
         let fabric = guard.as_mut().ok_or_else(|| to_py(Error::Shutdown))?;
         py_result(f(fabric))
+    }
+}
+
+impl Node {
+    /// The next message, waited for in slices of [`WAIT_SLICE`]: between slices the node's
+    /// lock is free (a `shutdown` never waits behind a receiver) and Python signals are
+    /// checked (Ctrl-C interrupts a receive).
+    fn next_message(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Duration>,
+    ) -> PyResult<hyperfabric::Message> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = deadline.map_or(WAIT_SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+            });
+            let got = py.detach(|| {
+                let guard = self.fabric.read();
+                guard
+                    .as_ref()
+                    .ok_or(Error::Shutdown)
+                    .and_then(|f| f.recv_timeout(slice))
+            });
+            match got {
+                Ok(m) => return Ok(m),
+                Err(Error::Timeout { .. }) => match (deadline, timeout) {
+                    (Some(d), Some(t)) if Instant::now() >= d => {
+                        return Err(to_py(Error::Timeout {
+                            what: format!("a message for `{}`", self.id),
+                            after: t,
+                        }))
+                    }
+                    _ => py.check_signals()?,
+                },
+                Err(e) => return Err(to_py(e)),
+            }
+        }
     }
 }
 
@@ -198,13 +238,7 @@ impl Node {
     #[pyo3(signature = (timeout_s=None))]
     fn recv(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Message> {
         let t = timeout_s.map(|s| seconds("timeout_s", s)).transpose()?;
-        let m = py.detach(|| {
-            self.with(|f| match t {
-                Some(t) => f.recv_timeout(t),
-                None => f.recv(),
-            })
-        })?;
-        Ok(Message::new(m))
+        Ok(Message::new(self.next_message(py, t)?))
     }
 
     /// Up to `max` messages: waits up to `timeout_s` for the first, then takes those already
@@ -222,9 +256,10 @@ impl Node {
             )));
         }
         let t = seconds("timeout_s", timeout_s)?;
+        let first = self.next_message(py, Some(t))?;
         let msgs = py.detach(|| {
             self.with(|f| {
-                let mut out = vec![f.recv_timeout(t)?];
+                let mut out = vec![first];
                 while out.len() < max {
                     match f.recv_timeout(Duration::ZERO) {
                         Ok(m) => out.push(m),
