@@ -24,6 +24,10 @@ __all__ = ["HyperFabricProtocol"]
 log = logging.getLogger("hyperfabric")
 
 _PROFILES = ("high_throughput", "low_latency")
+# An awaited receive polls this many times back to back (yielding to the loop each time),
+# then backs off to a poll every RECEIVE_POLL_MAX_S.
+RECEIVE_SPIN_POLLS = 64
+RECEIVE_POLL_MAX_S = 0.001
 
 
 class _Done:
@@ -350,16 +354,27 @@ class HyperFabricProtocol(Sender):
         return [Message(m) for m in self.node(node).recv_many(max_messages, timeout)]
 
     async def receive(self, node: str, timeout: Optional[float] = None) -> Message:
-        """Awaits the next message for ``node``. A message already here is taken without a
-        thread hop; otherwise the wait runs in the default executor."""
+        """Awaits the next message for ``node`` (``Timeout`` after ``timeout`` s).
+
+        No thread hop: the coroutine takes a message already here at once, else polls the
+        node without blocking, yielding to the loop between polls (at first every
+        iteration, then backing off to every ``RECEIVE_POLL_MAX_S``). Cancelling it can
+        never lose a message (no thread is left waiting for one)."""
         n = self.node(node)
-        try:
-            return Message(n.recv(0.0))
-        except Timeout:
-            if timeout == 0:
-                raise
         loop = asyncio.get_running_loop()
-        return Message(await loop.run_in_executor(None, n.recv, timeout))
+        deadline = None if timeout is None else loop.time() + timeout
+        pause, polls = 0.0, 0
+        while True:
+            try:
+                return Message(n.recv(0.0))
+            except Timeout:
+                if deadline is not None and loop.time() >= deadline:
+                    raise Timeout(f"no message for `{node}` in {timeout} s", what=f"a message for `{node}`",
+                                  after_s=float(timeout or 0.0)) from None
+            polls += 1
+            if polls > RECEIVE_SPIN_POLLS:
+                pause = min(RECEIVE_POLL_MAX_S, max(pause * 2, 50e-6))
+            await asyncio.sleep(pause)
 
     async def messages(self, node: str, timeout: Optional[float] = None) -> AsyncIterator[Message]:
         """Messages for ``node`` as they come; ends after ``timeout`` s without one

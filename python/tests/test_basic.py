@@ -169,3 +169,14 @@ def test_from_config_runs_the_file_nodes(tmp_path):
         assert sorted(p.local_nodes) == ["node-a", "node-b"]
         p.send_data_sync("node-a", "node-b", b"from a file")
         assert bytes(p.receive_sync("node-b", 5).payload) == b"from a file"
+
+
+def test_cancelled_receive_loses_no_message(pair):
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pair.receive("b"), 0.05)  # cancelled while waiting
+        await pair.send_data("a", "b", b"after the cancel")
+        m = await pair.receive("b", timeout=5)
+        assert bytes(m.payload) == b"after the cancel"
+
+    asyncio.run(main())
