@@ -23,10 +23,12 @@ def main() -> None:
         for dt, data in ((DataType.GRADIENT, grads), (DataType.PARAMETER, params), (DataType.ACTIVATION, grads)):
             r = fabric.send_data_sync("gpu-01", "ps-01", data, data_type=dt)
             m = fabric.receive_sync("ps-01", timeout=5)
-            if dt is DataType.GRADIENT:
-                r_grad = r.bytes
             print(f"{dt.name:<10} priority={r.priority:<6} compression={r.compression:<5} "
                   f"ratio={r.compression_ratio:6.2f} sent={r.bytes} received={len(m)} transform={m.transform}")
+            if dt is DataType.GRADIENT:
+                r_grad = r.bytes
+                err = float(np.abs(m.tensor() - grads).max())
+                print(f"           decoded at ps-01: {m.tensor().size} float32 values, max error {err:.2e}")
         print(f"gradients travelled as fp16: {grads.nbytes} bytes of float32 became {r_grad} on the wire")
         if not 0 < r_grad < grads.nbytes:
             raise SystemExit(1)

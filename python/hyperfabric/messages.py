@@ -54,6 +54,13 @@ class Message:
 
         return np.frombuffer(self.payload, dtype=dtype)
 
+    def tensor(self) -> Any:
+        """The float32 tensor the sender sent, decoded from its data type's transform
+        (top-k, fp16, bf16, int8) or read as float32 (a new numpy array)."""
+        import numpy as np
+
+        return np.frombuffer(self._m.decode_f32(), dtype=np.float32)
+
     def release(self) -> None:
         """Lets go of the payload view (the slot returns once no other view is left)."""
         self.payload.release()

@@ -180,3 +180,20 @@ def test_cancelled_receive_loses_no_message(pair):
         assert bytes(m.payload) == b"after the cancel"
 
     asyncio.run(main())
+
+
+def test_f32_transforms_travel_transformed_and_decode(pair):
+    np = pytest.importorskip("numpy")
+    x = np.random.default_rng(3).standard_normal(1 << 16).astype(np.float32)
+    pair.configure_data_types({DataType.GRADIENT: {"transform": "fp16"},
+                               DataType.ACTIVATION: {"transform": "topk", "topk_fraction": 0.1}})
+    r = pair.send_data_sync("a", "b", x, data_type=DataType.GRADIENT)
+    assert r.transform == "fp16" and r.bytes < x.nbytes * 0.6
+    m = pair.receive_sync("b", 5)
+    assert m.transform == "fp16"
+    assert np.allclose(m.tensor(), x, rtol=1e-3, atol=1e-3)
+    pair.send_data_sync("a", "b", x, data_type=DataType.ACTIVATION)
+    dense = pair.receive_sync("b", 5).tensor()
+    assert dense.shape == x.shape and 0 < np.count_nonzero(dense) <= 0.11 * x.size
+    with pytest.raises(TypeError, match="float32"):
+        pair.send_data_sync("a", "b", b"not floats", data_type=DataType.GRADIENT)

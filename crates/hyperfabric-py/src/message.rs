@@ -5,8 +5,12 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use crate::buffers::fill_view;
+use hyperfabric::transform::{dequantize, TopK};
+use hyperfabric::Transform;
+use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::os::raw::c_int;
 
 #[pyclass(frozen, module = "hyperfabric._native")]
@@ -56,6 +60,37 @@ impl Message {
     }
     fn __len__(&self) -> usize {
         self.inner.payload.len()
+    }
+
+    /// The float32 tensor the sender sent, decoded from its transform (top-k: dense with
+    /// zeros where nothing was sent; fp16 / bf16 / int8: dequantised), as little-endian
+    /// float32 bytes (a new buffer). Raises `ValueError` for bytes that are no such tensor.
+    fn decode_f32<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let payload: &[u8] = &self.inner.payload;
+        let transform = self.inner.transform;
+        let values = py.detach(|| -> Result<Vec<f32>, String> {
+            match transform {
+                Transform::TopK => TopK::decode(payload).map_err(|e| e.to_string()),
+                Transform::Fp16 | Transform::Bf16 | Transform::Int8 => {
+                    dequantize(payload).map_err(|e| e.to_string())
+                }
+                Transform::None | Transform::Cache => {
+                    if payload.len() % 4 != 0 {
+                        return Err(format!(
+                            "{} bytes are not a float32 tensor (not a multiple of 4)",
+                            payload.len()
+                        ));
+                    }
+                    Ok(payload
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect())
+                }
+            }
+        });
+        let values = values.map_err(PyValueError::new_err)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(PyBytes::new(py, &bytes))
     }
     fn __repr__(&self) -> String {
         format!(
