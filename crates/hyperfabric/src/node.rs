@@ -156,6 +156,10 @@ impl FromStr for HardwareType {
     }
 }
 
+/// Bounds of `metadata.tcp_window_size` (the same as `socket_buffer_bytes`).
+pub const TCP_WINDOW_MIN: u64 = 64 * 1024;
+pub const TCP_WINDOW_MAX: u64 = 1 << 30;
+
 /// Free-form facts about a node that routing and transports may use.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeMetadata {
@@ -163,6 +167,12 @@ pub struct NodeMetadata {
     pub mtu_size: Option<u32>,
     pub numa_node: Option<u32>,
     pub cpu_affinity: Vec<usize>,
+    /// This node's socket buffer size in bytes (overrides `socket_buffer_bytes` for it).
+    #[serde(default)]
+    pub tcp_window_size: Option<u64>,
+    /// Asked-for NIC interrupt coalescing (applied through the NIC where permitted).
+    #[serde(default)]
+    pub interrupt_coalescing: Option<bool>,
     /// Any other string-valued key from the file's `metadata` table.
     pub extra: BTreeMap<String, String>,
 }
@@ -260,6 +270,14 @@ impl NodeSignature {
                 return Err((
                     "metadata.interface_type",
                     "must not be empty when given".to_string(),
+                ));
+            }
+        }
+        if let Some(w) = m.tcp_window_size {
+            if !(TCP_WINDOW_MIN..=TCP_WINDOW_MAX).contains(&w) {
+                return Err((
+                    "metadata.tcp_window_size",
+                    format!("must be in {TCP_WINDOW_MIN}..={TCP_WINDOW_MAX} bytes (got {w})"),
                 ));
             }
         }
