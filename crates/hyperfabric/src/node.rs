@@ -156,6 +156,31 @@ impl FromStr for HardwareType {
     }
 }
 
+/// Parses a CPU list as Linux writes them (`0`, `0,1`, `0-3,8`): sorted, without repeats.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, crate::Error> {
+    let bad = |why: &str| crate::Error::InvalidArgument(format!("CPU list \"{s}\": {why}"));
+    let mut cpus = std::collections::BTreeSet::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let num = |t: &str| {
+            t.parse::<usize>()
+                .map_err(|_| bad("expected numbers like 0,1 or 0-3"))
+        };
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        if lo > hi || hi > crate::sys::CPU_MAX {
+            return Err(bad(&format!(
+                "range {lo}-{hi} is empty or above {}",
+                crate::sys::CPU_MAX
+            )));
+        }
+        cpus.extend(lo..=hi);
+    }
+    Ok(cpus.into_iter().collect())
+}
+
 /// Bounds of `metadata.tcp_window_size` (the same as `socket_buffer_bytes`).
 pub const TCP_WINDOW_MIN: u64 = 64 * 1024;
 pub const TCP_WINDOW_MAX: u64 = 1 << 30;

@@ -75,6 +75,8 @@ pub enum Source {
     File,
     Profile,
     Default,
+    /// Set by the Rust API or a command-line flag (e.g. `hfabric serve --pin`).
+    Api,
 }
 
 /// What a field did on this node.
@@ -180,6 +182,23 @@ impl EffectiveConfig {
                 source: Source::Default,
                 effect,
                 detail,
+            }),
+        }
+    }
+
+    /// Marks `field` as set by the API or a flag (over the file's value, if any).
+    pub fn asked_by_api(&mut self, field: &str, value: Value, source: Source) {
+        match self.knobs.iter_mut().find(|k| k.field == field) {
+            Some(k) => {
+                k.value = value;
+                k.source = source;
+            }
+            None => self.knobs.push(Knob {
+                field: field.to_string(),
+                value,
+                source,
+                effect: Effect::Applied,
+                detail: String::new(),
             }),
         }
     }
