@@ -463,7 +463,7 @@ fn compression_knobs_change_the_auto_decision() {
     let (alg, knob) = auto("[compression]\nthreshold_bytes = 8388608\n");
     assert_eq!(alg, Algorithm::None, "4 MiB is under the threshold");
     let knob = knob.unwrap();
-    assert_eq!(knob.value, 8388608.into());
+    assert_eq!(knob.value, serde_json::json!(8388608));
     assert_eq!(format!("{:?}", knob.source), "File");
     let (alg, _) = auto("[compression]\nalgorithms = [\"snappy\"]\n");
     assert_eq!(alg, Algorithm::Snappy);

@@ -11,6 +11,7 @@ mod engine;
 pub mod http;
 mod ratelimit;
 mod remedy;
+pub mod smtp;
 pub mod sysinfo;
 pub mod watch;
 

@@ -274,9 +274,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
     match norm.as_str() {
         "fabric.name" => applied("names the fabric: checked in every handshake"),
         "fabric.profile" => applied("the starting point of every [fabric] tuning field"),
-        "fabric.buffer_pool_buffers" => (
-            Effect::NotImplemented,
-            "not read yet: the shared-memory pool is fixed at 32 slots of 1 MiB per link".into(),
+        "fabric.buffer_pool_buffers" => applied(
+            "slots (1 MiB each, at most 4096) per direction of the shared-memory pools of the \
+             links this node dials (stats: shm_pool_slots)",
         ),
         "fabric.max_packet_size" => applied("chunk size of transfers"),
         "fabric.socket_buffer_bytes" => applied("SO_SNDBUF/SO_RCVBUF of every TCP link"),
