@@ -138,7 +138,7 @@ fn an_unavailable_cpu_is_refused_with_the_reason() {
         affinity["detail"]
             .as_str()
             .unwrap()
-            .contains("not available"),
+            .contains("is available to this process"),
         "{affinity}"
     );
     let out = hfabric(&[

@@ -9,6 +9,7 @@ mod detect;
 pub mod dispatch;
 mod engine;
 pub mod http;
+pub mod https;
 mod ratelimit;
 mod remedy;
 pub mod smtp;

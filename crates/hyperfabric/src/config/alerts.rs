@@ -297,9 +297,9 @@ mod tests {
                 "unknown endpoint",
             ),
             (
-                "endpoints = [\"webhook:https://x/y\"]",
+                "endpoints = [\"webhook:ftp://x/y\"]",
                 "alerts.endpoints[0]",
-                "http://",
+                "http:// or https://",
             ),
             (
                 "endpoints = [\"command: \"]",
