@@ -121,7 +121,7 @@ fn cpu_affinity(asked: &[usize]) -> (Effect, String) {
     match sys::set_process_affinity(&usable) {
         Ok(threads) if usable.len() == asked.len() => (
             Effect::Applied,
-            format!("{threads} threads (and every later one) on CPUs {usable:?}"),
+            format!("every thread ({threads} now, and every later one) on CPUs {usable:?}"),
         ),
         Ok(threads) => (
             Effect::Fallback,
@@ -204,12 +204,15 @@ fn probe_buffers(want: usize) -> (Effect, String) {
     };
     let _ = socket.set_send_buffer_size(want);
     let _ = socket.set_recv_buffer_size(want);
-    let send = socket.send_buffer_size().unwrap_or(0);
-    let recv = socket.recv_buffer_size().unwrap_or(0);
+    // Linux reports twice what it grants (the other half is its bookkeeping).
+    let send = socket.send_buffer_size().unwrap_or(0) / 2;
+    let recv = socket.recv_buffer_size().unwrap_or(0) / 2;
     if send >= want && recv >= want {
         (
             Effect::Applied,
-            format!("SO_SNDBUF/SO_RCVBUF = {want} on every TCP link (kernel reports send={send} recv={recv})"),
+            format!(
+                "SO_SNDBUF/SO_RCVBUF = {want} on every TCP link (granted send={send} recv={recv})"
+            ),
         )
     } else {
         (
