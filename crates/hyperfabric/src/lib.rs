@@ -26,6 +26,8 @@ pub mod metrics;
 pub mod proto;
 pub mod route;
 pub mod runtime;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod transport;
 
 pub use fabric::{

@@ -156,6 +156,35 @@ impl FromStr for HardwareType {
     }
 }
 
+/// Parses a CPU list as Linux writes them (`0`, `0,1`, `0-3,8`): sorted, without repeats.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, crate::Error> {
+    let bad = |why: &str| crate::Error::InvalidArgument(format!("CPU list \"{s}\": {why}"));
+    let mut cpus = std::collections::BTreeSet::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let num = |t: &str| {
+            t.parse::<usize>()
+                .map_err(|_| bad("expected numbers like 0,1 or 0-3"))
+        };
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        if lo > hi || hi > crate::sys::CPU_MAX {
+            return Err(bad(&format!(
+                "range {lo}-{hi} is empty or above {}",
+                crate::sys::CPU_MAX
+            )));
+        }
+        cpus.extend(lo..=hi);
+    }
+    Ok(cpus.into_iter().collect())
+}
+
+/// Bounds of `metadata.tcp_window_size` (the same as `socket_buffer_bytes`).
+pub const TCP_WINDOW_MIN: u64 = 64 * 1024;
+pub const TCP_WINDOW_MAX: u64 = 1 << 30;
+
 /// Free-form facts about a node that routing and transports may use.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeMetadata {
@@ -163,6 +192,12 @@ pub struct NodeMetadata {
     pub mtu_size: Option<u32>,
     pub numa_node: Option<u32>,
     pub cpu_affinity: Vec<usize>,
+    /// This node's socket buffer size in bytes (overrides `socket_buffer_bytes` for it).
+    #[serde(default)]
+    pub tcp_window_size: Option<u64>,
+    /// Asked-for NIC interrupt coalescing (applied through the NIC where permitted).
+    #[serde(default)]
+    pub interrupt_coalescing: Option<bool>,
     /// Any other string-valued key from the file's `metadata` table.
     pub extra: BTreeMap<String, String>,
 }
@@ -260,6 +295,14 @@ impl NodeSignature {
                 return Err((
                     "metadata.interface_type",
                     "must not be empty when given".to_string(),
+                ));
+            }
+        }
+        if let Some(w) = m.tcp_window_size {
+            if !(TCP_WINDOW_MIN..=TCP_WINDOW_MAX).contains(&w) {
+                return Err((
+                    "metadata.tcp_window_size",
+                    format!("must be in {TCP_WINDOW_MIN}..={TCP_WINDOW_MAX} bytes (got {w})"),
                 ));
             }
         }

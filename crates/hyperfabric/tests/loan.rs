@@ -11,15 +11,15 @@ use common::{pattern, start_pair, two_node_config};
 
 const RECV: Duration = Duration::from_secs(5);
 
-fn config(send_timeout_ms: u64) -> FabricConfig {
+fn config(send_timeout_ms: u64, extra: &str) -> FabricConfig {
     let fabric = format!(
-        "profile = \"high_throughput\"\nsend_timeout_ms = {send_timeout_ms}\nconnect_timeout_ms = 1000"
+        "profile = \"high_throughput\"\nsend_timeout_ms = {send_timeout_ms}\nconnect_timeout_ms = 1000\n{extra}"
     );
     two_node_config("loan", &fabric)
 }
 
 fn pair(transport: TransportChoice, send_timeout_ms: u64) -> (Fabric, Fabric) {
-    start_pair(config(send_timeout_ms), transport)
+    start_pair(config(send_timeout_ms, ""), transport)
 }
 
 #[test]
@@ -51,9 +51,11 @@ fn loaned_buffers_arrive_in_place_and_slots_come_back() {
 
 #[test]
 fn a_held_message_keeps_its_slot_and_an_unsent_loan_returns_it() {
-    let (a, b) = pair(TransportChoice::Auto, 400);
+    // `buffer_pool_buffers` sets the pool's slot count: the ninth loan finds none free.
+    let cfg = config(400, "buffer_pool_buffers = 8");
+    let (a, b) = start_pair(cfg, TransportChoice::Auto);
     let mut held = Vec::new();
-    for i in 0..32u8 {
+    for i in 0..8u8 {
         let mut buf = a.loan("b", 4096).unwrap();
         buf.fill(i);
         a.send_loaned(buf, SendOptions::new()).unwrap();
@@ -61,6 +63,7 @@ fn a_held_message_keeps_its_slot_and_an_unsent_loan_returns_it() {
     }
     // Every slot is held by the receiver: the next loan waits, then times out.
     assert!(matches!(a.loan("b", 10), Err(Error::Timeout { .. })));
+    assert_eq!((a.stats().shm_pool_slots, b.stats().shm_pool_slots), (8, 8));
     assert!(held
         .iter()
         .enumerate()

@@ -430,3 +430,43 @@ fn err_text(a: &Fabric, gbps: f64) -> String {
     .unwrap_err()
     .to_string()
 }
+
+/// `[compression]` is read by the data path: the same send of compressible text over the same
+/// 1 Gbit/s link is compressed or not depending on the threshold, the algorithm set and the
+/// bandwidth threshold.
+#[test]
+fn compression_knobs_change_the_auto_decision() {
+    let text = samples::text(4 << 20);
+    let auto = |section: &str| {
+        let (a, b) = start_pair(config("", section), TransportChoice::Tcp);
+        let r = a
+            .send(
+                "b",
+                &text,
+                SendOptions::new().compression(Compression::Auto),
+            )
+            .unwrap();
+        assert_eq!(b.recv_timeout(RECV).unwrap().payload, text);
+        let knob = a
+            .effective_config()
+            .get("compression.threshold_bytes")
+            .cloned();
+        (r.compression, knob)
+    };
+    let (alg, knob) = auto("");
+    assert_ne!(
+        alg,
+        Algorithm::None,
+        "the defaults compress text on 1 Gbit/s"
+    );
+    assert_eq!(knob.map(|k| k.value), Some(1024.into()));
+    let (alg, knob) = auto("[compression]\nthreshold_bytes = 8388608\n");
+    assert_eq!(alg, Algorithm::None, "4 MiB is under the threshold");
+    let knob = knob.unwrap();
+    assert_eq!(knob.value, serde_json::json!(8388608));
+    assert_eq!(format!("{:?}", knob.source), "File");
+    let (alg, _) = auto("[compression]\nalgorithms = [\"snappy\"]\n");
+    assert_eq!(alg, Algorithm::Snappy);
+    let (alg, _) = auto("[compression]\nthreshold_bandwidth_gbps = 0.5\n");
+    assert_eq!(alg, Algorithm::None, "1 Gbit/s is not slower than 0.5");
+}

@@ -25,9 +25,11 @@ pub struct Args {
     /// Listen here instead of the fabric file's address (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Pin this process (all its threads) to one CPU.
-    #[arg(long, value_name = "CPU")]
-    pub pin: Option<usize>,
+    /// Run every thread of this node on these CPUs: one (3), a list (0,1) or a range
+    /// (0-3); over the fabric file's metadata.cpu_affinity. The effective-configuration
+    /// report (log, --json) says what the kernel granted.
+    #[arg(long, value_name = "CPUS", value_parser = cpu_list)]
+    pub pin: Option<CpuList>,
     /// Serve metrics over HTTP here: Prometheus text at GET /metrics, JSON at
     /// GET /metrics.json (port 0: any free port; the ready line names the real one).
     #[arg(long, value_name = "ADDR")]
@@ -41,6 +43,14 @@ pub struct Args {
     pub stats_file: Option<PathBuf>,
 }
 
+/// `--pin`'s CPU set (a newtype: clap would read a bare `Vec` as repeated values).
+#[derive(Clone, Debug)]
+pub struct CpuList(pub Vec<usize>);
+
+fn cpu_list(s: &str) -> Result<CpuList, hyperfabric::Error> {
+    hyperfabric::node::parse_cpu_list(s).map(CpuList)
+}
+
 /// Replaces `path` with the node's stats as JSON (write then rename: never half a file).
 fn write_stats(fabric: &Fabric, path: &std::path::Path) {
     let tmp = path.with_extension("tmp");
@@ -51,9 +61,6 @@ fn write_stats(fabric: &Fabric, path: &std::path::Path) {
 }
 
 pub fn run(a: Args) -> CliResult {
-    if let Some(cpu) = a.pin {
-        crate::cmd::bench::pin_current(cpu)?;
-    }
     let cfg = a.fabric.load()?;
     let profile = cfg.profile;
     let mut builder = Fabric::from_config(cfg)
@@ -66,6 +73,9 @@ pub fn run(a: Args) -> CliResult {
     };
     if let Some(addr) = a.listen {
         builder = builder.listen(addr);
+    }
+    if let Some(CpuList(cpus)) = a.pin.clone() {
+        builder = builder.cpu_affinity(cpus);
     }
     let fabric = Arc::new(builder.start()?);
     let exporter = a
@@ -81,7 +91,7 @@ pub fn run(a: Args) -> CliResult {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr})
+            serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "effective_config": fabric.effective_config()})
         );
     } else {
         println!(

@@ -351,3 +351,39 @@ pub fn chain_file(dir: &Path) -> PathBuf {
         ],
     )
 }
+
+/// Adds `lines` (TOML `key = value` lines) to node-b of a [`fabric_file`].
+pub fn with_node_b_lines(path: &Path, lines: &str) {
+    let text = std::fs::read_to_string(path).expect("read fabric file");
+    let anchor = "listen = \"127.0.0.1:1\"";
+    assert!(text.contains(anchor), "not a fabric_file: {text}");
+    let text = text.replacen(anchor, &format!("{anchor}\n{lines}"), 1);
+    std::fs::write(path, text).expect("write fabric file");
+}
+
+/// `Cpus_allowed_list` of every thread of process `pid`, as `(thread name, list)`.
+pub fn thread_cpus(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let Ok(status) = std::fs::read_to_string(entry.expect("task").path().join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Cpus_allowed_list:")));
+    }
+    out
+}
+
+/// The entry for `field` in a ready line's `effective_config` (panics if absent).
+pub fn knob<'a>(ready: &'a serde_json::Value, field: &str) -> &'a serde_json::Value {
+    ready["effective_config"]["knobs"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["field"] == field))
+        .unwrap_or_else(|| panic!("no {field} in {ready}"))
+}

@@ -119,6 +119,11 @@ fn deliver(endpoint: &Endpoint, ev: &AlertEvent, body: &serde_json::Value) -> Re
             super::http::post_json(url, body.to_string().as_bytes(), WEBHOOK_TIMEOUT).map(|_| ())
         }
         Endpoint::Command { command } => run_command(command, ev, body, COMMAND_TIMEOUT),
+        Endpoint::Email { spec } => {
+            let target = super::smtp::EmailTarget::parse(spec).map_err(Error::InvalidArgument)?;
+            let text = serde_json::to_string_pretty(body).unwrap_or_default();
+            super::smtp::send(&target, &ev.text(), &text, WEBHOOK_TIMEOUT)
+        }
     }
 }
 
@@ -198,6 +203,20 @@ mod tests {
             fabric: "lab".into(),
             node: "a".into(),
         }
+    }
+
+    #[test]
+    fn an_email_endpoint_delivers_the_event_to_an_smtp_sink() {
+        let (relay, rx) = crate::alert::smtp::tests::sink(false);
+        let endpoint: Endpoint = format!("email:ops@example.com?via={relay}")
+            .parse()
+            .unwrap();
+        let body = payload(&ev(), &origin(), 5);
+        deliver(&endpoint, &ev(), &body).unwrap();
+        let data = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(data.contains("Subject: [FIRING]"), "{data}");
+        assert!(data.contains("\"fabric\": \"lab\""), "{data}");
+        assert!("email:nobody".parse::<Endpoint>().is_err());
     }
 
     #[test]

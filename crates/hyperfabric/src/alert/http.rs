@@ -1,10 +1,12 @@
-//! A minimal HTTP/1.1 client for webhooks: `http://` only (no TLS is built in), one POST
-//! per connection, timeouts on connect, write and read. Hand-written to keep the node free
-//! of an HTTP stack for a handful of POSTs a minute.
+//! A minimal HTTP/1.1 client for webhooks: `http://`, or `https://` over rustls (see
+//! [`super::https`]), one POST per connection, timeouts on connect, write and read.
+//! Hand-written to keep the node free of an HTTP stack for a handful of POSTs a minute.
 
 use crate::error::{Error, Result};
+use rustls::RootCertStore;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest response head we read (status line and headers).
@@ -16,13 +18,21 @@ pub struct HttpUrl {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `https://`: TLS, server verified.
+    pub tls: bool,
 }
 
 impl HttpUrl {
     pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("\"{url}\": webhooks must be http:// URLs (no TLS is built in; use a local relay for https)")
-        })?;
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(format!(
+                    "\"{url}\": webhooks must be http:// or https:// URLs"
+                ))
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -42,7 +52,7 @@ impl HttpUrl {
                     .map_err(|_| format!("\"{url}\": bad port \"{p}\""))?;
                 (h, port)
             }
-            None => (authority, 80),
+            None => (authority, if tls { 443 } else { 80 }),
         };
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
             return Err(format!("\"{url}\": bad host \"{host}\""));
@@ -57,12 +67,23 @@ impl HttpUrl {
                 .to_owned(),
             port,
             path: path.to_owned(),
+            tls,
         })
     }
 }
 
 /// POSTs `body` as JSON; returns the status code (2xx) or an error naming the failure.
 pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {
+    post_json_with(url, body, timeout, None)
+}
+
+/// [`post_json`]; an `https://` server is verified against `roots` (None: the system's).
+pub fn post_json_with(
+    url: &str,
+    body: &[u8],
+    timeout: Duration,
+    roots: Option<Arc<RootCertStore>>,
+) -> Result<u16> {
     let u = HttpUrl::parse(url).map_err(Error::InvalidArgument)?;
     let ctx = |what: &str| format!("webhook {url}: {what}");
     let addr = (u.host.as_str(), u.port)
@@ -89,10 +110,16 @@ pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {
         u.port,
         body.len()
     );
-    s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body))
-        .map_err(|e| Error::io(ctx("sending"), e))?;
-    let status = read_status(&mut s).map_err(|e| Error::io(ctx("reading the response"), e))?;
+    let status = if u.tls {
+        let roots = match roots {
+            Some(r) => r,
+            None => Arc::new(super::https::system_roots()?),
+        };
+        let mut tls = super::https::connect(s, &u.host, roots)?;
+        exchange(&mut tls, head.as_bytes(), body).map_err(|e| Error::io(ctx("over TLS"), e))?
+    } else {
+        exchange(&mut s, head.as_bytes(), body).map_err(|e| Error::io(ctx("sending"), e))?
+    };
     if (200..300).contains(&status) {
         Ok(status)
     } else {
@@ -100,6 +127,14 @@ pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {
             reason: ctx(&format!("answered HTTP {status}")),
         })
     }
+}
+
+/// Writes the request and reads the response's status code.
+fn exchange(s: &mut (impl Read + Write), head: &[u8], body: &[u8]) -> std::io::Result<u16> {
+    s.write_all(head)?;
+    s.write_all(body)?;
+    s.flush()?;
+    read_status(s)
 }
 
 /// Reads up to the end of the status line and parses the code.
@@ -145,7 +180,9 @@ mod tests {
         );
         let u = HttpUrl::parse("http://example.org").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!(HttpUrl::parse("https://x/").unwrap_err().contains("no TLS"));
+        let tls = HttpUrl::parse("https://hooks.example.com/x").unwrap();
+        assert_eq!((tls.tls, tls.port), (true, 443));
+        assert!(HttpUrl::parse("ftp://x/").unwrap_err().contains("https://"));
         assert!(HttpUrl::parse("http://x:port/").is_err());
         assert!(HttpUrl::parse("http:///p").is_err());
         let v6 = HttpUrl::parse("http://[::1]:8080/x").unwrap();

@@ -9,8 +9,10 @@ mod detect;
 pub mod dispatch;
 mod engine;
 pub mod http;
+pub mod https;
 mod ratelimit;
 mod remedy;
+pub mod smtp;
 pub mod sysinfo;
 pub mod watch;
 

@@ -41,6 +41,8 @@ pub struct CompressionPolicy {
     pub min_compression_ratio: f64,
     /// Compress only on links slower than this (megabits per second).
     pub threshold_bandwidth_mbps: f64,
+    /// The algorithms the compressor may pick (probes only these); empty: never compress.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for CompressionPolicy {
@@ -50,6 +52,7 @@ impl Default for CompressionPolicy {
             max_compression_time_us: 1000,
             min_compression_ratio: 1.1,
             threshold_bandwidth_mbps: 10_000.0,
+            algorithms: vec![Algorithm::Lz4, Algorithm::Zstd, Algorithm::Snappy],
         }
     }
 }
@@ -165,6 +168,7 @@ impl AdaptiveCompressor {
     ) -> Selection {
         let link_mbps = link_gbps * 1000.0;
         if data.len() < self.policy.threshold_bytes
+            || !Algorithm::ALL.into_iter().any(|a| self.allowed(a))
             || !(link_mbps > 0.0 && link_mbps.is_finite())
             || link_mbps >= self.policy.threshold_bandwidth_mbps
         {
@@ -185,8 +189,11 @@ impl AdaptiveCompressor {
     /// Measures only the last choice (lz4 after `None`). False when the ratio drifted.
     fn measure_last(&mut self, clock: &mut dyn FnMut() -> Instant) -> bool {
         let alg = match self.last_choice {
-            Some(Algorithm::None) | None => Algorithm::Lz4,
-            Some(alg) => alg,
+            Some(alg) if self.allowed(alg) => alg,
+            _ => match self.policy.algorithms.iter().find(|a| self.allowed(**a)) {
+                Some(&alg) => alg,
+                None => return true,
+            },
         };
         let before = self.stats[alg.wire_code() as usize].ratio;
         if !self.measure(alg, clock) {
@@ -196,9 +203,13 @@ impl AdaptiveCompressor {
         before > 0.0 && ((after - before) / before).abs() <= RATIO_DRIFT
     }
 
+    fn allowed(&self, alg: Algorithm) -> bool {
+        alg != Algorithm::None && self.policy.algorithms.contains(&alg)
+    }
+
     fn probe_all(&mut self, clock: &mut dyn FnMut() -> Instant) {
         for alg in Algorithm::ALL {
-            if alg != Algorithm::None && !self.measure(alg, clock) {
+            if self.allowed(alg) && !self.measure(alg, clock) {
                 self.stats[alg.wire_code() as usize].ratio = 0.0;
             }
         }
@@ -237,7 +248,8 @@ impl AdaptiveCompressor {
         let mut best_ns = raw_ns;
         for alg in Algorithm::ALL.into_iter().skip(1) {
             let s = &self.stats[alg.wire_code() as usize];
-            let usable = s.ratio >= self.policy.min_compression_ratio
+            let usable = self.allowed(alg)
+                && s.ratio >= self.policy.min_compression_ratio
                 && s.compress_ns <= max_ns
                 && s.compress_bpns > 0.0
                 && s.decompress_bpns > 0.0;
@@ -295,6 +307,37 @@ mod tests {
 
     fn real_clock() -> impl FnMut() -> Instant {
         Instant::now
+    }
+
+    #[test]
+    fn the_threshold_and_the_algorithm_set_change_the_decision() {
+        let data = samples::text(64 * 1024);
+        let pick = |policy: CompressionPolicy| {
+            let mut ac = AdaptiveCompressor::new(policy);
+            ac.auto_select(&data, 1.0, &mut fake_clock(Duration::from_micros(20)))
+                .algorithm
+        };
+        assert_ne!(pick(CompressionPolicy::default()), Algorithm::None);
+        let high = CompressionPolicy {
+            threshold_bytes: 128 * 1024,
+            ..CompressionPolicy::default()
+        };
+        assert_eq!(pick(high), Algorithm::None);
+        let only_snappy = CompressionPolicy {
+            algorithms: vec![Algorithm::Snappy],
+            ..CompressionPolicy::default()
+        };
+        assert_eq!(pick(only_snappy), Algorithm::Snappy);
+        let none = CompressionPolicy {
+            algorithms: vec![],
+            ..CompressionPolicy::default()
+        };
+        assert_eq!(pick(none), Algorithm::None);
+        let fast_link_only = CompressionPolicy {
+            threshold_bandwidth_mbps: 500.0,
+            ..CompressionPolicy::default()
+        };
+        assert_eq!(pick(fast_link_only), Algorithm::None);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Endpoint {
     Webhook { url: String },
     /// A shell command (`sh -c`), the event as JSON on stdin and in `HF_ALERT_*` variables.
     Command { command: String },
+    /// Mail over SMTP: `email:TO[,TO…][?via=HOST:PORT]` (see [`crate::alert::smtp`]).
+    Email { spec: String },
 }
 
 impl fmt::Display for Endpoint {
@@ -28,6 +30,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Log => f.write_str("log"),
             Endpoint::Webhook { url } => write!(f, "webhook:{url}"),
             Endpoint::Command { command } => write!(f, "command:{command}"),
+            Endpoint::Email { spec } => write!(f, "email:{spec}"),
         }
     }
 }
@@ -50,6 +53,12 @@ impl std::str::FromStr for Endpoint {
                 url: url.to_owned(),
             });
         }
+        if let Some(spec) = s.strip_prefix("email:") {
+            crate::alert::smtp::EmailTarget::parse(spec)?;
+            return Ok(Endpoint::Email {
+                spec: spec.to_owned(),
+            });
+        }
         if let Some(command) = s.strip_prefix("command:") {
             if command.trim().is_empty() {
                 return Err("`command:` needs a command after the colon".into());
@@ -59,7 +68,7 @@ impl std::str::FromStr for Endpoint {
             });
         }
         Err(format!(
-            "unknown endpoint \"{s}\" (expected \"log\", \"webhook:http://HOST:PORT/PATH\" or \"command:CMD\")"
+            "unknown endpoint \"{s}\" (expected \"log\", \"webhook:http://HOST:PORT/PATH\", \"email:TO?via=HOST:PORT\" or \"command:CMD\")"
         ))
     }
 }
@@ -288,9 +297,9 @@ mod tests {
                 "unknown endpoint",
             ),
             (
-                "endpoints = [\"webhook:https://x/y\"]",
+                "endpoints = [\"webhook:ftp://x/y\"]",
                 "alerts.endpoints[0]",
-                "http://",
+                "http:// or https://",
             ),
             (
                 "endpoints = [\"command: \"]",

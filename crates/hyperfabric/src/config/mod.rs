@@ -6,6 +6,8 @@
 //! `fabric.toml: field `nodes[1].id`: duplicate node id "gpu-01" (first at nodes[0])`.
 
 pub mod alerts;
+mod compression;
+pub mod effective;
 pub mod faults;
 mod policy;
 mod profile;
@@ -54,6 +56,11 @@ pub struct FabricConfig {
     pub alerts: Option<alerts::AlertsConfig>,
     /// Membership secret and TLS (`secret_file`, `encryption_enabled`, `tls_*`).
     pub security: SecurityConfig,
+    /// `[compression]`: what the adaptive compressor of `Compression::Auto` sends may do.
+    pub compression: crate::compress::CompressionPolicy,
+    /// Which fields the file set (for the effective-configuration report; not compared).
+    #[serde(skip)]
+    pub provenance: effective::Provenance,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,7 +171,9 @@ impl FabricConfig {
     /// nodes, at most one per pair, with positive bandwidth.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, Error> {
         let raw = raw::parse(text, origin)?;
-        validate::build(raw, origin)
+        let mut cfg = validate::build(raw, origin)?;
+        cfg.provenance = effective::Provenance::from_text(text);
+        Ok(cfg)
     }
 
     pub fn node(&self, id: &str) -> Option<&NodeConfig> {

@@ -21,6 +21,8 @@ pub(crate) struct RawFile {
     pub faults: Vec<super::faults::RawFault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<super::alerts::RawAlerts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<super::compression::RawCompression>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.
@@ -122,6 +124,12 @@ pub(crate) struct RawMetadata {
     pub numa_node: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpu_affinity: Vec<usize>,
+    /// The guide writes an integer (bytes): this node's socket buffers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_window_size: Option<u64>,
+    /// The guide writes a boolean; needs NIC (ethtool) access, refused with the reason if not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupt_coalescing: Option<bool>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
 }

@@ -45,6 +45,12 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
             }
         }
     }
+    if cfg.compression != crate::compress::CompressionPolicy::default() {
+        out.push_str("\n[compression]\n");
+        if let Ok(Value::Table(t)) = Value::try_from(super::compression::to_raw(&cfg.compression)) {
+            t.iter().for_each(|(k, v)| line(&mut out, k, v.clone()));
+        }
+    }
     if let Some(alerts) = &cfg.alerts {
         out.push_str("\n[alerts]\n");
         match Value::try_from(alerts.to_raw()) {
@@ -126,6 +132,12 @@ fn metadata(m: &NodeMetadata) -> Value {
     }
     if let Some(i) = &m.interface_type {
         t.insert("interface_type".into(), Value::from(i.as_str()));
+    }
+    if let Some(w) = m.tcp_window_size {
+        t.insert("tcp_window_size".into(), int(w));
+    }
+    if let Some(c) = m.interrupt_coalescing {
+        t.insert("interrupt_coalescing".into(), Value::Boolean(c));
     }
     if let Some(mtu) = m.mtu_size {
         t.insert("mtu_size".into(), Value::from(mtu));

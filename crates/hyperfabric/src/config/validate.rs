@@ -50,7 +50,11 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         .map(super::alerts::build)
         .transpose()
         .map_err(|(f, r)| err(f, r))?;
+    let compression =
+        super::compression::build(raw.compression.as_ref()).map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
+        compression,
+        provenance: Default::default(),
         source: origin.to_string(),
         name,
         profile,
@@ -206,6 +210,8 @@ fn metadata(m: RawMetadata) -> NodeMetadata {
         mtu_size: m.mtu_size,
         numa_node: m.numa_node,
         cpu_affinity: m.cpu_affinity,
+        tcp_window_size: m.tcp_window_size,
+        interrupt_coalescing: m.interrupt_coalescing,
         extra: m.extra,
     }
 }

@@ -11,9 +11,11 @@
 
 pub use crate::config::{Compression, DataTypePolicy, Transform};
 
+use crate::config::effective::EffectiveConfig;
 use crate::config::{FabricConfig, NodeConfig, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::route::{Router, Strategy, Topology};
+use crate::runtime::placement;
 use crate::runtime::{
     Message, NodeInner, Path as RoutePath, PathScheduler, PathSet, PendingSend, PingStats,
     SendSource, Sink, StatsSnapshot,
@@ -47,9 +49,16 @@ pub struct FabricBuilder {
     sink: Sink,
     listen: Option<SocketAddr>,
     transport: crate::transport::TransportChoice,
+    cpus: Option<Vec<usize>>,
 }
 
 impl FabricBuilder {
+    /// Run every thread of this node on these CPUs (over the file's `metadata.cpu_affinity`).
+    /// What the machine granted is in [`Fabric::effective_config`].
+    pub fn cpu_affinity(mut self, cpus: impl Into<Vec<usize>>) -> Self {
+        self.cpus = Some(cpus.into());
+        self
+    }
     /// The node id this process hosts (required).
     pub fn node(mut self, id: impl Into<String>) -> Self {
         self.node = Some(id.into());
@@ -83,8 +92,22 @@ impl FabricBuilder {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating store directory {}", dir.display()), e))?;
         }
+        let (index, node_cfg) = self
+            .config
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.id() == node)
+            .ok_or_else(|| Error::NodeNotFound { node: node.clone() })?;
+        let mut effective = EffectiveConfig::new(&self.config, &node);
+        // Before any thread of the node starts: they inherit the CPU set and memory policy.
+        placement::apply_placement(node_cfg, index, self.cpus.as_deref(), &mut effective);
         let inner = NodeInner::start(&self.config, &node, self.sink, self.listen, self.transport)?;
+        let buffers = inner.tuning.socket_buffer_bytes;
+        placement::record_sockets(index, node_cfg, buffers, &inner.segment, &mut effective);
+        effective.log();
         Ok(Fabric {
+            effective,
             inner,
             router: Mutex::new(Router::new(Topology::from_config(&self.config))),
             policies: Mutex::new(self.config.data_types.iter().copied().collect()),
@@ -100,6 +123,8 @@ impl FabricBuilder {
 /// One running node of a fabric.
 pub struct Fabric {
     inner: Arc<NodeInner>,
+    /// Every configuration field, its source and what it did on this node.
+    effective: EffectiveConfig,
     config: FabricConfig,
     multipath: Mutex<HashMap<String, MultipathConfig>>,
     /// The fabric file's topology, for the constraints' nominal figures.
@@ -136,6 +161,7 @@ impl Fabric {
             sink: Sink::Memory,
             listen: None,
             transport: crate::transport::TransportChoice::Auto,
+            cpus: None,
         }
     }
 
@@ -149,6 +175,12 @@ impl Fabric {
 
     pub fn config(&self) -> &FabricConfig {
         &self.config
+    }
+
+    /// The effective-configuration report: every field of the fabric file (and every tuning
+    /// default) with its source and what it did on this node, as logged at start.
+    pub fn effective_config(&self) -> &EffectiveConfig {
+        &self.effective
     }
 
     /// Sends `data` and returns once the destination acknowledged every byte.

@@ -72,9 +72,11 @@ pub(super) fn dial(
         .max(Duration::from_millis(1));
     let timeout = budget.min(Duration::from_millis(node.tuning.connect_timeout_ms));
     let (stream, socket) =
-        tcp::connect(addr, timeout, &node.tuning).map_err(|e| Error::Unreachable {
-            node: peer.id.clone(),
-            reason: format!("connect to {addr}: {e}"),
+        tcp::connect(addr, timeout, &node.tuning, node.segment.mss).map_err(|e| {
+            Error::Unreachable {
+                node: peer.id.clone(),
+                reason: format!("connect to {addr}: {e}"),
+            }
         })?;
     let io_err = |e: io::Error| Error::Unreachable {
         node: peer.id.clone(),
@@ -239,6 +241,7 @@ fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Resu
 /// Runs on its own thread for an accepted connection: handshake, then the read loop.
 pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
     let socket = tcp::apply(&stream, &node.tuning);
+    tcp::set_mss(&socket2::SockRef::from(&stream), node.segment.mss);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(
         node.tuning.handshake_timeout_ms,
     )));

@@ -11,6 +11,7 @@ mod incoming;
 mod journal;
 mod outgoing;
 mod ping;
+pub(crate) mod placement;
 mod shmframe;
 mod shmlink;
 mod stats;
@@ -73,6 +74,8 @@ pub struct NodeInner {
     pub tuning: Tuning,
     pub limits: wire::Limits,
     pub local_addr: SocketAddr,
+    /// TCP segment size from `metadata.mtu_size` (None: the kernel's).
+    pub segment: placement::SegmentPlan,
     /// The fabric secret (`secret_file`): peers must prove it in the handshake.
     pub secret: Option<crate::auth::Secret>,
     /// TLS for TCP links (`encryption_enabled`).
@@ -146,7 +149,12 @@ impl NodeInner {
             })
             .collect();
         let faults = crate::config::faults::injector_for(cfg, me, |k| std::env::var(k).ok())?;
-        let tuning = cfg.tuning.clone();
+        let mut tuning = cfg.tuning.clone();
+        if let Some(window) = node_cfg.signature.metadata.tcp_window_size {
+            // Checked against SOCKET_BUFFER_MIN..=MAX when the file was read.
+            tuning.socket_buffer_bytes = usize::try_from(window).unwrap_or(usize::MAX);
+        }
+        let segment = placement::segment_plan(node_cfg, local_addr);
         // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
         // still understand each other; memory grows only with the frames actually seen.
         let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64)
@@ -161,6 +169,7 @@ impl NodeInner {
             incoming: incoming::IncomingTable::new(sink, &tuning),
             tuning,
             local_addr,
+            segment,
             secret,
             tls,
             peers: RwLock::new(peers),
@@ -174,7 +183,7 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
             inbound: AtomicUsize::new(0),
-            outgoing: outgoing::OutgoingTable::default(),
+            outgoing: outgoing::OutgoingTable::new(cfg.compression.clone()),
             stats: NodeStats::default(),
             faults,
             metrics: crate::metrics::Registry::new(cfg, me),

@@ -31,6 +31,8 @@ pub struct NodeStats {
     /// Frames whose payload failed its checksum under a sane header: dropped, link kept
     /// (the sender's retransmission recovers them).
     pub corrupt_frames_dropped: AtomicU64,
+    /// See [`StatsSnapshot::shm_pool_slots`].
+    pub shm_pool_slots: AtomicU64,
 }
 
 /// A point-in-time copy of [`NodeStats`].
@@ -58,6 +60,10 @@ pub struct StatsSnapshot {
     pub faults_corrupted: u64,
     pub faults_cut: u64,
     pub faults_delayed: u64,
+    /// Slots of the shared-memory pool this node lends from on its newest link (0: none);
+    /// `buffer_pool_buffers` on links this node dialed, the dialer's on links it accepted.
+    #[serde(default)]
+    pub shm_pool_slots: u64,
 }
 
 impl StatsSnapshot {
@@ -90,6 +96,7 @@ impl NodeStats {
             frames_forwarded: r(&self.frames_forwarded),
             bytes_forwarded: r(&self.bytes_forwarded),
             corrupt_frames_dropped: r(&self.corrupt_frames_dropped),
+            shm_pool_slots: r(&self.shm_pool_slots),
             open_connections,
             ..StatsSnapshot::default()
         }

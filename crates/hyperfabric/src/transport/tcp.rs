@@ -35,8 +35,11 @@ pub fn connect(
     addr: SocketAddr,
     timeout: Duration,
     tuning: &Tuning,
+    mss: Option<u32>,
 ) -> io::Result<(TcpStream, SocketReport)> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Before connect, so the SYN announces it.
+    set_mss(&SockRef::from(&socket), mss);
     // Buffer sizes must be set before connect for the window scale to take them into account.
     request_buffers(&SockRef::from(&socket), tuning);
     socket.connect_timeout(&addr.into(), timeout)?;
@@ -86,6 +89,15 @@ pub fn apply(stream: &TcpStream, tuning: &Tuning) -> SocketReport {
         send_buffer_bytes: sock.send_buffer_size().unwrap_or(0),
         recv_buffer_bytes: sock.recv_buffer_size().unwrap_or(0),
         congestion_control,
+    }
+}
+
+/// TCP_MAXSEG (`metadata.mtu_size` - 40); the kernel clamps it to the path's MTU.
+pub fn set_mss(sock: &SockRef<'_>, mss: Option<u32>) {
+    if let Some(mss) = mss {
+        if let Err(e) = sock.set_mss(mss) {
+            tracing::debug!("TCP_MAXSEG={mss} could not be set: {e}");
+        }
     }
 }
 

@@ -97,22 +97,30 @@ impl OutSlot {
 /// allocating one per transfer. Bounded: past this many, a returned slot is freed.
 const FREE_SLOTS_MAX: usize = 64;
 
-#[derive(Default)]
 pub(super) struct OutgoingTable {
     map: Mutex<HashMap<u64, Arc<OutSlot>>>,
     /// Slots no reader can reach any more (out of `map`), for reuse.
     free: Mutex<Vec<Arc<OutSlot>>>,
     /// The node's adaptive compressor (its estimates carry over between transfers).
-    compressor: Mutex<Option<AdaptiveCompressor>>,
+    compressor: Mutex<AdaptiveCompressor>,
 }
 
 impl OutgoingTable {
+    /// A table whose `Compression::Auto` sends follow `policy` (the file's `[compression]`).
+    pub(super) fn new(policy: CompressionPolicy) -> Self {
+        OutgoingTable {
+            map: Mutex::default(),
+            free: Mutex::default(),
+            compressor: Mutex::new(AdaptiveCompressor::new(policy)),
+        }
+    }
+
     /// The algorithm `Compression::Auto` uses for a transfer whose first chunk is `sample`,
     /// crossing a first hop of `link_gbps`.
     fn auto_select(&self, sample: &[u8], link_gbps: f64) -> Algorithm {
-        let mut guard = self.compressor.lock();
-        let c = guard.get_or_insert_with(|| AdaptiveCompressor::new(CompressionPolicy::default()));
-        c.auto_select(sample, link_gbps, &mut Instant::now)
+        self.compressor
+            .lock()
+            .auto_select(sample, link_gbps, &mut Instant::now)
             .algorithm
     }
 

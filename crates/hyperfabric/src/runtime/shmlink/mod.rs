@@ -45,8 +45,6 @@ pub const RING_BYTES: usize = 4 << 20;
 /// Bytes of one buffer-pool slot: the largest loan, and the largest one-chunk transfer that
 /// travels by descriptor (1 MiB, the high-throughput chunk size).
 pub const POOL_SLOT_BYTES: usize = 1 << 20;
-/// Slots per direction (tmpfs pages are only allocated once touched).
-pub const POOL_SLOTS: u32 = 32;
 /// Copy-API transfers sent whole in one chunk go through the pool from this size on (below,
 /// the ring record is as cheap and needs no slot).
 pub const POOL_COPY_MIN: usize = 64 << 10;
@@ -89,10 +87,26 @@ fn pool_name(ring: &str) -> String {
     format!("{ring}.pool")
 }
 
-fn create_pool(ring: &str) -> Result<Pool, String> {
-    let len = Pool::segment_len_for(POOL_SLOT_BYTES, POOL_SLOTS);
+fn create_pool(ring: &str, slots: u32) -> Result<Pool, String> {
+    let len = Pool::segment_len_for(POOL_SLOT_BYTES, slots);
     let seg = Segment::create(&pool_name(ring), len).map_err(|e| e.to_string())?;
-    Pool::init(Arc::new(seg), POOL_SLOT_BYTES, POOL_SLOTS).map_err(|e| e.to_string())
+    Pool::init(Arc::new(seg), POOL_SLOT_BYTES, slots).map_err(|e| e.to_string())
+}
+
+/// Slots per direction of the pools of the links a node dials: `buffer_pool_buffers`, at
+/// most [`POOL_SLOTS_MAX`](crate::transport::shm::pool::POOL_SLOTS_MAX) (tmpfs pages are
+/// only allocated once a slot is touched).
+pub fn pool_slots(tuning: &crate::config::Tuning) -> u32 {
+    let max = crate::transport::shm::pool::POOL_SLOTS_MAX;
+    u32::try_from(tuning.buffer_pool_buffers).map_or(max, |n| n.clamp(1, max))
+}
+
+/// Counts the slots of the pool this node lends from on its newest link (metrics).
+fn record_pool(node: &NodeInner, ends: &ShmEnds) {
+    if let Some(p) = &ends.pools {
+        let slots = u64::from(p.tx.lock().pool().slot_count());
+        node.stats.shm_pool_slots.store(slots, Ordering::Relaxed);
+    }
 }
 
 fn attach_pool(ring: &str) -> Result<Pool, String> {
@@ -116,7 +130,13 @@ pub fn ring_bytes_for(max_payload: usize) -> usize {
 
 /// Creates both segments (a2b: we write, b2a: we read), sized for frames of up to
 /// `max_payload` bytes, and formats their rings.
-pub fn create(fabric: &str, me: &str, peer: &str, max_payload: usize) -> Result<Offer, String> {
+pub fn create(
+    fabric: &str,
+    me: &str,
+    peer: &str,
+    max_payload: usize,
+    pool_slots: u32,
+) -> Result<Offer, String> {
     let pid = std::process::id();
     let seq = LINK_SEQ.fetch_add(1, Ordering::Relaxed);
     let name = |from: &str, to: &str| format!("{}-{seq}", shm::segment_name(fabric, from, to, pid));
@@ -132,7 +152,10 @@ pub fn create(fabric: &str, me: &str, peer: &str, max_payload: usize) -> Result<
     let tx = a2b.producer().map_err(|e| e.to_string())?;
     let rx = b2a.consumer().map_err(|e| e.to_string())?;
     // Pools are an optimisation: a link without them still works (by copy through the rings).
-    let pools = match (create_pool(&names[0]), create_pool(&names[1])) {
+    let pools = match (
+        create_pool(&names[0], pool_slots),
+        create_pool(&names[1], pool_slots),
+    ) {
         (Ok(a2b), Ok(b2a)) => Some(link_pools(a2b, b2a)),
         (Err(e), _) | (_, Err(e)) => {
             tracing::info!("shared-memory link without buffer pools: {e}");
@@ -272,7 +295,8 @@ pub(super) fn offer(
         Ok(None)
     };
     let max_payload = node.limits.max_payload as usize;
-    let offer = match create(&node.fabric_name, &node.me, &peer.id, max_payload) {
+    let slots = pool_slots(&node.tuning);
+    let offer = match create(&node.fabric_name, &node.me, &peer.id, max_payload, slots) {
         Ok(o) => o,
         Err(e) => return fail(format!("cannot create segments: {e}")),
     };
@@ -289,6 +313,7 @@ pub(super) fn offer(
             if body(&payload, &a) != POOL_ACCEPT {
                 ends.pools = None;
             }
+            record_pool(node, &ends);
             Ok(Some(ends))
         }
         Ok(a) => fail(format!(
@@ -322,6 +347,7 @@ pub(super) fn accept(node: &Arc<NodeInner>, conn: &Arc<Conn>, payload: &[u8]) {
     };
     match opened {
         Ok(ends) => {
+            record_pool(node, &ends);
             let answer: &[u8] = if ends.pools.is_some() {
                 POOL_ACCEPT
             } else {
