@@ -104,7 +104,7 @@ pub struct Tuning {
 impl Tuning {
     pub fn for_profile(p: ProfileName) -> Tuning {
         let common = Tuning {
-            buffer_pool_buffers: 256,
+            buffer_pool_buffers: 32,
             max_packet_size: MIB,
             socket_buffer_bytes: 64 * MIB,
             tcp_nodelay: true,
@@ -261,7 +261,7 @@ mod tests {
     fn profiles_differ_as_documented() {
         let ht = Tuning::for_profile(ProfileName::HighThroughput);
         let ll = Tuning::for_profile(ProfileName::LowLatency);
-        assert_eq!((ht.buffer_pool_buffers, ll.buffer_pool_buffers), (256, 32));
+        assert_eq!((ht.buffer_pool_buffers, ll.buffer_pool_buffers), (32, 32));
         assert_eq!((ht.max_packet_size, ll.max_packet_size), (1 << 20, 4096));
         assert_eq!(
             (ht.socket_buffer_bytes, ll.socket_buffer_bytes),
