@@ -19,7 +19,7 @@ pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,
 };
-pub use profile::{IdleStrategy, ProfileName, Tuning};
+pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning};
 pub use render::nodes_table;
 pub use security::SecurityConfig;
 

@@ -2,6 +2,7 @@
 //! reader thread each), the table of transfers in flight, and feeds the sans-IO protocol
 //! with bytes and time.
 
+mod accept;
 mod conn;
 mod dispatch;
 mod drive;
@@ -9,11 +10,13 @@ mod handshake;
 mod idle;
 mod incoming;
 mod journal;
+mod open;
 mod outgoing;
 mod ping;
 mod shmframe;
 mod shmlink;
 mod stats;
+mod store;
 mod zones;
 
 pub use conn::{Conn, Lane};
@@ -92,6 +95,8 @@ pub struct NodeInner {
     /// Accepted connections with a thread of their own (handshaking or established): bounded
     /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
     inbound: AtomicUsize,
+    /// Accepted connections still in their handshake: bounded by `max_pending_handshakes`.
+    pending: AtomicUsize,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
@@ -119,6 +124,14 @@ impl NodeInner {
         })?;
         // Key files first: a node that cannot prove membership must not listen at all.
         let secret = crate::auth::Secret::from_config(cfg, me)?;
+        if secret.is_none() && !cfg.security.encryption_enabled {
+            tracing::warn!(
+                node = me,
+                "this fabric has no secret_file: any process that can reach this node can join \
+                 as any node of the fabric (make a key with `hfabric keygen` and set secret_file)"
+            );
+        }
+        crate::transport::fdlimit::raise();
         let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
         let addr = listen
             .or(node_cfg.listen)
@@ -172,6 +185,7 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
             inbound: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
             faults,
@@ -188,6 +202,12 @@ impl NodeInner {
             .spawn(move || acceptor.accept_loop(listener))
             .map_err(|e| Error::io("spawning the accept thread", e))?;
         inner.threads.lock().push(handle);
+        let sweeper = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name(format!("hf-sweep-{me}"))
+            .spawn(move || sweeper.sweep_loop())
+            .map_err(|e| Error::io("spawning the sweeper thread", e))?;
+        inner.threads.lock().push(handle);
         if transport != TransportChoice::Tcp {
             // Segments of earlier runs whose creator died (killed nodes leave them behind).
             match crate::transport::shm::remove_stale(&format!("hf-{}-", inner.fabric_name)) {
@@ -200,6 +220,20 @@ impl NodeInner {
         }
         tracing::info!(node = me, %local_addr, fabric = %inner.fabric_name, "node listening");
         Ok(inner)
+    }
+
+    /// Drops stale incoming transfers (and their `.part` files) a few times per deadline.
+    fn sweep_loop(self: Arc<Self>) {
+        let every = (incoming::stale_after(&self.tuning) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut last = Instant::now();
+        while !self.is_shutting_down() {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= every {
+                self.incoming.sweep_stale();
+                last = Instant::now();
+            }
+        }
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -224,21 +258,41 @@ impl NodeInner {
             .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
         let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
-        if open.max(inbound) >= self.tuning.max_connections {
+        let pending = self.pending.fetch_add(1, Ordering::AcqRel);
+        let slot = accept::PendingSlot(Arc::clone(self));
+        let (max, max_pending) = (
+            self.tuning.max_connections,
+            self.tuning.max_pending_handshakes,
+        );
+        let refusal = if open.max(inbound) >= max {
+            Some((
+                "too many connections",
+                format!("limit of {max} connections reached"),
+            ))
+        } else if pending >= max_pending {
+            Some((
+                "too many connections in handshake",
+                format!("limit of {max_pending} connections in handshake reached (max_pending_handshakes)"),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, log)) = refusal {
             self.inbound.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
             let open = open.max(inbound);
             self.stats
                 .connections_rejected
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
-            handshake::reject(stream, "too many connections");
+            tracing::warn!(%peer_addr, open, pending, "refusing connection: {log}");
+            handshake::reject(stream, reason);
             return;
         }
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
             .spawn(move || {
-                handshake::serve_accepted(Arc::clone(&node), stream, peer_addr);
+                accept::serve_accepted(Arc::clone(&node), stream, peer_addr, slot);
                 node.inbound.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -534,6 +588,7 @@ impl NodeInner {
         }
         self.conns.lock().clear();
         self.outgoing.fail_all();
+        self.incoming.drop_all();
         // Wake the blocking accept() with a throwaway connection.
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_millis(200));
         let handles: Vec<_> = self.threads.lock().drain(..).collect();
