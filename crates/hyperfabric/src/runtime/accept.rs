@@ -11,7 +11,7 @@ use super::conn::{body, read_frame, read_loop, Conn, Lane, READ_BUFFER_BYTES};
 use super::handshake::{reject, send, send_reject};
 use super::{NodeInner, Peer};
 use crate::auth::{self, handshake::Acceptor};
-use crate::transport::deadline::Deadline;
+use crate::transport::deadline::{Budget, Deadline};
 use crate::transport::tcp;
 use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
 use crate::wire::{self, FrameKind};
@@ -48,7 +48,7 @@ pub(super) fn serve_accepted(
     slot: PendingSlot,
 ) {
     let socket = tcp::apply(&stream, &node.tuning);
-    let budget = Duration::from_millis(node.tuning.handshake_timeout_ms);
+    let budget = Budget::starting_now(Duration::from_millis(node.tuning.handshake_timeout_ms));
     let refuse = |why: &str| {
         node.stats
             .connections_rejected
@@ -132,21 +132,15 @@ pub(super) fn serve_accepted(
 fn secure_acceptor(
     node: &NodeInner,
     stream: &TcpStream,
-    budget: Duration,
+    budget: Budget,
 ) -> std::result::Result<Link, (String, bool)> {
     // A plain frame starts with the magic, a TLS client hello with record type 22.
     let mut first = [0u8; 4];
-    let _ = stream.set_read_timeout(Some(budget));
+    let _ = stream.set_read_timeout(Some(budget.left().max(Duration::from_millis(1))));
     let peeked = match stream.peek(&mut first) {
         Ok(n) => n,
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            return Err((
-                format!(
-                    "no hello within {} ms (handshake_timeout_ms)",
-                    budget.as_millis()
-                ),
-                false,
-            ))
+            return Err((format!("no hello: {}", budget.expired()), false))
         }
         Err(e) => return Err((format!("no hello: {e}"), false)),
     };

@@ -6,49 +6,63 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Reads through `inner` (which reads `sock`, perhaps through a TLS session) until `until`.
-pub struct Deadline<'a, R> {
-    pub inner: R,
-    sock: &'a TcpStream,
-    until: Instant,
-    budget: Duration,
+/// When a handshake must be over, and how long it was given.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub until: Instant,
+    pub total: Duration,
 }
 
-impl<'a, R> Deadline<'a, R> {
-    /// A deadline `budget` from now (writes on `sock` are bounded by it too).
-    pub fn new(inner: R, sock: &'a TcpStream, budget: Duration) -> Self {
-        let _ = sock.set_write_timeout(Some(budget.max(Duration::from_millis(1))));
-        Deadline {
-            inner,
-            sock,
-            until: Instant::now() + budget,
-            budget,
+impl Budget {
+    pub fn starting_now(total: Duration) -> Budget {
+        Budget {
+            until: Instant::now() + total,
+            total,
         }
     }
 
-    /// The error a read past the deadline returns.
+    /// Time left (zero once passed).
+    pub fn left(&self) -> Duration {
+        self.until.saturating_duration_since(Instant::now())
+    }
+
+    /// The error an exchange past the deadline returns.
     pub fn expired(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
                 "the handshake did not finish within {} ms (handshake_timeout_ms)",
-                self.budget.as_millis()
+                self.total.as_millis()
             ),
         )
     }
+}
 
-    fn arm(&self) -> io::Result<()> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(self.expired());
+/// Reads through `inner` (which reads `sock`, perhaps through a TLS session) until the
+/// budget's deadline.
+pub struct Deadline<'a, R> {
+    pub inner: R,
+    sock: &'a TcpStream,
+    budget: Budget,
+}
+
+impl<'a, R> Deadline<'a, R> {
+    /// Writes on `sock` are bounded by the time left too.
+    pub fn new(inner: R, sock: &'a TcpStream, budget: Budget) -> Self {
+        let _ = sock.set_write_timeout(Some(budget.left().max(Duration::from_millis(1))));
+        Deadline {
+            inner,
+            sock,
+            budget,
         }
-        self.sock.set_read_timeout(Some(left))
     }
 
-    /// The socket back to blocking reads without a timeout (after the handshake).
-    pub fn disarm(&self) -> io::Result<()> {
-        self.sock.set_read_timeout(None)?;
-        self.sock.set_write_timeout(None)
+    fn arm(&self) -> io::Result<()> {
+        let left = self.budget.left();
+        if left.is_zero() {
+            return Err(self.budget.expired());
+        }
+        self.sock.set_read_timeout(Some(left))
     }
 }
 
@@ -63,7 +77,7 @@ impl<R: Read> Read for Deadline<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm()?;
         match self.inner.read(buf) {
-            Err(e) if timed_out(&e) => Err(self.expired()),
+            Err(e) if timed_out(&e) => Err(self.budget.expired()),
             r => r,
         }
     }
@@ -72,7 +86,7 @@ impl<R: Read> Read for Deadline<'_, R> {
 impl<W: Write> Write for Deadline<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.inner.write(buf) {
-            Err(e) if timed_out(&e) => Err(self.expired()),
+            Err(e) if timed_out(&e) => Err(self.budget.expired()),
             r => r,
         }
     }
@@ -92,7 +106,8 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, _) = l.accept().unwrap();
-        let mut d = Deadline::new(&server, &server, Duration::from_millis(300));
+        let budget = Budget::starting_now(Duration::from_millis(300));
+        let mut d = Deadline::new(&server, &server, budget);
         // Bounded drip: a byte each read, until the deadline refuses (at most 10,000 rounds).
         let mut got = 0;
         let err = loop {

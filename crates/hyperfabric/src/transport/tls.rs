@@ -48,7 +48,7 @@ impl TlsSession {
     pub fn handshake(
         sock: &TcpStream,
         mut conn: Connection,
-        budget: Option<std::time::Duration>,
+        budget: Option<super::deadline::Budget>,
     ) -> io::Result<(Arc<Self>, TlsReader)> {
         // Writers drain the session at once, so its buffers need no cap of their own.
         conn.set_buffer_limit(None);
