@@ -406,7 +406,7 @@ impl NodeInner {
                     .set_node_up(&peer.id, false);
                 return Err(Error::Unreachable {
                     node: peer.id.clone(),
-                    reason: err.to_string(),
+                    reason: err.reason_about(&peer.id),
                 });
             }
             tracing::debug!(peer = %peer.id, "dial failed, retrying in {backoff:?}: {err}");
