@@ -459,7 +459,11 @@ pub(super) fn check_source(node: &NodeInner, conn: &Conn, h: &Header) -> Result<
             "a relayed frame (hops {}) from {} claims to come from {}",
             h.hops,
             conn.peer,
-            if h.src == node.my_key { "this node" } else { "the relay itself" }
+            if h.src == node.my_key {
+                "this node"
+            } else {
+                "the relay itself"
+            }
         ));
     }
     if node.peer_by_key(h.src).is_none() {

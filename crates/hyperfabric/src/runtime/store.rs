@@ -152,7 +152,7 @@ mod tests {
     fn each_policy_does_what_it_says() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let mut put = |bytes: &[u8], policy| {
+        let put = |bytes: &[u8], policy| {
             let (tmp, f) = part(d, bytes);
             let r = finish_file(&f, bytes.len() as u64, &tmp, d, "m.bin", policy);
             assert!(!tmp.exists() || r.is_err());

@@ -24,6 +24,8 @@ pub fn raise() -> (u64, u64) {
     })
 }
 
+// `rlim_t` is u64 on Linux but not everywhere: the casts are for the others.
+#[allow(clippy::unnecessary_cast)]
 fn raise_once() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
