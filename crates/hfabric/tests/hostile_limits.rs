@@ -165,3 +165,37 @@ fn huge_hellos_from_strangers_cost_the_node_almost_no_memory() {
     assert!(grown < 64 << 20, "RSS grew by {grown} bytes");
     legitimate_transfer(dir.path(), &cfg, &server, &store);
 }
+
+#[test]
+fn members_get_in_while_strangers_keep_every_handshake_slot_full() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, server, store) = three_nodes(dir.path(), "max_pending_handshakes = 64");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // Silent sockets, one every 2 ms, the last 300 held open: the 64 handshake slots stay
+        // full (each would last the 1 s deadline). At most 30 s.
+        let flood = s.spawn(|| {
+            let mut held = std::collections::VecDeque::new();
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Acquire) && std::time::Instant::now() < until {
+                if let Ok(c) = TcpStream::connect(server.addr) {
+                    held.push_back(c);
+                }
+                if held.len() > 300 {
+                    held.pop_front();
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        legitimate_transfer(dir.path(), &cfg, &server, &store);
+        stop.store(true, Ordering::Release);
+        flood.join().unwrap();
+    });
+    assert!(
+        server.wait_log("cut the oldest to make room", Duration::from_secs(5)),
+        "{}",
+        server.log_text()
+    );
+}

@@ -5,7 +5,9 @@
 //! deadline for the whole handshake (`handshake_timeout_ms`, not a timeout per read), no
 //! read buffer, and frames of at most [`wire::MAX_HANDSHAKE_PAYLOAD`] bytes (a header that
 //! announces more is refused before anything is allocated). It counts against
-//! `max_pending_handshakes` until then, so strangers never take the members' connections.
+//! `max_pending_handshakes` until then; when that many are pending, the oldest is cut to make
+//! room, so strangers can delay a member's connection by at most one handshake but never keep
+//! it out (a member's handshake takes a round trip, a stranger's runs to the deadline).
 
 use super::conn::{body, read_frame, read_loop, Conn, Lane, READ_BUFFER_BYTES};
 use super::handshake::{reject, send, send_reject};
@@ -15,18 +17,51 @@ use crate::transport::deadline::{Budget, Deadline};
 use crate::transport::tcp;
 use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
 use crate::wire::{self, FrameKind};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Counts one accepted connection against `max_pending_handshakes` until dropped.
-pub(super) struct PendingSlot(pub(super) Arc<NodeInner>);
+/// Accepted connections still in their handshake, oldest first, with a handle to cut each.
+#[derive(Default)]
+pub(super) struct PendingTable {
+    socks: Mutex<VecDeque<(u64, TcpStream)>>,
+    next: AtomicU64,
+}
+
+impl PendingTable {
+    /// Registers `stream`; with `max` already pending, the oldest is shut down first (its
+    /// thread then fails its handshake at once). Returns the new entry's id and whether one
+    /// was evicted.
+    pub(super) fn admit(&self, stream: &TcpStream, max: usize) -> std::io::Result<(u64, bool)> {
+        let handle = stream.try_clone()?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut socks = self.socks.lock();
+        let mut evicted = false;
+        while socks.len() >= max.max(1) {
+            if let Some((_, old)) = socks.pop_front() {
+                let _ = old.shutdown(Shutdown::Both);
+                evicted = true;
+            }
+        }
+        socks.push_back((id, handle));
+        Ok((id, evicted))
+    }
+
+    fn done(&self, id: u64) {
+        self.socks.lock().retain(|(i, _)| *i != id);
+    }
+}
+
+/// One accepted connection's place in the [`PendingTable`] until dropped.
+pub(super) struct PendingSlot(pub(super) Arc<NodeInner>, pub(super) u64);
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+        self.0.pending.done(self.1);
     }
 }
 

@@ -96,7 +96,7 @@ pub struct NodeInner {
     /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
     inbound: AtomicUsize,
     /// Accepted connections still in their handshake: bounded by `max_pending_handshakes`.
-    pending: AtomicUsize,
+    pending: accept::PendingTable,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
@@ -185,7 +185,7 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
             inbound: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            pending: accept::PendingTable::default(),
             outgoing: outgoing::OutgoingTable::default(),
             stats: NodeStats::default(),
             faults,
@@ -258,36 +258,35 @@ impl NodeInner {
             .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
         let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
-        let pending = self.pending.fetch_add(1, Ordering::AcqRel);
-        let slot = accept::PendingSlot(Arc::clone(self));
         let (max, max_pending) = (
             self.tuning.max_connections,
             self.tuning.max_pending_handshakes,
         );
-        let refusal = if open.max(inbound) >= max {
-            Some((
-                "too many connections",
-                format!("limit of {max} connections reached"),
-            ))
-        } else if pending >= max_pending {
-            Some((
-                "too many connections in handshake",
-                format!("limit of {max_pending} connections in handshake reached (max_pending_handshakes)"),
-            ))
+        let admitted = if open.max(inbound) >= max {
+            Err(format!("limit of {max} connections reached"))
         } else {
-            None
+            self.pending
+                .admit(&stream, max_pending)
+                .map_err(|e| format!("cannot track the handshake: {e}"))
         };
-        if let Some((reason, log)) = refusal {
-            self.inbound.fetch_sub(1, Ordering::AcqRel);
-            drop(slot);
-            let open = open.max(inbound);
-            self.stats
-                .connections_rejected
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer_addr, open, pending, "refusing connection: {log}");
-            handshake::reject(stream, reason);
-            return;
-        }
+        let slot = match admitted {
+            Ok((id, evicted)) => {
+                if evicted {
+                    tracing::warn!(%peer_addr, "{max_pending} connections in handshake (max_pending_handshakes): cut the oldest to make room");
+                }
+                accept::PendingSlot(Arc::clone(self), id)
+            }
+            Err(log) => {
+                self.inbound.fetch_sub(1, Ordering::AcqRel);
+                let open = open.max(inbound);
+                self.stats
+                    .connections_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer_addr, open, "refusing connection: {log}");
+                handshake::reject(stream, "too many connections");
+                return;
+            }
+        };
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
