@@ -84,10 +84,11 @@ fn garbage_and_huge_headers_are_cut_off_and_the_node_keeps_serving() {
         server.log_text()
     );
 
-    // 3. Wrong fabric and unknown node are refused by name.
+    // 3. Wrong fabric, unknown node and the acceptor's own id are refused by name.
     for (node, fabric, why) in [
         ("node-a", "other", "wrong fabric `other`"),
         ("mallory", "test", "unknown node `mallory`"),
+        ("node-b", "test", "claims this node's own id `node-b`"),
     ] {
         let mut s = TcpStream::connect(server.addr).unwrap();
         s.write_all(&hello_frame(node, fabric)).unwrap();
@@ -230,5 +231,41 @@ fn a_thousand_connections_at_once_are_bounded_and_a_running_transfer_goes_on() {
     let peak = server.peak_rss_bytes();
     println!("peak RSS of the flooded node: {} MiB", peak >> 20);
     assert!(peak < 256 << 20, "memory stayed bounded: {peak} bytes");
+    still_serves(&cfg, &mut server);
+}
+
+#[test]
+fn a_member_cannot_lend_over_tcp_or_claim_a_relayed_source_it_cannot_have() {
+    use support::raw::RawMember;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let mut server = Server::start(&cfg, "node-b", None);
+    let data = |flags: u16, hops: u8, src: &str| {
+        let mut d = Header::new(FrameKind::Data);
+        d.src = wire::node_key(src);
+        d.dst = wire::node_key("node-b");
+        d.transfer_id = 9;
+        d.aux = 16;
+        d.flags = flags;
+        d.hops = hops;
+        wire::encode_frame(&d, &[0u8; 16]).unwrap()
+    };
+    for (frame, why) in [
+        (
+            data(wire::flags::LOANED, 0, "node-a"),
+            "a LOANED frame over TCP",
+        ),
+        (data(0, 1, "node-b"), "claims to come from this node"),
+        (data(0, 1, "node-a"), "claims to come from the relay itself"),
+    ] {
+        let mut m = RawMember::join(server.addr, "node-a");
+        m.stream.write_all(&frame).unwrap();
+        expect_closed(m.stream, Duration::from_secs(5));
+        assert!(
+            server.wait_log(why, Duration::from_secs(5)),
+            "{}",
+            server.log_text()
+        );
+    }
     still_serves(&cfg, &mut server);
 }

@@ -58,6 +58,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// What went wrong with `node`, without repeating "`node` is unreachable:" when this
+    /// error already says that (for wrapping it in another error about the same node).
+    pub fn reason_about(&self, node: &str) -> String {
+        match self {
+            Error::Unreachable { node: n, reason } if n == node => reason.clone(),
+            e => e.to_string(),
+        }
+    }
+
     pub fn config(
         file: impl Into<String>,
         field: impl Into<String>,

@@ -25,7 +25,8 @@ struct Report {
     mode: String,
 }
 
-pub fn run(a: Args) -> CliResult {
+/// Writes a fresh key to `path` (a new file, mode 0600).
+pub fn write_key(path: &std::path::Path) -> CliResult {
     let mut key = [0u8; KEY_BYTES];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
     let mut opts = std::fs::OpenOptions::new();
@@ -33,11 +34,15 @@ pub fn run(a: Args) -> CliResult {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts
-        .open(&a.out)
-        .map_err(|e| CliError::failed(format!("{}: {e}", a.out.display())))?;
+        .open(path)
+        .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
     file.write_all(&key)
         .and_then(|()| file.sync_all())
-        .map_err(|e| CliError::failed(format!("{}: {e}", a.out.display())))?;
+        .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))
+}
+
+pub fn run(a: Args) -> CliResult {
+    write_key(&a.out)?;
     let report = Report {
         path: a.out.display().to_string(),
         bytes: KEY_BYTES,

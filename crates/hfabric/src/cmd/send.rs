@@ -189,4 +189,7 @@ pub fn print_report(r: &SendReport) {
         hops.join(" "),
         r.transfer_id
     );
+    if let Some(name) = &r.stored_as {
+        println!("stored as {name}");
+    }
 }

@@ -17,6 +17,11 @@ pub struct Args {
     /// Without it, received bytes are verified, acknowledged and dropped.
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// What --store does with a received file whose name is taken: `rename` (keep both; the
+    /// new one is stored as NAME.1.EXT, NAME.2.EXT, ... and its sender told), `overwrite`,
+    /// or `refuse` the transfer. Default: the fabric file's `on_conflict`, else rename.
+    #[arg(long, value_name = "POLICY", requires = "store")]
+    pub on_conflict: Option<hyperfabric::config::OnConflict>,
     /// Keep received messages in memory and read every byte of each (a consumer's cost, for
     /// the local fabric of `hfabric bench`), then drop them. Without it (and --store) bytes
     /// are discarded.
@@ -61,7 +66,10 @@ fn write_stats(fabric: &Fabric, path: &std::path::Path) {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let cfg = a.fabric.load()?;
+    let mut cfg = a.fabric.load()?;
+    if let Some(policy) = a.on_conflict {
+        cfg.tuning.on_conflict = policy;
+    }
     let profile = cfg.profile;
     let mut builder = Fabric::from_config(cfg)
         .node(&a.node)

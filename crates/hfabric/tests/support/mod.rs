@@ -1,6 +1,8 @@
 //! Real processes on loopback: `hfabric serve` children on ephemeral ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

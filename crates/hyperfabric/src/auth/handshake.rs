@@ -44,6 +44,12 @@ impl Acceptor<'_> {
                 hello.fabric, self.fabric
             ));
         }
+        if hello.node == self.me {
+            return Err(format!(
+                "the hello claims this node's own id `{}`",
+                hello.node
+            ));
+        }
         if !known(&hello.node, header.src) {
             return Err(format!(
                 "unknown node `{}` in fabric `{}`",
@@ -235,6 +241,11 @@ mod tests {
             .unwrap()
             .awaiting_proof
             .is_none());
+        let (h, body) = hello("b", None);
+        assert!(open
+            .on_hello(&h, &body, |_, _| true)
+            .unwrap_err()
+            .contains("own id"));
         let (h, body) = hello("z", None);
         assert!(open
             .on_hello(&h, &body, known)

@@ -21,7 +21,7 @@ pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,
 };
-pub use profile::{IdleStrategy, ProfileName, Tuning};
+pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning};
 pub use render::nodes_table;
 pub use security::SecurityConfig;
 
@@ -160,8 +160,20 @@ impl FabricConfig {
                 meta.len()
             )));
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+        // Read at most one byte past the limit: a device or a pipe (`/dev/zero`) reports a
+        // length of 0 but never ends.
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(CONFIG_FILE_MAX_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| file_err(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > CONFIG_FILE_MAX_BYTES {
+            return Err(file_err(format!(
+                "more than {CONFIG_FILE_MAX_BYTES} bytes (is it a fabric file?)"
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| file_err(format!("not UTF-8 text: {e} (is it a fabric file?)")))?;
         Self::from_toml_str(&text, &origin)
     }
 
@@ -257,6 +269,12 @@ id = "z"
 type = "compute_cluster"
 isolation = "soft"
 "#;
+
+    #[test]
+    fn an_endless_file_is_refused_after_a_bounded_read() {
+        let e = FabricConfig::from_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+    }
 
     fn load(text: &str) -> Result<FabricConfig, Error> {
         FabricConfig::from_toml_str(text, "fabric.toml")

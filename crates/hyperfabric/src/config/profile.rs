@@ -72,6 +72,47 @@ pub enum IdleStrategy {
     SpinPark,
 }
 
+/// What a store directory does when a received file's name is taken (`on_conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Store it under the first free name `stem.N.ext` (N = 1, 2, ...); the sender is told.
+    #[default]
+    Rename,
+    /// Replace the existing file.
+    Overwrite,
+    /// Refuse the transfer (the sender gets the reason); the existing file stays.
+    Refuse,
+}
+
+impl OnConflict {
+    pub const ALL: [OnConflict; 3] = [
+        OnConflict::Rename,
+        OnConflict::Overwrite,
+        OnConflict::Refuse,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OnConflict::Rename => "rename",
+            OnConflict::Overwrite => "overwrite",
+            OnConflict::Refuse => "refuse",
+        }
+    }
+}
+
+impl FromStr for OnConflict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OnConflict::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown on_conflict \"{s}\" (expected rename, overwrite or refuse)")
+            })
+    }
+}
+
 /// Every knob the runtime reads. Sizes are bytes, times are milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tuning {
@@ -93,6 +134,11 @@ pub struct Tuning {
     /// The largest transfer a node accepts.
     pub max_transfer_bytes: u64,
     pub max_connections: usize,
+    /// Accepted connections still in their handshake (not yet authenticated): a cap of
+    /// their own, so a flood of strangers never takes the members' `max_connections`.
+    pub max_pending_handshakes: usize,
+    /// What a store directory does with a file whose name is taken.
+    pub on_conflict: OnConflict,
     /// Priority scheduling per link: ultra_high/high get their own connection (no queueing
     /// behind bulk data in socket buffers) and lower priorities defer to higher ones.
     pub qos_enabled: bool,
@@ -119,6 +165,8 @@ impl Tuning {
             max_retransmits: 8,
             max_transfer_bytes: 16 * GIB,
             max_connections: 1024,
+            max_pending_handshakes: 256,
+            on_conflict: OnConflict::Rename,
             qos_enabled: true,
             throttle_gbps: 0.0,
         };
@@ -192,6 +240,12 @@ impl Tuning {
         in_range(
             "max_connections",
             self.max_connections as u64,
+            1,
+            MAX_CONNECTIONS_MAX as u64,
+        )?;
+        in_range(
+            "max_pending_handshakes",
+            self.max_pending_handshakes as u64,
             1,
             MAX_CONNECTIONS_MAX as u64,
         )

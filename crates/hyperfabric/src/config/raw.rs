@@ -63,6 +63,10 @@ pub(crate) struct RawFabric {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_handshakes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<super::OnConflict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub qos_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_gbps: Option<f64>,

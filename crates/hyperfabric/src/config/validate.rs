@@ -20,6 +20,16 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
             "the fabric needs a non-empty name".into(),
         ));
     }
+    if name.len() > crate::wire::FABRIC_NAME_MAX_BYTES {
+        return Err(err(
+            "fabric.name".into(),
+            format!(
+                "the name has {} bytes (at most {}: it travels in every hello)",
+                name.len(),
+                crate::wire::FABRIC_NAME_MAX_BYTES
+            ),
+        ));
+    }
     let (profile, tuning) = tuning_of(&fabric).map_err(|(f, r)| err(format!("fabric.{f}"), r))?;
     let security = super::security::build(&fabric).map_err(|(f, r)| err(f, r))?;
     let zones = raw
@@ -118,6 +128,7 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
         qos_enabled,
         throttle_gbps
     );
+    take!(max_pending_handshakes, on_conflict);
     if let Some(cc) = &f.congestion_control {
         t.congestion_control = (cc != "default").then(|| cc.clone());
     }

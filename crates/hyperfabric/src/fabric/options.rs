@@ -168,6 +168,11 @@ pub struct SendReport {
     pub failovers: u32,
     pub data_type: DataType,
     pub priority: Priority,
+    /// The file name the destination's store directory gave the transfer (its own name, or
+    /// a numbered one under `on_conflict = "rename"`); `None` when the destination keeps
+    /// messages in memory, discards them, or is older than the 2026-12-02 addition to wire v1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_as: Option<String>,
 }
 
 fn ser_duration_ns<S: serde::Serializer>(

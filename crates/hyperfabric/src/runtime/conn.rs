@@ -399,13 +399,13 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufRe
         node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
         conn.link
             .on_received(HEADER_LEN + header.payload_len as usize);
-        // A frame straight from the peer must carry the peer's key; relayed frames (hops > 0)
-        // carry their origin's.
-        if header.hops == 0 && header.src != conn.peer_key {
-            break ReadEnd::Misbehaved(format!(
-                "frame claims source key {:#x}, connection is {}",
-                header.src, conn.peer
-            ));
+        if let Err(why) = check_source(&node, &conn, &header) {
+            break ReadEnd::Misbehaved(why);
+        }
+        if header.kind == FrameKind::Data && header.has(wire::flags::LOANED) {
+            break ReadEnd::Misbehaved(
+                "a LOANED frame over TCP (loans exist only on shared-memory links)".into(),
+            );
         }
         let body = body(&payload, &header);
         if header.kind == FrameKind::ShmOffer && !offered {
@@ -437,6 +437,42 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufRe
     };
     conn.close(&reason);
     node.forget(&conn, &reason);
+}
+
+/// Who a frame may claim to come from. Straight from the peer (hops = 0) it carries the
+/// peer's key; relayed (hops > 0) it carries its origin's, which must be another member: not
+/// this node (nobody relays our own frames to us) and not the peer itself (its own frames
+/// are direct). What a relay cannot be stopped from claiming is in docs/operations.md.
+pub(super) fn check_source(node: &NodeInner, conn: &Conn, h: &Header) -> Result<(), String> {
+    if h.hops == 0 {
+        return if h.src == conn.peer_key {
+            Ok(())
+        } else {
+            Err(format!(
+                "frame claims source key {:#x}, connection is {}",
+                h.src, conn.peer
+            ))
+        };
+    }
+    if h.src == node.my_key || h.src == conn.peer_key {
+        return Err(format!(
+            "a relayed frame (hops {}) from {} claims to come from {}",
+            h.hops,
+            conn.peer,
+            if h.src == node.my_key {
+                "this node"
+            } else {
+                "the relay itself"
+            }
+        ));
+    }
+    if node.peer_by_key(h.src).is_none() {
+        return Err(format!(
+            "a relayed frame from {} claims an unknown source key {:#x}",
+            conn.peer, h.src
+        ));
+    }
+    Ok(())
 }
 
 /// A whole frame, sane header included, failed its checksum: it is dropped and the link

@@ -38,7 +38,10 @@ impl NodeInner {
                         held: h.aux,
                         complete: h.has(flags::FINAL),
                     };
-                    self.outgoing.on_ack(h.transfer_id, ack);
+                    // A FINAL ack may name the file the destination stored.
+                    let stored_as = (ack.complete && !payload.is_empty())
+                        .then(|| String::from_utf8_lossy(payload).into_owned());
+                    self.outgoing.on_ack(h.transfer_id, ack, stored_as);
                 }
             }
             FrameKind::Nack => {
@@ -240,7 +243,12 @@ impl NodeInner {
             Ok(done) => {
                 self.incoming.close(key, &mut e, Outcome::Delivered);
                 drop(e);
-                self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+                let name = match &done {
+                    Completed::Stored(path) => path.file_name().map(|n| n.to_string_lossy()),
+                    _ => None,
+                };
+                let name = name.as_deref().unwrap_or_default().as_bytes();
+                self.send_ack_with(conn, h, IncomingTransfer::final_ack(h.aux), name);
                 self.stats
                     .transfers_received
                     .fetch_add(1, Ordering::Relaxed);
@@ -277,6 +285,11 @@ impl NodeInner {
     }
 
     pub(super) fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
+        self.send_ack_with(conn, h, ack, &[]);
+    }
+
+    /// An ack with a payload: a FINAL ack names the stored file.
+    fn send_ack_with(&self, conn: &Conn, h: &Header, ack: AckInfo, payload: &[u8]) {
         let mut a = Header::new(FrameKind::Ack);
         a.src = self.my_key;
         a.dst = h.src;
@@ -286,7 +299,7 @@ impl NodeInner {
         if ack.complete {
             a.flags |= flags::FINAL;
         }
-        let _ = conn.send(&a, &[]);
+        let _ = conn.send(&a, payload);
     }
 
     /// Relays a frame towards its destination, chunk by chunk (cut-through: nothing is

@@ -132,6 +132,11 @@ fn stashed() -> bool {
     STASH.with(|s| s.borrow().is_some())
 }
 
+/// True on a thread that is the application's receiver, driving links itself.
+pub fn is_receiving() -> bool {
+    RECEIVING.with(Cell::get)
+}
+
 /// Delivery of a completed message: `None` when the current thread is a receiving driver that
 /// took it; otherwise the message goes back to the caller (for the channel).
 pub fn offer_to_driver(msg: Message) -> Option<Message> {

@@ -14,14 +14,13 @@
 
 use super::conn::{body, read_frame, read_loop, Conn, FrameError, Lane, READ_BUFFER_BYTES};
 use super::{shmlink, NodeInner, Peer};
-use crate::auth::{self, handshake::Acceptor};
+use crate::auth;
 use crate::error::{Error, Result};
 use crate::transport::tcp;
 use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
 use crate::wire::{self, FrameKind, Header, Hello, HelloAuth};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,14 +34,14 @@ pub(super) fn reject(stream: TcpStream, reason: &str) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn send_reject(tx: &mut LinkWriter, reason: &str) {
+pub(super) fn send_reject(tx: &mut impl Write, reason: &str) {
     if let Ok(frame) = wire::encode_frame(&Header::new(FrameKind::Reject), reason.as_bytes()) {
         let _ = tx.write_all(&frame);
     }
 }
 
-fn send(
-    tx: &mut LinkWriter,
+pub(super) fn send(
+    tx: &mut impl Write,
     node: &NodeInner,
     peer_key: u64,
     kind: FrameKind,
@@ -121,7 +120,7 @@ fn secure_dialer(
     let name = auth::tls::server_name(&peer.id).map_err(refused)?;
     let conn = rustls::ClientConnection::new(Arc::clone(&tls.client), name)
         .map_err(|e| refused(format!("TLS with {}: {e}", peer.id)))?;
-    let (session, reader) = TlsSession::handshake(stream, conn.into()).map_err(|e| {
+    let (session, reader) = TlsSession::handshake(stream, conn.into(), None).map_err(|e| {
         refused(format!(
             "TLS handshake with {} failed: {e} (does it have encryption_enabled and a certificate for `{}` from tls_ca?)",
             peer.id, peer.id
@@ -236,142 +235,4 @@ fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Resu
         .spawn(move || read_loop(node, conn2, reader))
         .map(|_| ())
         .map_err(|e| Error::io("spawning a reader thread", e))
-}
-
-/// Runs on its own thread for an accepted connection: handshake, then the read loop.
-pub(super) fn serve_accepted(node: Arc<NodeInner>, stream: TcpStream, peer_addr: String) {
-    let socket = tcp::apply(&stream, &node.tuning);
-    tcp::set_mss(&socket2::SockRef::from(&stream), node.segment.mss);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(
-        node.tuning.handshake_timeout_ms,
-    )));
-    let refuse = |why: &str| {
-        node.stats
-            .connections_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer_addr, "refusing connection: {why}");
-    };
-    let (mut tx, rx, session) = match secure_acceptor(&node, &stream) {
-        Ok(link) => link,
-        Err((why, plain)) => {
-            refuse(&why);
-            // A plain-text peer understands a Reject frame; a TLS one got a TLS alert.
-            return if plain {
-                reject(stream, &why)
-            } else {
-                let _ = stream.shutdown(Shutdown::Both);
-            };
-        }
-    };
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, rx);
-    let peer = match greet_as_acceptor(&node, &mut tx, &mut reader, session.as_deref()) {
-        Ok(p) => p,
-        Err(why) => {
-            refuse(&why);
-            send_reject(&mut tx, &why);
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-    };
-    let conn = match stream
-        .set_read_timeout(None)
-        .and_then(|_| Conn::new(&node, &peer, &stream, tx, socket, Lane::Bulk))
-    {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(%peer_addr, "handshake failed: {e}"),
-    };
-    node.stats
-        .connections_accepted
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
-    node.adopt(Arc::clone(&conn));
-    read_loop(node, conn, reader);
-}
-
-/// The acceptor's link. Err: (why, whether the peer speaks plain frames).
-#[allow(clippy::type_complexity)]
-fn secure_acceptor(
-    node: &NodeInner,
-    stream: &TcpStream,
-) -> std::result::Result<(LinkWriter, LinkReader, Option<Arc<TlsSession>>), (String, bool)> {
-    let clone = || {
-        stream
-            .try_clone()
-            .map_err(|e| (format!("cannot clone the socket: {e}"), false))
-    };
-    // A plain frame starts with the magic, a TLS client hello with record type 22.
-    let mut first = [0u8; 4];
-    let peeked = match stream.peek(&mut first) {
-        Ok(n) => n,
-        Err(e) => return Err((format!("no hello: {e}"), false)),
-    };
-    let plain_peer = peeked == 4 && first == wire::MAGIC.to_le_bytes();
-    let Some(tls) = &node.tls else {
-        if peeked > 0 && first[0] == 0x16 {
-            return Err((
-                "the peer speaks TLS but this node has encryption_enabled = false".into(),
-                false,
-            ));
-        }
-        return Ok((
-            LinkWriter::Plain(clone()?),
-            LinkReader::Plain(clone()?),
-            None,
-        ));
-    };
-    if plain_peer {
-        return Err((
-            "the peer speaks plain TCP but this fabric requires TLS (encryption_enabled = true)"
-                .into(),
-            true,
-        ));
-    }
-    let conn = rustls::ServerConnection::new(Arc::clone(&tls.server))
-        .map_err(|e| (format!("TLS: {e}"), false))?;
-    let (session, reader) = TlsSession::handshake(stream, conn.into())
-        .map_err(|e| (format!("TLS handshake failed: {e}"), false))?;
-    Ok((
-        LinkWriter::Tls(Arc::clone(&session)),
-        LinkReader::Tls(reader),
-        Some(session),
-    ))
-}
-
-/// The acceptor's half of the fabric handshake: the peer, or why it is refused.
-fn greet_as_acceptor(
-    node: &NodeInner,
-    tx: &mut LinkWriter,
-    reader: &mut Reader,
-    session: Option<&TlsSession>,
-) -> std::result::Result<Peer, String> {
-    let acceptor = Acceptor {
-        fabric: &node.fabric_name,
-        me: &node.me,
-        secret: node.secret.as_ref(),
-        challenge: auth::challenge(),
-    };
-    let mut payload = Vec::new();
-    let header =
-        read_frame(reader, node.limits, &mut payload).map_err(|e| format!("bad hello: {e}"))?;
-    let known = |id: &str, key: u64| {
-        node.peer_by_key(wire::node_key(id))
-            .is_some_and(|p| p.id == id && p.key == key)
-    };
-    let greeted = acceptor.on_hello(&header, body(&payload, &header), known)?;
-    let peer = node.peer_by_id(&greeted.peer).map_err(|e| e.to_string())?;
-    if let Some(session) = session {
-        let certs = session.peer_certificates();
-        let cert = certs
-            .first()
-            .ok_or("the peer presented no TLS certificate")?;
-        auth::tls::cert_names(cert, &peer.id).map_err(|e| format!("node `{}`: {e}", peer.id))?;
-    }
-    send(tx, node, peer.key, FrameKind::Welcome, &greeted.welcome)
-        .map_err(|e| format!("welcome not sent: {e}"))?;
-    if let Some(theirs) = greeted.awaiting_proof {
-        let header = read_frame(reader, node.limits, &mut payload)
-            .map_err(|e| format!("node `{}` sent no proof of the fabric secret: {e}", peer.id))?;
-        acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
-    }
-    Ok(peer)
 }

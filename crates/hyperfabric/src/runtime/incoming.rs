@@ -1,6 +1,8 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
+use super::open::{transfer_ledger, Ledger, Unread};
+use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
@@ -12,7 +14,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +22,6 @@ use std::time::{Duration, Instant};
 const COMPLETED_MEMORY: usize = 8192;
 /// Received messages waiting for `recv` before readers block (backpressure to senders).
 const RECV_QUEUE: usize = 1024;
-/// Transfers open at once on one node.
-const MAX_OPEN_TRANSFERS: usize = 1024;
 /// Separate holes tolerated in one transfer.
 const MAX_RANGES: usize = 4096;
 /// Largest transfer assembled in memory (a store directory takes larger ones).
@@ -73,6 +73,8 @@ pub(super) struct Entry {
     pub name: Option<String>,
     pub store: Store,
     touched: Instant,
+    /// Bytes this transfer counts against its peer's reassembly limit.
+    reserved: u64,
     /// Delivered or refused: frames that waited for this entry's lock must not use it.
     pub closed: bool,
 }
@@ -86,7 +88,20 @@ pub(super) enum Completed {
 
 /// (source node key, transfer id): a transfer's identity at the destination.
 type TransferKey = (u64, u64);
-type OpenTransfers = HashMap<TransferKey, Arc<Mutex<Entry>>>;
+
+/// The open transfers and what each peer holds of them (changed together, under one lock).
+struct OpenTransfers {
+    map: HashMap<TransferKey, Arc<Mutex<Entry>>>,
+    ledger: Ledger<u64>,
+}
+
+impl OpenTransfers {
+    fn remove(&mut self, key: TransferKey, reserved: u64) {
+        if self.map.remove(&key).is_some() {
+            self.ledger.remove(key.0, reserved);
+        }
+    }
+}
 
 /// How a transfer ended at this node: what late frames of it are answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +137,10 @@ pub(super) struct IncomingTable {
     sink: Sink,
     params: RecvParams,
     stale_after: Duration,
+    on_conflict: OnConflict,
     open: Mutex<OpenTransfers>,
+    /// Received messages not read yet, per peer (backpressure on the peer that is over).
+    unread: Unread,
     done: Mutex<CompletedMemory>,
     /// With a store directory: the durable record of completed transfers (None if it could
     /// not be opened, which is logged: then only this process's memory answers duplicates).
@@ -143,6 +161,15 @@ impl IncomingTable {
             _ => tuning.max_transfer_bytes,
         };
         let (journal, done) = open_journal(&sink);
+        if let Sink::Store(dir) = &sink {
+            match store::remove_stale_parts(dir, stale_after(tuning)) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("removed {n} stale .part files from {}", dir.display()),
+                Err(e) => {
+                    tracing::warn!("cannot scan {} for stale .part files: {e}", dir.display())
+                }
+            }
+        }
         IncomingTable {
             sink,
             params: RecvParams {
@@ -150,8 +177,13 @@ impl IncomingTable {
                 ack_every_bytes: (tuning.window_bytes / 4).max(tuning.max_packet_size as u64),
                 max_ranges: MAX_RANGES,
             },
-            stale_after: Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2)),
-            open: Mutex::new(HashMap::new()),
+            stale_after: stale_after(tuning),
+            on_conflict: tuning.on_conflict,
+            open: Mutex::new(OpenTransfers {
+                map: HashMap::new(),
+                ledger: transfer_ledger(),
+            }),
+            unread: Unread::new(RECV_QUEUE),
             done: Mutex::new(done),
             journal: Mutex::new(journal),
             tx,
@@ -181,7 +213,7 @@ impl IncomingTable {
 
     /// Transfers being received, and messages waiting for the application (metrics).
     pub(super) fn depths(&self) -> (usize, usize) {
-        (self.open.lock().len(), self.rx.len())
+        (self.open.lock().map.len(), self.rx.len())
     }
 
     /// The open transfer `key`, opened now if this is its first frame; `None` if it was
@@ -196,7 +228,7 @@ impl IncomingTable {
         prio: Priority,
     ) -> Result<Option<Arc<Mutex<Entry>>>, String> {
         let mut open = self.open.lock();
-        if let Some(e) = open.get(&key) {
+        if let Some(e) = open.map.get(&key) {
             let e = Arc::clone(e);
             // Never an entry's lock under `open`: `complete` takes them the other way round.
             drop(open);
@@ -208,13 +240,15 @@ impl IncomingTable {
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
-        if open.len() >= MAX_OPEN_TRANSFERS {
-            self.sweep(&mut open);
-            if open.len() >= MAX_OPEN_TRANSFERS {
-                return Err(format!("too many open transfers ({MAX_OPEN_TRANSFERS})"));
-            }
-        }
         let proto = IncomingTransfer::new(total, self.params).map_err(|e| e.to_string())?;
+        let reserved = match self.sink {
+            Sink::Memory => total,
+            _ => 0,
+        };
+        if open.ledger.check(key.0, reserved).is_err() {
+            self.sweep(&mut open);
+            open.ledger.check(key.0, reserved)?;
+        }
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
             Sink::Memory if total as usize <= BUFFER_BYTES_MAX => {
@@ -222,7 +256,7 @@ impl IncomingTable {
             }
             Sink::Memory => Store::Memory(vec![0u8; total as usize]),
             Sink::Store(dir) => {
-                let tmp = dir.join(format!(".hf-{:016x}-{:016x}.part", key.0, key.1));
+                let tmp = store::part_path(dir, key);
                 let file = OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -239,18 +273,44 @@ impl IncomingTable {
             name: None,
             store,
             touched: Instant::now(),
+            reserved,
             closed: false,
         }));
-        open.insert(key, Arc::clone(&entry));
+        open.map.insert(key, Arc::clone(&entry));
+        open.ledger.add(key.0, reserved);
         Ok(Some(entry))
     }
 
-    /// Drops transfers whose sender went silent long ago (it has given up by now).
+    /// Drops the transfers whose sender went silent for the transfer deadline (the node's
+    /// sweeper calls this periodically; a full table calls it too).
+    pub(super) fn sweep_stale(&self) {
+        self.sweep(&mut self.open.lock());
+    }
+
+    /// Drops every open transfer and its temporary file (the node is stopping).
+    pub(super) fn drop_all(&self) {
+        self.unread.stop();
+        let mut open = self.open.lock();
+        for (key, e) in open.map.drain() {
+            if let Some(mut e) = e.try_lock_for(Duration::from_millis(100)) {
+                remove_tmp(&e.store);
+                e.store = Store::Nowhere;
+                e.closed = true;
+            } else {
+                tracing::warn!("transfer {:#x} busy at shutdown: its temporary file may remain until the next start", key.1);
+            }
+        }
+        open.ledger = transfer_ledger();
+    }
+
     fn sweep(&self, open: &mut OpenTransfers) {
         let now = Instant::now();
-        open.retain(|key, e| {
+        let OpenTransfers { map, ledger } = open;
+        map.retain(|key, e| {
             // A busy entry is not stale (and waiting for it under `open` could deadlock).
-            let Some(e) = e.try_lock() else { return true };
+            let Some(mut e) = e.try_lock() else {
+                return true;
+            };
             let keep = now.duration_since(e.touched) < self.stale_after;
             if !keep {
                 tracing::info!(
@@ -260,6 +320,9 @@ impl IncomingTable {
                     e.proto.total()
                 );
                 remove_tmp(&e.store);
+                e.store = Store::Nowhere;
+                e.closed = true;
+                ledger.remove(key.0, e.reserved);
             }
             keep
         });
@@ -279,7 +342,7 @@ impl IncomingTable {
     pub(super) fn close(&self, key: TransferKey, e: &mut Entry, outcome: Outcome) {
         e.closed = true;
         let mut open = self.open.lock();
-        open.remove(&key);
+        open.remove(key, e.reserved);
         self.done.lock().remember(key, outcome);
     }
 
@@ -307,7 +370,7 @@ impl IncomingTable {
             return false;
         }
         let open = self.open.lock();
-        if open.contains_key(&key) {
+        if open.map.contains_key(&key) {
             return false;
         }
         let mut done = self.done.lock();
@@ -337,13 +400,14 @@ impl IncomingTable {
                 let name = e
                     .name
                     .as_deref()
-                    .and_then(safe_file_name)
+                    .and_then(store::safe_file_name)
                     .unwrap_or_else(|| format!("{source}-{:016x}.bin", key.1));
-                let target = dir.join(name);
-                finish_file(&file, e.proto.total(), &tmp, &target, &dir).map_err(|err| {
-                    let _ = std::fs::remove_file(&tmp);
-                    format!("cannot store {}: {err}", target.display())
-                })?;
+                let total = e.proto.total();
+                let target = store::finish_file(&file, total, &tmp, &dir, &name, self.on_conflict)
+                    .map_err(|err| {
+                        let _ = std::fs::remove_file(&tmp);
+                        format!("cannot store {name}: {err}")
+                    })?;
                 self.journal_done(key);
                 Ok(Completed::Stored(target))
             }
@@ -413,10 +477,28 @@ impl IncomingTable {
 
     pub(super) fn deliver(&self, msg: Message) {
         // A thread waiting in `recv` that read the ring itself takes the message directly.
-        if let Some(msg) = super::drive::offer_to_driver(msg) {
-            // Blocks when the application does not keep up: backpressure, never silent loss.
-            let _ = self.tx.send(msg);
+        let Some(msg) = super::drive::offer_to_driver(msg) else {
+            return;
+        };
+        // Waits while this peer has its share unread (backpressure on it alone; never on a
+        // thread that is itself the application's receiver, which would wait for itself).
+        let (src, bytes) = unread_key(&msg);
+        if super::drive::is_receiving() {
+            self.unread.reserve_now(src, bytes);
+        } else if !self.unread.reserve(src, bytes) {
+            return; // the node is stopping
         }
+        // Blocks when the application does not keep up: backpressure, never silent loss.
+        if self.tx.send(msg).is_err() {
+            self.unread.release(src, bytes);
+        }
+    }
+
+    /// A message leaves the queue: its peer's unread share shrinks.
+    fn taken(&self, msg: Message) -> Message {
+        let (src, bytes) = unread_key(&msg);
+        self.unread.release(src, bytes);
+        msg
     }
 
     /// `recv` is for in-memory nodes.
@@ -431,12 +513,12 @@ impl IncomingTable {
 
     /// A message already queued, if any.
     pub(super) fn try_recv(&self) -> std::result::Result<Message, crossbeam_channel::TryRecvError> {
-        self.rx.try_recv()
+        self.rx.try_recv().map(|m| self.taken(m))
     }
 
     /// Waits on the message channel (the caller checked [`Self::check_receivable`]).
     pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
-        match timeout {
+        let got = match timeout {
             None => self.rx.recv().map_err(|_| Error::Shutdown),
             Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {
                 crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout {
@@ -445,7 +527,8 @@ impl IncomingTable {
                 },
                 crossbeam_channel::RecvTimeoutError::Disconnected => Error::Shutdown,
             }),
-        }
+        };
+        got.map(|m| self.taken(m))
     }
 }
 
@@ -494,42 +577,21 @@ fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedM
     }
 }
 
-/// fsync the data, check the length on disk, rename into place, fsync the directory: never a
-/// truncated file under the final name.
-fn finish_file(
-    file: &File,
-    total: u64,
-    tmp: &Path,
-    target: &Path,
-    dir: &Path,
-) -> std::io::Result<()> {
-    file.sync_all()?;
-    let on_disk = file.metadata()?.len();
-    if on_disk != total {
-        return Err(std::io::Error::other(format!(
-            "{} holds {on_disk} bytes after sync, expected {total}",
-            tmp.display()
-        )));
-    }
-    std::fs::rename(tmp, target)?;
-    File::open(dir)?.sync_all()
+/// Which peer's unread share a message counts against, and how much of it.
+fn unread_key(msg: &Message) -> (u64, u64) {
+    (crate::wire::node_key(&msg.source), msg.payload.len() as u64)
+}
+
+/// The transfer deadline: an open transfer untouched this long is dropped (its sender has
+/// given up: `send_timeout_ms` passed twice).
+pub(super) fn stale_after(tuning: &Tuning) -> Duration {
+    Duration::from_millis(tuning.send_timeout_ms.saturating_mul(2))
 }
 
 fn remove_tmp(store: &Store) {
     if let Store::File { tmp, .. } = store {
         let _ = std::fs::remove_file(tmp);
     }
-}
-
-/// A peer-supplied name reduced to a plain file name, or `None` if nothing safe is left.
-pub(super) fn safe_file_name(name: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next()?;
-    let ok = !base.is_empty()
-        && base != "."
-        && base != ".."
-        && !base.starts_with(".hf-")
-        && !base.chars().any(|c| c.is_control());
-    ok.then(|| base.to_owned())
 }
 
 /// Turns a refusal of the protocol into the reason sent back to the sender.
@@ -580,18 +642,5 @@ mod tests {
             .filter(|n| n != super::super::journal::JOURNAL_NAME)
             .collect();
         assert_eq!(leftovers, ["x.bin"], "only x.bin (and the journal)");
-    }
-
-    #[test]
-    fn peer_names_cannot_escape_the_store() {
-        assert_eq!(
-            safe_file_name("../../etc/passwd").as_deref(),
-            Some("passwd")
-        );
-        assert_eq!(safe_file_name("model.bin").as_deref(), Some("model.bin"));
-        assert_eq!(safe_file_name("dir/"), None);
-        assert_eq!(safe_file_name(".."), None);
-        assert_eq!(safe_file_name("a\nb"), None);
-        assert_eq!(safe_file_name(".hf-0000-0000.part"), None);
     }
 }

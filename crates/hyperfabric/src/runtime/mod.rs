@@ -2,6 +2,7 @@
 //! reader thread each), the table of transfers in flight, and feeds the sans-IO protocol
 //! with bytes and time.
 
+mod accept;
 mod conn;
 mod dispatch;
 mod drive;
@@ -9,12 +10,14 @@ mod handshake;
 mod idle;
 mod incoming;
 mod journal;
+mod open;
 mod outgoing;
 mod ping;
 pub(crate) mod placement;
 mod shmframe;
 mod shmlink;
 mod stats;
+mod store;
 mod zones;
 
 pub use conn::{Conn, Lane};
@@ -97,6 +100,8 @@ pub struct NodeInner {
     /// Accepted connections with a thread of their own (handshaking or established): bounded
     /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
     inbound: AtomicUsize,
+    /// Accepted connections still in their handshake: bounded by `max_pending_handshakes`.
+    pending: accept::PendingTable,
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
@@ -124,6 +129,14 @@ impl NodeInner {
         })?;
         // Key files first: a node that cannot prove membership must not listen at all.
         let secret = crate::auth::Secret::from_config(cfg, me)?;
+        if secret.is_none() && !cfg.security.encryption_enabled {
+            tracing::warn!(
+                node = me,
+                "this fabric has no secret_file: any process that can reach this node can join \
+                 as any node of the fabric (make a key with `hfabric keygen` and set secret_file)"
+            );
+        }
+        crate::transport::fdlimit::raise();
         let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
         let addr = listen
             .or(node_cfg.listen)
@@ -183,6 +196,7 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
             inbound: AtomicUsize::new(0),
+            pending: accept::PendingTable::default(),
             outgoing: outgoing::OutgoingTable::new(cfg.compression.clone()),
             stats: NodeStats::default(),
             faults,
@@ -199,6 +213,12 @@ impl NodeInner {
             .spawn(move || acceptor.accept_loop(listener))
             .map_err(|e| Error::io("spawning the accept thread", e))?;
         inner.threads.lock().push(handle);
+        let sweeper = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name(format!("hf-sweep-{me}"))
+            .spawn(move || sweeper.sweep_loop())
+            .map_err(|e| Error::io("spawning the sweeper thread", e))?;
+        inner.threads.lock().push(handle);
         if transport != TransportChoice::Tcp {
             // Segments of earlier runs whose creator died (killed nodes leave them behind).
             match crate::transport::shm::remove_stale(&format!("hf-{}-", inner.fabric_name)) {
@@ -211,6 +231,20 @@ impl NodeInner {
         }
         tracing::info!(node = me, %local_addr, fabric = %inner.fabric_name, "node listening");
         Ok(inner)
+    }
+
+    /// Drops stale incoming transfers (and their `.part` files) a few times per deadline.
+    fn sweep_loop(self: Arc<Self>) {
+        let every = (incoming::stale_after(&self.tuning) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut last = Instant::now();
+        while !self.is_shutting_down() {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= every {
+                self.incoming.sweep_stale();
+                last = Instant::now();
+            }
+        }
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -235,21 +269,40 @@ impl NodeInner {
             .unwrap_or_else(|_| "?".into());
         let open = self.all_conns.lock().len();
         let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
-        if open.max(inbound) >= self.tuning.max_connections {
-            self.inbound.fetch_sub(1, Ordering::AcqRel);
-            let open = open.max(inbound);
-            self.stats
-                .connections_rejected
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer_addr, open, "refusing connection: limit of {} connections reached", self.tuning.max_connections);
-            handshake::reject(stream, "too many connections");
-            return;
-        }
+        let (max, max_pending) = (
+            self.tuning.max_connections,
+            self.tuning.max_pending_handshakes,
+        );
+        let admitted = if open.max(inbound) >= max {
+            Err(format!("limit of {max} connections reached"))
+        } else {
+            self.pending
+                .admit(&stream, max_pending)
+                .map_err(|e| format!("cannot track the handshake: {e}"))
+        };
+        let slot = match admitted {
+            Ok((id, evicted)) => {
+                if evicted {
+                    tracing::warn!(%peer_addr, "{max_pending} connections in handshake (max_pending_handshakes): cut the oldest to make room");
+                }
+                accept::PendingSlot(Arc::clone(self), id)
+            }
+            Err(log) => {
+                self.inbound.fetch_sub(1, Ordering::AcqRel);
+                let open = open.max(inbound);
+                self.stats
+                    .connections_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer_addr, open, "refusing connection: {log}");
+                handshake::reject(stream, "too many connections");
+                return;
+            }
+        };
         let node = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("hf-conn".into())
             .spawn(move || {
-                handshake::serve_accepted(Arc::clone(&node), stream, peer_addr);
+                accept::serve_accepted(Arc::clone(&node), stream, peer_addr, slot);
                 node.inbound.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -363,7 +416,7 @@ impl NodeInner {
                     .set_node_up(&peer.id, false);
                 return Err(Error::Unreachable {
                     node: peer.id.clone(),
-                    reason: err.to_string(),
+                    reason: err.reason_about(&peer.id),
                 });
             }
             tracing::debug!(peer = %peer.id, "dial failed, retrying in {backoff:?}: {err}");
@@ -549,6 +602,7 @@ impl NodeInner {
         }
         self.conns.lock().clear();
         self.outgoing.fail_all();
+        self.incoming.drop_all();
         // Wake the blocking accept() with a throwaway connection.
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_millis(200));
         let handles: Vec<_> = self.threads.lock().drain(..).collect();

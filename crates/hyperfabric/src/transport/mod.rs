@@ -1,6 +1,10 @@
 //! Transports move frames over one link. TCP today; shared memory inside a host next.
 
+pub mod deadline;
 pub mod fault;
+#[allow(unsafe_code)]
+#[deny(clippy::undocumented_unsafe_blocks)]
+pub mod fdlimit;
 pub mod pacer;
 #[allow(unsafe_code)]
 pub mod shm;

@@ -30,18 +30,34 @@ pub struct TlsSession {
     pending: AtomicBool,
 }
 
+fn drive_handshake(conn: &mut Connection, io: &mut (impl Read + Write)) -> io::Result<()> {
+    while conn.is_handshaking() {
+        conn.complete_io(io)?;
+    }
+    while conn.wants_write() {
+        conn.write_tls(io)?;
+    }
+    Ok(())
+}
+
 impl TlsSession {
     /// Runs the TLS handshake on `sock` (blocking; the caller sets the socket's timeouts)
     /// and returns the session and its reader.
-    pub fn handshake(sock: &TcpStream, mut conn: Connection) -> io::Result<(Arc<Self>, TlsReader)> {
+    /// With `budget`, the whole handshake must finish within it (one deadline, not one
+    /// timeout per read: see [`super::deadline`]).
+    pub fn handshake(
+        sock: &TcpStream,
+        mut conn: Connection,
+        budget: Option<super::deadline::Budget>,
+    ) -> io::Result<(Arc<Self>, TlsReader)> {
         // Writers drain the session at once, so its buffers need no cap of their own.
         conn.set_buffer_limit(None);
-        let mut io = sock;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut io)?;
-        }
-        while conn.wants_write() {
-            conn.write_tls(&mut io)?;
+        match budget {
+            Some(b) => drive_handshake(
+                &mut conn,
+                &mut super::deadline::Deadline::new(sock, sock, b),
+            )?,
+            None => drive_handshake(&mut conn, &mut { sock })?,
         }
         let session = Arc::new(TlsSession {
             conn: Mutex::new(conn),
@@ -243,14 +259,14 @@ mod tests {
         let server = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
             let conn = rustls::ServerConnection::new(server_cfg).unwrap();
-            TlsSession::handshake(&s, conn.into()).unwrap()
+            TlsSession::handshake(&s, conn.into(), None).unwrap()
         });
         let c = TcpStream::connect(addr).unwrap();
         let conn =
             rustls::ClientConnection::new(Arc::clone(&cfg.client), server_name("b").unwrap())
                 .unwrap();
         let ends = [
-            TlsSession::handshake(&c, conn.into()).unwrap(),
+            TlsSession::handshake(&c, conn.into(), None).unwrap(),
             server.join().unwrap(),
         ];
         const PER_WRITER: usize = 4 << 20;

@@ -31,6 +31,12 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 64;
 /// No frame may ever carry more than this, whatever the configuration says (64 MiB).
 pub const MAX_PAYLOAD_HARD: u32 = 64 << 20;
+/// Longest fabric name (it travels in every hello).
+pub const FABRIC_NAME_MAX_BYTES: usize = 1024;
+/// Largest payload of a handshake frame (Hello, Welcome, Auth, Reject) an acceptor reads
+/// before the peer is authenticated: a fabric name, a node id, a nonce and two 32-byte
+/// fields fit; a header announcing more is refused before anything is allocated for it.
+pub const MAX_HANDSHAKE_PAYLOAD: u32 = 4096;
 
 /// Per-connection decoder limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

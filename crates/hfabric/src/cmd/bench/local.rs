@@ -14,7 +14,15 @@ pub struct LocalServer {
     _dir: tempfile::TempDir,
 }
 
+/// The key file the bundled fabric names in `secret_file`.
+const LOCAL_KEY: &str = "local.key";
+
 impl LocalServer {
+    /// The ephemeral secret of this local fabric (for the bench's own node).
+    pub fn secret_path(&self) -> std::path::PathBuf {
+        self._dir.path().join(LOCAL_KEY)
+    }
+
     /// Starts the server and waits for its JSON ready line.
     pub fn start(
         profile: Option<ProfileName>,
@@ -24,6 +32,8 @@ impl LocalServer {
         let dir = tempfile::tempdir()?;
         let cfg_path = dir.path().join("local.toml");
         std::fs::write(&cfg_path, LOCAL_FABRIC)?;
+        // An ephemeral fabric secret for this run only (the file names it `local.key`).
+        crate::cmd::keygen::write_key(&dir.path().join(LOCAL_KEY))?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args([
             "serve",

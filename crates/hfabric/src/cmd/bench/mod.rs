@@ -148,7 +148,8 @@ pub fn run(a: Args) -> CliResult {
             None,
         ),
         None => {
-            let cfg = FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
+            let mut cfg =
+                FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
             // A latency-only run measures both ends in the latency profile (the server's
             // reader spins), as busy-polling peers such as ucx_perftest do.
             let latency_only = !a.tests.is_empty() && a.tests.iter().all(|t| *t == Which::Latency);
@@ -157,6 +158,8 @@ pub fn run(a: Args) -> CliResult {
                 .or(latency_only.then_some(ProfileName::LowLatency));
             let server =
                 local::LocalServer::start(server_profile, a.pin.get(1).copied(), a.transport)?;
+            // Both ends prove the ephemeral secret the local server was given.
+            cfg.security.secret_file = Some(server.secret_path().display().to_string());
             (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
         }
     };

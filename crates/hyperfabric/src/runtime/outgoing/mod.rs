@@ -84,6 +84,8 @@ pub(super) struct OutSlot {
     woken: AtomicBool,
     lost: AtomicBool,
     gate: (Mutex<()>, Condvar),
+    /// The name a store directory gave the file (carried by the FINAL ack; docs/wire.md).
+    stored_as: Mutex<Option<String>>,
 }
 
 impl OutSlot {
@@ -124,8 +126,11 @@ impl OutgoingTable {
             .algorithm
     }
 
-    pub(super) fn on_ack(&self, id: u64, ack: AckInfo) {
+    pub(super) fn on_ack(&self, id: u64, ack: AckInfo, stored_as: Option<String>) {
         if let Some(slot) = self.map.lock().get(&id).cloned() {
+            if stored_as.is_some() {
+                *slot.stored_as.lock() = stored_as;
+            }
             slot.state.lock().on_ack(ack, Instant::now());
             slot.wake();
         }
@@ -159,6 +164,7 @@ impl OutgoingTable {
                 *s.state.get_mut() = state;
                 *s.woken.get_mut() = false;
                 *s.lost.get_mut() = false;
+                *s.stored_as.get_mut() = None;
                 return slot;
             }
         }
@@ -169,6 +175,7 @@ impl OutgoingTable {
             woken: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             gate: (Mutex::new(()), Condvar::new()),
+            stored_as: Mutex::new(None),
         })
     }
 

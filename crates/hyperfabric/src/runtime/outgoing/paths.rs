@@ -185,7 +185,7 @@ impl PathSet {
             }
             Err(e) => {
                 tracing::debug!(hop = %path.first_hop.id, "path down: {e}");
-                path.last_error = Some(e.to_string());
+                path.last_error = Some(e.reason_about(&path.first_hop.id));
                 self.mark_down(i);
                 None
             }
@@ -243,7 +243,7 @@ impl PathSet {
                         p.down = false;
                         p.credit = 0.0;
                     }
-                    Err(e) => p.last_error = Some(e.to_string()),
+                    Err(e) => p.last_error = Some(e.reason_about(&p.first_hop.id)),
                 }
             }
         }
@@ -258,10 +258,13 @@ impl PathSet {
 
     pub fn unreachable(&self, dst: &str) -> Error {
         if let [only] = &self.paths[..] {
-            let reason = only
+            let mut reason = only
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "connection lost".into());
+            if only.first_hop.id != dst {
+                reason = format!("via {}: {reason}", only.first_hop.id);
+            }
             return Error::Unreachable {
                 node: dst.to_owned(),
                 reason,

@@ -115,6 +115,7 @@ impl PendingSend<'_> {
             retransmitted_bytes,
             data_type: self.opts.data_type,
             priority: self.opts.priority,
+            stored_as: self.slot.stored_as.lock().clone(),
         }
     }
 }

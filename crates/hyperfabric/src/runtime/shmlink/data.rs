@@ -156,12 +156,7 @@ pub(in crate::runtime) fn drain_until(
             super::super::conn::corrupt_frame(node, conn, &e);
             continue;
         }
-        if header.hops == 0 && header.src != conn.peer_key {
-            return Err(format!(
-                "frame claims source key {:#x}, link is {}",
-                header.src, conn.peer
-            ));
-        }
+        super::super::conn::check_source(node, conn, &header)?;
         let go_on = if header.kind == FrameKind::Data && header.has(flags::LOANED) {
             let view = take_loan(conn, &header, payload)?;
             on_loaned(node, conn, header, view, scratch)?
