@@ -3,6 +3,7 @@
 
 mod cmd;
 mod common;
+mod logging;
 mod plot;
 
 use clap::{Parser, Subcommand};
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    common::init_logging(default_level);
+    logging::init(default_level);
     let result = match cli.command {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Send(a) => cmd::send::run(a),

@@ -12,9 +12,7 @@ mod throughput;
 use crate::common::{apply_overrides, print_json, start_client_with, CliError, CliResult};
 use hyperfabric::config::{FabricConfig, ProfileName};
 use hyperfabric::Fabric;
-use indicatif::{ProgressBar, ProgressStyle};
 use report::{Report, Tests};
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -260,16 +258,6 @@ pub fn transport_of(fabric: &Fabric, to: &str) -> CliResult<hyperfabric::transpo
 }
 
 /// A progress bar on a terminal; hidden when piped or with --json.
-pub fn progress(a: &Args, len: u64, what: &str) -> ProgressBar {
-    if a.json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg:>28} [{bar:40}] {percent:>3}% {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+pub fn progress(a: &Args, len: u64, what: &str) -> crate::logging::Progress {
+    crate::logging::progress(a.json, len, what)
 }
