@@ -99,6 +99,11 @@ pub struct Args {
     /// Draw the latency distribution and throughput against size (.svg, or .png with rsvg-convert).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Measure a node that runs with --store anyway: every bench transfer becomes a file in
+    /// its store (thousands of them), and the figures measure its disk. Without this flag
+    /// such a node is refused with the reason.
+    #[arg(long)]
+    pub allow_store: bool,
     /// Print the report as JSON (schema: docs/bench.md); no progress bars.
     #[arg(long)]
     pub json: bool,
@@ -174,6 +179,9 @@ pub fn run(a: Args) -> CliResult {
         peers,
         transport: a.transport,
     };
+    if a.config.is_some() && !a.allow_store {
+        refuse_storing_target(&target)?;
+    }
     let mut tests = Tests::default();
     if a.runs(Which::Latency) {
         tests.latency = Some(latency::run(&target, &a)?);
@@ -226,6 +234,23 @@ fn validate(a: &Args) -> CliResult {
         return Err(CliError::usage(
             "--pin takes one or two CPU numbers: this process, then the local server",
         ));
+    }
+    Ok(())
+}
+
+/// A bench against a node that stores what it receives writes every transfer as a file:
+/// refused, with the reason and what to do instead.
+fn refuse_storing_target(t: &Target) -> CliResult {
+    let fabric = t.client(ProfileName::HighThroughput)?;
+    let m = fabric.node_metrics(&t.to, Duration::from_secs(5))?;
+    if m.receives == "store" {
+        return Err(CliError::usage(format!(
+            "node `{}` runs with --store: every bench transfer would become a file in its store \
+             (thousands per second) and the figures would measure its disk, not the fabric. \
+             Benchmark a node served without --store (it verifies, acknowledges and drops what \
+             it receives), or pass --allow-store to measure the store anyway",
+            t.to
+        )));
     }
     Ok(())
 }
