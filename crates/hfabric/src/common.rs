@@ -42,9 +42,36 @@ impl fmt::Display for CliError {
 
 impl From<Error> for CliError {
     fn from(e: Error) -> CliError {
+        let code = match &e {
+            e if e.is_usage() => 2,
+            // What the user gave cannot be used (a port taken, a file missing or already
+            // there, no permission): fix the command line, do not retry it.
+            Error::Io { source, .. } if is_usage_io(source.kind()) => 2,
+            _ => 1,
+        };
         CliError {
-            code: if e.is_usage() { 2 } else { 1 },
+            code,
             message: e.to_string(),
+        }
+    }
+}
+
+/// I/O failures caused by what the command line named, not by the fabric.
+pub fn is_usage_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::AddrInUse | K::AddrNotAvailable | K::NotFound | K::AlreadyExists | K::PermissionDenied
+    )
+}
+
+impl CliError {
+    /// An I/O error about `what` (a path, an address the user gave): exit 2 when the
+    /// command line is at fault (see [`is_usage_io`]), 1 otherwise.
+    pub fn io(what: impl fmt::Display, e: &std::io::Error) -> CliError {
+        CliError {
+            code: if is_usage_io(e.kind()) { 2 } else { 1 },
+            message: format!("{what}: {e}"),
         }
     }
 }
@@ -142,6 +169,7 @@ pub enum TransportArg {
     /// Shared memory with nodes on this host, TCP otherwise.
     #[default]
     Auto,
+    /// TCP for every link, also between nodes of one host (e.g. to keep them under TLS).
     Tcp,
     /// Shared memory only (an error for nodes on other hosts).
     Shm,
@@ -177,6 +205,11 @@ pub fn fmt_ns(ns: f64) -> String {
         n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
         n => format!("{n:.0} ns"),
     }
+}
+
+/// Gbit/s (10^9 bits) to GiB/s (2^30 bytes): the one conversion every report uses.
+pub fn gbps_to_gib_per_s(gbps: f64) -> f64 {
+    gbps * 1e9 / 8.0 / (1u64 << 30) as f64
 }
 
 pub fn fmt_bytes(b: u64) -> String {

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod common;
+mod context;
 mod logging;
 mod plot;
 

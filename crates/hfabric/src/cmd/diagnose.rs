@@ -3,7 +3,7 @@
 //! derived from those figures. This process runs as node `--from` (as `hfabric ping` does);
 //! the other nodes of the route must be running.
 
-use crate::common::{fmt_bytes, fmt_ns, print_json, CliError, CliResult, FabricArgs};
+use crate::common::{fmt_bytes, fmt_ns, CliError, CliResult, FabricArgs};
 use hyperfabric::diagnose::{self, DiagnoseReport, Health, Limits, Plan};
 use hyperfabric::route::Strategy;
 use std::path::PathBuf;
@@ -34,6 +34,7 @@ pub struct Args {
     /// Write the report (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Print the report as JSON on stdout (with the effective configuration and the machine).
     #[arg(long)]
     pub json: bool,
 }
@@ -55,6 +56,7 @@ pub fn run(a: Args) -> CliResult {
     };
     let measured = diagnose::measure(&fabric, &a.to, &plan)?;
     let report = diagnose::analyse(&measured, fabric.config(), &limits);
+    let effective = fabric.config().clone();
     fabric.shutdown();
     if let Some(path) = &a.output {
         let text =
@@ -63,7 +65,7 @@ pub fn run(a: Args) -> CliResult {
             .map_err(|e| CliError::failed(format!("writing {}: {e}", path.display())))?;
     }
     if a.json {
-        print_json(&report)?;
+        crate::context::print_report(&report, Some(&effective))?;
     } else {
         print_report(&report);
     }

@@ -1,6 +1,6 @@
 //! `hfabric ping`: round trips to a node.
 
-use crate::common::{fmt_ns, print_json, CliResult, FabricArgs};
+use crate::common::{fmt_ns, CliResult, FabricArgs};
 use hyperfabric::{PingOptions, PingStats};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ pub struct Args {
     /// How long to wait for each pong, in milliseconds, before counting it lost.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
+    /// Print the statistics as JSON (with the effective configuration and the machine).
     #[arg(long)]
     pub json: bool,
 }
@@ -44,7 +45,7 @@ pub fn run(a: Args) -> CliResult {
         .timeout(Duration::from_millis(a.timeout_ms));
     let stats = fabric.ping(&a.to, opts)?;
     if a.json {
-        print_json(&stats)?;
+        crate::context::print_report(&stats, Some(fabric.config()))?;
     } else {
         print_ping(&a.from, &stats);
     }

@@ -1,6 +1,6 @@
 //! `hfabric route`: the path a strategy picks between two nodes of a fabric file.
 
-use crate::common::{fmt_ns, print_json, CliError, CliResult};
+use crate::common::{fmt_ns, CliError, CliResult};
 use hyperfabric::config::FabricConfig;
 use hyperfabric::route::{Route, RouteError, Router, Strategy, Topology};
 use serde::Serialize;
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> CliResult {
         .route(&a.from, &a.to, a.strategy, Instant::now())
         .map_err(route_error)?;
     if a.json {
-        return print_json(&report(&a, &route));
+        return crate::context::print_report(&report(&a, &route), Some(&cfg));
     }
     print!("{}", text(&route));
     Ok(())

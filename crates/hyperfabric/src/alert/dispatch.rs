@@ -232,7 +232,10 @@ mod tests {
         assert!(got.ends_with("firing a->b\n"), "{got}");
         // JSON lines: the event is one whole line of its own.
         let first = got.lines().next().unwrap();
-        assert_eq!(serde_json::from_str::<serde_json::Value>(first).unwrap()["node"], "a");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(first).unwrap()["node"],
+            "a"
+        );
     }
 
     #[test]

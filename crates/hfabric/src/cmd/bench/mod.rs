@@ -60,6 +60,7 @@ pub struct Args {
     /// Latency: timed ping-pongs (after --warmup untimed ones).
     #[arg(long, alias = "count", default_value_t = 10_000)]
     pub iterations: u64,
+    /// Latency: untimed ping-pongs first (connection set-up, caches, CPU frequency).
     #[arg(long, default_value_t = 1_000)]
     pub warmup: u64,
     /// Latency: payload bytes of each ping.
@@ -69,7 +70,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub interval_us: u64,
     /// Throughput: message sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1024u64, 10240, 102400, 1048576])]
+    #[arg(
+        long,
+        value_name = "BYTES,..",
+        value_delimiter = ',',
+        default_value = "1024,10240,102400,1048576"
+    )]
     pub sizes: Vec<u64>,
     /// Throughput: seconds of streaming per size.
     #[arg(long, default_value_t = 2.0)]

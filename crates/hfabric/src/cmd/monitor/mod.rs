@@ -7,7 +7,7 @@ mod render;
 mod state;
 mod tui;
 
-use crate::common::{print_json, CliError, CliResult, FabricArgs};
+use crate::common::{CliError, CliResult, FabricArgs};
 use hyperfabric::{Fabric, PingOptions};
 use state::{MonitorState, Observation};
 use std::path::PathBuf;
@@ -121,7 +121,7 @@ pub fn run(a: Args) -> CliResult {
         }
         export(&a, &state)?;
         return if a.json {
-            print_json(&snapshot_json(&state))
+            crate::context::print_report(&snapshot_json(&state), Some(fabric.config()))
         } else {
             let text = render::to_text(&state, a.screen.0, a.screen.1)?;
             print!("{text}");
