@@ -166,7 +166,6 @@ fn topo_visualize_builtin_svg() {
     let c = example("lab.toml");
     let o = Command::new(env!("CARGO_BIN_EXE_hfabric"))
         .args(["topo", "-c", &c, "--visualize", &svg.display().to_string()])
-        .env("HFABRIC_NO_GRAPHVIZ", "1")
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", stderr(&o));

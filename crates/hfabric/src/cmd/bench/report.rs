@@ -371,12 +371,13 @@ fn print_qos(q: &QosTest) {
 /// Draws the latency distribution and throughput against size (`--plot FILE`).
 pub fn plot(r: &Report, path: &std::path::Path) -> Result<(), String> {
     use crate::plot::{write_plot, LatencySeries, PlotData, ThroughputPoint};
-    let latency = r
-        .tests
-        .latency
-        .iter()
-        .map(|l| LatencySeries {
-            label: "hyperfabric (tcp)",
+    // The legend names the transport that carried the pings (shm or tcp), not a fixed one.
+    let labels: Vec<String> = (r.tests.latency.iter())
+        .map(|l| format!("hyperfabric ({})", l.transport))
+        .collect();
+    let latency = (r.tests.latency.iter().zip(&labels))
+        .map(|(l, label)| LatencySeries {
+            label,
             samples_ns: &l.samples_ns,
         })
         .collect();
