@@ -207,6 +207,18 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// An error text without its repetitions: "node `x` is unreachable: node `x` is unreachable:
+/// connect …" reads "node `x` is unreachable: connect …" (layers that each add the same context).
+pub fn tidy_error(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
 /// Gbit/s (10^9 bits) to GiB/s (2^30 bytes): the one conversion every report uses.
 pub fn gbps_to_gib_per_s(gbps: f64) -> f64 {
     gbps * 1e9 / 8.0 / (1u64 << 30) as f64
@@ -239,5 +251,10 @@ mod tests {
         assert_eq!(fmt_bytes(7), "7 B");
         assert!(parse_peer("b=127.0.0.1:1").is_ok());
         assert!(parse_peer("b").is_err());
+        assert_eq!(
+            tidy_error("node `b` is unreachable: node `b` is unreachable: connect: refused"),
+            "node `b` is unreachable: connect: refused"
+        );
+        assert!((gbps_to_gib_per_s(8.0 * 1.073_741_824) - 1.0).abs() < 1e-9);
     }
 }

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hfabric: error: {e}");
+            eprintln!("hfabric: error: {}", common::tidy_error(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -39,6 +39,22 @@ pub struct Args {
     pub json: bool,
 }
 
+/// `--full` sends bulk probes: into a node that stores what it receives they would leave
+/// files behind, so such a destination is refused with the reason.
+fn refuse_storing_destination(fabric: &hyperfabric::Fabric, to: &str, timeout: Duration) -> CliResult {
+    // An unreachable destination is for the diagnosis to report, not this check.
+    let Ok(m) = fabric.node_metrics(to, timeout) else {
+        return Ok(());
+    };
+    if m.receives == "store" {
+        return Err(CliError::usage(format!(
+            "node `{to}` runs with --store: the --full bulk probes would be stored there as \
+             files; diagnose without --full (pings only), or against a node served without --store"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> CliResult {
     if a.probes == 0 {
         return Err(CliError::usage("--probes must be at least 1"));
@@ -54,6 +70,9 @@ pub fn run(a: Args) -> CliResult {
         full_bytes: a.full_bytes,
         timeout,
     };
+    if a.full {
+        refuse_storing_destination(&fabric, &a.to, timeout)?;
+    }
     let measured = diagnose::measure(&fabric, &a.to, &plan)?;
     let report = diagnose::analyse(&measured, fabric.config(), &limits);
     let effective = fabric.config().clone();

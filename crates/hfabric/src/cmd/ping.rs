@@ -36,6 +36,16 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let cfg = a.fabric.load()?;
+    if cfg.node(&a.to).is_some() && cfg.link_between(&a.from, &a.to).is_none() {
+        // As `send` does: traffic goes over the file's links, and there is none here.
+        return Err(crate::common::CliError::usage(format!(
+            "no link between `{}` and `{}` in {}: ping measures a link (send would refuse too); \
+             `hfabric route` shows the path through the fabric",
+            a.from,
+            a.to,
+            a.fabric.config.display()
+        )));
+    }
     let fabric = crate::common::start_client_with(cfg, &a.from, a.fabric.transport.into())?;
     let opts = PingOptions::new()
         .size(a.size)

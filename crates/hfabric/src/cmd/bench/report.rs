@@ -51,6 +51,8 @@ pub struct QosTest {
     pub loaded_qos_off: LatencyFigures,
     pub bulk_gbit_per_s_qos_on: f64,
     pub bulk_gbit_per_s_qos_off: f64,
+    /// Why the figures may not show QoS helping (null when nothing needs saying).
+    pub note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -366,6 +368,9 @@ fn print_qos(q: &QosTest) {
     );
     let ratio = q.loaded_qos_on.p99_ns as f64 / q.idle.p99_ns.max(1) as f64;
     println!("  p99 loaded (QoS on) / p99 idle = {ratio:.2}");
+    if let Some(note) = &q.note {
+        println!("  note: {note}");
+    }
 }
 
 /// Draws the latency distribution and throughput against size (`--plot FILE`).
