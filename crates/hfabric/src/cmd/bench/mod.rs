@@ -236,6 +236,16 @@ fn validate(a: &Args) -> CliResult {
     if a.sizes.iter().any(|&s| s == 0 || s > 1 << 30) {
         return Err(CliError::usage("--sizes must lie between 1 byte and 1 GiB"));
     }
+    if let Some(path) = &a.plot {
+        // Checked before minutes of measuring, not after.
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if !matches!(ext.as_deref(), Some("svg" | "png")) {
+            return Err(CliError::usage(format!(
+                "--plot {}: unsupported file extension; use .svg or .png",
+                path.display()
+            )));
+        }
+    }
     if a.pin.len() > 2 {
         return Err(CliError::usage(
             "--pin takes one or two CPU numbers: this process, then the local server",
