@@ -54,12 +54,20 @@ fn item2_bench_refuses_a_node_that_stores_and_writes_nothing_there() {
     let (f, server) = pair(dir.path(), Some(&store));
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
     let mut args = vec!["bench"];
-    args.extend(args_with_peer(&f, &peer, &["--from", "node-a", "--to", "node-b"]));
+    args.extend(args_with_peer(
+        &f,
+        &peer,
+        &["--from", "node-a", "--to", "node-b"],
+    ));
     args.extend(["throughput", "--sizes", "1024", "--seconds-per-size", "0.5"]);
     let o = hfabric(&args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--store"), "{}", stderr(&o));
-    assert!(stored_files(&store).is_empty(), "{:?}", stored_files(&store));
+    assert!(
+        stored_files(&store).is_empty(),
+        "{:?}",
+        stored_files(&store)
+    );
 }
 
 #[test]
@@ -75,7 +83,10 @@ fn item3_monitor_says_which_node_it_stands_in_for_and_reads_in_gbit() {
     assert!(stderr(&o).contains("joins as `node-a`"), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("Gbit/s") && !text.contains("MiB/s"), "{text}");
-    assert!(!text.contains('→'), "links read a↔b, not as a direction: {text}");
+    assert!(
+        !text.contains('→'),
+        "links read a↔b, not as a direction: {text}"
+    );
 }
 
 #[test]
@@ -84,7 +95,11 @@ fn item4_logs_are_plain_text_off_a_terminal_and_quiet_over_shared_memory() {
     let (f, server) = pair(dir.path(), None);
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
     let mut args = vec!["send"];
-    args.extend(args_with_peer(&f, &peer, &["--from", "node-a", "--to", "node-b"]));
+    args.extend(args_with_peer(
+        &f,
+        &peer,
+        &["--from", "node-a", "--to", "node-b"],
+    ));
     args.extend(["--size", "65536", "--json"]);
     let o = Command::new(BIN)
         .args(&args)
@@ -95,20 +110,33 @@ fn item4_logs_are_plain_text_off_a_terminal_and_quiet_over_shared_memory() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&o)["hops"][0]["transport"], "shm");
     let err = stderr(&o);
-    assert!(!err.contains('\u{1b}'), "colour codes in a redirected log: {err:?}");
-    assert!(!err.contains("socket buffers"), "TCP buffer warning over shm: {err}");
-    assert!(!server.log_text().contains('\u{1b}'), "server log has colour codes");
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in a redirected log: {err:?}"
+    );
+    assert!(
+        !err.contains("socket buffers"),
+        "TCP buffer warning over shm: {err}"
+    );
+    assert!(
+        !server.log_text().contains('\u{1b}'),
+        "server log has colour codes"
+    );
 }
 
 #[test]
 fn item6_route_names_the_transport_ping_uses_and_ping_needs_a_link() {
     let local = example("local.toml");
-    let o = hfabric(&["route", "-c", &local, "--from", "node-a", "--to", "node-b", "--json"]);
+    let o = hfabric(&[
+        "route", "-c", &local, "--from", "node-a", "--to", "node-b", "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&o)["hops"][0]["transport"], "shm");
     // gpu-03 and qpu-01 share no link in lab.toml: refused before anything is dialled.
     let lab = example("lab.toml");
-    let o = hfabric(&["ping", "-c", &lab, "--from", "gpu-03", "qpu-01", "--count", "1"]);
+    let o = hfabric(&[
+        "ping", "-c", &lab, "--from", "gpu-03", "qpu-01", "--count", "1",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no link"), "{}", stderr(&o));
 }
@@ -118,19 +146,37 @@ fn item6_and_10_topo_draws_real_png_and_refuses_other_extensions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = example("lab.toml");
     let png = dir.path().join("lab.png");
-    let o = hfabric(&["topo", "-c", &lab, "--visualize", &png.display().to_string()]);
+    let o = hfabric(&[
+        "topo",
+        "-c",
+        &lab,
+        "--visualize",
+        &png.display().to_string(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&png).expect("png written");
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not PNG bytes");
     let svg = dir.path().join("lab.svg");
-    let o = hfabric(&["topo", "-c", &lab, "--visualize", &svg.display().to_string()]);
+    let o = hfabric(&[
+        "topo",
+        "-c",
+        &lab,
+        "--visualize",
+        &svg.display().to_string(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&svg).expect("svg");
     for needle in ["Legend", "zone compute", "400 Gbit/s · 100 ns", "switch-1"] {
         assert!(text.contains(needle), "{needle} missing");
     }
     let jpg = dir.path().join("lab.jpg");
-    let o = hfabric(&["topo", "-c", &lab, "--visualize", &jpg.display().to_string()]);
+    let o = hfabric(&[
+        "topo",
+        "-c",
+        &lab,
+        "--visualize",
+        &jpg.display().to_string(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!jpg.exists());
 }
@@ -140,7 +186,9 @@ fn item7_usage_and_configuration_errors_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = example("local.toml");
     let missing = dir.path().join("no-such-file.bin").display().to_string();
-    let o = hfabric(&["send", "-c", &local, "--from", "node-a", "--to", "node-b", "--file", &missing]);
+    let o = hfabric(&[
+        "send", "-c", &local, "--from", "node-a", "--to", "node-b", "--file", &missing,
+    ]);
     assert_eq!(o.status.code(), Some(2), "missing input: {}", stderr(&o));
     let key = dir.path().join("fabric.key").display().to_string();
     assert!(hfabric(&["keygen", "--out", &key]).status.success());
@@ -191,9 +239,16 @@ fn item7_every_flag_of_every_command_has_help() {
     let bare: Vec<String> = subs.iter().flat_map(|s| undocumented(s)).collect();
     assert!(bare.is_empty(), "flags without help:\n{}", bare.join("\n"));
     let o = hfabric(&["bench", "-h"]);
-    assert!(stdout(&o).contains("1024,10240,102400,1048576"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("1024,10240,102400,1048576"),
+        "{}",
+        stdout(&o)
+    );
     let o = hfabric(&["send", "-h"]);
-    assert!(stdout(&o).contains("tensor, gradient"), "--data-type lists its values");
+    assert!(
+        stdout(&o).contains("tensor, gradient"),
+        "--data-type lists its values"
+    );
 }
 
 #[test]
@@ -201,13 +256,19 @@ fn item8_readme_and_examples_agree_with_the_code() {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
     assert!(readme.contains("1024, 10240, 102400 and 1048576"));
     assert!(readme.contains("concurrent streams"));
-    assert!(!readme.contains("--config lab.toml"), "example paths need examples/");
+    assert!(
+        !readme.contains("--config lab.toml"),
+        "example paths need examples/"
+    );
     assert!(readme.contains("diagnose, monitor"));
     assert!(!readme.contains("../shared/DESIGN.md"));
     let addrs = |name: &str| -> Vec<String> {
         let cfg = hyperfabric::config::FabricConfig::from_file(&repo().join("examples").join(name))
             .expect("example");
-        cfg.nodes.iter().filter_map(|n| n.listen.map(|a| a.to_string())).collect()
+        cfg.nodes
+            .iter()
+            .filter_map(|n| n.listen.map(|a| a.to_string()))
+            .collect()
     };
     let secure = addrs("secure.toml");
     for other in ["lab.toml", "diamond.toml", "local.toml"] {
@@ -225,7 +286,11 @@ fn item9_send_times_connection_setup_apart() {
     let (f, server) = pair(dir.path(), None);
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
     let mut args = vec!["send"];
-    args.extend(args_with_peer(&f, &peer, &["--from", "node-a", "--to", "node-b"]));
+    args.extend(args_with_peer(
+        &f,
+        &peer,
+        &["--from", "node-a", "--to", "node-b"],
+    ));
     args.extend(["--size", "1048576", "--json"]);
     let o = hfabric(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -245,8 +310,16 @@ fn item9_diagnose_full_leaves_no_probe_in_a_store() {
     let (f, server) = pair(dir.path(), Some(&store));
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
     let mut args = vec!["diagnose"];
-    args.extend(args_with_peer(&f, &peer, &["--from", "node-a", "--to", "node-b", "--full"]));
+    args.extend(args_with_peer(
+        &f,
+        &peer,
+        &["--from", "node-a", "--to", "node-b", "--full"],
+    ));
     let o = hfabric(&args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stored_files(&store).is_empty(), "{:?}", stored_files(&store));
+    assert!(
+        stored_files(&store).is_empty(),
+        "{:?}",
+        stored_files(&store)
+    );
 }

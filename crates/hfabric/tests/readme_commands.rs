@@ -112,7 +112,8 @@ impl Drop for Served {
 
 /// The node ids of a fabric file, in file order.
 fn node_ids(tmp: &Path, config: &str) -> Vec<String> {
-    let cfg = hyperfabric::config::FabricConfig::from_file(&tmp.join(config)).expect("example file");
+    let cfg =
+        hyperfabric::config::FabricConfig::from_file(&tmp.join(config)).expect("example file");
     cfg.nodes.iter().map(|n| n.id().to_owned()).collect()
 }
 
@@ -149,10 +150,20 @@ impl Servers {
             Some("route" | "topo") => return,
             Some("monitor" | "diagnose") => ids.iter().filter(|i| **i != me).cloned().collect(),
             _ => {
-                let mut w: BTreeSet<String> = flag(args, "--to").into_iter().map(str::to_owned).collect();
-                w.extend(flags(args, "--via").iter().map(|v| v.split('=').next().unwrap_or(v).to_owned()));
+                let mut w: BTreeSet<String> =
+                    flag(args, "--to").into_iter().map(str::to_owned).collect();
+                w.extend(
+                    flags(args, "--via")
+                        .iter()
+                        .map(|v| v.split('=').next().unwrap_or(v).to_owned()),
+                );
                 if args.first().map(String::as_str) == Some("ping") {
-                    w.extend(args.iter().skip(1).filter(|a| ids.contains(a) && **a != me).cloned());
+                    w.extend(
+                        args.iter()
+                            .skip(1)
+                            .filter(|a| ids.contains(a) && **a != me)
+                            .cloned(),
+                    );
                 }
                 w
             }
@@ -212,7 +223,13 @@ fn slug(args: &[String]) -> String {
     let s: String = args
         .join("_")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.replace("examples_", "").replace("__", "_")
 }
@@ -263,7 +280,8 @@ fn check_shape(args: &[String], stdout: &str) -> Result<(), String> {
 fn every_readme_command_runs_as_written() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    std::os::unix::fs::symlink(repo().join("examples"), dir.join("examples")).expect("link examples");
+    std::os::unix::fs::symlink(repo().join("examples"), dir.join("examples"))
+        .expect("link examples");
     let all = commands(&repo().join("README.md"));
     assert!(all.len() >= 15, "README.md lost its commands? {all:?}");
     let mut servers = Servers::default();
@@ -275,7 +293,10 @@ fn every_readme_command_runs_as_written() {
             continue;
         }
         let Some(args) = argv(c, dir) else {
-            failures.push(format!("`{}`: not an hfabric command and not in SKIP", c.line));
+            failures.push(format!(
+                "`{}`: not an hfabric command and not in SKIP",
+                c.line
+            ));
             continue;
         };
         if args.first().map(String::as_str) == Some("serve") {
@@ -297,7 +318,11 @@ fn every_readme_command_runs_as_written() {
     }
     drop(servers);
     assert!(ran >= 10, "only {ran} README commands ran");
-    assert!(failures.is_empty(), "README commands failed:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "README commands failed:\n{}",
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -306,7 +331,10 @@ fn words_and_comments_read_like_a_shell() {
         readme::words(r#"HF_FAULTS="a=1;b" hfabric serve"#),
         ["HF_FAULTS=a=1;b", "hfabric", "serve"]
     );
-    assert_eq!(readme::strip_comment("hfabric nodes  # the table"), "hfabric nodes  ");
+    assert_eq!(
+        readme::strip_comment("hfabric nodes  # the table"),
+        "hfabric nodes  "
+    );
     assert_eq!(readme::strip_comment("echo 'a # b'"), "echo 'a # b'");
     let v = serde_json::json!({"a": {"b": 1}, "l": [{"x": 1}, {"y": 2}]});
     let paths: Vec<String> = key_paths(&v).into_iter().collect();

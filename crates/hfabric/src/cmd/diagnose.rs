@@ -41,7 +41,11 @@ pub struct Args {
 
 /// `--full` sends bulk probes: into a node that stores what it receives they would leave
 /// files behind, so such a destination is refused with the reason.
-fn refuse_storing_destination(fabric: &hyperfabric::Fabric, to: &str, timeout: Duration) -> CliResult {
+fn refuse_storing_destination(
+    fabric: &hyperfabric::Fabric,
+    to: &str,
+    timeout: Duration,
+) -> CliResult {
     // An unreachable destination is for the diagnosis to report, not this check.
     let Ok(m) = fabric.node_metrics(to, timeout) else {
         return Ok(());

@@ -37,7 +37,7 @@ fn is_switch(hardware: Option<&str>) -> bool {
 }
 
 /// Layers by hop distance from the switches (or, with none, from the best-linked node).
-fn layers<'a>(doc: &'a TopologyDoc) -> HashMap<&'a str, usize> {
+fn layers(doc: &TopologyDoc) -> HashMap<&str, usize> {
     let mut adj: HashMap<&str, Vec<&str>> = HashMap::new();
     for l in &doc.links {
         let [a, b] = &l.between;

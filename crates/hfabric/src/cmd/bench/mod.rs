@@ -238,7 +238,10 @@ fn validate(a: &Args) -> CliResult {
     }
     if let Some(path) = &a.plot {
         // Checked before minutes of measuring, not after.
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         if !matches!(ext.as_deref(), Some("svg" | "png")) {
             return Err(CliError::usage(format!(
                 "--plot {}: unsupported file extension; use .svg or .png",

@@ -161,10 +161,10 @@ fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
     Paragraph::new(lines)
         .wrap(ratatui::widgets::Wrap { trim: true })
         .block(
-        Block::default()
-            .borders(Borders::ALL)
-            .title(" Anomalies ([alerts] thresholds and statistical spikes) "),
-    )
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Anomalies ([alerts] thresholds and statistical spikes) "),
+        )
 }
 
 /// The dashboard drawn off screen, as plain text lines (`--once`, tests).
