@@ -51,7 +51,8 @@ pub struct QosTest {
     pub loaded_qos_off: LatencyFigures,
     pub bulk_gbit_per_s_qos_on: f64,
     pub bulk_gbit_per_s_qos_off: f64,
-    /// Why the figures may not show QoS helping (null when nothing needs saying).
+    /// Why the figures may not show QoS helping (absent when nothing needs saying).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
