@@ -81,14 +81,16 @@ pub fn run(a: Args) -> CliResult {
     let report = diagnose::analyse(&measured, fabric.config(), &limits);
     let effective = fabric.config().clone();
     fabric.shutdown();
+    // The file and --json hold the same document: the report with its context.
+    let document = crate::context::with_context(&report, Some(&effective))?;
     if let Some(path) = &a.output {
         let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?;
+            serde_json::to_string_pretty(&document).map_err(|e| CliError::failed(e.to_string()))?;
         std::fs::write(path, text + "\n")
             .map_err(|e| CliError::failed(format!("writing {}: {e}", path.display())))?;
     }
     if a.json {
-        crate::context::print_report(&report, Some(&effective))?;
+        crate::common::print_json(&document)?;
     } else {
         print_report(&report);
     }
