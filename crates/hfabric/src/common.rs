@@ -42,9 +42,36 @@ impl fmt::Display for CliError {
 
 impl From<Error> for CliError {
     fn from(e: Error) -> CliError {
+        let code = match &e {
+            e if e.is_usage() => 2,
+            // What the user gave cannot be used (a port taken, a file missing or already
+            // there, no permission): fix the command line, do not retry it.
+            Error::Io { source, .. } if is_usage_io(source.kind()) => 2,
+            _ => 1,
+        };
         CliError {
-            code: if e.is_usage() { 2 } else { 1 },
+            code,
             message: e.to_string(),
+        }
+    }
+}
+
+/// I/O failures caused by what the command line named, not by the fabric.
+pub fn is_usage_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::AddrInUse | K::AddrNotAvailable | K::NotFound | K::AlreadyExists | K::PermissionDenied
+    )
+}
+
+impl CliError {
+    /// An I/O error about `what` (a path, an address the user gave): exit 2 when the
+    /// command line is at fault (see [`is_usage_io`]), 1 otherwise.
+    pub fn io(what: impl fmt::Display, e: &std::io::Error) -> CliError {
+        CliError {
+            code: if is_usage_io(e.kind()) { 2 } else { 1 },
+            message: format!("{what}: {e}"),
         }
     }
 }
@@ -142,6 +169,7 @@ pub enum TransportArg {
     /// Shared memory with nodes on this host, TCP otherwise.
     #[default]
     Auto,
+    /// TCP for every link, also between nodes of one host (e.g. to keep them under TLS).
     Tcp,
     /// Shared memory only (an error for nodes on other hosts).
     Shm,
@@ -163,15 +191,6 @@ pub fn print_json(value: &impl serde::Serialize) -> CliResult {
     Ok(())
 }
 
-pub fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 /// Peak resident set size of this process (Linux `VmHWM`), if readable.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -186,6 +205,23 @@ pub fn fmt_ns(ns: f64) -> String {
         n if n >= 1e3 => format!("{:.2} µs", n / 1e3),
         n => format!("{n:.0} ns"),
     }
+}
+
+/// An error text without its repetitions: "node `x` is unreachable: node `x` is unreachable:
+/// connect …" reads "node `x` is unreachable: connect …" (layers that each add the same context).
+pub fn tidy_error(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Gbit/s (10^9 bits) to GiB/s (2^30 bytes): the one conversion every report uses.
+pub fn gbps_to_gib_per_s(gbps: f64) -> f64 {
+    gbps * 1e9 / 8.0 / (1u64 << 30) as f64
 }
 
 pub fn fmt_bytes(b: u64) -> String {
@@ -215,5 +251,10 @@ mod tests {
         assert_eq!(fmt_bytes(7), "7 B");
         assert!(parse_peer("b=127.0.0.1:1").is_ok());
         assert!(parse_peer("b").is_err());
+        assert_eq!(
+            tidy_error("node `b` is unreachable: node `b` is unreachable: connect: refused"),
+            "node `b` is unreachable: connect: refused"
+        );
+        assert!((gbps_to_gib_per_s(8.0 * 1.073_741_824) - 1.0).abs() < 1e-9);
     }
 }

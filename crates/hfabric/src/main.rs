@@ -3,6 +3,8 @@
 
 mod cmd;
 mod common;
+mod context;
+mod logging;
 mod plot;
 
 use clap::{Parser, Subcommand};
@@ -52,7 +54,7 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    common::init_logging(default_level);
+    logging::init(default_level);
     let result = match cli.command {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Send(a) => cmd::send::run(a),
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hfabric: error: {e}");
+            eprintln!("hfabric: error: {}", common::tidy_error(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

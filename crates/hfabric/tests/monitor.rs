@@ -103,8 +103,8 @@ fn the_dashboard_shows_a_known_fabric() {
     let c = row("node-c");
     assert!(c.contains(" up ") && c.contains("0 B"), "{c}");
     // Links as node-b and node-c see them, with sparklines.
-    assert!(screen.contains("node-b→node-a"), "{screen}");
-    assert!(screen.contains("node-c→monitor"), "{screen}");
+    assert!(screen.contains("node-b↔node-a"), "{screen}");
+    assert!(screen.contains("node-c↔monitor"), "{screen}");
     assert!(screen.contains("Anomalies"), "{screen}");
 
     // The export holds every round of every node.
@@ -115,7 +115,7 @@ fn the_dashboard_shows_a_known_fabric() {
         assert_eq!(n["series"].as_array().map(Vec::len), Some(3), "{n}");
     }
     assert_eq!(
-        series["links"]["node-b→monitor"].as_array().map(Vec::len),
+        series["links"]["node-b↔monitor"].as_array().map(Vec::len),
         Some(3)
     );
 }

@@ -47,8 +47,9 @@ fn nodes(v: &Value) -> Vec<String> {
 fn diamond_strategies() {
     let fast = route_json("diamond.toml", "src", "dst", "lowest_latency");
     assert_eq!(nodes(&fast), ["src", "relay-1", "dst"]);
+    // Loopback addresses: `--transport auto` takes shared memory, and route says so (as ping).
     assert_eq!(fast["latency_ns"], 2000);
-    assert_eq!(fast["hops"][0]["transport"], "tcp");
+    assert_eq!(fast["hops"][0]["transport"], "shm");
     assert_eq!(fast["hops"].as_array().map(Vec::len), Some(2));
     let wide = route_json("diamond.toml", "src", "dst", "highest_bandwidth");
     assert_eq!(nodes(&wide), ["src", "relay-2", "dst"]);
@@ -76,7 +77,7 @@ fn lab_text_output() {
         "{out}"
     );
     assert!(
-        out.contains("switch-1") && out.contains("tcp") && out.contains("Total: latency"),
+        out.contains("switch-1") && out.contains("shm") && out.contains("Total: latency"),
         "{out}"
     );
 }
@@ -166,7 +167,6 @@ fn topo_visualize_builtin_svg() {
     let c = example("lab.toml");
     let o = Command::new(env!("CARGO_BIN_EXE_hfabric"))
         .args(["topo", "-c", &c, "--visualize", &svg.display().to_string()])
-        .env("HFABRIC_NO_GRAPHVIZ", "1")
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", stderr(&o));

@@ -1,7 +1,7 @@
 //! HyperFabric: move bytes, tensors and files between the nodes of a compute fabric over
 //! real transports, verified end to end.
 //!
-//! Layers (see `DESIGN.md`): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
+//! Layers (see the README's Layout section): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 #![deny(unsafe_code)]
 

@@ -3,7 +3,7 @@
 //! derived from those figures. This process runs as node `--from` (as `hfabric ping` does);
 //! the other nodes of the route must be running.
 
-use crate::common::{fmt_bytes, fmt_ns, print_json, CliError, CliResult, FabricArgs};
+use crate::common::{fmt_bytes, fmt_ns, CliError, CliResult, FabricArgs};
 use hyperfabric::diagnose::{self, DiagnoseReport, Health, Limits, Plan};
 use hyperfabric::route::Strategy;
 use std::path::PathBuf;
@@ -34,8 +34,29 @@ pub struct Args {
     /// Write the report (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Print the report as JSON on stdout (with the effective configuration and the machine).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--full` sends bulk probes: into a node that stores what it receives they would leave
+/// files behind, so such a destination is refused with the reason.
+fn refuse_storing_destination(
+    fabric: &hyperfabric::Fabric,
+    to: &str,
+    timeout: Duration,
+) -> CliResult {
+    // An unreachable destination is for the diagnosis to report, not this check.
+    let Ok(m) = fabric.node_metrics(to, timeout) else {
+        return Ok(());
+    };
+    if m.receives == "store" {
+        return Err(CliError::usage(format!(
+            "node `{to}` runs with --store: the --full bulk probes would be stored there as \
+             files; diagnose without --full (pings only), or against a node served without --store"
+        )));
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -53,17 +74,23 @@ pub fn run(a: Args) -> CliResult {
         full_bytes: a.full_bytes,
         timeout,
     };
+    if a.full {
+        refuse_storing_destination(&fabric, &a.to, timeout)?;
+    }
     let measured = diagnose::measure(&fabric, &a.to, &plan)?;
     let report = diagnose::analyse(&measured, fabric.config(), &limits);
+    let effective = fabric.config().clone();
     fabric.shutdown();
+    // The file and --json hold the same document: the report with its context.
+    let document = crate::context::with_context(&report, Some(&effective))?;
     if let Some(path) = &a.output {
         let text =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::failed(e.to_string()))?;
+            serde_json::to_string_pretty(&document).map_err(|e| CliError::failed(e.to_string()))?;
         std::fs::write(path, text + "\n")
             .map_err(|e| CliError::failed(format!("writing {}: {e}", path.display())))?;
     }
     if a.json {
-        print_json(&report)?;
+        crate::common::print_json(&document)?;
     } else {
         print_report(&report);
     }

@@ -1,7 +1,7 @@
 //! `hfabric keygen`: writes a fabric secret (`[fabric] secret_file`): 32 random bytes from
 //! the OS, in a new file only its owner may read (mode 0600).
 
-use crate::common::{print_json, CliError, CliResult};
+use crate::common::{CliError, CliResult};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -35,7 +35,7 @@ pub fn write_key(path: &std::path::Path) -> CliResult {
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts
         .open(path)
-        .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
+        .map_err(|e| CliError::io(path.display(), &e))?;
     file.write_all(&key)
         .and_then(|()| file.sync_all())
         .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))
@@ -49,7 +49,7 @@ pub fn run(a: Args) -> CliResult {
         mode: "0600".into(),
     };
     if a.json {
-        print_json(&report)
+        crate::context::print_report(&report, None)
     } else {
         println!(
             "wrote a {KEY_BYTES}-byte fabric secret to {} (mode 0600); name it in [fabric] secret_file",

@@ -1,6 +1,6 @@
 //! `hfabric nodes`: the fabric file as a table (or JSON).
 
-use crate::common::{print_json, CliResult};
+use crate::common::CliResult;
 use hyperfabric::config::{nodes_table, FabricConfig};
 use std::path::PathBuf;
 
@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let cfg = FabricConfig::from_file(&a.config)?;
     if a.json {
-        print_json(&cfg)
+        crate::context::print_report(&cfg, None)
     } else {
         print!("{}", nodes_table(&cfg));
         Ok(())

@@ -1,6 +1,6 @@
 //! `hfabric ping`: round trips to a node.
 
-use crate::common::{fmt_ns, print_json, CliResult, FabricArgs};
+use crate::common::{fmt_ns, CliResult, FabricArgs};
 use hyperfabric::{PingOptions, PingStats};
 use std::time::Duration;
 
@@ -29,12 +29,23 @@ pub struct Args {
     /// How long to wait for each pong, in milliseconds, before counting it lost.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
+    /// Print the statistics as JSON (with the effective configuration and the machine).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
     let cfg = a.fabric.load()?;
+    if cfg.node(&a.to).is_some() && cfg.link_between(&a.from, &a.to).is_none() {
+        // As `send` does: traffic goes over the file's links, and there is none here.
+        return Err(crate::common::CliError::usage(format!(
+            "no link between `{}` and `{}` in {}: ping measures a link (send would refuse too); \
+             `hfabric route` shows the path through the fabric",
+            a.from,
+            a.to,
+            a.fabric.config.display()
+        )));
+    }
     let fabric = crate::common::start_client_with(cfg, &a.from, a.fabric.transport.into())?;
     let opts = PingOptions::new()
         .size(a.size)
@@ -44,7 +55,7 @@ pub fn run(a: Args) -> CliResult {
         .timeout(Duration::from_millis(a.timeout_ms));
     let stats = fabric.ping(&a.to, opts)?;
     if a.json {
-        print_json(&stats)?;
+        crate::context::print_report(&stats, Some(fabric.config()))?;
     } else {
         print_ping(&a.from, &stats);
     }

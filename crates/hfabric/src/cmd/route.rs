@@ -1,14 +1,25 @@
 //! `hfabric route`: the path a strategy picks between two nodes of a fabric file.
 
-use crate::common::{fmt_ns, print_json, CliError, CliResult};
+use crate::common::{fmt_ns, CliError, CliResult};
 use hyperfabric::config::FabricConfig;
 use hyperfabric::route::{Route, RouteError, Router, Strategy, Topology};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Transport used on every hop today (shared memory and RDMA come later).
-const HOP_TRANSPORT: &str = "tcp";
+/// The transport `--transport auto` takes on the hop `from` -> `to`, by the rule the node
+/// applies: shared memory when the peer listens on loopback or the file puts both on one
+/// `host`, TCP otherwise.
+fn hop_transport(cfg: &FabricConfig, from: &str, to: &str) -> &'static str {
+    let loopback = (cfg.node(to).and_then(|n| n.listen)).is_some_and(|a| a.ip().is_loopback());
+    let host = |id: &str| cfg.node(id).and_then(|n| n.host.clone());
+    let same_host = host(from).is_some() && host(from) == host(to);
+    if loopback || same_host {
+        "shm"
+    } else {
+        "tcp"
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,7 +72,7 @@ struct RouteReport<'a> {
     predicted_latency_ns: Option<f64>,
 }
 
-fn report<'a>(a: &'a Args, r: &'a Route) -> RouteReport<'a> {
+fn report<'a>(a: &'a Args, r: &'a Route, cfg: &FabricConfig) -> RouteReport<'a> {
     let hops = r.hops.iter().map(|h| HopReport {
         from: &h.from,
         to: &h.to,
@@ -69,7 +80,7 @@ fn report<'a>(a: &'a Args, r: &'a Route) -> RouteReport<'a> {
         bandwidth_gbps: h.bandwidth_gbps,
         cost: h.cost,
         utilisation: h.utilisation,
-        transport: HOP_TRANSPORT,
+        transport: hop_transport(cfg, &h.from, &h.to),
     });
     RouteReport {
         from: &a.from,
@@ -115,13 +126,13 @@ pub fn run(a: Args) -> CliResult {
         .route(&a.from, &a.to, a.strategy, Instant::now())
         .map_err(route_error)?;
     if a.json {
-        return print_json(&report(&a, &route));
+        return crate::context::print_report(&report(&a, &route, &cfg), Some(&cfg));
     }
-    print!("{}", text(&route));
+    print!("{}", text(&route, &cfg));
     Ok(())
 }
 
-fn text(r: &Route) -> String {
+fn text(r: &Route, cfg: &FabricConfig) -> String {
     let mut out = format!(
         "Route {} -> {} ({}): {} hop{}\n",
         r.nodes.first().map_or("?", String::as_str),
@@ -137,14 +148,15 @@ fn text(r: &Route) -> String {
     ));
     for (i, h) in r.hops.iter().enumerate() {
         out.push_str(&format!(
-            "  {:>3}  {:<w$}  {:<w$}  {:>10}  {:>7} Gbps  {:>6}  {:>4.0}%  {HOP_TRANSPORT}\n",
+            "  {:>3}  {:<w$}  {:<w$}  {:>10}  {:>7} Gbit/s  {:>6}  {:>4.0}%  {}\n",
             i + 1,
             h.from,
             h.to,
             fmt_ns(h.latency_ns as f64),
             h.bandwidth_gbps,
             h.cost,
-            h.utilisation * 100.0
+            h.utilisation * 100.0,
+            hop_transport(cfg, &h.from, &h.to)
         ));
     }
     let bw = if r.bandwidth_gbps.is_finite() {

@@ -39,9 +39,15 @@ pub struct Args {
     /// Root of the tree format (default: the first node).
     #[arg(long, value_name = "ID")]
     pub root: Option<String>,
-    /// Draw the topology to an SVG file (Graphviz `dot` if installed, else a built-in layout).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw the topology to FILE.svg or FILE.png (rasterised in-process): switches on top,
+    /// nodes in rows by hops from them, zones as coloured groups, links labelled with
+    /// bandwidth and latency, a legend. Any other extension is refused.
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub visualize: Option<PathBuf>,
+    /// With --visualize FILE.svg: lay the graph out with Graphviz `dot` (must be on PATH)
+    /// instead of the built-in layered layout.
+    #[arg(long, requires = "visualize")]
+    pub graphviz: bool,
 }
 
 fn load(a: &Args) -> CliResult<TopologyDoc> {
@@ -69,7 +75,7 @@ fn load(a: &Args) -> CliResult<TopologyDoc> {
 pub fn run(a: Args) -> CliResult {
     let doc = load(&a)?;
     if let Some(svg) = &a.visualize {
-        visualize(&doc, svg)?;
+        visualize(&doc, svg, a.graphviz)?;
     }
     let format = match (a.format, &a.visualize) {
         (Some(f), _) => f,
@@ -88,12 +94,6 @@ pub fn run(a: Args) -> CliResult {
     Ok(())
 }
 
-/// True if an executable `name` is in a directory of `PATH`.
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-}
-
 fn graphviz(dot: &str, out: &Path) -> Result<(), String> {
     let mut child = Command::new("dot")
         .arg("-Tsvg")
@@ -102,7 +102,7 @@ fn graphviz(dot: &str, out: &Path) -> Result<(), String> {
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot run Graphviz `dot`: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(dot.as_bytes()).map_err(|e| e.to_string())?;
     }
@@ -114,24 +114,51 @@ fn graphviz(dot: &str, out: &Path) -> Result<(), String> {
     }
 }
 
-fn visualize(doc: &TopologyDoc, out: &Path) -> CliResult {
-    let force_builtin = std::env::var_os("HFABRIC_NO_GRAPHVIZ").is_some();
-    if on_path("dot") && !force_builtin {
-        match graphviz(&formats::to_dot(doc), out) {
-            Ok(()) => {
-                eprintln!(
-                    "hfabric: wrote {} (rendered with Graphviz dot)",
-                    out.display()
-                );
-                return Ok(());
-            }
-            Err(e) => eprintln!("hfabric: Graphviz dot failed ({e}); using the built-in layout"),
-        }
+/// What `--visualize` writes, by the file's extension.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Picture {
+    Svg,
+    Png,
+}
+
+fn picture_kind(out: &Path) -> CliResult<Picture> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("svg") => Ok(Picture::Svg),
+        Some("png") => Ok(Picture::Png),
+        _ => Err(CliError::usage(format!(
+            "--visualize {}: unsupported file extension; use .svg or .png",
+            out.display()
+        ))),
     }
-    std::fs::write(out, formats::to_svg(doc))
-        .map_err(|e| CliError::failed(format!("{}: cannot write: {e}", out.display())))?;
+}
+
+fn visualize(doc: &TopologyDoc, out: &Path, use_graphviz: bool) -> CliResult {
+    let kind = picture_kind(out)?;
+    if use_graphviz {
+        if kind != Picture::Svg {
+            return Err(CliError::usage(
+                "--graphviz draws SVG only: use --visualize FILE.svg",
+            ));
+        }
+        graphviz(&formats::to_dot(doc), out).map_err(CliError::failed)?;
+        eprintln!(
+            "hfabric: wrote {} (laid out by Graphviz dot)",
+            out.display()
+        );
+        return Ok(());
+    }
+    let svg = crate::plot::topology::to_svg(doc);
+    match kind {
+        Picture::Svg => std::fs::write(out, svg)
+            .map_err(|e| CliError::io(format_args!("{}: cannot write", out.display()), &e))?,
+        Picture::Png => crate::plot::raster::write_png(out, &svg).map_err(CliError::failed)?,
+    }
     eprintln!(
-        "hfabric: wrote {} (built-in circular layout; Graphviz dot not used)",
+        "hfabric: wrote {} (built-in layered layout with legend)",
         out.display()
     );
     Ok(())

@@ -1,18 +1,19 @@
 //! Benchmark figures as standalone SVG: a latency percentile plot on a "nines" axis and
 //! throughput against message size, side by side. Everything here is pure string building
-//! except [`write_plot`], which writes the file (and, for `.png`, runs an external converter).
+//! except [`write_plot`], which writes the file (and, for `.png`, rasterises it in-process with resvg).
 
 mod axes;
 mod latency;
 mod layout;
+pub mod raster;
 mod svg;
 #[cfg(test)]
 mod test_util;
 mod throughput;
+pub mod topology;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 // Public API; nothing outside `plot` uses these today.
 #[allow(unused_imports)]
@@ -58,7 +59,7 @@ const MUTED: &str = "#555555";
 const GRID: &str = "#e6e6e6";
 const AXIS: &str = "#888888";
 
-/// Writes the figure to `path`: `.svg` directly, `.png` through `rsvg-convert` or ImageMagick.
+/// Writes the figure to `path`: `.svg` directly, `.png` rasterised in-process (resvg).
 pub fn write_plot(path: &Path, d: &PlotData) -> Result<(), String> {
     let ext = path
         .extension()
@@ -77,61 +78,7 @@ pub fn write_plot(path: &Path, d: &PlotData) -> Result<(), String> {
 }
 
 fn write_png(path: &Path, d: &PlotData) -> Result<(), String> {
-    let converter = png_converter().ok_or_else(|| {
-        format!(
-            "cannot write {}: PNG output needs `rsvg-convert` (Debian/Ubuntu package librsvg2-bin) \
-             or ImageMagick's `convert` on PATH; writing a .svg file works without either",
-            path.display()
-        )
-    })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix("hfabric-plot-")
-        .suffix(".svg")
-        .tempfile()
-        .map_err(|e| format!("cannot create a temporary file for the SVG: {e}"))?;
-    std::io::Write::write_all(&mut tmp, render_svg(d).as_bytes())
-        .map_err(|e| format!("cannot write the temporary SVG: {e}"))?;
-    let mut cmd = Command::new(converter);
-    match converter {
-        "rsvg-convert" => cmd.arg(tmp.path()).arg("-o").arg(path),
-        _ => cmd
-            .arg("-background")
-            .arg("white")
-            .arg(tmp.path())
-            .arg(path),
-    };
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {converter}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{converter} failed to write {} ({}): {}",
-            path.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// The first working SVG-to-PNG converter on PATH, if any.
-fn png_converter() -> Option<&'static str> {
-    let works = |program: &str, arg: &str, must_contain: &str| {
-        Command::new(program)
-            .arg(arg)
-            .output()
-            .map(|o| {
-                o.status.success() && String::from_utf8_lossy(&o.stdout).contains(must_contain)
-            })
-            .unwrap_or(false)
-    };
-    if works("rsvg-convert", "--version", "rsvg-convert") {
-        Some("rsvg-convert")
-    } else if works("convert", "-version", "ImageMagick") {
-        Some("convert")
-    } else {
-        None
-    }
+    raster::write_png(path, &render_svg(d))
 }
 
 /// Renders the whole figure as a standalone SVG document.

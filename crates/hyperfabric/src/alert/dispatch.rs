@@ -127,7 +127,7 @@ fn deliver(endpoint: &Endpoint, ev: &AlertEvent, body: &serde_json::Value) -> Re
     }
 }
 
-/// Runs `sh -c command` with the event as JSON on stdin and in `HF_ALERT_*` variables;
+/// Runs `sh -c command` with the event as one line of JSON on stdin and in `HF_ALERT_*` variables;
 /// killed after `timeout`.
 pub fn run_command(
     command: &str,
@@ -152,7 +152,10 @@ pub fn run_command(
         .map_err(|e| Error::io(ctx("starting"), e))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that ignores stdin may exit first: a broken pipe is not a failure.
-        let _ = stdin.write_all(body.to_string().as_bytes());
+        // One JSON document per line (JSON lines), so `cat >> FILE` keeps a readable log.
+        let mut line = body.to_string();
+        line.push('\n');
+        let _ = stdin.write_all(line.as_bytes());
     }
     let deadline = Instant::now() + timeout;
     loop {
@@ -246,6 +249,12 @@ mod tests {
         let got = std::fs::read_to_string(&out).unwrap();
         assert!(got.contains("\"metric\":\"latency_ns\""), "{got}");
         assert!(got.ends_with("firing a->b\n"), "{got}");
+        // JSON lines: the event is one whole line of its own.
+        let first = got.lines().next().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(first).unwrap()["node"],
+            "a"
+        );
     }
 
     #[test]

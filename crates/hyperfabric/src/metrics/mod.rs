@@ -94,6 +94,11 @@ pub struct NodeMetrics {
     /// True when links were left out to keep a remote reply under [`MAX_REPLY_BYTES`].
     #[serde(default)]
     pub links_truncated: bool,
+    /// What the node does with transfers it receives: `memory` (handed to `recv`),
+    /// `discard` (verified, acknowledged, dropped) or `store` (written as files). Empty when
+    /// a node of an older version answered.
+    #[serde(default)]
+    pub receives: String,
 }
 
 impl NodeMetrics {

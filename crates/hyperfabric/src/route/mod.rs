@@ -1,6 +1,6 @@
 //! Routing: the topology graph, the strategies, a route cache and a learned latency predictor.
 //!
-//! Pure code (see `DESIGN.md`): no IO, no clock reads (`now` is an argument), no randomness.
+//! Pure code (the sans-IO rule of the README's Layout): no IO, no clock reads (`now` is an argument), no randomness.
 //! Node ids are interned to `u32` indices; searches run over adjacency lists with reusable
 //! scratch buffers and one class byte per node (usable, hard, medium, leaf), so the hot path
 //! allocates only the returned [`Route`] (nothing on a cache hit via [`Router::route_shared`]).

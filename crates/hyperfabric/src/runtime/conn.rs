@@ -178,6 +178,10 @@ impl Conn {
         let raw = header
             .encode(payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if header.kind == FrameKind::Data && !self.shm.load(Ordering::Relaxed) {
+            // Transfer bytes over TCP: now a capped socket buffer matters (warned once).
+            tcp::note_payload_over_tcp();
+        }
         match &self.faults {
             None => self.write_frame(header.priority, &raw, payload),
             Some(f) => f.write_through(

@@ -501,6 +501,15 @@ impl IncomingTable {
         msg
     }
 
+    /// What this node does with what it receives, as `NodeMetrics::receives` names it.
+    pub(super) fn sink_name(&self) -> &'static str {
+        match self.sink {
+            Sink::Memory => "memory",
+            Sink::Discard => "discard",
+            Sink::Store(_) => "store",
+        }
+    }
+
     /// `recv` is for in-memory nodes.
     pub(super) fn check_receivable(&self) -> Result<()> {
         if matches!(self.sink, Sink::Discard | Sink::Store(_)) {

@@ -150,6 +150,7 @@ impl NodeInner {
             },
             links,
             links_truncated: false,
+            receives: self.incoming.sink_name().to_owned(),
         };
         self.metrics.apply_rates(now, &mut m);
         m

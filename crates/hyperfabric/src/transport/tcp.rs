@@ -111,16 +111,63 @@ fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
         .and_then(|_| sock.recv_buffer_size());
     // Linux reports twice the requested size (bookkeeping overhead), so compare with want.
     let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if *n >= want);
-    if (capped(&send) || capped(&recv)) && !WARNED_BUFFERS.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            "socket buffers: asked for {want} bytes, kernel granted send={:?} recv={:?} \
-             (capped by net.core.wmem_max / rmem_max = {} / {}); raise them for full throughput",
-            send.as_ref().ok(),
-            recv.as_ref().ok(),
-            read_sysctl("net/core/wmem_max"),
-            read_sysctl("net/core/rmem_max"),
+    if capped(&send) || capped(&recv) {
+        let shown = |got: &io::Result<usize>| match got {
+            Ok(n) => human_bytes(*n as u64),
+            Err(e) => format!("none ({e})"),
+        };
+        let text = format!(
+            "TCP socket buffers: asked for {}, the kernel granted {} send / {} receive \
+             (net.core.wmem_max / rmem_max = {} / {}; Linux reports twice the capped value); \
+             raise both to at least {want} for full TCP throughput",
+            human_bytes(want as u64),
+            shown(&send),
+            shown(&recv),
+            sysctl_bytes("net/core/wmem_max"),
+            sysctl_bytes("net/core/rmem_max"),
         );
+        tracing::debug!("{text}");
+        let _ = CAPPED_BUFFERS.set(text);
     }
+}
+
+/// The socket-buffer cap seen when sockets were set up, logged once and only when bytes go
+/// over TCP: a link that moved to shared memory does not care about socket buffers.
+static CAPPED_BUFFERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Called when a frame with a payload is written to a TCP socket: warns (once per process)
+/// if the kernel capped the socket buffers.
+#[inline]
+pub fn note_payload_over_tcp() {
+    if WARNED_BUFFERS.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(text) = CAPPED_BUFFERS.get() {
+        if !WARNED_BUFFERS.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{text}");
+        }
+    }
+}
+
+/// 67108864 -> "64 MiB"; 1536 -> "1.5 KiB".
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+fn sysctl_bytes(name: &str) -> String {
+    let raw = read_sysctl(name);
+    raw.parse::<u64>().map_or(raw, human_bytes)
 }
 
 fn read_sysctl(name: &str) -> String {
@@ -151,6 +198,13 @@ pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffer_sizes_read_as_units() {
+        assert_eq!(human_bytes(67_108_864), "64 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(100), "100 B");
+    }
 
     #[test]
     fn vectored_write_survives_short_writes() {

@@ -12,9 +12,7 @@ mod throughput;
 use crate::common::{apply_overrides, print_json, start_client_with, CliError, CliResult};
 use hyperfabric::config::{FabricConfig, ProfileName};
 use hyperfabric::Fabric;
-use indicatif::{ProgressBar, ProgressStyle};
 use report::{Report, Tests};
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +60,7 @@ pub struct Args {
     /// Latency: timed ping-pongs (after --warmup untimed ones).
     #[arg(long, alias = "count", default_value_t = 10_000)]
     pub iterations: u64,
+    /// Latency: untimed ping-pongs first (connection set-up, caches, CPU frequency).
     #[arg(long, default_value_t = 1_000)]
     pub warmup: u64,
     /// Latency: payload bytes of each ping.
@@ -71,7 +70,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub interval_us: u64,
     /// Throughput: message sizes, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1024u64, 10240, 102400, 1048576])]
+    #[arg(
+        long,
+        value_name = "BYTES,..",
+        value_delimiter = ',',
+        default_value = "1024,10240,102400,1048576"
+    )]
     pub sizes: Vec<u64>,
     /// Throughput: seconds of streaming per size.
     #[arg(long, default_value_t = 2.0)]
@@ -101,6 +105,11 @@ pub struct Args {
     /// Draw the latency distribution and throughput against size (.svg, or .png with rsvg-convert).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Measure a node that runs with --store anyway: every bench transfer becomes a file in
+    /// its store (thousands of them), and the figures measure its disk. Without this flag
+    /// such a node is refused with the reason.
+    #[arg(long)]
+    pub allow_store: bool,
     /// Print the report as JSON (schema: docs/bench.md); no progress bars.
     #[arg(long)]
     pub json: bool,
@@ -179,6 +188,9 @@ pub fn run(a: Args) -> CliResult {
         peers,
         transport: a.transport,
     };
+    if a.config.is_some() && !a.allow_store {
+        refuse_storing_target(&target)?;
+    }
     let mut tests = Tests::default();
     if a.runs(Which::Latency) {
         tests.latency = Some(latency::run(&target, &a)?);
@@ -227,10 +239,40 @@ fn validate(a: &Args) -> CliResult {
     if a.sizes.iter().any(|&s| s == 0 || s > 1 << 30) {
         return Err(CliError::usage("--sizes must lie between 1 byte and 1 GiB"));
     }
+    if let Some(path) = &a.plot {
+        // Checked before minutes of measuring, not after.
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if !matches!(ext.as_deref(), Some("svg" | "png")) {
+            return Err(CliError::usage(format!(
+                "--plot {}: unsupported file extension; use .svg or .png",
+                path.display()
+            )));
+        }
+    }
     if a.pin.len() > 2 {
         return Err(CliError::usage(
             "--pin takes one or two CPU numbers: this process, then the local server",
         ));
+    }
+    Ok(())
+}
+
+/// A bench against a node that stores what it receives writes every transfer as a file:
+/// refused, with the reason and what to do instead.
+fn refuse_storing_target(t: &Target) -> CliResult {
+    let fabric = t.client(ProfileName::HighThroughput)?;
+    let m = fabric.node_metrics(&t.to, Duration::from_secs(5))?;
+    if m.receives == "store" {
+        return Err(CliError::usage(format!(
+            "node `{}` runs with --store: every bench transfer would become a file in its store \
+             (thousands per second) and the figures would measure its disk, not the fabric. \
+             Benchmark a node served without --store (it verifies, acknowledges and drops what \
+             it receives), or pass --allow-store to measure the store anyway",
+            t.to
+        )));
     }
     Ok(())
 }
@@ -263,16 +305,6 @@ pub fn transport_of(fabric: &Fabric, to: &str) -> CliResult<hyperfabric::transpo
 }
 
 /// A progress bar on a terminal; hidden when piped or with --json.
-pub fn progress(a: &Args, len: u64, what: &str) -> ProgressBar {
-    if a.json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg:>28} [{bar:40}] {percent:>3}% {elapsed}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+pub fn progress(a: &Args, len: u64, what: &str) -> crate::logging::Progress {
+    crate::logging::progress(a.json, len, what)
 }

@@ -31,6 +31,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<QosTest> {
     let off = client(t, profile, false)?;
     let (loaded_off, bulk_off) = under_load(&off, &t.to, a, iterations)?;
     bar.finish_and_clear();
+    let note = qos_note(idle_transport, &loaded_on, &loaded_off);
     Ok(QosTest {
         profile,
         transport: idle_transport,
@@ -43,7 +44,26 @@ pub fn run(t: &Target, a: &Args) -> CliResult<QosTest> {
         loaded_qos_off: loaded_off,
         bulk_gbit_per_s_qos_on: bulk_on,
         bulk_gbit_per_s_qos_off: bulk_off,
+        note,
     })
+}
+
+/// Says why QoS on can measure slower than off over shared memory, when it did.
+fn qos_note(
+    transport: hyperfabric::transport::TransportKind,
+    on: &LatencyFigures,
+    off: &LatencyFigures,
+) -> Option<String> {
+    if transport != hyperfabric::transport::TransportKind::Shm || on.p99_ns <= off.p99_ns {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(format!(
+        "over shared memory QoS on gives urgent frames a ring of their own (a second lane with \
+         its own reader thread), while with QoS off they queue behind bulk frames in one ring; on \
+         {cores} cores the extra reader competes with the bulk stream for CPU, which can cost more \
+         than the queueing it saves. QoS pays off where frames share a socket: try --transport tcp"
+    ))
 }
 
 fn client(t: &Target, profile: ProfileName, qos: bool) -> CliResult<Fabric> {

@@ -17,15 +17,10 @@ pub struct Report {
     pub to: String,
     pub started_local_fabric: bool,
     pub pinned_cpus: Vec<usize>,
-    pub machine: Machine,
+    pub machine: crate::context::Machine,
+    /// The effective configuration: the fabric file after command-line overrides.
+    pub config: hyperfabric::config::FabricConfig,
     pub tests: Tests,
-}
-
-#[derive(Serialize)]
-pub struct Machine {
-    pub cpu_model: String,
-    pub cores: usize,
-    pub kernel: String,
 }
 
 #[derive(Serialize, Default)]
@@ -56,6 +51,9 @@ pub struct QosTest {
     pub loaded_qos_off: LatencyFigures,
     pub bulk_gbit_per_s_qos_on: f64,
     pub bulk_gbit_per_s_qos_off: f64,
+    /// Why the figures may not show QoS helping (absent when nothing needs saying).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -236,7 +234,9 @@ impl Report {
             to: t.to.clone(),
             started_local_fabric,
             pinned_cpus,
-            machine: machine(),
+            machine: crate::context::machine(),
+            config: crate::common::apply_overrides(t.base.clone(), None, &t.peers)
+                .unwrap_or_else(|_| t.base.clone()),
             tests,
         }
     }
@@ -369,37 +369,21 @@ fn print_qos(q: &QosTest) {
     );
     let ratio = q.loaded_qos_on.p99_ns as f64 / q.idle.p99_ns.max(1) as f64;
     println!("  p99 loaded (QoS on) / p99 idle = {ratio:.2}");
-}
-
-fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split(':').nth(1))
-        })
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
-    Machine {
-        cpu_model,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel,
+    if let Some(note) = &q.note {
+        println!("  note: {note}");
     }
 }
 
 /// Draws the latency distribution and throughput against size (`--plot FILE`).
 pub fn plot(r: &Report, path: &std::path::Path) -> Result<(), String> {
     use crate::plot::{write_plot, LatencySeries, PlotData, ThroughputPoint};
-    let latency = r
-        .tests
-        .latency
-        .iter()
-        .map(|l| LatencySeries {
-            label: "hyperfabric (tcp)",
+    // The legend names the transport that carried the pings (shm or tcp), not a fixed one.
+    let labels: Vec<String> = (r.tests.latency.iter())
+        .map(|l| format!("hyperfabric ({})", l.transport))
+        .collect();
+    let latency = (r.tests.latency.iter().zip(&labels))
+        .map(|(l, label)| LatencySeries {
+            label,
             samples_ns: &l.samples_ns,
         })
         .collect();

@@ -34,7 +34,7 @@ impl Detector {
                     node: n.id.clone(),
                     metric: "unreachable",
                     value: 1.0,
-                    message: format!("{}: unreachable ({why})", n.id),
+                    message: format!("{}: unreachable ({})", n.id, crate::common::tidy_error(why)),
                 });
                 continue;
             }

@@ -7,7 +7,7 @@ mod render;
 mod state;
 mod tui;
 
-use crate::common::{print_json, CliError, CliResult, FabricArgs};
+use crate::common::{CliError, CliResult, FabricArgs};
 use hyperfabric::{Fabric, PingOptions};
 use state::{MonitorState, Observation};
 use std::path::PathBuf;
@@ -82,10 +82,19 @@ pub fn run(a: Args) -> CliResult {
     let from = match &a.from {
         Some(f) => f.clone(),
         None if ids.iter().any(|i| i == "monitor") => "monitor".into(),
-        None => ids
-            .first()
-            .cloned()
-            .ok_or_else(|| CliError::usage("the fabric file has no nodes"))?,
+        None => {
+            let first = ids
+                .first()
+                .cloned()
+                .ok_or_else(|| CliError::usage("the fabric file has no nodes"))?;
+            // Said, not silent: the stand-in is missing from its own table.
+            eprintln!(
+                "hfabric: the fabric file has no `monitor` node, so the monitor joins as `{first}` \
+                 and leaves it out of the table; give the monitor a [[nodes]] entry (id = \
+                 \"monitor\") or pass --from ID"
+            );
+            first
+        }
     };
     let nodes: Vec<String> = if a.nodes.is_empty() {
         ids.iter().filter(|i| **i != from).cloned().collect()
@@ -121,7 +130,7 @@ pub fn run(a: Args) -> CliResult {
         }
         export(&a, &state)?;
         return if a.json {
-            print_json(&snapshot_json(&state))
+            crate::context::print_report(&snapshot_json(&state), Some(fabric.config()))
         } else {
             let text = render::to_text(&state, a.screen.0, a.screen.1)?;
             print!("{text}");

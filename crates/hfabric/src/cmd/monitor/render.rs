@@ -37,6 +37,11 @@ pub fn draw(f: &mut Frame, s: &MonitorState) {
     f.render_widget(anomaly_list(s), anomalies);
 }
 
+/// Bytes per second as Gbit/s, the unit bench and send report in.
+fn fmt_gbit(bytes_per_second: f64) -> String {
+    format!("{:.3} Gbit/s", bytes_per_second * 8.0 / 1e9)
+}
+
 fn opt<T>(v: Option<T>, show: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "-".into(), show)
 }
@@ -51,8 +56,8 @@ fn node_row(n: &NodeView) -> Row<'static> {
         opt(p.latency_p50_ns, |v| fmt_ns(v as f64)),
         opt(p.latency_p99_ns, |v| fmt_ns(v as f64)),
         format!("{:.2}%", p.loss_percent.max(p.retransmit_percent)),
-        format!("{}/s", fmt_bytes(p.send_bytes_per_second as u64)),
-        format!("{}/s", fmt_bytes(p.receive_bytes_per_second as u64)),
+        fmt_gbit(p.send_bytes_per_second),
+        fmt_gbit(p.receive_bytes_per_second),
         opt(totals, |t| fmt_bytes(t.bytes_received)),
         opt(totals, |t| t.transfers_received.to_string()),
         opt(p.cpu_percent, |v| format!("{v:.1}%")),
@@ -69,7 +74,7 @@ fn node_row(n: &NodeView) -> Row<'static> {
 
 fn node_table(s: &MonitorState) -> Table<'static> {
     let header = [
-        "Node", "State", "Lat p50", "Lat p99", "Loss", "Tx/s", "Rx/s", "Received", "Xfers", "CPU",
+        "Node", "State", "Lat p50", "Lat p99", "Loss", "Tx", "Rx", "Received", "Xfers", "CPU",
         "RSS", "Mem",
     ];
     let widths = [
@@ -81,7 +86,7 @@ fn node_table(s: &MonitorState) -> Table<'static> {
         Constraint::Length(13),
         Constraint::Length(13),
         Constraint::Length(11),
-        Constraint::Length(5),
+        Constraint::Length(9),
         Constraint::Length(7),
         Constraint::Length(10),
         Constraint::Length(6),
@@ -95,7 +100,7 @@ fn node_table(s: &MonitorState) -> Table<'static> {
 fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" Links (bytes/s sent + received, as the source node sees them) ");
+        .title(" Links (a↔b: as node a counts them; out / in) ");
     let inner = block.inner(area);
     f.render_widget(block, area);
     if s.links.is_empty() {
@@ -107,7 +112,7 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
         let [label, spark, now] = Layout::horizontal([
             Constraint::Length(28),
             Constraint::Min(10),
-            Constraint::Length(14),
+            Constraint::Length(32),
         ])
         .areas(row);
         let data: Vec<u64> = series
@@ -117,8 +122,8 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
             .rev()
             .map(|p| (p.send_bytes_per_second + p.receive_bytes_per_second) as u64)
             .collect();
-        let current = series.back().map_or(0.0, |p| {
-            p.send_bytes_per_second + p.receive_bytes_per_second
+        let (out, inn) = series.back().map_or((0.0, 0.0), |p| {
+            (p.send_bytes_per_second, p.receive_bytes_per_second)
         });
         f.render_widget(Paragraph::new(name.as_str()), label);
         f.render_widget(
@@ -128,7 +133,7 @@ fn draw_links(f: &mut Frame, s: &MonitorState, area: Rect) {
             spark,
         );
         f.render_widget(
-            Paragraph::new(format!(" {}/s", fmt_bytes(current as u64))),
+            Paragraph::new(format!(" {} / {}", fmt_gbit(out), fmt_gbit(inn))),
             now,
         );
     }
@@ -140,8 +145,11 @@ fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
             "none: every node within its thresholds and its recent range",
         )]
     } else {
+        // One line per distinct message (a node down is said once, not once per round).
+        let mut seen = std::collections::BTreeSet::new();
         s.anomalies
             .iter()
+            .filter(|a| seen.insert(a.message.clone()))
             .map(|a| {
                 Line::from(Span::styled(
                     a.message.clone(),
@@ -150,11 +158,13 @@ fn anomaly_list(s: &MonitorState) -> Paragraph<'static> {
             })
             .collect()
     };
-    Paragraph::new(lines).block(
-        Block::default()
-            .borders(Borders::ALL)
-            .title(" Anomalies ([alerts] thresholds and statistical spikes) "),
-    )
+    Paragraph::new(lines)
+        .wrap(ratatui::widgets::Wrap { trim: true })
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Anomalies ([alerts] thresholds and statistical spikes) "),
+        )
 }
 
 /// The dashboard drawn off screen, as plain text lines (`--once`, tests).
@@ -228,7 +238,7 @@ mod tests {
             "up",
             "50.00 µs",
             "60.00 µs",
-            "2.00 MiB/s",
+            "0.017 Gbit/s",
             "3.00 MiB",
             "25.0%",
             "12.00 MiB",
@@ -240,6 +250,6 @@ mod tests {
             text.contains("gpu-2: unreachable (connection refused)"),
             "{text}"
         );
-        assert!(text.contains("gpu-1→monitor"), "{text}");
+        assert!(text.contains("gpu-1↔monitor"), "{text}");
     }
 }

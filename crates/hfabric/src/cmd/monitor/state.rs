@@ -151,7 +151,7 @@ impl MonitorState {
             Ok(m) => {
                 fill_from_metrics(&mut p, view.latest.as_ref(), &m);
                 for (peer, lp) in link_points(view.latest.as_ref(), &m, obs.at_ms) {
-                    let series = self.links.entry(format!("{}→{peer}", m.node)).or_default();
+                    let series = self.links.entry(format!("{}↔{peer}", m.node)).or_default();
                     push_bounded(series, lp);
                 }
                 view.reachable = true;
