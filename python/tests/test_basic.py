@@ -165,6 +165,10 @@ def test_from_config_runs_the_file_nodes(tmp_path):
 
     path = tmp_path / "local.toml"
     shutil.copy(os.path.join(REPO, "examples", "local.toml"), path)
+    # The file names its fabric secret (`hfabric keygen --out local.key` makes one).
+    key = tmp_path / "local.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
     with hyperfabric.HyperFabricProtocol.from_config(str(path)) as p:
         assert sorted(p.local_nodes) == ["node-a", "node-b"]
         p.send_data_sync("node-a", "node-b", b"from a file")
