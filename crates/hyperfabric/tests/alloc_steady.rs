@@ -63,9 +63,15 @@ fn per_message(mut run: impl FnMut(u64)) -> f64 {
         run(n);
         ALLOCS.load(Ordering::Relaxed) - before
     };
-    let one = count(&mut run, MESSAGES);
-    let two = count(&mut run, 2 * MESSAGES);
-    two.saturating_sub(one) as f64 / MESSAGES as f64
+    // The least of three tries: bookkeeping on a timer (other threads' too) lands in some
+    // tries and not others; an allocation per message lands in every one.
+    (0..3)
+        .map(|_| {
+            let one = count(&mut run, MESSAGES);
+            let two = count(&mut run, 2 * MESSAGES);
+            two.saturating_sub(one) as f64 / MESSAGES as f64
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn check(what: &str, per: f64) {

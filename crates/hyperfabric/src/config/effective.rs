@@ -293,6 +293,10 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         }
         "fabric.max_transfer_bytes" => applied("largest transfer this node accepts"),
         "fabric.max_connections" => applied("accepted connections at once"),
+        "fabric.max_pending_handshakes" => {
+            applied("connections not yet authenticated at once (the oldest is cut past it)")
+        }
+        "fabric.on_conflict" => applied("what a stored file does when its name is taken"),
         "fabric.qos_enabled" => applied("priority lanes and deference per link"),
         "fabric.throttle_gbps" => applied("paces every connection (0: off)"),
         "fabric.secret_file" => applied("peers must prove the secret in the handshake"),
