@@ -165,8 +165,10 @@ pub fn recursive_doubling_all_reduce(n: usize, r: usize, count: usize) -> Vec<St
             None => steps.push(Step::default()),
         }
     }
-    if rem > 0 && r < 2 * rem {
-        steps.push(if r % 2 == 1 {
+    if rem > 0 {
+        steps.push(if r >= 2 * rem {
+            Step::default()
+        } else if r % 2 == 1 {
             Step::send(r - 1, all.clone())
         } else {
             Step::recv(r + 1, all.clone(), false)

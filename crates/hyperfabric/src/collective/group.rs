@@ -38,6 +38,10 @@ pub struct GroupOptions {
     /// Messages in flight per collective before the oldest one's acknowledgement is awaited
     /// (1..=24; a shared-memory link lends 32 slots). Default 16.
     pub window: usize,
+    /// Mixed into the group id, which otherwise follows from the rank list alone: give two
+    /// groups over the same ranks that live at once (or a new group after one failed, whose
+    /// leftover messages may still arrive) different contexts. Default 0.
+    pub context: u32,
 }
 
 impl Default for GroupOptions {
@@ -47,6 +51,7 @@ impl Default for GroupOptions {
             chunk_bytes: 256 << 10,
             small_bytes: 64 << 10,
             window: 16,
+            context: 0,
         }
     }
 }
@@ -66,6 +71,10 @@ impl GroupOptions {
     }
     pub fn window(mut self, w: usize) -> Self {
         self.window = w;
+        self
+    }
+    pub fn context(mut self, c: u32) -> Self {
+        self.context = c;
         self
     }
     fn validate(&self) -> Result<()> {
@@ -152,7 +161,8 @@ impl<'f> Group<'f> {
         opts: GroupOptions,
     ) -> Result<Group<'f>> {
         let ranks: Vec<String> = ranks.iter().map(|r| r.as_ref().to_owned()).collect();
-        Group::build(fabric, ranks, 0, opts, Arc::default())
+        let context = opts.context;
+        Group::build(fabric, ranks, context, opts, Arc::default())
     }
 
     fn build(
@@ -198,6 +208,11 @@ impl<'f> Group<'f> {
             mailbox,
             poisoned: None,
         })
+    }
+
+    /// The fabric this group runs on (for traffic of its own beside the collectives).
+    pub fn fabric(&self) -> &'f Fabric {
+        self.fabric
     }
 
     /// This process's rank.
