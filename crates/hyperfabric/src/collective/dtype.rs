@@ -5,7 +5,7 @@
 //! so a received shared-memory slot is reduced in place, without a copy to an aligned buffer
 //! first.
 
-use half::{bf16, f16};
+pub use half::{bf16, f16};
 use std::fmt;
 
 /// The element type a collective carries (its code travels in every message header).

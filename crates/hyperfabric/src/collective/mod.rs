@@ -42,7 +42,7 @@ pub mod op;
 pub mod wire;
 
 pub use api::Pending;
-pub use dtype::{DType, Element};
+pub use dtype::{bf16, f16, DType, Element};
 pub use error::CollectiveError;
 pub use group::{Group, GroupOptions, FOREIGN_MAX, MAILBOX_MAX, TAG_PREFIX};
 pub use op::ReduceOp;
