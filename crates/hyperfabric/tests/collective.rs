@@ -312,3 +312,100 @@ fn sub_groups_reduce_their_own_members() {
         }
     });
 }
+
+/// Seeded gradient-like values in about [-1, 1] (a few larger), different per rank and step.
+fn gradient(rank: usize, step: usize, len: usize) -> Vec<f32> {
+    let mut x =
+        (rank as u64 + 1) * 0x9e37_79b9_7f4a_7c15 ^ (step as u64 + 7) * 0xbf58_476d_1ce4_e5b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+            (u * u * u * 3.0) as f32
+        })
+        .collect()
+}
+
+/// ||got - want|| / ||want||.
+fn relative_error(got: &[f32], want: &[f64]) -> f64 {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn compressed_all_reduce_errors_stay_within_their_documented_bounds() {
+    use hyperfabric::collective::{Compressor, GradientCompression};
+    let (n, len, steps) = (4, 20_000, 10);
+    let fabrics = start_mesh(n, "", TransportChoice::Auto);
+    let modes = [
+        (GradientCompression::Fp16, 1e-3),
+        (GradientCompression::Bf16, 1e-2),
+        (GradientCompression::Int8, 2e-2),
+    ];
+    let errors = on_every_rank(&fabrics, GroupOptions::default(), |r, g| {
+        let mut out = Vec::new();
+        let grads: Vec<Vec<f32>> = (0..n).map(|q| gradient(q, 0, len)).collect();
+        let want: Vec<f64> = (0..len)
+            .map(|i| grads.iter().map(|g| g[i] as f64).sum())
+            .collect();
+        for (mode, _) in modes {
+            let mut c = Compressor::new(mode).expect("compressor");
+            let mut buf = gradient(r, 0, len);
+            g.all_reduce_compressed(&mut buf, ReduceOp::Sum, &mut c)
+                .expect("compressed all_reduce");
+            out.push((format!("{mode:?}"), relative_error(&buf, &want), buf));
+        }
+        // Top-k: one step alone loses most of the gradient; with error feedback the sum over
+        // steps of what arrived tracks the sum of the gradients.
+        let mut c = Compressor::new(GradientCompression::TopK { fraction: 0.1 }).expect("top-k");
+        let (mut got, mut exact) = (vec![0f32; len], vec![0f64; len]);
+        let mut first = 0.0;
+        for s in 0..steps {
+            let mut buf = gradient(r, s, len);
+            g.all_reduce_compressed(&mut buf, ReduceOp::Sum, &mut c)
+                .expect("top-k all_reduce");
+            got.iter_mut().zip(&buf).for_each(|(a, b)| *a += b);
+            for q in 0..n {
+                exact
+                    .iter_mut()
+                    .zip(gradient(q, s, len))
+                    .for_each(|(e, v)| *e += v as f64);
+            }
+            if s == 0 {
+                first = relative_error(&got, &exact);
+            }
+        }
+        out.push(("TopK(0.1), one step".into(), first, Vec::new()));
+        out.push((
+            format!("TopK(0.1), sum of {steps} steps"),
+            relative_error(&got, &exact),
+            got,
+        ));
+        out
+    });
+    for (i, (mode, bound)) in modes.iter().enumerate() {
+        let e = errors[0][i].1;
+        eprintln!("{mode:?}: relative L2 error {e:.2e} (bound {bound:.0e})");
+        assert!(e <= *bound, "{mode:?}: {e}");
+        for r in 1..n {
+            assert_eq!(
+                errors[r][i].2, errors[0][i].2,
+                "every rank ends with the same values"
+            );
+        }
+    }
+    let (one, many) = (errors[0][3].1, errors[0][4].1);
+    eprintln!("TopK(0.1): one step {one:.3}, sum of {steps} steps {many:.3}");
+    assert!(
+        many < one * 0.6,
+        "error feedback shrinks the error of the sum: {one} -> {many}"
+    );
+    assert!(Compressor::new(GradientCompression::TopK { fraction: 0.0 }).is_err());
+}

@@ -31,9 +31,15 @@
 //!   [`CollectiveError::Timeout`] naming the rank waited for; a rank that called something
 //!   else gets [`CollectiveError::Mismatch`] naming the field; a rank that fails tells the
 //!   others ([`CollectiveError::Aborted`]). A failed group refuses further collectives.
+//!   A send also waits for a free shared-memory slot up to the fabric's `send_timeout_ms`:
+//!   keep that near the group's timeout for the bound to hold (`hfabric bench allreduce`
+//!   does).
+//! - **Compressed gradients** ([`Group::all_reduce_compressed`]): fp16, bf16, int8 and top-k
+//!   with error feedback; errors measured in `docs/collectives.md`.
 
 pub mod algo;
 mod api;
+mod compress;
 pub mod dtype;
 pub mod error;
 mod exec;
@@ -42,6 +48,7 @@ pub mod op;
 pub mod wire;
 
 pub use api::Pending;
+pub use compress::{Compressor, GradientCompression};
 pub use dtype::{bf16, f16, DType, Element};
 pub use error::CollectiveError;
 pub use group::{Group, GroupOptions, FOREIGN_MAX, MAILBOX_MAX, TAG_PREFIX};

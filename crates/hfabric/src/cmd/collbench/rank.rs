@@ -5,11 +5,11 @@ use super::{Args, Collective};
 use crate::common::{apply_overrides, CliError, CliResult};
 use hyperfabric::collective::{bf16, f16, CollectiveError, DType, Element, Group, ReduceOp};
 use hyperfabric::config::FabricConfig;
-use hyperfabric::Fabric;
+use hyperfabric::{Fabric, PingOptions};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one rank measured at one size.
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +37,7 @@ pub fn run(a: &Args, file: &Path, node: &str) -> CliResult {
         .transport(a.transport.into())
         .start()?;
     let ranks: Vec<String> = (0..a.ranks).map(rank_name).collect();
+    wait_for_peers(&fabric, &ranks, node)?;
     let mut g = Group::with_options(&fabric, &ranks, a.group_options()).map_err(coll)?;
     // Every link up before the first timed call.
     g.barrier().map_err(coll)?;
@@ -50,6 +51,34 @@ pub fn run(a: &Args, file: &Path, node: &str) -> CliResult {
         DType::I64 => sizes::<i64>(a, &mut g),
         DType::U8 => sizes::<u8>(a, &mut g),
     }
+}
+
+/// Waits until every other rank answers a ping: the ranks start at once, and over TCP a
+/// connection to a rank that is not listening yet is refused. At most 200 tries per rank,
+/// 50 ms apart.
+fn wait_for_peers(fabric: &Fabric, ranks: &[String], me: &str) -> CliResult {
+    let once = PingOptions::new()
+        .count(1)
+        .timeout(Duration::from_millis(500));
+    for peer in ranks.iter().filter(|r| r.as_str() != me) {
+        let mut last = None;
+        for _ in 0..200 {
+            match fabric.ping(peer, once) {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(e) = last {
+            return Err(CliError::failed(format!(
+                "rank `{peer}` never answered: {e}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn sizes<T: Element>(a: &Args, g: &mut Group<'_>) -> CliResult {
@@ -160,6 +189,8 @@ fn one_size<T: Element>(a: &Args, g: &mut Group<'_>, size: u64) -> CliResult<Ran
     let mut wrong = 0i64;
     for it in 0..a.warmup + a.iters {
         buf.copy_from_slice(&input);
+        // Every rank starts the timed call together (as ../shared/peers/collectives.py does).
+        g.barrier().map_err(coll)?;
         let t = Instant::now();
         call(a.collective, g, &mut buf, a.op).map_err(coll)?;
         let ns = t.elapsed().as_nanos() as u64;
