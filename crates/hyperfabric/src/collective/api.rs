@@ -74,6 +74,7 @@ impl<T: Element> Drop for Pending<'_, '_, '_, T> {
 /// Poisons the group and tells the others (unless they told us).
 fn fail(g: &mut Group<'_>, call: &Call, seq: u64, e: &CollectiveError) {
     g.end();
+    g.inflight.clear();
     if g.poisoned.is_none() {
         g.poisoned = Some(e.to_string());
     }

@@ -9,8 +9,6 @@ use super::error::{CollectiveError, Result};
 use super::group::{Group, Key};
 use super::op::{copy_from_bytes, divide, reduce_from_bytes, write_bytes, ReduceOp};
 use super::wire::{Call, Header, HEADER_LEN};
-use crate::runtime::PendingSend;
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -27,7 +25,6 @@ pub(crate) struct Exec<T> {
     sent: usize,
     /// Next chunk expected, per receive of the current step.
     recv_next: Vec<usize>,
-    inflight: VecDeque<PendingSend<'static>>,
     last_progress: Instant,
     pub done: bool,
 }
@@ -81,7 +78,6 @@ impl<T: Element> Exec<T> {
             step: 0,
             sent: 0,
             recv_next,
-            inflight: VecDeque::new(),
             last_progress: Instant::now(),
             done: false,
         })
@@ -113,7 +109,7 @@ impl<T: Element> Exec<T> {
                 let header = self.header(g, i);
                 let len = src.len() * T::DTYPE.size();
                 let pending = g.send_to(x.peer, &header, len, |out| write_bytes(out, src))?;
-                self.inflight.push_back(pending);
+                g.inflight.push_back(pending);
                 self.sent += 1;
                 return Ok(true);
             }
@@ -166,9 +162,10 @@ impl<T: Element> Exec<T> {
         Ok(all)
     }
 
-    /// Waits for the oldest message in flight to be acknowledged.
-    fn retire_oldest(&mut self) -> Result<()> {
-        if let Some(p) = self.inflight.pop_front() {
+    /// Waits for the oldest message in flight (of this collective or an earlier one) to be
+    /// acknowledged.
+    fn retire_oldest(&mut self, g: &mut Group<'_>) -> Result<()> {
+        if let Some(p) = g.inflight.pop_front() {
             p.finish()?;
             self.last_progress = Instant::now();
         }
@@ -180,9 +177,9 @@ impl<T: Element> Exec<T> {
     pub fn poll(&mut self, g: &mut Group<'_>, buf: &mut [T], block: bool) -> Result<bool> {
         loop {
             if self.step == self.steps.len() {
-                while !self.inflight.is_empty() {
-                    self.retire_oldest()?;
-                }
+                // The acknowledgements of the last messages are collected later (by the
+                // next collective's window): a rank may be done, and gone, once it has
+                // received everything it needed.
                 if let Some(r) = self.divide.take() {
                     divide(&mut buf[r], g.size());
                 }
@@ -192,11 +189,11 @@ impl<T: Element> Exec<T> {
             let overlap = self.steps[self.step].overlaps();
             // With overlap, every send of the step goes out before a receive lands.
             loop {
-                if self.inflight.len() >= g.opts.window {
+                if g.inflight.len() >= g.opts.window {
                     if !overlap {
                         break;
                     }
-                    self.retire_oldest()?;
+                    self.retire_oldest(g)?;
                 }
                 if !self.send_next(g, buf)? {
                     break;
@@ -212,8 +209,8 @@ impl<T: Element> Exec<T> {
                     .map_or(Vec::new(), |s| vec![0; s.recvs.len()]);
                 continue;
             }
-            if !all_sent && self.inflight.len() >= g.opts.window {
-                self.retire_oldest()?;
+            if !all_sent && g.inflight.len() >= g.opts.window {
+                self.retire_oldest(g)?;
                 continue;
             }
             let deadline = self.last_progress + g.opts.timeout;

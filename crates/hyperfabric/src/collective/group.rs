@@ -115,6 +115,9 @@ pub(crate) struct Mailbox {
     active: HashMap<u32, (u64, Call)>,
     /// Per group: a disagreement or abort seen on arrival, for the group's next poll.
     failed: HashMap<u32, CollectiveError>,
+    /// Per group: the latest abort that came while the group ran no collective (sequence
+    /// number, rank, reason); its next collective of that number or later fails at once.
+    aborts: HashMap<u32, (u64, usize, String)>,
     foreign: VecDeque<Message>,
 }
 
@@ -135,6 +138,9 @@ pub struct Group<'f> {
     send_opts: SendOptions,
     pub(crate) mailbox: Arc<Mutex<Mailbox>>,
     pub(crate) poisoned: Option<String>,
+    /// Messages sent and not yet acknowledged (at most `window`; the oldest is awaited
+    /// before another goes out). They outlive their collective: see `Exec::poll`.
+    pub(crate) inflight: VecDeque<PendingSend<'static>>,
 }
 
 fn group_id(parent: u32, ranks: &[String]) -> u32 {
@@ -207,6 +213,7 @@ impl<'f> Group<'f> {
             send_opts,
             mailbox,
             poisoned: None,
+            inflight: VecDeque::new(),
         })
     }
 
@@ -291,6 +298,15 @@ impl<'f> Group<'f> {
         let mut mb = self.mailbox.lock();
         let id = self.id;
         mb.msgs.retain(|k, _| k.group != id || k.seq >= seq);
+        if let Some((at, rank, reason)) = mb.aborts.remove(&id) {
+            if at >= seq {
+                return Err(CollectiveError::Aborted {
+                    seq: at,
+                    rank,
+                    reason,
+                });
+            }
+        }
         mb.active.insert(id, (seq, call));
         let early: Vec<Key> = mb
             .msgs
@@ -465,16 +481,23 @@ fn sort(mb: &mut Mailbox, msg: Message) -> Result<()> {
     let h = Header::decode(&msg.payload).map_err(|e| CollectiveError::malformed(&msg.source, e))?;
     let active = mb.active.get(&h.group).copied();
     if h.call.kind == Kind::Abort {
-        if active.is_some_and(|(seq, _)| h.seq >= seq) {
-            let reason = String::from_utf8_lossy(&msg.payload[HEADER_LEN..]).into_owned();
-            mb.failed.insert(
-                h.group,
-                CollectiveError::Aborted {
-                    seq: h.seq,
-                    rank: usize::from(h.rank),
-                    reason,
-                },
-            );
+        let reason = String::from_utf8_lossy(&msg.payload[HEADER_LEN..]).into_owned();
+        let rank = usize::from(h.rank);
+        match active {
+            Some((seq, _)) if h.seq >= seq => {
+                mb.failed.insert(
+                    h.group,
+                    CollectiveError::Aborted {
+                        seq: h.seq,
+                        rank,
+                        reason,
+                    },
+                );
+            }
+            Some(_) => {} // an abort of a collective that ended here
+            None => {
+                mb.aborts.insert(h.group, (h.seq, rank, reason));
+            }
         }
         return Ok(());
     }
