@@ -422,6 +422,20 @@ impl<'f> Group<'f> {
     }
 }
 
+impl Drop for Group<'_> {
+    /// Waits for the acknowledgements still due (each within the group's timeout): a
+    /// process that leaves right after its last collective must not take undelivered
+    /// messages with it. A peer that already left makes its wait fail at once (refused
+    /// reconnection); that error has nobody to go to and is dropped.
+    fn drop(&mut self) {
+        for p in self.inflight.drain(..) {
+            if let Err(e) = p.finish() {
+                tracing::debug!("collective message unacknowledged at group end: {e}");
+            }
+        }
+    }
+}
+
 /// What differs between the collective this rank runs (`ours`) and the one a message says
 /// its sender runs.
 fn disagreement(seq: u64, ours: &Call, h: &Header) -> Option<CollectiveError> {
