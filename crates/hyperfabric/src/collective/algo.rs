@@ -135,7 +135,7 @@ pub fn recursive_doubling_all_reduce(n: usize, r: usize, count: usize) -> Vec<St
     let mut steps = Vec::new();
     let vrank = if rem > 0 {
         if r < 2 * rem {
-            if r % 2 == 0 {
+            if r.is_multiple_of(2) {
                 steps.push(Step::send(r + 1, all.clone()));
                 None
             } else {

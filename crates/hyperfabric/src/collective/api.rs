@@ -84,7 +84,7 @@ fn fail(g: &mut Group<'_>, call: &Call, seq: u64, e: &CollectiveError) {
 }
 
 fn blocks(kind: Kind, count: usize, n: usize) -> Result<usize> {
-    if count % n != 0 {
+    if !count.is_multiple_of(n) {
         return Err(CollectiveError::InvalidArgument(format!(
             "{kind} needs a buffer of group-size ({n}) blocks: {count} elements is not a multiple"
         )));

@@ -84,7 +84,7 @@ impl Group<'_> {
             }
             GradientCompression::Int8 => {
                 let enc = quantize(Quantization::Int8, buf);
-                self.gather_and_sum(buf, &enc, op, |b| dequantize(b))?;
+                self.gather_and_sum(buf, &enc, op, dequantize)?;
             }
             GradientCompression::TopK { .. } => {
                 let topk = c.topk.as_mut().ok_or_else(|| {

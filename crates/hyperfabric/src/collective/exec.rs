@@ -213,6 +213,12 @@ impl<T: Element> Exec<T> {
                 self.retire_oldest(g)?;
                 continue;
             }
+            // Nothing to do but wait: wait on the oldest send first. A transfer moves on
+            // (a retransmission, a chunk the window held back) only while it is awaited.
+            if !g.inflight.is_empty() {
+                self.retire_oldest(g)?;
+                continue;
+            }
             let deadline = self.last_progress + g.opts.timeout;
             if Instant::now() >= deadline {
                 return Err(self.timeout(g));
