@@ -2,6 +2,9 @@
 //! asked): every operation and element type against a scalar reference for 2 to 8 ranks,
 //! disagreements, a rank that never calls, other traffic, sub-groups.
 
+// Index loops read more plainly than zipped iterators when checking against a reference.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use common::{mesh_ranks, start_mesh};
@@ -51,7 +54,7 @@ fn on_every_rank<R: Send>(
 /// partial result exactly (products are powers of two up to 2^8).
 fn value<T: Element>(op: ReduceOp, r: usize, i: usize) -> T {
     let v = if op == ReduceOp::Prod {
-        if (r + i) % 3 == 0 {
+        if (r + i).is_multiple_of(3) {
             2.0
         } else {
             1.0
@@ -296,7 +299,7 @@ fn sub_groups_reduce_their_own_members() {
         let mut buf = vec![r as i64 + 1; 700];
         sub.all_reduce(&mut buf, ReduceOp::Sum)
             .expect("sub all_reduce");
-        let want = if r % 2 == 0 { 1 + 3 } else { 2 + 4 };
+        let want = if r.is_multiple_of(2) { 1 + 3 } else { 2 + 4 };
         assert!(buf.iter().all(|&v| v == want), "rank {r}: {}", buf[0]);
         let mut buf = vec![r as i64 + 1; 700];
         g.all_reduce(&mut buf, ReduceOp::Sum)
@@ -316,7 +319,7 @@ fn sub_groups_reduce_their_own_members() {
 /// Seeded gradient-like values in about [-1, 1] (a few larger), different per rank and step.
 fn gradient(rank: usize, step: usize, len: usize) -> Vec<f32> {
     let mut x =
-        (rank as u64 + 1) * 0x9e37_79b9_7f4a_7c15 ^ (step as u64 + 7) * 0xbf58_476d_1ce4_e5b9;
+        ((rank as u64 + 1) * 0x9e37_79b9_7f4a_7c15) ^ ((step as u64 + 7) * 0xbf58_476d_1ce4_e5b9);
     (0..len)
         .map(|_| {
             x ^= x << 13;

@@ -285,6 +285,7 @@ fn prev_power_of_two(n: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // rank-indexed checks
 mod tests {
     use super::*;
 

@@ -101,7 +101,7 @@ fn sizes<T: Element>(a: &Args, g: &mut Group<'_>) -> CliResult {
 /// are powers of two up to 2^ranks).
 fn value<T: Element>(op: ReduceOp, r: usize, i: usize) -> T {
     let v = if op == ReduceOp::Prod {
-        if (r + i) % 3 == 0 {
+        if (r + i).is_multiple_of(3) {
             2.0
         } else {
             1.0
