@@ -22,7 +22,9 @@ pub struct Pending<'g, 'f, 'b, T: Element> {
 }
 
 impl<T: Element> Pending<'_, '_, '_, T> {
-    /// Progress without blocking; true once the collective completed.
+    /// Progress without waiting for messages; true once the collective completed. It may
+    /// wait for the acknowledgement of one message already sent (a transfer moves on, a
+    /// retransmission for one, only while it is awaited).
     pub fn test(&mut self) -> Result<bool> {
         self.progress(false)
     }
