@@ -166,8 +166,16 @@ impl<T: Element> Exec<T> {
     /// acknowledged.
     fn retire_oldest(&mut self, g: &mut Group<'_>) -> Result<()> {
         if let Some(p) = g.inflight.pop_front() {
-            p.finish()?;
-            self.last_progress = Instant::now();
+            match p.finish() {
+                Ok(_) => self.last_progress = Instant::now(),
+                // A peer that received everything it needed may have left before its
+                // acknowledgement reached us. If it still needed this message, the ranks
+                // waiting on it fail by their timeout.
+                Err(e @ crate::Error::Unreachable { .. }) => {
+                    tracing::debug!("collective message to a peer that left: {e}");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -216,7 +224,9 @@ impl<T: Element> Exec<T> {
             // Nothing to do but wait: wait on the oldest send first. A transfer moves on
             // (a retransmission, a chunk the window held back) only while it is awaited.
             if !g.inflight.is_empty() {
-                self.retire_oldest(g)?;
+                if !g.pull(None)? {
+                    self.retire_oldest(g)?;
+                }
                 continue;
             }
             let deadline = self.last_progress + g.opts.timeout;
