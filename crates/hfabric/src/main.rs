@@ -48,6 +48,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `bench allreduce` has flags of its own: its own parser (see cmd::collbench).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("bench")
+        && argv.get(2).map(String::as_str) == Some("allreduce")
+    {
+        logging::init("warn");
+        return match cmd::collbench::main(argv) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hfabric: error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) {
         "info"

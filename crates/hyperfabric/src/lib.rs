@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod auth;
 pub mod buffer;
+pub mod collective;
 pub mod compress;
 pub mod config;
 pub mod diagnose;

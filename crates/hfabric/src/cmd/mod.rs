@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod collbench;
 pub mod diagnose;
 pub mod keygen;
 pub mod monitor;

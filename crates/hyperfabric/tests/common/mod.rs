@@ -56,3 +56,37 @@ listen = "127.0.0.1:1"
 "#
     )
 }
+
+/// `n` nodes `r0..r{n-1}` of one fabric started in this process, each on a loopback port
+/// picked free just before (listeners bound at once, then released for the nodes).
+pub fn start_mesh(n: usize, fabric_lines: &str, transport: TransportChoice) -> Vec<Fabric> {
+    let ports: Vec<u16> = {
+        let held: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().expect("bound address").port())
+            .collect()
+    };
+    let mut toml = format!("[fabric]\nname = \"mesh\"\n{fabric_lines}\n");
+    for (i, port) in ports.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[nodes]]\nid = \"r{i}\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    let cfg = FabricConfig::from_toml_str(&toml, "<mesh>").expect("valid mesh config");
+    (0..n)
+        .map(|i| {
+            Fabric::from_config(cfg.clone())
+                .node(format!("r{i}"))
+                .transport(transport)
+                .start()
+                .expect("mesh node starts")
+        })
+        .collect()
+}
+
+/// The rank names of [`start_mesh`].
+pub fn mesh_ranks(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("r{i}")).collect()
+}

@@ -29,6 +29,9 @@ pub enum Which {
     /// Not part of `all` (it loads the link on purpose).
     Qos,
     All,
+    /// Collectives across N local rank processes, nccl-tests style; it has flags of its
+    /// own: `hfabric bench allreduce --help`. Must come first, alone.
+    Allreduce,
 }
 
 #[derive(clap::Args)]
@@ -148,6 +151,11 @@ impl Target {
 }
 
 pub fn run(a: Args) -> CliResult {
+    if a.tests.contains(&Which::Allreduce) {
+        return Err(CliError::usage(
+            "allreduce takes its own flags and must come right after `bench`: hfabric bench allreduce --help",
+        ));
+    }
     validate(&a)?;
     let (base, from, to, server) = match &a.config {
         Some(path) => (
