@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import tomllib
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
@@ -29,6 +30,10 @@ _PROFILES = ("high_throughput", "low_latency")
 RECEIVE_SPIN_POLLS = 64
 RECEIVE_POLL_MAX_S = 0.001
 
+
+
+# `[fabric]` fields that name files.
+_PATH_FIELDS = ("secret_file", "tls_cert", "tls_key", "tls_ca")
 
 class _Done:
     """The result of a call that finished at once, awaitable too (the two sources differ on
@@ -221,6 +226,12 @@ class HyperFabricProtocol(Sender):
         kwargs.setdefault("protocol_id", fab.get("name"))
         kwargs.setdefault("profile", fab.get("profile", "high_throughput"))
         p = cls(**kwargs)
+        # The file's paths are relative to the file (as `hfabric serve` reads them); the
+        # text is handed on without its location, so they are made absolute here.
+        base = os.path.dirname(os.path.abspath(path))
+        for k in _PATH_FIELDS:
+            if isinstance(fab.get(k), str) and not os.path.isabs(fab[k]):
+                fab[k] = os.path.join(base, fab[k])
         p._fabric = {**{k: v for k, v in fab.items()}, **p._fabric}
         p._links = list(doc.get("links", []))
         p._zones = list(doc.get("zones", []))
