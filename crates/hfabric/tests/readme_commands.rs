@@ -20,7 +20,10 @@ use support::BIN;
 /// Commands that cannot run here, by a word they contain, with the reason.
 const SKIP: &[(&str, &str)] = &[
     ("cargo test", "the test suite itself (it runs this test)"),
-    ("scripts/test-all.sh", "the test suite itself (it runs this test)"),
+    (
+        "scripts/test-all.sh",
+        "the test suite itself (it runs this test)",
+    ),
     (
         "pip install ./python",
         "installs into the user's Python; scripts/test-python.sh installs it into its venv",
