@@ -9,6 +9,7 @@ mod common;
 
 use common::{mesh_ranks, start_mesh};
 use half::{bf16, f16};
+use hyperfabric::collective::reference::{reduced as reference, value};
 use hyperfabric::collective::{CollectiveError, Element, Group, GroupOptions, ReduceOp};
 use hyperfabric::transport::TransportChoice;
 use hyperfabric::{Fabric, SendOptions};
@@ -48,32 +49,6 @@ fn on_every_rank<R: Send>(
             .map(|h| h.join().expect("rank thread"))
             .collect()
     })
-}
-
-/// What rank `r` contributes at element `i`: small integers, so every type holds every
-/// partial result exactly (products are powers of two up to 2^8).
-fn value<T: Element>(op: ReduceOp, r: usize, i: usize) -> T {
-    let v = if op == ReduceOp::Prod {
-        if (r + i).is_multiple_of(3) {
-            2.0
-        } else {
-            1.0
-        }
-    } else {
-        ((r * 7 + i) % 4) as f64
-    };
-    T::from_f64(v)
-}
-
-fn reference<T: Element>(op: ReduceOp, n: usize, i: usize) -> T {
-    let mut acc = value::<T>(op, 0, i);
-    for r in 1..n {
-        acc = op.apply(acc, value(op, r, i));
-    }
-    if op == ReduceOp::Avg {
-        acc = acc.div_count(n);
-    }
-    acc
 }
 
 fn all_reduce_matches<T: Element>(g: &mut Group<'_>, sizes: &[usize]) {

@@ -45,6 +45,7 @@ pub mod error;
 mod exec;
 mod group;
 pub mod op;
+pub mod reference;
 pub mod wire;
 
 pub use api::Pending;

@@ -3,6 +3,7 @@
 
 use super::{Args, Collective};
 use crate::common::{apply_overrides, CliError, CliResult};
+use hyperfabric::collective::reference::{reduced, value};
 use hyperfabric::collective::{bf16, f16, CollectiveError, DType, Element, Group, ReduceOp};
 use hyperfabric::config::FabricConfig;
 use hyperfabric::{Fabric, PingOptions};
@@ -95,32 +96,6 @@ fn sizes<T: Element>(a: &Args, g: &mut Group<'_>) -> CliResult {
         out.flush()?;
     }
     Ok(())
-}
-
-/// What rank `r` contributes at element `i`: small integers, exact in every type (products
-/// are powers of two up to 2^ranks).
-fn value<T: Element>(op: ReduceOp, r: usize, i: usize) -> T {
-    let v = if op == ReduceOp::Prod {
-        if (r + i).is_multiple_of(3) {
-            2.0
-        } else {
-            1.0
-        }
-    } else {
-        ((r * 7 + i) % 4) as f64
-    };
-    T::from_f64(v)
-}
-
-fn reduced<T: Element>(op: ReduceOp, n: usize, i: usize) -> T {
-    let mut acc = value::<T>(op, 0, i);
-    for r in 1..n {
-        acc = op.apply(acc, value(op, r, i));
-    }
-    if op == ReduceOp::Avg {
-        acc = acc.div_count(n);
-    }
-    acc
 }
 
 /// This rank's input, and what its buffer must hold afterwards (`None`: unspecified).
