@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::FabricConfig;
-use crate::route::{Router, Topology};
+use crate::route::{Route, Router, Topology};
 use std::time::Instant;
 
 /// What counts as a problem: the `[alerts]` thresholds when the file has them, else the
@@ -190,17 +190,35 @@ fn bdp(m: &Measured, measured_gbps: Option<f64>) -> Option<Bdp> {
 }
 
 /// The route from `m.from` to `m.to` by the same strategy with the link `a`–`b` down.
-fn route_around(m: &Measured, cfg: &FabricConfig, a: &str, b: &str) -> Option<Vec<String>> {
+fn route_around(m: &Measured, cfg: &FabricConfig, a: &str, b: &str) -> Option<Route> {
     let mut topo = Topology::from_config(cfg);
     topo.set_link_up(a, b, false);
     let r = Router::new(topo)
         .route(&m.from, &m.to, m.route.strategy, Instant::now())
         .ok()?;
-    (r.nodes != m.route.nodes).then_some(r.nodes)
+    (r.nodes != m.route.nodes).then_some(r)
+}
+
+/// A hop whose utilisation is below this share of the best measured hop's is singled out by
+/// the measurement; closer than that, the hops fall short alike.
+const STANDS_OUT: f64 = 0.7;
+
+/// Whether `h` is clearly narrower than another measured hop of the route.
+fn stands_out(h: &HopReport, hops: &[HopReport]) -> bool {
+    let best = hops
+        .iter()
+        .filter_map(|x| x.utilisation)
+        .fold(0.0, f64::max);
+    h.utilisation.is_some_and(|u| u < STANDS_OUT * best)
+}
+
+/// Whether the route around `h` is configured with a wider bottleneck than the route taken.
+fn better_around(m: &Measured, cfg: &FabricConfig, h: &HopReport) -> bool {
+    route_around(m, cfg, &h.from, &h.to).is_some_and(|r| r.bandwidth_gbps > m.route.bandwidth_gbps)
 }
 
 fn detour_advice(m: &Measured, cfg: &FabricConfig, h: &HopReport) -> String {
-    match route_around(m, cfg, &h.from, &h.to) {
+    match route_around(m, cfg, &h.from, &h.to).map(|r| r.nodes) {
         Some(alt) => format!(
             "route around it: {} avoids {}-{} (e.g. `hfabric send --from {} --to {} --via {}=1`), \
              or stripe over both paths with adaptive multipath",
@@ -396,12 +414,20 @@ fn throughput_recommendation(
                 .total_cmp(&b.utilisation.unwrap_or(1.0))
         });
     let advice = match narrow {
-        Some(h) => format!(
+        Some(h) if stands_out(h, hops) || better_around(m, cfg, h) => format!(
             "the narrowest hop is {} -> {}; {}; compressible data gains from `--compression auto`",
             h.from,
             h.to,
             detour_advice(m, cfg, h)
         ),
+        // Every hop falls short alike and no other path is configured wider: the shortfall is
+        // the route's (hosts, copies), and naming a detour through an equal path would be
+        // advice drawn from measurement noise.
+        Some(_) => "no hop stands out (each reaches about the same share of its configured \
+                    bandwidth) and no other path is configured wider, so a detour would not help: \
+                    the shortfall is common to the route (the hosts' CPU or memory bandwidth, \
+                    copies in the processes); compressible data gains from `--compression auto`"
+            .into(),
         None => "compressible data gains from `--compression auto`".into(),
     };
     recs.push(Recommendation {

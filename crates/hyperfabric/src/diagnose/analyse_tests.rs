@@ -209,3 +209,29 @@ fn throughput_far_below_the_route_names_the_narrowest_hop() {
         "{bw:?}"
     );
 }
+
+#[test]
+fn an_equal_shortfall_on_identical_relays_names_no_detour() {
+    // Two identical relays; both hops of the route taken reach about the same share of their
+    // configured 100 Gbit/s (noise apart): no relay is better, so none is recommended.
+    let cfg = fabric(&[("s", "r1"), ("s", "r2"), ("r1", "t"), ("r2", "t")]);
+    let mut m = measured(&cfg, "s", "t", &[50, 110]);
+    m.throughput_gbps = vec![Some(21.0), Some(19.5)];
+    let r = analyse(&m, &cfg, &limits());
+    let bw = r
+        .recommendations
+        .iter()
+        .find(|x| x.category == "bandwidth")
+        .unwrap();
+    assert!(
+        bw.recommendation.contains("no hop stands out") && !bw.recommendation.contains("--via"),
+        "{bw:?}"
+    );
+    assert!(
+        r.recommendations
+            .iter()
+            .all(|x| !x.recommendation.contains("--via")),
+        "{:#?}",
+        r.recommendations
+    );
+}
