@@ -199,6 +199,15 @@ impl LinkWriter {
     pub fn is_tls(&self) -> bool {
         matches!(self, LinkWriter::Tls(_))
     }
+
+    /// Shuts the socket down both ways (its reader, ours and the peer's, sees the end).
+    pub fn shutdown(&self) {
+        let sock = match self {
+            LinkWriter::Plain(s) => s,
+            LinkWriter::Tls(t) => &t.sock,
+        };
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Write for LinkWriter {

@@ -21,11 +21,11 @@
 
 mod data;
 
-pub(super) use data::{drain_until, end_link};
-pub use data::{read_loop, write_frame};
+pub(super) use data::{drain_until, end_link, on_loaned, take_loan};
+pub use data::read_loop;
 
 use super::conn::{body, read_frame};
-use super::shmframe;
+use crate::transport::shmframe;
 use super::{Conn, NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::transport::shm::{
