@@ -1,6 +1,6 @@
-//! One connection to a peer: the link its frames go out on (a TCP or TLS stream, later
-//! perhaps a shared-memory ring), its writers' QoS order, and the TCP reader thread. Setting
-//! one up is `handshake.rs`; what a received frame does is `receive.rs`.
+//! One connection to a peer: the link its frames go out on (its TCP or TLS stream, or a
+//! shared-memory ring once one is set up), its writers' QoS order, and the TCP reader
+//! thread. Setting one up is `handshake.rs`; what a received frame does is `receive.rs`.
 
 use super::gate::{should_defer, WriteGate};
 use super::receive::{self, End};
@@ -255,7 +255,10 @@ impl Conn {
         self.closing.store(true, Ordering::Release);
         // A writer stuck on a full ring (dead peer) must not block the close.
         if let Some(mut w) = self.writer.try_lock_for(Duration::from_millis(20)) {
-            let raw = self.control(FrameKind::Close).encode(reason.as_bytes()).ok();
+            let raw = self
+                .control(FrameKind::Close)
+                .encode(reason.as_bytes())
+                .ok();
             let goodbye = raw.as_ref().filter(|_| self.is_alive());
             w.close(goodbye.map(|raw| (raw, reason.as_bytes())));
         }

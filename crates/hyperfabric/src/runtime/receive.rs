@@ -70,7 +70,8 @@ fn on_frame(
         shmlink::accept(node, conn, payload);
         true
     } else {
-        node.dispatch(conn, &h, payload, scratch).map_err(violation)?
+        node.dispatch(conn, &h, payload, scratch)
+            .map_err(violation)?
     };
     node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
     conn.link.on_received(HEADER_LEN + payload.len());

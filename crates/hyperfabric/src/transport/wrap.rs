@@ -14,6 +14,9 @@ use std::time::Instant;
 
 /// Fault injection on the frames written to one neighbour: dropped, corrupted, delayed or
 /// the link cut, as the rules say (see README, "Fault injection").
+///
+/// A delay is served with the link held (the writer lock of its connection), as pacing is:
+/// the frames behind a delayed one wait for it, in order, as on a slow wire.
 pub struct Faulty<L> {
     inner: L,
     /// The injector and the neighbour's name (rules match on it); None: faults off.
@@ -54,10 +57,17 @@ impl<L: LinkTx> LinkTx for Faulty<L> {
         };
         let inner = &mut self.inner;
         let mut sent = Sent::Dropped;
-        faults.write_through(peer, kind, *raw, payload, || {}, |raw, payload| {
-            sent = inner.send(raw, payload)?;
-            Ok(())
-        })?;
+        faults.write_through(
+            peer,
+            kind,
+            *raw,
+            payload,
+            || {},
+            |raw, payload| {
+                sent = inner.send(raw, payload)?;
+                Ok(())
+            },
+        )?;
         Ok(sent)
     }
 

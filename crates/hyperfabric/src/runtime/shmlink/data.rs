@@ -105,7 +105,11 @@ pub(in crate::runtime) fn drain_until(
 }
 
 /// The pool slot a `LOANED` frame names, validated; any lie closes the link.
-pub(in crate::runtime) fn take_loan(conn: &Conn, h: &Header, payload: &[u8]) -> Result<SlotView, String> {
+pub(in crate::runtime) fn take_loan(
+    conn: &Conn,
+    h: &Header,
+    payload: &[u8],
+) -> Result<SlotView, String> {
     let pools = conn
         .pools()
         .ok_or("loaned frame on a link without buffer pools")?;
