@@ -408,6 +408,44 @@ fn faulty_with_a_drop_rule_drops_and_says_so() {
     assert_eq!(injector.counters.dropped.load(Ordering::Relaxed), 1);
 }
 
+/// A `Faulty` cut fails the write (the connection above ends the link), and a corrupt rule's
+/// frames never reach the receiver as frames: each is caught as corrupt or undecodable.
+#[test]
+fn faulty_cut_fails_the_write_and_corruption_is_caught() {
+    use hyperfabric::transport::fault::{FaultInjector, FaultRule};
+    let injector = |rule: FaultRule| {
+        FaultInjector::new("a", vec![(rule, "test".into())], None).expect("a rule")
+    };
+    let cut = injector(FaultRule {
+        cut: 1.0,
+        seed: Some(2),
+        ..FaultRule::default()
+    });
+    let p = mem_pair();
+    let mut tx = Faulty::new(p.tx, Some(&cut), "b");
+    let (h, payload) = frame(0, 10);
+    let raw = h.encode(&payload).expect("encodes");
+    let err = tx.send(&raw, &payload).expect_err("cut");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+
+    let corrupt = injector(FaultRule {
+        corrupt: 1.0,
+        seed: Some(3),
+        ..FaultRule::default()
+    });
+    let p = mem_pair();
+    let (mut tx, mut rx) = (Faulty::new(p.tx, Some(&corrupt), "b"), p.rx);
+    for seq in 0..200 {
+        let (h, payload) = frame(seq, 100);
+        send(&mut tx, &h, &payload);
+        match recv(&mut rx) {
+            Err(RecvError::Corrupt(_) | RecvError::Protocol(_)) => {}
+            other => panic!("frame {seq}: a corrupted frame got through: {other:?}"),
+        }
+    }
+    assert_eq!(corrupt.counters.corrupted.load(Ordering::Relaxed), 200);
+}
+
 /// Both ends write 8 MiB at once (more than the socket buffers hold) from two threads
 /// each while their readers drain: no deadlock, every byte in order.
 #[test]

@@ -46,7 +46,7 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
         let Some(consumer) = rx.as_mut() else {
             break None;
         };
-        if let Err(why) = drain(&node, &conn, consumer, &mut scratch) {
+        if let Err(why) = drain_until(&node, &conn, consumer, &mut scratch, &|| false) {
             break Some(why);
         }
         drop(rx);
@@ -70,16 +70,6 @@ pub(in crate::runtime) fn end_link(node: &NodeInner, conn: &Conn, why: &str) {
 }
 
 const GOODBYE: &str = "peer said goodbye";
-
-/// Dispatches every record available now.
-fn drain(
-    node: &Arc<NodeInner>,
-    conn: &Arc<Conn>,
-    rx: &mut ShmRx,
-    scratch: &mut Vec<u8>,
-) -> Result<(), String> {
-    drain_until(node, conn, rx, scratch, &|| false)
-}
 
 /// Dispatches the records available now, stopping early once `stop()` holds after one.
 pub(in crate::runtime) fn drain_until(
