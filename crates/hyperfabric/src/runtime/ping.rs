@@ -2,7 +2,7 @@
 
 use super::{idle, Conn, Lane, NodeInner, Peer};
 use crate::error::{Error, Result};
-use crate::transport::shm::Consumer;
+use crate::transport::ring_link::ShmRx;
 use crate::transport::TransportKind;
 use crate::wire::{FrameKind, Header};
 use serde::Serialize;
@@ -184,7 +184,7 @@ impl NodeInner {
         conn: &Arc<Conn>,
         payload: &[u8],
         plan: &PingPlan,
-        rx: Option<&mut Consumer>,
+        rx: Option<&mut ShmRx>,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<Duration>, String> {
         let seq = self.next_ping_seq();
@@ -213,7 +213,7 @@ impl NodeInner {
     fn await_pong_held(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
-        rx: &mut Consumer,
+        rx: &mut ShmRx,
         seq: u64,
         deadline: Instant,
         scratch: &mut Vec<u8>,

@@ -7,8 +7,9 @@
 //! `[[faults]]`, re-read when its modification time changes, so a test can switch faults on
 //! and off in a running process). Parsing and validation live in `config/faults.rs`.
 //!
-//! The injector sits on the write side of a connection: a rule applies to frames written by
-//! node `from` (any node if absent) to its neighbour `to` (any if absent). Only end-to-end
+//! The injector sits on the write side of a link, as the wrapper [`super::wrap::Faulty`]: a
+//! rule applies to frames written by node `from` (any node if absent) to its neighbour `to`
+//! (any if absent). Only end-to-end
 //! frames (data, meta, acks, nacks, pings, pongs) are touched; the handshake and per-link
 //! control frames are not, since they are not what the tests are about.
 

@@ -1,15 +1,25 @@
-//! Transports move frames over one link. TCP today; shared memory inside a host next.
+//! Transports move frames over one link ([`link`]): TCP or TLS between hosts ([`stream`]),
+//! shared-memory rings inside one ([`ring_link`]), memory inside one process ([`mem`]);
+//! fault injection and pacing wrap any of them ([`wrap`]).
 
 pub mod deadline;
 pub mod fault;
 #[allow(unsafe_code)]
 #[deny(clippy::undocumented_unsafe_blocks)]
 pub mod fdlimit;
+pub mod link;
+pub mod mem;
 pub mod pacer;
+pub mod ring_link;
 #[allow(unsafe_code)]
 pub mod shm;
+pub mod shmframe;
+pub mod stream;
 pub mod tcp;
 pub mod tls;
+pub mod wrap;
+
+pub use link::{Frame, LinkRx, LinkTx, RecvError, Sent};
 
 use serde::Serialize;
 use std::fmt;
@@ -23,6 +33,8 @@ pub enum TransportKind {
     Shm,
     /// A hop after the first: the relay forwarding it chooses its transport.
     Relayed,
+    /// Both ends in one process (tests, simulation).
+    Mem,
 }
 
 /// Which transport a node may use for its links.
@@ -45,6 +57,7 @@ impl fmt::Display for TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Shm => "shm",
             TransportKind::Relayed => "relayed",
+            TransportKind::Mem => "mem",
         })
     }
 }

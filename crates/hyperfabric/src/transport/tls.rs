@@ -199,6 +199,15 @@ impl LinkWriter {
     pub fn is_tls(&self) -> bool {
         matches!(self, LinkWriter::Tls(_))
     }
+
+    /// Shuts the socket down both ways (its reader, ours and the peer's, sees the end).
+    pub fn shutdown(&self) {
+        let sock = match self {
+            LinkWriter::Plain(s) => s,
+            LinkWriter::Tls(t) => &t.sock,
+        };
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Write for LinkWriter {
@@ -225,77 +234,4 @@ impl Write for LinkWriter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::tls::{server_name, TlsConfig};
-    use rustls::pki_types::PrivateKeyDer;
-
-    fn config() -> TlsConfig {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = p.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["a".into(), "b".into()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.der().clone()).unwrap();
-        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        TlsConfig::new(vec![cert.der().clone()], key, roots).unwrap()
-    }
-
-    /// Both ends write 8 MiB at once (more than the socket buffers hold) from two threads
-    /// each while their readers drain: no deadlock, every byte in order.
-    #[test]
-    fn concurrent_writers_both_ways_arrive_intact() {
-        let cfg = config();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server_cfg = Arc::clone(&cfg.server);
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
-            TlsSession::handshake(&s, conn.into(), None).unwrap()
-        });
-        let c = TcpStream::connect(addr).unwrap();
-        let conn =
-            rustls::ClientConnection::new(Arc::clone(&cfg.client), server_name("b").unwrap())
-                .unwrap();
-        let ends = [
-            TlsSession::handshake(&c, conn.into(), None).unwrap(),
-            server.join().unwrap(),
-        ];
-        const PER_WRITER: usize = 4 << 20;
-        let mut threads = Vec::new();
-        for (session, mut reader) in ends {
-            for tag in [1u8, 2] {
-                let s = Arc::clone(&session);
-                threads.push(std::thread::spawn(move || {
-                    for _ in 0..PER_WRITER / 4096 {
-                        s.write_all(&[&[tag; 4096]]).unwrap();
-                    }
-                }));
-            }
-            threads.push(std::thread::spawn(move || {
-                let mut counts = [0usize; 3];
-                let mut buf = [0u8; 4096];
-                while counts[1] + counts[2] < 2 * PER_WRITER {
-                    // Each 4096-byte write is sealed whole, so reads see runs of one tag.
-                    let n = reader.read(&mut buf).unwrap();
-                    assert!(n > 0, "early end of stream");
-                    for &b in &buf[..n] {
-                        counts[usize::from(b.min(2))] += 1;
-                    }
-                }
-                assert_eq!(counts, [0, PER_WRITER, PER_WRITER]);
-            }));
-        }
-        for t in threads {
-            t.join().unwrap();
-        }
-    }
-}
+// Tested in tests/link_conformance.rs (the TLS link, and concurrent writers both ways).

@@ -1,66 +1,21 @@
-//! The data path of a shared-memory link: frames written into our ring, and the peer's ring
-//! read by the link's reader thread (or by a caller driving the link) and dispatched, loans
-//! included.
+//! The reading side of a shared-memory link: the peer's ring read by the link's reader
+//! thread (or by a caller driving the link), each frame through the one receive path
+//! (`receive.rs`), and loans taken from the pool. Writing is `transport::ring_link`.
 
-use super::super::shmframe::{self, LinkKeys};
+use super::super::receive::{self, End};
 use super::super::{Conn, NodeInner};
 use super::Descriptor;
 use crate::buffer::Payload;
 use crate::config::{IdleStrategy, Transform};
-use crate::transport::shm::{self, Consumer, Producer, SlotView, Waiter};
-use crate::wire::{self, flags, FrameKind, Header, HEADER_LEN};
+use crate::transport::ring_link::ShmRx;
+use crate::transport::shm::{self, SlotView, Waiter};
+use crate::wire::{flags, Header, HEADER_LEN};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The reader checks the connection's liveness at least this often.
 const LIVENESS_POLL: Duration = Duration::from_millis(100);
-/// How long a writer waits for ring space before declaring the peer stuck.
-const FULL_RING_TIMEOUT: Duration = Duration::from_secs(30);
-/// Writes one frame as one ring record, waiting (spin, then yield, then short sleeps) while
-/// the ring is full.
-pub fn write_frame(
-    p: &mut Producer,
-    raw: &[u8; HEADER_LEN],
-    payload: &[u8],
-    keys: LinkKeys,
-    alive: &dyn Fn() -> bool,
-) -> std::io::Result<()> {
-    let (len, compact) = shmframe::plan(raw, payload, keys);
-    // Read the clock only once the ring is found full (~20 ns the hot path does not pay).
-    let mut started: Option<Instant> = None;
-    let mut backoff = shm::wait::Backoff::new(shm::IdleStrategy::SpinPark {
-        spins: 1000,
-        yields: 1000,
-    });
-    loop {
-        let slot = p
-            .try_reserve(len)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if let Some(mut slot) = slot {
-            shmframe::write(&mut slot, raw, payload, compact);
-            slot.commit();
-            p.publish();
-            return Ok(());
-        }
-        // The reader frees space without waking writers: past spinning and yielding, sleep.
-        if backoff.step() == shm::wait::Step::Park {
-            if !alive() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "shared-memory peer is gone",
-                ));
-            }
-            if started.get_or_insert_with(Instant::now).elapsed() > FULL_RING_TIMEOUT {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "shared-memory ring stayed full",
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-    }
-}
 
 fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
     match s {
@@ -91,7 +46,7 @@ pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
         let Some(consumer) = rx.as_mut() else {
             break None;
         };
-        if let Err(why) = drain(&node, &conn, consumer, &mut scratch) {
+        if let Err(why) = drain_until(&node, &conn, consumer, &mut scratch, &|| false) {
             break Some(why);
         }
         drop(rx);
@@ -116,66 +71,35 @@ pub(in crate::runtime) fn end_link(node: &NodeInner, conn: &Conn, why: &str) {
 
 const GOODBYE: &str = "peer said goodbye";
 
-/// Dispatches every record available now.
-fn drain(
-    node: &Arc<NodeInner>,
-    conn: &Arc<Conn>,
-    rx: &mut Consumer,
-    scratch: &mut Vec<u8>,
-) -> Result<(), String> {
-    drain_until(node, conn, rx, scratch, &|| false)
-}
-
 /// Dispatches the records available now, stopping early once `stop()` holds after one.
 pub(in crate::runtime) fn drain_until(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
-    rx: &mut Consumer,
+    rx: &mut ShmRx,
     scratch: &mut Vec<u8>,
     stop: &dyn Fn() -> bool,
 ) -> Result<(), String> {
+    // This link came from an offer: any other one is the dispatch's to answer.
+    let mut offered = true;
     while !stop() {
-        let slot = match rx.try_read() {
-            Ok(Some(slot)) => slot,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("shared memory: {e}")),
-        };
-        let keys = LinkKeys {
-            local: node.my_key,
-            peer: conn.peer_key,
-        };
-        let (raw, payload) = shmframe::read(&slot, keys)?;
-        let raw = &raw;
-        let header = match Header::decode(raw, node.limits) {
-            Ok(h) if h.payload_len as usize == payload.len() => h,
-            Ok(_) => return Err("record length disagrees with its frame header".into()),
-            Err(e) => return Err(format!("protocol violation: {e}")),
-        };
-        if let Err(e) = wire::verify(raw, payload) {
-            // Records keep their boundaries: a bad checksum costs this frame only.
-            super::super::conn::corrupt_frame(node, conn, &e);
-            continue;
-        }
-        super::super::conn::check_source(node, conn, &header)?;
-        let go_on = if header.kind == FrameKind::Data && header.has(flags::LOANED) {
-            let view = take_loan(conn, &header, payload)?;
-            on_loaned(node, conn, header, view, scratch)?
-        } else {
-            node.dispatch(conn, &header, payload, scratch)?
-        };
-        // Counted after the frame was handled: its answer (a pong, an ack) does not wait for
-        // these read-modify-writes.
-        node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
-        conn.link.on_received(HEADER_LEN + payload.len());
-        if !go_on {
-            return Err(GOODBYE.into());
+        match receive::step(node, conn, rx, scratch, &mut offered) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(End::Goodbye(_)) => return Err(GOODBYE.into()),
+            Err(End::Violation(why)) => return Err(why),
+            Err(End::Eof) => return Err("shared-memory ring ended".into()),
+            Err(End::Io(e)) => return Err(format!("shared memory: {e}")),
         }
     }
     Ok(())
 }
 
 /// The pool slot a `LOANED` frame names, validated; any lie closes the link.
-fn take_loan(conn: &Conn, h: &Header, payload: &[u8]) -> Result<SlotView, String> {
+pub(in crate::runtime) fn take_loan(
+    conn: &Conn,
+    h: &Header,
+    payload: &[u8],
+) -> Result<SlotView, String> {
     let pools = conn
         .pools()
         .ok_or("loaned frame on a link without buffer pools")?;
@@ -198,7 +122,7 @@ fn take_loan(conn: &Conn, h: &Header, payload: &[u8]) -> Result<SlotView, String
 /// Delivers a loaned chunk: in place when it is a whole transfer for an in-memory node (the
 /// application reads the slot; dropping the message returns it), otherwise through the usual
 /// dispatch as if its bytes had come in the frame (relay, store, discard, duplicates, refusals).
-fn on_loaned(
+pub(in crate::runtime) fn on_loaned(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
     mut h: Header,

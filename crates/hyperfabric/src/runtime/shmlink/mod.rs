@@ -21,16 +21,16 @@
 
 mod data;
 
-pub(super) use data::{drain_until, end_link};
-pub use data::{read_loop, write_frame};
+pub use data::read_loop;
+pub(super) use data::{drain_until, end_link, on_loaned, take_loan};
 
 use super::conn::{body, read_frame};
-use super::shmframe;
 use super::{Conn, NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::transport::shm::{
     self, Consumer, LinkPools, Pool, PoolReceiver, PoolSender, Producer, Ring, Segment,
 };
+use crate::transport::shmframe;
 use crate::transport::tls::{LinkReader, LinkWriter};
 use crate::transport::TransportChoice;
 use crate::wire::{self, FrameKind, Header};

@@ -1,0 +1,138 @@
+//! One receive path for verified frames, whatever link they came by: the link's half cut
+//! the frame out and checked its CRC32C ([`crate::transport::LinkRx`]); here it is checked
+//! against the connection (who may send what), loans are taken, and it goes to the dispatch.
+//! The TCP reader thread, the shared-memory reader thread and callers driving a ring all
+//! come through [`step`].
+
+use super::{shmlink, Conn, NodeInner};
+use crate::transport::{Frame, LinkRx, RecvError, TransportKind};
+use crate::wire::{flags, DecodeError, FrameKind, Header, HEADER_LEN};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Why a link's reading ended.
+pub(super) enum End {
+    /// The other side closed the link without a word.
+    Eof,
+    /// The peer said goodbye (a Close frame), with this reason.
+    Goodbye(String),
+    Io(io::Error),
+    /// The peer broke the protocol: why.
+    Violation(String),
+}
+
+/// Takes the next frame from `rx` and handles it. `Ok(false)`: nothing had arrived;
+/// `Ok(true)`: a frame was handled (or dropped for a bad checksum). `offered` says whether
+/// this link has had its shared-memory offer (the first one sets a link up).
+pub(super) fn step<L: LinkRx>(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    rx: &mut L,
+    scratch: &mut Vec<u8>,
+    offered: &mut bool,
+) -> Result<bool, End> {
+    let kind = rx.kind();
+    match rx.poll_recv(|f| on_frame(node, conn, kind, f, scratch, offered)) {
+        Ok(Some(handled)) => handled.map(|()| true),
+        Ok(None) => Ok(false),
+        Err(RecvError::Corrupt(e)) => {
+            corrupt_frame(node, conn, &e);
+            Ok(true)
+        }
+        Err(RecvError::Closed) => Err(End::Eof),
+        Err(RecvError::Io(e)) => Err(End::Io(e)),
+        Err(RecvError::Protocol(why)) => Err(End::Violation(why)),
+    }
+}
+
+/// One verified frame: source check, loans, the offer, the dispatch, then the counters
+/// (after the frame was handled: its answer, a pong or an ack, does not wait for them).
+fn on_frame(
+    node: &Arc<NodeInner>,
+    conn: &Arc<Conn>,
+    kind: TransportKind,
+    f: Frame<'_>,
+    scratch: &mut Vec<u8>,
+    offered: &mut bool,
+) -> Result<(), End> {
+    let Frame { header: h, payload } = f;
+    let violation = |e: String| End::Violation(e);
+    check_source(node, conn, &h).map_err(violation)?;
+    let go_on = if h.kind == FrameKind::Data && h.has(flags::LOANED) {
+        if kind != TransportKind::Shm {
+            return Err(End::Violation(loan_refused(kind)));
+        }
+        let view = shmlink::take_loan(conn, &h, payload).map_err(violation)?;
+        shmlink::on_loaned(node, conn, h, view, scratch).map_err(violation)?
+    } else if h.kind == FrameKind::ShmOffer && !*offered {
+        *offered = true;
+        shmlink::accept(node, conn, payload);
+        true
+    } else {
+        node.dispatch(conn, &h, payload, scratch)
+            .map_err(violation)?
+    };
+    node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+    conn.link.on_received(HEADER_LEN + payload.len());
+    if go_on {
+        Ok(())
+    } else {
+        Err(End::Goodbye(String::from_utf8_lossy(payload).into_owned()))
+    }
+}
+
+fn loan_refused(kind: TransportKind) -> String {
+    let over = match kind {
+        TransportKind::Tcp => "TCP".to_owned(),
+        other => format!("a {other} link"),
+    };
+    format!("a LOANED frame over {over} (loans exist only on shared-memory links)")
+}
+
+/// Who a frame may claim to come from. Straight from the peer (hops = 0) it carries the
+/// peer's key; relayed (hops > 0) it carries its origin's, which must be another member: not
+/// this node (nobody relays our own frames to us) and not the peer itself (its own frames
+/// are direct). What a relay cannot be stopped from claiming is in docs/operations.md.
+fn check_source(node: &NodeInner, conn: &Conn, h: &Header) -> Result<(), String> {
+    if h.hops == 0 {
+        return if h.src == conn.peer_key {
+            Ok(())
+        } else {
+            Err(format!(
+                "frame claims source key {:#x}, connection is {}",
+                h.src, conn.peer
+            ))
+        };
+    }
+    if h.src == node.my_key || h.src == conn.peer_key {
+        return Err(format!(
+            "a relayed frame (hops {}) from {} claims to come from {}",
+            h.hops,
+            conn.peer,
+            if h.src == node.my_key {
+                "this node"
+            } else {
+                "the relay itself"
+            }
+        ));
+    }
+    if node.peer_by_key(h.src).is_none() {
+        return Err(format!(
+            "a relayed frame from {} claims an unknown source key {:#x}",
+            conn.peer, h.src
+        ));
+    }
+    Ok(())
+}
+
+/// A whole frame, sane header included, failed its checksum: it is dropped and the link
+/// kept, since the sender's retransmission recovers it. (On a stream, a header corrupted
+/// into another sane header puts it out of step: the next frame fails too, and the stream
+/// link reports that as a protocol violation.)
+fn corrupt_frame(node: &NodeInner, conn: &Conn, e: &DecodeError) {
+    node.stats
+        .corrupt_frames_dropped
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %conn.peer, "dropping a corrupt frame: {e}");
+}
