@@ -52,7 +52,7 @@ switch_port = 4
 quantum_coherence_time_us = 10.0
 photonic_channels = 2
 neuromorphic_neurons = 100
-metadata = { interface_type = "ethernet", mtu_size = 9000, numa_node = 0, cpu_affinity = [0], tcp_window_size = 16777216, interrupt_coalescing = true, role = "storage" }
+metadata = { interface_type = "ethernet", mtu_size = 9000, numa_node = 0, cpu_affinity = [0], tcp_window_size = 16777216, interrupt_coalescing = true, nice = 5, realtime = "rr", realtime_priority = 10, mlock = true, huge_pages = true, role = "storage" }
 
 [[nodes]]
 id = "b"
@@ -124,13 +124,18 @@ fn fields_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> 
 
 /// `RawMetadata` accepts any extra key, so serde cannot list its named fields: they are
 /// listed here (a new named field must be added to this list and to `FULL`).
-const METADATA_FIELDS: [&str; 6] = [
+const METADATA_FIELDS: [&str; 11] = [
     "interface_type",
     "mtu_size",
     "numa_node",
     "cpu_affinity",
     "tcp_window_size",
     "interrupt_coalescing",
+    "nice",
+    "realtime",
+    "realtime_priority",
+    "mlock",
+    "huge_pages",
 ];
 
 fn full() -> FabricConfig {
