@@ -1,4 +1,4 @@
-use super::super::alerts::RawAlerts;
+use super::super::alerts::{RawAlerts, RawTier};
 use super::super::compression::RawCompression;
 use super::super::faults::RawFault;
 use super::super::policy::RawDataTypePolicy;
@@ -100,6 +100,10 @@ rate_limit_per_min = 10
 endpoints = ["log"]
 auto_optimization = false
 
+[[alerts.escalation]]
+after_s = 5.0
+endpoints = ["command:true"]
+
 [compression]
 threshold_bytes = 4096
 max_compression_time_us = 500
@@ -117,7 +121,9 @@ fn fields_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> 
         .nth(1)
         .or_else(|| message.split("expected ").nth(1))
         .unwrap_or_else(|| panic!("no field list in {message:?}"));
+    // "one of `a`, `b`, `c`", or "`a` or `b`" for two.
     list.split(", ")
+        .flat_map(|f| f.split(" or "))
         .map(|f| f.trim().trim_matches('`').to_string())
         .collect()
 }
@@ -158,6 +164,7 @@ fn the_fixture_sets_every_raw_field() {
         ("data_types.tensor.", fields_of::<RawDataTypePolicy>()),
         ("faults.", fields_of::<RawFault>()),
         ("alerts.", fields_of::<RawAlerts>()),
+        ("alerts.escalation.", fields_of::<RawTier>()),
         ("compression.", fields_of::<RawCompression>()),
         (
             "nodes.metadata.",
