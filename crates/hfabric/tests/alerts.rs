@@ -256,3 +256,44 @@ fn a_dead_webhook_is_logged_and_the_node_keeps_serving() {
     );
     assert!(a.is_running());
 }
+
+#[test]
+fn an_escalation_tier_reaches_its_own_endpoints_and_names_its_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_events) = webhook();
+    let (oncall, oncall_events) = webhook();
+    // Every ping is "slow" (limit 1 ns): the alert fires at once and keeps firing.
+    let alerts = format!(
+        "\n[alerts]\nlatency_ms = 0.000001\nzscore = 1000.0\ninterval_ms = 100\n\
+         escalate_after_s = 0.5\nrate_limit_per_min = 1000\n\
+         endpoints = [\"webhook:http://{first}/hook\"]\n\
+         [[alerts.escalation]]\nafter_s = 1.5\nendpoints = [\"webhook:http://{oncall}/hook\"]\n"
+    );
+    let cfg = two_nodes(dir.path(), "a.toml", &alerts);
+    let b = Server::start_with(&cfg, "b", None, &tcp());
+    let mut extra = tcp();
+    extra.extend(["--peer".to_owned(), b.peer_arg("b")]);
+    let _a = Server::start_with(&cfg, "a", None, &extra);
+    let fired = next_latency_event(&first_events);
+    assert_eq!(fired["alert"]["state"], "firing", "{fired:#}");
+    let tier0 = next_latency_event(&first_events);
+    assert_eq!(tier0["alert"]["state"], "escalated", "{tier0:#}");
+    assert_eq!(tier0["alert"]["tier"], 0);
+    // The on-call endpoint hears nothing of the alert before its tier: the escalation is
+    // its first event, at 1.5 s or later, with the same alert id.
+    let tier1 = next_latency_event(&oncall_events);
+    assert_eq!(tier1["alert"]["state"], "escalated", "{tier1:#}");
+    assert_eq!(tier1["alert"]["tier"], 1);
+    assert_eq!(tier1["alert"]["id"], fired["alert"]["id"]);
+    assert!(tier1["alert"]["firing_for_s"].as_f64().unwrap() >= 1.5);
+    assert!(tier1["text"]
+        .as_str()
+        .unwrap()
+        .contains("escalation tier 1"));
+    // And the first endpoints do not hear tier 1.
+    let quiet = first_events.recv_timeout(Duration::from_millis(500));
+    assert!(
+        quiet.as_ref().map_or(true, |v| v["alert"]["tier"] != 1),
+        "{quiet:?}"
+    );
+}

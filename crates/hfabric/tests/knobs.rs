@@ -2,7 +2,10 @@
 //! effective-configuration report of its ready line (`serve --json`).
 
 mod support;
-use support::{fabric_file, hfabric, knob, random_file, thread_cpus, with_node_b_lines, Server};
+use support::{
+    fabric_file, hfabric, knob, random_file, status_kb, thread_cpus, thread_stats,
+    with_node_b_lines, Server,
+};
 
 /// The CPUs this test may use (`Cpus_allowed_list` of this process), e.g. "0-1".
 fn own_cpus() -> Vec<usize> {
@@ -18,6 +21,11 @@ fn own_cpus() -> Vec<usize> {
 fn send_one(cfg: &std::path::Path, server: &Server, dir: &std::path::Path) {
     let src = dir.join("one.bin");
     random_file(&src, 100_000, 1);
+    send_file(cfg, server, &src);
+}
+
+/// Sends `src` from node-a to `server` (node-b).
+fn send_file(cfg: &std::path::Path, server: &Server, src: &std::path::Path) {
     let peer = server.peer_arg("node-b");
     let args = ["send", "--config", cfg.to_str().unwrap(), "--peer", &peer];
     let tail = [
@@ -152,4 +160,122 @@ fn an_unavailable_cpu_is_refused_with_the_reason() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pin"));
+}
+
+/// The transparent-huge-page mode of this machine (`madvise` of `always [madvise] never`).
+fn thp_mode() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    let open = text.find('[')?;
+    let close = text[open..].find(']')? + open;
+    Some(text[open + 1..close].to_string())
+}
+
+/// Whether any mapping of `pid` carries the `hg` (MADV_HUGEPAGE) flag in its smaps.
+fn has_huge_page_advice(pid: u32) -> bool {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    smaps
+        .lines()
+        .filter_map(|l| l.strip_prefix("VmFlags:"))
+        .any(|flags| flags.split_whitespace().any(|f| f == "hg"))
+}
+
+/// Checks the node's threads against the realtime knob's outcome (stat field 40 is the
+/// real-time priority, 41 the policy: 2 = SCHED_RR).
+fn check_realtime(server: &Server) {
+    let rt = knob(&server.ready, "nodes[1].metadata.realtime");
+    let detail = rt["detail"].as_str().unwrap();
+    match rt["effect"].as_str() {
+        Some("applied") => {
+            assert!(detail.contains("SCHED_RR priority 1"), "{detail}");
+            for fields in thread_stats(server.child.id()) {
+                assert_eq!((fields[37].as_str(), fields[38].as_str()), ("1", "2"));
+            }
+        }
+        Some("fallback") => assert!(detail.contains("CAP_SYS_NICE"), "{detail}"),
+        other => panic!("realtime: {other:?} {rt}"),
+    }
+    let prio = knob(&server.ready, "nodes[1].metadata.realtime_priority");
+    assert_eq!(prio["effect"], rt["effect"]);
+}
+
+#[test]
+fn priority_scheduling_locking_and_huge_pages_act_on_the_served_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    with_node_b_lines(
+        &cfg,
+        "metadata = { nice = 7, realtime = \"rr\", realtime_priority = 1, mlock = true, \
+         huge_pages = true }",
+    );
+    let server = Server::start_with(&cfg, "node-b", None, &["--read-all".into()]);
+    // 3 MB: assembled in a receive-pool buffer (over 2 MiB: advised huge pages), kept.
+    let src = dir.path().join("three.bin");
+    random_file(&src, 3_000_000, 2);
+    send_file(&cfg, &server, &src);
+    let pid = server.child.id();
+    let nice = knob(&server.ready, "nodes[1].metadata.nice");
+    assert_eq!(nice["effect"], "applied", "{nice}");
+    for fields in thread_stats(pid) {
+        assert_eq!(fields[16], "7", "stat field 19 (nice) of every thread");
+    }
+    check_realtime(&server);
+    let lock = knob(&server.ready, "nodes[1].metadata.mlock");
+    match lock["effect"].as_str() {
+        Some("applied") => assert!(status_kb(pid, "VmLck") > 0, "{lock}"),
+        Some("fallback") => assert!(lock["detail"].as_str().unwrap().contains("RLIMIT_MEMLOCK")),
+        other => panic!("mlock: {other:?} {lock}"),
+    }
+    let huge = knob(&server.ready, "nodes[1].metadata.huge_pages");
+    match thp_mode().as_deref() {
+        None | Some("never") => assert_eq!(huge["effect"], "refused", "{huge}"),
+        Some(_) => {
+            assert_eq!(huge["effect"], "applied", "{huge}");
+            assert!(
+                has_huge_page_advice(pid),
+                "no MADV_HUGEPAGE mapping after a 3 MB receive"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_the_privileges_priority_scheduling_and_locking_fall_back_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    with_node_b_lines(
+        &cfg,
+        "metadata = { nice = -5, realtime = \"fifo\", mlock = true }",
+    );
+    let server = Server::start_unprivileged(&cfg, "node-b");
+    let pid = server.child.id();
+    let own_nice = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let own_nice = own_nice
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .to_string();
+    let cases = [
+        ("nice", "RLIMIT_NICE = 0"),
+        ("realtime", "RLIMIT_RTPRIO = 0"),
+        ("mlock", "RLIMIT_MEMLOCK = 65536 bytes"),
+    ];
+    for (key, numbers) in cases {
+        let k = knob(&server.ready, &format!("nodes[1].metadata.{key}"));
+        assert_eq!(k["effect"], "fallback", "{k}");
+        let detail = k["detail"].as_str().unwrap();
+        assert!(detail.contains(numbers), "{key}: {detail}");
+    }
+    for fields in thread_stats(pid) {
+        assert_eq!(fields[16], own_nice, "nice unchanged");
+        assert_eq!(fields[38], "0", "policy SCHED_OTHER");
+    }
+    assert_eq!(status_kb(pid, "VmLck"), 0);
+    assert!(
+        server.log_text().contains("RLIMIT_MEMLOCK"),
+        "{}",
+        server.log_text()
+    );
 }

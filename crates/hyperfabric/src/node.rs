@@ -198,8 +198,56 @@ pub struct NodeMetadata {
     /// Asked-for NIC interrupt coalescing (applied through the NIC where permitted).
     #[serde(default)]
     pub interrupt_coalescing: Option<bool>,
+    /// Nice value of every thread of the node (-20..=19; lowering needs CAP_SYS_NICE).
+    #[serde(default)]
+    pub nice: Option<i32>,
+    /// Real-time scheduling of every thread of the node.
+    #[serde(default)]
+    pub realtime: Option<SchedPolicy>,
+    /// Its priority, 1..=[`REALTIME_PRIORITY_MAX`] (1 when `realtime` is set alone).
+    #[serde(default)]
+    pub realtime_priority: Option<u32>,
+    /// Lock the node's pages in RAM (`mlockall`).
+    #[serde(default)]
+    pub mlock: Option<bool>,
+    /// Transparent huge pages for the node's large buffers (`MADV_HUGEPAGE`).
+    #[serde(default)]
+    pub huge_pages: Option<bool>,
     /// Any other string-valued key from the file's `metadata` table.
     pub extra: BTreeMap<String, String>,
+}
+
+/// Highest real-time priority Linux accepts for SCHED_FIFO / SCHED_RR.
+pub const REALTIME_PRIORITY_MAX: u32 = 99;
+
+/// A real-time scheduling policy (`metadata.realtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedPolicy {
+    /// SCHED_FIFO: runs until it blocks or a higher priority is runnable.
+    Fifo,
+    /// SCHED_RR: like FIFO, with a time slice among equal priorities.
+    Rr,
+}
+
+impl SchedPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedPolicy::Fifo => "fifo",
+            SchedPolicy::Rr => "rr",
+        }
+    }
+}
+
+impl std::str::FromStr for SchedPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fifo" => Ok(SchedPolicy::Fifo),
+            "rr" => Ok(SchedPolicy::Rr),
+            other => Err(format!("\"{other}\": expected \"fifo\" or \"rr\"")),
+        }
+    }
 }
 
 /// Everything the fabric knows about one node.
@@ -306,6 +354,25 @@ impl NodeSignature {
                 ));
             }
         }
+        if let Some(n) = m.nice {
+            if !(-20..=19).contains(&n) {
+                return Err(("metadata.nice", format!("must be in -20..=19 (got {n})")));
+            }
+        }
+        if let Some(p) = m.realtime_priority {
+            if m.realtime.is_none() {
+                return Err((
+                    "metadata.realtime_priority",
+                    "needs metadata.realtime = \"fifo\" or \"rr\"".to_string(),
+                ));
+            }
+            if !(1..=REALTIME_PRIORITY_MAX).contains(&p) {
+                return Err((
+                    "metadata.realtime_priority",
+                    format!("must be in 1..={REALTIME_PRIORITY_MAX} (got {p})"),
+                ));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for cpu in &m.cpu_affinity {
             if !seen.insert(cpu) {
@@ -399,6 +466,18 @@ mod tests {
             (
                 |s| s.metadata.cpu_affinity = vec![1, 1],
                 "metadata.cpu_affinity",
+            ),
+            (|s| s.metadata.nice = Some(20), "metadata.nice"),
+            (
+                |s| s.metadata.realtime_priority = Some(5),
+                "metadata.realtime_priority",
+            ),
+            (
+                |s| {
+                    s.metadata.realtime = Some(SchedPolicy::Fifo);
+                    s.metadata.realtime_priority = Some(100);
+                },
+                "metadata.realtime_priority",
             ),
         ];
         for (mutate, field) in cases {

@@ -92,6 +92,20 @@ impl Server {
         Server::start_in(cmd, config, node, store, &[])
     }
 
+    /// Like [`Server::start`], without CAP_IPC_LOCK and CAP_SYS_NICE (dropped by `setpriv`
+    /// when this test runs as root) and with RLIMIT_MEMLOCK = 64 KiB, RLIMIT_RTPRIO = 0 and
+    /// RLIMIT_NICE = 0: what an ordinary user gets.
+    pub fn start_unprivileged(config: &Path, node: &str) -> Server {
+        let drop = "setpriv --bounding-set=-ipc_lock,-sys_nice";
+        let script = format!(
+            "ulimit -l 64 && ulimit -r 0 && ulimit -e 0 || exit 97; \
+             if {drop} true 2>/dev/null; then exec {drop} \"$0\" \"$@\"; fi; exec \"$0\" \"$@\""
+        );
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script, BIN]);
+        Server::start_in(cmd, config, node, None, &[])
+    }
+
     /// Starts `cmd` (which runs `hfabric` with the arguments added here) as a serving node.
     fn start_in(
         mut cmd: Command,
@@ -393,4 +407,36 @@ pub fn knob<'a>(ready: &'a serde_json::Value, field: &str) -> &'a serde_json::Va
         .as_array()
         .and_then(|k| k.iter().find(|k| k["field"] == field))
         .unwrap_or_else(|| panic!("no {field} in {ready}"))
+}
+
+/// The fields of `/proc/PID/task/TID/stat` of every thread of `pid`, numbered as in
+/// proc(5): `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
+pub fn thread_stats(pid: u32) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let Ok(stat) = std::fs::read_to_string(entry.expect("task").path().join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        // The name (field 2) is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+        out.push(rest.split_whitespace().map(String::from).collect());
+    }
+    out
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmLck`), in kB.
+pub fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
 }

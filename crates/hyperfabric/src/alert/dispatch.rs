@@ -1,8 +1,8 @@
 //! Delivers alert events to the endpoints on a thread of its own, so that a slow webhook or
 //! command never holds up the node or the watcher. Every failure is logged, none panics.
 
-use super::{AlertEvent, RateLimiter};
-use crate::config::Endpoint;
+use super::{AlertEvent, AlertState, RateLimiter};
+use crate::config::{AlertsConfig, Endpoint};
 use crate::error::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::io::Write;
@@ -33,17 +33,71 @@ pub fn payload(ev: &AlertEvent, origin: &Origin, unix_ms: u64) -> serde_json::Va
     })
 }
 
+/// Which endpoints hear which event: `endpoints` hear the firing and tier 0; each
+/// `[[alerts.escalation]]` tier's endpoints hear that tier; the resolution goes to
+/// `endpoints` and to every endpoint that was told about the alert.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// Every distinct endpoint once (one rate-limit budget each).
+    all: Vec<Endpoint>,
+    base: Vec<usize>,
+    /// Per tier number: indices into `all`.
+    tiers: Vec<Vec<usize>>,
+}
+
+impl Routes {
+    pub fn new(cfg: &AlertsConfig) -> Routes {
+        let mut all = Vec::new();
+        let base = indices(&mut all, &cfg.endpoints);
+        let mut tiers = vec![base.clone()];
+        for t in &cfg.escalation {
+            tiers.push(indices(&mut all, &t.endpoints));
+        }
+        Routes { all, base, tiers }
+    }
+
+    /// The endpoints (indices into `all`) `ev` goes to; `told(i)`: endpoint `i` heard of
+    /// this alert.
+    fn targets(&self, ev: &AlertEvent, told: impl Fn(usize) -> bool) -> Vec<usize> {
+        match ev.state {
+            AlertState::Firing => self.base.clone(),
+            AlertState::Escalated => {
+                let tier = ev.tier.unwrap_or(0) as usize;
+                self.tiers.get(tier).cloned().unwrap_or_default()
+            }
+            AlertState::Resolved => (0..self.all.len())
+                .filter(|&i| self.base.contains(&i) || told(i))
+                .collect(),
+        }
+    }
+}
+
+/// The indices of `list` in `all`, adding the ones not there yet.
+fn indices(all: &mut Vec<Endpoint>, list: &[Endpoint]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        let i = all.iter().position(|a| a == e).unwrap_or_else(|| {
+            all.push(e.clone());
+            all.len() - 1
+        });
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 pub struct Dispatcher {
     tx: Option<Sender<AlertEvent>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Dispatcher {
-    pub fn start(endpoints: Vec<Endpoint>, per_min: u32, origin: Origin) -> Result<Dispatcher> {
+    pub fn start(routes: Routes, per_min: u32, origin: Origin) -> Result<Dispatcher> {
         let (tx, rx) = bounded(QUEUE);
         let handle = std::thread::Builder::new()
             .name("hf-alerts".into())
-            .spawn(move || deliver_all(rx, endpoints, per_min, origin))
+            .spawn(move || deliver_all(rx, routes, per_min, origin))
             .map_err(|e| Error::io("starting the alert dispatcher thread", e))?;
         Ok(Dispatcher {
             tx: Some(tx),
@@ -83,15 +137,16 @@ impl Drop for Dispatcher {
     }
 }
 
-fn deliver_all(rx: Receiver<AlertEvent>, endpoints: Vec<Endpoint>, per_min: u32, origin: Origin) {
-    let mut limiter = RateLimiter::new(endpoints.len(), per_min);
+fn deliver_all(rx: Receiver<AlertEvent>, routes: Routes, per_min: u32, origin: Origin) {
+    let mut limiter = RateLimiter::new(routes.all.len(), per_min);
     for ev in rx {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let body = payload(&ev, &origin, unix_ms);
         let now = Instant::now();
-        for (i, endpoint) in endpoints.iter().enumerate() {
+        for i in routes.targets(&ev, |i| limiter.told(i, ev.id)) {
+            let endpoint = &routes.all[i];
             if !limiter.admit(i, &ev, now) {
                 tracing::debug!(target: "hyperfabric::alert", %endpoint, id = ev.id, suppressed = limiter.suppressed(i), "rate limited");
                 continue;
@@ -198,6 +253,7 @@ mod tests {
             detector: DetectorKind::Threshold,
             reason: "threshold: limit 1.000 ms".into(),
             firing_for_s: 0.0,
+            tier: None,
         }
     }
 
@@ -220,6 +276,49 @@ mod tests {
         assert!(data.contains("Subject: [FIRING]"), "{data}");
         assert!(data.contains("\"fabric\": \"lab\""), "{data}");
         assert!("email:nobody".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn tiers_reach_their_own_endpoints_and_the_end_reaches_everyone_told() {
+        let ep = |s: &str| s.parse::<Endpoint>().unwrap();
+        let cfg = AlertsConfig {
+            endpoints: vec![ep("log"), ep("command:a")],
+            escalation: vec![
+                crate::config::EscalationTier {
+                    after_s: 60.0,
+                    endpoints: vec![ep("command:pager"), ep("log")],
+                },
+                crate::config::EscalationTier {
+                    after_s: 300.0,
+                    endpoints: vec![ep("command:lead")],
+                },
+            ],
+            ..AlertsConfig::default()
+        };
+        let r = Routes::new(&cfg);
+        let names = |v: Vec<usize>| -> Vec<String> {
+            v.into_iter().map(|i| r.all[i].to_string()).collect()
+        };
+        let mut e = ev();
+        assert_eq!(names(r.targets(&e, |_| false)), ["log", "command:a"]);
+        e.state = AlertState::Escalated;
+        e.tier = Some(0);
+        assert_eq!(names(r.targets(&e, |_| false)), ["log", "command:a"]);
+        e.tier = Some(1);
+        assert_eq!(names(r.targets(&e, |_| false)), ["command:pager", "log"]);
+        e.tier = Some(2);
+        assert_eq!(names(r.targets(&e, |_| false)), ["command:lead"]);
+        e.state = AlertState::Resolved;
+        e.tier = None;
+        // The pager was told (tier 1), the lead was not (tier 2 never reached).
+        let pager = r
+            .all
+            .iter()
+            .position(|x| x == &ep("command:pager"))
+            .unwrap();
+        let told = names(r.targets(&e, |i| i == pager));
+        assert_eq!(told, ["log", "command:a", "command:pager"]);
+        assert_eq!(r.all.len(), 4, "log is one endpoint with one budget");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The alert state machine: one alert per (subject, metric), Firing → Escalated → Resolved.
+//! The alert state machine: one alert per (subject, metric), Firing → Escalated (once per
+//! tier, in the order of their delays, at most one tier per sample) → Resolved.
 //! Sans-IO: time comes in with each sample.
 
 use super::detect::{StatDetector, Threshold};
@@ -15,7 +16,8 @@ pub const CLEAR_AFTER: u32 = 2;
 struct Active {
     id: u64,
     since: Instant,
-    escalated: bool,
+    /// Index into [`Engine::tiers`] of the next tier to reach.
+    next_tier: usize,
     normal_streak: u32,
     detector: DetectorKind,
 }
@@ -28,7 +30,9 @@ pub struct Engine {
     active: HashMap<(Subject, Metric), Active>,
     window: usize,
     zscore: f64,
-    escalate_after: Duration,
+    /// (delay, tier number), by delay: tier 0 is `escalate_after_s`, n the n-th
+    /// `[[alerts.escalation]]` tier.
+    tiers: Vec<(Duration, u32)>,
     next_id: u64,
 }
 
@@ -56,7 +60,7 @@ impl Engine {
             active: HashMap::new(),
             window: cfg.window,
             zscore: cfg.zscore,
-            escalate_after: Duration::from_secs_f64(cfg.escalate_after_s),
+            tiers: tiers(cfg),
             next_id: 1,
         }
     }
@@ -72,7 +76,7 @@ impl Engine {
     pub fn observe(&mut self, s: &Sample) -> Option<AlertEvent> {
         let key = (s.subject.clone(), s.metric);
         let anomaly = self.judge(s);
-        let event = |id, state, detector, reason: String, since: Instant| AlertEvent {
+        let event = |id, state, detector, reason: String, since: Instant, tier| AlertEvent {
             id,
             state,
             subject: s.subject.clone(),
@@ -81,6 +85,7 @@ impl Engine {
             detector,
             reason,
             firing_for_s: s.at.saturating_duration_since(since).as_secs_f64(),
+            tier,
         };
         match (anomaly, self.active.get_mut(&key)) {
             (Some((detector, reason)), None) => {
@@ -89,20 +94,30 @@ impl Engine {
                 let a = Active {
                     id,
                     since: s.at,
-                    escalated: false,
+                    next_tier: 0,
                     normal_streak: 0,
                     detector,
                 };
                 self.active.insert(key, a);
-                Some(event(id, AlertState::Firing, detector, reason, s.at))
+                Some(event(id, AlertState::Firing, detector, reason, s.at, None))
             }
             (Some((_, reason)), Some(a)) => {
                 a.normal_streak = 0;
-                let due = s.at.saturating_duration_since(a.since) >= self.escalate_after;
-                (due && !a.escalated).then(|| {
-                    a.escalated = true;
-                    event(a.id, AlertState::Escalated, a.detector, reason, a.since)
-                })
+                let firing_for = s.at.saturating_duration_since(a.since);
+                let (_, tier) = *self
+                    .tiers
+                    .get(a.next_tier)
+                    .filter(|(after, _)| firing_for >= *after)?;
+                a.next_tier += 1;
+                let (id, detector, since) = (a.id, a.detector, a.since);
+                Some(event(
+                    id,
+                    AlertState::Escalated,
+                    detector,
+                    reason,
+                    since,
+                    Some(tier),
+                ))
             }
             (None, Some(a)) => {
                 a.normal_streak += 1;
@@ -112,7 +127,14 @@ impl Engine {
                 let (id, detector, since) = (a.id, a.detector, a.since);
                 self.active.remove(&key);
                 let reason = format!("back within limits for {CLEAR_AFTER} samples");
-                Some(event(id, AlertState::Resolved, detector, reason, since))
+                Some(event(
+                    id,
+                    AlertState::Resolved,
+                    detector,
+                    reason,
+                    since,
+                    None,
+                ))
             }
             (None, None) => None,
         }
@@ -141,6 +163,16 @@ impl Engine {
             (None, None) => None,
         }
     }
+}
+
+/// The escalation tiers of `cfg` by delay (a tie keeps tier 0 first).
+fn tiers(cfg: &AlertsConfig) -> Vec<(Duration, u32)> {
+    let mut tiers = vec![(Duration::from_secs_f64(cfg.escalate_after_s), 0)];
+    for (n, t) in cfg.escalation.iter().enumerate() {
+        tiers.push((Duration::from_secs_f64(t.after_s), n as u32 + 1));
+    }
+    tiers.sort_by_key(|&(after, _)| after);
+    tiers
 }
 
 #[cfg(test)]
@@ -188,6 +220,7 @@ mod tests {
         }
         let esc = e.observe(&at(t0, 31, lat, 3e6)).expect("escalated");
         assert_eq!((esc.state, esc.id), (AlertState::Escalated, fired.id));
+        assert_eq!(esc.tier, Some(0));
         assert_eq!(esc.firing_for_s, 30.0);
         assert_eq!(e.observe(&at(t0, 60, lat, 3e6)), None, "escalates once");
         // One good sample is not recovery; two are.
@@ -198,6 +231,43 @@ mod tests {
         // A new fault is a new alert.
         let again = e.observe(&at(t0, 70, lat, 3e6)).expect("fires again");
         assert_ne!(again.id, fired.id);
+    }
+
+    #[test]
+    fn each_tier_escalates_once_in_the_order_of_its_delay() {
+        let tier = |after_s, endpoint: &str| crate::config::EscalationTier {
+            after_s,
+            endpoints: vec![endpoint.parse().unwrap()],
+        };
+        let mut e = Engine::new(&AlertsConfig {
+            escalate_after_s: 10.0,
+            escalation: vec![tier(20.0, "command:page"), tier(5.0, "log")],
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let lat = Metric::LatencyNs;
+        assert_eq!(e.observe(&at(t0, 0, lat, 3e6)).unwrap().tier, None);
+        let mut seen = Vec::new();
+        for s in 1..40 {
+            if let Some(ev) = e.observe(&at(t0, s, lat, 3e6)) {
+                assert_eq!(ev.state, AlertState::Escalated);
+                seen.push((s, ev.tier));
+            }
+        }
+        // Tier 2 (5 s) first, then tier 0 (escalate_after_s, 10 s), then tier 1 (20 s).
+        assert_eq!(seen, vec![(5, Some(2)), (10, Some(0)), (20, Some(1))]);
+        // Samples far apart: one tier per sample, the next one first.
+        let mut e = Engine::new(&AlertsConfig {
+            escalation: vec![tier(1.0, "log")],
+            escalate_after_s: 2.0,
+            ..cfg()
+        });
+        e.observe(&at(t0, 0, lat, 3e6));
+        assert_eq!(e.observe(&at(t0, 50, lat, 3e6)).unwrap().tier, Some(1));
+        assert_eq!(e.observe(&at(t0, 51, lat, 3e6)).unwrap().tier, Some(0));
+        assert_eq!(e.observe(&at(t0, 52, lat, 3e6)), None);
+        let text = e.observe(&at(t0, 53, lat, 1.0));
+        assert_eq!(text, None, "one good sample is not recovery");
     }
 
     #[test]

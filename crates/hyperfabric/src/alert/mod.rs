@@ -107,7 +107,7 @@ pub struct Sample {
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Firing,
-    /// Still firing `escalate_after` after it fired.
+    /// Still firing one tier's delay after it fired (the event names the tier).
     Escalated,
     Resolved,
 }
@@ -146,13 +146,21 @@ pub struct AlertEvent {
     pub reason: String,
     /// Seconds since the alert fired.
     pub firing_for_s: f64,
+    /// For `Escalated`: the tier reached (0: `escalate_after_s`, to the `endpoints`; n: the
+    /// n-th `[[alerts.escalation]]` tier, to its own endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<u32>,
 }
 
 impl AlertEvent {
     /// One line for people (and the Slack-compatible `text`).
     pub fn text(&self) -> String {
+        let tier = match self.tier {
+            Some(t) if t > 0 => format!(", escalation tier {t}"),
+            _ => String::new(),
+        };
         format!(
-            "[{}] {} on {}: {} ({}; firing for {:.1} s)",
+            "[{}] {} on {}: {} ({}; firing for {:.1} s{tier})",
             self.state.as_str().to_uppercase(),
             self.metric,
             self.subject,

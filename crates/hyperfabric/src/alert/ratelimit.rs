@@ -66,6 +66,11 @@ impl RateLimiter {
         pass
     }
 
+    /// Whether endpoint `i` was told about alert `id` (and has not heard its end yet).
+    pub fn told(&self, i: usize, id: u64) -> bool {
+        self.slots.get(i).is_some_and(|s| s.told.contains(&id))
+    }
+
     /// Events endpoint `i` did not get.
     pub fn suppressed(&self, i: usize) -> u64 {
         self.slots.get(i).map_or(0, |s| s.suppressed)
@@ -87,6 +92,7 @@ mod tests {
             detector: DetectorKind::Threshold,
             reason: String::new(),
             firing_for_s: 0.0,
+            tier: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! reads its own counters (retransmitted / sent bytes) and the host's CPU and memory, feeds
 //! the [`Engine`] and hands the events to the [`Dispatcher`].
 
-use super::dispatch::{Dispatcher, Origin};
+use super::dispatch::{Dispatcher, Origin, Routes};
 use super::remedy::Remedies;
 use super::{sysinfo, Engine, Metric, Sample, Subject};
 use crate::config::AlertsConfig;
@@ -74,7 +74,7 @@ pub fn run(fabric: &Fabric, cfg: &AlertsConfig, stop: &Stop) -> Result<()> {
         fabric: fabric.config().name.clone(),
         node: fabric.node_id().to_owned(),
     };
-    let dispatcher = Dispatcher::start(cfg.endpoints.clone(), cfg.rate_limit_per_min, origin)?;
+    let dispatcher = Dispatcher::start(Routes::new(cfg), cfg.rate_limit_per_min, origin)?;
     let mut w = Watcher {
         fabric,
         cfg: cfg.clone(),
@@ -90,6 +90,8 @@ pub fn run(fabric: &Fabric, cfg: &AlertsConfig, stop: &Stop) -> Result<()> {
         neighbours = ?w.neighbours,
         interval_ms = cfg.interval_ms,
         endpoints = ?cfg.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        escalate_after_s = cfg.escalate_after_s,
+        escalation_tiers = ?cfg.escalation.iter().map(|t| (t.after_s, t.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>())).collect::<Vec<_>>(),
         "alert watcher started"
     );
     let interval = Duration::from_millis(cfg.interval_ms);

@@ -6,6 +6,7 @@
 //! wait here; a buffer returned past either bound (or larger than [`BUFFER_BYTES_MAX`]) is
 //! freed instead, so a burst of large messages does not pin memory for good.
 
+use crate::sys::memory;
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ impl RecvPool {
                 b
             })
         };
-        let mut buf = kept.unwrap_or_default();
+        let mut buf = kept.unwrap_or_else(|| fresh(len));
         buf.clear();
         buf.resize(len, 0);
         PooledBuf {
@@ -76,6 +77,18 @@ impl RecvPool {
         let free = self.free.lock();
         (free.bufs.len(), free.bytes)
     }
+}
+
+/// A new buffer for `len` bytes; one of a huge page or more is advised `MADV_HUGEPAGE`
+/// before it is touched when the node asked for huge pages (`metadata.huge_pages`).
+fn fresh(len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len);
+    if len >= memory::HUGE_PAGE_BYTES && memory::huge_pages() {
+        if let Err(e) = memory::advise_huge(&mut buf) {
+            tracing::debug!("MADV_HUGEPAGE on a {len}-byte receive buffer: {e}");
+        }
+    }
+    buf
 }
 
 /// A receive buffer that goes back to its pool when dropped.

@@ -6,6 +6,11 @@
 //! latency_ms = 1.0
 //! loss_ratio = 0.001
 //! endpoints = ["log", "webhook:http://127.0.0.1:9999/hook", "command:mail -s alert ops"]
+//! escalate_after_s = 30          # still firing: escalated to `endpoints` (tier 0)
+//!
+//! [[alerts.escalation]]          # tier 1: still firing after 120 s, these hear of it too
+//! after_s = 120
+//! endpoints = ["email:oncall@example.com?via=127.0.0.1:25"]
 //! ```
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -90,8 +95,11 @@ pub struct AlertsConfig {
     pub window: usize,
     /// How often the node measures itself and its neighbours.
     pub interval_ms: u64,
-    /// An alert still firing this long after it fired is escalated.
+    /// An alert still firing this long after it fired is escalated to `endpoints` (tier 0).
     pub escalate_after_s: f64,
+    /// Further tiers (`[[alerts.escalation]]`, tier 1, 2, …): still firing `after_s` after
+    /// it fired, the alert is escalated to the tier's own endpoints.
+    pub escalation: Vec<EscalationTier>,
     /// New alerts each endpoint receives per minute at most (follow-ups always pass).
     pub rate_limit_per_min: u32,
     pub endpoints: Vec<Endpoint>,
@@ -111,6 +119,7 @@ impl Default for AlertsConfig {
             window: 60,
             interval_ms: 1000,
             escalate_after_s: 30.0,
+            escalation: Vec::new(),
             rate_limit_per_min: 20,
             endpoints: vec![Endpoint::Log],
             auto_optimization: false,
@@ -120,6 +129,23 @@ impl Default for AlertsConfig {
 
 /// Fewest samples the statistical detector needs before it judges.
 pub const MIN_WINDOW: usize = 8;
+/// `[[alerts.escalation]]` tiers at most.
+pub const ESCALATION_TIERS_MAX: usize = 8;
+
+/// One escalation tier: who hears of an alert still firing `after_s` after it fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationTier {
+    pub after_s: f64,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `[[alerts.escalation]]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTier {
+    pub after_s: f64,
+    pub endpoints: Vec<String>,
+}
 
 /// `[alerts]` as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -149,6 +175,8 @@ pub(crate) struct RawAlerts {
     pub endpoints: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_optimization: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Vec<RawTier>>,
 }
 
 type Problem = (String, String);
@@ -211,13 +239,38 @@ pub(crate) fn build(raw: &RawAlerts) -> Result<AlertsConfig, Problem> {
         return Err(("alerts.rate_limit_per_min".into(), reason));
     }
     if let Some(list) = &raw.endpoints {
-        c.endpoints = list
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.parse().map_err(|r| (format!("alerts.endpoints[{i}]"), r)))
-            .collect::<Result<_, _>>()?;
+        c.endpoints = endpoints("alerts.endpoints", list)?;
     }
+    c.escalation = tiers(raw.escalation.as_deref().unwrap_or_default())?;
     Ok(c)
+}
+
+fn endpoints(field: &str, list: &[String]) -> Result<Vec<Endpoint>, Problem> {
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| e.parse().map_err(|r| (format!("{field}[{i}]"), r)))
+        .collect()
+}
+
+/// Checks `[[alerts.escalation]]`: at most [`ESCALATION_TIERS_MAX`] tiers, each with a
+/// delay > 0 and at least one endpoint.
+fn tiers(raw: &[RawTier]) -> Result<Vec<EscalationTier>, Problem> {
+    if raw.len() > ESCALATION_TIERS_MAX {
+        let reason = format!("{} tiers: at most {ESCALATION_TIERS_MAX}", raw.len());
+        return Err(("alerts.escalation".into(), reason));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        let at = |f: &str| format!("alerts.escalation[{i}].{f}");
+        let after_s = positive("", t.after_s).map_err(|(_, r)| (at("after_s"), r))?;
+        if t.endpoints.is_empty() {
+            let reason = "a tier needs at least one endpoint".to_string();
+            return Err((at("endpoints"), reason));
+        }
+        let endpoints = endpoints(&at("endpoints"), &t.endpoints)?;
+        out.push(EscalationTier { after_s, endpoints });
+    }
+    Ok(out)
 }
 
 impl AlertsConfig {
@@ -236,6 +289,15 @@ impl AlertsConfig {
             rate_limit_per_min: Some(self.rate_limit_per_min),
             endpoints: Some(self.endpoints.iter().map(ToString::to_string).collect()),
             auto_optimization: Some(self.auto_optimization),
+            escalation: (!self.escalation.is_empty()).then(|| {
+                self.escalation
+                    .iter()
+                    .map(|t| RawTier {
+                        after_s: t.after_s,
+                        endpoints: t.endpoints.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -307,6 +369,21 @@ mod tests {
                 "needs a command",
             ),
             ("latency = 3", "alerts.latency", "unknown field"),
+            (
+                "[[alerts.escalation]]\nafter_s = 0\nendpoints = [\"log\"]",
+                "alerts.escalation[0].after_s",
+                "> 0",
+            ),
+            (
+                "[[alerts.escalation]]\nafter_s = 5\nendpoints = []",
+                "alerts.escalation[0].endpoints",
+                "at least one endpoint",
+            ),
+            (
+                "[[alerts.escalation]]\nafter_s = 5\nendpoints = [\"log\", \"pager\"]",
+                "alerts.escalation[0].endpoints[1]",
+                "unknown endpoint",
+            ),
         ];
         for (text, field, fragment) in cases {
             match load(text) {
@@ -327,9 +404,12 @@ mod tests {
     #[test]
     fn round_trips_through_text() {
         let cfg = load(
-            "bandwidth_floor_gbps = 5\nendpoints = [\"command:true\"]\nauto_optimization = true",
+            "bandwidth_floor_gbps = 5\nendpoints = [\"command:true\"]\nauto_optimization = true\n\
+             [[alerts.escalation]]\nafter_s = 60\nendpoints = [\"log\", \"command:false\"]",
         )
         .unwrap();
+        let tiers = &cfg.alerts.as_ref().unwrap().escalation;
+        assert_eq!((tiers.len(), tiers[0].after_s), (1, 60.0));
         let back = FabricConfig::from_toml_str(&cfg.to_toml_string(), "f.toml").unwrap();
         assert_eq!(back.alerts, cfg.alerts);
     }

@@ -365,6 +365,13 @@ fn node_field(rest: &str) -> (Effect, String) {
         "metadata.interface_type" => d(Effect::Describes, "reported; not used to pick a NIC"),
         "metadata.numa_node" => d(Effect::Applied, "memory policy of this node"),
         "metadata.interrupt_coalescing" => d(Effect::Refused, "needs NIC access (ethtool)"),
+        "metadata.nice" => d(Effect::Applied, "nice value of every thread of this node"),
+        "metadata.realtime" | "metadata.realtime_priority" => d(
+            Effect::Applied,
+            "real-time scheduling of every thread of this node",
+        ),
+        "metadata.mlock" => d(Effect::Applied, "this node's pages locked in RAM"),
+        "metadata.huge_pages" => d(Effect::Applied, "huge pages for large receive buffers"),
         m if m.starts_with("metadata.") => d(
             Effect::Describes,
             "a free-form label (metadata.extra); nothing reads it",

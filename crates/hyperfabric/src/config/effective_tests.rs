@@ -1,4 +1,4 @@
-use super::super::alerts::RawAlerts;
+use super::super::alerts::{RawAlerts, RawTier};
 use super::super::compression::RawCompression;
 use super::super::faults::RawFault;
 use super::super::policy::RawDataTypePolicy;
@@ -52,7 +52,7 @@ switch_port = 4
 quantum_coherence_time_us = 10.0
 photonic_channels = 2
 neuromorphic_neurons = 100
-metadata = { interface_type = "ethernet", mtu_size = 9000, numa_node = 0, cpu_affinity = [0], tcp_window_size = 16777216, interrupt_coalescing = true, role = "storage" }
+metadata = { interface_type = "ethernet", mtu_size = 9000, numa_node = 0, cpu_affinity = [0], tcp_window_size = 16777216, interrupt_coalescing = true, nice = 5, realtime = "rr", realtime_priority = 10, mlock = true, huge_pages = true, role = "storage" }
 
 [[nodes]]
 id = "b"
@@ -100,6 +100,10 @@ rate_limit_per_min = 10
 endpoints = ["log"]
 auto_optimization = false
 
+[[alerts.escalation]]
+after_s = 5.0
+endpoints = ["command:true"]
+
 [compression]
 threshold_bytes = 4096
 max_compression_time_us = 500
@@ -117,20 +121,27 @@ fn fields_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> 
         .nth(1)
         .or_else(|| message.split("expected ").nth(1))
         .unwrap_or_else(|| panic!("no field list in {message:?}"));
+    // "one of `a`, `b`, `c`", or "`a` or `b`" for two.
     list.split(", ")
+        .flat_map(|f| f.split(" or "))
         .map(|f| f.trim().trim_matches('`').to_string())
         .collect()
 }
 
 /// `RawMetadata` accepts any extra key, so serde cannot list its named fields: they are
 /// listed here (a new named field must be added to this list and to `FULL`).
-const METADATA_FIELDS: [&str; 6] = [
+const METADATA_FIELDS: [&str; 11] = [
     "interface_type",
     "mtu_size",
     "numa_node",
     "cpu_affinity",
     "tcp_window_size",
     "interrupt_coalescing",
+    "nice",
+    "realtime",
+    "realtime_priority",
+    "mlock",
+    "huge_pages",
 ];
 
 fn full() -> FabricConfig {
@@ -153,6 +164,7 @@ fn the_fixture_sets_every_raw_field() {
         ("data_types.tensor.", fields_of::<RawDataTypePolicy>()),
         ("faults.", fields_of::<RawFault>()),
         ("alerts.", fields_of::<RawAlerts>()),
+        ("alerts.escalation.", fields_of::<RawTier>()),
         ("compression.", fields_of::<RawCompression>()),
         (
             "nodes.metadata.",

@@ -16,7 +16,7 @@ mod render;
 mod security;
 mod validate;
 
-pub use alerts::{AlertsConfig, Endpoint};
+pub use alerts::{AlertsConfig, Endpoint, EscalationTier};
 pub use policy::{
     Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
     PARAM_CACHE_BYTES,

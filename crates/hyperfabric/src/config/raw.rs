@@ -134,6 +134,21 @@ pub(crate) struct RawMetadata {
     /// The guide writes a boolean; needs NIC (ethtool) access, refused with the reason if not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupt_coalescing: Option<bool>,
+    /// Nice value of every thread of the node (-20..=19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nice: Option<i32>,
+    /// Real-time scheduling of every thread: "fifo" or "rr".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<String>,
+    /// Its priority (1..=99, default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime_priority: Option<u32>,
+    /// Lock the node's memory in RAM (mlockall).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlock: Option<bool>,
+    /// Transparent huge pages for the node's large buffers (MADV_HUGEPAGE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub huge_pages: Option<bool>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
 }

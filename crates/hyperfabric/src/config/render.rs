@@ -149,6 +149,20 @@ fn metadata(m: &NodeMetadata) -> Value {
         let cpus = m.cpu_affinity.iter().map(|&c| int(c as u64)).collect();
         t.insert("cpu_affinity".into(), Value::Array(cpus));
     }
+    if let Some(n) = m.nice {
+        t.insert("nice".into(), Value::from(n));
+    }
+    if let Some(p) = m.realtime {
+        t.insert("realtime".into(), Value::from(p.name()));
+    }
+    if let Some(p) = m.realtime_priority {
+        t.insert("realtime_priority".into(), Value::from(p));
+    }
+    for (key, on) in [("mlock", m.mlock), ("huge_pages", m.huge_pages)] {
+        if let Some(on) = on {
+            t.insert(key.into(), Value::Boolean(on));
+        }
+    }
     Value::Table(t)
 }
 

@@ -4,7 +4,9 @@
 use super::raw::{RawFabric, RawFile, RawLink, RawMetadata, RawNode, RawZone};
 use super::{FabricConfig, Isolation, LinkConfig, NodeConfig, ProfileName, Tuning, ZoneConfig};
 use crate::error::Error;
-use crate::node::{HardwareType, NodeMetadata, NodeSignature, DEFAULT_QPU_COHERENCE_US};
+use crate::node::{
+    HardwareType, NodeMetadata, NodeSignature, SchedPolicy, DEFAULT_QPU_COHERENCE_US,
+};
 use crate::wire::node_key;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -200,7 +202,10 @@ fn node(i: usize, n: RawNode) -> Result<NodeConfig, Problem> {
     sig.location = n.location;
     sig.rack_position = n.rack_position;
     sig.switch_port = n.switch_port;
-    sig.metadata = n.metadata.map(metadata).unwrap_or_default();
+    sig.metadata = match n.metadata {
+        Some(m) => metadata(m).map_err(|(f, r)| (at(f), r))?,
+        None => NodeMetadata::default(),
+    };
     sig.validate_field().map_err(|(f, r)| (at(f), r))?;
     if let Some(host) = &n.host {
         if host.trim().is_empty() {
@@ -215,16 +220,28 @@ fn node(i: usize, n: RawNode) -> Result<NodeConfig, Problem> {
     })
 }
 
-fn metadata(m: RawMetadata) -> NodeMetadata {
-    NodeMetadata {
+fn metadata(m: RawMetadata) -> Result<NodeMetadata, (&'static str, String)> {
+    let realtime = match &m.realtime {
+        Some(s) => Some(
+            s.parse::<SchedPolicy>()
+                .map_err(|r| ("metadata.realtime", r))?,
+        ),
+        None => None,
+    };
+    Ok(NodeMetadata {
         interface_type: m.interface_type,
         mtu_size: m.mtu_size,
         numa_node: m.numa_node,
         cpu_affinity: m.cpu_affinity,
         tcp_window_size: m.tcp_window_size,
         interrupt_coalescing: m.interrupt_coalescing,
+        nice: m.nice,
+        realtime,
+        realtime_priority: m.realtime_priority,
+        mlock: m.mlock,
+        huge_pages: m.huge_pages,
         extra: m.extra,
-    }
+    })
 }
 
 /// Cross-node checks: unique ids, unique wire keys (`key` is [`node_key`] outside tests),
@@ -352,6 +369,18 @@ mod tests {
         assert_eq!(field, "nodes[1].id");
         assert!(reason.contains("same wire key as \"a\""), "{reason}");
         assert_eq!(check_nodes(&two_nodes(), node_key), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_realtime_policy_names_the_field() {
+        let text = "[fabric]\nname = \"m\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\nmetadata = { realtime = \"idle\" }\n";
+        let err = FabricConfig::from_toml_str(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nodes[0].metadata.realtime") && err.contains("\"fifo\" or \"rr\""),
+            "{err}"
+        );
     }
 
     #[test]

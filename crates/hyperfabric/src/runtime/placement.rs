@@ -1,5 +1,6 @@
 //! What a node asks of the machine at start (CPU set, NUMA node, socket buffers, segment
-//! size, NIC settings), and what it got: each outcome is recorded in the node's
+//! size, NIC settings; priority, scheduling, locked memory and huge pages in [`process`]),
+//! and what it got: each outcome is recorded in the node's
 //! effective-configuration report, with the reason when the machine could not honour it.
 
 use crate::config::effective::{Effect, EffectiveConfig, Source};
@@ -8,6 +9,8 @@ use crate::sys;
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
+
+mod process;
 
 /// IPv4 + TCP headers without options: TCP_MAXSEG = MTU - this.
 pub const TCP_IP_HEADERS: u32 = 40;
@@ -93,6 +96,7 @@ pub fn apply_placement(
         let (effect, detail) = numa_node(numa as usize);
         report.record(&field("numa_node"), Value::from(numa), effect, detail);
     }
+    process::apply(meta, index, report);
     if let Some(on) = meta.interrupt_coalescing {
         let detail = "interrupt coalescing is a NIC setting (ethtool -C, CAP_NET_ADMIN); this \
                       node does not drive its NIC, so it runs with the NIC's current setting";

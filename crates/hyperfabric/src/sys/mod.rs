@@ -1,8 +1,12 @@
-//! The few OS calls node placement needs (CPU affinity, NUMA memory policy), behind a safe
+//! The few OS calls node placement needs (CPU affinity, NUMA memory policy, priority and
+//! scheduling in [`sched`], page locking and huge pages in [`memory`]), behind a safe
 //! API. The only `unsafe` outside the transports; every block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::io;
+
+pub mod memory;
+pub mod sched;
 
 /// Largest CPU number a set may name (the size of the kernel's `cpu_set_t`).
 pub const CPU_MAX: usize = libc::CPU_SETSIZE as usize - 1;
