@@ -32,6 +32,23 @@ pub(crate) struct Exec<T> {
     pub done: bool,
 }
 
+/// Non-blocking receives (a yield between each) before a rank with sends in flight waits
+/// on the oldest one's acknowledgement instead.
+const ARRIVAL_POLLS: usize = 16;
+
+/// True if a message arrived within [`ARRIVAL_POLLS`] polls.
+fn poll_arrivals(g: &Group<'_>) -> Result<bool> {
+    for i in 0..ARRIVAL_POLLS {
+        if i > 0 {
+            std::thread::yield_now();
+        }
+        if g.pull(None)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn chunks(len: usize, per: usize) -> usize {
     len.div_ceil(per).max(1)
 }
@@ -238,10 +255,13 @@ impl<T: Element> Exec<T> {
                 self.make_room(g)?;
                 continue;
             }
-            // Nothing to do but wait: wait on the oldest send first. A transfer moves on
-            // (a retransmission, a chunk the window held back) only while it is awaited.
+            // Nothing to do but wait. The message waited for is the critical path, our
+            // oldest send's acknowledgement (a round trip) is not: poll for arrivals a
+            // bounded while, yielding the core (ranks may oversubscribe it), and only then
+            // wait on the oldest send. A transfer moves on (a retransmission, a chunk the
+            // window held back) only while it is awaited, so the polls stay short.
             if !g.inflight.is_empty() {
-                if !g.pull(None)? {
+                if !poll_arrivals(g)? {
                     self.retire_oldest(g)?;
                 }
                 continue;
