@@ -11,7 +11,8 @@ from typing import Any
 __all__ = [
     "HyperFabricError", "ConfigError", "NodeNotFound", "Unreachable", "Timeout", "Rejected",
     "LatencyViolation", "BandwidthExceeded", "ProtocolError", "InvalidArgument", "Shutdown",
-    "IoError", "Unsupported",
+    "IoError", "Unsupported", "CollectiveError", "CollectiveTimeout", "CollectiveMismatch",
+    "CollectiveAborted", "CollectiveMalformed", "CollectiveLimit", "GroupFailed",
 ]
 
 
@@ -98,4 +99,62 @@ class Unsupported(HyperFabricError, NotImplementedError):
     """A knob whose hardware or engine is absent here (``knob``, ``reason``)."""
 
     knob: str
+    reason: str
+
+
+class CollectiveError(HyperFabricError):
+    """A collective (``hyperfabric.distributed``) could not complete. Every failure of a
+    collective ends in one of these subclasses within the group's timeout, never a hang."""
+
+
+class CollectiveTimeout(CollectiveError, TimeoutError):
+    """No message came from ``rank`` (``node``) for ``step`` of ``collective`` #``seq``
+    within ``after_s`` seconds: that rank died, hangs or never called the collective."""
+
+    collective: str
+    seq: int
+    rank: int
+    node: str
+    step: int
+    after_s: float
+
+
+class CollectiveMismatch(CollectiveError, ValueError):
+    """``rank`` called collective #``seq`` differently: ``field`` (operation, element type,
+    reduction, element count, root) is ``theirs`` there and ``ours`` here."""
+
+    collective: str
+    seq: int
+    rank: int
+    field: str
+    ours: str
+    theirs: str
+
+
+class CollectiveAborted(CollectiveError):
+    """``rank`` gave up collective #``seq`` and said why (``reason``)."""
+
+    seq: int
+    rank: int
+    reason: str
+
+
+class CollectiveMalformed(CollectiveError):
+    """A group member (``node``) sent something that is not a collective message."""
+
+    node: str
+    reason: str
+
+
+class CollectiveLimit(CollectiveError):
+    """A bounded table of the group filled up (``what``, ``limit``)."""
+
+    what: str
+    limit: int
+
+
+class GroupFailed(CollectiveError):
+    """The group failed earlier (``reason``) and refuses further collectives: the ranks may
+    be at different collectives now. Build a new group."""
+
     reason: str

@@ -10,6 +10,7 @@
 mod buffers;
 mod config;
 mod errors;
+mod group;
 mod loan;
 mod message;
 mod node;
@@ -24,6 +25,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<options::SendOpts>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<loan::Loan>()?;
+    m.add_class::<group::Group>()?;
+    m.add_class::<group::Work>()?;
     m.add_function(wrap_pyfunction!(config::validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(config::find_route, m)?)?;
     m.add_function(wrap_pyfunction!(config::profile_tuning, m)?)?;

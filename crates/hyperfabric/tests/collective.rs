@@ -113,6 +113,55 @@ fn all_reduce_over_tcp_and_a_32_mib_buffer_with_default_options() {
     });
 }
 
+/// Element counts of `T` around the default options' seams: the largest all_reduce that
+/// takes recursive doubling, the smallest that takes the ring, and one just over 1 MiB
+/// (several 256 KiB chunks per ring segment, a short last chunk).
+fn seam_counts<T: Element>() -> [usize; 3] {
+    let d = GroupOptions::default();
+    let size = T::DTYPE.size();
+    [
+        d.small_bytes / size,
+        d.small_bytes / size + 1,
+        (1 << 20) / size + 7,
+    ]
+}
+
+fn all_reduce_matches_at_the_seams(g: &mut Group<'_>) {
+    all_reduce_matches::<f32>(g, &seam_counts::<f32>());
+    all_reduce_matches::<f64>(g, &seam_counts::<f64>());
+    all_reduce_matches::<f16>(g, &seam_counts::<f16>());
+    all_reduce_matches::<bf16>(g, &seam_counts::<bf16>());
+    all_reduce_matches::<i32>(g, &seam_counts::<i32>());
+    all_reduce_matches::<i64>(g, &seam_counts::<i64>());
+    all_reduce_matches::<u8>(g, &seam_counts::<u8>());
+}
+
+#[test]
+fn all_reduce_with_default_options_matches_across_the_algorithm_and_chunk_seams() {
+    for n in [3, 4] {
+        let fabrics = start_mesh(n, "", TransportChoice::Auto);
+        let opts = GroupOptions::default().timeout(Duration::from_secs(30));
+        on_every_rank(&fabrics, opts, |_, g| all_reduce_matches_at_the_seams(g));
+    }
+}
+
+/// The largest size: 256 MiB of f32 per rank on 3 ranks (a ring whose segments do
+/// not divide evenly: 2^26 elements over 3 ranks), checked element by element.
+#[test]
+fn all_reduce_of_256_mib_of_f32_matches_the_reference() {
+    let (n, count) = (3, 64 << 20);
+    let fabrics = start_mesh(n, "", TransportChoice::Auto);
+    let opts = GroupOptions::default().timeout(Duration::from_secs(30));
+    on_every_rank(&fabrics, opts, |r, g| {
+        let mut buf: Vec<f32> = (0..count).map(|i| value(ReduceOp::Sum, r, i)).collect();
+        g.all_reduce(&mut buf, ReduceOp::Sum).expect("all_reduce");
+        let wrong = (0..count)
+            .filter(|&i| buf[i] != reference::<f32>(ReduceOp::Sum, n, i))
+            .count();
+        assert_eq!(wrong, 0, "rank {r}: {wrong} of {count} elements wrong");
+    });
+}
+
 #[test]
 fn the_other_collectives_match_the_reference() {
     for n in [2, 3, 5, 8] {
