@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod bootstrap;
 pub mod buffer;
 pub mod collective;
 pub mod compress;
