@@ -24,6 +24,7 @@ pub use error::{Error, Result};
 pub use name::NodeName;
 pub use types::{DataType, Priority};
 pub mod fabric;
+pub mod membership;
 pub mod metrics;
 pub mod proto;
 pub mod route;
