@@ -31,7 +31,12 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "HOST:PORT", requires = "bootstrap", value_parser = parse_master)]
     pub master: Option<(String, u16)>,
     /// Seconds start-up waits for the whole world to publish itself.
-    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "bootstrap")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        requires = "bootstrap"
+    )]
     pub bootstrap_timeout: u64,
     /// Seconds a node's record outlives its last keep-alive: a killed node leaves every
     /// other node's topology within this (1..=600).
@@ -40,7 +45,12 @@ pub struct BootstrapArgs {
     /// Once the fabric formed, send BYTES to every other node and check, byte for byte,
     /// what every other node sends here; report it (--json: an "all_to_all" line) and
     /// exit 1 if any transfer fails. Received messages are then read and dropped.
-    #[arg(long, value_name = "BYTES", requires = "bootstrap", conflicts_with = "store")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        requires = "bootstrap",
+        conflicts_with = "store"
+    )]
     pub check_all_to_all: Option<usize>,
 }
 
@@ -111,7 +121,11 @@ pub fn pattern(src: &str, dst: &str, len: usize) -> Vec<u8> {
 /// Sends to every peer while receiving from every peer; every byte compared.
 pub fn check_all_to_all(fabric: &Fabric, bytes: usize) -> CliResult<serde_json::Value> {
     let me = fabric.node_id().to_owned();
-    let peers: Vec<String> = fabric.known_nodes().into_iter().filter(|p| *p != me).collect();
+    let peers: Vec<String> = fabric
+        .known_nodes()
+        .into_iter()
+        .filter(|p| *p != me)
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     let (sent, received) = std::thread::scope(|s| {
         let rx = s.spawn(|| receive_all(fabric, &peers, bytes, deadline));
@@ -121,7 +135,11 @@ pub fn check_all_to_all(fabric: &Fabric, bytes: usize) -> CliResult<serde_json::
                 .map(|_| ())
                 .map_err(|e| format!("sending to {p}: {e}"))
         });
-        (sent, rx.join().unwrap_or_else(|_| Err("the receiver panicked".into())))
+        (
+            sent,
+            rx.join()
+                .unwrap_or_else(|_| Err("the receiver panicked".into())),
+        )
     });
     let failure = sent.err().or(received.err());
     let report = serde_json::json!({
@@ -129,14 +147,21 @@ pub fn check_all_to_all(fabric: &Fabric, bytes: usize) -> CliResult<serde_json::
         "ok": failure.is_none(), "error": failure,
     });
     match &failure {
-        Some(f) => Err(CliError::failed(format!("all-to-all check failed: {f}"))).inspect_err(|_| {
-            println!("{report}");
-        }),
+        Some(f) => {
+            Err(CliError::failed(format!("all-to-all check failed: {f}"))).inspect_err(|_| {
+                println!("{report}");
+            })
+        }
         None => Ok(report),
     }
 }
 
-fn receive_all(fabric: &Fabric, peers: &[String], bytes: usize, deadline: Instant) -> Result<(), String> {
+fn receive_all(
+    fabric: &Fabric,
+    peers: &[String],
+    bytes: usize,
+    deadline: Instant,
+) -> Result<(), String> {
     let me = fabric.node_id();
     let mut missing: std::collections::BTreeSet<&str> = peers.iter().map(String::as_str).collect();
     while !missing.is_empty() {

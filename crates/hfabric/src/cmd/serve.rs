@@ -12,7 +12,12 @@ use std::sync::{mpsc, Arc};
 pub struct Args {
     /// The fabric file (TOML): nodes, links, zones, profile. Optional with --bootstrap,
     /// where it adds links, zones, policies and security to what the launcher gives.
-    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "bootstrap")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "bootstrap"
+    )]
     pub config: Option<PathBuf>,
     /// Replace the file's tuning by this profile's defaults: high_throughput or low_latency.
     #[arg(long, value_name = "PROFILE", requires = "config")]
@@ -24,7 +29,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     pub transport: TransportArg,
     /// The node this process hosts (with --bootstrap: default rank-N).
-    #[arg(long, short = 'n', value_name = "ID", required_unless_present = "bootstrap")]
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "ID",
+        required_unless_present = "bootstrap"
+    )]
     pub node: Option<String>,
     #[command(flatten)]
     pub boot: BootstrapArgs,
@@ -111,14 +121,18 @@ fn start(a: &Args) -> CliResult<Started> {
         builder
     };
     if let Some(mode) = a.boot.bootstrap {
-        let joined = a.boot.join(mode, cfg, a.node.clone(), a.listen, customize)?;
+        let joined = a
+            .boot
+            .join(mode, cfg, a.node.clone(), a.listen, customize)?;
         return Ok(Started {
             fabric: Arc::clone(&joined.fabric),
             joined: Some(joined),
         });
     }
     let (Some(cfg), Some(node)) = (cfg, &a.node) else {
-        return Err(CliError::usage("--config and --node are required without --bootstrap"));
+        return Err(CliError::usage(
+            "--config and --node are required without --bootstrap",
+        ));
     };
     let mut builder = customize(Fabric::from_config(cfg).node(node));
     if let Some(addr) = a.listen {
@@ -132,7 +146,9 @@ fn start(a: &Args) -> CliResult<Started> {
 
 pub fn run(a: Args) -> CliResult {
     if a.on_conflict.is_some() && a.config.is_none() {
-        return Err(CliError::usage("--on-conflict sets the fabric file's on_conflict: give --config"));
+        return Err(CliError::usage(
+            "--on-conflict sets the fabric file's on_conflict: give --config",
+        ));
     }
     let Started { fabric, mut joined } = start(&a)?;
     let profile = fabric.config().profile;
@@ -173,7 +189,10 @@ pub fn run(a: Args) -> CliResult {
         let report = super::join::check_all_to_all(&fabric, bytes)?;
         match a.json {
             true => println!("{report}"),
-            false => println!("all-to-all check passed: {bytes} bytes with each of {}", report["peers"]),
+            false => println!(
+                "all-to-all check passed: {bytes} bytes with each of {}",
+                report["peers"]
+            ),
         }
     }
     let read_all_on = a.read_all || a.boot.check_all_to_all.is_some();
@@ -192,6 +211,9 @@ pub fn run(a: Args) -> CliResult {
             s.spawn(|| read_all(&fabric, &read_stop));
         }
         let mut members = fabric.known_nodes();
+        if joined.is_some() {
+            print_members(&node, &members, a.json);
+        }
         while let Err(mpsc::RecvTimeoutError::Timeout) =
             rx.recv_timeout(std::time::Duration::from_millis(100))
         {
@@ -237,7 +259,10 @@ fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {
 /// A line on stdout whenever membership changed the nodes this node knows.
 fn print_members(node: &str, members: &[String], json: bool) {
     match json {
-        true => println!("{}", serde_json::json!({"event": "members", "node": node, "nodes": members})),
+        true => println!(
+            "{}",
+            serde_json::json!({"event": "members", "node": node, "nodes": members})
+        ),
         false => println!("members: {}", members.join(", ")),
     }
 }

@@ -1,6 +1,7 @@
 //! Real processes on loopback: `hfabric serve` children on ephemeral ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod launch;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

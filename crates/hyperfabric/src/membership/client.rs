@@ -38,7 +38,9 @@ impl StoreClient {
             .to_socket_addrs()
             .map_err(|e| Error::io(format!("resolving the rendezvous store {}", self.target), e))?
             .next()
-            .ok_or_else(|| Error::InvalidArgument(format!("{} resolves to no address", self.target)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{} resolves to no address", self.target))
+            })
     }
 
     pub fn put(&self, key: &str, value: &[u8], ttl_ms: u32) -> Result<()> {
@@ -90,21 +92,35 @@ impl StoreClient {
         hello[32..].copy_from_slice(&kvwire::prove(secret, Role::Dialer, &mine, &store));
         s.write_all(&hello).map_err(io)?;
         let proof: [u8; 32] = kvwire::read_array(&mut s).map_err(|e| {
-            self.err("reading the store's proof (does it hold the same secret?)", e)
+            self.err(
+                "reading the store's proof (does it hold the same secret?)",
+                e,
+            )
         })?;
         if !kvwire::verify(secret, Role::Acceptor, &mine, &store, &proof) {
             return Err(Error::Rejected {
-                reason: format!("the rendezvous store {} does not prove the secret", self.target),
+                reason: format!(
+                    "the rendezvous store {} does not prove the secret",
+                    self.target
+                ),
             });
         }
-        let req = Request { op, ttl_ms, key: key.as_bytes(), value };
+        let req = Request {
+            op,
+            ttl_ms,
+            key: key.as_bytes(),
+            value,
+        };
         kvwire::write_request(&mut s, &req).map_err(io)?;
         let head: [u8; 5] = kvwire::read_array(&mut s).map_err(io)?;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
         let body = kvwire::read_bounded(&mut s, len, MAX_BODY_BYTES, "answer").map_err(io)?;
         let mut rest = [0u8; 1];
         if s.read(&mut rest).map_err(io)? != 0 {
-            return Err(self.err("reading", std::io::Error::other("trailing bytes after the answer")));
+            return Err(self.err(
+                "reading",
+                std::io::Error::other("trailing bytes after the answer"),
+            ));
         }
         match head[0] {
             kvwire::STATUS_OK => Ok(Some(body)),

@@ -85,7 +85,12 @@ impl Directory for StoreDirectory {
         self.client.delete(&record_key(id))
     }
     fn records(&mut self) -> Result<Vec<Vec<u8>>> {
-        Ok(self.client.list(RECORD_PREFIX)?.into_iter().map(|(_, v)| v).collect())
+        Ok(self
+            .client
+            .list(RECORD_PREFIX)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
     fn keepalive(&mut self) -> Result<()> {
         match &self.last {
@@ -128,12 +133,17 @@ fn address_towards(target: SocketAddr) -> Result<IpAddr> {
     let s = UdpSocket::bind(any).map_err(|e| Error::io("choosing a listen address", e))?;
     s.connect(target)
         .map_err(|e| Error::io(format!("no route towards the rendezvous store {target}"), e))?;
-    Ok(s.local_addr().map_err(|e| Error::io("choosing a listen address", e))?.ip())
+    Ok(s.local_addr()
+        .map_err(|e| Error::io("choosing a listen address", e))?
+        .ip())
 }
 
 /// Starts this node and joins the fabric. `customize` sets what the builder should also do
 /// (sink, transport, CPU set). Rank 0 serves the rendezvous store at the master's port.
-pub fn join(opts: JoinOptions, customize: impl FnOnce(FabricBuilder) -> FabricBuilder) -> Result<Joined> {
+pub fn join(
+    opts: JoinOptions,
+    customize: impl FnOnce(FabricBuilder) -> FabricBuilder,
+) -> Result<Joined> {
     let lease = opts.lease;
     if !(LEASE_MIN..=LEASE_MAX).contains(&lease) {
         return Err(Error::InvalidArgument(format!(
@@ -169,9 +179,18 @@ pub fn join(opts: JoinOptions, customize: impl FnOnce(FabricBuilder) -> FabricBu
         knows: Vec::new(),
     };
     let ttl_ms = u32::try_from(lease.as_millis()).unwrap_or(u32::MAX);
-    let dir = StoreDirectory { client, ttl_ms, last: None };
+    let dir = StoreDirectory {
+        client,
+        ttl_ms,
+        last: None,
+    };
     let directory = dir.describe();
-    let mut members = Members { dir: Box::new(dir), me: record, file: opts.file, known: Default::default() };
+    let mut members = Members {
+        dir: Box::new(dir),
+        me: record,
+        file: opts.file,
+        known: Default::default(),
+    };
     wait_publish(&mut members, deadline)?;
     wait_ready(&mut members, &fabric, &launch, deadline)?;
     tracing::info!(
@@ -229,7 +248,9 @@ fn retry<T>(what: &str, deadline: Instant, mut f: impl FnMut() -> Result<Option<
 }
 
 fn wait_resolve(client: &StoreClient, deadline: Instant) -> Result<SocketAddr> {
-    retry("resolving the rendezvous store", deadline, || client.resolve().map(Some))
+    retry("resolving the rendezvous store", deadline, || {
+        client.resolve().map(Some)
+    })
 }
 
 fn wait_publish(m: &mut Members, deadline: Instant) -> Result<()> {

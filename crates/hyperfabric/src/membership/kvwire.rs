@@ -154,7 +154,10 @@ pub fn parse_entries(mut body: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a key is not UTF-8"))?;
         out.push((key, value));
         if out.len() > MAX_KEYS {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "too many entries"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many entries",
+            ));
         }
     }
     Ok(out)
@@ -167,13 +170,24 @@ mod tests {
     #[test]
     fn requests_and_entries_round_trip_and_oversize_is_refused() {
         let mut buf = Vec::new();
-        let req = Request { op: Op::Put, ttl_ms: 9, key: b"node/a", value: b"{}" };
+        let req = Request {
+            op: Op::Put,
+            ttl_ms: 9,
+            key: b"node/a",
+            value: b"{}",
+        };
         write_request(&mut buf, &req).unwrap();
         let (op, ttl, k, v) = read_request(&mut buf.as_slice()).unwrap();
-        assert_eq!((Op::from_u8(op), ttl, k.as_slice(), v.as_slice()), (Some(Op::Put), 9, &b"node/a"[..], &b"{}"[..]));
+        assert_eq!(
+            (Op::from_u8(op), ttl, k.as_slice(), v.as_slice()),
+            (Some(Op::Put), 9, &b"node/a"[..], &b"{}"[..])
+        );
         let mut body = Vec::new();
         write_entry(&mut body, b"k", b"v");
-        assert_eq!(parse_entries(&body).unwrap(), vec![("k".to_string(), b"v".to_vec())]);
+        assert_eq!(
+            parse_entries(&body).unwrap(),
+            vec![("k".to_string(), b"v".to_vec())]
+        );
         assert!(parse_entries(&body[..body.len() - 1]).is_err());
         let mut huge = vec![Op::Put as u8, 0, 0, 0, 0, 0, 1];
         huge.extend_from_slice(&u32::MAX.to_le_bytes());

@@ -41,17 +41,28 @@ impl Table {
         });
     }
 
-    fn put(&mut self, key: String, value: Vec<u8>, ttl_ms: u32, now: Instant) -> std::result::Result<(), String> {
+    fn put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u32,
+        now: Instant,
+    ) -> std::result::Result<(), String> {
         if ttl_ms > MAX_TTL_MS {
             return Err(format!("ttl {ttl_ms} ms is over {MAX_TTL_MS}"));
         }
-        let old = self.entries.get(&key).map_or(0, |e| key.len() + e.value.len());
+        let old = self
+            .entries
+            .get(&key)
+            .map_or(0, |e| key.len() + e.value.len());
         if old == 0 && self.entries.len() >= MAX_KEYS {
             return Err(format!("the store holds its limit of {MAX_KEYS} keys"));
         }
         let bytes = self.bytes - old + key.len() + value.len();
         if bytes > MAX_STORE_BYTES {
-            return Err(format!("the store holds its limit of {MAX_STORE_BYTES} bytes"));
+            return Err(format!(
+                "the store holds its limit of {MAX_STORE_BYTES} bytes"
+            ));
         }
         self.bytes = bytes;
         let expires = (ttl_ms > 0).then(|| now + Duration::from_millis(u64::from(ttl_ms)));
@@ -178,7 +189,10 @@ fn serve(shared: &Shared, mut stream: TcpStream) -> io::Result<()> {
     let proof: [u8; 32] = kvwire::read_array(&mut stream)?;
     let secret = shared.secret.as_ref();
     if !kvwire::verify(secret, Role::Dialer, &theirs, &mine, &proof) {
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "wrong proof of the secret"));
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "wrong proof of the secret",
+        ));
     }
     stream.write_all(&kvwire::prove(secret, Role::Acceptor, &theirs, &mine))?;
     let (op, ttl_ms, key, value) = kvwire::read_request(&mut stream)?;

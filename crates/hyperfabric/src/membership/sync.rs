@@ -27,12 +27,6 @@ pub struct Changes {
     pub left: Vec<String>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.joined.is_empty() && self.left.is_empty()
-    }
-}
-
 /// This node's side of membership.
 pub struct Members {
     pub dir: Box<dyn Directory>,
@@ -123,12 +117,19 @@ impl Members {
     /// Every record names us and there are `world_size` of us.
     pub fn ready(&self, world_size: usize) -> bool {
         self.known.len() + 1 >= world_size
-            && self.known.values().all(|r| r.knows.iter().any(|k| *k == self.me.id))
+            && self
+                .known
+                .values()
+                .all(|r| r.knows.iter().any(|k| *k == self.me.id))
     }
 
     /// How many known nodes share this node's host (itself included).
     pub fn on_my_host(&self) -> usize {
-        1 + self.known.values().filter(|r| r.host == self.me.host).count()
+        1 + self
+            .known
+            .values()
+            .filter(|r| r.host == self.me.host)
+            .count()
     }
 }
 
