@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod launch;
+pub mod netns;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
