@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod bootstrap;
 pub mod buffer;
 pub mod collective;
 pub mod compress;
@@ -23,6 +24,7 @@ pub use error::{Error, Result};
 pub use name::NodeName;
 pub use types::{DataType, Priority};
 pub mod fabric;
+pub mod membership;
 pub mod metrics;
 pub mod proto;
 pub mod route;

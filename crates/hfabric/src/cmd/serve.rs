@@ -1,18 +1,43 @@
 //! `hfabric serve`: host one node until interrupted.
 
-use crate::common::{CliError, CliResult, FabricArgs};
-use hyperfabric::Fabric;
+use super::join::BootstrapArgs;
+use crate::common::{CliError, CliResult, TransportArg};
+use hyperfabric::config::{FabricConfig, ProfileName};
+use hyperfabric::{Fabric, FabricBuilder};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The fabric file (TOML): nodes, links, zones, profile. Optional with --bootstrap,
+    /// where it adds links, zones, policies and security to what the launcher gives.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "bootstrap"
+    )]
+    pub config: Option<PathBuf>,
+    /// Replace the file's tuning by this profile's defaults: high_throughput or low_latency.
+    #[arg(long, value_name = "PROFILE", requires = "config")]
+    pub profile: Option<ProfileName>,
+    /// Reach node ID at ADDR instead of the file's address (repeatable), e.g. node-b=127.0.0.1:9000.
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = crate::common::parse_peer, requires = "config")]
+    pub peers: Vec<(String, SocketAddr)>,
+    /// auto: shared memory with nodes of this host, TCP otherwise; or force tcp / shm.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: TransportArg,
+    /// The node this process hosts (with --bootstrap: default rank-N).
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "ID",
+        required_unless_present = "bootstrap"
+    )]
+    pub node: Option<String>,
     #[command(flatten)]
-    pub fabric: FabricArgs,
-    /// The node this process hosts.
-    #[arg(long, short = 'n', value_name = "ID")]
-    pub node: String,
+    pub boot: BootstrapArgs,
     /// Write received transfers as files here (temporary file, fsync, rename when complete).
     /// Without it, received bytes are verified, acknowledged and dropped.
     #[arg(long, value_name = "DIR")]
@@ -65,27 +90,69 @@ fn write_stats(fabric: &Fabric, path: &std::path::Path) {
     }
 }
 
-pub fn run(a: Args) -> CliResult {
-    let mut cfg = a.fabric.load()?;
-    if let Some(policy) = a.on_conflict {
+/// What `serve` started: the node, and its membership when bootstrapped.
+struct Started {
+    fabric: Arc<Fabric>,
+    joined: Option<hyperfabric::membership::Joined>,
+}
+
+fn start(a: &Args) -> CliResult<Started> {
+    let mut cfg = a
+        .config
+        .as_ref()
+        .map(|path| {
+            let cfg = FabricConfig::from_file(path)?;
+            crate::common::apply_overrides(cfg, a.profile, &a.peers)
+        })
+        .transpose()?;
+    if let (Some(cfg), Some(policy)) = (cfg.as_mut(), a.on_conflict) {
         cfg.tuning.on_conflict = policy;
     }
-    let profile = cfg.profile;
-    let mut builder = Fabric::from_config(cfg)
-        .node(&a.node)
-        .transport(a.fabric.transport.into());
-    builder = match &a.store {
-        Some(dir) => builder.store_to(dir),
-        None if a.read_all => builder,
-        None => builder.discard_received(),
+    let customize = |mut builder: FabricBuilder| {
+        builder = builder.transport(a.transport.into());
+        builder = match &a.store {
+            Some(dir) => builder.store_to(dir),
+            None if a.read_all || a.boot.check_all_to_all.is_some() => builder,
+            None => builder.discard_received(),
+        };
+        if let Some(CpuList(cpus)) = a.pin.clone() {
+            builder = builder.cpu_affinity(cpus);
+        }
+        builder
     };
+    if let Some(mode) = a.boot.bootstrap {
+        let joined = a
+            .boot
+            .join(mode, cfg, a.node.clone(), a.listen, customize)?;
+        return Ok(Started {
+            fabric: Arc::clone(&joined.fabric),
+            joined: Some(joined),
+        });
+    }
+    let (Some(cfg), Some(node)) = (cfg, &a.node) else {
+        return Err(CliError::usage(
+            "--config and --node are required without --bootstrap",
+        ));
+    };
+    let mut builder = customize(Fabric::from_config(cfg).node(node));
     if let Some(addr) = a.listen {
         builder = builder.listen(addr);
     }
-    if let Some(CpuList(cpus)) = a.pin.clone() {
-        builder = builder.cpu_affinity(cpus);
+    Ok(Started {
+        fabric: Arc::new(builder.start()?),
+        joined: None,
+    })
+}
+
+pub fn run(a: Args) -> CliResult {
+    if a.on_conflict.is_some() && a.config.is_none() {
+        return Err(CliError::usage(
+            "--on-conflict sets the fabric file's on_conflict: give --config",
+        ));
     }
-    let fabric = Arc::new(builder.start()?);
+    let Started { fabric, mut joined } = start(&a)?;
+    let profile = fabric.config().profile;
+    let node = fabric.node_id().to_owned();
     let exporter = a
         .metrics
         .map(|addr| MetricsServer::start(addr, &fabric))
@@ -99,19 +166,36 @@ pub fn run(a: Args) -> CliResult {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": a.node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "effective_config": fabric.effective_config()})
+            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(bootstrap_report), "effective_config": fabric.effective_config()})
         );
     } else {
         println!(
             "{} listening on {} (fabric {}, profile {profile}); Ctrl-C to stop",
-            a.node,
+            node,
             fabric.local_addr(),
             fabric.config().name
         );
         if let Some(addr) = &metrics_addr {
             println!("metrics at http://{addr}/metrics");
         }
+        if let Some(j) = &joined {
+            println!(
+                "bootstrapped from {:?} as rank {} of {} through {}",
+                j.launch.source, j.launch.rank, j.launch.world_size, j.directory
+            );
+        }
     }
+    if let Some(bytes) = a.boot.check_all_to_all {
+        let report = super::join::check_all_to_all(&fabric, bytes)?;
+        match a.json {
+            true => println!("{report}"),
+            false => println!(
+                "all-to-all check passed: {bytes} bytes with each of {}",
+                report["peers"]
+            ),
+        }
+    }
+    let read_all_on = a.read_all || a.boot.check_all_to_all.is_some();
     // With [alerts], a watcher measures this node and its neighbours until shutdown.
     let stop = hyperfabric::alert::watch::Stop::new();
     let read_stop = std::sync::atomic::AtomicBool::new(false);
@@ -123,21 +207,27 @@ pub fn run(a: Args) -> CliResult {
                 }
             });
         }
-        if a.read_all {
+        if read_all_on {
             s.spawn(|| read_all(&fabric, &read_stop));
         }
-        match &a.stats_file {
-            Some(path) => {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    rx.recv_timeout(std::time::Duration::from_millis(100))
-                {
-                    write_stats(&fabric, path);
-                }
+        let mut members = fabric.known_nodes();
+        if joined.is_some() {
+            print_members(&node, &members, a.json);
+        }
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_millis(100))
+        {
+            if let Some(path) = &a.stats_file {
                 write_stats(&fabric, path);
             }
-            None => {
-                let _ = rx.recv();
+            let now = fabric.known_nodes();
+            if joined.is_some() && now != members {
+                members = now;
+                print_members(&node, &members, a.json);
             }
+        }
+        if let Some(path) = &a.stats_file {
+            write_stats(&fabric, path);
         }
         stop.stop();
         read_stop.store(true, std::sync::atomic::Ordering::Release);
@@ -152,9 +242,29 @@ pub fn run(a: Args) -> CliResult {
         "shutting down"
     );
     drop(exporter);
-    // The exporter's thread is gone, so this is the last handle: the node stops on drop.
+    // Withdraw our record first, so the others dismiss us before the node stops.
+    if let Some(j) = joined.as_mut() {
+        j.leave();
+    }
+    drop(joined);
+    // The exporter's and membership's threads are gone: the last handle, the node stops.
     drop(fabric);
     Ok(())
+}
+
+fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {
+    serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string())})
+}
+
+/// A line on stdout whenever membership changed the nodes this node knows.
+fn print_members(node: &str, members: &[String], json: bool) {
+    match json {
+        true => println!(
+            "{}",
+            serde_json::json!({"event": "members", "node": node, "nodes": members})
+        ),
+        false => println!("members: {}", members.join(", ")),
+    }
 }
 
 /// Receives until `stop`, reading every byte of every message (XOR over u64 words).

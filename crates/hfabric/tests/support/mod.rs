@@ -1,6 +1,8 @@
 //! Real processes on loopback: `hfabric serve` children on ephemeral ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod launch;
+pub mod netns;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

@@ -35,6 +35,7 @@ pub use crate::runtime::PingStats as PingReport;
 
 mod endpoint;
 mod loan;
+mod members;
 mod options;
 
 pub use crate::buffer::{LoanedBuf, Payload};

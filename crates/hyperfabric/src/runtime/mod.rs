@@ -89,6 +89,8 @@ pub struct NodeInner {
     /// Which transports this node may use, and the peers the fabric file puts on our host.
     pub transport: TransportChoice,
     same_host: std::collections::HashSet<u64>,
+    /// Peers whose host id membership compared with ours: shares our memory or not.
+    host_ids: RwLock<HashMap<u64, bool>>,
     /// Routes over the fabric file's topology (strategies, cache, learned predictor).
     router: Mutex<Router>,
     started: Instant,
@@ -190,6 +192,7 @@ impl NodeInner {
             zones: Zones::from_config(cfg),
             transport,
             same_host: same_host(cfg, me),
+            host_ids: RwLock::new(HashMap::new()),
             router: Mutex::new(Router::new(Topology::from_config(cfg))),
             started: Instant::now(),
             last_learn_ms: AtomicU64::new(0),
@@ -467,8 +470,36 @@ impl NodeInner {
         match self.transport {
             TransportChoice::Tcp => false,
             TransportChoice::Shm => true,
-            TransportChoice::Auto => addr.ip().is_loopback() || self.same_host.contains(&peer.key),
+            TransportChoice::Auto => {
+                if self.same_host.contains(&peer.key) {
+                    return true;
+                }
+                // A host id beats the address: a loopback address says little about a peer
+                // that membership placed on another host (another IPC namespace).
+                match self.host_ids.read().get(&peer.key) {
+                    Some(same) => *same,
+                    None => addr.ip().is_loopback(),
+                }
+            }
         }
+    }
+
+    /// Records whether `id` shares this node's host (from comparing host ids); `None`
+    /// forgets it (the fabric file's `host`, else the address, decides again).
+    pub fn set_same_host(&self, id: &str, same: Option<bool>) {
+        let key = wire::node_key(id);
+        let mut ids = self.host_ids.write();
+        match same {
+            Some(s) => ids.insert(key, s),
+            None => ids.remove(&key),
+        };
+    }
+
+    /// The ids of every peer this node knows (itself included when the file lists it).
+    pub fn peer_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.peers.read().values().map(|p| p.id.clone()).collect();
+        ids.sort();
+        ids
     }
 
     /// The first hop towards `dst` and the nodes of the whole route (source first), by

@@ -1,0 +1,313 @@
+//! Starting a node from the launcher: rank 0 serves the rendezvous store, every rank starts
+//! its node, publishes its record, admits the others' and waits until every record lists it.
+//! A thread then keeps the fabric current (joins, leaves, lease keep-alives) until drop.
+
+use super::client::StoreClient;
+use super::store::Store;
+use super::sync::{Directory, Members};
+use super::{record_key, NodeRecord, RECORD_PREFIX};
+use crate::auth::Secret;
+use crate::bootstrap::{HostId, Launch};
+use crate::config::{FabricConfig, NodeConfig};
+use crate::error::{Error, Result};
+use crate::{Fabric, FabricBuilder};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the membership thread reads the directory.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Shortest and longest lease a node may ask for.
+pub const LEASE_MIN: Duration = Duration::from_secs(1);
+pub const LEASE_MAX: Duration = Duration::from_secs(600);
+
+/// How a node joins.
+pub struct JoinOptions {
+    pub launch: Launch,
+    /// The optional fabric file: profile, security, links, zones, policies.
+    pub file: Option<FabricConfig>,
+    /// This node's id (default: `rank-N`).
+    pub node_id: Option<String>,
+    /// Where this node listens (default: the file's address, else the address that routes
+    /// to the rendezvous store, any free port).
+    pub listen: Option<SocketAddr>,
+    /// How long start-up waits for the whole world.
+    pub timeout: Duration,
+    /// A record not kept alive for this long disappears (its node is dismissed).
+    pub lease: Duration,
+}
+
+/// A joined node; dropping it withdraws its record, stops membership and the node.
+pub struct Joined {
+    pub fabric: Arc<Fabric>,
+    pub launch: Launch,
+    /// Which directory holds the records (`rendezvous HOST:PORT`).
+    pub directory: String,
+    /// The store this process serves (rank 0 only).
+    pub store: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _store: Option<Store>,
+}
+
+impl Joined {
+    /// Stops membership: the record is withdrawn, the others dismiss this node.
+    pub fn leave(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// The rendezvous store as a [`Directory`]: a record is re-put to keep it alive.
+struct StoreDirectory {
+    client: StoreClient,
+    ttl_ms: u32,
+    last: Option<(String, Vec<u8>)>,
+}
+
+impl Directory for StoreDirectory {
+    fn publish(&mut self, id: &str, record: &[u8]) -> Result<()> {
+        self.client.put(&record_key(id), record, self.ttl_ms)?;
+        self.last = Some((id.to_owned(), record.to_vec()));
+        Ok(())
+    }
+    fn withdraw(&mut self, id: &str) -> Result<()> {
+        self.last = None;
+        self.client.delete(&record_key(id))
+    }
+    fn records(&mut self) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .client
+            .list(RECORD_PREFIX)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+    fn keepalive(&mut self) -> Result<()> {
+        match &self.last {
+            Some((id, v)) => self.client.put(&record_key(id), v, self.ttl_ms),
+            None => Ok(()),
+        }
+    }
+    fn describe(&self) -> String {
+        format!("rendezvous {}", self.client.target())
+    }
+}
+
+/// The fabric file (or a one-node fabric) with this node in it.
+fn config_for(file: Option<&FabricConfig>, me: &str) -> Result<FabricConfig> {
+    let mut cfg = match file {
+        Some(f) => f.clone(),
+        None => FabricConfig::from_toml_str(
+            &format!("[fabric]\nname = \"job\"\n\n[[nodes]]\nid = \"{me}\"\nhardware = \"cpu-cluster\"\n"),
+            "(bootstrap)",
+        )?,
+    };
+    if cfg.node(me).is_none() {
+        let hw = crate::node::HardwareType::CpuCluster;
+        cfg.nodes.push(NodeConfig {
+            signature: crate::node::NodeSignature::new(me, hw),
+            listen: None,
+            zone: None,
+            host: None,
+        });
+    }
+    Ok(cfg)
+}
+
+/// The local address the kernel would use to reach `target` (no packet is sent).
+fn address_towards(target: SocketAddr) -> Result<IpAddr> {
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = UdpSocket::bind(any).map_err(|e| Error::io("choosing a listen address", e))?;
+    s.connect(target)
+        .map_err(|e| Error::io(format!("no route towards the rendezvous store {target}"), e))?;
+    Ok(s.local_addr()
+        .map_err(|e| Error::io("choosing a listen address", e))?
+        .ip())
+}
+
+/// Starts this node and joins the fabric. `customize` sets what the builder should also do
+/// (sink, transport, CPU set). Rank 0 serves the rendezvous store at the master's port.
+pub fn join(
+    opts: JoinOptions,
+    customize: impl FnOnce(FabricBuilder) -> FabricBuilder,
+) -> Result<Joined> {
+    let lease = opts.lease;
+    if !(LEASE_MIN..=LEASE_MAX).contains(&lease) {
+        return Err(Error::InvalidArgument(format!(
+            "membership lease {lease:?}: must be {LEASE_MIN:?}..={LEASE_MAX:?}"
+        )));
+    }
+    let launch = opts.launch.clone();
+    let me = opts.node_id.clone().unwrap_or_else(|| launch.node_id());
+    let cfg = config_for(opts.file.as_ref(), &me)?;
+    let secret = Secret::from_config(&cfg, &me)?;
+    let client = StoreClient::new(&launch.master_host, launch.master_port, secret.clone());
+    let store = match launch.rank {
+        0 => Some(serve_store(&client, launch.master_port, secret)?),
+        _ => None,
+    };
+    let deadline = Instant::now() + opts.timeout;
+    let store_addr = wait_resolve(&client, deadline)?;
+    let listen = match opts.listen.or(cfg.node(&me).and_then(|n| n.listen)) {
+        Some(a) => a,
+        None => SocketAddr::new(address_towards(store_addr)?, 0),
+    };
+    let signature = cfg.node(&me).map(|n| n.signature.clone());
+    let builder = customize(Fabric::from_config(cfg).node(&me).listen(listen));
+    let fabric = Arc::new(builder.start()?);
+    let host = HostId::of_this_process();
+    let record = NodeRecord {
+        id: me.clone(),
+        addr: fabric.local_addr(),
+        host: host.0.clone(),
+        signature: signature.unwrap_or_else(|| {
+            crate::node::NodeSignature::new(&me, crate::node::HardwareType::CpuCluster)
+        }),
+        knows: Vec::new(),
+    };
+    let ttl_ms = u32::try_from(lease.as_millis()).unwrap_or(u32::MAX);
+    let dir = StoreDirectory {
+        client,
+        ttl_ms,
+        last: None,
+    };
+    let directory = dir.describe();
+    let mut members = Members {
+        dir: Box::new(dir),
+        me: record,
+        file: opts.file,
+        known: Default::default(),
+    };
+    wait_publish(&mut members, deadline)?;
+    wait_ready(&mut members, &fabric, &launch, deadline)?;
+    tracing::info!(
+        node = %me, source = ?launch.source, rank = launch.rank, world = launch.world_size,
+        %directory, host = %host, "joined the fabric"
+    );
+    check_local_world(&members, &launch);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = spawn_keeper(members, Arc::clone(&fabric), Arc::clone(&stop), lease)?;
+    Ok(Joined {
+        fabric,
+        launch,
+        directory,
+        store: store.as_ref().map(Store::addr),
+        stop,
+        thread: Some(thread),
+        _store: store,
+    })
+}
+
+fn serve_store(client: &StoreClient, port: u16, secret: Option<Secret>) -> Result<Store> {
+    if secret.is_none() {
+        tracing::warn!(
+            "the rendezvous store has no secret (no secret_file in a fabric file): any process \
+             that reaches it can publish a node"
+        );
+    }
+    // All interfaces of the master's address family, like torch's TCPStore.
+    let any: SocketAddr = match client.resolve() {
+        Ok(SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, port).into(),
+        _ => ([0, 0, 0, 0], port).into(),
+    };
+    Store::start(any, secret)
+}
+
+/// Retries until `deadline`, sleeping `pause` between tries; the last error on timeout.
+fn retry<T>(what: &str, deadline: Instant, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let started = Instant::now();
+    let mut last = String::from("nothing tried");
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e @ Error::Rejected { .. }) => return Err(e),
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() + POLL_INTERVAL > deadline {
+            return Err(Error::Timeout {
+                what: format!("{what} (last: {last})"),
+                after: started.elapsed(),
+            });
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+fn wait_resolve(client: &StoreClient, deadline: Instant) -> Result<SocketAddr> {
+    retry("resolving the rendezvous store", deadline, || {
+        client.resolve().map(Some)
+    })
+}
+
+fn wait_publish(m: &mut Members, deadline: Instant) -> Result<()> {
+    let what = format!("publishing our record at {}", m.dir.describe());
+    retry(&what, deadline, || m.publish().map(Some))
+}
+
+fn wait_ready(m: &mut Members, fabric: &Fabric, launch: &Launch, deadline: Instant) -> Result<()> {
+    let world = launch.world_size as usize;
+    let what = format!("waiting for {world} nodes at {}", m.dir.describe());
+    retry(&what, deadline, || {
+        m.sync(fabric)?;
+        Ok(m.ready(world).then_some(()))
+    })
+}
+
+/// The launcher's local world size against the host ids: a mismatch means shared memory
+/// will not be used where the launcher expected it (or the other way round).
+fn check_local_world(m: &Members, launch: &Launch) {
+    if let Some(n) = launch.local_world_size {
+        let here = m.on_my_host();
+        if here != n as usize {
+            tracing::warn!(
+                "the launcher says {n} processes share this host, the host ids say {here}: \
+                 nodes with another host id are reached over TCP (set HF_HOST_ID to group them)"
+            );
+        }
+    }
+}
+
+fn spawn_keeper(
+    mut m: Members,
+    fabric: Arc<Fabric>,
+    stop: Arc<AtomicBool>,
+    lease: Duration,
+) -> Result<std::thread::JoinHandle<()>> {
+    let renew_every = lease / 3;
+    std::thread::Builder::new()
+        .name("hf-membership".into())
+        .spawn(move || {
+            let mut renewed = Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(POLL_INTERVAL);
+                if renewed.elapsed() >= renew_every {
+                    match m.dir.keepalive() {
+                        Ok(()) => renewed = Instant::now(),
+                        Err(e) => tracing::warn!("membership: keep-alive failed: {e}"),
+                    }
+                }
+                if let Err(e) = m.sync(&fabric) {
+                    tracing::warn!("membership: reading {}: {e}", m.dir.describe());
+                }
+            }
+            let id = m.me.id.clone();
+            if let Err(e) = m.dir.withdraw(&id) {
+                tracing::debug!("membership: withdrawing our record: {e}");
+            }
+        })
+        .map_err(|e| Error::io("spawning the membership thread", e))
+}
