@@ -33,7 +33,7 @@ impl Table {
     fn expire(&mut self, now: Instant) {
         let bytes = &mut self.bytes;
         self.entries.retain(|k, e| {
-            let live = e.expires.map_or(true, |t| t > now);
+            let live = e.expires.is_none_or(|t| t > now);
             if !live {
                 *bytes -= k.len() + e.value.len();
             }
@@ -245,7 +245,7 @@ mod tests {
         t.put("a".into(), vec![0; 10], 1, now).unwrap();
         t.put("b".into(), vec![0; 10], 0, now).unwrap();
         t.expire(now + Duration::from_millis(2));
-        assert!(t.entries.get("a").is_none());
+        assert!(!t.entries.contains_key("a"));
         assert_eq!(t.bytes, 11);
         let big = vec![0; kvwire::MAX_VALUE_BYTES];
         let mut err = None;

@@ -97,7 +97,7 @@ impl Members {
             .file
             .iter()
             .flat_map(|f| f.links.iter())
-            .filter(|l| l.between.iter().any(|e| *e == r.id))
+            .filter(|l| l.between.contains(&r.id))
             .filter(|l| {
                 l.between
                     .iter()
@@ -117,10 +117,7 @@ impl Members {
     /// Every record names us and there are `world_size` of us.
     pub fn ready(&self, world_size: usize) -> bool {
         self.known.len() + 1 >= world_size
-            && self
-                .known
-                .values()
-                .all(|r| r.knows.iter().any(|k| *k == self.me.id))
+            && self.known.values().all(|r| r.knows.contains(&self.me.id))
     }
 
     /// How many known nodes share this node's host (itself included).
@@ -135,5 +132,5 @@ impl Members {
 
 /// New, or back at another address or host (a restart): admit again.
 fn moved(old: Option<&NodeRecord>, now: &NodeRecord) -> bool {
-    old.map_or(true, |o| o.addr != now.addr || o.host != now.host)
+    old.is_none_or(|o| o.addr != now.addr || o.host != now.host)
 }
