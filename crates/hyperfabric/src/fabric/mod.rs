@@ -12,7 +12,7 @@
 pub use crate::config::{Compression, DataTypePolicy, Transform};
 
 use crate::config::effective::EffectiveConfig;
-use crate::config::{FabricConfig, NodeConfig, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
+use crate::config::{FabricConfig, NodeConfig, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::route::{Router, Strategy, Topology};
 use crate::runtime::placement;
@@ -22,6 +22,7 @@ use crate::runtime::{
 };
 use crate::transform::{cache::encode_plan, quantize, Quantization, SentIndex, TopK};
 use crate::types::DataType;
+use crate::wire::RefusalCode;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::File;
@@ -267,24 +268,25 @@ impl Fabric {
             let mut o = opts.clone();
             o.transform = Transform::Cache;
             o.bytes_saved = saved;
-            let result = self
-                .begin(dst, SendSource::Bytes(&payload), o)
-                .and_then(PendingSend::wait);
+            let result = match self.begin(dst, SendSource::Bytes(&payload), o) {
+                Ok(pending) => pending.wait_coded(),
+                Err(e) => Err(e.into()),
+            };
             match result {
                 Ok(report) => return Ok(report),
-                Err(e) => {
+                Err(failed) => {
                     // The destination's cache is unknown now: start over, literally.
                     self.sent_index.lock().remove(dst);
-                    let miss = matches!(&e, Error::Rejected { reason } if reason.contains(CACHE_MISS_REASON));
+                    let miss = failed.refusal == Some(RefusalCode::CacheMiss);
                     if !(miss && attempt == 0) {
-                        return Err(e);
+                        return Err(failed.error);
                     }
                     tracing::info!("`{dst}` lacks cached parameter chunks: resending literally");
                 }
             }
         }
         Err(Error::Rejected {
-            reason: format!("{dst}: {CACHE_MISS_REASON}"),
+            reason: format!("{dst}: {}", RefusalCode::CacheMiss),
         })
     }
 

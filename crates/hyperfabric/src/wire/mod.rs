@@ -1,4 +1,4 @@
-//! Wire format v1: a fixed 64-byte little-endian header followed by the payload.
+//! Wire format v2: a fixed 64-byte little-endian header followed by the payload.
 //!
 //! Pure code: no IO, no allocation in the decoder, no panics on any input. The layout is
 //! documented, with the meaning of each field per frame kind, in `docs/wire.md`.
@@ -16,17 +16,20 @@
 //! The CRC32C covers header bytes 0..56 and 60..64, then the payload.
 
 mod body;
+pub mod codes;
 mod crc;
 
 pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
+pub use codes::{Refusal, RefusalCode};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
 
 /// `b"HFAB"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HFAB");
-/// The version this build speaks and accepts.
-pub const VERSION: u8 = 1;
+/// The version this build speaks and accepts. 2: a `Nack FATAL` carries a refusal code in
+/// `aux` (see [`codes`]); v1 peers sent only a text and are refused at the first frame.
+pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// No frame may ever carry more than this, whatever the configuration says (64 MiB).
@@ -54,7 +57,7 @@ impl Default for Limits {
     }
 }
 
-/// Frame kinds of wire v1. Codes are stable.
+/// Frame kinds of the wire format. Codes are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
@@ -72,7 +75,7 @@ pub enum FrameKind {
     /// with `flags::FINAL` the transfer is complete and verified.
     Ack = 6,
     /// The destination asks for `aux` bytes at `offset` again, or with `flags::FATAL` refuses
-    /// the transfer (payload = UTF-8 reason).
+    /// the transfer: `aux` = [`RefusalCode`], payload = optional UTF-8 text.
     Nack = 7,
     /// Latency probe: `transfer_id` = sequence number, `aux` = sender's opaque timestamp.
     Ping = 8,
