@@ -352,8 +352,10 @@ impl Fabric {
     pub(crate) fn plan(&self, dst: &str, opts: SendOptions) -> Result<SendPlan> {
         let generation = self.generation.load(Ordering::Acquire);
         let peer = self.inner.peer_by_id(dst)?;
-        if let Err(reason) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
-            return Err(Error::Rejected { reason });
+        if let Err(why) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
+            return Err(Error::Rejected {
+                reason: why.to_string(),
+            });
         }
         let policy = self.policy(opts.data_type);
         let mut opts = opts.with_policy(&policy);

@@ -420,7 +420,7 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, mut reader: BufRe
         match node.dispatch(&conn, &header, body, &mut scratch) {
             Ok(true) => {}
             Ok(false) => break ReadEnd::Closed(String::from_utf8_lossy(body).into_owned()),
-            Err(why) => break ReadEnd::Misbehaved(why),
+            Err(fault) => break ReadEnd::Misbehaved(fault.into()),
         }
     };
     let reason = match end {

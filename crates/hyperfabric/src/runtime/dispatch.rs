@@ -4,6 +4,7 @@ use super::incoming::{refusal, Completed, Entry, Outcome};
 use super::{Conn, Lane, NodeInner};
 use crate::compress::{self, Algorithm};
 use crate::config::Transform;
+use crate::error::{Fault, PeerMisbehaved};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 use parking_lot::MutexGuard;
@@ -16,14 +17,14 @@ pub const MAX_HOPS: u8 = 16;
 
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
-    /// `Err(reason)` ends it as a protocol violation.
+    /// `Err(fault)` ends it as the peer's protocol violation.
     pub(super) fn dispatch(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         h: &Header,
         payload: &[u8],
         scratch: &mut Vec<u8>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Fault> {
         if h.dst != self.my_key && h.kind.is_routed() {
             self.forward(conn, h, payload);
             return Ok(true);
@@ -73,7 +74,7 @@ impl NodeInner {
             | FrameKind::ShmOffer
             | FrameKind::ShmAccept
             | FrameKind::Auth => {
-                return Err(format!("unexpected {:?} after the handshake", h.kind));
+                return Err(PeerMisbehaved::UnexpectedKind { kind: h.kind }.into());
             }
         }
         Ok(true)
@@ -108,7 +109,7 @@ impl NodeInner {
         h: &Header,
         payload: &[u8],
         scratch: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Fault> {
         if h.dst != self.my_key {
             let why = "this node is not the destination and does not relay";
             self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
@@ -275,11 +276,11 @@ impl NodeInner {
         code: u8,
         payload: &[u8],
         scratch: &'s mut Vec<u8>,
-    ) -> Result<&'s [u8], String> {
-        let alg = Algorithm::from_wire_code(code)
-            .ok_or_else(|| format!("unknown compression code {code}"))?;
+    ) -> Result<&'s [u8], PeerMisbehaved> {
+        let alg =
+            Algorithm::from_wire_code(code).ok_or(PeerMisbehaved::UnknownCompression { code })?;
         compress::decompress_into(alg, payload, scratch, self.limits.max_payload as usize)
-            .map_err(|e| format!("bad compressed chunk: {e}"))?;
+            .map_err(|e| PeerMisbehaved::BadCompressedChunk { why: e.to_string() })?;
         Ok(&scratch[..])
     }
 

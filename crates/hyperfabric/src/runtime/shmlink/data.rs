@@ -218,7 +218,7 @@ fn on_loaned(
     if !whole {
         h.flags &= !flags::LOANED;
         h.payload_len = view.len() as u32;
-        return node.dispatch(conn, &h, &view, scratch);
+        return Ok(node.dispatch(conn, &h, &view, scratch)?);
     }
     node.stats
         .bytes_received
