@@ -13,6 +13,7 @@ pub mod compress;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod idle;
 pub mod name;
 pub mod node;
 pub mod transform;

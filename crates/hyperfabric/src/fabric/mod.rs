@@ -36,12 +36,12 @@ pub use crate::runtime::PingStats as PingReport;
 
 mod endpoint;
 mod loan;
-mod options;
 
 pub use crate::buffer::{LoanedBuf, Payload};
 pub use endpoint::Endpoint;
 pub use loan::LOAN_SLOT_BYTES;
-pub use options::*;
+// The send options and reports live below the runtime that reads them (no import circle).
+pub use crate::runtime::options::*;
 
 /// Chooses which node of a fabric file this process runs, and what it does with what it receives.
 pub struct FabricBuilder {

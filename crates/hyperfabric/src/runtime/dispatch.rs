@@ -221,7 +221,7 @@ impl NodeInner {
         self.stats
             .transfers_received
             .fetch_add(1, Ordering::Relaxed);
-        self.incoming.deliver(super::Message {
+        self.deliver(super::Message {
             source: conn.peer.clone(),
             transfer_id: h.transfer_id,
             data_type: h.data_type,
@@ -253,7 +253,7 @@ impl NodeInner {
                     .transfers_received
                     .fetch_add(1, Ordering::Relaxed);
                 match done {
-                    Completed::Deliver(msg) => self.incoming.deliver(msg),
+                    Completed::Deliver(msg) => self.deliver(msg),
                     Completed::Stored(path) => {
                         tracing::info!(peer = %conn.peer, bytes = h.aux, "stored transfer {:#x} at {}", h.transfer_id, path.display())
                     }

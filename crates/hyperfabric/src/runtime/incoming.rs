@@ -502,15 +502,14 @@ impl IncomingTable {
         })
     }
 
-    pub(super) fn deliver(&self, msg: Message) {
-        // A thread waiting in `recv` that read the ring itself takes the message directly.
-        let Some(msg) = super::drive::offer_to_driver(msg) else {
-            return;
-        };
+    /// Queues a message for `recv` (the node's `deliver` decides it goes here rather than
+    /// straight to a driving receiver). `receiving`: the calling thread is the application's
+    /// receiver itself, which must not wait for room it would make.
+    pub(super) fn enqueue(&self, msg: Message, receiving: bool) {
         // Waits while this peer has its share unread (backpressure on it alone; never on a
         // thread that is itself the application's receiver, which would wait for itself).
         let (src, bytes) = unread_key(&msg);
-        if super::drive::is_receiving() {
+        if receiving {
             self.unread.reserve_now(src, bytes);
         } else if !self.unread.reserve(src, bytes) {
             return; // the node is stopping

@@ -21,6 +21,8 @@ mod crc;
 
 pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
 pub use codes::{Refusal, RefusalCode};
+// Names are the vocabulary's (config validates them without the wire); frames carry them.
+pub use crate::name::{node_key, FABRIC_NAME_MAX_BYTES};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
@@ -34,8 +36,6 @@ pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 64;
 /// No frame may ever carry more than this, whatever the configuration says (64 MiB).
 pub const MAX_PAYLOAD_HARD: u32 = 64 << 20;
-/// Longest fabric name (it travels in every hello).
-pub const FABRIC_NAME_MAX_BYTES: usize = 1024;
 /// Largest payload of a handshake frame (Hello, Welcome, Auth, Reject) an acceptor reads
 /// before the peer is authenticated: a fabric name, a node id, a nonce and two 32-byte
 /// fields fit; a header announcing more is refused before anything is allocated for it.
@@ -399,17 +399,6 @@ pub fn encode_frame(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Oversize
     v.extend_from_slice(&raw);
     v.extend_from_slice(payload);
     Ok(v)
-}
-
-/// The 64-bit key that stands for a node id in frame headers (FNV-1a of the UTF-8 id).
-/// Configuration validation refuses two ids with the same key.
-pub fn node_key(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in id.as_bytes() {
-        h ^= u64::from(*byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn le_u32(b: &[u8; HEADER_LEN], at: usize) -> u32 {

@@ -5,8 +5,8 @@
 use super::{PendingSend, LEARN_MAX_BYTES};
 use crate::compress::Algorithm;
 use crate::error::Error;
-use crate::fabric::{Hop, SendReport};
 use crate::proto::SendFailure;
+use crate::runtime::options::{Hop, SendReport};
 use crate::transport::TransportKind;
 use crate::wire::RefusalCode;
 use std::sync::atomic::Ordering;

@@ -6,8 +6,9 @@ use super::super::shmframe::{self, LinkKeys};
 use super::super::{Conn, NodeInner};
 use super::Descriptor;
 use crate::buffer::Payload;
-use crate::config::{IdleStrategy, Transform};
-use crate::transport::shm::{self, Consumer, Producer, SlotView, Waiter};
+use crate::config::Transform;
+use crate::idle::{self, Backoff, Step};
+use crate::transport::shm::{Consumer, Producer, SlotView, Waiter};
 use crate::wire::{self, flags, FrameKind, Header, HEADER_LEN};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,10 +30,7 @@ pub fn write_frame(
     let (len, compact) = shmframe::plan(raw, payload, keys);
     // Read the clock only once the ring is found full (~20 ns the hot path does not pay).
     let mut started: Option<Instant> = None;
-    let mut backoff = shm::wait::Backoff::new(shm::IdleStrategy::SpinPark {
-        spins: 1000,
-        yields: 1000,
-    });
+    let mut backoff = Backoff::new(idle::FULL_RING);
     loop {
         let slot = p
             .try_reserve(len)
@@ -44,7 +42,7 @@ pub fn write_frame(
             return Ok(());
         }
         // The reader frees space without waking writers: past spinning and yielding, sleep.
-        if backoff.step() == shm::wait::Step::Park {
+        if backoff.step() == Step::Park {
             if !alive() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::BrokenPipe,
@@ -62,21 +60,11 @@ pub fn write_frame(
     }
 }
 
-fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
-    match s {
-        // A reader thread never spins without yielding: with the waiting caller spinning too,
-        // pure spinners outnumber the cores of small machines and time slices (ms) decide.
-        IdleStrategy::BusySpin => shm::IdleStrategy::SpinYield { spins: 200 },
-        IdleStrategy::SpinYield => shm::IdleStrategy::SpinYield { spins: 1000 },
-        IdleStrategy::SpinPark => shm::IdleStrategy::default(),
-    }
-}
-
 /// The reader of a shared-memory link: waits for records without holding the ring, then
 /// takes it and dispatches what is there; ends when the connection dies or the ring is corrupt.
 pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
-    let strategy = ring_strategy(node.tuning.idle_strategy);
-    let lease = super::super::drive::lease_len(node.tuning.idle_strategy);
+    let strategy = node.tuning.idle_strategy.ring_reader();
+    let lease = node.tuning.idle_strategy.reader_lease();
     let mut scratch = Vec::new();
     let why = loop {
         if !conn.is_alive() {
