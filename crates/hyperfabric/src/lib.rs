@@ -3,6 +3,9 @@
 //!
 //! Layers (see the README's Layout section): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
+//! `docs/architecture.md` in the repository draws the layers, a frame's way from
+//! [`Fabric::send`] to the far [`Fabric::recv`], which module takes which decision (route,
+//! compression, zone, refusal, retransmission) and what is not yet in a sans-IO core.
 #![deny(unsafe_code)]
 
 pub mod alert;
@@ -14,6 +17,7 @@ pub mod compress;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod idle;
 pub mod name;
 pub mod node;
 pub mod transform;

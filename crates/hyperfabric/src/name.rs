@@ -1,12 +1,28 @@
 //! `NodeName`: a node id shared, not copied. Every received message names its source, and a
 //! `String` per message would be an allocation per message; the connection holds the name
-//! once and each message takes a reference-counted handle to it.
+//! once and each message takes a reference-counted handle to it. Beside it, the names' limits
+//! and the 64-bit node key that stands for an id in frame headers (the vocabulary config
+//! validates and the wire carries).
 
 use serde::Serialize;
 use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+
+/// Longest fabric name (it travels in every hello).
+pub const FABRIC_NAME_MAX_BYTES: usize = 1024;
+
+/// The 64-bit key that stands for a node id in frame headers (FNV-1a of the UTF-8 id).
+/// Configuration validation refuses two ids with the same key.
+pub fn node_key(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.as_bytes() {
+        h ^= u64::from(*byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 /// A node id, cheap to clone. Derefs to `str` and compares with `str`, `&str` and `String`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+/// Largest CPU number a set may name (the size of the kernel's `cpu_set_t`).
+pub const CPU_MAX: usize = libc::CPU_SETSIZE as usize - 1;
+
 /// Longest node id we accept, in bytes (ids travel in handshakes and logs).
 pub const NODE_ID_MAX_BYTES: usize = 256;
 /// Smallest and largest MTU a node may declare (IPv4 minimum .. IP maximum).
@@ -170,10 +173,10 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, crate::Error> {
                 .map_err(|_| bad("expected numbers like 0,1 or 0-3"))
         };
         let (lo, hi) = (num(lo)?, num(hi)?);
-        if lo > hi || hi > crate::sys::CPU_MAX {
+        if lo > hi || hi > CPU_MAX {
             return Err(bad(&format!(
                 "range {lo}-{hi} is empty or above {}",
-                crate::sys::CPU_MAX
+                CPU_MAX
             )));
         }
         cpus.extend(lo..=hi);

@@ -1,4 +1,4 @@
-//! Properties of wire format v1 (`docs/wire.md`): round trips, refusal of corruption and
+//! Properties of the wire format (`docs/wire.md`): round trips, refusal of corruption and
 //! truncation, no panic on any input, and the doc's worked example kept honest.
 
 use hyperfabric::wire::{
@@ -240,8 +240,12 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(11, 1), Err(DecodeError::ReservedNotZero));
     assert_eq!(with(63, 1), Err(DecodeError::ReservedNotZero));
     assert_eq!(
-        with(4, 2),
-        Err(DecodeError::UnsupportedVersion { found: 2 })
+        with(4, 1),
+        Err(DecodeError::UnsupportedVersion { found: 1 })
+    );
+    assert_eq!(
+        with(4, 3),
+        Err(DecodeError::UnsupportedVersion { found: 3 })
     );
 }
 
@@ -370,6 +374,7 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
     let nack = Header {
         flags: flags::FATAL,
         transfer_id: 42,
+        aux: hyperfabric::wire::RefusalCode::StoreFailed.wire_code(),
         ..Header::new(FrameKind::Nack)
     };
     let resend = Header {

@@ -12,65 +12,7 @@ use std::time::Duration;
 /// Longest response head we read (status line and headers).
 const HEAD_MAX: usize = 16 * 1024;
 
-/// `http://host[:port][/path]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-    /// `https://`: TLS, server verified.
-    pub tls: bool,
-}
-
-impl HttpUrl {
-    pub fn parse(url: &str) -> std::result::Result<HttpUrl, String> {
-        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-            (Some(rest), _) => (rest, false),
-            (_, Some(rest)) => (rest, true),
-            _ => {
-                return Err(format!(
-                    "\"{url}\": webhooks must be http:// or https:// URLs"
-                ))
-            }
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        // `[v6]:port` and `[v6]` keep their brackets until the port is split off.
-        let split = if authority.starts_with('[') {
-            authority
-                .rsplit_once("]:")
-                .map(|(h, p)| (&authority[..h.len() + 1], p))
-        } else {
-            authority.rsplit_once(':')
-        };
-        let (host, port) = match split {
-            Some((h, p)) => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("\"{url}\": bad port \"{p}\""))?;
-                (h, port)
-            }
-            None => (authority, if tls { 443 } else { 80 }),
-        };
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
-            return Err(format!("\"{url}\": bad host \"{host}\""));
-        }
-        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("\"{url}\": the path must not contain spaces"));
-        }
-        Ok(HttpUrl {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-            path: path.to_owned(),
-            tls,
-        })
-    }
-}
+pub use crate::config::HttpUrl;
 
 /// POSTs `body` as JSON; returns the status code (2xx) or an error naming the failure.
 pub fn post_json(url: &str, body: &[u8], timeout: Duration) -> Result<u16> {

@@ -9,60 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// The relay used when the endpoint names none.
-pub const DEFAULT_RELAY: &str = "127.0.0.1:25";
+pub use crate::config::{EmailTarget, DEFAULT_RELAY, RECIPIENTS_MAX};
 /// Longest reply line we read, and most lines in one (multi-line) reply.
 const REPLY_LINE_MAX: usize = 1024;
 const REPLY_LINES_MAX: usize = 64;
-/// Most recipients one endpoint may list.
-pub const RECIPIENTS_MAX: usize = 16;
-
-/// A checked `email:` endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmailTarget {
-    pub to: Vec<String>,
-    pub relay: String,
-}
-
-impl EmailTarget {
-    /// Parses what follows `email:`.
-    pub fn parse(spec: &str) -> std::result::Result<EmailTarget, String> {
-        let (to, relay) = match spec.split_once("?via=") {
-            Some((to, relay)) => (to, relay.to_string()),
-            None => (spec, DEFAULT_RELAY.to_string()),
-        };
-        let to: Vec<String> = to.split(',').map(|s| s.trim().to_string()).collect();
-        let bad = to.iter().find(|a| !plausible_address(a));
-        if let Some(a) = bad {
-            return Err(format!(
-                "`email:` recipient \"{a}\" is not an address like ops@example.com"
-            ));
-        }
-        if to.len() > RECIPIENTS_MAX {
-            return Err(format!(
-                "`email:` lists {} recipients (at most {RECIPIENTS_MAX})",
-                to.len()
-            ));
-        }
-        if relay
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
-            return Err(format!("`email:` relay \"{relay}\" is not HOST:PORT"));
-        }
-        Ok(EmailTarget { to, relay })
-    }
-}
-
-/// One `@`, something on both sides, nothing that could break an SMTP command line.
-fn plausible_address(a: &str) -> bool {
-    let ok_chars = a
-        .chars()
-        .all(|c| c.is_ascii_graphic() && !"<>,;\"".contains(c));
-    matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'))
-        && ok_chars
-}
 
 /// Sends one message with `subject` and `body` (plain text) to every recipient of `t`.
 pub fn send(t: &EmailTarget, subject: &str, body: &str, timeout: Duration) -> Result<()> {

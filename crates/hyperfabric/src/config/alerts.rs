@@ -53,13 +53,13 @@ impl std::str::FromStr for Endpoint {
             return Ok(Endpoint::Log);
         }
         if let Some(url) = s.strip_prefix("webhook:") {
-            crate::alert::http::HttpUrl::parse(url)?;
+            super::HttpUrl::parse(url)?;
             return Ok(Endpoint::Webhook {
                 url: url.to_owned(),
             });
         }
         if let Some(spec) = s.strip_prefix("email:") {
-            crate::alert::smtp::EmailTarget::parse(spec)?;
+            super::EmailTarget::parse(spec)?;
             return Ok(Endpoint::Email {
                 spec: spec.to_owned(),
             });

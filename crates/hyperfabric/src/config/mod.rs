@@ -14,20 +14,21 @@ mod profile;
 mod raw;
 mod render;
 mod security;
+mod targets;
 mod validate;
 
 pub use alerts::{AlertsConfig, Endpoint, EscalationTier};
 pub use policy::{
-    Compression, DataTypePolicy, Transform, CACHE_MISS_REASON, DEFAULT_TOPK_FRACTION,
-    PARAM_CACHE_BYTES,
+    Compression, DataTypePolicy, Transform, DEFAULT_TOPK_FRACTION, PARAM_CACHE_BYTES,
 };
 pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning};
 pub use render::nodes_table;
 pub use security::SecurityConfig;
+pub use targets::{EmailTarget, HttpUrl, DEFAULT_RELAY, RECIPIENTS_MAX};
 
 use crate::error::Error;
+use crate::name::node_key;
 use crate::node::NodeSignature;
-use crate::wire::node_key;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@
 //! policy of its data type. Transforms are documented per kind on [`Transform`].
 
 use crate::compress::Algorithm;
+pub use crate::transform::Transform;
 use crate::types::{DataType, Priority};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,10 +23,6 @@ use std::str::FromStr;
 /// Capacity of the parameter cache, the same at both ends (the sender's index of what the
 /// destination holds and the destination's cache per source must agree).
 pub const PARAM_CACHE_BYTES: usize = 256 << 20;
-
-/// The start of the refusal reason a destination gives when a parameter-cache plan
-/// references chunks it does not hold; the sender then resends literally, once.
-pub const CACHE_MISS_REASON: &str = "parameter cache miss";
 
 /// Default share of gradient entries sent by the top-k transform.
 pub const DEFAULT_TOPK_FRACTION: f64 = 0.01;
@@ -100,93 +97,6 @@ impl FromStr for Compression {
                     format!("unknown compression `{s}` (expected off, auto, lz4, zstd or snappy)")
                 }),
         }
-    }
-}
-
-/// An opt-in payload transform, applied to a whole transfer before chunking. **The
-/// destination receives the transformed form** ([`crate::Message::transform`] says which);
-/// the application decodes it with [`crate::transform`], except `cache`, which the
-/// destination resolves itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transform {
-    #[default]
-    None,
-    /// Lossy: gradient top-k sparsification, error feedback kept at the sender
-    /// (decode with [`crate::transform::TopK::decode`]).
-    TopK,
-    /// Lossy: IEEE half precision (decode with [`crate::transform::dequantize`]).
-    Fp16,
-    /// Lossy: bfloat16 (decode with [`crate::transform::dequantize`]).
-    Bf16,
-    /// Lossy: int8 with a scale per block (decode with [`crate::transform::dequantize`]).
-    Int8,
-    /// Lossless: content-addressed parameter caching; chunks the destination already holds
-    /// are not sent again. The destination's `recv` returns the full bytes.
-    Cache,
-}
-
-impl Transform {
-    pub const ALL: [Transform; 6] = [
-        Transform::None,
-        Transform::TopK,
-        Transform::Fp16,
-        Transform::Bf16,
-        Transform::Int8,
-        Transform::Cache,
-    ];
-
-    /// The code carried in the frame flags (`wire::flags::TRANSFORM_MASK`).
-    pub fn wire_code(self) -> u8 {
-        match self {
-            Transform::None => 0,
-            Transform::TopK => 1,
-            Transform::Fp16 => 2,
-            Transform::Bf16 => 3,
-            Transform::Int8 => 4,
-            Transform::Cache => 5,
-        }
-    }
-
-    pub fn from_wire_code(code: u8) -> Option<Transform> {
-        Transform::ALL.into_iter().find(|t| t.wire_code() == code)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transform::None => "none",
-            Transform::TopK => "topk",
-            Transform::Fp16 => "fp16",
-            Transform::Bf16 => "bf16",
-            Transform::Int8 => "int8",
-            Transform::Cache => "cache",
-        }
-    }
-
-    /// True for the transforms that lose precision.
-    pub fn is_lossy(self) -> bool {
-        matches!(
-            self,
-            Transform::TopK | Transform::Fp16 | Transform::Bf16 | Transform::Int8
-        )
-    }
-}
-
-impl fmt::Display for Transform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Transform {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Transform::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| {
-                format!("unknown transform `{s}` (expected none, topk, fp16, bf16, int8 or cache)")
-            })
     }
 }
 
@@ -301,7 +211,6 @@ mod tests {
         assert!("gzip".parse::<Compression>().is_err());
         for t in Transform::ALL {
             assert_eq!(t.name().parse::<Transform>(), Ok(t));
-            assert_eq!(Transform::from_wire_code(t.wire_code()), Some(t));
         }
         assert_eq!(Compression::from(true), Compression::Fixed(Algorithm::Lz4));
         assert_eq!(Compression::from(false), Compression::Off);

@@ -1,6 +1,7 @@
 //! Tuning profiles: the two named starting points (`high_throughput`, `low_latency`) and the
 //! limits every tuning must respect, whatever the file overrides.
 
+pub use crate::idle::IdleStrategy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -61,15 +62,6 @@ impl FromStr for ProfileName {
                 format!("unknown profile \"{s}\" (expected one of: high_throughput, low_latency)")
             })
     }
-}
-
-/// How an idle data-plane thread waits for work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdleStrategy {
-    BusySpin,
-    SpinYield,
-    SpinPark,
 }
 
 /// What a store directory does when a received file's name is taken (`on_conflict`).

@@ -4,10 +4,10 @@
 use super::raw::{RawFabric, RawFile, RawLink, RawMetadata, RawNode, RawZone};
 use super::{FabricConfig, Isolation, LinkConfig, NodeConfig, ProfileName, Tuning, ZoneConfig};
 use crate::error::Error;
+use crate::name::node_key;
 use crate::node::{
     HardwareType, NodeMetadata, NodeSignature, SchedPolicy, DEFAULT_QPU_COHERENCE_US,
 };
-use crate::wire::node_key;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
@@ -22,13 +22,13 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
             "the fabric needs a non-empty name".into(),
         ));
     }
-    if name.len() > crate::wire::FABRIC_NAME_MAX_BYTES {
+    if name.len() > crate::name::FABRIC_NAME_MAX_BYTES {
         return Err(err(
             "fabric.name".into(),
             format!(
                 "the name has {} bytes (at most {}: it travels in every hello)",
                 name.len(),
-                crate::wire::FABRIC_NAME_MAX_BYTES
+                crate::name::FABRIC_NAME_MAX_BYTES
             ),
         ));
     }

@@ -5,9 +5,9 @@
 use super::{Fabric, SendOptions, SendReport};
 use crate::buffer::{LoanMem, LoanedBuf};
 use crate::error::{Error, Result};
+use crate::idle::{Backoff, Step, FREE_SLOT};
 use crate::runtime::{Conn, Lane, PendingSend, SendSource};
-use crate::transport::shm::wait::{Backoff, Step};
-use crate::transport::shm::{IdleStrategy, LinkPools};
+use crate::transport::shm::LinkPools;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,10 +101,7 @@ fn take_slot(
     pools: &Arc<LinkPools>,
     deadline: Instant,
 ) -> std::result::Result<crate::transport::shm::SlotMut, TakeError> {
-    let mut backoff = Backoff::new(IdleStrategy::SpinPark {
-        spins: 100,
-        yields: 900,
-    });
+    let mut backoff = Backoff::new(FREE_SLOT);
     loop {
         match pools.tx.lock().try_take() {
             Ok(Some(slot)) => return Ok(slot),

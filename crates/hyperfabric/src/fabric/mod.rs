@@ -12,7 +12,7 @@
 pub use crate::config::{Compression, DataTypePolicy, Transform};
 
 use crate::config::effective::EffectiveConfig;
-use crate::config::{FabricConfig, NodeConfig, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
+use crate::config::{FabricConfig, NodeConfig, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::route::{Router, Strategy, Topology};
 use crate::runtime::placement;
@@ -22,6 +22,7 @@ use crate::runtime::{
 };
 use crate::transform::{cache::encode_plan, quantize, Quantization, SentIndex, TopK};
 use crate::types::DataType;
+use crate::wire::RefusalCode;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,12 +37,12 @@ pub use crate::runtime::PingStats as PingReport;
 mod endpoint;
 mod loan;
 mod members;
-mod options;
 
 pub use crate::buffer::{LoanedBuf, Payload};
 pub use endpoint::Endpoint;
 pub use loan::LOAN_SLOT_BYTES;
-pub use options::*;
+// The send options and reports live below the runtime that reads them (no import circle).
+pub use crate::runtime::options::*;
 
 /// Chooses which node of a fabric file this process runs, and what it does with what it receives.
 pub struct FabricBuilder {
@@ -268,24 +269,25 @@ impl Fabric {
             let mut o = opts.clone();
             o.transform = Transform::Cache;
             o.bytes_saved = saved;
-            let result = self
-                .begin(dst, SendSource::Bytes(&payload), o)
-                .and_then(PendingSend::wait);
+            let result = match self.begin(dst, SendSource::Bytes(&payload), o) {
+                Ok(pending) => pending.wait_coded(),
+                Err(e) => Err(e.into()),
+            };
             match result {
                 Ok(report) => return Ok(report),
-                Err(e) => {
+                Err(failed) => {
                     // The destination's cache is unknown now: start over, literally.
                     self.sent_index.lock().remove(dst);
-                    let miss = matches!(&e, Error::Rejected { reason } if reason.contains(CACHE_MISS_REASON));
+                    let miss = failed.refusal == Some(RefusalCode::CacheMiss);
                     if !(miss && attempt == 0) {
-                        return Err(e);
+                        return Err(failed.error);
                     }
                     tracing::info!("`{dst}` lacks cached parameter chunks: resending literally");
                 }
             }
         }
         Err(Error::Rejected {
-            reason: format!("{dst}: {CACHE_MISS_REASON}"),
+            reason: format!("{dst}: {}", RefusalCode::CacheMiss),
         })
     }
 
@@ -351,8 +353,10 @@ impl Fabric {
     pub(crate) fn plan(&self, dst: &str, opts: SendOptions) -> Result<SendPlan> {
         let generation = self.generation.load(Ordering::Acquire);
         let peer = self.inner.peer_by_id(dst)?;
-        if let Err(reason) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
-            return Err(Error::Rejected { reason });
+        if let Err(why) = self.inner.zones.check(self.inner.my_key, peer.key, &[]) {
+            return Err(Error::Rejected {
+                reason: why.to_string(),
+            });
         }
         let policy = self.policy(opts.data_type);
         let mut opts = opts.with_policy(&policy);

@@ -9,13 +9,14 @@ mod link;
 mod process;
 pub mod prometheus;
 mod registry;
+mod snapshot;
 
 pub use link::{LatencyHistogram, LinkCounters, BUCKETS_SECONDS, PRIORITIES};
 pub use process::{kb_field, parse_stat, ProcessMetrics};
 pub use registry::{Registry, MAX_REPLY_BYTES, MIN_REPLY_INTERVAL_MS};
 
-use crate::runtime::StatsSnapshot;
 use serde::{Deserialize, Serialize};
+pub use snapshot::StatsSnapshot;
 
 /// Latency figures of one kind on one link (nanoseconds unless named otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

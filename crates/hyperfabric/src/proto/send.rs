@@ -6,6 +6,7 @@
 //! Time is always an argument; nothing here reads a clock.
 
 use super::Chunk;
+use crate::wire::Refusal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,8 @@ pub struct SendParams {
 /// Why a transfer ended without delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendFailure {
-    /// The destination refused it, with its reason.
-    Rejected(String),
+    /// The destination (or a relay for it) refused it: its code and text.
+    Refused(Refusal),
     /// No progress for the stall timeout, or retransmissions exhausted.
     TimedOut {
         retransmits: u32,
@@ -194,9 +195,9 @@ impl OutgoingTransfer {
     }
 
     /// The destination refused the transfer for good.
-    pub fn on_refused(&mut self, reason: String) {
+    pub fn on_refused(&mut self, refusal: Refusal) {
         if self.state == SendState::Sending {
-            self.state = SendState::Failed(SendFailure::Rejected(reason));
+            self.state = SendState::Failed(SendFailure::Refused(refusal));
         }
     }
 
@@ -383,11 +384,9 @@ mod tests {
                 Chunk { offset: 20, len: 5 }
             ]
         );
-        t.on_refused("disk full".into());
-        assert_eq!(
-            t.state(),
-            &SendState::Failed(SendFailure::Rejected("disk full".into()))
-        );
+        let full = Refusal::new(crate::wire::RefusalCode::StoreFailed, "disk full");
+        t.on_refused(full.clone());
+        assert_eq!(t.state(), &SendState::Failed(SendFailure::Refused(full)));
     }
 
     #[test]

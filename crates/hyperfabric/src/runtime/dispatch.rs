@@ -4,8 +4,9 @@ use super::incoming::{refusal, Completed, Entry, Outcome};
 use super::{Conn, Lane, NodeInner};
 use crate::compress::{self, Algorithm};
 use crate::config::Transform;
+use crate::error::{Fault, PeerMisbehaved};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
-use crate::wire::{flags, FrameKind, Header};
+use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,14 +17,14 @@ pub const MAX_HOPS: u8 = 16;
 
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
-    /// `Err(reason)` ends it as a protocol violation.
+    /// `Err(fault)` ends it as the peer's protocol violation.
     pub(super) fn dispatch(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         h: &Header,
         payload: &[u8],
         scratch: &mut Vec<u8>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Fault> {
         if h.dst != self.my_key && h.kind.is_routed() {
             self.forward(conn, h, payload);
             return Ok(true);
@@ -48,7 +49,7 @@ impl NodeInner {
                 if self.outgoing.belongs_to(h.transfer_id, h.src) {
                     let fatal = h
                         .has(flags::FATAL)
-                        .then(|| String::from_utf8_lossy(payload).into_owned());
+                        .then(|| Refusal::from_nack(h.aux, payload));
                     self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
                 }
             }
@@ -73,7 +74,7 @@ impl NodeInner {
             | FrameKind::ShmOffer
             | FrameKind::ShmAccept
             | FrameKind::Auth => {
-                return Err(format!("unexpected {:?} after the handshake", h.kind));
+                return Err(PeerMisbehaved::UnexpectedKind { kind: h.kind }.into());
             }
         }
         Ok(true)
@@ -87,7 +88,7 @@ impl NodeInner {
         match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
             Ok(Some(e)) => e.lock().name = Some(String::from_utf8_lossy(payload).into_owned()),
             Ok(None) => {}
-            Err(reason) => self.refuse(conn, h, &reason),
+            Err(refusal) => self.refuse(conn, h, &refusal),
         }
     }
 
@@ -96,7 +97,7 @@ impl NodeInner {
     fn answer_ended(&self, conn: &Conn, h: &Header) -> bool {
         match self.incoming.outcome((h.src, h.transfer_id)) {
             Some(Outcome::Delivered) => self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux)),
-            Some(Outcome::Refused(reason)) => self.refuse(conn, h, &reason),
+            Some(Outcome::Refused(refusal)) => self.refuse(conn, h, &refusal),
             None => return false,
         }
         true
@@ -108,13 +109,10 @@ impl NodeInner {
         h: &Header,
         payload: &[u8],
         scratch: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Fault> {
         if h.dst != self.my_key {
-            self.refuse(
-                conn,
-                h,
-                "this node is not the destination and does not relay",
-            );
+            let why = "this node is not the destination and does not relay";
+            self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
             return Ok(());
         }
         let key = (h.src, h.transfer_id);
@@ -126,11 +124,13 @@ impl NodeInner {
             return Ok(());
         }
         if let Err(why) = self.zones.check(h.src, self.my_key, &[]) {
-            self.refuse_routed(conn, h, &format!("rejected at the destination: {why}"));
+            let why = format!("rejected at the destination: {why}");
+            self.refuse_routed(conn, h, &Refusal::new(RefusalCode::ZoneDenied, why));
             return Ok(());
         }
         let Some(transform) = Transform::from_wire_code(flags::transform(h.flags)) else {
-            self.refuse(conn, h, "unknown transform code in the frame flags");
+            let why = "unknown transform code in the frame flags";
+            self.refuse(conn, h, &Refusal::new(RefusalCode::BadFrame, why));
             return Ok(());
         };
         let bytes = match flags::compression(h.flags) {
@@ -155,8 +155,8 @@ impl NodeInner {
                 self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
                 return Ok(());
             }
-            Err(reason) => {
-                self.refuse(conn, h, &reason);
+            Err(refusal) => {
+                self.refuse(conn, h, &refusal);
                 return Ok(());
             }
         };
@@ -186,14 +186,14 @@ impl NodeInner {
             Err(err) => Err(refusal(err)),
             Ok(Verdict::Store { .. }) => e.write_at(h.offset, bytes).map_err(|err| {
                 tracing::warn!(peer = %conn.peer, "cannot store transfer {:#x}: {err}", h.transfer_id);
-                format!("cannot store: {err}")
+                Refusal::new(RefusalCode::StoreFailed, format!("cannot store: {err}"))
             }),
             Ok(Verdict::Duplicate) => Ok(()),
         };
-        if let Err(reason) = stored {
-            self.incoming.abandon(key, &mut e, &reason);
+        if let Err(refusal) = stored {
+            self.incoming.abandon(key, &mut e, &refusal);
             drop(e);
-            return self.refuse(conn, h, &reason);
+            return self.refuse(conn, h, &refusal);
         }
         // A named transfer completes with its name: a lost Meta comes again with the
         // sender's next retransmission round (and its duplicate chunk brings us back here).
@@ -221,7 +221,7 @@ impl NodeInner {
         self.stats
             .transfers_received
             .fetch_add(1, Ordering::Relaxed);
-        self.incoming.deliver(super::Message {
+        self.deliver(super::Message {
             source: conn.peer.clone(),
             transfer_id: h.transfer_id,
             data_type: h.data_type,
@@ -253,18 +253,18 @@ impl NodeInner {
                     .transfers_received
                     .fetch_add(1, Ordering::Relaxed);
                 match done {
-                    Completed::Deliver(msg) => self.incoming.deliver(msg),
+                    Completed::Deliver(msg) => self.deliver(msg),
                     Completed::Stored(path) => {
                         tracing::info!(peer = %conn.peer, bytes = h.aux, "stored transfer {:#x} at {}", h.transfer_id, path.display())
                     }
                     Completed::Dropped => {}
                 }
             }
-            Err(reason) => {
-                tracing::warn!(peer = %conn.peer, "transfer {:#x} failed at completion: {reason}", h.transfer_id);
-                self.incoming.abandon(key, &mut e, &reason);
+            Err(refusal) => {
+                tracing::warn!(peer = %conn.peer, "transfer {:#x} failed at completion: {refusal}", h.transfer_id);
+                self.incoming.abandon(key, &mut e, &refusal);
                 drop(e);
-                self.refuse(conn, h, &reason);
+                self.refuse(conn, h, &refusal);
             }
         }
     }
@@ -276,11 +276,11 @@ impl NodeInner {
         code: u8,
         payload: &[u8],
         scratch: &'s mut Vec<u8>,
-    ) -> Result<&'s [u8], String> {
-        let alg = Algorithm::from_wire_code(code)
-            .ok_or_else(|| format!("unknown compression code {code}"))?;
+    ) -> Result<&'s [u8], PeerMisbehaved> {
+        let alg =
+            Algorithm::from_wire_code(code).ok_or(PeerMisbehaved::UnknownCompression { code })?;
         compress::decompress_into(alg, payload, scratch, self.limits.max_payload as usize)
-            .map_err(|e| format!("bad compressed chunk: {e}"))?;
+            .map_err(|e| PeerMisbehaved::BadCompressedChunk { why: e.to_string() })?;
         Ok(&scratch[..])
     }
 
@@ -305,32 +305,35 @@ impl NodeInner {
     /// Relays a frame towards its destination, chunk by chunk (cut-through: nothing is
     /// reassembled here). The hop count bounds loops; the destination acknowledges end to end.
     fn forward(self: &Arc<Self>, from: &Conn, h: &Header, payload: &[u8]) {
-        let refuse = |why: &str| {
+        let refuse = |code: RefusalCode, why: String| {
             if matches!(h.kind, FrameKind::Data | FrameKind::Meta) {
-                self.refuse_routed(from, h, why);
+                self.refuse_routed(from, h, &Refusal::new(code, why));
             } else {
                 tracing::debug!(kind = ?h.kind, "dropping a frame that cannot be relayed: {why}");
             }
         };
         if let Err(why) = self.zones.check(h.src, h.dst, &[self.my_key]) {
-            return refuse(&format!("rejected at relay `{}`: {why}", self.me));
+            let why = format!("rejected at relay `{}`: {why}", self.me);
+            return refuse(RefusalCode::ZoneDenied, why);
         }
         if h.hops >= MAX_HOPS {
-            return refuse(&format!(
+            let why = format!(
                 "hop limit of {MAX_HOPS} reached at `{}` (routing loop?)",
                 self.me
-            ));
+            );
+            return refuse(RefusalCode::RoutingLoop, why);
         }
         let now = Instant::now();
         let next = match self.next_hop(h.dst, now) {
             Ok(p) if p.key == from.peer_key && p.key != h.dst => {
-                return refuse(&format!(
-                    "`{}` would send the frame back where it came from",
-                    self.me
-                ))
+                let why = format!("`{}` would send the frame back where it came from", self.me);
+                return refuse(RefusalCode::RoutingLoop, why);
             }
             Ok(p) => p,
-            Err(e) => return refuse(&format!("relay `{}`: {e}", self.me)),
+            Err(e) => {
+                let why = format!("relay `{}`: {e}", self.me);
+                return refuse(RefusalCode::NextHopUnreachable, why);
+            }
         };
         let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
         let lane = Lane::of(h.priority, self.tuning.qos_enabled);
@@ -342,10 +345,8 @@ impl NodeInner {
             let conn = match self.connection_to(&next, lane, deadline) {
                 Ok(c) => c,
                 Err(e) => {
-                    return refuse(&format!(
-                        "relay `{}` cannot reach `{}`: {e}",
-                        self.me, next.id
-                    ))
+                    let why = format!("relay `{}` cannot reach `{}`: {e}", self.me, next.id);
+                    return refuse(RefusalCode::NextHopUnreachable, why);
                 }
             };
             match conn.send(&out, payload) {
@@ -357,7 +358,8 @@ impl NodeInner {
                     return;
                 }
                 Err(e) if retry => {
-                    return refuse(&format!("relay `{}` lost `{}`: {e}", self.me, next.id))
+                    let why = format!("relay `{}` lost `{}`: {e}", self.me, next.id);
+                    return refuse(RefusalCode::NextHopUnreachable, why);
                 }
                 Err(e) => tracing::debug!(next = %next.id, "forwarding failed, redialing: {e}"),
             }
@@ -365,8 +367,8 @@ impl NodeInner {
     }
 
     /// Refuses a transfer that arrived through relays: the Nack travels back by routing.
-    fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, reason: &str) {
-        tracing::warn!(peer = %via.peer, "refusing transfer {:#x}: {reason}", h.transfer_id);
+    fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, refusal: &Refusal) {
+        tracing::warn!(peer = %via.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
         // Sent on behalf of the destination (the sender only listens to it for this transfer),
         // marked as relayed; the reason names this node.
         let mut n = Header::new(FrameKind::Nack);
@@ -375,6 +377,7 @@ impl NodeInner {
         n.hops = 1;
         n.transfer_id = h.transfer_id;
         n.flags = flags::FATAL;
+        n.aux = refusal.code.wire_code();
         let back = if h.src == via.peer_key {
             None
         } else {
@@ -382,17 +385,21 @@ impl NodeInner {
                 .ok()
                 .and_then(|p| self.live_conn(p.key, Lane::of(h.priority, self.tuning.qos_enabled)))
         };
-        let _ = back.as_deref().unwrap_or(via).send(&n, reason.as_bytes());
+        let _ = back
+            .as_deref()
+            .unwrap_or(via)
+            .send(&n, refusal.reason.as_bytes());
     }
 
     /// Tells the sender that this transfer is refused for good.
-    fn refuse(&self, conn: &Conn, h: &Header, reason: &str) {
-        tracing::warn!(peer = %conn.peer, "refusing transfer {:#x}: {reason}", h.transfer_id);
+    fn refuse(&self, conn: &Conn, h: &Header, refusal: &Refusal) {
+        tracing::warn!(peer = %conn.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
         let mut n = Header::new(FrameKind::Nack);
         n.src = self.my_key;
         n.dst = h.src;
         n.transfer_id = h.transfer_id;
         n.flags = flags::FATAL;
-        let _ = conn.send(&n, reason.as_bytes());
+        n.aux = refusal.code.wire_code();
+        let _ = conn.send(&n, refusal.reason.as_bytes());
     }
 }

@@ -6,12 +6,12 @@
 //! While it drives, the caller holds the link's [`Lease`], which sends the reader thread to
 //! sleep: on a small machine the two would otherwise take turns on one core, and every
 //! message would cost a wake-up of the reader (futex) and then of the caller (condvar). The
-//! lease runs out by itself one to two [`lease_len`] after the caller's last poll; a caller that gave up
+//! lease runs out by itself one to two
+//! [`crate::idle::IdleStrategy::reader_lease`] after the caller's last poll; a caller that gave up
 //! waiting (nothing came within [`DRIVE_SPIN`]) hands it back at once, so the reader thread
 //! takes over and parks on the ring as usual (an idle node still costs no CPU).
 
 use super::{shmlink, Conn, Message, NodeInner};
-use crate::config::IdleStrategy;
 use parking_lot::{Condvar, Mutex};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +21,6 @@ use std::time::{Duration, Instant};
 /// How long a caller polls with nothing arriving before it gives the link back to the reader
 /// thread and sleeps (the gap between messages of a stream is shorter).
 pub const DRIVE_SPIN: Duration = Duration::from_micros(200);
-
-/// How long the reader thread stays away after a caller's last poll.
-pub fn lease_len(strategy: IdleStrategy) -> Duration {
-    match strategy {
-        // An idle high-throughput node must not spin: its reader sleeps through the lease.
-        IdleStrategy::SpinPark => Duration::from_millis(1),
-        // Low-latency nodes: frames the caller leaves behind wait for the reader only briefly.
-        IdleStrategy::SpinYield | IdleStrategy::BusySpin => Duration::from_micros(100),
-    }
-}
 
 /// Who reads a shared-memory link right now: a caller holding the lease, or the reader thread.
 #[derive(Default)]
@@ -130,6 +120,16 @@ thread_local! {
 
 fn stashed() -> bool {
     STASH.with(|s| s.borrow().is_some())
+}
+
+impl NodeInner {
+    /// Hands a received message to the application: to the thread waiting in `recv` when
+    /// that thread read the ring itself, else to the receive queue.
+    pub(super) fn deliver(&self, msg: Message) {
+        if let Some(msg) = offer_to_driver(msg) {
+            self.incoming.enqueue(msg, is_receiving());
+        }
+    }
 }
 
 /// True on a thread that is the application's receiver, driving links itself.

@@ -4,11 +4,12 @@
 use super::open::{transfer_ledger, Ledger, Unread};
 use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
-use crate::config::{Transform, Tuning, CACHE_MISS_REASON, PARAM_CACHE_BYTES};
+use crate::config::{Transform, Tuning, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::{IncomingTransfer, RecvError, RecvParams};
 use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
 use crate::types::{DataType, Priority};
+use crate::wire::{Refusal, RefusalCode};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -108,8 +109,8 @@ impl OpenTransfers {
 pub(super) enum Outcome {
     /// Stored or delivered: `Ack FINAL`.
     Delivered,
-    /// Refused for good: `Nack FATAL` with this reason (again, should the first be lost).
-    Refused(String),
+    /// Refused for good: `Nack FATAL` with this refusal (again, should the first be lost).
+    Refused(Refusal),
 }
 
 /// Ended transfers, as a map for lookups and a queue for forgetting the oldest.
@@ -226,7 +227,7 @@ impl IncomingTable {
         total: u64,
         dt: DataType,
         prio: Priority,
-    ) -> Result<Option<Arc<Mutex<Entry>>>, String> {
+    ) -> Result<Option<Arc<Mutex<Entry>>>, Refusal> {
         let mut open = self.open.lock();
         if let Some(e) = open.map.get(&key) {
             let e = Arc::clone(e);
@@ -240,14 +241,21 @@ impl IncomingTable {
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
-        let proto = IncomingTransfer::new(total, self.params).map_err(|e| e.to_string())?;
+        let proto = IncomingTransfer::new(total, self.params).map_err(refusal)?;
         let reserved = match self.sink {
             Sink::Memory => total,
             _ => 0,
         };
         if open.ledger.check(key.0, reserved).is_err() {
             self.sweep(&mut open);
-            open.ledger.check(key.0, reserved)?;
+            open.ledger.check(key.0, reserved).map_err(|o| {
+                let code = if o.is_count() {
+                    RefusalCode::TooManyTransfers
+                } else {
+                    RefusalCode::Quota
+                };
+                Refusal::new(code, o.to_string())
+            })?;
         }
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
@@ -262,7 +270,12 @@ impl IncomingTable {
                     .create(true)
                     .truncate(true)
                     .open(&tmp)
-                    .map_err(|e| format!("cannot store: creating {}: {e}", tmp.display()))?;
+                    .map_err(|e| {
+                        Refusal::new(
+                            RefusalCode::StoreFailed,
+                            format!("cannot store: creating {}: {e}", tmp.display()),
+                        )
+                    })?;
                 Store::File { tmp, file }
             }
         };
@@ -329,11 +342,11 @@ impl IncomingTable {
     }
 
     /// Refuses transfer `e` (locked by the caller) for good: its temporary file goes, and
-    /// late frames of it are refused with `reason` again.
-    pub(super) fn abandon(&self, key: TransferKey, e: &mut Entry, reason: &str) {
+    /// late frames of it are refused with `refusal` again.
+    pub(super) fn abandon(&self, key: TransferKey, e: &mut Entry, refusal: &Refusal) {
         remove_tmp(&e.store);
         e.store = Store::Nowhere;
-        self.close(key, e, Outcome::Refused(reason.to_owned()));
+        self.close(key, e, Outcome::Refused(refusal.clone()));
     }
 
     /// Ends transfer `e` (locked by the caller): out of `open`, into `done` with `outcome`,
@@ -387,7 +400,7 @@ impl IncomingTable {
         key: TransferKey,
         source: crate::NodeName,
         e: &mut Entry,
-    ) -> Result<Completed, String> {
+    ) -> Result<Completed, Refusal> {
         match std::mem::replace(&mut e.store, Store::Nowhere) {
             Store::Nowhere => Ok(Completed::Dropped),
             Store::Memory(v) => Ok(self.message(key, source, e, Payload::Owned(v))),
@@ -395,7 +408,12 @@ impl IncomingTable {
             Store::File { tmp, file } => {
                 let dir = match &self.sink {
                     Sink::Store(d) => d.clone(),
-                    _ => return Err("internal: file store without a directory".into()),
+                    _ => {
+                        return Err(Refusal::new(
+                            RefusalCode::StoreFailed,
+                            "internal: file store without a directory",
+                        ))
+                    }
                 };
                 let name = e
                     .name
@@ -406,7 +424,10 @@ impl IncomingTable {
                 let target = store::finish_file(&file, total, &tmp, &dir, &name, self.on_conflict)
                     .map_err(|err| {
                         let _ = std::fs::remove_file(&tmp);
-                        format!("cannot store {name}: {err}")
+                        Refusal::new(
+                            RefusalCode::StoreFailed,
+                            format!("cannot store {name}: {err}"),
+                        )
                     })?;
                 self.journal_done(key);
                 Ok(Completed::Stored(target))
@@ -440,7 +461,7 @@ impl IncomingTable {
         src: u64,
         transform: Transform,
         done: Completed,
-    ) -> Result<Completed, String> {
+    ) -> Result<Completed, Refusal> {
         let Completed::Deliver(mut msg) = done else {
             return Ok(done);
         };
@@ -452,38 +473,43 @@ impl IncomingTable {
     }
 
     /// `payload` = plan length (u32 LE), the encoded plan, the literal chunks in plan order.
-    fn resolve_cached(&self, src: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
+    fn resolve_cached(&self, src: u64, payload: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let bad = |why: String| Refusal::new(RefusalCode::BadFrame, why);
         let (len, rest) = payload
             .split_first_chunk::<4>()
-            .ok_or("parameter-cache transfer without its plan")?;
+            .ok_or_else(|| bad("parameter-cache transfer without its plan".into()))?;
         let len = u32::from_le_bytes(*len) as usize;
         if len > rest.len() {
-            return Err("parameter-cache plan longer than the transfer".into());
+            return Err(bad("parameter-cache plan longer than the transfer".into()));
         }
         let (plan, literals) = rest.split_at(len);
         let plan = decode_plan(plan, self.params.max_transfer_bytes as usize)
-            .map_err(|e| format!("bad parameter-cache plan: {e}"))?;
+            .map_err(|e| bad(format!("bad parameter-cache plan: {e}")))?;
         let mut caches = self.caches.lock();
         let cache = caches
             .entry(src)
             .or_insert_with(|| ChunkCache::new(PARAM_CACHE_BYTES));
         cache.resolve(&plan, literals).map_err(|e| match e {
-            TransformError::MissingChunks { missing } => {
-                format!("{CACHE_MISS_REASON}: {} chunk(s) not held", missing.len())
-            }
-            e => format!("bad parameter-cache transfer: {e}"),
+            TransformError::MissingChunks { missing } => Refusal::new(
+                RefusalCode::CacheMiss,
+                format!(
+                    "{}: {} chunk(s) not held",
+                    RefusalCode::CacheMiss,
+                    missing.len()
+                ),
+            ),
+            e => bad(format!("bad parameter-cache transfer: {e}")),
         })
     }
 
-    pub(super) fn deliver(&self, msg: Message) {
-        // A thread waiting in `recv` that read the ring itself takes the message directly.
-        let Some(msg) = super::drive::offer_to_driver(msg) else {
-            return;
-        };
+    /// Queues a message for `recv` (the node's `deliver` decides it goes here rather than
+    /// straight to a driving receiver). `receiving`: the calling thread is the application's
+    /// receiver itself, which must not wait for room it would make.
+    pub(super) fn enqueue(&self, msg: Message, receiving: bool) {
         // Waits while this peer has its share unread (backpressure on it alone; never on a
         // thread that is itself the application's receiver, which would wait for itself).
         let (src, bytes) = unread_key(&msg);
-        if super::drive::is_receiving() {
+        if receiving {
             self.unread.reserve_now(src, bytes);
         } else if !self.unread.reserve(src, bytes) {
             return; // the node is stopping
@@ -603,9 +629,13 @@ fn remove_tmp(store: &Store) {
     }
 }
 
-/// Turns a refusal of the protocol into the reason sent back to the sender.
-pub(super) fn refusal(e: RecvError) -> String {
-    e.to_string()
+/// Turns a refusal of the protocol into the refusal sent back to the sender.
+pub(super) fn refusal(e: RecvError) -> Refusal {
+    let code = match e {
+        RecvError::TooLarge { .. } | RecvError::TooFragmented { .. } => RefusalCode::Quota,
+        RecvError::OutOfBounds { .. } | RecvError::LengthChanged { .. } => RefusalCode::BadFrame,
+    };
+    Refusal::new(code, e.to_string())
 }
 
 #[cfg(test)]
@@ -643,8 +673,9 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("x.bin")).unwrap(), b"abcd");
         // A refused transfer answers every late frame with its refusal.
         let entry = open((1, 2)).unwrap().unwrap();
-        table.abandon((1, 2), &mut entry.lock(), "disk full");
-        assert_eq!(open((1, 2)).err().as_deref(), Some("disk full"));
+        let full = Refusal::new(RefusalCode::StoreFailed, "disk full");
+        table.abandon((1, 2), &mut entry.lock(), &full);
+        assert_eq!(open((1, 2)).err(), Some(full));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

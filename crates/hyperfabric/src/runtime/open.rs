@@ -46,6 +46,49 @@ pub struct Load {
     pub bytes: u64,
 }
 
+/// Which limit of a [`Ledger`] an addition would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// The peer has `max` items already.
+    PeerCount { max: usize },
+    /// The node has `max` items already.
+    NodeCount { max: usize },
+    /// The peer holds `held` bytes, at most `max`.
+    PeerBytes { held: u64, max: u64 },
+    /// The node holds `held` bytes, at most `max`.
+    NodeBytes { held: u64, max: u64 },
+}
+
+impl Overload {
+    /// A count limit (too many items) rather than a byte limit.
+    pub fn is_count(self) -> bool {
+        matches!(
+            self,
+            Overload::PeerCount { .. } | Overload::NodeCount { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for Overload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overload::PeerCount { max } => {
+                write!(f, "too many open transfers from this peer ({max})")
+            }
+            Overload::NodeCount { max } => write!(f, "too many open transfers ({max})"),
+            Overload::PeerBytes { held, max } => {
+                write!(
+                    f,
+                    "this peer holds {held} bytes in reassembly (at most {max})"
+                )
+            }
+            Overload::NodeBytes { held, max } => {
+                write!(f, "{held} bytes in reassembly on this node (at most {max})")
+            }
+        }
+    }
+}
+
 /// Counts per peer and in total, with a limit on each.
 #[derive(Debug)]
 pub struct Ledger<K> {
@@ -68,28 +111,29 @@ impl<K: Hash + Eq + Copy> Ledger<K> {
     /// Why `peer` may not add `bytes` more now, if it may not. A peer holding nothing may
     /// always add one item within the per-peer byte limit's reach (so one large message is
     /// never refused for good).
-    pub fn check(&self, peer: K, bytes: u64) -> Result<(), String> {
+    pub fn check(&self, peer: K, bytes: u64) -> Result<(), Overload> {
         let mine = self.per_peer.get(&peer).copied().unwrap_or_default();
         if mine.count >= self.peer_max.count {
-            return Err(format!(
-                "too many open transfers from this peer ({})",
-                self.peer_max.count
-            ));
+            return Err(Overload::PeerCount {
+                max: self.peer_max.count,
+            });
         }
         if self.total.count >= self.node_max.count {
-            return Err(format!("too many open transfers ({})", self.node_max.count));
+            return Err(Overload::NodeCount {
+                max: self.node_max.count,
+            });
         }
         if mine.count > 0 && mine.bytes.saturating_add(bytes) > self.peer_max.bytes {
-            return Err(format!(
-                "this peer holds {} bytes in reassembly (at most {})",
-                mine.bytes, self.peer_max.bytes
-            ));
+            return Err(Overload::PeerBytes {
+                held: mine.bytes,
+                max: self.peer_max.bytes,
+            });
         }
         if self.total.count > 0 && self.total.bytes.saturating_add(bytes) > self.node_max.bytes {
-            return Err(format!(
-                "{} bytes in reassembly on this node (at most {})",
-                self.total.bytes, self.node_max.bytes
-            ));
+            return Err(Overload::NodeBytes {
+                held: self.total.bytes,
+                max: self.node_max.bytes,
+            });
         }
         Ok(())
     }
@@ -208,7 +252,13 @@ mod tests {
             l.add(1, 10);
         }
         let why = l.check(1, 10).unwrap_err();
-        assert!(why.contains("from this peer"), "{why}");
+        assert_eq!(
+            why,
+            Overload::PeerCount {
+                max: MAX_OPEN_TRANSFERS_PER_PEER
+            }
+        );
+        assert!(why.to_string().contains("from this peer"), "{why}");
         l.check(2, 10).expect("another peer still gets in");
         l.remove(1, 10);
         l.check(1, 10).expect("room again after one ended");
@@ -220,7 +270,11 @@ mod tests {
         let mut l = transfer_ledger();
         l.check(1, MAX_REASSEMBLY_BYTES_PER_PEER).unwrap();
         l.add(1, MAX_REASSEMBLY_BYTES_PER_PEER);
-        assert!(l.check(1, 1).unwrap_err().contains("reassembly"));
+        assert!(l
+            .check(1, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("reassembly"));
         l.check(2, MAX_REASSEMBLY_BYTES_PER_PEER).unwrap();
     }
 

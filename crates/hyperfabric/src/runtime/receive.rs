@@ -71,7 +71,7 @@ fn on_frame(
         true
     } else {
         node.dispatch(conn, &h, payload, scratch)
-            .map_err(violation)?
+            .map_err(|fault| End::Violation(fault.into()))?
     };
     node.stats.frames_received.fetch_add(1, Ordering::Relaxed);
     conn.link.on_received(HEADER_LEN + payload.len());

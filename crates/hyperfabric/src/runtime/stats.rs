@@ -4,10 +4,8 @@
 use super::{Conn, Lane, NodeInner, Peer};
 use crate::error::{Error, Result};
 use crate::metrics::{NodeMetrics, ProcessMetrics, QueueDepths, Registry, MAX_REPLY_BYTES};
-use crate::transport::fault::FaultCounters;
 use crate::types::Priority;
 use crate::wire::{DecodeError, FrameKind};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,48 +33,7 @@ pub struct NodeStats {
     pub shm_pool_slots: AtomicU64,
 }
 
-/// A point-in-time copy of [`NodeStats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StatsSnapshot {
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub frames_sent: u64,
-    pub frames_received: u64,
-    pub transfers_sent: u64,
-    pub transfers_received: u64,
-    pub transfers_failed: u64,
-    pub retransmitted_bytes: u64,
-    pub connections_accepted: u64,
-    pub connections_rejected: u64,
-    pub protocol_errors: u64,
-    pub frames_forwarded: u64,
-    pub bytes_forwarded: u64,
-    pub corrupt_frames_dropped: u64,
-    pub open_connections: usize,
-    /// Fault injection (tests): frames this node dropped, corrupted, delayed, and
-    /// connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.
-    pub faults_dropped: u64,
-    pub faults_corrupted: u64,
-    pub faults_cut: u64,
-    pub faults_delayed: u64,
-    /// Slots of the shared-memory pool this node lends from on its newest link (0: none);
-    /// `buffer_pool_buffers` on links this node dialed, the dialer's on links it accepted.
-    #[serde(default)]
-    pub shm_pool_slots: u64,
-}
-
-impl StatsSnapshot {
-    /// Adds the fault injector's counters.
-    pub fn with_faults(mut self, c: &FaultCounters) -> StatsSnapshot {
-        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        self.faults_dropped = r(&c.dropped);
-        self.faults_corrupted = r(&c.corrupted);
-        self.faults_cut = r(&c.cut);
-        self.faults_delayed = r(&c.delayed);
-        self
-    }
-}
+pub use crate::metrics::StatsSnapshot;
 
 impl NodeStats {
     pub fn snapshot(&self, open_connections: usize) -> StatsSnapshot {

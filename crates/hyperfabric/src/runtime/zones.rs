@@ -5,6 +5,7 @@
 //! still prefer to stay inside; that is the router's business, not a refusal).
 
 use crate::config::{FabricConfig, Isolation};
+use crate::error::ZoneDenial;
 use crate::wire::node_key;
 use std::collections::HashMap;
 
@@ -41,7 +42,7 @@ impl Zones {
     }
 
     /// Why a transfer from `src` to `dst` through `via` (relays, may be empty) is refused.
-    pub fn check(&self, src: u64, dst: u64, via: &[u64]) -> Result<(), String> {
+    pub fn check(&self, src: u64, dst: u64, via: &[u64]) -> Result<(), ZoneDenial> {
         let (zs, zd) = (self.zone(src), self.zone(dst));
         let same = |a: Option<&(String, Isolation)>, b: Option<&(String, Isolation)>| {
             a.map(|z| &z.0) == b.map(|z| &z.0)
@@ -51,19 +52,15 @@ impl Zones {
             z.map_or("(no zone)".to_owned(), |z| format!("`{}`", z.0))
         };
         if !same(zs, zd) && (hard(zs) || hard(zd)) {
-            return Err(format!(
-                "zone {} is hard-isolated from zone {}",
-                name(if hard(zs) { zs } else { zd }),
-                name(if hard(zs) { zd } else { zs })
-            ));
+            return Err(ZoneDenial::HardIsolated {
+                isolated: name(if hard(zs) { zs } else { zd }),
+                other: name(if hard(zs) { zd } else { zs }),
+            });
         }
         for &r in via {
             let zr = self.zone(r);
             if hard(zr) && !same(zr, zs) {
-                return Err(format!(
-                    "transit through hard-isolated zone {} is not allowed",
-                    name(zr)
-                ));
+                return Err(ZoneDenial::Transit { zone: name(zr) });
             }
         }
         Ok(())
@@ -93,15 +90,16 @@ mod tests {
         let k = node_key;
         assert!(z.check(k("q1"), k("q2"), &[]).is_ok());
         assert!(z.check(k("g1"), k("g2"), &[]).is_ok());
-        assert!(z
-            .check(k("g1"), k("q1"), &[])
-            .unwrap_err()
-            .contains("hard-isolated"));
+        assert_eq!(
+            z.check(k("g1"), k("q1"), &[]),
+            Err(ZoneDenial::HardIsolated {
+                isolated: "`quantum`".into(),
+                other: "`compute`".into()
+            })
+        );
         assert!(z.check(k("q1"), k("g1"), &[]).is_err());
-        assert!(z
-            .check(k("g1"), k("g2"), &[k("q1")])
-            .unwrap_err()
-            .contains("transit"));
+        let transit = z.check(k("g1"), k("g2"), &[k("q1")]).unwrap_err();
+        assert!(transit.to_string().contains("transit"), "{transit}");
         assert!(z.check(k("q1"), k("q2"), &[k("q2")]).is_ok());
         assert!(
             z.check(k("x"), k("g1"), &[]).is_ok(),

@@ -8,8 +8,7 @@ use std::io;
 pub mod memory;
 pub mod sched;
 
-/// Largest CPU number a set may name (the size of the kernel's `cpu_set_t`).
-pub const CPU_MAX: usize = libc::CPU_SETSIZE as usize - 1;
+pub use crate::node::CPU_MAX;
 
 /// The CPUs the calling thread may run on.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {

@@ -11,11 +11,13 @@
 //! indices and oversized claims are a [`TransformError`], never a panic.
 
 pub mod cache;
+mod kind;
 mod lru;
 pub mod quantize;
 pub mod topk;
 
 pub use cache::{ChunkCache, ChunkId, Plan, PlanEntry, SentIndex};
+pub use kind::Transform;
 pub use quantize::{dequantize, quantize, Quantization};
 pub use topk::TopK;
 

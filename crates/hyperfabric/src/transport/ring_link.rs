@@ -4,10 +4,11 @@
 //! Setting a link up (segments, offer and accept over TCP) is `runtime::shmlink`.
 
 use super::link::{self, Frame, LinkRx, LinkTx, RecvError, Sent};
-use super::shm::{self, Consumer, Producer, Waiter};
+use super::shm::{Consumer, Producer, Waiter};
 use super::shmframe::{self, LinkKeys};
 use super::TransportKind;
 use crate::wire::{self, HEADER_LEN};
+use crate::idle::{self, Backoff, Step};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -70,10 +71,7 @@ fn write_frame(
     let (len, compact) = shmframe::plan(raw, payload, keys);
     // Read the clock only once the ring is found full (~20 ns the hot path does not pay).
     let mut started: Option<Instant> = None;
-    let mut backoff = shm::wait::Backoff::new(shm::IdleStrategy::SpinPark {
-        spins: 1000,
-        yields: 1000,
-    });
+    let mut backoff = Backoff::new(idle::FULL_RING);
     loop {
         let slot = p
             .try_reserve(len)
@@ -85,7 +83,7 @@ fn write_frame(
             return Ok(());
         }
         // The reader frees space without waking writers: past spinning and yielding, sleep.
-        if backoff.step() == shm::wait::Step::Park {
+        if backoff.step() == Step::Park {
             if !alive() {
                 return Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,

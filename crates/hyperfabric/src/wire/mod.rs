@@ -1,4 +1,4 @@
-//! Wire format v1: a fixed 64-byte little-endian header followed by the payload.
+//! Wire format v2: a fixed 64-byte little-endian header followed by the payload.
 //!
 //! Pure code: no IO, no allocation in the decoder, no panics on any input. The layout is
 //! documented, with the meaning of each field per frame kind, in `docs/wire.md`.
@@ -16,23 +16,26 @@
 //! The CRC32C covers header bytes 0..56 and 60..64, then the payload.
 
 mod body;
+pub mod codes;
 mod crc;
 
 pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
+pub use codes::{Refusal, RefusalCode};
+// Names are the vocabulary's (config validates them without the wire); frames carry them.
+pub use crate::name::{node_key, FABRIC_NAME_MAX_BYTES};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
 
 /// `b"HFAB"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HFAB");
-/// The version this build speaks and accepts.
-pub const VERSION: u8 = 1;
+/// The version this build speaks and accepts. 2: a `Nack FATAL` carries a refusal code in
+/// `aux` (see [`codes`]); v1 peers sent only a text and are refused at the first frame.
+pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// No frame may ever carry more than this, whatever the configuration says (64 MiB).
 pub const MAX_PAYLOAD_HARD: u32 = 64 << 20;
-/// Longest fabric name (it travels in every hello).
-pub const FABRIC_NAME_MAX_BYTES: usize = 1024;
 /// Largest payload of a handshake frame (Hello, Welcome, Auth, Reject) an acceptor reads
 /// before the peer is authenticated: a fabric name, a node id, a nonce and two 32-byte
 /// fields fit; a header announcing more is refused before anything is allocated for it.
@@ -54,7 +57,7 @@ impl Default for Limits {
     }
 }
 
-/// Frame kinds of wire v1. Codes are stable.
+/// Frame kinds of the wire format. Codes are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
@@ -72,7 +75,7 @@ pub enum FrameKind {
     /// with `flags::FINAL` the transfer is complete and verified.
     Ack = 6,
     /// The destination asks for `aux` bytes at `offset` again, or with `flags::FATAL` refuses
-    /// the transfer (payload = UTF-8 reason).
+    /// the transfer: `aux` = [`RefusalCode`], payload = optional UTF-8 text.
     Nack = 7,
     /// Latency probe: `transfer_id` = sequence number, `aux` = sender's opaque timestamp.
     Ping = 8,
@@ -396,17 +399,6 @@ pub fn encode_frame(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Oversize
     v.extend_from_slice(&raw);
     v.extend_from_slice(payload);
     Ok(v)
-}
-
-/// The 64-bit key that stands for a node id in frame headers (FNV-1a of the UTF-8 id).
-/// Configuration validation refuses two ids with the same key.
-pub fn node_key(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in id.as_bytes() {
-        h ^= u64::from(*byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn le_u32(b: &[u8; HEADER_LEN], at: usize) -> u32 {

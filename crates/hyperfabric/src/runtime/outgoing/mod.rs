@@ -6,6 +6,7 @@ mod paths;
 mod report;
 
 pub use report::Completion;
+pub(crate) use report::SendFailed;
 
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
@@ -14,9 +15,9 @@ use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::fabric::{SendOptions, SendReport};
 use crate::proto::{AckInfo, OutgoingTransfer, SendParams, SendState};
-use crate::wire::{flags, FrameKind, Header};
+use crate::runtime::options::{SendOptions, SendReport};
+use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::fs::File;
@@ -136,11 +137,11 @@ impl OutgoingTable {
         }
     }
 
-    pub(super) fn on_nack(&self, id: u64, offset: u64, len: u64, fatal: Option<String>) {
+    pub(super) fn on_nack(&self, id: u64, offset: u64, len: u64, fatal: Option<Refusal>) {
         if let Some(slot) = self.map.lock().get(&id).cloned() {
             let mut st = slot.state.lock();
             match fatal {
-                Some(reason) => st.on_refused(reason),
+                Some(refusal) => st.on_refused(refusal),
                 None => st.on_nack(offset, len, Instant::now()),
             }
             drop(st);
@@ -212,9 +213,10 @@ impl OutgoingTable {
 
     pub(super) fn fail_all(&self) {
         for slot in self.map.lock().values() {
+            let why = "the local node is shutting down";
             slot.state
                 .lock()
-                .on_refused("the local node is shutting down".into());
+                .on_refused(Refusal::new(RefusalCode::ShuttingDown, why));
             slot.wake();
         }
     }
@@ -487,7 +489,13 @@ impl<'a> PendingSend<'a> {
     }
 
     /// Drives the transfer until the destination acknowledged every byte, or it failed.
-    pub fn wait(mut self) -> Result<SendReport> {
+    pub fn wait(self) -> Result<SendReport> {
+        self.wait_coded().map_err(|f| f.error)
+    }
+
+    /// As [`PendingSend::wait`], keeping the destination's refusal code when it refused
+    /// (for decisions such as resending after a parameter-cache miss).
+    pub(crate) fn wait_coded(mut self) -> std::result::Result<SendReport, SendFailed> {
         let retransmitted = self.run_to_end()?;
         Ok(self.report(retransmitted))
     }
@@ -495,13 +503,13 @@ impl<'a> PendingSend<'a> {
     /// As [`PendingSend::wait`], returning only the [`Completion`] figures: no path, hop or
     /// node names are copied, so a stream that does not read them allocates nothing here.
     pub fn finish(mut self) -> Result<Completion> {
-        let retransmitted = self.run_to_end()?;
+        let retransmitted = self.run_to_end().map_err(|f| f.error)?;
         Ok(self.complete(retransmitted))
     }
 
     /// Drives the transfer until the destination acknowledged everything (the bytes it had
     /// to send again) or it failed.
-    fn run_to_end(&mut self) -> Result<u64> {
+    fn run_to_end(&mut self) -> std::result::Result<u64, SendFailed> {
         loop {
             self.pump()?;
             let next_timeout = {

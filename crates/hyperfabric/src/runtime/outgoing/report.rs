@@ -5,14 +5,15 @@
 use super::{PendingSend, LEARN_MAX_BYTES};
 use crate::compress::Algorithm;
 use crate::error::Error;
-use crate::fabric::{Hop, SendReport};
 use crate::proto::SendFailure;
+use crate::runtime::options::{Hop, SendReport};
 use crate::transport::TransportKind;
+use crate::wire::RefusalCode;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl PendingSend<'_> {
-    pub(super) fn failure(&self, f: SendFailure) -> Error {
+    pub(super) fn failure(&self, f: SendFailure) -> SendFailed {
         self.node
             .stats
             .transfers_failed
@@ -21,10 +22,15 @@ impl PendingSend<'_> {
             .metrics
             .link(self.peer.key, &self.peer.id)
             .on_transfer_failed();
-        match f {
-            SendFailure::Rejected(reason) => Error::Rejected {
-                reason: format!("{}: {reason}", self.peer.id),
-            },
+        let error = match f {
+            SendFailure::Refused(refusal) => {
+                return SendFailed {
+                    error: Error::Rejected {
+                        reason: format!("{}: {refusal}", self.peer.id),
+                    },
+                    refusal: Some(refusal.code),
+                }
+            }
             SendFailure::TimedOut {
                 retransmits,
                 stalled_for,
@@ -35,7 +41,8 @@ impl PendingSend<'_> {
                 ),
                 after: stalled_for,
             },
-        }
+        };
+        error.into()
     }
 
     /// Counts a delivered transfer (node and link counters, the predictor) and returns its
@@ -130,4 +137,21 @@ pub struct Completion {
     pub latency: std::time::Duration,
     /// Bytes sent again after a loss.
     pub retransmitted_bytes: u64,
+}
+
+/// A failed send: the error its caller gets and, when the destination refused it, the
+/// refusal code (decisions match on the code, never on the text).
+#[derive(Debug)]
+pub(crate) struct SendFailed {
+    pub error: Error,
+    pub refusal: Option<RefusalCode>,
+}
+
+impl From<Error> for SendFailed {
+    fn from(error: Error) -> SendFailed {
+        SendFailed {
+            error,
+            refusal: None,
+        }
+    }
 }

@@ -6,9 +6,9 @@ use super::super::receive::{self, End};
 use super::super::{Conn, NodeInner};
 use super::Descriptor;
 use crate::buffer::Payload;
-use crate::config::{IdleStrategy, Transform};
+use crate::config::Transform;
 use crate::transport::ring_link::ShmRx;
-use crate::transport::shm::{self, SlotView, Waiter};
+use crate::transport::shm::{SlotView, Waiter};
 use crate::wire::{flags, Header, HEADER_LEN};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,21 +17,11 @@ use std::time::{Duration, Instant};
 /// The reader checks the connection's liveness at least this often.
 const LIVENESS_POLL: Duration = Duration::from_millis(100);
 
-fn ring_strategy(s: IdleStrategy) -> shm::IdleStrategy {
-    match s {
-        // A reader thread never spins without yielding: with the waiting caller spinning too,
-        // pure spinners outnumber the cores of small machines and time slices (ms) decide.
-        IdleStrategy::BusySpin => shm::IdleStrategy::SpinYield { spins: 200 },
-        IdleStrategy::SpinYield => shm::IdleStrategy::SpinYield { spins: 1000 },
-        IdleStrategy::SpinPark => shm::IdleStrategy::default(),
-    }
-}
-
 /// The reader of a shared-memory link: waits for records without holding the ring, then
 /// takes it and dispatches what is there; ends when the connection dies or the ring is corrupt.
 pub fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, waiter: Waiter) {
-    let strategy = ring_strategy(node.tuning.idle_strategy);
-    let lease = super::super::drive::lease_len(node.tuning.idle_strategy);
+    let strategy = node.tuning.idle_strategy.ring_reader();
+    let lease = node.tuning.idle_strategy.reader_lease();
     let mut scratch = Vec::new();
     let why = loop {
         if !conn.is_alive() {
@@ -142,7 +132,7 @@ pub(in crate::runtime) fn on_loaned(
     if !whole {
         h.flags &= !flags::LOANED;
         h.payload_len = view.len() as u32;
-        return node.dispatch(conn, &h, &view, scratch);
+        return Ok(node.dispatch(conn, &h, &view, scratch)?);
     }
     node.stats
         .bytes_received

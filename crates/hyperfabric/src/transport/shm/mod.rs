@@ -19,4 +19,7 @@ pub use ring::{
     Consumer, Producer, ReadSlot, Ring, RingError, Waiter, WriteSlot, RECORD_HEADER_LEN,
 };
 pub use segment::{remove_stale, segment_name, Segment, SegmentError};
-pub use wait::IdleStrategy;
+pub use wait::Schedule;
+/// The former name of [`Schedule`] (how a shared-memory wait spins, yields and parks), kept
+/// for users of this module; the one idle-strategy module is [`crate::idle`].
+pub use wait::Schedule as IdleStrategy;

@@ -1,89 +1,13 @@
-//! Idle strategies (Aeron style) and a process-shared futex.
+//! A process-shared futex, where shared-memory waits park (how they spin and yield first is
+//! [`crate::idle`]'s, re-exported here).
 //!
-//! The consumer idles with [`IdleStrategy`]; when it parks it first raises a `parked` flag in
+//! The consumer idles with a [`Schedule`]; when it parks it first raises a `parked` flag in
 //! the ring header, so the producer only makes a `FUTEX_WAKE` syscall when somebody actually
 //! sleeps: the hot path stays syscall-free.
 
+pub use crate::idle::{Backoff, Schedule, Step};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
-
-/// How a waiting side spends the time between polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleStrategy {
-    /// Poll continuously (`low_latency`): one core per waiting side.
-    BusySpin,
-    /// Spin `spins` polls, then `yield` between polls.
-    SpinYield { spins: u32 },
-    /// Spin `spins` polls, yield `yields` times, then sleep on the futex (`high_throughput`:
-    /// an idle side costs no CPU).
-    SpinPark { spins: u32, yields: u32 },
-}
-
-impl Default for IdleStrategy {
-    fn default() -> Self {
-        IdleStrategy::SpinPark {
-            spins: 1000,
-            yields: 10,
-        }
-    }
-}
-
-/// What [`Backoff::step`] asks the caller to do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Poll again (after a spin hint or a yield, already done).
-    Poll,
-    /// Park on the futex.
-    Park,
-}
-
-/// The state of one wait: counts idle polls and escalates spin -> yield -> park.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    strategy: IdleStrategy,
-    idle: u32,
-}
-
-impl Backoff {
-    pub fn new(strategy: IdleStrategy) -> Self {
-        Backoff { strategy, idle: 0 }
-    }
-
-    /// Work was found: start over with spinning.
-    pub fn reset(&mut self) {
-        self.idle = 0;
-    }
-
-    /// Nothing was found: spin, yield, or tell the caller to park.
-    pub fn step(&mut self) -> Step {
-        self.idle = self.idle.saturating_add(1);
-        match self.strategy {
-            IdleStrategy::BusySpin => {
-                std::hint::spin_loop();
-                Step::Poll
-            }
-            IdleStrategy::SpinYield { spins } => {
-                if self.idle <= spins {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-                Step::Poll
-            }
-            IdleStrategy::SpinPark { spins, yields } => {
-                if self.idle <= spins {
-                    std::hint::spin_loop();
-                    Step::Poll
-                } else if self.idle <= spins.saturating_add(yields) {
-                    std::thread::yield_now();
-                    Step::Poll
-                } else {
-                    Step::Park
-                }
-            }
-        }
-    }
-}
 
 /// Sleeps while `*word == expected`, at most `timeout`. Spurious wake-ups are possible; the
 /// caller re-checks its condition. Process-shared (no `FUTEX_PRIVATE_FLAG`).
@@ -131,24 +55,6 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::Instant;
-
-    #[test]
-    fn backoff_escalates() {
-        let mut b = Backoff::new(IdleStrategy::SpinPark {
-            spins: 2,
-            yields: 1,
-        });
-        assert_eq!(b.step(), Step::Poll);
-        assert_eq!(b.step(), Step::Poll);
-        assert_eq!(b.step(), Step::Poll);
-        assert_eq!(b.step(), Step::Park);
-        b.reset();
-        assert_eq!(b.step(), Step::Poll);
-        let mut s = Backoff::new(IdleStrategy::BusySpin);
-        for _ in 0..10 {
-            assert_eq!(s.step(), Step::Poll);
-        }
-    }
 
     #[test]
     fn futex_wait_returns_on_mismatch_timeout_and_wake() {

@@ -4,7 +4,7 @@
 
 use super::protocol::{ConsumerState, ProducerState};
 use super::{Ring, RingError, PARK_SLICE};
-use crate::transport::shm::wait::{futex_wait, futex_wake, Backoff, IdleStrategy, Step};
+use crate::transport::shm::wait::{futex_wait, futex_wake, Backoff, Schedule, Step};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
@@ -196,7 +196,7 @@ impl Consumer {
     /// raises the `parked` flag so the producer's next publish wakes us.
     pub fn read_wait(
         &mut self,
-        strategy: IdleStrategy,
+        strategy: Schedule,
         timeout: Option<Duration>,
     ) -> Result<Option<ReadSlot<'_>>, RingError> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -266,7 +266,7 @@ impl Waiter {
     /// Waits with `strategy` until [`Waiter::ready`], `deadline`, or `stop()` (checked between
     /// polls, and on every wake-up from a park); parking raises the ring's parked flag so the
     /// producer's next publish wakes us. True when a record is ready.
-    pub fn wait(&self, strategy: IdleStrategy, deadline: Instant, stop: impl Fn() -> bool) -> bool {
+    pub fn wait(&self, strategy: Schedule, deadline: Instant, stop: impl Fn() -> bool) -> bool {
         let mut backoff = Backoff::new(strategy);
         let mut polls: u32 = 0;
         while !self.ready() {

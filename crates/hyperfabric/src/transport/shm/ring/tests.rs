@@ -1,5 +1,5 @@
 use super::*;
-use crate::transport::shm::IdleStrategy;
+use crate::transport::shm::Schedule;
 use rand::{Rng, RngCore, SeedableRng};
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
@@ -160,7 +160,7 @@ fn park_and_wake_across_threads() {
     let h = std::thread::spawn(move || {
         let mut got = 0u32;
         while got < 100 {
-            let strat = IdleStrategy::SpinPark {
+            let strat = Schedule::SpinPark {
                 spins: 10,
                 yields: 1,
             };
@@ -184,7 +184,7 @@ fn read_wait_times_out() {
     let r = ring(256);
     let mut c = r.consumer().unwrap();
     let t = Instant::now();
-    let strat = IdleStrategy::SpinPark {
+    let strat = Schedule::SpinPark {
         spins: 10,
         yields: 1,
     };

@@ -218,11 +218,11 @@ fn waiter_stops_when_told() {
     let c = r.consumer().unwrap();
     let w = c.waiter();
     let far = Instant::now() + std::time::Duration::from_secs(30);
-    assert!(!w.wait(IdleStrategy::default(), far, || true));
+    assert!(!w.wait(Schedule::default(), far, || true));
     // Told to stop while parked: noticed at the next wake-up (a park lasts one slice at most).
     let asked = Instant::now() + std::time::Duration::from_millis(20);
     let started = Instant::now();
-    assert!(!w.wait(IdleStrategy::default(), far, || Instant::now() >= asked));
+    assert!(!w.wait(Schedule::default(), far, || Instant::now() >= asked));
     let took = started.elapsed();
     assert!(took >= std::time::Duration::from_millis(20));
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
@@ -245,7 +245,7 @@ fn waiter_ready_follows_the_header_at_head() {
     assert!(!w.ready());
     assert!(p.try_push(&[2; 3]).unwrap());
     assert!(w.ready());
-    assert!(w.wait(IdleStrategy::BusySpin, Instant::now(), || false));
+    assert!(w.wait(Schedule::BusySpin, Instant::now(), || false));
     // Garbage in `head` (unaligned, beyond the ring) stays inside the record area.
     for head in [3u64, 255, 1 << 40, u64::MAX] {
         r.header().head.0.store(head, Ordering::Relaxed);

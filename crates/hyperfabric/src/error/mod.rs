@@ -1,6 +1,13 @@
 //! The one error type of the library. Variants say who is at fault: the caller's input
 //! (`Config`, `NodeNotFound`, `InvalidArgument`), the peer (`Protocol`, `Rejected`), the
 //! network or time (`Unreachable`, `Timeout`, `ConnectionLost`), or the OS (`Io`).
+//!
+//! Inside the library, functions return a [`Fault`] (peer-caused, refused, local, I/O), which
+//! the public API turns into an [`Error`] where it meets the user.
+
+mod fault;
+
+pub use fault::{Fault, LocalFault, PeerMisbehaved, ZoneDenial};
 
 use crate::wire::DecodeError;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Options of sends and pings, and what a completed send reports.
 
+use super::{PathReport, PathScheduler};
 use crate::compress::Algorithm;
 use crate::config::{Compression, DataTypePolicy, Transform};
-use crate::runtime::{PathReport, PathScheduler};
 use crate::transport::TransportKind;
 use crate::types::{DataType, Priority};
 use serde::Serialize;
