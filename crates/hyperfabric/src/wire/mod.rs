@@ -1,4 +1,4 @@
-//! Wire format v1: a fixed 64-byte little-endian header followed by the payload.
+//! Wire format v2: a fixed 64-byte little-endian header followed by the payload.
 //!
 //! Pure code: no IO, no allocation in the decoder, no panics on any input. The layout is
 //! documented, with the meaning of each field per frame kind, in `docs/wire.md`.
@@ -18,15 +18,18 @@
 mod body;
 mod crc;
 
-pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
+pub use body::{
+    decode_hello, decode_proof, decode_signature, encode_hello, Hello, HelloAuth, HelloIdentity,
+    AUTH_LEN, SIGNATURE_LEN,
+};
 
 use crate::types::{DataType, Priority};
 use std::fmt;
 
 /// `b"HFAB"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HFAB");
-/// The version this build speaks and accepts.
-pub const VERSION: u8 = 1;
+/// The version this build speaks and accepts (2: per-node keys in the hello, `SIGNED`).
+pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// No frame may ever carry more than this, whatever the configuration says (64 MiB).
@@ -142,6 +145,7 @@ impl FrameKind {
 ///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
 ///  bit 7      LOANED       (Data) shared memory only: the payload is a pool descriptor
 ///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
+///  bit 9      SIGNED       (Ack FINAL) the payload starts with the destination's signature
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -165,8 +169,12 @@ pub mod flags {
     /// Data: the transfer has a `Meta` frame (its name); the destination completes it only
     /// once the `Meta` arrived (a lost `Meta` is sent again with the retransmissions).
     pub const NAMED: u16 = 1 << 8;
+    /// Ack FINAL (wire v2): the payload starts with the destination's 64-byte Ed25519
+    /// signature of the acknowledgement (`auth::identity::FinalAck`), then the stored name.
+    pub const SIGNED: u16 = 1 << 9;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED;
+    pub const KNOWN: u16 =
+        FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED | SIGNED;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {
