@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         fabric: "lab",
         me: "gpu-02",
         secret: Some(&key),
+        keys: None,
         challenge: [7; 32],
     };
     let known = |id: &str, src: u64| id == "gpu-01" && src == node_key(id);

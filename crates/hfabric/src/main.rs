@@ -43,7 +43,8 @@ enum Command {
     /// Live dashboard of a whole fabric: latency, bandwidth, loss, CPU, memory, per-link
     /// sparklines and anomalies (q or Ctrl-C quits); --once --json for scripts.
     Monitor(cmd::monitor::Args),
-    /// Write a new fabric secret (32 random bytes, mode 0600) for `[fabric] secret_file`.
+    /// Write a new fabric secret (32 random bytes, mode 0600) for `[fabric] secret_file`
+    /// (--out), or per-node Ed25519 key pairs for `[fabric] node_keys` (--node ID --dir DIR).
     Keygen(cmd::keygen::Args),
 }
 

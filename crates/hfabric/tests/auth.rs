@@ -303,6 +303,7 @@ fn tls_carries_transfers_and_refuses_plain_peers_and_foreign_certificates() {
         node: "node-a".into(),
         nonce: 1,
         auth: None,
+        identity: None,
     };
     s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
         .unwrap();

@@ -23,6 +23,7 @@ fn hello(challenge: Option<[u8; 32]>) -> Vec<u8> {
             challenge,
             proof: None,
         }),
+        identity: None,
     });
     frame(FrameKind::Hello, &body)
 }
@@ -50,6 +51,7 @@ fn handshake_seeds_are_current_and_refused_without_the_key() {
         fabric: "lab",
         me: "gpu-02",
         secret: Some(&key),
+        keys: None,
         challenge: [7; 32],
     };
     let known = |id: &str, src: u64| id == "gpu-01" && src == wire::node_key(id);

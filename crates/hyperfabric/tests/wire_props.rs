@@ -145,7 +145,7 @@ proptest! {
         kind in select(vec![FrameKind::Hello, FrameKind::Welcome]),
     ) {
         prop_assume!(fabric.len() <= 256 && node.len() <= 256);
-        let h = Hello { fabric, node, nonce, auth: None };
+        let h = Hello { fabric, node, nonce, auth: None, identity: None };
         let body = encode_hello(&h);
         prop_assert_eq!(decode_hello(kind, &body), Ok(h.clone()));
         // The body also survives a trip through a whole frame.
@@ -156,7 +156,7 @@ proptest! {
 
     #[test]
     fn long_hello_names_are_cut_to_valid_utf8(name in "\\PC{200,400}", nonce in any::<u64>()) {
-        let h = Hello { fabric: name.clone(), node: name.clone(), nonce, auth: None };
+        let h = Hello { fabric: name.clone(), node: name.clone(), nonce, auth: None, identity: None };
         let got = decode_hello(FrameKind::Hello, &encode_hello(&h)).unwrap();
         prop_assert!(got.node.len() <= MAX_NAME_LEN);
         prop_assert!(name.starts_with(&got.node));
@@ -228,8 +228,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 16), Err(DecodeError::UnknownKind { found: 16 }));
     assert_eq!(
-        with(7, 0x02),
-        Err(DecodeError::UnknownFlags { found: 0x0200 })
+        with(7, 0x04),
+        Err(DecodeError::UnknownFlags { found: 0x0400 })
     );
     assert_eq!(
         with(7, 0x80),
@@ -350,6 +350,7 @@ fn seed_frames() -> Vec<(&'static str, Vec<u8>)> {
         node: "gpu-01".into(),
         nonce: 0x1234_5678,
         auth: None,
+        identity: None,
     };
     let frame = |h: Header, p: &[u8]| encode_frame(&h, p).unwrap();
     let data = Header {
@@ -443,12 +444,14 @@ fn fuzz_seeds_are_current() {
             node: "gpu-01".into(),
             nonce: 7,
             auth: None,
+            identity: None,
         },
         Hello {
             fabric: String::new(),
             node: "ノード".into(),
             nonce: u64::MAX,
             auth: None,
+            identity: None,
         },
         Hello {
             fabric: "lab".into(),
@@ -457,6 +460,17 @@ fn fuzz_seeds_are_current() {
             auth: Some(hyperfabric::wire::HelloAuth {
                 challenge: [0xa5; 32],
                 proof: Some([0x5a; 32]),
+            }),
+            identity: None,
+        },
+        Hello {
+            fabric: "lab".into(),
+            node: "gpu-02".into(),
+            nonce: 10,
+            auth: None,
+            identity: Some(hyperfabric::wire::HelloIdentity {
+                challenge: [0xa5; 32],
+                signature: Some([0x5b; 64]),
             }),
         },
     ];

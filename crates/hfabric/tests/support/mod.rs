@@ -229,6 +229,7 @@ pub fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
         node: node.into(),
         nonce: 1,
         auth: None,
+        identity: None,
     };
     wire::encode_frame(&h, &wire::encode_hello(&hello)).expect("a hello fits in a frame")
 }

@@ -2,14 +2,18 @@
 //! challenge is an argument), so the runtime and the `handshake` fuzz target run the same
 //! decisions. Every refusal is a reason the runtime sends in a `Reject` frame and logs.
 
+use super::identity::NodeKeys;
 use super::{Role, Secret, Transcript};
-use crate::wire::{self, FrameKind, Header, Hello, HelloAuth, AUTH_LEN};
+use crate::wire::{self, FrameKind, Header, Hello, HelloAuth, HelloIdentity, AUTH_LEN};
 
 /// What the acceptor knows before the first frame arrives.
 pub struct Acceptor<'a> {
     pub fabric: &'a str,
     pub me: &'a str,
     pub secret: Option<&'a Secret>,
+    /// Per-node keys (`node_keys`; never together with `secret`): the dialer must sign with
+    /// the private key of the id it claims.
+    pub keys: Option<&'a NodeKeys>,
     /// The challenge this acceptor sends (fresh random bytes per connection).
     pub challenge: [u8; AUTH_LEN],
 }
@@ -57,37 +61,86 @@ impl Acceptor<'_> {
             ));
         }
         let peer = hello.node;
-        let theirs = match (self.secret, &hello.auth) {
-            (None, None) => None,
-            (Some(_), None) => return Err(format!(
-                "node `{peer}` sent no proof of the fabric secret (secret_file is set here; is it set on `{peer}`?)"
+        let theirs = match self.keys {
+            Some(keys) => self.their_identity(&peer, &hello.auth, &hello.identity, keys)?,
+            None if hello.identity.is_some() => return Err(format!(
+                "node `{peer}` proves a per-node key but this node has none (node_keys is not set here)"
             )),
-            (None, Some(_)) => return Err(format!(
-                "node `{peer}` offers a fabric secret but this node has none (secret_file is not set here)"
-            )),
-            (Some(_), Some(HelloAuth { proof: Some(_), .. })) => {
-                return Err("a hello must not carry a proof".into())
+            None => self.their_secret(&peer, &hello.auth)?,
+        };
+        let (mut auth, mut identity) = (None, None);
+        if let Some(theirs) = &theirs {
+            let t = self.transcript(&peer, theirs);
+            if let Some(keys) = self.keys {
+                identity = Some(HelloIdentity {
+                    challenge: self.challenge,
+                    signature: Some(keys.prove(Role::Acceptor, &t)),
+                });
+            } else if let Some(s) = self.secret {
+                auth = Some(HelloAuth {
+                    challenge: self.challenge,
+                    proof: Some(s.prove(Role::Acceptor, &t)),
+                });
             }
-            (Some(_), Some(a)) => Some(a.challenge),
-        };
-        let auth = match (self.secret, &theirs) {
-            (Some(s), Some(theirs)) => Some(HelloAuth {
-                challenge: self.challenge,
-                proof: Some(s.prove(Role::Acceptor, &self.transcript(&peer, theirs))),
-            }),
-            _ => None,
-        };
+        }
         let welcome = wire::encode_hello(&Hello {
             fabric: self.fabric.to_owned(),
             node: self.me.to_owned(),
             nonce: hello.nonce,
             auth,
+            identity,
         });
         Ok(Greeted {
             peer,
             welcome,
             awaiting_proof: theirs,
         })
+    }
+
+    /// The dialer's challenge when this node holds a shared secret (or none).
+    fn their_secret(
+        &self,
+        peer: &str,
+        auth: &Option<HelloAuth>,
+    ) -> Result<Option<[u8; AUTH_LEN]>, String> {
+        match (self.secret, auth) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(format!(
+                "node `{peer}` sent no proof of the fabric secret (secret_file is set here; is it set on `{peer}`?)"
+            )),
+            (None, Some(_)) => Err(format!(
+                "node `{peer}` offers a fabric secret but this node has none (secret_file is not set here)"
+            )),
+            (Some(_), Some(HelloAuth { proof: Some(_), .. })) => {
+                Err("a hello must not carry a proof".into())
+            }
+            (Some(_), Some(a)) => Ok(Some(a.challenge)),
+        }
+    }
+
+    /// The dialer's challenge when this node uses per-node keys.
+    fn their_identity(
+        &self,
+        peer: &str,
+        auth: &Option<HelloAuth>,
+        identity: &Option<HelloIdentity>,
+        keys: &NodeKeys,
+    ) -> Result<Option<[u8; AUTH_LEN]>, String> {
+        match (auth, identity) {
+            (Some(_), _) => Err(format!(
+                "node `{peer}` proves only a shared fabric secret; this node requires per-node keys (node_keys)"
+            )),
+            (None, None) => Err(format!(
+                "node `{peer}` proves no per-node key (node_keys is set here; is it set on `{peer}`?)"
+            )),
+            (None, Some(HelloIdentity { signature: Some(_), .. })) => {
+                Err("a hello must not carry a signature".into())
+            }
+            (None, Some(_)) if !keys.knows(peer) => {
+                Err(format!("no public key for node `{peer}` here"))
+            }
+            (None, Some(i)) => Ok(Some(i.challenge)),
+        }
     }
 
     /// Checks the frame after the Welcome when a proof is due.
@@ -98,24 +151,35 @@ impl Acceptor<'_> {
         header: &Header,
         body: &[u8],
     ) -> Result<(), String> {
-        let Some(secret) = self.secret else {
-            return Err("no proof is expected without a fabric secret".into());
-        };
+        if self.secret.is_none() && self.keys.is_none() {
+            return Err("no proof is expected without a fabric secret or node keys".into());
+        }
+        let t = self.transcript(peer, their_challenge);
         match header.kind {
-            FrameKind::Auth => {
-                let proof = wire::decode_proof(body).map_err(|e| format!("bad proof: {e}"))?;
-                if secret.verify(
-                    Role::Dialer,
-                    &self.transcript(peer, their_challenge),
-                    &proof,
-                ) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "node `{peer}` sent a wrong proof of the fabric secret (a different secret_file)"
-                    ))
+            FrameKind::Auth => match (self.keys, self.secret) {
+                (Some(keys), _) => {
+                    let sig =
+                        wire::decode_signature(body).map_err(|e| format!("bad signature: {e}"))?;
+                    if keys.verify(peer, Role::Dialer, &t, &sig) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "the connection claims to be node `{peer}` but did not sign with `{peer}`'s key (an impostor, or a stale {peer}.pub)"
+                        ))
+                    }
                 }
-            }
+                (None, Some(secret)) => {
+                    let proof = wire::decode_proof(body).map_err(|e| format!("bad proof: {e}"))?;
+                    if secret.verify(Role::Dialer, &t, &proof) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "node `{peer}` sent a wrong proof of the fabric secret (a different secret_file)"
+                        ))
+                    }
+                }
+                (None, None) => Err("no proof is expected".into()),
+            },
             FrameKind::Reject => Err(format!(
                 "node `{peer}` refused our proof: {}",
                 String::from_utf8_lossy(body)
@@ -168,6 +232,40 @@ pub fn dialer_proof(
     Ok(secret.prove(Role::Dialer, &t))
 }
 
+/// The dialer's check of a Welcome signed with the acceptor's node key: returns the
+/// dialer's signature to send.
+pub fn dialer_signature(
+    keys: &NodeKeys,
+    fabric: &str,
+    me: &str,
+    peer: &str,
+    mine: &[u8; AUTH_LEN],
+    theirs: Option<&HelloIdentity>,
+) -> Result<[u8; wire::SIGNATURE_LEN], String> {
+    let Some(HelloIdentity {
+        challenge,
+        signature: Some(sig),
+    }) = theirs
+    else {
+        return Err(format!(
+            "`{peer}` did not sign with a node key (is node_keys set on it?)"
+        ));
+    };
+    let t = Transcript {
+        fabric,
+        dialer: me,
+        acceptor: peer,
+        dialer_challenge: mine,
+        acceptor_challenge: challenge,
+    };
+    if !keys.verify(peer, Role::Acceptor, &t, sig) {
+        return Err(format!(
+            "the node at this address answered as `{peer}` but did not sign with `{peer}`'s key (an impostor, or a stale {peer}.pub)"
+        ));
+    }
+    Ok(keys.prove(Role::Dialer, &t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +281,7 @@ mod tests {
                 challenge,
                 proof: None,
             }),
+            identity: None,
         });
         (h, body)
     }
@@ -198,6 +297,7 @@ mod tests {
             fabric: "lab",
             me: "b",
             secret: Some(&key),
+            keys: None,
             challenge: [2; 32],
         };
         let (h, body) = hello("a", Some([1; 32]));
@@ -229,6 +329,7 @@ mod tests {
             fabric: "lab",
             me: "b",
             secret: None,
+            keys: None,
             challenge: [0; 32],
         };
         let (h, body) = hello("a", Some([1; 32]));
@@ -251,5 +352,80 @@ mod tests {
             .on_hello(&h, &body, known)
             .unwrap_err()
             .contains("unknown node"));
+    }
+
+    fn keys_of(me: &str) -> NodeKeys {
+        let seed = |id: &str| [id.as_bytes()[0]; 32];
+        let members = ["a", "b", "c"].map(|id| {
+            let k = NodeKeys::new(id, &seed(id), []).unwrap().public_key();
+            (id.to_string(), k)
+        });
+        NodeKeys::new(me, &seed(me), members).unwrap()
+    }
+
+    fn identity_hello(node: &str) -> (Header, Vec<u8>) {
+        let mut h = Header::new(FrameKind::Hello);
+        h.src = wire::node_key(node);
+        let body = wire::encode_hello(&Hello {
+            fabric: "lab".into(),
+            node: node.into(),
+            nonce: 1,
+            auth: None,
+            identity: Some(HelloIdentity {
+                challenge: [1; 32],
+                signature: None,
+            }),
+        });
+        (h, body)
+    }
+
+    #[test]
+    fn per_node_keys_refuse_a_member_claiming_another_id() {
+        let (a, b, c) = (keys_of("a"), keys_of("b"), keys_of("c"));
+        let acc = Acceptor {
+            fabric: "lab",
+            me: "b",
+            secret: None,
+            keys: Some(&b),
+            challenge: [2; 32],
+        };
+        let members = |id: &str, key: u64| id != "b" && key == wire::node_key(id);
+        let (h, body) = identity_hello("a");
+        let g = acc.on_hello(&h, &body, members).unwrap();
+        let welcome = wire::decode_hello(FrameKind::Welcome, &g.welcome).unwrap();
+        let auth = Header::new(FrameKind::Auth);
+        let sig = dialer_signature(&a, "lab", "a", "b", &[1; 32], welcome.identity.as_ref());
+        assert_eq!(acc.on_proof("a", &[1; 32], &auth, &sig.unwrap()), Ok(()));
+        // c is a member with a key of its own; claiming a's id, it cannot sign as a.
+        let forged = dialer_signature(&c, "lab", "c", "b", &[1; 32], welcome.identity.as_ref());
+        assert!(
+            forged.is_err(),
+            "c checks b's signature over a transcript naming c"
+        );
+        let t = Transcript {
+            fabric: "lab",
+            dialer: "a",
+            acceptor: "b",
+            dialer_challenge: &[1; 32],
+            acceptor_challenge: &[2; 32],
+        };
+        let as_a = c.prove(Role::Dialer, &t);
+        let why = acc.on_proof("a", &[1; 32], &auth, &as_a).unwrap_err();
+        assert!(why.contains("did not sign with `a`'s key"), "{why}");
+        // A 32-byte HMAC-sized proof is refused; a secret-only hello is refused by name.
+        assert!(acc.on_proof("a", &[1; 32], &auth, &[0; 32]).is_err());
+        let (h, plain) = hello("a", Some([1; 32]));
+        let why = acc.on_hello(&h, &plain, members).unwrap_err();
+        assert!(why.contains("only a shared fabric secret"), "{why}");
+        // And a dialer refuses an acceptor that is not b.
+        let acc_c = Acceptor {
+            keys: Some(&c),
+            me: "c",
+            ..acc
+        };
+        let g = acc_c.on_hello(&h, &body, |_, _| true).unwrap();
+        let w = wire::decode_hello(FrameKind::Welcome, &g.welcome).unwrap();
+        let err = dialer_signature(&a, "lab", "a", "b", &[1; 32], w.identity.as_ref());
+        assert!(err.unwrap_err().contains("did not sign with `b`'s key"));
     }
 }

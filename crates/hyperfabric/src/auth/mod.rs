@@ -1,11 +1,13 @@
 //! Membership and encryption: the fabric secret (HMAC-SHA256 challenge-response in the hello,
-//! the secret never on the wire) and TLS for TCP links (`tls`).
+//! the secret never on the wire), per-node Ed25519 keys (`identity`: each node proves its
+//! own id) and TLS for TCP links (`tls`).
 //!
 //! The transcript both proofs cover binds the fabric, both node ids, both challenges and the
 //! role of the prover, so a proof cannot be replayed on another connection (fresh challenges),
 //! reflected back to its sender (role label) or moved to another pair of nodes (ids).
 
 pub mod handshake;
+pub mod identity;
 pub mod tls;
 
 use crate::config::{FabricConfig, SecurityConfig};
@@ -43,6 +45,23 @@ pub struct Transcript<'a> {
     pub acceptor: &'a str,
     pub dialer_challenge: &'a [u8; AUTH_LEN],
     pub acceptor_challenge: &'a [u8; AUTH_LEN],
+}
+
+impl Transcript<'_> {
+    /// The bytes a signature covers: `label`, the role, then the same fields as the HMAC.
+    pub(crate) fn bytes(&self, label: &[u8], role: Role) -> Vec<u8> {
+        let mut m = Vec::with_capacity(label.len() + 16 + 3 * 8 + 256 + 2 * AUTH_LEN);
+        m.extend_from_slice(label);
+        m.extend_from_slice(role.label());
+        // Length-prefixed so field boundaries cannot shift ("ab"+"c" vs "a"+"bc").
+        for field in [self.fabric, self.dialer, self.acceptor] {
+            m.extend_from_slice(&(field.len() as u64).to_le_bytes());
+            m.extend_from_slice(field.as_bytes());
+        }
+        m.extend_from_slice(self.dialer_challenge);
+        m.extend_from_slice(self.acceptor_challenge);
+        m
+    }
 }
 
 /// The fabric secret. Debug never shows the key.
@@ -90,7 +109,7 @@ impl Secret {
                 meta.len()
             )));
         }
-        warn_if_shared(&path, &meta);
+        warn_if_shared(&path, "fabric secret");
         let key = std::fs::read(&path).map_err(|e| err(format!("cannot read: {e}")))?;
         Secret::new(&key).map(Some).map_err(err)
     }
@@ -122,13 +141,17 @@ impl Secret {
     }
 }
 
+/// Warns (once per start) when a key file (`what`) is readable by group or others.
 #[cfg(unix)]
-fn warn_if_shared(path: &std::path::Path, meta: &std::fs::Metadata) {
+fn warn_if_shared(path: &std::path::Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         tracing::warn!(
-            "fabric secret {} is readable by group or others (mode {:o}); chmod 600 it",
+            "{what} {} is readable by group or others (mode {:o}); chmod 600 it",
             path.display(),
             mode & 0o777
         );
@@ -136,7 +159,39 @@ fn warn_if_shared(path: &std::path::Path, meta: &std::fs::Metadata) {
 }
 
 #[cfg(not(unix))]
-fn warn_if_shared(_: &std::path::Path, _: &std::fs::Metadata) {}
+fn warn_if_shared(_: &std::path::Path, _: &str) {}
+
+/// Says at start how peers are authenticated here and what that does not protect against.
+pub(crate) fn announce_mode(me: &str, secret: bool, keys: bool, tls: bool) {
+    if keys {
+        tracing::info!(
+            node = me,
+            "authentication: per-node keys (node_keys): every peer proves the key of the id it \
+             claims; final acknowledgements that cross relays are signed by their destination. \
+             A relay can still drop, delay or refuse what it carries"
+        );
+    } else if secret {
+        tracing::warn!(
+            node = me,
+            "authentication: shared secret (secret_file): strangers are kept out, but any member \
+             holding the secret can claim to be any other member and a relay can forge a final \
+             acknowledgement (set node_keys for per-node identity, `hfabric keygen --node ID`)"
+        );
+    } else if tls {
+        tracing::warn!(
+            node = me,
+            "authentication: TLS certificates only: ids are bound by certificate names, but a \
+             relay can forge a final acknowledgement (set node_keys for signed acknowledgements)"
+        );
+    } else {
+        tracing::warn!(
+            node = me,
+            "authentication: NONE (no secret_file, no node_keys): any local process can join as \
+             any node of the fabric, receive its traffic and acknowledge transfers in its name \
+             (make per-node keys with `hfabric keygen --node ID --dir keys` and set node_keys)"
+        );
+    }
+}
 
 /// A fresh random challenge.
 pub fn challenge() -> [u8; AUTH_LEN] {

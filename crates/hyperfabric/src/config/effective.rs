@@ -300,6 +300,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.qos_enabled" => applied("priority lanes and deference per link"),
         "fabric.throttle_gbps" => applied("paces every connection (0: off)"),
         "fabric.secret_file" => applied("peers must prove the secret in the handshake"),
+        "fabric.node_keys" => applied(
+            "each peer proves its own id's key in the handshake; relayed final acks are signed",
+        ),
         "fabric.encryption_enabled" | "fabric.tls_cert" | "fabric.tls_key" | "fabric.tls_ca" => {
             applied("TLS on TCP links")
         }

@@ -148,13 +148,20 @@ fn full() -> FabricConfig {
     FabricConfig::from_toml_str(FULL, "full.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// FULL and its variants for fields that exclude one another (`node_keys` and
+/// `secret_file` may not be set together).
+fn full_variants() -> [FabricConfig; 2] {
+    let keys = FULL.replace("secret_file = \"secret.key\"", "node_keys = \"keys\"");
+    let keys = FabricConfig::from_toml_str(&keys, "full.toml").unwrap_or_else(|e| panic!("{e}"));
+    [full(), keys]
+}
+
 #[test]
 fn the_fixture_sets_every_raw_field() {
-    let cfg = full();
-    let set: Vec<String> = cfg
-        .provenance
-        .fields()
-        .map(|(f, _)| normalise(f).0)
+    let variants = full_variants();
+    let set: Vec<String> = variants
+        .iter()
+        .flat_map(|cfg| cfg.provenance.fields().map(|(f, _)| normalise(f).0))
         .collect();
     let tables: Vec<(&str, Vec<String>)> = vec![
         ("fabric.", fields_of::<RawFabric>()),
@@ -189,9 +196,11 @@ fn the_fixture_sets_every_raw_field() {
 
 #[test]
 fn every_raw_field_is_reported() {
-    let cfg = full();
-    for me in ["a", "b"] {
-        let report = EffectiveConfig::new(&cfg, me);
+    for (cfg, me) in full_variants()
+        .iter()
+        .flat_map(|cfg| [(cfg, "a"), (cfg, "b")])
+    {
+        let report = EffectiveConfig::new(cfg, me);
         for (field, value) in cfg.provenance.fields() {
             let k = report
                 .get(field)

@@ -12,6 +12,10 @@ pub struct SecurityConfig {
     /// `secret_file`: a key (at least 32 bytes) every member holds; proves membership in the
     /// handshake by HMAC challenge-response.
     pub secret_file: Option<String>,
+    /// `node_keys`: a directory of per-node Ed25519 keys (`<id>.pub` for every node, this
+    /// node's `<id>.key`); each node proves its own id in the handshake (`auth::identity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_keys: Option<String>,
     /// `encryption_enabled`: TCP links carry TLS 1.3.
     pub encryption_enabled: bool,
     /// `tls_cert`, `tls_key`: this node's certificate chain and private key (PEM). `{node}`
@@ -50,11 +54,20 @@ pub(crate) fn build(f: &RawFabric) -> Result<SecurityConfig, (String, String)> {
     };
     let sec = SecurityConfig {
         secret_file: path("secret_file", &f.secret_file)?,
+        node_keys: path("node_keys", &f.node_keys)?,
         encryption_enabled: f.encryption_enabled.unwrap_or(false),
         tls_cert: path("tls_cert", &f.tls_cert)?,
         tls_key: path("tls_key", &f.tls_key)?,
         tls_ca: path("tls_ca", &f.tls_ca)?,
     };
+    if sec.node_keys.is_some() && sec.secret_file.is_some() {
+        return Err((
+            "fabric.node_keys".into(),
+            "set node_keys or secret_file, not both: per-node keys prove membership and each \
+             node's own id, a shared secret would add nothing to them"
+                .into(),
+        ));
+    }
     if sec.encryption_enabled {
         for (field, v) in [
             ("tls_cert", &sec.tls_cert),
@@ -79,6 +92,9 @@ pub(crate) fn render(out: &mut String, s: &SecurityConfig) {
     let quoted = |v: &str| toml::Value::from(v).to_string();
     if let Some(p) = &s.secret_file {
         let _ = writeln!(out, "secret_file = {}", quoted(p));
+    }
+    if let Some(p) = &s.node_keys {
+        let _ = writeln!(out, "node_keys = {}", quoted(p));
     }
     if s.encryption_enabled {
         let _ = writeln!(out, "encryption_enabled = true");
@@ -106,5 +122,16 @@ mod tests {
         assert_eq!(p, PathBuf::from("fabric.key"));
         let p = SecurityConfig::resolve("/x/fabric.toml", "/abs/k", "a");
         assert_eq!(p, PathBuf::from("/abs/k"));
+    }
+
+    #[test]
+    fn node_keys_and_a_shared_secret_exclude_each_other() {
+        let text = "[fabric]\nname = \"t\"\nsecret_file = \"k\"\nnode_keys = \"keys\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n";
+        let err = crate::config::FabricConfig::from_toml_str(text, "t.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("fabric.node_keys") && text.contains("not both"),
+            "{text}"
+        );
     }
 }

@@ -219,6 +219,7 @@ fn greet_as_acceptor(
         fabric: &node.fabric_name,
         me: &node.me,
         secret: node.secret.as_ref(),
+        keys: node.keys.as_deref(),
         challenge: auth::challenge(),
     };
     let limits = wire::Limits {
@@ -242,8 +243,12 @@ fn greet_as_acceptor(
     send(tx, node, peer.key, FrameKind::Welcome, &greeted.welcome)
         .map_err(|e| format!("welcome not sent: {e}"))?;
     if let Some(theirs) = greeted.awaiting_proof {
-        let header = read_frame(rx, limits, &mut payload)
-            .map_err(|e| format!("node `{}` sent no proof of the fabric secret: {e}", peer.id))?;
+        let header = read_frame(rx, limits, &mut payload).map_err(|e| {
+            format!(
+                "node `{}` sent no proof of its key or the secret: {e}",
+                peer.id
+            )
+        })?;
         acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
     }
     Ok(peer)

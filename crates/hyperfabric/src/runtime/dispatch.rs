@@ -39,9 +39,17 @@ impl NodeInner {
                         held: h.aux,
                         complete: h.has(flags::FINAL),
                     };
-                    // A FINAL ack may name the file the destination stored.
-                    let stored_as = (ack.complete && !payload.is_empty())
-                        .then(|| String::from_utf8_lossy(payload).into_owned());
+                    // A FINAL ack may name the file the destination stored; a relayed one
+                    // must carry the destination's signature (signed_ack.rs).
+                    let name = match ack.complete {
+                        true => match self.accept_final_ack(conn, h, payload) {
+                            Some(name) => name,
+                            None => return Ok(true),
+                        },
+                        false => &[],
+                    };
+                    let stored_as =
+                        (!name.is_empty()).then(|| String::from_utf8_lossy(name).into_owned());
                     self.outgoing.on_ack(h.transfer_id, ack, stored_as);
                 }
             }
@@ -298,6 +306,10 @@ impl NodeInner {
         a.aux = ack.held;
         if ack.complete {
             a.flags |= flags::FINAL;
+            let (signed, extra) = self.final_ack_payload(h, ack.held, payload);
+            a.flags |= extra;
+            let _ = conn.send(&a, &signed);
+            return;
         }
         let _ = conn.send(&a, payload);
     }

@@ -1,24 +1,27 @@
 //! Setting up a connection: TCP, then TLS when `encryption_enabled`, then the fabric
-//! handshake inside it: Hello / Welcome, and with a fabric secret the mutual HMAC proofs.
+//! handshake inside it: Hello / Welcome, and with a fabric secret the mutual HMAC proofs, or
+//! with per-node keys (`node_keys`) the mutual Ed25519 signatures of each side's own id.
 //!
 //! ```text
 //!  dialer                                         acceptor
 //!   [TLS 1.3 handshake, both certificates checked against tls_ca]
 //!   Hello(fabric, node, nonce, challenge_d) ────▶  checks fabric, node (and its certificate)
 //!   ◀──── Welcome(fabric, node, nonce, challenge_a, proof_a)
-//!   checks proof_a (the acceptor holds the secret)
+//!   checks proof_a (the acceptor holds the secret, or the acceptor id's private key)
 //!   Auth(proof_d) ──────────────────────────────▶  checks proof_d; only now is the peer adopted
 //! ```
 //! A failed check is answered with `Reject(reason)` by whichever side found it, logged, and
-//! the connection is closed before any other frame is read or sent.
+//! the connection is closed before any other frame is read or sent. Both sides give the
+//! whole exchange one deadline (`handshake_timeout_ms`), not a timeout per read.
 
 use super::conn::{body, read_frame, read_loop, Conn, FrameError, Lane, READ_BUFFER_BYTES};
 use super::{shmlink, NodeInner, Peer};
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::transport::deadline::{Budget, Deadline};
 use crate::transport::tcp;
 use crate::transport::tls::{LinkReader, LinkWriter, TlsSession};
-use crate::wire::{self, FrameKind, Header, Hello, HelloAuth};
+use crate::wire::{self, FrameKind, Header, Hello, HelloAuth, HelloIdentity};
 use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -82,12 +85,16 @@ pub(super) fn dial(
         reason: format!("handshake with {addr}: {e}"),
     };
     let handshake_timeout = Duration::from_millis(node.tuning.handshake_timeout_ms);
+    // One deadline for TLS and the fabric handshake; the shared-memory offer after it
+    // keeps a timeout per read.
+    let budget = Budget::starting_now(handshake_timeout);
     stream
         .set_read_timeout(Some(handshake_timeout))
         .map_err(io_err)?;
-    let (mut tx, rx) = secure_dialer(node, peer, &stream)?;
+    let (mut tx, rx) = secure_dialer(node, peer, &stream, budget)?;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, rx);
-    greet_as_dialer(node, peer, addr, &mut tx, &mut reader)?;
+    greet_as_dialer(node, peer, addr, (&mut tx, &mut reader), &stream, budget)?;
+    stream.set_write_timeout(None).map_err(io_err)?;
     let shm = shmlink::offer(node, peer, addr, &mut tx, &mut reader)?;
     stream.set_read_timeout(None).map_err(io_err)?;
     let conn = Conn::new(node, peer, &stream, tx, socket, lane).map_err(io_err)?;
@@ -107,6 +114,7 @@ fn secure_dialer(
     node: &NodeInner,
     peer: &Peer,
     stream: &TcpStream,
+    budget: Budget,
 ) -> Result<(LinkWriter, LinkReader)> {
     let io_err = |e: io::Error| Error::io("cloning a socket", e);
     let Some(tls) = &node.tls else {
@@ -120,7 +128,7 @@ fn secure_dialer(
     let name = auth::tls::server_name(&peer.id).map_err(refused)?;
     let conn = rustls::ClientConnection::new(Arc::clone(&tls.client), name)
         .map_err(|e| refused(format!("TLS with {}: {e}", peer.id)))?;
-    let (session, reader) = TlsSession::handshake(stream, conn.into(), None).map_err(|e| {
+    let (session, reader) = TlsSession::handshake(stream, conn.into(), Some(budget)).map_err(|e| {
         refused(format!(
             "TLS handshake with {} failed: {e} (does it have encryption_enabled and a certificate for `{}` from tls_ca?)",
             peer.id, peer.id
@@ -129,30 +137,42 @@ fn secure_dialer(
     Ok((LinkWriter::Tls(session), LinkReader::Tls(reader)))
 }
 
-/// The dialer's half of the fabric handshake.
+/// The dialer's half of the fabric handshake, within `budget`.
 fn greet_as_dialer(
     node: &NodeInner,
     peer: &Peer,
     addr: SocketAddr,
-    tx: &mut LinkWriter,
-    reader: &mut Reader,
+    (tx, reader): (&mut LinkWriter, &mut Reader),
+    stream: &TcpStream,
+    budget: Budget,
 ) -> Result<()> {
     let io_err = |e: String| Error::Unreachable {
         node: peer.id.clone(),
         reason: format!("handshake with {addr}: {e}"),
     };
-    let my_challenge = node.secret.as_ref().map(|_| auth::challenge());
+    let tls = tx.is_tls();
+    let mut tx = Deadline::new(tx, stream, budget);
+    let mut rx = Deadline::new(reader, stream, budget);
+    let my_challenge = (node.secret.is_some() || node.keys.is_some()).then(auth::challenge);
     let hello = Hello {
         fabric: node.fabric_name.clone(),
         node: node.me.clone(),
         nonce: rand::random(),
-        auth: my_challenge.map(|challenge| HelloAuth {
-            challenge,
-            proof: None,
-        }),
+        auth: my_challenge
+            .filter(|_| node.keys.is_none())
+            .map(|c| HelloAuth {
+                challenge: c,
+                proof: None,
+            }),
+        identity: my_challenge
+            .filter(|_| node.keys.is_some())
+            .map(|c| HelloIdentity {
+                challenge: c,
+                signature: None,
+            }),
     };
     send(
-        tx,
+        &mut tx,
         node,
         peer.key,
         FrameKind::Hello,
@@ -160,9 +180,9 @@ fn greet_as_dialer(
     )
     .map_err(|e| io_err(e.to_string()))?;
     let mut payload = Vec::new();
-    let answer = read_frame(reader, node.limits, &mut payload).map_err(|e| match e {
+    let answer = read_frame(&mut rx, node.limits, &mut payload).map_err(|e| match e {
         // With TLS, a failure here is the peer's verdict on our certificate (a TLS alert).
-        FrameError::Io(e) if tx.is_tls() && e.kind() == io::ErrorKind::InvalidData => {
+        FrameError::Io(e) if tls && e.kind() == io::ErrorKind::InvalidData => {
             Error::Rejected {
                 reason: format!(
                     "{} refused the TLS session: {e} (is our certificate signed by its tls_ca and made for `{}`?)",
@@ -170,20 +190,75 @@ fn greet_as_dialer(
                 ),
             }
         }
+        FrameError::Eof => io_err("the peer closed the connection during the handshake".into()),
         e => io_err(e.to_string()),
     })?;
+    let welcome = read_welcome(node, peer, addr, &answer, body(&payload, &answer))?;
+    let Some(mine) = &my_challenge else {
+        return match (welcome.auth, welcome.identity) {
+            (None, None) => Ok(()),
+            _ => Err(Error::Rejected {
+                reason: format!(
+                    "{} sent a proof this node cannot check (it has a secret_file or node_keys, this node has neither)",
+                    peer.id
+                ),
+            }),
+        };
+    };
+    let proof = match (&node.keys, &node.secret) {
+        (Some(keys), _) => auth::handshake::dialer_signature(
+            keys,
+            &node.fabric_name,
+            &node.me,
+            &peer.id,
+            mine,
+            welcome.identity.as_ref(),
+        )
+        .map(|s| s.to_vec()),
+        (None, Some(secret)) => auth::handshake::dialer_proof(
+            secret,
+            &node.fabric_name,
+            &node.me,
+            &peer.id,
+            mine,
+            welcome.auth.as_ref(),
+        )
+        .map(|p| p.to_vec()),
+        (None, None) => Err("no key to prove".into()),
+    };
+    match proof {
+        Ok(mine) => {
+            send(&mut tx, node, peer.key, FrameKind::Auth, &mine).map_err(|e| io_err(e.to_string()))
+        }
+        Err(why) => {
+            tracing::warn!(peer = %peer.id, %addr, "refusing connection: {why}");
+            send_reject(&mut tx, &why);
+            Err(Error::Rejected { reason: why })
+        }
+    }
+}
+
+/// The acceptor's answer to our hello: its Welcome from the expected node, or why not.
+fn read_welcome(
+    node: &NodeInner,
+    peer: &Peer,
+    addr: SocketAddr,
+    answer: &Header,
+    body: &[u8],
+) -> Result<Hello> {
     let refused = |reason: String| Error::Rejected { reason };
     let welcome = match answer.kind {
-        FrameKind::Welcome => wire::decode_hello(FrameKind::Welcome, body(&payload, &answer))
-            .map_err(|e| Error::Protocol {
+        FrameKind::Welcome => {
+            wire::decode_hello(FrameKind::Welcome, body).map_err(|e| Error::Protocol {
                 peer: peer.id.clone(),
                 source: e,
-            })?,
+            })?
+        }
         FrameKind::Reject => {
             return Err(refused(format!(
                 "{} refused the connection: {}",
                 peer.id,
-                String::from_utf8_lossy(body(&payload, &answer))
+                String::from_utf8_lossy(body)
             )))
         }
         other => {
@@ -199,33 +274,7 @@ fn greet_as_dialer(
             welcome.node, welcome.fabric, peer.id, node.fabric_name
         )));
     }
-    let (Some(secret), Some(mine)) = (&node.secret, &my_challenge) else {
-        return match welcome.auth {
-            None => Ok(()),
-            Some(_) => Err(refused(format!(
-                "{} sent a secret proof this node cannot check",
-                peer.id
-            ))),
-        };
-    };
-    let proof = auth::handshake::dialer_proof(
-        secret,
-        &node.fabric_name,
-        &node.me,
-        &peer.id,
-        mine,
-        welcome.auth.as_ref(),
-    );
-    match proof {
-        Ok(mine) => {
-            send(tx, node, peer.key, FrameKind::Auth, &mine).map_err(|e| io_err(e.to_string()))
-        }
-        Err(why) => {
-            tracing::warn!(peer = %peer.id, %addr, "refusing connection: {why}");
-            send_reject(tx, &why);
-            Err(refused(why))
-        }
-    }
+    Ok(welcome)
 }
 
 fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Result<()> {

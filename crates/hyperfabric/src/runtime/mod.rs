@@ -17,6 +17,7 @@ mod ping;
 pub(crate) mod placement;
 mod receive;
 mod shmlink;
+mod signed_ack;
 mod stats;
 mod store;
 mod zones;
@@ -83,6 +84,8 @@ pub struct NodeInner {
     pub segment: placement::SegmentPlan,
     /// The fabric secret (`secret_file`): peers must prove it in the handshake.
     pub secret: Option<crate::auth::Secret>,
+    /// Per-node keys (`node_keys`): peers prove their own id; relayed final acks are signed.
+    pub keys: Option<Arc<crate::auth::identity::NodeKeys>>,
     /// TLS for TCP links (`encryption_enabled`).
     pub tls: Option<crate::auth::tls::TlsConfig>,
     peers: RwLock<HashMap<u64, Peer>>,
@@ -133,13 +136,13 @@ impl NodeInner {
         })?;
         // Key files first: a node that cannot prove membership must not listen at all.
         let secret = crate::auth::Secret::from_config(cfg, me)?;
-        if secret.is_none() && !cfg.security.encryption_enabled {
-            tracing::warn!(
-                node = me,
-                "this fabric has no secret_file: any process that can reach this node can join \
-                 as any node of the fabric (make a key with `hfabric keygen` and set secret_file)"
-            );
-        }
+        let keys = crate::auth::identity::NodeKeys::from_config(cfg, me)?.map(Arc::new);
+        crate::auth::announce_mode(
+            me,
+            secret.is_some(),
+            keys.is_some(),
+            cfg.security.encryption_enabled,
+        );
         crate::transport::fdlimit::raise();
         let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
         let addr = listen
@@ -188,6 +191,7 @@ impl NodeInner {
             local_addr,
             segment,
             secret,
+            keys,
             tls,
             peers: RwLock::new(peers),
             zones: Zones::from_config(cfg),

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //!  u16 LE fabric_len | fabric (UTF-8) | u16 LE node_len | node (UTF-8) | u64 LE nonce
-//!  [ u8 auth_mode | challenge [32] | proof [32] if auth_mode = 2 ]      (only with a secret)
+//!  [ u8 auth_mode | challenge [32] | proof [32] if mode 2 | signature [64] if mode 4 ]
 //! ```
 //!
-//! Without a fabric secret the body ends after the nonce (the original layout). With one,
-//! `auth_mode` 1 carries the sender's 32-byte challenge (Hello), 2 the challenge and the
-//! sender's proof (Welcome). Mode 0 does not exist, so every value has one encoding.
-//! An `Auth` frame's body is exactly one 32-byte proof.
+//! Without a fabric secret or node keys the body ends after the nonce (the original layout).
+//! With a secret, `auth_mode` 1 carries the sender's 32-byte challenge (Hello), 2 the
+//! challenge and the sender's HMAC proof (Welcome). With per-node keys (wire v2), mode 3
+//! carries the challenge (Hello), 4 the challenge and the sender's Ed25519 signature
+//! (Welcome). Mode 0 does not exist, so every value has one encoding. An `Auth` frame's
+//! body is exactly one 32-byte proof (secret) or one 64-byte signature (node keys).
 
 use super::{DecodeError, FrameKind};
 
@@ -17,6 +19,8 @@ pub const MAX_NAME_LEN: usize = 256;
 
 /// Bytes of a challenge and of a proof (HMAC-SHA256).
 pub const AUTH_LEN: usize = 32;
+/// Bytes of an Ed25519 signature (per-node keys).
+pub const SIGNATURE_LEN: usize = 64;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,17 @@ pub struct Hello {
     pub nonce: u64,
     /// Present when the sender holds a fabric secret.
     pub auth: Option<HelloAuth>,
+    /// Present when the sender holds a per-node key (never together with `auth`).
+    pub identity: Option<HelloIdentity>,
+}
+
+/// The per-node-key part of a hello/welcome: the peer must sign over both challenges with
+/// the private key of the id it claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloIdentity {
+    pub challenge: [u8; AUTH_LEN],
+    /// The sender's signature over the transcript (Welcome only).
+    pub signature: Option<[u8; SIGNATURE_LEN]>,
 }
 
 /// The challenge-response part of a hello/welcome.
@@ -59,8 +74,22 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
         if let Some(p) = &a.proof {
             v.extend_from_slice(p);
         }
+    } else if let Some(i) = &h.identity {
+        v.push(if i.signature.is_some() { 4 } else { 3 });
+        v.extend_from_slice(&i.challenge);
+        if let Some(s) = &i.signature {
+            v.extend_from_slice(s);
+        }
     }
     v
+}
+
+/// Decodes an `Auth` body sent with per-node keys: exactly one signature.
+pub fn decode_signature(b: &[u8]) -> Result<[u8; SIGNATURE_LEN], DecodeError> {
+    b.try_into().map_err(|_| DecodeError::MalformedBody {
+        kind: FrameKind::Auth,
+        reason: "a signature is exactly 64 bytes",
+    })
 }
 
 /// Decodes an `Auth` body: exactly one proof.
@@ -90,35 +119,56 @@ pub fn decode_hello(kind: FrameKind, mut b: &[u8]) -> Result<Hello, DecodeError>
     let fabric = take_str(&mut b)?;
     let node = take_str(&mut b)?;
     let (nonce, rest) = b.split_first_chunk::<8>().ok_or(bad("truncated nonce"))?;
-    let auth = match rest.split_first() {
-        None => None,
-        Some((&mode @ (1 | 2), rest)) => {
-            let (challenge, rest) = rest
-                .split_first_chunk::<AUTH_LEN>()
-                .ok_or(bad("truncated challenge"))?;
-            let (proof, rest) = if mode == 2 {
-                let (p, rest) = rest
-                    .split_first_chunk::<AUTH_LEN>()
-                    .ok_or(bad("truncated proof"))?;
-                (Some(*p), rest)
-            } else {
-                (None, rest)
-            };
-            if !rest.is_empty() {
-                return Err(bad("trailing bytes"));
-            }
-            Some(HelloAuth {
-                challenge: *challenge,
-                proof,
-            })
+    let (mut auth, mut identity) = (None, None);
+    if let Some((&mode, rest)) = rest.split_first() {
+        if !(1..=4).contains(&mode) {
+            return Err(bad("unknown auth mode"));
         }
-        Some(_) => return Err(bad("unknown auth mode")),
-    };
+        let (challenge, rest) = rest
+            .split_first_chunk::<AUTH_LEN>()
+            .ok_or(bad("truncated challenge"))?;
+        let rest = match mode {
+            1 | 2 => {
+                let (proof, rest) = if mode == 2 {
+                    let (p, rest) = rest
+                        .split_first_chunk::<AUTH_LEN>()
+                        .ok_or(bad("truncated proof"))?;
+                    (Some(*p), rest)
+                } else {
+                    (None, rest)
+                };
+                auth = Some(HelloAuth {
+                    challenge: *challenge,
+                    proof,
+                });
+                rest
+            }
+            _ => {
+                let (signature, rest) = if mode == 4 {
+                    let (s, rest) = rest
+                        .split_first_chunk::<SIGNATURE_LEN>()
+                        .ok_or(bad("truncated signature"))?;
+                    (Some(*s), rest)
+                } else {
+                    (None, rest)
+                };
+                identity = Some(HelloIdentity {
+                    challenge: *challenge,
+                    signature,
+                });
+                rest
+            }
+        };
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+    }
     Ok(Hello {
         fabric,
         node,
         nonce: u64::from_le_bytes(*nonce),
         auth,
+        identity,
     })
 }
 
@@ -133,6 +183,7 @@ mod tests {
             node: "gpu-01".into(),
             nonce: 7,
             auth: None,
+            identity: None,
         };
         let b = encode_hello(&h);
         assert_eq!(decode_hello(FrameKind::Hello, &b), Ok(h));
@@ -153,6 +204,7 @@ mod tests {
             node,
             nonce: 1,
             auth: None,
+            identity: None,
         };
         let got = decode_hello(FrameKind::Hello, &encode_hello(&h)).unwrap();
         assert_eq!(got.node, "a".repeat(255));
@@ -169,6 +221,7 @@ mod tests {
                     challenge: [7; AUTH_LEN],
                     proof,
                 }),
+                identity: None,
             };
             let b = encode_hello(&h);
             assert_eq!(decode_hello(FrameKind::Welcome, &b), Ok(h));
@@ -185,7 +238,40 @@ mod tests {
             assert!(decode_hello(FrameKind::Hello, &mode0).is_err());
         }
         assert_eq!(decode_proof(&[1; AUTH_LEN]), Ok([1; AUTH_LEN]));
+        assert!(decode_signature(&[1; AUTH_LEN]).is_err());
+        assert_eq!(
+            decode_signature(&[2; SIGNATURE_LEN]),
+            Ok([2; SIGNATURE_LEN])
+        );
         assert!(decode_proof(&[1; AUTH_LEN + 1]).is_err());
         assert!(decode_proof(&[]).is_err());
+    }
+
+    #[test]
+    fn identity_fields_round_trip() {
+        for signature in [None, Some([9u8; SIGNATURE_LEN])] {
+            let h = Hello {
+                fabric: "lab".into(),
+                node: "n".into(),
+                nonce: 3,
+                auth: None,
+                identity: Some(HelloIdentity {
+                    challenge: [7; AUTH_LEN],
+                    signature,
+                }),
+            };
+            let b = encode_hello(&h);
+            assert_eq!(decode_hello(FrameKind::Welcome, &b), Ok(h));
+            let tail = AUTH_LEN + signature.map_or(0, |_| SIGNATURE_LEN);
+            for cut in b.len() - tail..b.len() {
+                assert!(decode_hello(FrameKind::Hello, &b[..cut]).is_err());
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert!(decode_hello(FrameKind::Hello, &long).is_err());
+            let mut mode5 = b.clone();
+            mode5[b.len() - 1 - tail] = 5;
+            assert!(decode_hello(FrameKind::Hello, &mode5).is_err());
+        }
     }
 }

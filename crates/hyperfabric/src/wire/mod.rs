@@ -19,7 +19,10 @@ mod body;
 pub mod codes;
 mod crc;
 
-pub use body::{decode_hello, decode_proof, encode_hello, Hello, HelloAuth, AUTH_LEN};
+pub use body::{
+    decode_hello, decode_proof, decode_signature, encode_hello, Hello, HelloAuth, HelloIdentity,
+    AUTH_LEN, SIGNATURE_LEN,
+};
 pub use codes::{Refusal, RefusalCode};
 // Names are the vocabulary's (config validates them without the wire); frames carry them.
 pub use crate::name::{node_key, FABRIC_NAME_MAX_BYTES};
@@ -30,7 +33,8 @@ use std::fmt;
 /// `b"HFAB"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HFAB");
 /// The version this build speaks and accepts. 2: a `Nack FATAL` carries a refusal code in
-/// `aux` (see [`codes`]); v1 peers sent only a text and are refused at the first frame.
+/// `aux` (see [`codes`]), the hello can prove a per-node key, and a relayed final ack can be
+/// `SIGNED` by its destination; v1 peers are refused at the first frame.
 pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
@@ -145,6 +149,7 @@ impl FrameKind {
 ///  bits 4..=6 TRANSFORM    (Data) payload transform code, 0 = none (see config::Transform)
 ///  bit 7      LOANED       (Data) shared memory only: the payload is a pool descriptor
 ///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
+///  bit 9      SIGNED       (Ack FINAL) the payload starts with the destination's signature
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -168,8 +173,12 @@ pub mod flags {
     /// Data: the transfer has a `Meta` frame (its name); the destination completes it only
     /// once the `Meta` arrived (a lost `Meta` is sent again with the retransmissions).
     pub const NAMED: u16 = 1 << 8;
+    /// Ack FINAL (wire v2): the payload starts with the destination's 64-byte Ed25519
+    /// signature of the acknowledgement (`auth::identity::FinalAck`), then the stored name.
+    pub const SIGNED: u16 = 1 << 9;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 = FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED;
+    pub const KNOWN: u16 =
+        FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED | SIGNED;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {
