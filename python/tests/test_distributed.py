@@ -73,7 +73,8 @@ def fabric_file(tmp_path, n: int, send_timeout_ms: int = 5000) -> str:
 
 def run_ranks(tmp_path, n: int, body: str, timeout: float = 180, **fabric_kw) -> List[dict]:
     """Runs ``body`` in ``n`` processes (``RANK``, ``WORLD_SIZE`` and ``FABRIC`` set) and
-    returns each rank's ``report(...)``; a rank that exits non-zero fails the test."""
+    returns each rank's ``report(...)`` fields (all its reports merged); a rank that exits
+    non-zero fails the test."""
     fabric = fabric_file(tmp_path, n, **fabric_kw)
     script = PRELUDE + textwrap.dedent(body)
     procs = []
@@ -86,8 +87,11 @@ def run_ranks(tmp_path, n: int, body: str, timeout: float = 180, **fabric_kw) ->
         for r, p in enumerate(procs):
             out, err = p.communicate(timeout=timeout)
             assert p.returncode == 0, f"rank {r} exited {p.returncode}:\n{out}\n{err}"
-            lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-            results.append(json.loads(lines[-1][len("RESULT "):]) if lines else {})
+            merged: dict = {}
+            for ln in out.splitlines():
+                if ln.startswith("RESULT "):
+                    merged.update(json.loads(ln[len("RESULT "):]))
+            results.append(merged)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -118,7 +122,10 @@ def test_all_reduce_of_every_op_and_type_matches_the_reference(tmp_path):
 
 def test_the_other_collectives_and_async_handles(tmp_path):
     results = run_ranks(tmp_path, 4, r'''
-        g = dist.init_process_group(os.environ["FABRIC"], timeout=30)
+        # Small messages and a low doubling threshold: every collective here takes many
+        # chunks, a full window and (all_reduce) the ring.
+        g = dist.init_process_group(os.environ["FABRIC"], timeout=30, chunk_bytes=256,
+                                    small_bytes=64, window=4)
         r, world, per = g.rank(), g.size(), 50
         ok = {}
         rs = value("sum", r, world * per).astype(np.float32)
@@ -238,9 +245,17 @@ def test_the_gil_is_released_while_a_collective_waits(tmp_path):
             seen = os.path.exists(flag)
             dist.barrier()
             report(rank=r, joined=seen)
+        # A handle's wait with a timeout: rank 1 comes a second late.
+        if r == 1:
+            time.sleep(1.0)
+        w = dist.barrier(async_op=True)
+        early = w.wait(timeout=0.05) if r == 0 else None
+        late = w.wait()
         dist.destroy_process_group()
+        report(rank=r, early=early, late=late)
     ''')
     assert results[1]["joined"], "rank 0's thread could not run while it waited in barrier()"
+    assert results[0]["early"] is False and results[0]["late"] is True, results
 
 
 def test_init_process_group_checks_its_arguments(tmp_path):
@@ -259,6 +274,12 @@ def test_init_process_group_checks_its_arguments(tmp_path):
     from hyperfabric.errors import InvalidArgument
     with pytest.raises(InvalidArgument, match="window"):
         dist.init_process_group(fabric, rank=0, window=0)
+    with pytest.raises(InvalidArgument, match="chunk_bytes"):
+        dist.init_process_group(fabric, rank=0, chunk_bytes=4)
+    with pytest.raises(InvalidArgument, match="timeout"):
+        dist.init_process_group(fabric, rank=0, timeout=0)
+    with pytest.raises(ValueError, match="transport"):
+        dist.init_process_group(fabric, rank=0, transport="carrier-pigeon")
     assert not dist.is_initialized()
     # One rank alone: a group of one reduces nothing and returns at once.
     g = dist.init_process_group(fabric, node="rank-0", ranks=["rank-0"], timeout=2)

@@ -394,8 +394,11 @@ impl<'f> Group<'f> {
         Ok(ep.start_send_loaned(buf)?)
     }
 
-    /// Tells every other rank that this one gave up collective `seq` (best effort, without
-    /// waiting for acknowledgements: some ranks may be dead).
+    /// Tells every other rank that this one gave up collective `seq`. The messages join
+    /// `inflight`, so the group's drop waits for their acknowledgements (bounded: a dead
+    /// rank refuses at once, a silent one within the group's timeout): a process that gives
+    /// up and leaves at once must not take its abort with it, or the others wait out their
+    /// timeout instead of hearing why.
     pub(crate) fn abort(&mut self, seq: u64, call: Call, reason: &str) {
         let reason = &reason.as_bytes()[..reason.len().min(1024)];
         let header = Header {
@@ -409,14 +412,15 @@ impl<'f> Group<'f> {
                 ..call
             },
         };
-        let mut bytes = vec![0u8; HEADER_LEN + reason.len()];
-        header.encode(&mut bytes);
-        bytes[HEADER_LEN..].copy_from_slice(reason);
-        let opts = self.send_opts.clone().timeout(Duration::from_millis(200));
-        for (r, node) in self.ranks.iter().enumerate() {
-            if r != self.rank {
-                // Started and dropped: the frames are out, nobody waits for the ack.
-                drop(self.fabric.start_send(node, &bytes, opts.clone()));
+        let me = self.rank;
+        for peer in (0..self.ranks.len()).filter(|&r| r != me) {
+            match self.send_to(peer, &header, reason.len(), |out| {
+                out.copy_from_slice(reason)
+            }) {
+                Ok(pending) => self.inflight.push_back(pending),
+                Err(e) => {
+                    tracing::debug!("abort of collective #{seq} not sent to rank {peer}: {e}")
+                }
             }
         }
     }
