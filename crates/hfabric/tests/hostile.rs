@@ -161,6 +161,83 @@ fn a_peer_that_dies_mid_transfer_does_not_hurt_the_node() {
     still_serves(&cfg, &mut server);
 }
 
+/// Sends `SIGSTOP`/`SIGCONT` to a process (a peer that stops reading, then resumes).
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A receiver that stops reading mid-transfer (SIGSTOP: its socket buffers fill, then ours)
+/// must not hold the sender's writer forever: the blocked write fails after
+/// `send_timeout_ms` without progress, and the send exits with an error naming the peer.
+#[test]
+fn a_peer_that_stops_reading_fails_the_send_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "send_timeout_ms = 5000",
+        // Paced to ~1 Gbit/s so the transfer is still running when the receiver stops.
+        "send_timeout_ms = 2000\nthrottle_gbps = 1.0",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let store = dir.path().join("store");
+    let mut server = Server::start(&cfg, "node-b", Some(&store));
+    let file = dir.path().join("big.bin");
+    random_file(&file, 256 << 20, 3);
+    let mut send = std::process::Command::new(BIN)
+        .args(["send", "--config"])
+        .arg(&cfg)
+        .args(["--peer", &server.peer_arg("node-b"), "--from", "node-a"])
+        .args(["--to", "node-b", "--transport", "tcp", "--file"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while partial_bytes(&store) == 0 {
+        assert!(Instant::now() < until, "the transfer never started");
+        assert!(
+            send.try_wait().unwrap().is_none(),
+            "the send ended before the receiver stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(server.child.id(), "-STOP");
+    // Not a timing assertion: the bound only tells a hang from an answer.
+    let until = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = send.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = send.kill();
+            signal(server.child.id(), "-CONT");
+            panic!("the send still hangs 120 s after its receiver stopped reading");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    signal(server.child.id(), "-CONT");
+    let mut err = String::new();
+    send.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        !status.success(),
+        "a send to a stopped receiver succeeded:\n{err}"
+    );
+    assert!(err.contains("node-b"), "the error names the peer:\n{err}");
+    still_serves(&cfg, &mut server);
+}
+
 #[test]
 fn a_thousand_connections_at_once_are_bounded_and_a_running_transfer_goes_on() {
     let dir = tempfile::tempdir().unwrap();

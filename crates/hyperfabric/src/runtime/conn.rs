@@ -83,6 +83,8 @@ type Writer = Faulty<Paced<AnyTx>>;
 pub struct Conn {
     /// This node's wire key (the source of the frames we write).
     local_key: u64,
+    /// How long a write may move no byte before the peer counts as stalled.
+    write_stall: Duration,
     pub peer: crate::NodeName,
     pub peer_key: u64,
     pub socket: SocketReport,
@@ -124,8 +126,14 @@ impl Conn {
         socket: SocketReport,
         lane: Lane,
     ) -> io::Result<Arc<Conn>> {
+        // A peer that stops reading fills its socket buffer and then ours: without a bound a
+        // blocking write (holding the writer) would wait forever. The kernel's SO_SNDTIMEO
+        // fails a write that moved no byte for the fabric's send timeout.
+        let write_stall = Duration::from_millis(node.tuning.send_timeout_ms.max(1));
+        stream.set_write_timeout(Some(write_stall))?;
         Ok(Arc::new(Conn {
             local_key: node.my_key,
+            write_stall,
             lane,
             qos: node.tuning.qos_enabled,
             gate: WriteGate::default(),
@@ -149,6 +157,24 @@ impl Conn {
             pong_gate: (Mutex::new(()), Condvar::new()),
             link: node.metrics.link(peer.key, &peer.id),
         }))
+    }
+
+    /// A write the socket timed out names the stall (the kernel says only "would block").
+    fn stalled(&self, e: io::Error) -> io::Error {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "`{}` took no byte for {} ms (send_timeout_ms): it stopped reading",
+                    self.peer,
+                    self.write_stall.as_millis()
+                ),
+            );
+        }
+        e
     }
 
     pub fn is_alive(&self) -> bool {
@@ -205,7 +231,7 @@ impl Conn {
             Ok(Sent::Dropped) => Ok(()),
             Err(e) => {
                 self.fail();
-                Err(e)
+                Err(self.stalled(e))
             }
         }
     }
