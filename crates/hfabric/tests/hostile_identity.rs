@@ -14,6 +14,8 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use support::raw::{extend_fabric, read_frame, send_file};
 use support::*;
@@ -212,12 +214,13 @@ fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<u
                 len: h.aux,
                 sender: h.src,
                 destination: h.dst,
+                content_crc: 0,
                 stored_as: b"",
             });
             for (extra, payload) in [
                 (0, vec![]),
-                (flags::SIGNED, vec![7; 64]),
-                (flags::SIGNED, mine.to_vec()),
+                (flags::SIGNED, vec![7; 68]),
+                (flags::SIGNED, [&mine[..], &[0; 4]].concat()),
             ] {
                 let mut a = ack;
                 a.flags |= extra;
@@ -230,12 +233,9 @@ fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<u
     })
 }
 
-#[test]
-fn a_relay_cannot_forge_the_final_acknowledgement() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Per-node keys and a chain node-a - node-c - node-b: everything from a to b crosses c.
+fn keyed_chain(d: &Path) -> PathBuf {
     keygen_nodes(&d.join("keys"), &["node-a", "node-b", "node-c"]);
-    // A chain node-a - node-c - node-b: everything from a to b crosses c.
     let cfg = three_nodes(d, "chain", "node_keys = \"keys\"");
     let text = std::fs::read_to_string(&cfg).unwrap();
     let direct = "between = [\"node-a\", \"node-b\"]";
@@ -244,6 +244,14 @@ fn a_relay_cannot_forge_the_final_acknowledgement() {
         text.replace(direct, "between = [\"node-a\", \"node-c\"]"),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn a_relay_cannot_forge_the_final_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_peer = format!("node-c={}", listener.local_addr().unwrap());
@@ -282,6 +290,87 @@ fn a_relay_cannot_forge_the_final_acknowledgement() {
     assert!(ok, "{err}");
     assert!(same_contents(&good, &store.join("good.bin")));
     assert!(!err.contains("forged"), "{err}");
+}
+
+/// The hostile half of relay node-c: a proxy between it and node-b (at `upstream`) that
+/// flips a byte in the first uncompressed data chunk it carries and re-CRCs the frame, so
+/// node-b sees a well-formed frame from an authenticated node-c. Counts what it altered.
+fn altering_proxy(upstream: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("node-b={}", listener.local_addr().unwrap());
+    let altered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&altered);
+    std::thread::spawn(move || {
+        for from_c in listener.incoming().flatten() {
+            let Ok(to_b) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut back_r, mut back_w) = (to_b.try_clone().unwrap(), from_c.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut back_r, &mut back_w));
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let (mut from_c, mut to_b) = (from_c, to_b);
+                while let Ok((h, mut body)) = read_frame(&mut from_c) {
+                    let plain = flags::compression(h.flags) == 0 && !h.has(flags::LOANED);
+                    if h.kind == FrameKind::Data && plain && body.len() > 1 {
+                        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let mid = body.len() / 2;
+                            body[mid] ^= 0xff;
+                        } else {
+                            count.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let frame = wire::encode_frame(&h, &body).unwrap();
+                    if to_b.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, altered)
+}
+
+#[test]
+fn a_relay_that_alters_relayed_bytes_cannot_have_them_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
+    let store = d.join("store");
+    let dst = Server::start(&cfg, "node-b", Some(&store));
+    let (proxied_b, altered) = altering_proxy(dst.addr);
+    // TCP only: over shared memory node-c's chunks would not cross the proxy.
+    let hop = Server::start_with(
+        &cfg,
+        "node-c",
+        None,
+        &[
+            "--peer".into(),
+            proxied_b,
+            "--transport".into(),
+            "tcp".into(),
+        ],
+    );
+    let file = d.join("altered.bin");
+    random_file(&file, (1 << 20) + 3, 8);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &file, "tcp");
+    assert_eq!(
+        altered.load(Ordering::SeqCst),
+        1,
+        "the proxy altered a chunk"
+    );
+    assert!(!ok, "the sender reported altered bytes delivered: {err}");
+    assert!(!err.contains("acknowledged end to end"), "{err}");
+    assert!(
+        err.contains("content mismatch") && err.contains("altered or dropped data"),
+        "{err}"
+    );
+    // The proxy alters only once: the next transfer over the same relay arrives intact.
+    let good = d.join("good.bin");
+    random_file(&good, (1 << 20) + 9, 9);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
+    assert!(ok, "{err}");
+    assert!(same_contents(&good, &store.join("good.bin")));
 }
 
 #[test]

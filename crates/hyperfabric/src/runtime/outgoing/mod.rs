@@ -15,7 +15,7 @@ use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::proto::{AckInfo, OutgoingTransfer, SendParams, SendState};
+use crate::proto::{AckInfo, ContentCrc, OutgoingTransfer, SendParams, SendState};
 use crate::runtime::options::{SendOptions, SendReport};
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 use parking_lot::{Condvar, Mutex};
@@ -87,6 +87,9 @@ pub(super) struct OutSlot {
     gate: (Mutex<()>, Condvar),
     /// The name a store directory gave the file (carried by the FINAL ack; docs/wire.md).
     stored_as: Mutex<Option<String>>,
+    /// CRC32C of the whole content once every byte went out (per-node keys only): a
+    /// relayed FINAL ack must sign the same (signed_ack.rs).
+    content_crc: Mutex<Option<u32>>,
 }
 
 impl OutSlot {
@@ -166,6 +169,7 @@ impl OutgoingTable {
                 *s.woken.get_mut() = false;
                 *s.lost.get_mut() = false;
                 *s.stored_as.get_mut() = None;
+                *s.content_crc.get_mut() = None;
                 return slot;
             }
         }
@@ -177,6 +181,7 @@ impl OutgoingTable {
             lost: AtomicBool::new(false),
             gate: (Mutex::new(()), Condvar::new()),
             stored_as: Mutex::new(None),
+            content_crc: Mutex::new(None),
         })
     }
 
@@ -187,6 +192,13 @@ impl OutgoingTable {
         if free.len() < FREE_SLOTS_MAX {
             free.push(Arc::clone(slot));
         }
+    }
+
+    /// The CRC32C of transfer `id`'s content, once all of it was sent (per-node keys only).
+    pub(super) fn content_crc(&self, id: u64) -> Option<u32> {
+        let slot = self.map.lock().get(&id).cloned()?;
+        let crc = *slot.content_crc.lock();
+        crc
     }
 
     /// Transfers being sent now (a queue depth for metrics).
@@ -241,6 +253,9 @@ pub struct PendingSend<'a> {
     wire_payload_bytes: u64,
     /// Send the Meta (name) again before the next chunk (after a retransmission timeout).
     reannounce: bool,
+    /// The content's CRC32C as chunks first go out (per-node keys only; inline, no
+    /// allocation when they go in order).
+    content: Option<ContentCrc>,
 }
 
 impl<'a> PendingSend<'a> {
@@ -294,6 +309,7 @@ impl<'a> PendingSend<'a> {
             packer: Packer::default(),
             wire_payload_bytes: 0,
             reannounce: false,
+            content: node.keys.is_some().then(ContentCrc::default),
         };
         pending.pump()?;
         // Over shared memory, read what the link holds now (acks of earlier sends): a
@@ -383,6 +399,14 @@ impl<'a> PendingSend<'a> {
         }
         if alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len() {
             if let Some(sent) = self.send_pooled(conn, &mut h)? {
+                if self.content.is_some() {
+                    // Pooled sends are of in-memory sources: this read is a slice.
+                    let data = self
+                        .source
+                        .chunk(0, chunk.len, &mut self.read_buf)
+                        .map_err(|e| Error::io("reading the transfer", e))?;
+                    note_content(&mut self.content, &self.slot, 0, data, h.aux);
+                }
                 return Ok(sent);
             }
         }
@@ -390,6 +414,7 @@ impl<'a> PendingSend<'a> {
             .source
             .chunk(chunk.offset, chunk.len, &mut self.read_buf)
             .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
+        note_content(&mut self.content, &self.slot, chunk.offset, data, h.aux);
         let payload = match self.packer.pack(alg, data, &mut self.compress_buf) {
             Some(packed) => {
                 h.flags = flags::with_compression(h.flags, alg.wire_code());
@@ -539,6 +564,22 @@ impl<'a> PendingSend<'a> {
                 // The name may have been lost with the data: it goes again with this round.
                 self.reannounce = true;
             }
+        }
+    }
+}
+
+/// Adds a chunk about to go out to the content CRC and publishes the whole once complete.
+fn note_content(
+    content: &mut Option<ContentCrc>,
+    slot: &OutSlot,
+    offset: u64,
+    data: &[u8],
+    total: u64,
+) {
+    if let Some(c) = content {
+        c.add(offset, data);
+        if let Some(crc) = c.whole(total) {
+            *slot.content_crc.lock() = Some(crc);
         }
     }
 }

@@ -128,7 +128,7 @@ pub(in crate::runtime) fn on_loaned(
         && h.flags & flags::NAMED == 0 // its name comes in a Meta: the usual path waits for it
         && transform.is_some_and(|t| t != Transform::Cache)
         && node.zones.check(h.src, node.my_key, &[]).is_ok()
-        && node.incoming.claim_whole(key);
+        && node.incoming.claim_whole(key, node.whole_content_crc(&h, &view));
     if !whole {
         h.flags &= !flags::LOANED;
         h.payload_len = view.len() as u32;
