@@ -7,9 +7,9 @@
 mod support;
 
 use hyperfabric::auth::handshake::Acceptor;
-use hyperfabric::auth::identity::{FinalAck, NodeKeys};
+use hyperfabric::auth::identity::{FinalAck, NodeKeys, Origin};
 use hyperfabric::config::FabricConfig;
-use hyperfabric::wire::{self, flags, FrameKind, Header};
+use hyperfabric::wire::{self, flags, FrameKind, Header, RefusalCode};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -368,6 +368,125 @@ fn a_relay_that_alters_relayed_bytes_cannot_have_them_acknowledged() {
     // The proxy alters only once: the next transfer over the same relay arrives intact.
     let good = d.join("good.bin");
     random_file(&good, (1 << 20) + 9, 9);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
+    assert!(ok, "{err}");
+    assert!(same_contents(&good, &store.join("good.bin")));
+}
+
+/// Dials `addr` (node-b) as node-c with node-c's real key: an authenticated member.
+fn dial_as_node_c(addr: std::net::SocketAddr, keys: &NodeKeys) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mine = [5u8; 32];
+    let mut h = Header::new(FrameKind::Hello);
+    (h.src, h.dst) = (wire::node_key("node-c"), wire::node_key("node-b"));
+    let hello = wire::Hello {
+        fabric: "test".into(),
+        node: "node-c".into(),
+        nonce: 3,
+        auth: None,
+        identity: Some(wire::HelloIdentity {
+            challenge: mine,
+            signature: None,
+        }),
+    };
+    s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
+        .unwrap();
+    let (w, body) = read_frame(&mut s).unwrap();
+    assert_eq!(
+        w.kind,
+        FrameKind::Welcome,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let welcome = wire::decode_hello(FrameKind::Welcome, &body).unwrap();
+    let sig = hyperfabric::auth::handshake::dialer_signature(
+        keys,
+        "test",
+        "node-c",
+        "node-b",
+        &mine,
+        welcome.identity.as_ref(),
+    )
+    .unwrap();
+    h.kind = FrameKind::Auth;
+    s.write_all(&wire::encode_frame(&h, &sig).unwrap()).unwrap();
+    s
+}
+
+/// Reads frames until the `Nack FATAL` of transfer `id`: its refusal code and text.
+fn refusal_of(s: &mut TcpStream, id: u64) -> (RefusalCode, String) {
+    loop {
+        let (h, body) = read_frame(s).expect("a refusal");
+        if h.kind == FrameKind::Nack && h.transfer_id == id && h.has(flags::FATAL) {
+            let why = String::from_utf8_lossy(&body).into_owned();
+            return (RefusalCode::from_wire_code(h.aux), why);
+        }
+    }
+}
+
+#[test]
+fn a_relay_cannot_forge_a_transfer_from_another_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
+    let store = d.join("store");
+    let dst = Server::start(&cfg, "node-b", Some(&store));
+    let keys = NodeKeys::from_config(&FabricConfig::from_file(&cfg).unwrap(), "node-c")
+        .unwrap()
+        .unwrap();
+    let mut s = dial_as_node_c(dst.addr, &keys);
+    let bytes = b"forged in node-a's name";
+    // Relayed "from node-a": unsigned, with garbage, with the relay's own valid signature.
+    let own = keys.sign_origin(&Origin {
+        transfer_id: 3,
+        len: bytes.len() as u64,
+        sender: wire::node_key("node-a"),
+        destination: wire::node_key("node-b"),
+    });
+    for (id, sig) in [(1u64, None), (2, Some([7u8; 64])), (3, Some(own))] {
+        let mut h = Header::new(FrameKind::Data);
+        (h.src, h.dst, h.hops) = (wire::node_key("node-a"), wire::node_key("node-b"), 1);
+        (h.transfer_id, h.aux) = (id, bytes.len() as u64);
+        let mut payload = bytes.to_vec();
+        if let Some(sig) = sig {
+            h.flags |= flags::ORIGIN;
+            payload = [&sig[..], bytes].concat();
+        }
+        s.write_all(&wire::encode_frame(&h, &payload).unwrap())
+            .unwrap();
+        let (code, why) = refusal_of(&mut s, id);
+        assert_eq!(code, RefusalCode::OriginUnproven, "transfer {id}: {why}");
+        assert!(why.contains("claims to come from `node-a`"), "{why}");
+    }
+    // Counted, and readable by any member: the node's metrics reply.
+    let mut m = Header::new(FrameKind::MetricsRequest);
+    (m.src, m.dst, m.transfer_id) = (wire::node_key("node-c"), wire::node_key("node-b"), 77);
+    s.write_all(&wire::encode_frame(&m, &[]).unwrap()).unwrap();
+    let totals = loop {
+        let (h, body) = read_frame(&mut s).unwrap();
+        if h.kind == FrameKind::MetricsReply {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            break v["totals"].clone();
+        }
+    };
+    assert_eq!(totals["origin_refusals"], 3, "{totals}");
+    assert!(dst.wait_log("origin unproven", WAIT), "{}", dst.log_text());
+    assert!(
+        stored_files(&store).is_empty(),
+        "{:?}",
+        stored_files(&store)
+    );
+
+    // node-a's own transfer through an honest node-c carries node-a's signature: stored.
+    let hop = Server::start_with(
+        &cfg,
+        "node-c",
+        None,
+        &["--peer".into(), dst.peer_arg("node-b")],
+    );
+    let good = d.join("good.bin");
+    random_file(&good, (1 << 20) + 11, 10);
     let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
     assert!(ok, "{err}");
     assert!(same_contents(&good, &store.join("good.bin")));

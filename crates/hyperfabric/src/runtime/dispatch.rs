@@ -94,6 +94,10 @@ impl NodeInner {
     }
 
     fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
+        let payload = match self.check_origin(conn, h, payload) {
+            Ok(p) => p,
+            Err(refusal) => return self.refuse(conn, h, &refusal),
+        };
         let key = (h.src, h.transfer_id);
         if self.incoming.outcome(key).is_some() {
             return;
@@ -130,6 +134,14 @@ impl NodeInner {
             self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
             return Ok(());
         }
+        // Relayed with per-node keys: its sender's signature, checked before any state.
+        let payload = match self.check_origin(conn, h, payload) {
+            Ok(p) => p,
+            Err(refusal) => {
+                self.refuse(conn, h, &refusal);
+                return Ok(());
+            }
+        };
         let key = (h.src, h.transfer_id);
         self.stats.bytes_received.fetch_add(
             payload.len() as u64 + crate::wire::HEADER_LEN as u64,

@@ -12,12 +12,13 @@ pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
 use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
+use crate::auth::identity::Origin;
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::proto::{AckInfo, ContentCrc, OutgoingTransfer, SendParams, SendState};
 use crate::runtime::options::{SendOptions, SendReport};
-use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
+use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode, SIGNATURE_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::fs::File;
@@ -256,6 +257,10 @@ pub struct PendingSend<'a> {
     /// The content's CRC32C as chunks first go out (per-node keys only; inline, no
     /// allocation when they go in order).
     content: Option<ContentCrc>,
+    /// The transfer's origin signature (made on its first relayed frame) and the buffer
+    /// that puts it before a relayed frame's payload (origin.rs).
+    origin_sig: Option<[u8; SIGNATURE_LEN]>,
+    origin_buf: Vec<u8>,
 }
 
 impl<'a> PendingSend<'a> {
@@ -310,6 +315,8 @@ impl<'a> PendingSend<'a> {
             wire_payload_bytes: 0,
             reannounce: false,
             content: node.keys.is_some().then(ContentCrc::default),
+            origin_sig: None,
+            origin_buf: Vec::new(),
         };
         pending.pump()?;
         // Over shared memory, read what the link holds now (acks of earlier sends): a
@@ -397,7 +404,11 @@ impl<'a> PendingSend<'a> {
         if self.opts.name.is_some() {
             h.flags |= flags::NAMED;
         }
-        if alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len() {
+        // With per-node keys a frame through a relay carries the sender's signature: a pool
+        // descriptor cannot, so such frames go by copy.
+        let relayed = self.node.keys.is_some() && conn.peer_key != self.peer.key;
+        if !relayed && alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len()
+        {
             if let Some(sent) = self.send_pooled(conn, &mut h)? {
                 if self.content.is_some() {
                     // Pooled sends are of in-memory sources: this read is a slice.
@@ -421,6 +432,20 @@ impl<'a> PendingSend<'a> {
                 packed
             }
             None => data,
+        };
+        let payload = match (&self.node.keys, relayed) {
+            (Some(keys), true) => OriginSigner {
+                keys,
+                origin: Origin {
+                    transfer_id: self.id,
+                    len: h.aux,
+                    sender: self.node.my_key,
+                    destination: self.peer.key,
+                },
+                sig: &mut self.origin_sig,
+            }
+            .sign(&mut self.origin_buf, &mut h, payload),
+            _ => payload,
         };
         if let Err(e) = conn.send(&h, payload) {
             return Ok(Err(e));
@@ -504,12 +529,26 @@ impl<'a> PendingSend<'a> {
 
     /// Tells the destination the transfer's name over a new connection (best effort: a
     /// failed write shows up on the data frames that follow).
-    fn announce(&self, conn: &Conn) {
+    fn announce(&mut self, conn: &Conn) {
         if let Some(name) = &self.opts.name {
             let mut h = self.header(FrameKind::Meta);
             h.aux = self.source.len();
             let name = &name.as_bytes()[..name.len().min(255)];
-            let _ = conn.send(&h, name);
+            let payload = match (&self.node.keys, conn.peer_key != self.peer.key) {
+                (Some(keys), true) => OriginSigner {
+                    keys,
+                    origin: Origin {
+                        transfer_id: self.id,
+                        len: self.source.len(),
+                        sender: self.node.my_key,
+                        destination: self.peer.key,
+                    },
+                    sig: &mut self.origin_sig,
+                }
+                .sign(&mut self.origin_buf, &mut h, name),
+                _ => name,
+            };
+            let _ = conn.send(&h, payload);
         }
     }
 
@@ -565,6 +604,28 @@ impl<'a> PendingSend<'a> {
                 self.reannounce = true;
             }
         }
+    }
+}
+
+/// The transfer's origin signature (made once, kept in `sig`) and the frame's header and
+/// payload to send through a relay with per-node keys (origin.rs).
+struct OriginSigner<'s> {
+    keys: &'s crate::auth::identity::NodeKeys,
+    origin: Origin,
+    sig: &'s mut Option<[u8; SIGNATURE_LEN]>,
+}
+
+impl OriginSigner<'_> {
+    /// `payload` behind the signature, in `buf` (reused across chunks), and
+    /// `flags::ORIGIN` set on `h`.
+    fn sign<'b>(self, buf: &'b mut Vec<u8>, h: &mut Header, payload: &[u8]) -> &'b [u8] {
+        h.flags |= flags::ORIGIN;
+        let (keys, origin) = (self.keys, self.origin);
+        let sig = *self.sig.get_or_insert_with(|| keys.sign_origin(&origin));
+        buf.clear();
+        buf.extend_from_slice(&sig);
+        buf.extend_from_slice(payload);
+        buf
     }
 }
 

@@ -121,7 +121,9 @@ pub(in crate::runtime) fn on_loaned(
 ) -> Result<bool, String> {
     let key = (h.src, h.transfer_id);
     let transform = Transform::from_wire_code(flags::transform(h.flags));
+    // A relayed loan takes the usual path, which checks its origin (origin.rs).
     let whole = h.dst == node.my_key
+        && h.hops == 0
         && h.offset == 0
         && h.aux == view.len() as u64
         && flags::compression(h.flags) == 0
