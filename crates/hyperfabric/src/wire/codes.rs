@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_read_as_unspecified() {
-        for aux in [11, 0xffff, 1 << 16, u64::MAX] {
+        for aux in [13, 0xffff, 1 << 16, u64::MAX] {
             assert_eq!(RefusalCode::from_wire_code(aux), RefusalCode::Unspecified);
         }
     }
