@@ -7,13 +7,15 @@
 mod support;
 
 use hyperfabric::auth::handshake::Acceptor;
-use hyperfabric::auth::identity::{FinalAck, NodeKeys};
+use hyperfabric::auth::identity::{FinalAck, NodeKeys, Origin};
 use hyperfabric::config::FabricConfig;
-use hyperfabric::wire::{self, flags, FrameKind, Header};
+use hyperfabric::wire::{self, flags, FrameKind, Header, RefusalCode};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use support::raw::{extend_fabric, read_frame, send_file};
 use support::*;
@@ -212,12 +214,13 @@ fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<u
                 len: h.aux,
                 sender: h.src,
                 destination: h.dst,
+                content_crc: 0,
                 stored_as: b"",
             });
             for (extra, payload) in [
                 (0, vec![]),
-                (flags::SIGNED, vec![7; 64]),
-                (flags::SIGNED, mine.to_vec()),
+                (flags::SIGNED, vec![7; 68]),
+                (flags::SIGNED, [&mine[..], &[0; 4]].concat()),
             ] {
                 let mut a = ack;
                 a.flags |= extra;
@@ -230,12 +233,9 @@ fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<u
     })
 }
 
-#[test]
-fn a_relay_cannot_forge_the_final_acknowledgement() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Per-node keys and a chain node-a - node-c - node-b: everything from a to b crosses c.
+fn keyed_chain(d: &Path) -> PathBuf {
     keygen_nodes(&d.join("keys"), &["node-a", "node-b", "node-c"]);
-    // A chain node-a - node-c - node-b: everything from a to b crosses c.
     let cfg = three_nodes(d, "chain", "node_keys = \"keys\"");
     let text = std::fs::read_to_string(&cfg).unwrap();
     let direct = "between = [\"node-a\", \"node-b\"]";
@@ -244,6 +244,14 @@ fn a_relay_cannot_forge_the_final_acknowledgement() {
         text.replace(direct, "between = [\"node-a\", \"node-c\"]"),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn a_relay_cannot_forge_the_final_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_peer = format!("node-c={}", listener.local_addr().unwrap());
@@ -282,6 +290,206 @@ fn a_relay_cannot_forge_the_final_acknowledgement() {
     assert!(ok, "{err}");
     assert!(same_contents(&good, &store.join("good.bin")));
     assert!(!err.contains("forged"), "{err}");
+}
+
+/// The hostile half of relay node-c: a proxy between it and node-b (at `upstream`) that
+/// flips a byte in the first uncompressed data chunk it carries and re-CRCs the frame, so
+/// node-b sees a well-formed frame from an authenticated node-c. Counts what it altered.
+fn altering_proxy(upstream: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("node-b={}", listener.local_addr().unwrap());
+    let altered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&altered);
+    std::thread::spawn(move || {
+        for from_c in listener.incoming().flatten() {
+            let Ok(to_b) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut back_r, mut back_w) = (to_b.try_clone().unwrap(), from_c.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut back_r, &mut back_w));
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                let (mut from_c, mut to_b) = (from_c, to_b);
+                while let Ok((h, mut body)) = read_frame(&mut from_c) {
+                    let plain = flags::compression(h.flags) == 0 && !h.has(flags::LOANED);
+                    if h.kind == FrameKind::Data && plain && body.len() > 1 {
+                        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let mid = body.len() / 2;
+                            body[mid] ^= 0xff;
+                        } else {
+                            count.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    }
+                    let frame = wire::encode_frame(&h, &body).unwrap();
+                    if to_b.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, altered)
+}
+
+#[test]
+fn a_relay_that_alters_relayed_bytes_cannot_have_them_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
+    let store = d.join("store");
+    let dst = Server::start(&cfg, "node-b", Some(&store));
+    let (proxied_b, altered) = altering_proxy(dst.addr);
+    // TCP only: over shared memory node-c's chunks would not cross the proxy.
+    let hop = Server::start_with(
+        &cfg,
+        "node-c",
+        None,
+        &[
+            "--peer".into(),
+            proxied_b,
+            "--transport".into(),
+            "tcp".into(),
+        ],
+    );
+    let file = d.join("altered.bin");
+    random_file(&file, (1 << 20) + 3, 8);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &file, "tcp");
+    assert_eq!(
+        altered.load(Ordering::SeqCst),
+        1,
+        "the proxy altered a chunk"
+    );
+    assert!(!ok, "the sender reported altered bytes delivered: {err}");
+    assert!(!err.contains("acknowledged end to end"), "{err}");
+    assert!(
+        err.contains("content mismatch") && err.contains("altered or dropped data"),
+        "{err}"
+    );
+    // The proxy alters only once: the next transfer over the same relay arrives intact.
+    let good = d.join("good.bin");
+    random_file(&good, (1 << 20) + 9, 9);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
+    assert!(ok, "{err}");
+    assert!(same_contents(&good, &store.join("good.bin")));
+}
+
+/// Dials `addr` (node-b) as node-c with node-c's real key: an authenticated member.
+fn dial_as_node_c(addr: std::net::SocketAddr, keys: &NodeKeys) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mine = [5u8; 32];
+    let mut h = Header::new(FrameKind::Hello);
+    (h.src, h.dst) = (wire::node_key("node-c"), wire::node_key("node-b"));
+    let hello = wire::Hello {
+        fabric: "test".into(),
+        node: "node-c".into(),
+        nonce: 3,
+        auth: None,
+        identity: Some(wire::HelloIdentity {
+            challenge: mine,
+            signature: None,
+        }),
+    };
+    s.write_all(&wire::encode_frame(&h, &wire::encode_hello(&hello)).unwrap())
+        .unwrap();
+    let (w, body) = read_frame(&mut s).unwrap();
+    assert_eq!(
+        w.kind,
+        FrameKind::Welcome,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let welcome = wire::decode_hello(FrameKind::Welcome, &body).unwrap();
+    let sig = hyperfabric::auth::handshake::dialer_signature(
+        keys,
+        "test",
+        "node-c",
+        "node-b",
+        &mine,
+        welcome.identity.as_ref(),
+    )
+    .unwrap();
+    h.kind = FrameKind::Auth;
+    s.write_all(&wire::encode_frame(&h, &sig).unwrap()).unwrap();
+    s
+}
+
+/// Reads frames until the `Nack FATAL` of transfer `id`: its refusal code and text.
+fn refusal_of(s: &mut TcpStream, id: u64) -> (RefusalCode, String) {
+    loop {
+        let (h, body) = read_frame(s).expect("a refusal");
+        if h.kind == FrameKind::Nack && h.transfer_id == id && h.has(flags::FATAL) {
+            let why = String::from_utf8_lossy(&body).into_owned();
+            return (RefusalCode::from_wire_code(h.aux), why);
+        }
+    }
+}
+
+#[test]
+fn a_relay_cannot_forge_a_transfer_from_another_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = keyed_chain(d);
+    let store = d.join("store");
+    let dst = Server::start(&cfg, "node-b", Some(&store));
+    let keys = NodeKeys::from_config(&FabricConfig::from_file(&cfg).unwrap(), "node-c")
+        .unwrap()
+        .unwrap();
+    let mut s = dial_as_node_c(dst.addr, &keys);
+    let bytes = b"forged in node-a's name";
+    // Relayed "from node-a": unsigned, with garbage, with the relay's own valid signature.
+    let own = keys.sign_origin(&Origin {
+        transfer_id: 3,
+        len: bytes.len() as u64,
+        sender: wire::node_key("node-a"),
+        destination: wire::node_key("node-b"),
+    });
+    for (id, sig) in [(1u64, None), (2, Some([7u8; 64])), (3, Some(own))] {
+        let mut h = Header::new(FrameKind::Data);
+        (h.src, h.dst, h.hops) = (wire::node_key("node-a"), wire::node_key("node-b"), 1);
+        (h.transfer_id, h.aux) = (id, bytes.len() as u64);
+        let mut payload = bytes.to_vec();
+        if let Some(sig) = sig {
+            h.flags |= flags::ORIGIN;
+            payload = [&sig[..], bytes].concat();
+        }
+        s.write_all(&wire::encode_frame(&h, &payload).unwrap())
+            .unwrap();
+        let (code, why) = refusal_of(&mut s, id);
+        assert_eq!(code, RefusalCode::OriginUnproven, "transfer {id}: {why}");
+        assert!(why.contains("claims to come from `node-a`"), "{why}");
+    }
+    // Counted, and readable by any member: the node's metrics reply.
+    let mut m = Header::new(FrameKind::MetricsRequest);
+    (m.src, m.dst, m.transfer_id) = (wire::node_key("node-c"), wire::node_key("node-b"), 77);
+    s.write_all(&wire::encode_frame(&m, &[]).unwrap()).unwrap();
+    let totals = loop {
+        let (h, body) = read_frame(&mut s).unwrap();
+        if h.kind == FrameKind::MetricsReply {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            break v["totals"].clone();
+        }
+    };
+    assert_eq!(totals["origin_refusals"], 3, "{totals}");
+    assert!(dst.wait_log("origin unproven", WAIT), "{}", dst.log_text());
+    assert!(
+        stored_files(&store).is_empty(),
+        "{:?}",
+        stored_files(&store)
+    );
+
+    // node-a's own transfer through an honest node-c carries node-a's signature: stored.
+    let hop = Server::start_with(
+        &cfg,
+        "node-c",
+        None,
+        &["--peer".into(), dst.peer_arg("node-b")],
+    );
+    let good = d.join("good.bin");
+    random_file(&good, (1 << 20) + 11, 10);
+    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
+    assert!(ok, "{err}");
+    assert!(same_contents(&good, &store.join("good.bin")));
 }
 
 #[test]

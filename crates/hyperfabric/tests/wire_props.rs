@@ -228,8 +228,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 16), Err(DecodeError::UnknownKind { found: 16 }));
     assert_eq!(
-        with(7, 0x04),
-        Err(DecodeError::UnknownFlags { found: 0x0400 })
+        with(7, 0x08),
+        Err(DecodeError::UnknownFlags { found: 0x0800 })
     );
     assert_eq!(
         with(7, 0x80),

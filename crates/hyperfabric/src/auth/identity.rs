@@ -23,7 +23,36 @@ pub const KEY_LEN: usize = 32;
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 const HANDSHAKE_LABEL: &[u8] = b"hyperfabric-node-key-v1\0";
-const FINAL_ACK_LABEL: &[u8] = b"hyperfabric-final-ack-v1\0";
+// v2: the message binds the content's CRC32C as well.
+const FINAL_ACK_LABEL: &[u8] = b"hyperfabric-final-ack-v2\0";
+
+const ORIGIN_LABEL: &[u8] = b"hyperfabric-origin-v1\0";
+
+/// What a sender signs for a transfer whose frames cross relays (`flags::ORIGIN`): the
+/// destination then knows the transfer comes from `sender`, not from a relay using its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub transfer_id: u64,
+    /// Total bytes of the transfer.
+    pub len: u64,
+    pub sender: u64,
+    pub destination: u64,
+}
+
+impl Origin {
+    fn message(&self) -> [u8; ORIGIN_LABEL.len() + 32] {
+        let mut m = [0u8; ORIGIN_LABEL.len() + 32];
+        let (label, rest) = m.split_at_mut(ORIGIN_LABEL.len());
+        label.copy_from_slice(ORIGIN_LABEL);
+        for (i, v) in [self.transfer_id, self.len, self.sender, self.destination]
+            .into_iter()
+            .enumerate()
+        {
+            rest[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        m
+    }
+}
 
 /// What a destination signs when it acknowledges a transfer FINAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +63,17 @@ pub struct FinalAck<'a> {
     /// Node keys of the transfer's sender and of the destination that signs.
     pub sender: u64,
     pub destination: u64,
+    /// CRC32C of the whole content as the destination reassembled and verified it: a relay
+    /// that altered or dropped bytes cannot produce an ack the sender's CRC matches.
+    pub content_crc: u32,
     /// The name a store directory gave the file (empty: none); the ack carries it.
     pub stored_as: &'a [u8],
 }
 
 impl FinalAck<'_> {
     /// The signed message: fixed size, built on the stack (no allocation per transfer).
-    fn message(&self) -> [u8; FINAL_ACK_LABEL.len() + 32 + 32] {
-        let mut m = [0u8; FINAL_ACK_LABEL.len() + 32 + 32];
+    fn message(&self) -> [u8; FINAL_ACK_LABEL.len() + 36 + 32] {
+        let mut m = [0u8; FINAL_ACK_LABEL.len() + 36 + 32];
         let (label, rest) = m.split_at_mut(FINAL_ACK_LABEL.len());
         label.copy_from_slice(FINAL_ACK_LABEL);
         for (i, v) in [self.transfer_id, self.len, self.sender, self.destination]
@@ -50,7 +82,8 @@ impl FinalAck<'_> {
         {
             rest[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
-        rest[32..].copy_from_slice(&Sha256::digest(self.stored_as));
+        rest[32..36].copy_from_slice(&self.content_crc.to_le_bytes());
+        rest[36..].copy_from_slice(&Sha256::digest(self.stored_as));
         m
     }
 }
@@ -193,6 +226,22 @@ impl NodeKeys {
     }
 }
 
+impl NodeKeys {
+    /// Signs a transfer this node sends through relays.
+    pub fn sign_origin(&self, o: &Origin) -> [u8; SIGNATURE_LEN] {
+        sig_bytes(&self.pair.sign(&o.message()))
+    }
+
+    /// Did the sender named in `o` sign it?
+    pub fn verify_origin(&self, o: &Origin, sig: &[u8]) -> bool {
+        self.public.get(&o.sender).is_some_and(|(_, key)| {
+            UnparsedPublicKey::new(&ED25519, key)
+                .verify(&o.message(), sig)
+                .is_ok()
+        })
+    }
+}
+
 fn sig_bytes(sig: &ring::signature::Signature) -> [u8; SIGNATURE_LEN] {
     let mut s = [0u8; SIGNATURE_LEN];
     s.copy_from_slice(sig.as_ref());
@@ -301,7 +350,38 @@ mod tests {
     }
 
     #[test]
-    fn final_acks_are_bound_to_destination_transfer_length_and_name() {
+    fn origins_are_bound_to_sender_destination_transfer_and_length() {
+        let ids = [("a", 1), ("b", 2), ("c", 3)];
+        let (a, b, c) = (pair("a", &ids), pair("b", &ids), pair("c", &ids));
+        let o = Origin {
+            transfer_id: 7,
+            len: 1000,
+            sender: crate::wire::node_key("a"),
+            destination: crate::wire::node_key("b"),
+        };
+        let sig = a.sign_origin(&o);
+        assert!(b.verify_origin(&o, &sig));
+        assert!(
+            !b.verify_origin(&o, &c.sign_origin(&o)),
+            "a relay's own key"
+        );
+        for other in [
+            Origin {
+                transfer_id: 8,
+                ..o
+            },
+            Origin { len: 1001, ..o },
+            Origin {
+                destination: crate::wire::node_key("c"),
+                ..o
+            },
+        ] {
+            assert!(!b.verify_origin(&other, &sig), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn final_acks_are_bound_to_destination_transfer_length_content_and_name() {
         let ids = [("a", 1), ("b", 2), ("c", 3)];
         let (a, b, c) = (pair("a", &ids), pair("b", &ids), pair("c", &ids));
         let ack = FinalAck {
@@ -309,6 +389,7 @@ mod tests {
             len: 100,
             sender: crate::wire::node_key("a"),
             destination: crate::wire::node_key("b"),
+            content_crc: 0xdead_beef,
             stored_as: b"x.bin",
         };
         let sig = b.sign_final_ack(&ack);
@@ -323,6 +404,10 @@ mod tests {
                 ..ack
             },
             FinalAck { len: 99, ..ack },
+            FinalAck {
+                content_crc: 0xdead_beee,
+                ..ack
+            },
             FinalAck {
                 stored_as: b"y.bin",
                 ..ack

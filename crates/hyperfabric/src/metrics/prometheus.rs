@@ -112,7 +112,7 @@ fn node_families(o: &mut Out, m: &NodeMetrics) {
         "Seconds since the node started.",
         m.uptime_seconds,
     );
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "hyperfabric_node_payload_bytes_sent_total",
             "Transfer bytes (with frame headers) this node sent as a source.",
@@ -162,6 +162,16 @@ fn node_families(o: &mut Out, m: &NodeMetrics) {
             "hyperfabric_node_forwarded_bytes_total",
             "Payload bytes relayed for other nodes.",
             t.bytes_forwarded,
+        ),
+        (
+            "hyperfabric_node_content_mismatches_total",
+            "Sends failed: the destination signed for other content (a relay altered it).",
+            t.content_mismatches,
+        ),
+        (
+            "hyperfabric_node_origin_refusals_total",
+            "Relayed frames refused: their sender's origin signature was missing or wrong.",
+            t.origin_refusals,
         ),
     ];
     for (name, help, v) in counters {

@@ -23,6 +23,12 @@ pub struct StatsSnapshot {
     pub frames_forwarded: u64,
     pub bytes_forwarded: u64,
     pub corrupt_frames_dropped: u64,
+    /// Sends that failed because their destination signed for other content than was sent
+    /// (a relay altered or dropped bytes; per-node keys only).
+    pub content_mismatches: u64,
+    /// Relayed transfers refused because their origin's signature was missing or wrong
+    /// (a relay claiming another member as source; per-node keys only).
+    pub origin_refusals: u64,
     pub open_connections: usize,
     /// Fault injection (tests): frames this node dropped, corrupted, delayed, and
     /// connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.

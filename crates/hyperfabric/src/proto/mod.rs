@@ -7,10 +7,12 @@
 //! `ack_every_bytes` and, once it holds every byte (and has stored it safely), sends a
 //! `FINAL` ack: `send` returns only after that end-to-end acknowledgement.
 
+pub mod content_crc;
 pub mod ranges;
 pub mod recv;
 pub mod send;
 
+pub use content_crc::ContentCrc;
 pub use recv::{IncomingTransfer, RecvError, RecvParams, Verdict};
 pub use send::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
 

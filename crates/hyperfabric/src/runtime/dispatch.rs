@@ -1,6 +1,7 @@
 //! What a node does with each frame a connection delivers.
 
 use super::incoming::{refusal, Completed, Entry, Outcome};
+use super::signed_ack::FinalVerdict;
 use super::{Conn, Lane, NodeInner};
 use crate::compress::{self, Algorithm};
 use crate::config::Transform;
@@ -43,8 +44,12 @@ impl NodeInner {
                     // must carry the destination's signature (signed_ack.rs).
                     let name = match ack.complete {
                         true => match self.accept_final_ack(conn, h, payload) {
-                            Some(name) => name,
-                            None => return Ok(true),
+                            FinalVerdict::Accept(name) => name,
+                            FinalVerdict::Drop => return Ok(true),
+                            FinalVerdict::Mismatch(refusal) => {
+                                self.outgoing.on_nack(h.transfer_id, 0, 0, Some(refusal));
+                                return Ok(true);
+                            }
                         },
                         false => &[],
                     };
@@ -89,6 +94,10 @@ impl NodeInner {
     }
 
     fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
+        let payload = match self.check_origin(conn, h, payload) {
+            Ok(p) => p,
+            Err(refusal) => return self.refuse(conn, h, &refusal),
+        };
         let key = (h.src, h.transfer_id);
         if self.incoming.outcome(key).is_some() {
             return;
@@ -104,7 +113,9 @@ impl NodeInner {
     /// again: the first may have been lost). False if it has not ended.
     fn answer_ended(&self, conn: &Conn, h: &Header) -> bool {
         match self.incoming.outcome((h.src, h.transfer_id)) {
-            Some(Outcome::Delivered) => self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux)),
+            Some(Outcome::Delivered(crc)) => {
+                self.send_ack_with(conn, h, IncomingTransfer::final_ack(h.aux), &[], crc)
+            }
             Some(Outcome::Refused(refusal)) => self.refuse(conn, h, &refusal),
             None => return false,
         }
@@ -123,6 +134,14 @@ impl NodeInner {
             self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
             return Ok(());
         }
+        // Relayed with per-node keys: its sender's signature, checked before any state.
+        let payload = match self.check_origin(conn, h, payload) {
+            Ok(p) => p,
+            Err(refusal) => {
+                self.refuse(conn, h, &refusal);
+                return Ok(());
+            }
+        };
         let key = (h.src, h.transfer_id);
         self.stats.bytes_received.fetch_add(
             payload.len() as u64 + crate::wire::HEADER_LEN as u64,
@@ -151,7 +170,7 @@ impl NodeInner {
             && !h.has(flags::NAMED) // its name comes in a Meta: reassembly waits for it
             && transform != Transform::Cache
             && self.incoming.fits_whole(h.aux)
-            && self.incoming.claim_whole(key);
+            && self.incoming.claim_whole(key, self.whole_content_crc(h, bytes));
         if whole {
             let payload = self.incoming.pooled_copy(bytes);
             self.deliver_whole(conn, h, transform, payload);
@@ -160,7 +179,8 @@ impl NodeInner {
         let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
             Ok(Some(e)) => e,
             Ok(None) => {
-                self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+                // Ended since `answer_ended` looked: answer as it would.
+                self.answer_ended(conn, h);
                 return Ok(());
             }
             Err(refusal) => {
@@ -192,10 +212,15 @@ impl NodeInner {
         let key = (h.src, h.transfer_id);
         let stored = match e.proto.on_data(h.offset, bytes.len() as u64, h.aux) {
             Err(err) => Err(refusal(err)),
-            Ok(Verdict::Store { .. }) => e.write_at(h.offset, bytes).map_err(|err| {
+            Ok(Verdict::Store { .. }) => {
+                if self.keys.is_some() {
+                    e.content.add(h.offset, bytes);
+                }
+                e.write_at(h.offset, bytes).map_err(|err| {
                 tracing::warn!(peer = %conn.peer, "cannot store transfer {:#x}: {err}", h.transfer_id);
                 Refusal::new(RefusalCode::StoreFailed, format!("cannot store: {err}"))
-            }),
+                })
+            }
             Ok(Verdict::Duplicate) => Ok(()),
         };
         if let Err(refusal) = stored {
@@ -225,7 +250,8 @@ impl NodeInner {
         transform: Transform,
         payload: crate::buffer::Payload,
     ) {
-        self.send_ack(conn, h, IncomingTransfer::final_ack(h.aux));
+        let crc = self.whole_content_crc(h, &payload);
+        self.send_ack_with(conn, h, IncomingTransfer::final_ack(h.aux), &[], crc);
         self.stats
             .transfers_received
             .fetch_add(1, Ordering::Relaxed);
@@ -243,20 +269,21 @@ impl NodeInner {
     /// Stores a complete transfer for good (or refuses it), then acknowledges it FINAL.
     fn finish(&self, conn: &Conn, h: &Header, transform: Transform, mut e: MutexGuard<'_, Entry>) {
         let key = (h.src, h.transfer_id);
+        let crc = e.content.whole(h.aux);
         let done = self
             .incoming
             .complete(key, conn.peer.clone(), &mut e)
             .and_then(|done| self.incoming.finish_transform(h.src, transform, done));
         match done {
             Ok(done) => {
-                self.incoming.close(key, &mut e, Outcome::Delivered);
+                self.incoming.close(key, &mut e, Outcome::Delivered(crc));
                 drop(e);
                 let name = match &done {
                     Completed::Stored(path) => path.file_name().map(|n| n.to_string_lossy()),
                     _ => None,
                 };
                 let name = name.as_deref().unwrap_or_default().as_bytes();
-                self.send_ack_with(conn, h, IncomingTransfer::final_ack(h.aux), name);
+                self.send_ack_with(conn, h, IncomingTransfer::final_ack(h.aux), name, crc);
                 self.stats
                     .transfers_received
                     .fetch_add(1, Ordering::Relaxed);
@@ -293,11 +320,19 @@ impl NodeInner {
     }
 
     pub(super) fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
-        self.send_ack_with(conn, h, ack, &[]);
+        self.send_ack_with(conn, h, ack, &[], None);
     }
 
-    /// An ack with a payload: a FINAL ack names the stored file.
-    fn send_ack_with(&self, conn: &Conn, h: &Header, ack: AckInfo, payload: &[u8]) {
+    /// An ack with a payload: a FINAL ack names the stored file and, relayed, signs the
+    /// content's CRC32C `content_crc` (signed_ack.rs).
+    fn send_ack_with(
+        &self,
+        conn: &Conn,
+        h: &Header,
+        ack: AckInfo,
+        payload: &[u8],
+        content_crc: Option<u32>,
+    ) {
         let mut a = Header::new(FrameKind::Ack);
         a.src = self.my_key;
         a.dst = h.src;
@@ -306,7 +341,7 @@ impl NodeInner {
         a.aux = ack.held;
         if ack.complete {
             a.flags |= flags::FINAL;
-            let (signed, extra) = self.final_ack_payload(h, ack.held, payload);
+            let (signed, extra) = self.final_ack_payload(h, ack.held, payload, content_crc);
             a.flags |= extra;
             let _ = conn.send(&a, &signed);
             return;

@@ -6,7 +6,7 @@ use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 use crate::config::{Transform, Tuning, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
-use crate::proto::{IncomingTransfer, RecvError, RecvParams};
+use crate::proto::{ContentCrc, IncomingTransfer, RecvError, RecvParams};
 use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
 use crate::types::{DataType, Priority};
 use crate::wire::{Refusal, RefusalCode};
@@ -78,6 +78,9 @@ pub(super) struct Entry {
     reserved: u64,
     /// Delivered or refused: frames that waited for this entry's lock must not use it.
     pub closed: bool,
+    /// The content's CRC32C as it is assembled (with per-node keys only: a relayed FINAL
+    /// ack signs it).
+    pub content: ContentCrc,
 }
 
 /// What to do with a completed transfer once its FINAL ack is out.
@@ -107,8 +110,9 @@ impl OpenTransfers {
 /// How a transfer ended at this node: what late frames of it are answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
-    /// Stored or delivered: `Ack FINAL`.
-    Delivered,
+    /// Stored or delivered: `Ack FINAL`, signing this content CRC32C when it was relayed
+    /// (`None`: not tracked, as for outcomes read back from the journal).
+    Delivered(Option<u32>),
     /// Refused for good: `Nack FATAL` with this refusal (again, should the first be lost).
     Refused(Refusal),
 }
@@ -237,7 +241,7 @@ impl IncomingTable {
             return Ok(Some(e));
         }
         match self.outcome(key) {
-            Some(Outcome::Delivered) => return Ok(None),
+            Some(Outcome::Delivered(_)) => return Ok(None),
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
@@ -288,6 +292,7 @@ impl IncomingTable {
             touched: Instant::now(),
             reserved,
             closed: false,
+            content: ContentCrc::default(),
         }));
         open.map.insert(key, Arc::clone(&entry));
         open.ledger.add(key.0, reserved);
@@ -378,7 +383,7 @@ impl IncomingTable {
     /// true (and remembered as delivered) when this node keeps messages in memory and the
     /// transfer is neither ended nor partly assembled; otherwise the caller takes the copying
     /// path. Decided under the `open` lock, as [`Self::close`] does.
-    pub(super) fn claim_whole(&self, key: TransferKey) -> bool {
+    pub(super) fn claim_whole(&self, key: TransferKey, content_crc: Option<u32>) -> bool {
         if !matches!(self.sink, Sink::Memory) {
             return false;
         }
@@ -390,7 +395,7 @@ impl IncomingTable {
         if done.map.contains_key(&key) {
             return false;
         }
-        done.remember(key, Outcome::Delivered);
+        done.remember(key, Outcome::Delivered(content_crc));
         true
     }
 
@@ -597,7 +602,7 @@ fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedM
     match super::journal::DoneJournal::open(dir, COMPLETED_MEMORY) {
         Ok((journal, keys)) => {
             for key in keys {
-                done.remember(key, Outcome::Delivered);
+                done.remember(key, Outcome::Delivered(None));
             }
             (Some(journal), done)
         }
@@ -663,7 +668,7 @@ mod tests {
         // sees it closed) or, after the close, none: never a fresh one.
         std::thread::scope(|s| {
             let late = s.spawn(|| open((1, 1)).unwrap());
-            table.close((1, 1), &mut e, Outcome::Delivered);
+            table.close((1, 1), &mut e, Outcome::Delivered(None));
             drop(e);
             if let Some(again) = late.join().unwrap() {
                 assert!(Arc::ptr_eq(&entry, &again) && again.lock().closed);

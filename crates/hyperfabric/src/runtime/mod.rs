@@ -12,6 +12,7 @@ mod incoming;
 mod journal;
 mod open;
 pub mod options;
+mod origin;
 mod outgoing;
 mod ping;
 pub(crate) mod placement;
@@ -112,6 +113,8 @@ pub struct NodeInner {
     outgoing: outgoing::OutgoingTable,
     incoming: incoming::IncomingTable,
     pub stats: NodeStats,
+    /// Relayed transfers whose sender's signature this node verified (origin.rs).
+    origins: origin::SeenOrigins,
     /// Fault injection on the frames this node writes (tests; None: off, zero cost).
     pub faults: Option<Arc<crate::transport::fault::FaultInjector>>,
     /// Per-link counters, histograms and remote metrics requests.
@@ -208,6 +211,7 @@ impl NodeInner {
             pending: accept::PendingTable::default(),
             outgoing: outgoing::OutgoingTable::new(cfg.compression.clone()),
             stats: NodeStats::default(),
+            origins: origin::SeenOrigins::default(),
             faults,
             metrics: crate::metrics::Registry::new(cfg, me),
             // Random high bits: a restarted node never reuses ids the peer still remembers.

@@ -29,6 +29,10 @@ pub struct NodeStats {
     /// Frames whose payload failed its checksum under a sane header: dropped, link kept
     /// (the sender's retransmission recovers them).
     pub corrupt_frames_dropped: AtomicU64,
+    /// See [`StatsSnapshot::content_mismatches`].
+    pub content_mismatches: AtomicU64,
+    /// See [`StatsSnapshot::origin_refusals`].
+    pub origin_refusals: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slots`].
     pub shm_pool_slots: AtomicU64,
 }
@@ -53,6 +57,8 @@ impl NodeStats {
             frames_forwarded: r(&self.frames_forwarded),
             bytes_forwarded: r(&self.bytes_forwarded),
             corrupt_frames_dropped: r(&self.corrupt_frames_dropped),
+            content_mismatches: r(&self.content_mismatches),
+            origin_refusals: r(&self.origin_refusals),
             shm_pool_slots: r(&self.shm_pool_slots),
             open_connections,
             ..StatsSnapshot::default()

@@ -37,11 +37,17 @@ pub enum RefusalCode {
     NextHopUnreachable = 9,
     /// The destination could not store the transfer (disk, file name taken, ...).
     StoreFailed = 10,
+    /// The destination signed for other content than the sender sent (a relay altered or
+    /// dropped bytes); raised by the sender when it checks the signed FINAL ack.
+    ContentMismatch = 11,
+    /// A relayed transfer whose origin did not sign it (or whose signature does not check):
+    /// a relay claimed another member as its source.
+    OriginUnproven = 12,
 }
 
 impl RefusalCode {
     /// Every code, in wire order.
-    pub const ALL: [RefusalCode; 11] = [
+    pub const ALL: [RefusalCode; 13] = [
         RefusalCode::Unspecified,
         RefusalCode::UnknownDestination,
         RefusalCode::ZoneDenied,
@@ -53,6 +59,8 @@ impl RefusalCode {
         RefusalCode::RoutingLoop,
         RefusalCode::NextHopUnreachable,
         RefusalCode::StoreFailed,
+        RefusalCode::ContentMismatch,
+        RefusalCode::OriginUnproven,
     ];
 
     /// The code as it travels in a `Nack FATAL`'s `aux`.
@@ -83,6 +91,8 @@ impl RefusalCode {
             RefusalCode::RoutingLoop => "routing loop",
             RefusalCode::NextHopUnreachable => "next hop unreachable",
             RefusalCode::StoreFailed => "store failed",
+            RefusalCode::ContentMismatch => "content mismatch",
+            RefusalCode::OriginUnproven => "origin unproven",
         }
     }
 }
@@ -145,7 +155,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_read_as_unspecified() {
-        for aux in [11, 0xffff, 1 << 16, u64::MAX] {
+        for aux in [13, 0xffff, 1 << 16, u64::MAX] {
             assert_eq!(RefusalCode::from_wire_code(aux), RefusalCode::Unspecified);
         }
     }

@@ -150,6 +150,7 @@ impl FrameKind {
 ///  bit 7      LOANED       (Data) shared memory only: the payload is a pool descriptor
 ///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
 ///  bit 9      SIGNED       (Ack FINAL) the payload starts with the destination's signature
+///  bit 10     ORIGIN       (Data, Meta) the payload starts with the sender's signature
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -176,9 +177,12 @@ pub mod flags {
     /// Ack FINAL (wire v2): the payload starts with the destination's 64-byte Ed25519
     /// signature of the acknowledgement (`auth::identity::FinalAck`), then the stored name.
     pub const SIGNED: u16 = 1 << 9;
+    /// Data and Meta sent through relays (wire v2, per-node keys): the payload starts with
+    /// the sender's 64-byte Ed25519 signature of the transfer (`auth::identity::Origin`).
+    pub const ORIGIN: u16 = 1 << 10;
     /// Every bit this version knows; others are refused.
     pub const KNOWN: u16 =
-        FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED | SIGNED;
+        FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED | SIGNED | ORIGIN;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {

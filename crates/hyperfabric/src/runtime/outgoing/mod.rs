@@ -12,12 +12,13 @@ pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
 use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
+use crate::auth::identity::Origin;
 use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::proto::{AckInfo, OutgoingTransfer, SendParams, SendState};
+use crate::proto::{AckInfo, ContentCrc, OutgoingTransfer, SendParams, SendState};
 use crate::runtime::options::{SendOptions, SendReport};
-use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
+use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode, SIGNATURE_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::fs::File;
@@ -87,6 +88,9 @@ pub(super) struct OutSlot {
     gate: (Mutex<()>, Condvar),
     /// The name a store directory gave the file (carried by the FINAL ack; docs/wire.md).
     stored_as: Mutex<Option<String>>,
+    /// CRC32C of the whole content once every byte went out (per-node keys only): a
+    /// relayed FINAL ack must sign the same (signed_ack.rs).
+    content_crc: Mutex<Option<u32>>,
 }
 
 impl OutSlot {
@@ -166,6 +170,7 @@ impl OutgoingTable {
                 *s.woken.get_mut() = false;
                 *s.lost.get_mut() = false;
                 *s.stored_as.get_mut() = None;
+                *s.content_crc.get_mut() = None;
                 return slot;
             }
         }
@@ -177,6 +182,7 @@ impl OutgoingTable {
             lost: AtomicBool::new(false),
             gate: (Mutex::new(()), Condvar::new()),
             stored_as: Mutex::new(None),
+            content_crc: Mutex::new(None),
         })
     }
 
@@ -187,6 +193,13 @@ impl OutgoingTable {
         if free.len() < FREE_SLOTS_MAX {
             free.push(Arc::clone(slot));
         }
+    }
+
+    /// The CRC32C of transfer `id`'s content, once all of it was sent (per-node keys only).
+    pub(super) fn content_crc(&self, id: u64) -> Option<u32> {
+        let slot = self.map.lock().get(&id).cloned()?;
+        let crc = *slot.content_crc.lock();
+        crc
     }
 
     /// Transfers being sent now (a queue depth for metrics).
@@ -241,6 +254,13 @@ pub struct PendingSend<'a> {
     wire_payload_bytes: u64,
     /// Send the Meta (name) again before the next chunk (after a retransmission timeout).
     reannounce: bool,
+    /// The content's CRC32C as chunks first go out (per-node keys only; inline, no
+    /// allocation when they go in order).
+    content: Option<ContentCrc>,
+    /// The transfer's origin signature (made on its first relayed frame) and the buffer
+    /// that puts it before a relayed frame's payload (origin.rs).
+    origin_sig: Option<[u8; SIGNATURE_LEN]>,
+    origin_buf: Vec<u8>,
 }
 
 impl<'a> PendingSend<'a> {
@@ -294,6 +314,9 @@ impl<'a> PendingSend<'a> {
             packer: Packer::default(),
             wire_payload_bytes: 0,
             reannounce: false,
+            content: node.keys.is_some().then(ContentCrc::default),
+            origin_sig: None,
+            origin_buf: Vec::new(),
         };
         pending.pump()?;
         // Over shared memory, read what the link holds now (acks of earlier sends): a
@@ -381,8 +404,20 @@ impl<'a> PendingSend<'a> {
         if self.opts.name.is_some() {
             h.flags |= flags::NAMED;
         }
-        if alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len() {
+        // With per-node keys a frame through a relay carries the sender's signature: a pool
+        // descriptor cannot, so such frames go by copy.
+        let relayed = self.node.keys.is_some() && conn.peer_key != self.peer.key;
+        if !relayed && alg == Algorithm::None && chunk.offset == 0 && chunk.len == self.source.len()
+        {
             if let Some(sent) = self.send_pooled(conn, &mut h)? {
+                if self.content.is_some() {
+                    // Pooled sends are of in-memory sources: this read is a slice.
+                    let data = self
+                        .source
+                        .chunk(0, chunk.len, &mut self.read_buf)
+                        .map_err(|e| Error::io("reading the transfer", e))?;
+                    note_content(&mut self.content, &self.slot, 0, data, h.aux);
+                }
                 return Ok(sent);
             }
         }
@@ -390,12 +425,27 @@ impl<'a> PendingSend<'a> {
             .source
             .chunk(chunk.offset, chunk.len, &mut self.read_buf)
             .map_err(|e| Error::io(format!("reading chunk at offset {}", chunk.offset), e))?;
+        note_content(&mut self.content, &self.slot, chunk.offset, data, h.aux);
         let payload = match self.packer.pack(alg, data, &mut self.compress_buf) {
             Some(packed) => {
                 h.flags = flags::with_compression(h.flags, alg.wire_code());
                 packed
             }
             None => data,
+        };
+        let payload = match (&self.node.keys, relayed) {
+            (Some(keys), true) => OriginSigner {
+                keys,
+                origin: Origin {
+                    transfer_id: self.id,
+                    len: h.aux,
+                    sender: self.node.my_key,
+                    destination: self.peer.key,
+                },
+                sig: &mut self.origin_sig,
+            }
+            .sign(&mut self.origin_buf, &mut h, payload),
+            _ => payload,
         };
         if let Err(e) = conn.send(&h, payload) {
             return Ok(Err(e));
@@ -479,12 +529,26 @@ impl<'a> PendingSend<'a> {
 
     /// Tells the destination the transfer's name over a new connection (best effort: a
     /// failed write shows up on the data frames that follow).
-    fn announce(&self, conn: &Conn) {
+    fn announce(&mut self, conn: &Conn) {
         if let Some(name) = &self.opts.name {
             let mut h = self.header(FrameKind::Meta);
             h.aux = self.source.len();
             let name = &name.as_bytes()[..name.len().min(255)];
-            let _ = conn.send(&h, name);
+            let payload = match (&self.node.keys, conn.peer_key != self.peer.key) {
+                (Some(keys), true) => OriginSigner {
+                    keys,
+                    origin: Origin {
+                        transfer_id: self.id,
+                        len: self.source.len(),
+                        sender: self.node.my_key,
+                        destination: self.peer.key,
+                    },
+                    sig: &mut self.origin_sig,
+                }
+                .sign(&mut self.origin_buf, &mut h, name),
+                _ => name,
+            };
+            let _ = conn.send(&h, payload);
         }
     }
 
@@ -539,6 +603,44 @@ impl<'a> PendingSend<'a> {
                 // The name may have been lost with the data: it goes again with this round.
                 self.reannounce = true;
             }
+        }
+    }
+}
+
+/// The transfer's origin signature (made once, kept in `sig`) and the frame's header and
+/// payload to send through a relay with per-node keys (origin.rs).
+struct OriginSigner<'s> {
+    keys: &'s crate::auth::identity::NodeKeys,
+    origin: Origin,
+    sig: &'s mut Option<[u8; SIGNATURE_LEN]>,
+}
+
+impl OriginSigner<'_> {
+    /// `payload` behind the signature, in `buf` (reused across chunks), and
+    /// `flags::ORIGIN` set on `h`.
+    fn sign<'b>(self, buf: &'b mut Vec<u8>, h: &mut Header, payload: &[u8]) -> &'b [u8] {
+        h.flags |= flags::ORIGIN;
+        let (keys, origin) = (self.keys, self.origin);
+        let sig = *self.sig.get_or_insert_with(|| keys.sign_origin(&origin));
+        buf.clear();
+        buf.extend_from_slice(&sig);
+        buf.extend_from_slice(payload);
+        buf
+    }
+}
+
+/// Adds a chunk about to go out to the content CRC and publishes the whole once complete.
+fn note_content(
+    content: &mut Option<ContentCrc>,
+    slot: &OutSlot,
+    offset: u64,
+    data: &[u8],
+    total: u64,
+) {
+    if let Some(c) = content {
+        c.add(offset, data);
+        if let Some(crc) = c.whole(total) {
+            *slot.content_crc.lock() = Some(crc);
         }
     }
 }

@@ -121,14 +121,16 @@ pub(in crate::runtime) fn on_loaned(
 ) -> Result<bool, String> {
     let key = (h.src, h.transfer_id);
     let transform = Transform::from_wire_code(flags::transform(h.flags));
+    // A relayed loan takes the usual path, which checks its origin (origin.rs).
     let whole = h.dst == node.my_key
+        && h.hops == 0
         && h.offset == 0
         && h.aux == view.len() as u64
         && flags::compression(h.flags) == 0
         && h.flags & flags::NAMED == 0 // its name comes in a Meta: the usual path waits for it
         && transform.is_some_and(|t| t != Transform::Cache)
         && node.zones.check(h.src, node.my_key, &[]).is_ok()
-        && node.incoming.claim_whole(key);
+        && node.incoming.claim_whole(key, node.whole_content_crc(&h, &view));
     if !whole {
         h.flags &= !flags::LOANED;
         h.payload_len = view.len() as u32;
