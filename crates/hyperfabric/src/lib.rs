@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod collective;
 pub mod compress;
 pub mod config;
+pub mod core;
 pub mod diagnose;
 pub mod error;
 pub mod idle;
