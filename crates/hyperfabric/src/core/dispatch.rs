@@ -48,7 +48,10 @@ impl Node {
         let refusal = if h.hops >= self.cfg.limits.hops_max {
             Some((RefusalCode::RoutingLoop, "hop limit reached"))
         } else if self.paths.name_of(h.dst).is_none() {
-            Some((RefusalCode::UnknownDestination, "destination not in the topology"))
+            Some((
+                RefusalCode::UnknownDestination,
+                "destination not in the topology",
+            ))
         } else {
             match self.paths.next_hop(h.dst) {
                 None => Some((RefusalCode::NextHopUnreachable, "no next hop")),
@@ -106,7 +109,11 @@ impl Node {
             held: h.aux,
             complete: h.has(flags::FINAL),
         };
-        match self.out.iter_mut().find(|o| o.id.0 == h.transfer_id && o.dst == h.src) {
+        match self
+            .out
+            .iter_mut()
+            .find(|o| o.id.0 == h.transfer_id && o.dst == h.src)
+        {
             Some(o) => o.on_ack(ack, now),
             None => self.stats.frames_ignored += 1,
         }

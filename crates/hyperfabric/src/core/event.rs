@@ -48,7 +48,9 @@ pub enum SendError {
         by_destination: bool,
     },
     /// No progress for the stall timeout, or retransmissions exhausted.
-    #[error("timed out after {retransmits} retransmission rounds, {stalled_for:?} without progress")]
+    #[error(
+        "timed out after {retransmits} retransmission rounds, {stalled_for:?} without progress"
+    )]
     TimedOut {
         retransmits: u32,
         stalled_for: Duration,

@@ -93,7 +93,9 @@ impl Incoming {
         if open.machine.is_complete() {
             return Outcome::Complete(self.finish(now, key));
         }
-        open.machine.poll_ack(true).map_or(Outcome::Quiet, Outcome::Ack)
+        open.machine
+            .poll_ack(true)
+            .map_or(Outcome::Quiet, Outcome::Ack)
     }
 
     /// Opens the transfer if it is new and fits every limit.
@@ -109,7 +111,10 @@ impl Incoming {
         {
             return Err(Refusal::new(
                 RefusalCode::TooManyTransfers,
-                format!("{} transfers open, {from_peer} from this peer", self.open.len()),
+                format!(
+                    "{} transfers open, {from_peer} from this peer",
+                    self.open.len()
+                ),
             ));
         }
         if self.bytes.saturating_add(total) > lim.reassembly_bytes_max {

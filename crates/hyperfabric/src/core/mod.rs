@@ -31,7 +31,7 @@ mod outgoing;
 mod paths;
 mod time;
 
-pub use event::{CommandError, Event, SendError, SendReport, Transmit, TransferId};
+pub use event::{CommandError, Event, SendError, SendReport, TransferId, Transmit};
 pub use node::{Node, Stats};
 pub use paths::{LinkId, LINKS_MAX};
 pub use time::Time;

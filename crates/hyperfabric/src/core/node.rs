@@ -1,6 +1,6 @@
 //! [`Node`]: the state, the commands and the poll side of the core.
 
-use super::event::{CommandError, Event, SendError, Transmit, TransferId};
+use super::event::{CommandError, Event, SendError, TransferId, Transmit};
 use super::incoming::Incoming;
 use super::outgoing::{End, Out};
 use super::paths::{LinkId, Paths};
@@ -46,12 +46,7 @@ pub struct Node {
 impl Node {
     /// A node `cfg.name` of `topology` (which must contain it), with no link yet.
     pub fn new(cfg: CoreConfig, topology: Topology) -> Node {
-        let inc = Incoming::new(
-            cfg.recv,
-            cfg.limits,
-            cfg.incoming_idle,
-            cfg.finished_linger,
-        );
+        let inc = Incoming::new(cfg.recv, cfg.limits, cfg.incoming_idle, cfg.finished_linger);
         Node {
             key: node_key(&cfg.name),
             paths: Paths::new(&cfg.name, topology),
@@ -157,7 +152,8 @@ impl Node {
         if paths.is_empty() {
             return Err(CommandError::Unreachable(dst.to_string()));
         }
-        let id = TransferId((u64::from(self.cfg.incarnation) << 32) | u64::from(self.next_transfer));
+        let id =
+            TransferId((u64::from(self.cfg.incarnation) << 32) | u64::from(self.next_transfer));
         self.next_transfer = self.next_transfer.wrapping_add(1);
         let o = Out::new(id, dst_key, data, kind, self.cfg.send, paths, now);
         self.out.push(o);
@@ -205,8 +201,15 @@ impl Node {
     /// When [`Self::handle_timeout`] is due next, if anything waits for time.
     pub fn poll_timeout(&self) -> Option<Time> {
         let out = self.out.iter().filter_map(Out::poll_timeout).min();
-        let ping = self.pings.values().map(|(_, at)| *at + self.cfg.ping_timeout).min();
-        [out, ping, self.inc.poll_timeout()].into_iter().flatten().min()
+        let ping = self
+            .pings
+            .values()
+            .map(|(_, at)| *at + self.cfg.ping_timeout)
+            .min();
+        [out, ping, self.inc.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Time) {

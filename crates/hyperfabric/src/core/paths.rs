@@ -121,7 +121,9 @@ impl Paths {
             return Vec::new();
         };
         let strategy = self.router.default_strategy();
-        let routes = self.router.disjoint_routes(&self.me, &dst_name, k, strategy);
+        let routes = self
+            .router
+            .disjoint_routes(&self.me, &dst_name, k, strategy);
         let mut hops = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let Some(first) = route.nodes.get(1) else {

@@ -55,6 +55,9 @@ mod tests {
         assert_eq!(t.as_nanos(), 15);
         assert_eq!(Time::ZERO.since(t), Duration::ZERO);
         assert_eq!(t.since(Time::from_nanos(5)), Duration::from_nanos(10));
-        assert_eq!((Time::from_nanos(u64::MAX) + Duration::MAX).as_nanos(), u64::MAX);
+        assert_eq!(
+            (Time::from_nanos(u64::MAX) + Duration::MAX).as_nanos(),
+            u64::MAX
+        );
     }
 }
