@@ -126,3 +126,6 @@ impl CoreConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
