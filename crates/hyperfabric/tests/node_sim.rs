@@ -51,6 +51,8 @@ struct Ledger {
     /// Pings: (src, seq) -> (answers, sender crashed).
     pings: HashMap<(usize, u64), (u32, bool)>,
     local_refusals: u32,
+    multipath: u64,
+    failed_over: u64,
 }
 
 /// Totals over the seeds of a run (printed, and checked for plausibility).
@@ -62,6 +64,10 @@ struct Totals {
     delivered: u64,
     frames: u64,
     corrupted: u64,
+    /// Transfers sent over two first hops, and those that failed over.
+    multipath: u64,
+    failed_over: u64,
+    relayed: u64,
 }
 
 /// Runs one seed to the end; `Err` describes the first broken invariant.
@@ -126,6 +132,13 @@ fn run(seed: u64, verbose: bool, totals: &mut Totals) -> Result<(), String> {
         totals.delivered += u64::from(e.deliveries);
     }
     totals.frames += mesh.counts.frames;
+    totals.relayed += mesh
+        .nodes
+        .iter()
+        .map(|n| n.stats().frames_relayed)
+        .sum::<u64>();
+    totals.multipath += ledger.multipath;
+    totals.failed_over += ledger.failed_over;
     totals.corrupted += mesh.counts.corrupted;
     check(&ledger, clean)
 }
@@ -213,6 +226,8 @@ fn record(ledger: &mut Ledger, mesh: &Mesh, node: usize, e: Event) -> Result<(),
                 return Err(format!("{id:?}: report {report:?} does not match the data"));
             }
             exp.outcomes.push(Ok(0));
+            ledger.multipath += u64::from(report.first_hops.len() > 1);
+            ledger.failed_over += u64::from(report.failovers > 0);
         }
         Event::Failed { id, error, .. } => {
             let exp = ledger
@@ -313,9 +328,15 @@ fn meshes_deliver_exactly_once_or_report_an_error() {
         totals.sent,
         totals.transfers
     );
+    let busy = [
+        totals.corrupted,
+        totals.multipath,
+        totals.failed_over,
+        totals.relayed,
+    ];
     assert!(
-        seeds.len() < 20 || totals.corrupted > 0,
-        "no corrupted frame was ever caught"
+        seeds.len() < 20 || busy.iter().all(|n| *n > 0),
+        "a run without corruption, multipath, failover or relaying: {totals:?}"
     );
 }
 

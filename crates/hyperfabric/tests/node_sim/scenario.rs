@@ -109,7 +109,7 @@ impl Scenario {
             max_ranges: 1024,
         };
         let faults = faults(rng);
-        let script = script(rng, nodes, edges.len());
+        let script = script(rng, nodes, &edges);
         Scenario {
             shape,
             nodes,
@@ -186,7 +186,7 @@ fn faults(rng: &mut StdRng) -> Faults {
     }
 }
 
-fn script(rng: &mut StdRng, n: usize, edges: usize) -> Vec<(Duration, Action)> {
+fn script(rng: &mut StdRng, n: usize, edges: &[(usize, usize)]) -> Vec<(Duration, Action)> {
     let mut s = Vec::new();
     let at = |rng: &mut StdRng| Duration::from_millis(rng.gen_range(0..500));
     let pair = |rng: &mut StdRng| {
@@ -206,9 +206,17 @@ fn script(rng: &mut StdRng, n: usize, edges: usize) -> Vec<(Duration, Action)> {
         let (src, dst) = pair(rng);
         s.push((at(rng), Action::Ping { src, dst }));
     }
-    if rng.gen_bool(0.3) {
-        let (edge, declared) = (rng.gen_range(0..edges), rng.gen_bool(0.7));
-        let t = at(rng);
+    if rng.gen_bool(0.4) {
+        let (mut edge, declared) = (rng.gen_range(0..edges.len()), rng.gen_bool(0.7));
+        let mut t = at(rng);
+        // Half the cuts hit a sender's link just after its send: failover while it runs.
+        if let Some(&(sent, Action::Send { src, .. })) = s.first().filter(|_| rng.gen_bool(0.5)) {
+            let mine: Vec<usize> = (0..edges.len())
+                .filter(|e| edges[*e].0 == src || edges[*e].1 == src)
+                .collect();
+            edge = mine[rng.gen_range(0..mine.len())];
+            t = sent + Duration::from_millis(rng.gen_range(0..20));
+        }
         let heal = t + Duration::from_millis(rng.gen_range(10..2_000));
         s.push((t, Action::Cut { edge, declared }));
         s.push((heal, Action::Heal { edge, declared }));
