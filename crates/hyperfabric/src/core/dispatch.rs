@@ -6,13 +6,13 @@ use super::incoming::Outcome;
 use super::node::Node;
 use super::paths::LinkId;
 use super::time::Time;
+use crate::compress::{decompress_into, Algorithm};
 use crate::proto::AckInfo;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 
-/// Flags of a data frame the core does not handle yet (compression, transforms, loans,
-/// names live in the runtime): such a transfer is refused, never silently misread.
-const DATA_FLAGS_UNHANDLED: u16 =
-    flags::COMPRESSION_MASK | flags::TRANSFORM_MASK | flags::LOANED | flags::NAMED;
+/// Flags of a data frame the core does not handle yet (transforms, loans, names live in
+/// the runtime): such a transfer is refused, never silently misread.
+const DATA_FLAGS_UNHANDLED: u16 = flags::TRANSFORM_MASK | flags::LOANED | flags::NAMED;
 
 impl Node {
     /// A frame that arrived on `link`, already decoded with its CRC32C checked.
@@ -75,7 +75,7 @@ impl Node {
 
     fn on_data(&mut self, now: Time, h: &Header, payload: &[u8]) {
         if h.flags & DATA_FLAGS_UNHANDLED != 0 {
-            let text = "compression, transforms, loans and names are not handled by the core";
+            let text = "transforms, loans and names are not handled by the core";
             return self.refuse(h, Refusal::new(RefusalCode::BadFrame, text));
         }
         if self.events.len() >= self.cfg.limits.events_max && !self.inc.knows(h.src, h.transfer_id)
@@ -83,6 +83,22 @@ impl Node {
             let text = "undelivered events fill the queue";
             return self.refuse(h, Refusal::new(RefusalCode::TooManyTransfers, text));
         }
+        let code = flags::compression(h.flags);
+        let payload = if code == 0 {
+            payload
+        } else {
+            // A chunk never inflates past what is left of its transfer.
+            let max = h
+                .aux
+                .saturating_sub(h.offset)
+                .min(self.cfg.recv.max_transfer_bytes);
+            let alg = Algorithm::from_wire_code(code).unwrap_or(Algorithm::None);
+            let max = usize::try_from(max).unwrap_or(usize::MAX);
+            if let Err(e) = decompress_into(alg, payload, &mut self.scratch, max) {
+                return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()));
+            }
+            &self.scratch[..]
+        };
         match self.inc.on_data(now, h, payload) {
             Outcome::Quiet => {}
             Outcome::Ack(ack) => self.ack(h, ack),

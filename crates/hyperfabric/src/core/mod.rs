@@ -36,6 +36,7 @@ pub use node::{Node, Stats};
 pub use paths::{LinkId, LINKS_MAX};
 pub use time::Time;
 
+use crate::compress::Algorithm;
 use crate::proto::{RecvParams, SendParams};
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ pub struct CoreConfig {
     pub send: SendParams,
     pub recv: RecvParams,
     pub limits: Limits,
+    /// Compression of each data chunk (`None`: never). A chunk that does not shrink goes
+    /// as it is, without the compression flag.
+    pub compression: Algorithm,
     /// Disjoint paths a transfer's chunks are spread over (1 = a single path).
     pub paths_max: usize,
     /// A ping without pong for this long is reported lost.
@@ -119,6 +123,7 @@ impl CoreConfig {
                 max_ranges: 4096,
             },
             limits: Limits::default(),
+            compression: Algorithm::None,
             paths_max: 2,
             ping_timeout: Duration::from_secs(5),
             incoming_idle: Duration::from_secs(10),

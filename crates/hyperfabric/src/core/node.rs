@@ -6,9 +6,10 @@ use super::outgoing::{End, Out};
 use super::paths::{LinkId, Paths};
 use super::time::Time;
 use super::CoreConfig;
+use crate::compress::{compress_into, Algorithm};
 use crate::route::Topology;
 use crate::types::{DataType, Priority};
-use crate::wire::{node_key, FrameKind, Header};
+use crate::wire::{flags, node_key, FrameKind, Header};
 use std::collections::{HashMap, VecDeque};
 
 /// Counters of one node core (a snapshot; never reset).
@@ -23,6 +24,8 @@ pub struct Stats {
     pub frames_ignored: u64,
     pub refusals_sent: u64,
     pub deliveries: u64,
+    /// Data frames sent with a compressed payload.
+    pub chunks_compressed: u64,
 }
 
 /// One node's protocol state. See the [module docs](super).
@@ -40,6 +43,8 @@ pub struct Node {
     next_transfer: u32,
     next_ping: u64,
     pump_from: usize,
+    /// Reused for decompressing a received chunk.
+    pub(super) scratch: Vec<u8>,
     pub(super) stats: Stats,
 }
 
@@ -58,6 +63,7 @@ impl Node {
             next_transfer: 0,
             next_ping: 0,
             pump_from: 0,
+            scratch: Vec::new(),
             stats: Stats::default(),
             cfg,
         }
@@ -269,7 +275,15 @@ impl Node {
             (h.offset, h.aux) = (chunk.offset, o.data.len() as u64);
             // The machine hands out chunks inside the transfer.
             let (at, len) = (chunk.offset as usize, chunk.len as usize);
-            let payload = o.data[at..at + len].to_vec();
+            let raw = &o.data[at..at + len];
+            let payload = match compressed(self.cfg.compression, raw) {
+                Some(block) => {
+                    h.flags = flags::with_compression(0, self.cfg.compression.wire_code());
+                    self.stats.chunks_compressed += 1;
+                    block
+                }
+                None => raw.to_vec(),
+            };
             self.push(link, h, payload);
         }
     }
@@ -311,4 +325,14 @@ impl Node {
     pub(super) fn dst_name(&self, key: u64) -> String {
         self.paths.name_of(key).unwrap_or_default().to_string()
     }
+}
+
+/// `raw` compressed with `alg`, if that makes it smaller.
+fn compressed(alg: Algorithm, raw: &[u8]) -> Option<Vec<u8>> {
+    if alg == Algorithm::None || raw.is_empty() {
+        return None;
+    }
+    let mut block = Vec::new();
+    compress_into(alg, raw, &mut block).ok()?;
+    (block.len() < raw.len()).then_some(block)
 }

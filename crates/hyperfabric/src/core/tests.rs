@@ -120,7 +120,20 @@ fn limits_and_unhandled_flags_are_refused_with_their_codes() {
     let mut compressed = data("b", node_key("c"), 5, 0, 4, b"abcd");
     compressed.flags = flags::with_compression(0, 1);
     c.handle_frame(Time::ZERO, links[0], &compressed, b"abcd");
-    assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::BadFrame);
+    assert_eq!(
+        refusal_of(&drain(&mut c)[0]),
+        RefusalCode::BadFrame,
+        "not a block"
+    );
+
+    let mut named = data("b", node_key("c"), 7, 0, 4, b"abcd");
+    named.flags = flags::NAMED;
+    c.handle_frame(Time::ZERO, links[0], &named, b"abcd");
+    assert_eq!(
+        refusal_of(&drain(&mut c)[0]),
+        RefusalCode::BadFrame,
+        "names: not yet"
+    );
 
     let big = data("b", node_key("c"), 6, 0, 1 << 40, b"abcd");
     c.handle_frame(Time::ZERO, links[0], &big, b"abcd");
@@ -185,4 +198,34 @@ fn a_refusal_by_the_destination_says_not_delivered_and_a_timeout_does_not() {
         panic!("no timeout by {now:?}")
     };
     assert!(error.may_have_been_delivered(), "{error}");
+}
+
+#[test]
+fn chunks_that_shrink_travel_compressed_and_arrive_whole() {
+    let (mut a, _) = node("a", Limits::default());
+    let (mut c, c_links) = node("c", Limits::default());
+    a.cfg.compression = crate::compress::Algorithm::Lz4;
+    a.cfg.send.chunk_len = 64;
+    let bytes: Vec<u8> = (0..200u32).map(|i| (i / 50) as u8).collect();
+    a.send(Time::ZERO, "c", bytes.clone(), KIND).unwrap();
+    let frames = drain(&mut a);
+    let shapes: Vec<(u8, usize)> = frames
+        .iter()
+        .map(|t| (flags::compression(t.header.flags), t.payload.len()))
+        .collect();
+    assert_eq!(shapes.len(), 4, "{shapes:?}");
+    assert!(
+        shapes[..3].iter().all(|(c, len)| *c == 1 && *len < 64),
+        "{shapes:?}"
+    );
+    assert_eq!(
+        shapes[3],
+        (0, 8),
+        "an 8-byte tail does not shrink: sent as it is"
+    );
+    for t in &frames {
+        c.handle_frame(Time::ZERO, c_links[0], &t.header, &t.payload);
+    }
+    assert!(matches!(c.poll_event(), Some(Event::Delivered { data, .. }) if data == bytes));
+    assert_eq!(a.stats().chunks_compressed, 3);
 }

@@ -1,6 +1,7 @@
 //! A seed -> one scenario: the mesh's shape, the node cores' knobs, the link faults, and a
 //! script of sends, pings, partitions and crashes.
 
+use hyperfabric::compress::Algorithm;
 use hyperfabric::core::{CoreConfig, Limits};
 use hyperfabric::proto::{RecvParams, SendParams};
 use rand::rngs::StdRng;
@@ -82,6 +83,7 @@ pub struct Scenario {
     pub send: SendParams,
     pub recv: RecvParams,
     pub paths_max: usize,
+    pub compression: Algorithm,
     /// Sorted by time.
     pub script: Vec<(Duration, Action)>,
 }
@@ -118,6 +120,7 @@ impl Scenario {
             send,
             recv,
             paths_max: rng.gen_range(1..=2),
+            compression: Algorithm::ALL[rng.gen_range(0..Algorithm::ALL.len())],
             script,
         }
     }
@@ -129,6 +132,7 @@ impl Scenario {
         c.send = self.send;
         c.recv = self.recv;
         c.paths_max = self.paths_max;
+        c.compression = self.compression;
         c.limits = Limits {
             hops_max: NODES_MAX as u8,
             ..Limits::default()
