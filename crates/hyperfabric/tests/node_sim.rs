@@ -126,11 +126,17 @@ fn run(seed: u64, verbose: bool, totals: &mut Totals) -> Result<(), String> {
         {
             next_action += 1;
             let outcome = mesh.act(*a, &mut data);
-            note(&mut ledger, &mesh, outcome);
+            note(&mut ledger, outcome);
         }
         mesh.arrive_due()?;
         mesh.fire_timeouts();
     }
+    tally(&ledger, &mesh, totals, verbose);
+    check(&ledger, clean)
+}
+
+/// Adds a finished run to the totals.
+fn tally(ledger: &Ledger, mesh: &Mesh, totals: &mut Totals, verbose: bool) {
     if verbose {
         eprintln!("counts: {:?}, ended at {:?}", mesh.counts, mesh.now);
         for n in &mesh.nodes {
@@ -151,11 +157,10 @@ fn run(seed: u64, verbose: bool, totals: &mut Totals) -> Result<(), String> {
     totals.multipath += ledger.multipath;
     totals.failed_over += ledger.failed_over;
     totals.corrupted += mesh.counts.corrupted;
-    check(&ledger, clean)
 }
 
 /// Books what a script action started.
-fn note(ledger: &mut Ledger, mesh: &Mesh, outcome: ActOutcome) {
+fn note(ledger: &mut Ledger, outcome: ActOutcome) {
     match outcome {
         ActOutcome::Sent {
             src,
@@ -189,7 +194,6 @@ fn note(ledger: &mut Ledger, mesh: &Mesh, outcome: ActOutcome) {
         }
         _ => {}
     }
-    let _ = mesh;
 }
 
 /// Books one event and checks what can be checked at once.
