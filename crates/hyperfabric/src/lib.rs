@@ -1,7 +1,9 @@
 //! HyperFabric: move bytes, tensors and files between the nodes of a compute fabric over
 //! real transports, verified end to end.
 //!
-//! Layers (see the README's Layout section): [`wire`] and [`proto`] are pure, sans-IO code; [`transport`]
+//! Layers (see the README's Layout section): [`wire`] and [`proto`] are pure, sans-IO code, and
+//! [`crate::core`] is the node's protocol as one sans-IO state machine (driven today by the
+//! simulation `tests/node_sim.rs`, not yet by the runtime); [`transport`]
 //! and [`runtime`] drive them with sockets, threads and the clock; [`Fabric`] is the API.
 //! `docs/architecture.md` in the repository draws the layers, a frame's way from
 //! [`Fabric::send`] to the far [`Fabric::recv`], which module takes which decision (route,
@@ -15,6 +17,7 @@ pub mod buffer;
 pub mod collective;
 pub mod compress;
 pub mod config;
+pub mod core;
 pub mod diagnose;
 pub mod error;
 pub mod idle;

@@ -16,6 +16,21 @@ pub use content_crc::ContentCrc;
 pub use recv::{IncomingTransfer, RecvError, RecvParams, Verdict};
 pub use send::{AckInfo, OutgoingTransfer, SendFailure, SendParams, SendState};
 
+use std::time::{Duration, Instant};
+
+/// A point in time as the machines see it: `Instant` in the runtime, virtual time in the
+/// node core and the simulator. The machines never read a clock; `now` is an argument.
+pub trait Timestamp: Copy + Ord + std::fmt::Debug + std::ops::Add<Duration, Output = Self> {
+    /// `self - earlier`, or zero when `earlier` is later.
+    fn duration_since_or_zero(self, earlier: Self) -> Duration;
+}
+
+impl Timestamp for Instant {
+    fn duration_since_or_zero(self, earlier: Self) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
 /// A piece of a transfer to put in one data frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {

@@ -5,7 +5,7 @@
 //! and calls [`OutgoingTransfer::handle_timeout`] at [`OutgoingTransfer::poll_timeout`].
 //! Time is always an argument; nothing here reads a clock.
 
-use super::Chunk;
+use super::{Chunk, Timestamp};
 use crate::wire::Refusal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -55,8 +55,10 @@ pub struct AckInfo {
     pub complete: bool,
 }
 
+/// Generic over the clock (`T`): the runtime passes `Instant`s, the node core and the
+/// simulator a virtual time.
 #[derive(Debug)]
-pub struct OutgoingTransfer {
+pub struct OutgoingTransfer<T: Timestamp = Instant> {
     total: u64,
     params: SendParams,
     /// Next offset to send in order (moves back on go-back-N).
@@ -70,15 +72,15 @@ pub struct OutgoingTransfer {
     held: u64,
     /// The empty transfer still has to announce itself once.
     empty_pending: bool,
-    last_progress: Instant,
-    retransmit_at: Instant,
+    last_progress: T,
+    retransmit_at: T,
     rounds: u32,
     retransmitted_bytes: u64,
     state: SendState,
 }
 
-impl OutgoingTransfer {
-    pub fn new(total: u64, params: SendParams, now: Instant) -> Self {
+impl<T: Timestamp> OutgoingTransfer<T> {
+    pub fn new(total: u64, params: SendParams, now: T) -> Self {
         let params = SendParams {
             chunk_len: params.chunk_len.max(1),
             window_bytes: params.window_bytes.max(params.chunk_len.max(1)),
@@ -166,7 +168,7 @@ impl OutgoingTransfer {
             && (self.next >= self.total || self.next - self.acked >= self.params.window_bytes)
     }
 
-    pub fn on_ack(&mut self, ack: AckInfo, now: Instant) {
+    pub fn on_ack(&mut self, ack: AckInfo, now: T) {
         if self.state != SendState::Sending {
             return;
         }
@@ -183,7 +185,7 @@ impl OutgoingTransfer {
     }
 
     /// The destination asks for `[offset, offset+len)` again.
-    pub fn on_nack(&mut self, offset: u64, len: u64, now: Instant) {
+    pub fn on_nack(&mut self, offset: u64, len: u64, now: T) {
         if self.state != SendState::Sending {
             return;
         }
@@ -214,14 +216,14 @@ impl OutgoingTransfer {
         }
     }
 
-    fn progress(&mut self, now: Instant) {
+    fn progress(&mut self, now: T) {
         self.last_progress = now;
         self.retransmit_at = now + self.params.retransmit_timeout;
         self.rounds = 0;
     }
 
     /// When [`Self::handle_timeout`] must be called next, if the transfer is still open.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<T> {
         match self.state {
             SendState::Sending => Some(
                 self.retransmit_at
@@ -231,11 +233,11 @@ impl OutgoingTransfer {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: T) {
         if self.state != SendState::Sending {
             return;
         }
-        let stalled_for = now.saturating_duration_since(self.last_progress);
+        let stalled_for = now.duration_since_or_zero(self.last_progress);
         if stalled_for >= self.params.stall_timeout
             || (now >= self.retransmit_at && self.rounds >= self.params.max_retransmits)
         {

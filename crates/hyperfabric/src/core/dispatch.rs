@@ -1,0 +1,190 @@
+//! [`Node::handle_frame`]: a decoded frame is relayed (not for this node) or acted on
+//! (data, ack, nack, ping, pong).
+
+use super::event::Event;
+use super::incoming::Outcome;
+use super::node::Node;
+use super::paths::LinkId;
+use super::time::Time;
+use crate::compress::{decompress_into, Algorithm};
+use crate::proto::AckInfo;
+use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
+
+/// Flags of a data frame the core does not handle yet (transforms, loans, names live in
+/// the runtime): such a transfer is refused, never silently misread.
+const DATA_FLAGS_UNHANDLED: u16 = flags::TRANSFORM_MASK | flags::LOANED | flags::NAMED;
+
+impl Node {
+    /// A frame that arrived on `link`, already decoded with its CRC32C checked.
+    /// Per-connection kinds (hello, close, shm, metrics) are the engine's and are ignored.
+    pub fn handle_frame(&mut self, now: Time, link: LinkId, h: &Header, payload: &[u8]) {
+        self.stats.frames_in += 1;
+        let sane = h.payload_len as usize == payload.len() && self.paths.peer(link).is_some();
+        if !sane || !h.kind.is_routed() || self.paths.name_of(h.src).is_none() {
+            self.stats.frames_ignored += 1;
+            return;
+        }
+        if h.dst != self.key {
+            self.relay(link, h, payload);
+            return;
+        }
+        match h.kind {
+            FrameKind::Data => self.on_data(now, h, payload),
+            FrameKind::Ack => self.on_ack(now, h),
+            FrameKind::Nack => self.on_nack(now, h, payload),
+            FrameKind::Ping => {
+                let mut pong = *h;
+                (pong.kind, pong.src, pong.dst, pong.hops) = (FrameKind::Pong, self.key, h.src, 0);
+                self.send_to(h.src, pong, payload.to_vec());
+            }
+            FrameKind::Pong => self.on_pong(now, h),
+            _ => self.stats.frames_ignored += 1,
+        }
+        self.reap(now);
+    }
+
+    /// Forwards a frame along the router's next hop, or refuses it back to its source.
+    fn relay(&mut self, from: LinkId, h: &Header, payload: &[u8]) {
+        let refusal = if h.hops >= self.cfg.limits.hops_max {
+            Some((RefusalCode::RoutingLoop, "hop limit reached"))
+        } else if self.paths.name_of(h.dst).is_none() {
+            Some((
+                RefusalCode::UnknownDestination,
+                "destination not in the topology",
+            ))
+        } else {
+            match self.paths.next_hop(h.dst) {
+                None => Some((RefusalCode::NextHopUnreachable, "no next hop")),
+                Some(next) if next == from => {
+                    Some((RefusalCode::RoutingLoop, "next hop is where it came from"))
+                }
+                Some(next) => {
+                    let mut fwd = *h;
+                    fwd.hops += 1;
+                    self.stats.frames_relayed += 1;
+                    self.push(next, fwd, payload.to_vec());
+                    None
+                }
+            }
+        };
+        // Only data is refused back; a lost ack, nack or pong is recovered by its sender.
+        if let Some((code, text)) = refusal.filter(|_| h.kind == FrameKind::Data) {
+            self.refuse(h, Refusal::new(code, text));
+        }
+    }
+
+    fn on_data(&mut self, now: Time, h: &Header, payload: &[u8]) {
+        if h.flags & DATA_FLAGS_UNHANDLED != 0 {
+            let text = "transforms, loans and names are not handled by the core";
+            return self.refuse(h, Refusal::new(RefusalCode::BadFrame, text));
+        }
+        if self.events.len() >= self.cfg.limits.events_max && !self.inc.knows(h.src, h.transfer_id)
+        {
+            let text = "undelivered events fill the queue";
+            return self.refuse(h, Refusal::new(RefusalCode::TooManyTransfers, text));
+        }
+        let code = flags::compression(h.flags);
+        let payload = if code == 0 {
+            payload
+        } else {
+            // A chunk never inflates past what is left of its transfer.
+            let max = h
+                .aux
+                .saturating_sub(h.offset)
+                .min(self.cfg.recv.max_transfer_bytes);
+            let alg = Algorithm::from_wire_code(code).unwrap_or(Algorithm::None);
+            let max = usize::try_from(max).unwrap_or(usize::MAX);
+            if let Err(e) = decompress_into(alg, payload, &mut self.scratch, max) {
+                return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()));
+            }
+            &self.scratch[..]
+        };
+        match self.inc.on_data(now, h, payload) {
+            Outcome::Quiet => {}
+            Outcome::Ack(ack) => self.ack(h, ack),
+            Outcome::Refuse(r) => self.refuse(h, r),
+            Outcome::Complete(data) => {
+                let total = data.len() as u64;
+                self.stats.deliveries += 1;
+                self.events.push_back(Event::Delivered {
+                    src: self.dst_name(h.src),
+                    id: super::TransferId(h.transfer_id),
+                    crc32c: crc32c::crc32c(&data),
+                    data,
+                    data_type: h.data_type,
+                    priority: h.priority,
+                });
+                self.ack(h, crate::proto::IncomingTransfer::final_ack(total));
+            }
+        }
+    }
+
+    fn on_ack(&mut self, now: Time, h: &Header) {
+        let ack = AckInfo {
+            contiguous: h.offset,
+            held: h.aux,
+            complete: h.has(flags::FINAL),
+        };
+        match self
+            .out
+            .iter_mut()
+            .find(|o| o.id.0 == h.transfer_id && o.dst == h.src)
+        {
+            Some(o) => o.on_ack(ack, now),
+            None => self.stats.frames_ignored += 1,
+        }
+    }
+
+    fn on_nack(&mut self, now: Time, h: &Header, payload: &[u8]) {
+        let Some(o) = self.out.iter_mut().find(|o| o.id.0 == h.transfer_id) else {
+            self.stats.frames_ignored += 1;
+            return;
+        };
+        if h.has(flags::FATAL) {
+            // A relay may refuse on the destination's behalf; only the destination's own
+            // refusal proves the transfer was not delivered.
+            o.on_refused(Refusal::from_nack(h.aux, payload), h.src == o.dst);
+        } else if h.src == o.dst {
+            o.on_nack(h.offset, h.aux, now);
+        }
+    }
+
+    fn on_pong(&mut self, now: Time, h: &Header) {
+        match self.pings.get(&h.transfer_id) {
+            Some(&(dst, sent)) if dst == h.src => {
+                self.pings.remove(&h.transfer_id);
+                let dst = self.dst_name(dst);
+                let (seq, rtt) = (h.transfer_id, now.since(sent));
+                self.events.push_back(Event::Pong { dst, seq, rtt });
+            }
+            _ => self.stats.frames_ignored += 1,
+        }
+    }
+
+    /// Sends `ack` for the data frame `h` back to its source.
+    fn ack(&mut self, h: &Header, ack: AckInfo) {
+        let mut a = Header::new(FrameKind::Ack);
+        (a.src, a.dst, a.transfer_id) = (self.key, h.src, h.transfer_id);
+        (a.offset, a.aux) = (ack.contiguous, ack.held);
+        a.flags = if ack.complete { flags::FINAL } else { 0 };
+        self.send_to(h.src, a, Vec::new());
+    }
+
+    /// Refuses the transfer of frame `h` with a Nack FATAL to its source.
+    fn refuse(&mut self, h: &Header, refusal: Refusal) {
+        self.stats.refusals_sent += 1;
+        let mut n = Header::new(FrameKind::Nack);
+        (n.src, n.dst, n.transfer_id) = (self.key, h.src, h.transfer_id);
+        (n.flags, n.aux) = (flags::FATAL, refusal.code.wire_code());
+        self.send_to(h.src, n, refusal.reason.into_bytes());
+    }
+
+    /// Queues an end-to-end frame for `dst` on the next hop; without one it is dropped
+    /// (its sender's timeout recovers).
+    fn send_to(&mut self, dst: u64, h: Header, payload: Vec<u8>) {
+        match self.paths.next_hop(dst) {
+            Some(link) => self.push(link, h, payload),
+            None => self.stats.frames_dropped += 1,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The incoming transfers: reassembly into a buffer, the limits per peer and per node, and
+//! the memory of finished transfers that makes delivery exactly once.
+
+use super::time::Time;
+use super::Limits;
+use crate::proto::{AckInfo, IncomingTransfer, RecvError, RecvParams, Verdict};
+use crate::wire::{Header, Refusal, RefusalCode};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// (source node key, transfer id): a transfer's identity at its destination.
+pub(super) type Key = (u64, u64);
+
+#[derive(Debug)]
+struct Open {
+    machine: IncomingTransfer,
+    buf: Vec<u8>,
+    last_seen: Time,
+}
+
+/// What the node must do after a data frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Nothing (an ack is not due yet).
+    Quiet,
+    /// Send this ack to the source.
+    Ack(AckInfo),
+    /// The transfer is complete: deliver these bytes, then send the final ack.
+    Complete(Vec<u8>),
+    /// Refuse the transfer (Nack FATAL).
+    Refuse(Refusal),
+}
+
+#[derive(Debug)]
+pub(super) struct Incoming {
+    params: RecvParams,
+    limits: Limits,
+    idle: Duration,
+    linger: Duration,
+    open: HashMap<Key, Open>,
+    /// Bytes of the open transfers' buffers.
+    bytes: u64,
+    /// Finished transfers and their total, kept `linger` after completion so a late
+    /// duplicate is answered with a final ack instead of delivered again.
+    finished: HashMap<Key, u64>,
+    finished_order: VecDeque<(Time, Key)>,
+}
+
+impl Incoming {
+    pub fn new(params: RecvParams, limits: Limits, idle: Duration, linger: Duration) -> Self {
+        Incoming {
+            params,
+            limits,
+            idle,
+            linger,
+            open: HashMap::new(),
+            bytes: 0,
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+        }
+    }
+
+    /// Forgets everything a crash loses; the record of finished transfers stays (it is
+    /// kept with the delivered data, which a restart does not lose either).
+    pub fn crash(&mut self) {
+        self.open.clear();
+        self.bytes = 0;
+    }
+
+    /// Accounts for a data frame of `src` that passed its CRC.
+    pub fn on_data(&mut self, now: Time, h: &Header, payload: &[u8]) -> Outcome {
+        let key = (h.src, h.transfer_id);
+        if let Some(&total) = self.finished.get(&key) {
+            return Outcome::Ack(IncomingTransfer::final_ack(total));
+        }
+        if let Err(refusal) = self.admit(key, h.aux) {
+            return Outcome::Refuse(refusal);
+        }
+        let Some(open) = self.open.get_mut(&key) else {
+            return Outcome::Quiet;
+        };
+        open.last_seen = now;
+        let len = payload.len() as u64;
+        match open.machine.on_data(h.offset, len, h.aux) {
+            Ok(Verdict::Store { new_bytes }) if new_bytes > 0 => {
+                // on_data checked offset + len <= total = buf.len().
+                let at = h.offset as usize;
+                open.buf[at..at + payload.len()].copy_from_slice(payload);
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Refuse(self.abandon(key, e)),
+        }
+        if open.machine.is_complete() {
+            return Outcome::Complete(self.finish(now, key));
+        }
+        open.machine
+            .poll_ack(true)
+            .map_or(Outcome::Quiet, Outcome::Ack)
+    }
+
+    /// Opens the transfer if it is new and fits every limit.
+    fn admit(&mut self, key: Key, total: u64) -> Result<(), Refusal> {
+        if self.open.contains_key(&key) {
+            return Ok(());
+        }
+        let from_peer = self.open.keys().filter(|k| k.0 == key.0).count();
+        let lim = &self.limits;
+        if from_peer >= lim.incoming_per_peer_max
+            || self.open.len() >= lim.incoming_max
+            || self.finished.len() >= lim.finished_max
+        {
+            return Err(Refusal::new(
+                RefusalCode::TooManyTransfers,
+                format!(
+                    "{} transfers open, {from_peer} from this peer",
+                    self.open.len()
+                ),
+            ));
+        }
+        if self.bytes.saturating_add(total) > lim.reassembly_bytes_max {
+            return Err(Refusal::new(
+                RefusalCode::Quota,
+                format!("{total} bytes do not fit the reassembly quota"),
+            ));
+        }
+        let machine = IncomingTransfer::new(total, self.params)
+            .map_err(|e| Refusal::new(RefusalCode::Quota, e.to_string()))?;
+        // total <= max_transfer_bytes, checked by IncomingTransfer::new.
+        let buf = vec![0u8; total as usize];
+        self.bytes += total;
+        self.open.insert(
+            key,
+            Open {
+                machine,
+                buf,
+                last_seen: Time::ZERO,
+            },
+        );
+        Ok(())
+    }
+
+    fn abandon(&mut self, key: Key, e: RecvError) -> Refusal {
+        if let Some(open) = self.open.remove(&key) {
+            self.bytes -= open.buf.len() as u64;
+        }
+        let code = match e {
+            RecvError::TooLarge { .. } => RefusalCode::Quota,
+            _ => RefusalCode::BadFrame,
+        };
+        Refusal::new(code, e.to_string())
+    }
+
+    fn finish(&mut self, now: Time, key: Key) -> Vec<u8> {
+        let Some(open) = self.open.remove(&key) else {
+            return Vec::new();
+        };
+        self.bytes -= open.buf.len() as u64;
+        self.finished.insert(key, open.machine.total());
+        self.finished_order.push_back((now, key));
+        open.buf
+    }
+
+    /// Drops reassemblies idle for too long (their sender gave up or crashed) and forgets
+    /// finished transfers older than the linger time.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let idle = self.idle;
+        let mut freed = 0;
+        self.open.retain(|_, o| {
+            let keep = now.since(o.last_seen) < idle;
+            if !keep {
+                freed += o.buf.len() as u64;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        while let Some(&(at, key)) = self.finished_order.front() {
+            if now.since(at) < self.linger {
+                break;
+            }
+            self.finished_order.pop_front();
+            self.finished.remove(&key);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let idle = self.open.values().map(|o| o.last_seen + self.idle).min();
+        let linger = self.finished_order.front().map(|(at, _)| *at + self.linger);
+        idle.into_iter().chain(linger).min()
+    }
+
+    /// Whether transfer `id` of `src` is open or finished (remembered).
+    pub fn knows(&self, src: u64, id: u64) -> bool {
+        self.open.contains_key(&(src, id)) || self.finished.contains_key(&(src, id))
+    }
+}
