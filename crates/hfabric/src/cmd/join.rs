@@ -1,5 +1,6 @@
-//! `hfabric serve --bootstrap`: join a fabric from the job launcher's variables (or
-//! explicit flags) through the rendezvous store, and optionally check it all-to-all.
+//! `hfabric serve --bootstrap` / `--membership`: join a fabric from the job launcher's
+//! variables (or explicit flags) through the rendezvous store or etcd, and optionally
+//! check it all-to-all.
 
 use crate::common::{CliError, CliResult};
 use hyperfabric::bootstrap::{Explicit, Launch, Mode};
@@ -18,39 +19,41 @@ pub struct BootstrapArgs {
     /// Rank 0 serves the store; the node id is rank-N unless --node is given.
     #[arg(long, value_name = "MODE")]
     pub bootstrap: Option<Mode>,
+    /// Keep node records in etcd (etcd://HOST:PORT/prefix, its v3 JSON gateway) instead of
+    /// rank 0's store: each under a lease of --lease seconds, so a dead node leaves every
+    /// topology when it runs out; the prefix is read every 200 ms for joins and leaves.
+    /// With --bootstrap the launcher gives rank and world size (no store is served); without
+    /// it, --node names this node, which waits for --world-size nodes (default 1: itself).
+    #[arg(long, value_name = "URL")]
+    pub membership: Option<hyperfabric::membership::etcd::EtcdUrl>,
     /// This process's rank (over the launcher's variable).
     #[arg(long, value_name = "N", requires = "bootstrap")]
     pub rank: Option<u32>,
-    /// How many nodes the fabric starts with (over the launcher's variable).
-    #[arg(long, value_name = "N", requires = "bootstrap")]
+    /// How many nodes the fabric starts with (over the launcher's variable; with
+    /// --membership alone, how many start-up waits for).
+    #[arg(long, value_name = "N")]
     pub world_size: Option<u32>,
     /// This process's rank on its host (over the launcher's variable; reported).
     #[arg(long, value_name = "N", requires = "bootstrap")]
     pub local_rank: Option<u32>,
-    /// The rendezvous store, HOST:PORT (over MASTER_ADDR / MASTER_PORT).
-    #[arg(long, value_name = "HOST:PORT", requires = "bootstrap", value_parser = parse_master)]
+    /// The rendezvous store, HOST:PORT (over MASTER_ADDR / MASTER_PORT). Not with
+    /// --membership, where etcd holds the records.
+    #[arg(long, value_name = "HOST:PORT", requires = "bootstrap", conflicts_with = "membership", value_parser = parse_master)]
     pub master: Option<(String, u16)>,
-    /// Seconds start-up waits for the whole world to publish itself.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 60,
-        requires = "bootstrap"
-    )]
-    pub bootstrap_timeout: u64,
+    /// Seconds start-up waits for the whole world to publish itself [default: 60].
+    /// With --bootstrap or --membership.
+    #[arg(long, value_name = "SECS")]
+    pub bootstrap_timeout: Option<u64>,
     /// Seconds a node's record outlives its last keep-alive: a killed node leaves every
-    /// other node's topology within this (1..=600).
-    #[arg(long, value_name = "SECS", default_value_t = 5, requires = "bootstrap")]
-    pub lease: u64,
+    /// other node's topology within this (1..=600) [default: 5]. With --bootstrap or
+    /// --membership.
+    #[arg(long, value_name = "SECS")]
+    pub lease: Option<u64>,
     /// Once the fabric formed, send BYTES to every other node and check, byte for byte,
     /// what every other node sends here; report it (--json: an "all_to_all" line) and
     /// exit 1 if any transfer fails. Received messages are then read and dropped.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        requires = "bootstrap",
-        conflicts_with = "store"
-    )]
+    /// With --bootstrap or --membership.
+    #[arg(long, value_name = "BYTES", conflicts_with = "store")]
     pub check_all_to_all: Option<usize>,
 }
 
@@ -67,6 +70,30 @@ fn parse_master(s: &str) -> Result<(String, u16), String> {
 }
 
 impl BootstrapArgs {
+    /// True when this process joins through a directory (--bootstrap or --membership).
+    pub fn joins(&self) -> bool {
+        self.bootstrap.is_some() || self.membership.is_some()
+    }
+
+    /// Flags that only mean something when joining are refused otherwise, naming them.
+    pub fn check_flags(&self) -> CliResult<()> {
+        if self.joins() {
+            return Ok(());
+        }
+        let given = [
+            ("--world-size", self.world_size.is_some()),
+            ("--bootstrap-timeout", self.bootstrap_timeout.is_some()),
+            ("--lease", self.lease.is_some()),
+            ("--check-all-to-all", self.check_all_to_all.is_some()),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((flag, _)) => Err(CliError::usage(format!(
+                "{flag} applies to a node that joins: give --bootstrap or --membership"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The launch this process is part of (explicit flags over the environment).
     pub fn launch(&self, mode: Mode) -> CliResult<Launch> {
         let explicit = Explicit {
@@ -79,9 +106,11 @@ impl BootstrapArgs {
             .map_err(|e| CliError::usage(format!("--bootstrap: {e}")))
     }
 
+    /// Joins: from the launcher with --bootstrap, else (--membership alone) as a node of a
+    /// long-lived fabric that waits for --world-size nodes (default: only itself).
     pub fn join(
         &self,
-        mode: Mode,
+        mode: Option<Mode>,
         file: Option<hyperfabric::config::FabricConfig>,
         node: Option<String>,
         listen: Option<std::net::SocketAddr>,
@@ -92,13 +121,28 @@ impl BootstrapArgs {
                 "--check-all-to-all {n}: at most {CHECK_BYTES_MAX} bytes"
             )));
         }
+        let launch = match mode {
+            Some(m) => self.launch(m)?,
+            None => Launch {
+                source: Mode::Explicit,
+                rank: 0,
+                world_size: self.world_size.unwrap_or(1),
+                local_rank: None,
+                local_world_size: None,
+                node_index: None,
+                hosts: Vec::new(),
+                master_host: String::new(),
+                master_port: 0,
+            },
+        };
         let opts = JoinOptions {
-            launch: self.launch(mode)?,
+            launch,
+            etcd: self.membership.clone(),
             file,
             node_id: node,
             listen,
-            timeout: Duration::from_secs(self.bootstrap_timeout),
-            lease: Duration::from_secs(self.lease),
+            timeout: Duration::from_secs(self.bootstrap_timeout.unwrap_or(60)),
+            lease: Duration::from_secs(self.lease.unwrap_or(5)),
         };
         Ok(hyperfabric::membership::join(opts, customize)?)
     }

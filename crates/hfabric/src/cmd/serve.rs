@@ -10,13 +10,14 @@ use std::sync::{mpsc, Arc};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The fabric file (TOML): nodes, links, zones, profile. Optional with --bootstrap,
-    /// where it adds links, zones, policies and security to what the launcher gives.
+    /// The fabric file (TOML): nodes, links, zones, profile. Optional with --bootstrap or
+    /// --membership, where it adds links, zones, policies and security to what the
+    /// directory gives.
     #[arg(
         long,
         short = 'c',
         value_name = "FILE",
-        required_unless_present = "bootstrap"
+        required_unless_present_any = ["bootstrap", "membership"]
     )]
     pub config: Option<PathBuf>,
     /// Replace the file's tuning by this profile's defaults: high_throughput or low_latency.
@@ -28,7 +29,8 @@ pub struct Args {
     /// auto: shared memory with nodes of this host, TCP otherwise; or force tcp / shm.
     #[arg(long, value_enum, default_value = "auto")]
     pub transport: TransportArg,
-    /// The node this process hosts (with --bootstrap: default rank-N).
+    /// The node this process hosts (with --bootstrap: default rank-N; required with
+    /// --membership alone).
     #[arg(
         long,
         short = 'n',
@@ -120,7 +122,8 @@ fn start(a: &Args) -> CliResult<Started> {
         }
         builder
     };
-    if let Some(mode) = a.boot.bootstrap {
+    if a.boot.joins() {
+        let mode = a.boot.bootstrap;
         let joined = a
             .boot
             .join(mode, cfg, a.node.clone(), a.listen, customize)?;
@@ -131,7 +134,7 @@ fn start(a: &Args) -> CliResult<Started> {
     }
     let (Some(cfg), Some(node)) = (cfg, &a.node) else {
         return Err(CliError::usage(
-            "--config and --node are required without --bootstrap",
+            "--config and --node are required without --bootstrap or --membership",
         ));
     };
     let mut builder = customize(Fabric::from_config(cfg).node(node));
@@ -145,6 +148,7 @@ fn start(a: &Args) -> CliResult<Started> {
 }
 
 pub fn run(a: Args) -> CliResult {
+    a.boot.check_flags()?;
     if a.on_conflict.is_some() && a.config.is_none() {
         return Err(CliError::usage(
             "--on-conflict sets the fabric file's on_conflict: give --config",

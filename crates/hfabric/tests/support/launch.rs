@@ -31,9 +31,16 @@ impl Member {
     /// Runs `hfabric serve --bootstrap auto --json ARGS` with only `env` set (prefixed by
     /// `prefix`, e.g. `ip netns exec NS`, when given).
     pub fn start(name: &str, prefix: &[&str], env: &[(&str, String)], args: &[&str]) -> Member {
+        let mut all = vec!["--bootstrap", "auto"];
+        all.extend(args);
+        Member::serve(name, prefix, env, &all)
+    }
+
+    /// Runs `hfabric serve --json ARGS` (joining however ARGS say) with only `env` set.
+    pub fn serve(name: &str, prefix: &[&str], env: &[(&str, String)], args: &[&str]) -> Member {
         let mut argv: Vec<&str> = prefix.to_vec();
         argv.push(BIN);
-        argv.extend(["serve", "--bootstrap", "auto", "--json"]);
+        argv.extend(["serve", "--json"]);
         argv.extend(args);
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..]).env_clear();

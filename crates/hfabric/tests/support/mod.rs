@@ -1,6 +1,7 @@
 //! Real processes on loopback: `hfabric serve` children on ephemeral ports, temp dirs.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod launch;
 pub mod netns;
 pub mod raw;

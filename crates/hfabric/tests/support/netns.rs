@@ -93,6 +93,15 @@ impl Lan {
         vec!["ip", "netns", "exec", &self.hosts[i]]
     }
 
+    /// Host `i` and host `j` can no longer reach each other directly (a `prohibit` route
+    /// each way): what they exchange must cross a third host.
+    pub fn block(&self, i: usize, j: usize) {
+        for (from, to) in [(i, j), (j, i)] {
+            let dst = format!("{}/32", self.addr(to));
+            ip(&["-n", &self.hosts[from], "route", "add", "prohibit", &dst]).expect("ip route add");
+        }
+    }
+
     /// Takes host `i`'s link to the bridge down (`up`: back up).
     pub fn set_link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };

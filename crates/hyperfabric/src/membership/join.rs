@@ -11,7 +11,7 @@ use crate::bootstrap::{HostId, Launch};
 use crate::config::{FabricConfig, NodeConfig};
 use crate::error::{Error, Result};
 use crate::{Fabric, FabricBuilder};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub struct JoinOptions {
     pub timeout: Duration,
     /// A record not kept alive for this long disappears (its node is dismissed).
     pub lease: Duration,
+    /// Keep records in etcd instead of rank 0's rendezvous store.
+    pub etcd: Option<super::etcd::EtcdUrl>,
 }
 
 /// A joined node; dropping it withdraws its record, stops membership and the node.
@@ -131,8 +133,12 @@ fn address_towards(target: SocketAddr) -> Result<IpAddr> {
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let s = UdpSocket::bind(any).map_err(|e| Error::io("choosing a listen address", e))?;
-    s.connect(target)
-        .map_err(|e| Error::io(format!("no route towards the rendezvous store {target}"), e))?;
+    s.connect(target).map_err(|e| {
+        Error::io(
+            format!("no route towards the membership directory {target}"),
+            e,
+        )
+    })?;
     Ok(s.local_addr()
         .map_err(|e| Error::io("choosing a listen address", e))?
         .ip())
@@ -154,16 +160,11 @@ pub fn join(
     let me = opts.node_id.clone().unwrap_or_else(|| launch.node_id());
     let cfg = config_for(opts.file.as_ref(), &me)?;
     let secret = Secret::from_config(&cfg, &me)?;
-    let client = StoreClient::new(&launch.master_host, launch.master_port, secret.clone());
-    let store = match launch.rank {
-        0 => Some(serve_store(&client, launch.master_port, secret)?),
-        _ => None,
-    };
     let deadline = Instant::now() + opts.timeout;
-    let store_addr = wait_resolve(&client, deadline)?;
+    let (dir, store, target) = open_directory(&opts, secret, deadline)?;
     let listen = match opts.listen.or(cfg.node(&me).and_then(|n| n.listen)) {
         Some(a) => a,
-        None => SocketAddr::new(address_towards(store_addr)?, 0),
+        None => SocketAddr::new(address_towards(target)?, 0),
     };
     let signature = cfg.node(&me).map(|n| n.signature.clone());
     let builder = customize(Fabric::from_config(cfg).node(&me).listen(listen));
@@ -178,15 +179,9 @@ pub fn join(
         }),
         knows: Vec::new(),
     };
-    let ttl_ms = u32::try_from(lease.as_millis()).unwrap_or(u32::MAX);
-    let dir = StoreDirectory {
-        client,
-        ttl_ms,
-        last: None,
-    };
     let directory = dir.describe();
     let mut members = Members {
-        dir: Box::new(dir),
+        dir,
         me: record,
         file: opts.file,
         known: Default::default(),
@@ -209,6 +204,47 @@ pub fn join(
         thread: Some(thread),
         _store: store,
     })
+}
+
+/// The directory records live in (etcd, else the rendezvous store rank 0 serves), the
+/// store this process serves, and the address to choose our listen address towards.
+fn open_directory(
+    opts: &JoinOptions,
+    secret: Option<Secret>,
+    deadline: Instant,
+) -> Result<(Box<dyn Directory>, Option<Store>, SocketAddr)> {
+    let launch = &opts.launch;
+    if let Some(url) = opts.etcd.clone() {
+        if secret.is_some() {
+            tracing::info!(
+                "etcd holds the records; the fabric's secret still authenticates every \
+                 connection between nodes, etcd's own access control guards the records"
+            );
+        }
+        let what = format!("resolving {url}");
+        let target = retry(&what, deadline, || {
+            let mut addrs = url
+                .authority
+                .to_socket_addrs()
+                .map_err(|e| Error::io(format!("resolving {url}"), e))?;
+            Ok(addrs.next())
+        })?;
+        let dir = super::etcd::EtcdDirectory::new(url, opts.lease.as_secs().max(1));
+        return Ok((Box::new(dir), None, target));
+    }
+    let client = StoreClient::new(&launch.master_host, launch.master_port, secret.clone());
+    let store = match launch.rank {
+        0 => Some(serve_store(&client, launch.master_port, secret)?),
+        _ => None,
+    };
+    let target = wait_resolve(&client, deadline)?;
+    let ttl_ms = u32::try_from(opts.lease.as_millis()).unwrap_or(u32::MAX);
+    let dir = StoreDirectory {
+        client,
+        ttl_ms,
+        last: None,
+    };
+    Ok((Box::new(dir), store, target))
 }
 
 fn serve_store(client: &StoreClient, port: u16, secret: Option<Secret>) -> Result<Store> {

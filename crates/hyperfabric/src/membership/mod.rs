@@ -4,6 +4,8 @@
 //! (withdrawn, or its time-to-live ran out) takes its node out of the topology.
 
 pub mod client;
+pub mod etcd;
+mod http;
 pub mod join;
 pub mod kvwire;
 pub mod store;

@@ -1,0 +1,320 @@
+//! Node records in etcd, through its v3 JSON gateway (`POST /v3/kv/put`, `/v3/kv/range`,
+//! `/v3/lease/grant|keepalive|revoke`; keys and values base64). Each record lives under
+//! the node's own lease: a node that dies stops renewing it and etcd deletes the record.
+//! Joins and leaves are seen by reading the prefix every poll (one bounded range request).
+
+use super::http::{self, HttpError};
+use super::sync::Directory;
+use super::RECORD_PREFIX;
+use crate::error::{Error, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long one request to etcd may take (connect, send, whole answer).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read from etcd.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// Most records one read returns (a larger fabric is refused by the range limit).
+pub const MAX_RECORDS: usize = 4096;
+/// Longest key prefix accepted in a URL.
+const MAX_PREFIX_BYTES: usize = 256;
+
+/// `etcd://HOST:PORT/prefix`, checked once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdUrl {
+    /// `HOST:PORT` as given.
+    pub authority: String,
+    /// The key prefix, `/prefix` without a trailing slash.
+    pub prefix: String,
+}
+
+impl std::fmt::Display for EtcdUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "etcd://{}{}", self.authority, self.prefix)
+    }
+}
+
+impl std::str::FromStr for EtcdUrl {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<EtcdUrl, String> {
+        let rest = s
+            .strip_prefix("etcd://")
+            .ok_or_else(|| format!("`{s}`: expected etcd://HOST:PORT/prefix"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: no /prefix after HOST:PORT"))?;
+        let port = authority
+            .rsplit_once(':')
+            .map(|(h, p)| (h, p.parse::<u16>()))
+            .filter(|(h, p)| !h.is_empty() && matches!(p, Ok(n) if *n > 0));
+        if port.is_none() {
+            return Err(format!(
+                "`{s}`: `{authority}` is not HOST:PORT with a port above 0"
+            ));
+        }
+        let prefix = path.trim_end_matches('/');
+        if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES {
+            return Err(format!(
+                "`{s}`: the prefix must be 1..={MAX_PREFIX_BYTES} bytes"
+            ));
+        }
+        if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "`{s}`: the prefix has blanks or control characters"
+            ));
+        }
+        Ok(EtcdUrl {
+            authority: authority.to_owned(),
+            prefix: format!("/{prefix}"),
+        })
+    }
+}
+
+/// The first key after every key starting with `prefix` (etcd's `range_end`).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+/// A thin client: one request per call, each under [`REQUEST_TIMEOUT`].
+#[derive(Clone, Debug)]
+pub struct EtcdClient {
+    pub url: EtcdUrl,
+}
+
+impl EtcdClient {
+    fn call(&self, path: &str, body: Value) -> Result<Value> {
+        let io = |what: String| {
+            Error::io(
+                format!("etcd {}{path}", self.url),
+                std::io::Error::other(what),
+            )
+        };
+        let (status, bytes) = http::post(
+            &self.url.authority,
+            path,
+            body.to_string().as_bytes(),
+            REQUEST_TIMEOUT,
+            MAX_RESPONSE_BYTES,
+        )
+        .map_err(|e: HttpError| io(e.to_string()))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| io(format!("HTTP {status}, not JSON: {e}")))?;
+        match status {
+            200 => Ok(v),
+            // 4xx: etcd refused this request as given; a retry would not change that.
+            400..=499 => Err(Error::Rejected {
+                reason: format!("etcd {}{path}: HTTP {status}: {}", self.url, message(&v)),
+            }),
+            _ => Err(io(format!("HTTP {status}: {}", message(&v)))),
+        }
+    }
+
+    /// A new lease of `ttl_secs`; its id.
+    pub fn grant(&self, ttl_secs: u64) -> Result<i64> {
+        let v = self.call("/v3/lease/grant", json!({ "TTL": ttl_secs }))?;
+        int(&v["ID"]).ok_or_else(|| self.odd("/v3/lease/grant", "no lease ID"))
+    }
+
+    /// Renews `lease`; `false` when etcd no longer has it (it expired).
+    pub fn keepalive(&self, lease: i64) -> Result<bool> {
+        let v = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))?;
+        Ok(int(&v["result"]["TTL"]).unwrap_or(0) > 0)
+    }
+
+    /// Ends `lease`: etcd deletes every key under it.
+    pub fn revoke(&self, lease: i64) -> Result<()> {
+        self.call("/v3/lease/revoke", json!({ "ID": lease.to_string() }))
+            .map(|_| ())
+    }
+
+    pub fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<()> {
+        let body = json!({
+            "key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string(),
+        });
+        self.call("/v3/kv/put", body).map(|_| ())
+    }
+
+    /// Every value under `prefix` (at most [`MAX_RECORDS`]).
+    pub fn values(&self, prefix: &str) -> Result<Vec<Vec<u8>>> {
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix.as_bytes())),
+            "limit": MAX_RECORDS,
+        });
+        let v = self.call("/v3/kv/range", body)?;
+        if v["more"] == true {
+            tracing::warn!(
+                "etcd {}: over {MAX_RECORDS} records; the rest are not read",
+                self.url
+            );
+        }
+        let kvs = v["kvs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        kvs.iter()
+            .take(MAX_RECORDS)
+            .map(|kv| {
+                let text = kv["value"].as_str().unwrap_or_default();
+                B64.decode(text)
+                    .map_err(|e| self.odd("/v3/kv/range", &format!("a value not base64: {e}")))
+            })
+            .collect()
+    }
+
+    fn odd(&self, path: &str, what: &str) -> Error {
+        Error::io(
+            format!("etcd {}{path}", self.url),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned()),
+        )
+    }
+}
+
+/// etcd's int64s arrive as JSON strings.
+fn int(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+}
+
+fn message(v: &Value) -> String {
+    let m = v["message"].as_str().or(v["error"].as_str());
+    m.unwrap_or("(no message)").to_owned()
+}
+
+/// etcd as a [`Directory`]: the record under this node's lease, renewed by keep-alives;
+/// a lease that expired anyway (a long stall) is granted anew and the record put again.
+pub struct EtcdDirectory {
+    client: EtcdClient,
+    ttl_secs: u64,
+    lease: Option<i64>,
+    last: Option<(String, Vec<u8>)>,
+}
+
+impl EtcdDirectory {
+    pub fn new(url: EtcdUrl, ttl_secs: u64) -> EtcdDirectory {
+        EtcdDirectory {
+            client: EtcdClient { url },
+            ttl_secs,
+            lease: None,
+            last: None,
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}/{RECORD_PREFIX}{id}", self.client.url.prefix)
+    }
+
+    fn lease(&mut self) -> Result<i64> {
+        match self.lease {
+            Some(l) => Ok(l),
+            None => {
+                let l = self.client.grant(self.ttl_secs)?;
+                self.lease = Some(l);
+                Ok(l)
+            }
+        }
+    }
+}
+
+impl Directory for EtcdDirectory {
+    fn publish(&mut self, id: &str, record: &[u8]) -> Result<()> {
+        let key = self.key(id);
+        let lease = self.lease()?;
+        if let Err(e) = self.client.put(&key, record, lease) {
+            // Most likely our lease expired (HTTP 404): once more under a fresh one.
+            tracing::debug!("etcd: put under lease {lease} failed ({e}); granting a new lease");
+            self.lease = None;
+            let lease = self.lease()?;
+            self.client.put(&key, record, lease)?;
+        }
+        self.last = Some((id.to_owned(), record.to_vec()));
+        Ok(())
+    }
+
+    fn withdraw(&mut self, _id: &str) -> Result<()> {
+        self.last = None;
+        match self.lease.take() {
+            Some(l) => self.client.revoke(l),
+            None => Ok(()),
+        }
+    }
+
+    fn records(&mut self) -> Result<Vec<Vec<u8>>> {
+        let prefix = format!("{}/{RECORD_PREFIX}", self.client.url.prefix);
+        self.client.values(&prefix)
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        let Some(lease) = self.lease else {
+            return Ok(());
+        };
+        if self.client.keepalive(lease)? {
+            return Ok(());
+        }
+        tracing::warn!("etcd: our lease {lease} expired; publishing our record again");
+        self.lease = None;
+        match self.last.clone() {
+            Some((id, record)) => self.publish(&id, &record),
+            None => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "etcd {}{}",
+            self.client.url.authority, self.client.url.prefix
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_bad_ones_say_why() {
+        let u: EtcdUrl = "etcd://10.0.0.2:2379/hf/lab/".parse().unwrap();
+        assert_eq!(u.authority, "10.0.0.2:2379");
+        assert_eq!(u.prefix, "/hf/lab");
+        assert_eq!(u.to_string(), "etcd://10.0.0.2:2379/hf/lab");
+        for (bad, says) in [
+            ("http://h:1/p", "expected etcd://"),
+            ("etcd://h:1", "no /prefix"),
+            ("etcd://h/p", "not HOST:PORT"),
+            ("etcd://h:0/p", "not HOST:PORT"),
+            ("etcd://h:1/", "prefix must be"),
+            ("etcd://h:1/a b", "blanks"),
+        ] {
+            let e = bad.parse::<EtcdUrl>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_range_end_covers_exactly_the_prefix() {
+        assert_eq!(prefix_end(b"/hf/node/"), b"/hf/node0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn an_unreachable_etcd_is_an_error_naming_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let url: EtcdUrl = format!("etcd://127.0.0.1:{port}/t").parse().unwrap();
+        let e = EtcdClient { url }.grant(5).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("etcd://127.0.0.1:{port}/t/v3/lease/grant")),
+            "{e}"
+        );
+    }
+}
