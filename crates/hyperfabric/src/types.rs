@@ -165,6 +165,68 @@ fn names(all: &[&str]) -> String {
     all.join(", ")
 }
 
+/// How a route is chosen (see [`crate::route`] for each one's definition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    ShortestPath,
+    #[default]
+    LowestLatency,
+    HighestBandwidth,
+    LoadBalanced,
+    Predictive,
+    QuantumOptimized,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 6] = [
+        Strategy::ShortestPath,
+        Strategy::LowestLatency,
+        Strategy::HighestBandwidth,
+        Strategy::LoadBalanced,
+        Strategy::Predictive,
+        Strategy::QuantumOptimized,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Strategy::ShortestPath => "shortest_path",
+            Strategy::LowestLatency => "lowest_latency",
+            Strategy::HighestBandwidth => "highest_bandwidth",
+            Strategy::LoadBalanced => "load_balanced",
+            Strategy::Predictive => "predictive",
+            Strategy::QuantumOptimized => "quantum_optimized",
+        }
+    }
+
+    pub(crate) const fn index(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.replace('-', "_");
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == norm)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Strategy::ALL.iter().map(|x| x.as_str()).collect();
+                format!(
+                    "unknown strategy \"{s}\" (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -318,6 +318,17 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "faults.from" | "faults.to" | "faults.drop" | "faults.corrupt" | "faults.delay_us"
         | "faults.cut" | "faults.seed" => applied("fault injection on frames this node writes"),
         f if f.starts_with("alerts.") => applied("read by the alert watcher of `hfabric serve`"),
+        "routing.enable_ml_routing" | "routing.default_strategy" => {
+            applied("the strategy of sends that name none and of this node's relaying")
+        }
+        "routing.learning_rate" | "routing.training_samples" => {
+            applied("the predictor of the predictive strategy")
+        }
+        "routing.model_update_interval_s" => {
+            applied("at most one live predictor sample per interval")
+        }
+        "routing.history" => applied("the predictor is trained on it at start"),
+        "routing.fidelity_threshold" => applied("quantum_optimized routes below it are refused"),
         "compression.threshold_bytes"
         | "compression.max_compression_time_us"
         | "compression.min_compression_ratio"

@@ -64,8 +64,10 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         .map_err(|(f, r)| err(f, r))?;
     let compression =
         super::compression::build(raw.compression.as_ref()).map_err(|(f, r)| err(f, r))?;
+    let routing = super::routing::build(raw.routing.as_ref()).map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
         compression,
+        routing,
         provenance: Default::default(),
         source: origin.to_string(),
         name,
