@@ -202,6 +202,16 @@ impl Strategy {
     pub(crate) const fn index(self) -> u8 {
         self as u8
     }
+
+    /// The code a frame header carries (byte 11, docs/wire.md): 1..=6; 0 means none.
+    pub const fn wire_code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// The strategy of a header's code; `None` for 0 (and for codes the decoder refuses).
+    pub fn from_wire_code(code: u8) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.wire_code() == code)
+    }
 }
 
 impl fmt::Display for Strategy {

@@ -173,3 +173,75 @@ fn model_update_interval_sets_how_often_live_samples_are_learned() {
     assert_eq!(samples_after_pings("model_update_interval_s = 0"), 5);
     assert_eq!(samples_after_pings("model_update_interval_s = 3600"), 1);
 }
+
+/// `src - relay`, then from the relay a fast thin way (`narrow`) and a slow wide one (`wide`)
+/// to `dst`. Every node knows every address (ports reserved before any node starts).
+fn relay_fabric() -> (String, Vec<&'static str>) {
+    let ids = vec!["dst", "narrow", "wide", "relay", "src"];
+    let mut text = String::from(
+        "[fabric]\nname = \"relayed\"\nsend_timeout_ms = 5000\nconnect_timeout_ms = 1000\n",
+    );
+    for id in &ids {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        text += &format!(
+            "\n[[nodes]]\nid = \"{id}\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:{port}\"\n"
+        );
+    }
+    let links = [
+        ("src", "relay", 100, 100),
+        ("relay", "narrow", 100, 1),
+        ("narrow", "dst", 100, 1),
+        ("relay", "wide", 5000, 400),
+        ("wide", "dst", 5000, 400),
+    ];
+    for (a, b, lat, bw) in links {
+        text += &format!(
+            "\n[[links]]\nbetween = [\"{a}\", \"{b}\"]\nlatency_ns = {lat}\nbandwidth_gbps = {bw}\n"
+        );
+    }
+    (text, ids)
+}
+
+#[test]
+fn relays_forward_by_the_senders_strategy() {
+    let (text, ids) = relay_fabric();
+    let cfg = FabricConfig::from_toml_str(&text, "<relayed>").unwrap();
+    let nodes: Vec<Fabric> = ids
+        .iter()
+        .map(|id| Fabric::from_config(cfg.clone()).node(*id).start().unwrap())
+        .collect();
+    let (dst, narrow, wide, src) = (&nodes[0], &nodes[1], &nodes[2], &nodes[4]);
+    // Payload bytes forwarded: the 64 KiB of data (acks carry at most a name).
+    let forwarded = |n: &Fabric| n.stats().bytes_forwarded;
+    const LEN: u64 = 64 << 10;
+    let send = |strategy: Strategy| {
+        let opts = SendOptions::new().strategy(strategy);
+        let report = src.send("dst", &vec![7u8; LEN as usize], opts).unwrap();
+        let msg = dst.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(msg.payload.len() as u64, LEN);
+        report.path
+    };
+    // The relay's own default (lowest_latency) would take narrow; the sender asks for
+    // bandwidth, and the data goes through wide.
+    let path = send(Strategy::HighestBandwidth);
+    assert_eq!(path, names(&["src", "relay", "wide", "dst"]));
+    assert!(forwarded(wide) >= LEN, "wide forwarded {}", forwarded(wide));
+    assert!(
+        forwarded(narrow) < LEN,
+        "narrow forwarded {}",
+        forwarded(narrow)
+    );
+    let (wide_before, narrow_before) = (forwarded(wide), forwarded(narrow));
+    send(Strategy::LowestLatency);
+    assert!(
+        forwarded(narrow) - narrow_before >= LEN,
+        "narrow forwarded too little"
+    );
+    assert!(
+        forwarded(wide) - wide_before < LEN,
+        "wide forwarded the low-latency data"
+    );
+}

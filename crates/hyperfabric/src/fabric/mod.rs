@@ -365,6 +365,11 @@ impl Fabric {
         let mut opts = opts.with_policy(&policy);
         self.check_constraints(dst, &opts)?;
         opts.link_gbps = self.first_hop_gbps(dst, opts.strategy);
+        // Resolved here so the frames carry it and the relays forward by it.
+        opts.strategy = Some(
+            opts.strategy
+                .unwrap_or_else(|| self.inner.default_strategy()),
+        );
         let paths = self.paths_to(
             &peer,
             opts.multipath

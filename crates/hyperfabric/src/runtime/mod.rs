@@ -545,14 +545,15 @@ impl NodeInner {
         }
     }
 
-    /// The neighbour to forward a frame for `dst` to (relays).
-    pub fn next_hop(&self, dst_key: u64, now: Instant) -> Result<Peer> {
+    /// The neighbour to forward a frame for `dst` to (relays), by the sender's `strategy`
+    /// when the frame carries one, else by this node's default.
+    pub fn next_hop(&self, dst_key: u64, strategy: Option<Strategy>, now: Instant) -> Result<Peer> {
         let dst = self
             .peer_by_key(dst_key)
             .ok_or_else(|| Error::NodeNotFound {
                 node: format!("{dst_key:#x}"),
             })?;
-        self.first_hop(&dst, None, now).map(|(hop, _)| hop)
+        self.first_hop(&dst, strategy, now).map(|(hop, _)| hop)
     }
 
     /// Teaches the predictive strategy what the direct link to `dst` really took
@@ -593,6 +594,10 @@ impl NodeInner {
     }
 
     /// Samples the node's predictor has learned (history and live ones).
+    pub fn default_strategy(&self) -> Strategy {
+        self.router.lock().default_strategy()
+    }
+
     pub fn predictor_samples(&self) -> u64 {
         self.router.lock().predictor().samples()
     }
