@@ -275,8 +275,12 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.name" => applied("names the fabric: checked in every handshake"),
         "fabric.profile" => applied("the starting point of every [fabric] tuning field"),
         "fabric.buffer_pool_buffers" => applied(
-            "slots (1 MiB each, at most 4096) per direction of the shared-memory pools of the \
-             links this node dials (stats: shm_pool_slots)",
+            "slots (buffer_pool_slot_bytes each, at most 4096) per direction of the \
+             shared-memory pools of the links this node dials (stats: shm_pool_slots)",
+        ),
+        "fabric.buffer_pool_slot_bytes" => applied(
+            "bytes per slot of the shared-memory pools of the links this node dials: the \
+             largest loan and pooled copy (stats: shm_pool_slot_bytes)",
         ),
         "fabric.max_packet_size" => applied("chunk size of transfers"),
         "fabric.socket_buffer_bytes" => applied("SO_SNDBUF/SO_RCVBUF of every TCP link"),

@@ -13,6 +13,7 @@ const FULL: &str = r#"
 name = "full"
 profile = "low_latency"
 buffer_pool_buffers = 64
+buffer_pool_slot_bytes = 65536
 max_packet_size = 8192
 socket_buffer_bytes = 1048576
 tcp_nodelay = true

@@ -22,7 +22,7 @@ pub use alerts::{AlertsConfig, Endpoint, EscalationTier};
 pub use policy::{
     Compression, DataTypePolicy, Transform, DEFAULT_TOPK_FRACTION, PARAM_CACHE_BYTES,
 };
-pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning};
+pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning, POOL_SLOT_BYTES_MAX};
 pub use render::nodes_table;
 pub use routing::RoutingConfig;
 pub use security::SecurityConfig;

@@ -37,6 +37,8 @@ pub(crate) struct RawFabric {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buffer_pool_buffers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_pool_slot_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_packet_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_buffer_bytes: Option<usize>,

@@ -112,6 +112,7 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
     }
     take!(
         buffer_pool_buffers,
+        buffer_pool_slot_bytes,
         max_packet_size,
         socket_buffer_bytes,
         tcp_nodelay,

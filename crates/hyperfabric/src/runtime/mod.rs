@@ -28,6 +28,7 @@ pub use incoming::{Message, Sink};
 pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
 pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
+pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;
 pub use stats::{NodeStats, StatsSnapshot};
 pub use zones::Zones;
 

@@ -31,6 +31,8 @@ pub struct NodeStats {
     pub corrupt_frames_dropped: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slots`].
     pub shm_pool_slots: AtomicU64,
+    /// See [`StatsSnapshot::shm_pool_slot_bytes`].
+    pub shm_pool_slot_bytes: AtomicU64,
 }
 
 pub use crate::metrics::StatsSnapshot;
@@ -54,6 +56,7 @@ impl NodeStats {
             bytes_forwarded: r(&self.bytes_forwarded),
             corrupt_frames_dropped: r(&self.corrupt_frames_dropped),
             shm_pool_slots: r(&self.shm_pool_slots),
+            shm_pool_slot_bytes: r(&self.shm_pool_slot_bytes),
             open_connections,
             ..StatsSnapshot::default()
         }

@@ -430,7 +430,7 @@ impl<'a> PendingSend<'a> {
             },
             SendSource::Bytes(data)
                 if data.len() >= shmlink::POOL_COPY_MIN
-                    && data.len() <= shmlink::POOL_SLOT_BYTES =>
+                    && data.len() <= pools.tx.lock().pool().slot_size() =>
             {
                 let mut tx = pools.tx.lock();
                 match tx.try_take() {
