@@ -111,7 +111,7 @@ impl Endpoint<'_> {
     /// [`Fabric::loan`] does not know of); the link is looked up once.
     pub fn loan(&mut self, len: usize) -> Result<LoanedBuf> {
         self.current()?;
-        if len > crate::config::POOL_SLOT_BYTES_MAX {
+        if len > self.fabric.inner.tuning.buffer_pool_slot_bytes {
             let dst = Arc::clone(&self.dst);
             return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
         }

@@ -21,8 +21,8 @@ impl Fabric {
     /// When this node has a shared-memory link with buffer pools straight to `dst`, the buffer
     /// is a slot of that pool ([`LoanedBuf::is_shared`]): the sender writes the message in
     /// place and the destination reads it in place. Otherwise (TCP, a relay on the way, no
-    /// pool, `len` above the pool's slot size: `buffer_pool_slot_bytes` of the link's dialer,
-    /// default [`LOAN_SLOT_BYTES`]) it is a heap buffer that
+    /// pool, `len` above this node's `buffer_pool_slot_bytes` (default [`LOAN_SLOT_BYTES`]) or
+    /// above the slot size of the link's pool, which its dialer chose) it is a heap buffer that
     /// [`Fabric::send_loaned`] sends by copy, so code written for loans works on any link.
     /// Waits up to the profile's send timeout for a free slot while all are lent.
     ///
@@ -31,8 +31,8 @@ impl Fabric {
     /// [`Endpoint::loan`](super::Endpoint::loan) loans from the lane its sends take.
     pub fn loan(&self, dst: &str, len: usize) -> Result<LoanedBuf> {
         let peer = self.inner.peer_by_id(dst)?;
-        if len > crate::config::POOL_SLOT_BYTES_MAX {
-            // Larger than any pool's slot: no need to dial for it.
+        if len > self.inner.tuning.buffer_pool_slot_bytes {
+            // Over this node's own slot size: a heap buffer, without dialing for it.
             return Ok(LoanedBuf::new(dst.into(), len, LoanMem::Heap(vec![0; len])));
         }
         let timeout = Duration::from_millis(self.inner.tuning.send_timeout_ms);
