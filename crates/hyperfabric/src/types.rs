@@ -165,6 +165,78 @@ fn names(all: &[&str]) -> String {
     all.join(", ")
 }
 
+/// How a route is chosen (see [`crate::route`] for each one's definition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    ShortestPath,
+    #[default]
+    LowestLatency,
+    HighestBandwidth,
+    LoadBalanced,
+    Predictive,
+    QuantumOptimized,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 6] = [
+        Strategy::ShortestPath,
+        Strategy::LowestLatency,
+        Strategy::HighestBandwidth,
+        Strategy::LoadBalanced,
+        Strategy::Predictive,
+        Strategy::QuantumOptimized,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Strategy::ShortestPath => "shortest_path",
+            Strategy::LowestLatency => "lowest_latency",
+            Strategy::HighestBandwidth => "highest_bandwidth",
+            Strategy::LoadBalanced => "load_balanced",
+            Strategy::Predictive => "predictive",
+            Strategy::QuantumOptimized => "quantum_optimized",
+        }
+    }
+
+    pub(crate) const fn index(self) -> u8 {
+        self as u8
+    }
+
+    /// The code a frame header carries (byte 11, docs/wire.md): 1..=6; 0 means none.
+    pub const fn wire_code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// The strategy of a header's code; `None` for 0 (and for codes the decoder refuses).
+    pub fn from_wire_code(code: u8) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.wire_code() == code)
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.replace('-', "_");
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == norm)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Strategy::ALL.iter().map(|x| x.as_str()).collect();
+                format!(
+                    "unknown strategy \"{s}\" (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

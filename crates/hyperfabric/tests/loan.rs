@@ -108,3 +108,60 @@ fn without_shared_memory_a_loan_is_a_heap_buffer_sent_by_copy() {
         Err(Error::NodeNotFound { .. })
     ));
 }
+
+#[test]
+fn the_pool_slot_size_comes_from_the_file_and_loans_follow_it() {
+    for (slot, loans, copies) in [
+        // 128 KiB slots: a loan or a copy-API message over one slot goes by copy.
+        (
+            128usize << 10,
+            [(128 << 10, true), ((128 << 10) + 1, false)],
+            [(100 << 10, true), (256 << 10, false)],
+        ),
+        // 4 MiB slots: a 3 MiB loan (over the default 1 MiB slot) is a slot; the copy API
+        // pools only one-chunk messages (max_packet_size, 1 MiB here).
+        (
+            4 << 20,
+            [(3 << 20, true), ((4 << 20) + 1, false)],
+            [(512 << 10, true), (3 << 20, false)],
+        ),
+    ] {
+        let cfg = config(3000, &format!("buffer_pool_slot_bytes = {slot}"));
+        let (a, b) = start_pair(cfg, TransportChoice::Auto);
+        for (len, shared) in loans {
+            let mut buf = a.loan("b", len).unwrap();
+            assert_eq!(buf.is_shared(), shared, "slot {slot}: loan of {len}");
+            buf.copy_from_slice(&pattern(len, 3));
+            a.send_loaned(buf, SendOptions::new()).unwrap();
+            let msg = b.recv_timeout(RECV).unwrap();
+            assert_eq!(msg.payload.is_shared(), shared, "slot {slot}: loaned {len}");
+            assert!(msg.payload == pattern(len, 3));
+        }
+        for (len, pooled) in copies {
+            let data = pattern(len, 5);
+            a.send("b", &data, SendOptions::new()).unwrap();
+            let msg = b.recv_timeout(RECV).unwrap();
+            assert_eq!(
+                msg.payload.is_shared(),
+                pooled,
+                "slot {slot}: copy of {len}"
+            );
+            assert!(msg.payload == data);
+        }
+        let bytes = slot as u64;
+        let seen = (a.stats().shm_pool_slot_bytes, b.stats().shm_pool_slot_bytes);
+        assert_eq!(seen, (bytes, bytes), "slot {slot}");
+    }
+}
+
+#[test]
+fn a_pool_slot_size_that_is_not_whole_pages_is_refused_naming_the_field() {
+    for bad in ["5000", "0", "134217728"] {
+        let text = common::two_node_toml("loan", &format!("buffer_pool_slot_bytes = {bad}\n"));
+        let err = FabricConfig::from_toml_str(&text, "slots.toml").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { field, .. } if field == "fabric.buffer_pool_slot_bytes"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ fn arb_header() -> impl Strategy<Value = Header> {
             select(Priority::ALL.to_vec()),
             select(DataType::ALL.to_vec()),
             any::<u8>(),
+            0..=hyperfabric::wire::STRATEGY_CODE_MAX,
         ),
         (
             any::<u64>(),
@@ -31,13 +32,17 @@ fn arb_header() -> impl Strategy<Value = Header> {
         ),
     )
         .prop_map(
-            |((kind, flags, priority, data_type, hops), (src, dst, transfer_id, offset, aux))| {
+            |(
+                (kind, flags, priority, data_type, hops, strategy),
+                (src, dst, transfer_id, offset, aux),
+            )| {
                 Header {
                     kind,
                     flags,
                     priority,
                     data_type,
                     hops,
+                    strategy,
                     payload_len: 0,
                     src,
                     dst,
@@ -237,7 +242,13 @@ fn unknown_codes_are_typed_errors() {
     );
     assert_eq!(with(8, 5), Err(DecodeError::UnknownPriority { found: 5 }));
     assert_eq!(with(9, 0), Err(DecodeError::UnknownDataType { found: 0 }));
-    assert_eq!(with(11, 1), Err(DecodeError::ReservedNotZero));
+    // Byte 11 is the sender's route strategy: 1..=6, or 0 for none.
+    assert_eq!(with(11, 7), Err(DecodeError::UnknownStrategy { found: 7 }));
+    assert_eq!(
+        with(11, 0xff),
+        Err(DecodeError::UnknownStrategy { found: 0xff })
+    );
+    assert!(with(11, 6).is_ok());
     assert_eq!(with(63, 1), Err(DecodeError::ReservedNotZero));
     assert_eq!(
         with(4, 1),
@@ -261,6 +272,7 @@ fn ping_example() -> Header {
         priority: Priority::UltraHigh,
         data_type: DataType::Heartbeat,
         hops: 0,
+        strategy: 0,
         payload_len: 0,
         src: node_key("gpu-01"),
         dst: node_key("gpu-02"),

@@ -107,6 +107,8 @@ fn route_error(e: RouteError) -> CliError {
 pub fn run(a: Args) -> CliResult {
     let cfg = FabricConfig::from_file(&a.config)?;
     let mut router = Router::new(Topology::from_config(&cfg));
+    // The file's [routing] first (predictor knobs, fidelity threshold); the flags win.
+    router.configure(&cfg.routing);
     if let Some(t) = a.fidelity_threshold {
         if !(0.0..=1.0).contains(&t) {
             return Err(CliError::usage(format!(

@@ -275,8 +275,12 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.name" => applied("names the fabric: checked in every handshake"),
         "fabric.profile" => applied("the starting point of every [fabric] tuning field"),
         "fabric.buffer_pool_buffers" => applied(
-            "slots (1 MiB each, at most 4096) per direction of the shared-memory pools of the \
-             links this node dials (stats: shm_pool_slots)",
+            "slots (buffer_pool_slot_bytes each, at most 4096) per direction of the \
+             shared-memory pools of the links this node dials (stats: shm_pool_slots)",
+        ),
+        "fabric.buffer_pool_slot_bytes" => applied(
+            "bytes per slot of the shared-memory pools of the links this node dials: the \
+             largest loan and pooled copy (stats: shm_pool_slot_bytes)",
         ),
         "fabric.max_packet_size" => applied("chunk size of transfers"),
         "fabric.socket_buffer_bytes" => applied("SO_SNDBUF/SO_RCVBUF of every TCP link"),
@@ -318,6 +322,17 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "faults.from" | "faults.to" | "faults.drop" | "faults.corrupt" | "faults.delay_us"
         | "faults.cut" | "faults.seed" => applied("fault injection on frames this node writes"),
         f if f.starts_with("alerts.") => applied("read by the alert watcher of `hfabric serve`"),
+        "routing.enable_ml_routing" | "routing.default_strategy" => {
+            applied("the strategy of sends that name none and of this node's relaying")
+        }
+        "routing.learning_rate" | "routing.training_samples" => {
+            applied("the predictor of the predictive strategy")
+        }
+        "routing.model_update_interval_s" => {
+            applied("at most one live predictor sample per interval")
+        }
+        "routing.history" => applied("the predictor is trained on it at start"),
+        "routing.fidelity_threshold" => applied("quantum_optimized routes below it are refused"),
         "compression.threshold_bytes"
         | "compression.max_compression_time_us"
         | "compression.min_compression_ratio"

@@ -13,6 +13,7 @@ mod policy;
 mod profile;
 mod raw;
 mod render;
+pub mod routing;
 mod security;
 mod targets;
 mod validate;
@@ -21,8 +22,9 @@ pub use alerts::{AlertsConfig, Endpoint, EscalationTier};
 pub use policy::{
     Compression, DataTypePolicy, Transform, DEFAULT_TOPK_FRACTION, PARAM_CACHE_BYTES,
 };
-pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning};
+pub use profile::{IdleStrategy, OnConflict, ProfileName, Tuning, POOL_SLOT_BYTES_MAX};
 pub use render::nodes_table;
+pub use routing::RoutingConfig;
 pub use security::SecurityConfig;
 pub use targets::{EmailTarget, HttpUrl, DEFAULT_RELAY, RECIPIENTS_MAX};
 
@@ -59,6 +61,8 @@ pub struct FabricConfig {
     pub security: SecurityConfig,
     /// `[compression]`: what the adaptive compressor of `Compression::Auto` sends may do.
     pub compression: crate::compress::CompressionPolicy,
+    /// `[routing]`: default strategy, predictor knobs and history, quantum routing knobs.
+    pub routing: routing::RoutingConfig,
     /// Which fields the file set (for the effective-configuration report; not compared).
     #[serde(skip)]
     pub provenance: effective::Provenance,

@@ -17,6 +17,9 @@ pub const MAX_PACKET_SIZE_MAX: usize = 16 * MIB;
 pub const SOCKET_BUFFER_MIN: usize = 64 * KIB;
 /// Upper bounds that keep a typo from asking for absurd resources.
 pub const BUFFER_POOL_MAX: usize = 1 << 20;
+/// Bounds of one shared-memory pool slot (whole pages; one loan is at most one slot).
+pub const POOL_SLOT_BYTES_MIN: usize = 4 * KIB;
+pub const POOL_SLOT_BYTES_MAX: usize = 64 * MIB;
 pub const SOCKET_BUFFER_MAX: usize = 1 << 30;
 pub const WINDOW_BYTES_MAX: u64 = 16 * GIB;
 pub const TIMEOUT_MS_MAX: u64 = 24 * 3600 * 1000;
@@ -109,6 +112,9 @@ impl FromStr for OnConflict {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tuning {
     pub buffer_pool_buffers: usize,
+    /// Bytes of one shared-memory pool slot (the guide's `buffer_size`): the largest loan.
+    #[serde(default = "default_pool_slot_bytes")]
+    pub buffer_pool_slot_bytes: usize,
     pub max_packet_size: usize,
     pub socket_buffer_bytes: usize,
     pub tcp_nodelay: bool,
@@ -139,10 +145,15 @@ pub struct Tuning {
     pub throttle_gbps: f64,
 }
 
+fn default_pool_slot_bytes() -> usize {
+    MIB
+}
+
 impl Tuning {
     pub fn for_profile(p: ProfileName) -> Tuning {
         let common = Tuning {
             buffer_pool_buffers: 32,
+            buffer_pool_slot_bytes: MIB,
             max_packet_size: MIB,
             socket_buffer_bytes: 64 * MIB,
             tcp_nodelay: true,
@@ -199,6 +210,19 @@ impl Tuning {
             1,
             BUFFER_POOL_MAX as u64,
         )?;
+        in_range(
+            "buffer_pool_slot_bytes",
+            self.buffer_pool_slot_bytes as u64,
+            POOL_SLOT_BYTES_MIN as u64,
+            POOL_SLOT_BYTES_MAX as u64,
+        )?;
+        if !self.buffer_pool_slot_bytes.is_multiple_of(4 * KIB) {
+            let why = format!(
+                "must be a multiple of 4096 (whole pages; got {})",
+                self.buffer_pool_slot_bytes
+            );
+            return Err(("buffer_pool_slot_bytes", why));
+        }
         in_range(
             "max_packet_size",
             self.max_packet_size as u64,

@@ -23,6 +23,8 @@ pub(crate) struct RawFile {
     pub alerts: Option<super::alerts::RawAlerts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<super::compression::RawCompression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<super::routing::RawRouting>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.
@@ -34,6 +36,8 @@ pub(crate) struct RawFabric {
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buffer_pool_buffers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_pool_slot_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_packet_size: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]

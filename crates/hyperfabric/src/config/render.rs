@@ -51,6 +51,12 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
             t.iter().for_each(|(k, v)| line(&mut out, k, v.clone()));
         }
     }
+    if let Some(routing) = cfg.routing.to_raw() {
+        out.push_str("\n[routing]\n");
+        if let Ok(Value::Table(t)) = Value::try_from(routing) {
+            t.iter().for_each(|(k, v)| line(&mut out, k, v.clone()));
+        }
+    }
     if let Some(alerts) = &cfg.alerts {
         out.push_str("\n[alerts]\n");
         match Value::try_from(alerts.to_raw()) {

@@ -64,8 +64,10 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
         .map_err(|(f, r)| err(f, r))?;
     let compression =
         super::compression::build(raw.compression.as_ref()).map_err(|(f, r)| err(f, r))?;
+    let routing = super::routing::build(raw.routing.as_ref()).map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
         compression,
+        routing,
         provenance: Default::default(),
         source: origin.to_string(),
         name,
@@ -110,6 +112,7 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
     }
     take!(
         buffer_pool_buffers,
+        buffer_pool_slot_bytes,
         max_packet_size,
         socket_buffer_bytes,
         tcp_nodelay,

@@ -11,7 +11,7 @@
 //! for every send.
 
 use super::loan::loan_on;
-use super::{Fabric, SendOptions, SendPlan, SendReport, LOAN_SLOT_BYTES};
+use super::{Fabric, SendOptions, SendPlan, SendReport};
 use crate::buffer::{LoanMem, LoanedBuf};
 use crate::error::Result;
 use crate::runtime::{Conn, Lane, PendingSend, SendSource};
@@ -111,7 +111,7 @@ impl Endpoint<'_> {
     /// [`Fabric::loan`] does not know of); the link is looked up once.
     pub fn loan(&mut self, len: usize) -> Result<LoanedBuf> {
         self.current()?;
-        if len > LOAN_SLOT_BYTES {
+        if len > self.fabric.inner.tuning.buffer_pool_slot_bytes {
             let dst = Arc::clone(&self.dst);
             return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
         }

@@ -11,8 +11,9 @@ use crate::transport::shm::LinkPools;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest buffer one loan hands out from a pool (one slot).
-pub const LOAN_SLOT_BYTES: usize = 1 << 20;
+/// Largest buffer one loan hands out from a pool of the default shape (one slot); the slot
+/// size of a link's pool is its dialer's `buffer_pool_slot_bytes`.
+pub const LOAN_SLOT_BYTES: usize = crate::runtime::POOL_SLOT_BYTES_DEFAULT;
 
 impl Fabric {
     /// A writable buffer of `len` bytes for a message to `dst`.
@@ -20,7 +21,8 @@ impl Fabric {
     /// When this node has a shared-memory link with buffer pools straight to `dst`, the buffer
     /// is a slot of that pool ([`LoanedBuf::is_shared`]): the sender writes the message in
     /// place and the destination reads it in place. Otherwise (TCP, a relay on the way, no
-    /// pool, `len` above [`LOAN_SLOT_BYTES`]) it is a heap buffer that
+    /// pool, `len` above this node's `buffer_pool_slot_bytes` (default [`LOAN_SLOT_BYTES`]) or
+    /// above the slot size of the link's pool, which its dialer chose) it is a heap buffer that
     /// [`Fabric::send_loaned`] sends by copy, so code written for loans works on any link.
     /// Waits up to the profile's send timeout for a free slot while all are lent.
     ///
@@ -29,7 +31,8 @@ impl Fabric {
     /// [`Endpoint::loan`](super::Endpoint::loan) loans from the lane its sends take.
     pub fn loan(&self, dst: &str, len: usize) -> Result<LoanedBuf> {
         let peer = self.inner.peer_by_id(dst)?;
-        if len > LOAN_SLOT_BYTES {
+        if len > self.inner.tuning.buffer_pool_slot_bytes {
+            // Over this node's own slot size: a heap buffer, without dialing for it.
             return Ok(LoanedBuf::new(dst.into(), len, LoanMem::Heap(vec![0; len])));
         }
         let timeout = Duration::from_millis(self.inner.tuning.send_timeout_ms);
@@ -67,7 +70,12 @@ pub(super) fn loan_on(
     len: usize,
     timeout: Duration,
 ) -> Result<LoanedBuf> {
-    let Some(pools) = conn.pools().cloned() else {
+    let Some(pools) = conn
+        .pools()
+        .cloned()
+        .filter(|p| len <= p.tx.lock().pool().slot_size())
+    else {
+        // No pool, or `len` over its slot size: a heap buffer, sent by copy.
         return Ok(LoanedBuf::new(dst, len, LoanMem::Heap(vec![0; len])));
     };
     let slot = take_slot(&pools, Instant::now() + timeout).map_err(|e| match e {

@@ -14,7 +14,7 @@ pub use crate::config::{Compression, DataTypePolicy, Transform};
 use crate::config::effective::EffectiveConfig;
 use crate::config::{FabricConfig, NodeConfig, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
-use crate::route::{Router, Strategy, Topology};
+use crate::route::{Router, Strategy};
 use crate::runtime::placement;
 use crate::runtime::{
     Message, NodeInner, Path as RoutePath, PathScheduler, PathSet, PendingSend, PingStats,
@@ -111,7 +111,10 @@ impl FabricBuilder {
         Ok(Fabric {
             effective,
             inner,
-            router: Mutex::new(Router::new(Topology::from_config(&self.config))),
+            router: Mutex::new(crate::runtime::routing::configured_router(
+                &self.config,
+                &node,
+            )?),
             policies: Mutex::new(self.config.data_types.iter().copied().collect()),
             sent_index: Mutex::new(HashMap::new()),
             topk: Mutex::new(HashMap::new()),
@@ -362,6 +365,11 @@ impl Fabric {
         let mut opts = opts.with_policy(&policy);
         self.check_constraints(dst, &opts)?;
         opts.link_gbps = self.first_hop_gbps(dst, opts.strategy);
+        // Resolved here so the frames carry it and the relays forward by it.
+        opts.strategy = Some(
+            opts.strategy
+                .unwrap_or_else(|| self.inner.default_strategy()),
+        );
         let paths = self.paths_to(
             &peer,
             opts.multipath
@@ -574,6 +582,12 @@ impl Fabric {
         self.router.lock().topology_mut().remove_node(id);
         self.config.nodes.retain(|n| n.signature.node_id != id);
         Ok(())
+    }
+
+    /// Samples this node's predictor has learned: from `routing.history` at start, then at
+    /// most one live sample per `routing.model_update_interval_s` (pings, small transfers).
+    pub fn predictor_samples(&self) -> u64 {
+        self.inner.predictor_samples()
     }
 
     pub fn stats(&self) -> StatsSnapshot {

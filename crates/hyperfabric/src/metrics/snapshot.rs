@@ -40,6 +40,9 @@ pub struct StatsSnapshot {
     /// `buffer_pool_buffers` on links this node dialed, the dialer's on links it accepted.
     #[serde(default)]
     pub shm_pool_slots: u64,
+    /// Bytes per slot of that pool (0: none): `buffer_pool_slot_bytes` of the dialer.
+    #[serde(default)]
+    pub shm_pool_slot_bytes: u64,
 }
 
 impl StatsSnapshot {

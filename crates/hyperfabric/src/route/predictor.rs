@@ -91,6 +91,10 @@ pub struct Predictor {
     weights: [f64; FEATURE_COUNT],
     p: [[f64; FEATURE_COUNT]; FEATURE_COUNT],
     samples: u64,
+    /// RLS forgetting factor (`1 - routing.learning_rate`).
+    forgetting: f64,
+    /// Samples needed before predictions are used (`routing.training_samples`).
+    min_samples: u64,
 }
 
 impl Default for Predictor {
@@ -103,6 +107,8 @@ impl Default for Predictor {
             weights: [0.0; FEATURE_COUNT],
             p,
             samples: 0,
+            forgetting: PREDICTOR_FORGETTING,
+            min_samples: PREDICTOR_MIN_SAMPLES,
         }
     }
 }
@@ -117,7 +123,27 @@ impl Predictor {
     }
 
     pub fn is_trained(&self) -> bool {
-        self.samples >= PREDICTOR_MIN_SAMPLES
+        self.samples >= self.min_samples
+    }
+
+    /// Old samples weigh `(1 - rate)^age`; `rate` outside (0, 0.5] keeps the default.
+    pub fn set_learning_rate(&mut self, rate: f64) {
+        if rate.is_finite() && rate > 0.0 && rate <= 0.5 {
+            self.forgetting = 1.0 - rate;
+        }
+    }
+
+    pub fn learning_rate(&self) -> f64 {
+        1.0 - self.forgetting
+    }
+
+    /// Predictions are used once `n` (at least 1) samples have been seen.
+    pub fn set_min_samples(&mut self, n: u64) {
+        self.min_samples = n.max(1);
+    }
+
+    pub fn min_samples(&self) -> u64 {
+        self.min_samples
     }
 
     /// One RLS step; a sample with non-finite or negative values is ignored (returns false).
@@ -137,7 +163,8 @@ impl Predictor {
         for (i, out) in px.iter_mut().enumerate() {
             *out = (0..FEATURE_COUNT).map(|j| self.p[i][j] * x[j]).sum();
         }
-        let denom = PREDICTOR_FORGETTING + (0..FEATURE_COUNT).map(|i| x[i] * px[i]).sum::<f64>();
+        let forgetting = self.forgetting;
+        let denom = forgetting + (0..FEATURE_COUNT).map(|i| x[i] * px[i]).sum::<f64>();
         if !denom.is_finite() || denom <= 0.0 {
             return false;
         }
@@ -146,11 +173,34 @@ impl Predictor {
             let gain = pxi / denom;
             *w += gain * err;
             for (p, pxj) in row.iter_mut().zip(px) {
-                *p = (*p - gain * pxj) / PREDICTOR_FORGETTING;
+                *p = (*p - gain * pxj) / forgetting;
             }
         }
+        self.bound_covariance();
         self.samples += 1;
         true
+    }
+
+    /// Forgetting divides the covariance every step; in a direction the samples never excite
+    /// (utilisation always 0) it would grow without bound. `D·P·D` with `D_ii =
+    /// min(1, sqrt(P_INIT / P_ii))` caps each diagonal at `P_INIT` and keeps `P` positive
+    /// semi-definite; excited directions (small `P_ii`) are untouched.
+    fn bound_covariance(&mut self) {
+        let mut d = [1.0; FEATURE_COUNT];
+        for (i, di) in d.iter_mut().enumerate() {
+            if self.p[i][i] > P_INIT {
+                *di = (P_INIT / self.p[i][i]).sqrt();
+            }
+        }
+        // Symmetrised too: rounding makes the update drift from symmetry, and fast
+        // forgetting amplifies the drift until P is no longer positive definite.
+        for i in 0..FEATURE_COUNT {
+            for j in i..FEATURE_COUNT {
+                let v = 0.5 * (self.p[i][j] + self.p[j][i]) * d[i] * d[j];
+                self.p[i][j] = v;
+                self.p[j][i] = v;
+            }
+        }
     }
 
     fn raw_predict(&self, x: &[f64; FEATURE_COUNT]) -> f64 {
@@ -256,6 +306,63 @@ pub(crate) mod tests {
             .unwrap_or(f64::MAX);
         assert!((busy - 3_900.0).abs() < 200.0, "busy {busy}");
         assert!(idle < 300.0, "idle {idle}");
+    }
+
+    /// Ground truth `lat·k`: the model is fitted to one regime, then the regime changes.
+    fn regime(n: usize, k: f64) -> Vec<PredictorSample> {
+        synthetic(n, 5)
+            .into_iter()
+            .map(|mut s| {
+                s.utilisation = 0.0;
+                s.observed_latency_ns = s.latency_ns * k;
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_allowed_learning_rate_keeps_learning() {
+        // Unexcited features (utilisation 0) and fast forgetting once broke P's definiteness.
+        for rate in [0.0001, 0.001, 0.01, 0.05, 0.1, 0.3, 0.5] {
+            let mut p = Predictor::new();
+            p.set_learning_rate(rate);
+            let failed = regime(2_000, 1.0).iter().filter(|s| !p.train(s)).count();
+            assert_eq!(failed, 0, "rate {rate}");
+            let cap = (0..FEATURE_COUNT).all(|i| p.p[i][i] > 0.0 && p.p[i][i] <= P_INIT);
+            assert!(cap, "rate {rate}: {:?}", p.p);
+        }
+    }
+
+    #[test]
+    fn the_learning_rate_sets_how_fast_a_new_regime_wins() {
+        let after = |rate: f64| {
+            let mut p = Predictor::new();
+            p.set_learning_rate(rate);
+            regime(2_000, 1.0).iter().for_each(|s| assert!(p.train(s)));
+            regime(20, 3.0).iter().for_each(|s| assert!(p.train(s)));
+            p.predict_ns(1_000.0, 100.0, 0.0, 0.0, 12.0).unwrap_or(0.0)
+        };
+        let (slow, fast) = (after(0.0001), after(0.3));
+        assert!(
+            fast > 2_500.0,
+            "a fast learner follows the new regime: {fast}"
+        );
+        assert!(
+            slow < 1_500.0,
+            "a slow learner still predicts the old one: {slow}"
+        );
+    }
+
+    #[test]
+    fn training_samples_sets_when_predictions_start() {
+        let mut p = Predictor::new();
+        p.set_min_samples(3);
+        let s = synthetic(3, 9);
+        p.train(&s[0]);
+        p.train(&s[1]);
+        assert_eq!(p.predict_ns(100.0, 10.0, 0.0, 0.0, 0.0), None);
+        p.train(&s[2]);
+        assert!(p.predict_ns(100.0, 10.0, 0.0, 0.0, 0.0).is_some());
     }
 
     #[test]

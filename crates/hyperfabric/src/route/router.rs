@@ -100,6 +100,24 @@ impl Router {
         self.default_strategy
     }
 
+    /// Applies the file's `[routing]` (the history is read by the node, which knows where
+    /// the file is): default strategy, predictor knobs, fidelity threshold.
+    pub fn configure(&mut self, r: &crate::config::RoutingConfig) {
+        if let Some(s) = r.default_strategy {
+            self.default_strategy = s;
+        }
+        if let Some(rate) = r.learning_rate {
+            self.predictor.set_learning_rate(rate);
+        }
+        if let Some(n) = r.training_samples {
+            self.predictor.set_min_samples(n);
+        }
+        if let Some(t) = r.fidelity_threshold {
+            self.set_fidelity_threshold(t);
+        }
+        self.cache.clear();
+    }
+
     pub fn set_cache_ttl(&mut self, ttl: Duration) {
         self.cache.set_ttl(ttl);
     }

@@ -3,74 +3,10 @@
 use super::predictor::Predictor;
 use super::topology::LinkInfo;
 use super::UTILISATION_MAX;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-/// How a route is chosen (see the [module docs](super) for each one's definition).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    ShortestPath,
-    #[default]
-    LowestLatency,
-    HighestBandwidth,
-    LoadBalanced,
-    Predictive,
-    QuantumOptimized,
-}
+pub use crate::types::Strategy;
 
 /// Weight of one extra hop for `shortest_path`, far above any latency sum (ties by latency).
 pub(crate) const HOP_WEIGHT: f64 = 1e12;
-
-impl Strategy {
-    pub const ALL: [Strategy; 6] = [
-        Strategy::ShortestPath,
-        Strategy::LowestLatency,
-        Strategy::HighestBandwidth,
-        Strategy::LoadBalanced,
-        Strategy::Predictive,
-        Strategy::QuantumOptimized,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Strategy::ShortestPath => "shortest_path",
-            Strategy::LowestLatency => "lowest_latency",
-            Strategy::HighestBandwidth => "highest_bandwidth",
-            Strategy::LoadBalanced => "load_balanced",
-            Strategy::Predictive => "predictive",
-            Strategy::QuantumOptimized => "quantum_optimized",
-        }
-    }
-
-    pub(crate) const fn index(self) -> u8 {
-        self as u8
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let norm = s.replace('-', "_");
-        Strategy::ALL
-            .into_iter()
-            .find(|x| x.as_str() == norm)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Strategy::ALL.iter().map(|x| x.as_str()).collect();
-                format!(
-                    "unknown strategy \"{s}\" (expected one of: {})",
-                    names.join(", ")
-                )
-            })
-    }
-}
 
 /// What the additive strategies need besides the link itself.
 pub(crate) struct WeightCtx<'a> {

@@ -7,6 +7,7 @@ use crate::compress::{self, Algorithm};
 use crate::config::Transform;
 use crate::error::{Fault, PeerMisbehaved};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
+use crate::types::Strategy;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -371,7 +372,7 @@ impl NodeInner {
             return refuse(RefusalCode::RoutingLoop, why);
         }
         let now = Instant::now();
-        let next = match self.next_hop(h.dst, now) {
+        let next = match self.next_hop(h.dst, Strategy::from_wire_code(h.strategy), now) {
             Ok(p) if p.key == from.peer_key && p.key != h.dst => {
                 let why = format!("`{}` would send the frame back where it came from", self.me);
                 return refuse(RefusalCode::RoutingLoop, why);
@@ -428,7 +429,7 @@ impl NodeInner {
         let back = if h.src == via.peer_key {
             None
         } else {
-            self.next_hop(h.src, Instant::now())
+            self.next_hop(h.src, None, Instant::now())
                 .ok()
                 .and_then(|p| self.live_conn(p.key, Lane::of(h.priority, self.tuning.qos_enabled)))
         };

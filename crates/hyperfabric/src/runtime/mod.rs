@@ -17,6 +17,7 @@ mod outgoing;
 mod ping;
 pub(crate) mod placement;
 mod receive;
+pub(crate) mod routing;
 mod shmlink;
 mod signed_ack;
 mod stats;
@@ -28,13 +29,14 @@ pub use incoming::{Message, Sink};
 pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
 pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
+pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;
 pub use stats::{NodeStats, StatsSnapshot};
 pub use zones::Zones;
 
 use crate::config::{FabricConfig, Tuning};
 use crate::error::{Error, Result};
 use crate::idle;
-use crate::route::{RouteError, Router, Strategy, Topology};
+use crate::route::{RouteError, Router, Strategy};
 use crate::transport::{tcp, TransportChoice};
 use crate::wire;
 use parking_lot::{Mutex, RwLock};
@@ -65,8 +67,6 @@ fn same_host(cfg: &FabricConfig, me: &str) -> std::collections::HashSet<u64> {
         .collect()
 }
 
-/// Shortest time between two latency samples taught to the predictive router.
-const LEARN_INTERVAL_MS: u64 = 100;
 /// After a sample found no route to its destination, the next try waits this long.
 const NO_ROUTE_RETRY_MS: u64 = 10_000;
 
@@ -101,6 +101,8 @@ pub struct NodeInner {
     started: Instant,
     /// Milliseconds since `started` of the last sample given to the predictor (0: none yet).
     last_learn_ms: AtomicU64,
+    /// Shortest time between two live samples (`routing.model_update_interval_s`).
+    learn_interval_ms: u64,
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
@@ -201,9 +203,10 @@ impl NodeInner {
             transport,
             same_host: same_host(cfg, me),
             host_ids: RwLock::new(HashMap::new()),
-            router: Mutex::new(Router::new(Topology::from_config(cfg))),
+            router: Mutex::new(routing::configured_router(cfg, me)?),
             started: Instant::now(),
             last_learn_ms: AtomicU64::new(0),
+            learn_interval_ms: routing::learn_interval_ms(cfg),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             all_conns: Mutex::new(Vec::new()),
@@ -547,14 +550,15 @@ impl NodeInner {
         }
     }
 
-    /// The neighbour to forward a frame for `dst` to (relays).
-    pub fn next_hop(&self, dst_key: u64, now: Instant) -> Result<Peer> {
+    /// The neighbour to forward a frame for `dst` to (relays), by the sender's `strategy`
+    /// when the frame carries one, else by this node's default.
+    pub fn next_hop(&self, dst_key: u64, strategy: Option<Strategy>, now: Instant) -> Result<Peer> {
         let dst = self
             .peer_by_key(dst_key)
             .ok_or_else(|| Error::NodeNotFound {
                 node: format!("{dst_key:#x}"),
             })?;
-        self.first_hop(&dst, None, now).map(|(hop, _)| hop)
+        self.first_hop(&dst, strategy, now).map(|(hop, _)| hop)
     }
 
     /// Teaches the predictive strategy what the direct link to `dst` really took
@@ -563,7 +567,7 @@ impl NodeInner {
         // At most one sample per interval: training allocates and locks the router.
         let since_start = now.saturating_duration_since(self.started).as_millis() as u64;
         let last = self.last_learn_ms.load(Ordering::Relaxed);
-        if last != 0 && since_start < last + LEARN_INTERVAL_MS {
+        if last != 0 && since_start < last + self.learn_interval_ms {
             return;
         }
         self.last_learn_ms
@@ -592,6 +596,15 @@ impl NodeInner {
         };
         router.set_hour(hour);
         router.train(sample);
+    }
+
+    /// Samples the node's predictor has learned (history and live ones).
+    pub fn default_strategy(&self) -> Strategy {
+        self.router.lock().default_strategy()
+    }
+
+    pub fn predictor_samples(&self) -> u64 {
+        self.router.lock().predictor().samples()
     }
 
     pub fn next_transfer_id(&self) -> u64 {

@@ -35,6 +35,8 @@ pub struct NodeStats {
     pub origin_refusals: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slots`].
     pub shm_pool_slots: AtomicU64,
+    /// See [`StatsSnapshot::shm_pool_slot_bytes`].
+    pub shm_pool_slot_bytes: AtomicU64,
 }
 
 pub use crate::metrics::StatsSnapshot;
@@ -60,6 +62,7 @@ impl NodeStats {
             content_mismatches: r(&self.content_mismatches),
             origin_refusals: r(&self.origin_refusals),
             shm_pool_slots: r(&self.shm_pool_slots),
+            shm_pool_slot_bytes: r(&self.shm_pool_slot_bytes),
             open_connections,
             ..StatsSnapshot::default()
         }

@@ -43,6 +43,7 @@ pub struct LinkKeys {
 fn compact_ok(raw: &[u8; HEADER_LEN], payload: &[u8], keys: LinkKeys) -> bool {
     payload.len() <= COMPACT_MAX_PAYLOAD
         && raw[10] == 0
+        && raw[11] == 0
         && raw[16..24] == keys.local.to_le_bytes()
         && raw[24..32] == keys.peer.to_le_bytes()
 }

@@ -6,7 +6,7 @@
 //! ```text
 //!  0               4       5       6               8       9      10      11      12
 //!  +---------------+-------+-------+---------------+-------+------+-------+-------+
-//!  | magic "HFAB"  |version| kind  |     flags     |  prio | dtype| hops  | rsvd  |
+//!  | magic "HFAB"  |version| kind  |     flags     |  prio | dtype| hops  | strat |
 //!  +---------------+-------+-------+---------------+-------+------+-------+-------+
 //! 12  payload_len (u32)   16  src node key (u64)            24  dst node key (u64)
 //! 32  transfer id (u64)   40  offset (u64)                  48  aux (u64)
@@ -27,7 +27,10 @@ pub use codes::{Refusal, RefusalCode};
 // Names are the vocabulary's (config validates them without the wire); frames carry them.
 pub use crate::name::{node_key, FABRIC_NAME_MAX_BYTES};
 
-use crate::types::{DataType, Priority};
+use crate::types::{DataType, Priority, Strategy};
+
+/// Largest strategy code a header may carry ([`Strategy::wire_code`]).
+pub const STRATEGY_CODE_MAX: u8 = Strategy::ALL.len() as u8;
 use std::fmt;
 
 /// `b"HFAB"` read as a little-endian u32.
@@ -213,6 +216,9 @@ pub struct Header {
     pub priority: Priority,
     pub data_type: DataType,
     pub hops: u8,
+    /// The route strategy the source chose ([`Strategy::wire_code`], 1..=[`STRATEGY_CODE_MAX`]);
+    /// 0: none given. Relays forward a frame by it (see docs/wire.md).
+    pub strategy: u8,
     pub payload_len: u32,
     pub src: u64,
     pub dst: u64,
@@ -238,6 +244,8 @@ pub enum DecodeError {
     UnknownPriority { found: u8 },
     #[error("unknown data type code {found}")]
     UnknownDataType { found: u8 },
+    #[error("unknown route strategy code {found}")]
+    UnknownStrategy { found: u8 },
     #[error("reserved header bytes are not zero")]
     ReservedNotZero,
     #[error("payload of {len} bytes exceeds the limit of {max} bytes")]
@@ -260,6 +268,7 @@ impl Header {
             priority: Priority::Normal,
             data_type: DataType::Custom,
             hops: 0,
+            strategy: 0,
             payload_len: 0,
             src: 0,
             dst: 0,
@@ -285,6 +294,7 @@ impl Header {
         b[8] = self.priority.code();
         b[9] = self.data_type.code();
         b[10] = self.hops;
+        b[11] = self.strategy;
         b[12..16].copy_from_slice(&len.to_le_bytes());
         b[16..24].copy_from_slice(&self.src.to_le_bytes());
         b[24..32].copy_from_slice(&self.dst.to_le_bytes());
@@ -323,7 +333,10 @@ impl Header {
             Priority::from_code(b[8]).ok_or(DecodeError::UnknownPriority { found: b[8] })?;
         let data_type =
             DataType::from_code(b[9]).ok_or(DecodeError::UnknownDataType { found: b[9] })?;
-        if b[11] != 0 || le_u32(b, 60) != 0 {
+        if b[11] > STRATEGY_CODE_MAX {
+            return Err(DecodeError::UnknownStrategy { found: b[11] });
+        }
+        if le_u32(b, 60) != 0 {
             return Err(DecodeError::ReservedNotZero);
         }
         let payload_len = le_u32(b, 12);
@@ -340,6 +353,7 @@ impl Header {
             priority,
             data_type,
             hops: b[10],
+            strategy: b[11],
             payload_len,
             src: le_u64(b, 16),
             dst: le_u64(b, 24),
@@ -435,6 +449,7 @@ mod tests {
             priority: Priority::High,
             data_type: DataType::Gradient,
             hops: 2,
+            strategy: Strategy::HighestBandwidth.wire_code(),
             payload_len: 0,
             src: node_key("gpu-01"),
             dst: node_key("gpu-02"),

@@ -18,6 +18,7 @@ use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::proto::{AckInfo, ContentCrc, OutgoingTransfer, SendParams, SendState};
 use crate::runtime::options::{SendOptions, SendReport};
+use crate::types::Strategy;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode, SIGNATURE_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -377,7 +378,7 @@ impl<'a> PendingSend<'a> {
         conn: &Conn,
         chunk: crate::proto::Chunk,
     ) -> Result<std::io::Result<u64>> {
-        let mut h = self.header(FrameKind::Data);
+        let mut h = self.header(FrameKind::Data, conn.peer_key);
         h.offset = chunk.offset;
         h.aux = self.source.len();
         let alg = match self.algorithm {
@@ -479,7 +480,7 @@ impl<'a> PendingSend<'a> {
             },
             SendSource::Bytes(data)
                 if data.len() >= shmlink::POOL_COPY_MIN
-                    && data.len() <= shmlink::POOL_SLOT_BYTES =>
+                    && data.len() <= pools.tx.lock().pool().slot_size() =>
             {
                 let mut tx = pools.tx.lock();
                 match tx.try_take() {
@@ -517,13 +518,19 @@ impl<'a> PendingSend<'a> {
         Ok(Some(Ok(self.count_sent(len))))
     }
 
-    fn header(&self, kind: FrameKind) -> Header {
+    /// The header of a frame written to the neighbour `next`.
+    fn header(&self, kind: FrameKind, next: u64) -> Header {
         let mut h = Header::new(kind);
         h.src = self.node.my_key;
         h.dst = self.peer.key;
         h.transfer_id = self.id;
         h.priority = self.opts.priority;
         h.data_type = self.opts.data_type;
+        // Relays forward by the sender's strategy, not their own default; a frame written
+        // to its destination needs none (and so keeps the compact shm form).
+        if next != self.peer.key {
+            h.strategy = self.opts.strategy.map_or(0, Strategy::wire_code);
+        }
         h
     }
 
@@ -531,7 +538,7 @@ impl<'a> PendingSend<'a> {
     /// failed write shows up on the data frames that follow).
     fn announce(&mut self, conn: &Conn) {
         if let Some(name) = &self.opts.name {
-            let mut h = self.header(FrameKind::Meta);
+            let mut h = self.header(FrameKind::Meta, conn.peer_key);
             h.aux = self.source.len();
             let name = &name.as_bytes()[..name.len().min(255)];
             let payload = match (&self.node.keys, conn.peer_key != self.peer.key) {

@@ -13,8 +13,8 @@
 //!   ◀════════════════ ring b2a ════════════ frames
 //! ```
 //!
-//! Beside each ring the dialer creates a buffer pool (`<ring name>.pool`, slots of
-//! [`POOL_SLOT_BYTES`]) that the ring's producer lends from: a `Data` frame with the `LOANED`
+//! Beside each ring the dialer creates a buffer pool (`<ring name>.pool`, `buffer_pool_buffers`
+//! slots of `buffer_pool_slot_bytes`, default [`POOL_SLOT_BYTES`]) that the ring's producer lends from: a `Data` frame with the `LOANED`
 //! flag carries a 16-byte descriptor of a slot instead of the bytes (loan API, and one-chunk
 //! copy-API transfers of at least [`POOL_COPY_MIN`]). The acceptor answers `ShmAccept` with
 //! the payload `pool` when it attached both pools; otherwise the link runs rings only.
@@ -42,8 +42,8 @@ use std::sync::Arc;
 /// through the pool). Its pages are faulted in when the link is set up (see `prefault`).
 pub const RING_BYTES: usize = 4 << 20;
 
-/// Bytes of one buffer-pool slot: the largest loan, and the largest one-chunk transfer that
-/// travels by descriptor (1 MiB, the high-throughput chunk size).
+/// Default bytes of one buffer-pool slot (`buffer_pool_slot_bytes`): the largest loan, and the
+/// largest copy-API transfer that travels by descriptor (1 MiB, the high-throughput chunk size).
 pub const POOL_SLOT_BYTES: usize = 1 << 20;
 /// Copy-API transfers sent whole in one chunk go through the pool from this size on (below,
 /// the ring record is as cheap and needs no slot).
@@ -87,10 +87,28 @@ fn pool_name(ring: &str) -> String {
     format!("{ring}.pool")
 }
 
-fn create_pool(ring: &str, slots: u32) -> Result<Pool, String> {
-    let len = Pool::segment_len_for(POOL_SLOT_BYTES, slots);
+fn create_pool(ring: &str, shape: PoolShape) -> Result<Pool, String> {
+    let len = Pool::segment_len_for(shape.slot_bytes, shape.slots);
     let seg = Segment::create(&pool_name(ring), len).map_err(|e| e.to_string())?;
-    Pool::init(Arc::new(seg), POOL_SLOT_BYTES, slots).map_err(|e| e.to_string())
+    Pool::init(Arc::new(seg), shape.slot_bytes, shape.slots).map_err(|e| e.to_string())
+}
+
+/// Slot count and size of the pools of the links a node dials.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolShape {
+    pub slots: u32,
+    pub slot_bytes: usize,
+}
+
+impl PoolShape {
+    /// From `buffer_pool_buffers` and `buffer_pool_slot_bytes` (checked at load: whole
+    /// pages, at most 64 MiB).
+    pub fn of(tuning: &crate::config::Tuning) -> PoolShape {
+        PoolShape {
+            slots: pool_slots(tuning),
+            slot_bytes: tuning.buffer_pool_slot_bytes,
+        }
+    }
 }
 
 /// Slots per direction of the pools of the links a node dials: `buffer_pool_buffers`, at
@@ -104,8 +122,13 @@ pub fn pool_slots(tuning: &crate::config::Tuning) -> u32 {
 /// Counts the slots of the pool this node lends from on its newest link (metrics).
 fn record_pool(node: &NodeInner, ends: &ShmEnds) {
     if let Some(p) = &ends.pools {
-        let slots = u64::from(p.tx.lock().pool().slot_count());
+        let tx = p.tx.lock();
+        let slots = u64::from(tx.pool().slot_count());
         node.stats.shm_pool_slots.store(slots, Ordering::Relaxed);
+        let bytes = tx.pool().slot_size() as u64;
+        node.stats
+            .shm_pool_slot_bytes
+            .store(bytes, Ordering::Relaxed);
     }
 }
 
@@ -135,7 +158,7 @@ pub fn create(
     me: &str,
     peer: &str,
     max_payload: usize,
-    pool_slots: u32,
+    pool: PoolShape,
 ) -> Result<Offer, String> {
     let pid = std::process::id();
     let seq = LINK_SEQ.fetch_add(1, Ordering::Relaxed);
@@ -152,10 +175,7 @@ pub fn create(
     let tx = a2b.producer().map_err(|e| e.to_string())?;
     let rx = b2a.consumer().map_err(|e| e.to_string())?;
     // Pools are an optimisation: a link without them still works (by copy through the rings).
-    let pools = match (
-        create_pool(&names[0], pool_slots),
-        create_pool(&names[1], pool_slots),
-    ) {
+    let pools = match (create_pool(&names[0], pool), create_pool(&names[1], pool)) {
         (Ok(a2b), Ok(b2a)) => Some(link_pools(a2b, b2a)),
         (Err(e), _) | (_, Err(e)) => {
             tracing::info!("shared-memory link without buffer pools: {e}");
@@ -295,8 +315,8 @@ pub(super) fn offer(
         Ok(None)
     };
     let max_payload = node.limits.max_payload as usize;
-    let slots = pool_slots(&node.tuning);
-    let offer = match create(&node.fabric_name, &node.me, &peer.id, max_payload, slots) {
+    let shape = PoolShape::of(&node.tuning);
+    let offer = match create(&node.fabric_name, &node.me, &peer.id, max_payload, shape) {
         Ok(o) => o,
         Err(e) => return fail(format!("cannot create segments: {e}")),
     };
