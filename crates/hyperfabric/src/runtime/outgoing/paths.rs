@@ -46,6 +46,9 @@ pub(crate) struct Path {
     chunks: u64,
     write_time: Duration,
     last_error: Option<String>,
+    /// Failed re-dials in a row, and when the next may be tried (while other paths are up).
+    probe_fails: u32,
+    next_probe: Option<Instant>,
 }
 
 /// The first hops of a transfer's paths: one without an allocation (the common case).
@@ -82,6 +85,8 @@ impl Path {
             chunks: 0,
             write_time: Duration::ZERO,
             last_error: None,
+            probe_fails: 0,
+            next_probe: None,
         }
     }
 }
@@ -222,6 +227,10 @@ impl PathSet {
     }
 
     /// Tries the down paths again: at the health-check interval, or at once when none is up.
+    /// The re-dial runs on the sending thread, so while another path carries the data a
+    /// silent first hop (no RST: every SYN unanswered) must not stall it: such a probe gets
+    /// at most one interval, and a path that keeps failing is tried at doubling intervals
+    /// (up to 32 of them).
     pub fn health_check(
         &mut self,
         node: &Arc<NodeInner>,
@@ -229,21 +238,34 @@ impl PathSet {
         now: Instant,
         budget: Duration,
     ) {
-        if !self.all_down() && now.duration_since(self.last_health) < self.health_interval {
+        let all_down = self.all_down();
+        if !all_down && now.duration_since(self.last_health) < self.health_interval {
             return;
         }
         self.last_health = now;
-        for i in 0..self.paths.len() {
-            if self.paths[i].down {
-                let p = &mut self.paths[i];
-                match node.connection_to(&p.first_hop, lane, Instant::now() + budget) {
-                    Ok(c) => {
-                        tracing::info!(hop = %p.first_hop.id, "path is up again");
-                        p.conn = Some(c);
-                        p.down = false;
-                        p.credit = 0.0;
-                    }
-                    Err(e) => p.last_error = Some(e.reason_about(&p.first_hop.id)),
+        let interval = self.health_interval;
+        for p in self.paths.iter_mut().filter(|p| p.down) {
+            if !all_down && p.next_probe.is_some_and(|t| now < t) {
+                continue;
+            }
+            let dial = if all_down {
+                budget
+            } else {
+                budget.min(interval)
+            };
+            match node.connection_to(&p.first_hop, lane, Instant::now() + dial) {
+                Ok(c) => {
+                    tracing::info!(hop = %p.first_hop.id, "path is up again");
+                    p.conn = Some(c);
+                    p.down = false;
+                    p.credit = 0.0;
+                    p.probe_fails = 0;
+                    p.next_probe = None;
+                }
+                Err(e) => {
+                    p.last_error = Some(e.reason_about(&p.first_hop.id));
+                    p.probe_fails = (p.probe_fails + 1).min(5);
+                    p.next_probe = Some(Instant::now() + interval * (1u32 << p.probe_fails));
                 }
             }
         }
