@@ -22,13 +22,7 @@ fn four_torchrun_processes_form_a_fabric_and_exchange_all_to_all() {
         })
         .collect();
     for n in &mut nodes {
-        let report = n.all_to_all_ok();
-        assert_eq!(
-            report["peers"].as_array().map(Vec::len),
-            Some(3),
-            "{report}"
-        );
-        let ready = n.wait_event("the ready line", |v| v["event"] == "listening");
+        let ready = n.all_to_all_with(3);
         assert_eq!(
             ready["bootstrap"]["launch"]["source"], "torchrun",
             "{ready}"

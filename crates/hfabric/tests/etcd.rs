@@ -23,13 +23,7 @@ fn four_nodes_join_through_etcd_and_a_killed_one_expires_then_returns() {
     let names = ["n0", "n1", "n2", "n3"];
     let mut nodes: Vec<Member> = names.iter().map(|n| node(&etcd, n, "4", &check)).collect();
     for n in &mut nodes {
-        let report = n.all_to_all_ok();
-        assert_eq!(
-            report["peers"].as_array().map(Vec::len),
-            Some(3),
-            "{report}"
-        );
-        let ready = n.wait_event("the ready line", |v| v["event"] == "listening");
+        let ready = n.all_to_all_with(3);
         let dir = ready["bootstrap"]["directory"].as_str().unwrap_or_default();
         let want = format!("etcd 127.0.0.1:{}/hf/test", etcd.client_port);
         assert_eq!(dir, want, "{ready}");

@@ -144,6 +144,14 @@ impl Member {
         v
     }
 
+    /// The all-to-all check passed against `peers` peers; returns the node's ready line.
+    pub fn all_to_all_with(&mut self, peers: usize) -> Value {
+        let report = self.all_to_all_ok();
+        let got = report["peers"].as_array().map(Vec::len);
+        assert_eq!(got, Some(peers), "{report}");
+        self.wait_event("the ready line", |v| v["event"] == "listening")
+    }
+
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
