@@ -278,17 +278,7 @@ fn a_relay_cannot_forge_the_final_acknowledgement() {
     // Through an honest relay the destination signs and the sender checks: delivered.
     let store = d.join("store");
     let dst = Server::start(&cfg, "node-b", Some(&store));
-    let hop = Server::start_with(
-        &cfg,
-        "node-c",
-        None,
-        &["--peer".into(), dst.peer_arg("node-b")],
-    );
-    let good = d.join("good.bin");
-    random_file(&good, (3 << 20) + 1, 6);
-    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "auto");
-    assert!(ok, "{err}");
-    assert!(same_contents(&good, &store.join("good.bin")));
+    let err = honest_relay_delivers(d, &cfg, &dst, &store, ((3 << 20) + 1, 6), "auto");
     assert!(!err.contains("forged"), "{err}");
 }
 
@@ -479,17 +469,31 @@ fn a_relay_cannot_forge_a_transfer_from_another_member() {
     );
 
     // node-a's own transfer through an honest node-c carries node-a's signature: stored.
+    honest_relay_delivers(d, &cfg, &dst, &store, ((1 << 20) + 11, 10), "tcp");
+}
+
+/// node-a sends `good.bin` (`len` random bytes from `seed`) to node-b through an honest
+/// node-c started here; it must arrive byte-identical. Returns the send's stderr.
+fn honest_relay_delivers(
+    d: &Path,
+    cfg: &Path,
+    dst: &Server,
+    store: &Path,
+    (len, seed): (u64, u64),
+    transport: &str,
+) -> String {
     let hop = Server::start_with(
-        &cfg,
+        cfg,
         "node-c",
         None,
         &["--peer".into(), dst.peer_arg("node-b")],
     );
     let good = d.join("good.bin");
-    random_file(&good, (1 << 20) + 11, 10);
-    let (ok, err) = try_send(&cfg, &hop.peer_arg("node-c"), "node-a", &good, "tcp");
+    random_file(&good, len, seed);
+    let (ok, err) = try_send(cfg, &hop.peer_arg("node-c"), "node-a", &good, transport);
     assert!(ok, "{err}");
     assert!(same_contents(&good, &store.join("good.bin")));
+    err
 }
 
 #[test]
