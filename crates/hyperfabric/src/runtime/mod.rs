@@ -17,6 +17,7 @@ mod outgoing;
 mod ping;
 pub(crate) mod placement;
 mod receive;
+mod refused;
 pub(crate) mod routing;
 mod shmlink;
 mod signed_ack;
@@ -106,6 +107,8 @@ pub struct NodeInner {
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
+    /// Peers that answered this node's proof with a Reject just now (refused.rs).
+    refused: refused::Refusals,
     all_conns: Mutex<Vec<Arc<Conn>>>,
     /// Accepted connections with a thread of their own (handshaking or established): bounded
     /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
@@ -209,6 +212,7 @@ impl NodeInner {
             learn_interval_ms: routing::learn_interval_ms(cfg),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
+            refused: refused::Refusals::default(),
             all_conns: Mutex::new(Vec::new()),
             inbound: AtomicUsize::new(0),
             pending: accept::PendingTable::default(),
@@ -417,6 +421,9 @@ impl NodeInner {
             }
             if self.is_shutting_down() {
                 return Err(Error::Shutdown);
+            }
+            if let Some(reason) = self.refused.recent(peer.key) {
+                return Err(Error::Rejected { reason });
             }
             let err = match handshake::dial(self, peer, lane, deadline) {
                 Ok(c) => return Ok(c),
