@@ -57,6 +57,79 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The README's fixed loopback ports (examples' `127.0.0.1:7101`, `--metrics 127.0.0.1:9100`)
+/// mapped to ports free now, so this walk does not collide with another run on the machine.
+struct Ports(BTreeMap<String, String>);
+
+const LOOPBACK: &str = "127.0.0.1:";
+
+impl Ports {
+    /// Every fixed port in the `.toml` files under `dir` and in `lines`, each given a free one.
+    fn free_for(dir: &Path, lines: &[String]) -> Ports {
+        let mut texts: Vec<String> = lines.to_vec();
+        for e in std::fs::read_dir(dir).expect("examples copy") {
+            let path = e.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                texts.push(std::fs::read_to_string(&path).expect("example file"));
+            }
+        }
+        let fixed: BTreeSet<String> = texts.iter().flat_map(|t| loopback_ports(t)).collect();
+        // Hold every listener until all are picked, so no two fixed ports get one free port.
+        let held: Vec<(String, std::net::TcpListener)> = fixed
+            .into_iter()
+            .filter(|p| p != "0")
+            .map(|p| {
+                (
+                    p,
+                    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"),
+                )
+            })
+            .collect();
+        let map = held
+            .iter()
+            .map(|(p, l)| (p.clone(), l.local_addr().expect("addr").port().to_string()))
+            .collect();
+        Ports(map)
+    }
+
+    fn rewrite(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(LOOPBACK) {
+            let (head, tail) = rest.split_at(at + LOOPBACK.len());
+            out.push_str(head);
+            let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let port = &tail[..digits];
+            out.push_str(self.0.get(port).map_or(port, String::as_str));
+            rest = &tail[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn rewrite_files(&self, dir: &Path) {
+        for e in std::fs::read_dir(dir).expect("examples copy") {
+            let path = e.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path).expect("example file");
+                std::fs::write(&path, self.rewrite(&text)).expect("rewrite an example");
+            }
+        }
+    }
+}
+
+fn loopback_ports(text: &str) -> Vec<String> {
+    text.match_indices(LOOPBACK)
+        .map(|(at, _)| {
+            let tail = &text[at + LOOPBACK.len()..];
+            tail.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// Longest a README command may take (bench with its defaults takes about 25 s).
 const COMMAND_LIMIT: Duration = Duration::from_secs(240);
 
@@ -303,6 +376,9 @@ fn every_readme_command_runs_as_written() {
     copy_dir(&repo().join("examples"), &dir.join("examples"));
     let all = commands(&repo().join("README.md"));
     assert!(all.len() >= 15, "README.md lost its commands? {all:?}");
+    let lines: Vec<String> = all.iter().map(|c| c.line.clone()).collect();
+    let ports = Ports::free_for(&dir.join("examples"), &lines);
+    ports.rewrite_files(&dir.join("examples"));
     let mut servers = Servers::default();
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -318,6 +394,7 @@ fn every_readme_command_runs_as_written() {
             ));
             continue;
         };
+        let args: Vec<String> = args.iter().map(|a| ports.rewrite(a)).collect();
         if args.first().map(String::as_str) == Some("serve") {
             servers.serve(dir, &args);
             continue;
@@ -341,6 +418,19 @@ fn every_readme_command_runs_as_written() {
         failures.is_empty(),
         "README commands failed:\n{}",
         failures.join("\n\n")
+    );
+}
+
+#[test]
+fn fixed_ports_are_rewritten_consistently() {
+    let ports = Ports(BTreeMap::from([("7101".to_owned(), "40001".to_owned())]));
+    assert_eq!(
+        ports.rewrite("a = \"127.0.0.1:7101\" b = 127.0.0.1:7102 127.0.0.1:7101"),
+        "a = \"127.0.0.1:40001\" b = 127.0.0.1:7102 127.0.0.1:40001"
+    );
+    assert_eq!(
+        loopback_ports("x 127.0.0.1:7101, 127.0.0.1:0 127.0.0.1:"),
+        ["7101", "0"]
     );
 }
 
