@@ -459,7 +459,7 @@ fn tls_session_concurrent_writers_both_ways_arrive_intact() {
             let s = Arc::clone(&session);
             threads.push(std::thread::spawn(move || {
                 for _ in 0..PER_WRITER / 4096 {
-                    s.write_all(&[&[tag; 4096]]).unwrap();
+                    s.write_all(&[std::io::IoSlice::new(&[tag; 4096])]).unwrap();
                 }
             }));
         }

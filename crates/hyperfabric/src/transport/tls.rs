@@ -85,12 +85,12 @@ impl TlsSession {
     }
 
     /// Encrypts `bufs` as one run of records and writes them.
-    pub fn write_all(&self, bufs: &[&[u8]]) -> io::Result<()> {
+    pub fn write_all(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let mut out = self.out.lock();
         let sealed = {
             let mut conn = self.conn.lock();
             bufs.iter()
-                .try_for_each(|b| conn.writer().write_all(b))
+                .try_for_each(|b| conn.writer().write_all(&b[..]))
                 .and_then(|()| seal(&mut conn, &mut out))
         };
         let res = sealed.and_then(|()| (&self.sock).write_all(&out));
@@ -214,18 +214,17 @@ impl Write for LinkWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             LinkWriter::Plain(s) => s.write(buf),
-            LinkWriter::Tls(t) => t.write_all(&[buf]).map(|()| buf.len()),
+            LinkWriter::Tls(t) => t.write_all(&[IoSlice::new(buf)]).map(|()| buf.len()),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             LinkWriter::Plain(s) => s.write_vectored(bufs),
-            LinkWriter::Tls(t) => {
-                let slices: Vec<&[u8]> = bufs.iter().map(|b| &**b).collect();
-                t.write_all(&slices)
-                    .map(|()| slices.iter().map(|s| s.len()).sum())
-            }
+            // Sealed straight from the caller's slices: no list is built per frame.
+            LinkWriter::Tls(t) => t
+                .write_all(bufs)
+                .map(|()| bufs.iter().map(|b| b.len()).sum()),
         }
     }
 
