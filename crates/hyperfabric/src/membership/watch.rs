@@ -210,6 +210,69 @@ mod tests {
         assert!(judge(b"not json").is_err());
     }
 
+    /// A fake gateway on loopback: answers every connection with `answer`, then holds it
+    /// open until the test ends.
+    fn gateway(answer: &'static [u8]) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming().flatten() {
+                use std::io::Write;
+                let mut c = c;
+                let _ = c.write_all(answer);
+                held.push(c);
+            }
+        });
+        addr
+    }
+
+    fn until(what: &str, f: impl Fn() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(std::time::Instant::now() < end, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_streamed_event_wakes_the_feed_and_a_refused_watch_means_polling() {
+        let stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            1c\r\n{\"result\":{\"created\":true}}\n\r\n\
+            22\r\n{\"result\":{\"events\":[{\"kv\":{}}]}}\n\r\n";
+        let stop = Arc::new(AtomicBool::new(false));
+        let (feed, handle) = spawn(
+            gateway(stream),
+            "test".into(),
+            b"/a".to_vec(),
+            b"/b".to_vec(),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        until("a change", || feed.wait(Duration::from_millis(50)));
+        assert!(feed.is_live());
+        stop.store(true, Ordering::Release);
+        handle.join().unwrap();
+        // etcd refuses the watch: between attempts the feed is down, so the keeper polls.
+        let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        let stop = Arc::new(AtomicBool::new(false));
+        let (feed, handle) = spawn(
+            gateway(refused),
+            "test".into(),
+            b"/a".to_vec(),
+            b"/b".to_vec(),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        until("the watch down", || !feed.is_live());
+        assert!(
+            !feed.wait(Duration::from_millis(1)),
+            "a refusal is no change"
+        );
+        stop.store(true, Ordering::Release);
+        handle.join().unwrap();
+    }
+
     #[test]
     fn a_feed_wakes_its_waiter_once_per_change() {
         let f = Feed::default();
