@@ -297,3 +297,56 @@ fn an_escalation_tier_reaches_its_own_endpoints_and_names_its_tier() {
         "{quiet:?}"
     );
 }
+
+/// Timed pings `node` has had answered by `peer` (its watcher is the only pinger).
+fn pings_answered(node: &Server, peer: &str) -> u64 {
+    let addr = node.ready["metrics"].as_str().expect("metrics address");
+    let m = metrics_json(addr, "/metrics.json");
+    let links = m["links"].as_array().cloned().unwrap_or_default();
+    links.iter().find(|l| l["peer"] == peer).map_or(0, |l| {
+        let sent = l["pings_sent"].as_u64().unwrap_or(0);
+        sent.saturating_sub(l["pings_lost"].as_u64().unwrap_or(0))
+    })
+}
+
+/// Issue 19: with the example's `[alerts]` (latency_ms = 1.0) an idle loopback pair over
+/// shared memory read ~2 ms one-way and fired. Now several checks each way are answered and
+/// none crosses the threshold.
+#[test]
+fn an_idle_loopback_pair_with_the_example_alerts_raises_no_latency_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/alerting.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let (_, table) = text
+        .split_once("[alerts]")
+        .expect("the example has [alerts]");
+    // The example's thresholds, detector and interval; events to the log, not to /tmp.
+    let kept: Vec<&str> = table
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("endpoints"))
+        .collect();
+    let alerts = format!("\n[alerts]{}\nendpoints = [\"log\"]\n", kept.join("\n"));
+    assert!(alerts.contains("latency_ms = 1.0"), "{alerts}");
+    let cfg = two_nodes(dir.path(), "a.toml", &alerts);
+    let metrics = ["--metrics".to_owned(), "127.0.0.1:0".to_owned()];
+    let b = Server::start_with(&cfg, "b", None, &metrics);
+    let mut extra = metrics.to_vec();
+    extra.extend(["--peer".to_owned(), b.peer_arg("b")]);
+    let a = Server::start_with(&cfg, "a", None, &extra);
+    // Six rounds of five timed pings each way (the interval is the example's 1 s).
+    let want = 6 * 5;
+    let until = Instant::now() + PATIENCE;
+    while pings_answered(&a, "b") < want || pings_answered(&b, "a") < want {
+        assert!(Instant::now() < until, "{}\n{}", a.log_text(), b.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (node, subject) in [(&a, "a->b"), (&b, "b->a")] {
+        let log = node.log_text();
+        let slow = format!("[FIRING] latency_ns on {subject}");
+        let fired: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&slow) && l.contains("threshold"))
+            .collect();
+        assert!(fired.is_empty(), "an idle link fired: {fired:#?}");
+    }
+}

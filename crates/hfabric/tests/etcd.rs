@@ -1,11 +1,16 @@
 //! Membership in a real etcd (Debian's etcd-server, started by the test on free ports):
 //! nodes join through it with no fabric file and no rank-0 store, exchange all-to-all
 //! byte for byte, a SIGKILLed node's record expires with its lease, a restarted one is
-//! back. Skipped, saying so, when the `etcd` binary is absent.
+//! back; transfers keep flowing while nodes join and leave. Skipped, saying so, when the
+//! `etcd` binary is absent.
 
 mod support;
 
-use support::etcd::Etcd;
+use hyperfabric::membership::Joined;
+use hyperfabric::SendOptions;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use support::etcd::{join_here, Etcd};
 use support::launch::*;
 
 fn node(etcd: &Etcd, name: &str, world: &str, extra: &[&str]) -> Member {
@@ -55,6 +60,133 @@ fn a_clean_leave_withdraws_at_once_and_a_late_joiner_is_seen() {
     a.wait_members(&["a", "b"]);
     drop(b); // SIGTERM: the lease is revoked, the record deleted
     a.wait_members(&["a"]);
+}
+
+/// Joins and leaves come through etcd's watch: the membership thread read the prefix only
+/// when the watch said so, never by polling (the reads are counted in `members` events).
+#[test]
+fn a_join_and_a_leave_arrive_through_the_watch_without_polling() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut a = node(&etcd, "a", "1", &[]);
+    a.wait_members(&["a"]);
+    let mut b = node(&etcd, "b", "2", &[]);
+    let joined = a.wait_members(&["a", "b"]);
+    b.wait_members(&["a", "b"]);
+    drop(b);
+    let left = a.wait_members(&["a"]);
+    let on_change = |v: &serde_json::Value| v["reads"]["on_change"].as_u64().unwrap_or(0);
+    for v in [&joined, &left] {
+        assert_eq!(v["reads"]["watching"], true, "{v}");
+        assert_eq!(v["reads"]["polls"], 0, "a read by polling: {v}");
+    }
+    assert!(on_change(&joined) >= 1, "{joined}");
+    assert!(on_change(&left) > on_change(&joined), "{joined}\n{left}");
+}
+
+/// Waits until `j`'s fabric knows exactly `nodes` (itself included).
+fn wait_known(j: &Joined, nodes: &[&str]) {
+    let until = Instant::now() + EVENT_WAIT;
+    let mut want: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    loop {
+        let mut now = j.fabric.known_nodes();
+        now.sort();
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < until, "knows {now:?}, not {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Transfer `seq` of the stream: its number, then bytes that depend on it.
+fn transfer(seq: u64) -> Vec<u8> {
+    let mut v = seq.to_le_bytes().to_vec();
+    v.extend(pattern_of(seq, 64 << 10));
+    v
+}
+
+fn pattern_of(seq: u64, len: usize) -> impl Iterator<Item = u8> {
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    })
+}
+
+/// Issue 21: a stream of transfers a -> b (this process), each acknowledged end to end and
+/// compared byte for byte at b, goes on without one failure while `c` joins and `d` leaves
+/// (processes of their own), and both changes reach a and b meanwhile.
+#[test]
+fn transfers_flow_without_a_failure_while_one_node_joins_and_another_leaves() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut d = node(&etcd, "d", "1", &[]);
+    d.wait_members(&["d"]);
+    let (a, b) = (
+        join_here(&etcd, "hf/test", "a"),
+        join_here(&etcd, "hf/test", "b"),
+    );
+    for j in [&a, &b] {
+        wait_known(j, &["a", "b", "d"]);
+    }
+    let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
+    let received = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut seq = 0;
+            while !stop.load(Ordering::Acquire) {
+                let data = transfer(seq);
+                if let Err(e) = a.fabric.send("b", &data, SendOptions::new()) {
+                    panic!("transfer {seq} failed: {e}");
+                }
+                seq += 1;
+                sent.store(seq, Ordering::Release);
+            }
+        });
+        let receiver = s.spawn(|| {
+            let (mut seq, mut last) = (0, Instant::now());
+            while !(stop.load(Ordering::Acquire) && seq == sent.load(Ordering::Acquire)) {
+                let Ok(msg) = b.fabric.recv_timeout(Duration::from_millis(200)) else {
+                    let n = sent.load(Ordering::Acquire);
+                    assert!(last.elapsed() < EVENT_WAIT, "b has {seq} of {n} transfers");
+                    continue;
+                };
+                last = Instant::now();
+                assert_eq!(msg.source.as_str(), "a");
+                assert!(
+                    msg.payload[..] == transfer(seq)[..],
+                    "transfer {seq} differs"
+                );
+                seq += 1;
+            }
+            seq
+        });
+        let flowing = |more: u64| {
+            let at = sent.load(Ordering::Acquire);
+            let until = Instant::now() + EVENT_WAIT;
+            while sent.load(Ordering::Acquire) < at + more && !sender.is_finished() {
+                assert!(Instant::now() < until, "the stream stalled at {at}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        flowing(20);
+        let _c = node(&etcd, "c", "1", &[]);
+        for j in [&a, &b] {
+            wait_known(j, &["a", "b", "c", "d"]);
+        }
+        flowing(20);
+        drop(d); // SIGTERM: a clean leave, its record withdrawn
+        for j in [&a, &b] {
+            wait_known(j, &["a", "b", "c"]);
+        }
+        flowing(20);
+        stop.store(true, Ordering::Release);
+        sender.join().expect("the sender");
+        receiver.join().expect("the receiver")
+    });
+    assert_eq!(received, sent.load(Ordering::Acquire));
+    assert!(received >= 60, "{received}");
 }
 
 #[test]

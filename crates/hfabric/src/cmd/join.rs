@@ -21,7 +21,8 @@ pub struct BootstrapArgs {
     pub bootstrap: Option<Mode>,
     /// Keep node records in etcd (etcd://HOST:PORT/prefix, its v3 JSON gateway) instead of
     /// rank 0's store: each under a lease of --lease seconds, so a dead node leaves every
-    /// topology when it runs out; the prefix is read every 200 ms for joins and leaves.
+    /// topology when it runs out; joins and leaves come through etcd's watch on the prefix
+    /// (read every 200 ms instead while the watch is down, and every 60 s anyway).
     /// With --bootstrap the launcher gives rank and world size (no store is served); without
     /// it, --node names this node, which waits for --world-size nodes (default 1: itself).
     #[arg(long, value_name = "URL")]

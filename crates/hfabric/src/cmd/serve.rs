@@ -216,7 +216,7 @@ pub fn run(a: Args) -> CliResult {
         }
         let mut members = fabric.known_nodes();
         if joined.is_some() {
-            print_members(&node, &members, a.json);
+            print_members(&node, &members, joined.as_ref(), a.json);
         }
         while let Err(mpsc::RecvTimeoutError::Timeout) =
             rx.recv_timeout(std::time::Duration::from_millis(100))
@@ -227,7 +227,7 @@ pub fn run(a: Args) -> CliResult {
             let now = fabric.known_nodes();
             if joined.is_some() && now != members {
                 members = now;
-                print_members(&node, &members, a.json);
+                print_members(&node, &members, joined.as_ref(), a.json);
             }
         }
         if let Some(path) = &a.stats_file {
@@ -260,12 +260,18 @@ fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {
     serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string())})
 }
 
-/// A line on stdout whenever membership changed the nodes this node knows.
-fn print_members(node: &str, members: &[String], json: bool) {
+/// A line on stdout whenever membership changed the nodes this node knows (with JSON, also
+/// how the directory was read: on the watch's word, by polling, by resync).
+fn print_members(
+    node: &str,
+    members: &[String],
+    joined: Option<&hyperfabric::membership::Joined>,
+    json: bool,
+) {
     match json {
         true => println!(
             "{}",
-            serde_json::json!({"event": "members", "node": node, "nodes": members})
+            serde_json::json!({"event": "members", "node": node, "nodes": members, "reads": joined.map(|j| j.reads())})
         ),
         false => println!("members: {}", members.join(", ")),
     }

@@ -98,6 +98,33 @@ impl Etcd {
     }
 }
 
+/// Joins node `id` through `etcd` (prefix `prefix`, a 2 s lease) in this process: for tests
+/// that drive the library's API while other members are processes.
+pub fn join_here(etcd: &Etcd, prefix: &str, id: &str) -> hyperfabric::membership::Joined {
+    use hyperfabric::bootstrap::{Launch, Mode};
+    let launch = Launch {
+        source: Mode::Explicit,
+        rank: 0,
+        world_size: 1,
+        local_rank: None,
+        local_world_size: None,
+        node_index: None,
+        hosts: Vec::new(),
+        master_host: String::new(),
+        master_port: 0,
+    };
+    let opts = hyperfabric::membership::JoinOptions {
+        launch,
+        file: None,
+        node_id: Some(id.to_owned()),
+        listen: None,
+        timeout: Duration::from_secs(60),
+        lease: Duration::from_secs(2),
+        etcd: Some(etcd.url(prefix).parse().expect("an etcd URL")),
+    };
+    hyperfabric::membership::join(opts, |b| b).unwrap_or_else(|e| panic!("{id} joins: {e}"))
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -444,3 +444,14 @@ pub fn status_kb(pid: u32, key: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no {key} in {status}"))
 }
+
+/// GET `path` from a node's `--metrics` endpoint (HTTP/1.0) and parse the body as JSON.
+pub fn metrics_json(addr: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let (_, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}

@@ -14,8 +14,12 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Pings per neighbour and round (their median is the latency sample).
-const PINGS: u64 = 3;
+/// Timed pings per neighbour and round, back to back. The fastest is the latency sample:
+/// the link's steady one-way latency. A stall of either process (a busy host descheduling
+/// the pinger or the peer's reader for a time slice, ms) only ever adds to a round trip, so
+/// on a loaded machine the median of an idle loopback link read over 1 ms, while a slow
+/// link (a delay on every frame) raises every ping, the fastest too.
+const PINGS: u64 = 5;
 const SMALL: usize = 64;
 /// Largest payload of the bandwidth probe.
 const BIG_MAX: usize = 256 * 1024;
@@ -189,10 +193,11 @@ impl Watcher<'_> {
             from: self.fabric.node_id().to_owned(),
             to: peer.to_owned(),
         };
-        // One untimed ping first: it pays for connection set-up and wakes a parked peer,
-        // which an idle link would otherwise report as latency (ms on loopback).
-        let _ = self.fabric.ping(peer, opts(SMALL).count(1));
-        let small = self.fabric.ping(peer, opts(SMALL));
+        // An untimed ping first, in the same back-to-back run: it pays for connection
+        // set-up and for waking the peer's parked reader, which an idle link would otherwise
+        // report as latency (ms on loopback). A separate call would leave a gap in which the
+        // reader parks again.
+        let small = self.fabric.ping(peer, opts(SMALL).warmup(1));
         let at = Instant::now();
         let mut push = |metric, value| {
             out.push(Sample {
@@ -212,13 +217,13 @@ impl Watcher<'_> {
         };
         let lost = small.lost as f64 / small.sent.max(1) as f64;
         push(Metric::LossRatio, lost.max(resent.unwrap_or(0.0)));
-        push(Metric::LatencyNs, small.median_ns as f64);
+        push(Metric::LatencyNs, small.min_ns as f64);
         if self.cfg.bandwidth_floor_gbps.is_none() {
             return;
         }
         let big = (self.fabric.config().tuning.max_packet_size / 2).clamp(4096, BIG_MAX);
         if let Ok(b) = self.fabric.ping(peer, opts(big)) {
-            if let Some(gbps) = bandwidth_gbps(SMALL, small.median_ns, big, b.median_ns) {
+            if let Some(gbps) = bandwidth_gbps(SMALL, small.min_ns, big, b.min_ns) {
                 push(Metric::BandwidthGbps, gbps);
             }
         }

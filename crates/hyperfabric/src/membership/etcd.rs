@@ -1,7 +1,8 @@
 //! Node records in etcd, through its v3 JSON gateway (`POST /v3/kv/put`, `/v3/kv/range`,
 //! `/v3/lease/grant|keepalive|revoke`; keys and values base64). Each record lives under
 //! the node's own lease: a node that dies stops renewing it and etcd deletes the record.
-//! Joins and leaves are seen by reading the prefix every poll (one bounded range request).
+//! Joins and leaves are seen through etcd's watch on the prefix (`watch.rs`), which wakes
+//! the membership thread to read it (one bounded range request); polled while it is down.
 
 use super::http::{self, HttpError};
 use super::sync::Directory;
@@ -73,7 +74,7 @@ impl std::str::FromStr for EtcdUrl {
 }
 
 /// The first key after every key starting with `prefix` (etcd's `range_end`).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -271,6 +272,22 @@ impl Directory for EtcdDirectory {
             "etcd {}{}",
             self.client.url.authority, self.client.url.prefix
         )
+    }
+
+    fn watch(
+        &self,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Option<(super::watch::Feed, std::thread::JoinHandle<()>)> {
+        let key = format!("{}/{RECORD_PREFIX}", self.client.url.prefix).into_bytes();
+        let end = prefix_end(&key);
+        let (authority, what) = (self.client.url.authority.clone(), self.describe());
+        match super::watch::spawn(authority, what, key, end, stop) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("membership: cannot start the etcd watch thread ({e}); polling");
+                None
+            }
+        }
     }
 }
 

@@ -40,6 +40,69 @@ pub fn post(
     max_bytes: usize,
 ) -> Result<(u16, Vec<u8>), HttpError> {
     let deadline = Instant::now() + timeout;
+    let mut s = connect_and_send(authority, path, body, timeout)?;
+    let raw = read_until_close(&mut s, deadline, timeout, max_bytes + MAX_HEAD_BYTES)?;
+    parse_answer(&raw, max_bytes)
+}
+
+/// How often a streaming read wakes to look at its stop flag.
+const STREAM_TICK: Duration = Duration::from_millis(200);
+/// Longest chunk-size line of a chunked stream.
+const MAX_CHUNK_LINE: usize = 64;
+
+/// POSTs `body` and hands every newline-terminated line of the (chunked or plain) answer to
+/// `on_line` as it arrives, until the server closes, `stop()` holds, `on_line` refuses a
+/// line (its reason) or a line exceeds `max_line` bytes. Connecting, sending and the header
+/// block are under `timeout`; the stream itself may stay quiet as long as the server likes.
+pub fn post_stream(
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+    max_line: usize,
+    stop: &dyn Fn() -> bool,
+    on_line: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), HttpError> {
+    let mut s = connect_and_send(authority, path, body, timeout)?;
+    let (chunked, mut rest) = read_stream_head(&mut s, timeout)?;
+    let mut lines = Lines {
+        line: Vec::new(),
+        max_line,
+    };
+    let mut chunks = Dechunk::Size;
+    let mut buf = [0u8; 8192];
+    s.set_read_timeout(Some(STREAM_TICK))
+        .map_err(|e| HttpError::Io("reading", e))?;
+    loop {
+        let done = match chunked {
+            true => chunks.feed(&mut rest, &mut |d| lines.feed(d, on_line))?,
+            false => lines
+                .feed(&std::mem::take(&mut rest), on_line)
+                .map(|()| false)?,
+        };
+        if done || stop() {
+            return Ok(());
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e) if is_quiet(&e) => {}
+            Err(e) => return Err(HttpError::Io("reading", e)),
+        }
+    }
+}
+
+fn is_quiet(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), Interrupted | TimedOut | WouldBlock)
+}
+
+fn connect_and_send(
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<TcpStream, HttpError> {
     let addr: SocketAddr = authority
         .to_socket_addrs()
         .map_err(|e| HttpError::Io("resolving", e))?
@@ -57,8 +120,140 @@ pub fn post(
     s.write_all(head.as_bytes())
         .and_then(|()| s.write_all(body))
         .map_err(|e| HttpError::Io("sending", e))?;
-    let raw = read_until_close(&mut s, deadline, timeout, max_bytes + MAX_HEAD_BYTES)?;
-    parse_answer(&raw, max_bytes)
+    Ok(s)
+}
+
+/// Reads a streaming answer's header block (under `timeout`): whether the body is chunked,
+/// and the body bytes read with it. A status other than 200 is an error.
+fn read_stream_head(s: &mut TcpStream, timeout: Duration) -> Result<(bool, Vec<u8>), HttpError> {
+    let deadline = Instant::now() + timeout;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if raw.len() > MAX_HEAD_BYTES {
+            return Err(HttpError::TooLarge(MAX_HEAD_BYTES));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HttpError::Timeout(timeout));
+        }
+        s.set_read_timeout(Some(left))
+            .map_err(|e| HttpError::Io("reading", e))?;
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return Err(HttpError::Malformed(
+                    "closed before the headers ended".into(),
+                ))
+            }
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if is_quiet(&e) => {}
+            Err(e) => return Err(HttpError::Io("reading", e)),
+        }
+    };
+    let text = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let chunked = text.contains("transfer-encoding: chunked");
+    let status_line = text.lines().next().unwrap_or_default();
+    let status = match status_line.split(' ').collect::<Vec<_>>()[..] {
+        [v, code, ..] if v.starts_with("http/1.") => code.parse::<u16>().ok(),
+        _ => None,
+    };
+    let status = status.ok_or_else(|| HttpError::Malformed(status_line.to_owned()))?;
+    if status != 200 {
+        return Err(HttpError::Malformed(format!("HTTP {status}")));
+    }
+    Ok((chunked, raw[end + 4..].to_vec()))
+}
+
+/// Splits a byte stream into lines of at most `max_line` bytes.
+struct Lines {
+    line: Vec<u8>,
+    max_line: usize,
+}
+
+impl Lines {
+    fn feed(
+        &mut self,
+        data: &[u8],
+        on_line: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), HttpError> {
+        for part in data.split_inclusive(|b| *b == b'\n') {
+            if self.line.len() + part.len() > self.max_line {
+                return Err(HttpError::TooLarge(self.max_line));
+            }
+            self.line.extend_from_slice(part);
+            if self.line.ends_with(b"\n") {
+                let r = on_line(self.line.trim_ascii_end());
+                self.line.clear();
+                r.map_err(HttpError::Malformed)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a chunked stream's decoder stands.
+enum Dechunk {
+    Size,
+    Data(usize),
+    DataEnd,
+}
+
+impl Dechunk {
+    /// Decodes what `raw` holds (leaving an incomplete size line in it); true at the last chunk.
+    fn feed(
+        &mut self,
+        raw: &mut Vec<u8>,
+        out: &mut dyn FnMut(&[u8]) -> Result<(), HttpError>,
+    ) -> Result<bool, HttpError> {
+        let bad = |m: &str| HttpError::Malformed(m.to_owned());
+        let mut at = 0;
+        let done = loop {
+            let rest = &raw[at..];
+            match *self {
+                Dechunk::Size => {
+                    let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                        if rest.len() > MAX_CHUNK_LINE {
+                            return Err(bad("chunk size line too long"));
+                        }
+                        break false;
+                    };
+                    let text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("chunk size"))?;
+                    let text = text.split(';').next().unwrap_or_default().trim();
+                    let size = usize::from_str_radix(text, 16).map_err(|_| bad("chunk size"))?;
+                    at += eol + 2;
+                    if size == 0 {
+                        break true;
+                    }
+                    *self = Dechunk::Data(size);
+                }
+                Dechunk::Data(n) if rest.is_empty() => {
+                    *self = Dechunk::Data(n);
+                    break false;
+                }
+                Dechunk::Data(n) => {
+                    let take = n.min(rest.len());
+                    out(&rest[..take])?;
+                    at += take;
+                    *self = if take == n {
+                        Dechunk::DataEnd
+                    } else {
+                        Dechunk::Data(n - take)
+                    };
+                }
+                Dechunk::DataEnd if rest.len() < 2 => break false,
+                Dechunk::DataEnd if rest.starts_with(b"\r\n") => {
+                    at += 2;
+                    *self = Dechunk::Size;
+                }
+                Dechunk::DataEnd => return Err(bad("a chunk not ended by CRLF")),
+            }
+        };
+        raw.drain(..at);
+        Ok(done)
+    }
 }
 
 /// Reads until the server closes, never past `deadline` nor `limit` bytes.
@@ -180,5 +375,41 @@ mod tests {
             parse_answer(cut, 1000),
             Err(HttpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_chunked_stream_decodes_across_any_split_into_lines() {
+        let wire = b"5\r\n{\"a\":\r\n4\r\n1}\n{\r\n6\r\n\"b\":2}\r\n1\r\n\n\r\n0\r\n\r\n";
+        for split in 0..wire.len() {
+            let (mut got, mut state, mut raw) = (Vec::new(), Dechunk::Size, Vec::new());
+            let mut lines = Lines {
+                line: Vec::new(),
+                max_line: 64,
+            };
+            let mut done = false;
+            for part in [&wire[..split], &wire[split..]] {
+                if done {
+                    break; // the last chunk came: the stream's reader stops here
+                }
+                raw.extend_from_slice(part);
+                let mut keep = |l: &[u8]| {
+                    got.push(String::from_utf8_lossy(l).into_owned());
+                    Ok(())
+                };
+                done = state
+                    .feed(&mut raw, &mut |d| lines.feed(d, &mut keep))
+                    .unwrap();
+            }
+            assert!(done, "split at {split}");
+            assert_eq!(got, ["{\"a\":1}", "{\"b\":2}"], "split at {split}");
+        }
+        let mut lines = Lines {
+            line: Vec::new(),
+            max_line: 4,
+        };
+        let r = lines.feed(b"12345\n", &mut |_| Ok(()));
+        assert!(matches!(r, Err(HttpError::TooLarge(4))));
+        let mut raw = b"zz\r\n".to_vec();
+        assert!(Dechunk::Size.feed(&mut raw, &mut |_| Ok(())).is_err());
     }
 }

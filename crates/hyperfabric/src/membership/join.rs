@@ -11,13 +11,17 @@ use crate::bootstrap::{HostId, Launch};
 use crate::config::{FabricConfig, NodeConfig};
 use crate::error::{Error, Result};
 use crate::{Fabric, FabricBuilder};
+use parking_lot::Mutex;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the membership thread reads the directory.
+/// How often the membership thread reads a directory it cannot watch (or whose watch is
+/// down); a watched one is read when it says it changed.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// A watched directory is read anyway this often (a change the watch missed is seen then).
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 /// Shortest and longest lease a node may ask for.
 pub const LEASE_MIN: Duration = Duration::from_secs(1);
 pub const LEASE_MAX: Duration = Duration::from_secs(600);
@@ -50,10 +54,29 @@ pub struct Joined {
     pub store: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    reads: Arc<Mutex<Reads>>,
     _store: Option<Store>,
 }
 
+/// How the membership thread has read the directory since start-up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Reads {
+    /// The directory's watch streams now (etcd): joins and leaves need no polling.
+    pub watching: bool,
+    /// Reads the watch asked for (a record put or deleted, or the watch (re)created).
+    pub on_change: u64,
+    /// Reads by polling: the directory has no watch, or its watch was down.
+    pub polls: u64,
+    /// Reads of a watched directory every [`RESYNC_INTERVAL`].
+    pub resyncs: u64,
+}
+
 impl Joined {
+    /// How membership has read the directory so far.
+    pub fn reads(&self) -> Reads {
+        *self.reads.lock()
+    }
+
     /// Stops membership: the record is withdrawn, the others dismiss this node.
     pub fn leave(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -194,7 +217,15 @@ pub fn join(
     );
     check_local_world(&members, &launch);
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = spawn_keeper(members, Arc::clone(&fabric), Arc::clone(&stop), lease)?;
+    let reads = Arc::new(Mutex::new(Reads::default()));
+    let keeper = Keeper {
+        m: members,
+        fabric: Arc::clone(&fabric),
+        stop: Arc::clone(&stop),
+        reads: Arc::clone(&reads),
+        renew_every: lease / 3,
+    };
+    let thread = keeper.spawn()?;
     Ok(Joined {
         fabric,
         launch,
@@ -202,6 +233,7 @@ pub fn join(
         store: store.as_ref().map(Store::addr),
         stop,
         thread: Some(thread),
+        reads,
         _store: store,
     })
 }
@@ -317,33 +349,65 @@ fn check_local_world(m: &Members, launch: &Launch) {
     }
 }
 
-fn spawn_keeper(
-    mut m: Members,
+/// The membership thread: keeps the lease alive and the fabric equal to the directory.
+struct Keeper {
+    m: Members,
     fabric: Arc<Fabric>,
     stop: Arc<AtomicBool>,
-    lease: Duration,
-) -> Result<std::thread::JoinHandle<()>> {
-    let renew_every = lease / 3;
-    std::thread::Builder::new()
-        .name("hf-membership".into())
-        .spawn(move || {
-            let mut renewed = Instant::now();
-            while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(POLL_INTERVAL);
-                if renewed.elapsed() >= renew_every {
-                    match m.dir.keepalive() {
-                        Ok(()) => renewed = Instant::now(),
-                        Err(e) => tracing::warn!("membership: keep-alive failed: {e}"),
-                    }
+    reads: Arc<Mutex<Reads>>,
+    renew_every: Duration,
+}
+
+impl Keeper {
+    fn spawn(self) -> Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("hf-membership".into())
+            .spawn(move || self.run())
+            .map_err(|e| Error::io("spawning the membership thread", e))
+    }
+
+    fn run(mut self) {
+        let watch = self.m.dir.watch(Arc::clone(&self.stop));
+        let (mut renewed, mut synced) = (Instant::now(), Instant::now());
+        while !self.stop.load(Ordering::Acquire) {
+            // Woken early by a change; otherwise the tick for keep-alives and polling.
+            let feed = watch.as_ref().map(|(feed, _)| feed);
+            let changed = match feed {
+                Some(f) => f.wait(POLL_INTERVAL),
+                None => {
+                    std::thread::sleep(POLL_INTERVAL);
+                    false
                 }
-                if let Err(e) = m.sync(&fabric) {
-                    tracing::warn!("membership: reading {}: {e}", m.dir.describe());
+            };
+            let live = feed.is_some_and(|f| f.is_live());
+            if renewed.elapsed() >= self.renew_every {
+                match self.m.dir.keepalive() {
+                    Ok(()) => renewed = Instant::now(),
+                    Err(e) => tracing::warn!("membership: keep-alive failed: {e}"),
                 }
             }
-            let id = m.me.id.clone();
-            if let Err(e) = m.dir.withdraw(&id) {
-                tracing::debug!("membership: withdrawing our record: {e}");
+            let resync = synced.elapsed() >= RESYNC_INTERVAL;
+            {
+                let mut r = self.reads.lock();
+                r.watching = live;
+                match (changed, live, resync) {
+                    (true, _, _) => r.on_change += 1,
+                    (false, false, _) => r.polls += 1,
+                    (false, true, true) => r.resyncs += 1,
+                    (false, true, false) => continue,
+                }
             }
-        })
-        .map_err(|e| Error::io("spawning the membership thread", e))
+            synced = Instant::now();
+            if let Err(e) = self.m.sync(&self.fabric) {
+                tracing::warn!("membership: reading {}: {e}", self.m.dir.describe());
+            }
+        }
+        let id = self.m.me.id.clone();
+        if let Err(e) = self.m.dir.withdraw(&id) {
+            tracing::debug!("membership: withdrawing our record: {e}");
+        }
+        if let Some((_, handle)) = watch {
+            let _ = handle.join();
+        }
+    }
 }

@@ -10,8 +10,9 @@ pub mod join;
 pub mod kvwire;
 pub mod store;
 mod sync;
+pub mod watch;
 
-pub use join::{join, JoinOptions, Joined};
+pub use join::{join, JoinOptions, Joined, Reads};
 pub use sync::Directory;
 
 use crate::node::NodeSignature;

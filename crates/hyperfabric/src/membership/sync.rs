@@ -1,10 +1,14 @@
 //! Keeps a fabric's peers equal to a directory's records.
 
+use super::watch::Feed;
 use super::NodeRecord;
 use crate::config::{FabricConfig, NodeConfig};
 use crate::error::Result;
 use crate::Fabric;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// A place node records live, each under its node's lease.
 pub trait Directory: Send {
@@ -18,6 +22,11 @@ pub trait Directory: Send {
     fn keepalive(&mut self) -> Result<()>;
     /// For logs and reports: `rendezvous 10.0.0.1:29500`, `etcd 10.0.0.2:2379/prefix`.
     fn describe(&self) -> String;
+    /// A thread that says when the records changed (etcd's watch), until `stop`; `None`
+    /// when this directory can only be polled.
+    fn watch(&self, _stop: Arc<AtomicBool>) -> Option<(Feed, JoinHandle<()>)> {
+        None
+    }
 }
 
 /// What a sync changed.
