@@ -48,6 +48,7 @@ pub(super) fn step<L: LinkRx>(
 
 /// One verified frame: source check, loans, the offer, the dispatch, then the counters
 /// (after the frame was handled: its answer, a pong or an ack, does not wait for them).
+#[inline]
 fn on_frame(
     node: &Arc<NodeInner>,
     conn: &Arc<Conn>,
