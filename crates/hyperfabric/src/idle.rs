@@ -102,6 +102,27 @@ impl IdleStrategy {
         }
     }
 
+    /// The schedule of a caller polling its TCP socket for an answer (`tcp_poll`). Each poll
+    /// is a system call; past the spins it yields, so that on a small machine the peer and
+    /// the other waiters get the cores (a pure spinner per process would outnumber them),
+    /// and an answer that stays away for long is waited for in short sleeps.
+    pub fn socket_poll(self) -> Schedule {
+        match self {
+            IdleStrategy::BusySpin => Schedule::SpinPark {
+                spins: 200,
+                yields: 20_000,
+            },
+            IdleStrategy::SpinYield => Schedule::SpinPark {
+                spins: 100,
+                yields: 2_000,
+            },
+            IdleStrategy::SpinPark => Schedule::SpinPark {
+                spins: 50,
+                yields: 10,
+            },
+        }
+    }
+
     /// How long a shared-memory reader thread stays away after a caller's last poll.
     pub fn reader_lease(self) -> Duration {
         match self {

@@ -286,7 +286,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.socket_buffer_bytes" => applied("SO_SNDBUF/SO_RCVBUF of every TCP link"),
         "fabric.tcp_nodelay" => applied("TCP_NODELAY on every TCP link"),
         "fabric.congestion_control" => applied("TCP_CONGESTION on every TCP link"),
-        "fabric.busy_poll" => applied("TCP_QUICKACK and busy-polling receivers"),
+        "fabric.busy_poll" => applied(
+            "TCP_QUICKACK, SO_BUSY_POLL, and pingers that read a plain TCP socket themselves",
+        ),
         "fabric.idle_strategy" => applied("how idle data-plane threads wait"),
         "fabric.window_bytes" => applied("bytes in flight per transfer"),
         "fabric.connect_timeout_ms" | "fabric.handshake_timeout_ms" | "fabric.send_timeout_ms" => {

@@ -43,6 +43,10 @@ pub struct StatsSnapshot {
     /// Bytes per slot of that pool (0: none): `buffer_pool_slot_bytes` of the dialer.
     #[serde(default)]
     pub shm_pool_slot_bytes: u64,
+    /// Frames a waiting caller read from a plain TCP socket itself (`busy_poll`), not the
+    /// link's reader thread.
+    #[serde(default)]
+    pub frames_polled: u64,
 }
 
 impl StatsSnapshot {

@@ -96,7 +96,11 @@ pub struct Conn {
     writer: Mutex<Writer>,
     /// The TCP stream: the data path until a shared-memory link takes over, and always the
     /// control channel (shutting it down wakes the TCP reader).
-    control: TcpStream,
+    pub(super) control: TcpStream,
+    /// A waiting caller may read the stream itself (`busy_poll` on a plain TCP link).
+    caller_polls: bool,
+    /// The stream's reading half when callers may poll it (`tcp_poll`); None otherwise.
+    pub(super) tcp_rx: Mutex<Option<super::tcp_poll::PolledRx>>,
     alive: AtomicBool,
     /// Set when the connection dies or starts closing: a writer blocked on a full ring gives
     /// up (shared with the ring link).
@@ -131,6 +135,8 @@ impl Conn {
         // fails a write that moved no byte for the fabric's send timeout.
         let write_stall = Duration::from_millis(node.tuning.send_timeout_ms.max(1));
         stream.set_write_timeout(Some(write_stall))?;
+        // TLS plaintext may wait inside the session, where polling the socket cannot see it.
+        let caller_polls = node.tuning.busy_poll && matches!(tx, LinkWriter::Plain(_));
         Ok(Arc::new(Conn {
             local_key: node.my_key,
             write_stall,
@@ -139,6 +145,8 @@ impl Conn {
             gate: WriteGate::default(),
             limits: node.limits,
             control: stream.try_clone()?,
+            caller_polls,
+            tcp_rx: Mutex::new(None),
             peer: peer.id.as_str().into(),
             peer_key: peer.key,
             socket,
@@ -340,6 +348,11 @@ impl Conn {
         self.gate.snapshot().0.iter().map(|&w| u64::from(w)).sum()
     }
 
+    /// Whether a waiting caller may read the TCP stream itself (see `tcp_poll`).
+    pub(super) fn caller_polls(&self) -> bool {
+        self.caller_polls
+    }
+
     /// True once frames travel through shared memory.
     pub fn is_shm(&self) -> bool {
         self.shm.load(Ordering::Acquire)
@@ -353,9 +366,13 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, reader: BufReader
     let mut scratch = Vec::new();
     // Only the first offer sets up a shared-memory link; later ones are the dispatch's.
     let mut offered = false;
-    let end = loop {
-        if let Err(end) = receive::step(&node, &conn, &mut rx, &mut scratch, &mut offered) {
-            break end;
+    let end = if conn.caller_polls() {
+        super::tcp_poll::read_loop(&node, &conn, rx)
+    } else {
+        loop {
+            if let Err(end) = receive::step(&node, &conn, &mut rx, &mut scratch, &mut offered) {
+                break end;
+            }
         }
     };
     let reason = match end {

@@ -34,7 +34,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn renew(&self) {
+    pub(super) fn renew(&self) {
         let b = self.beat.load(Ordering::Relaxed);
         self.beat.store(b.wrapping_add(1).max(1), Ordering::Relaxed);
     }

@@ -23,6 +23,7 @@ mod shmlink;
 mod signed_ack;
 mod stats;
 mod store;
+mod tcp_poll;
 mod zones;
 
 pub use conn::{Conn, Lane};

@@ -83,6 +83,15 @@ impl PingStats {
     }
 }
 
+/// The reading half a pinging thread holds for its run, if any.
+enum Held<'r, 'c> {
+    /// The shared-memory ring's consumer.
+    Ring(&'r mut ShmRx),
+    /// A caller-polled TCP stream.
+    Stream(&'r mut super::tcp_poll::Hold<'c>),
+    Nothing,
+}
+
 /// How to ping.
 #[derive(Debug, Clone, Copy)]
 pub struct PingPlan {
@@ -153,15 +162,33 @@ impl NodeInner {
         // whole run, so the link's reader thread sleeps on the lock instead of competing for
         // the pongs (and for a core) at every round trip.
         let mut rx = (conn.is_shm() && plan.interval.is_zero()).then(|| conn.shm_rx.lock());
+        // The same over a caller-polled TCP link: this thread reads the socket itself.
+        let polls = plan.interval.is_zero();
+        let mut stream = polls
+            .then(|| super::tcp_poll::Hold::take(conn, plan.timeout, true))
+            .flatten();
         let mut scratch = Vec::new();
         while *i < plan.warmup + plan.count && conn.is_alive() {
-            let consumer = rx.as_mut().and_then(|g| g.as_mut());
-            let rtt = match self.ping_once(conn, payload, plan, consumer, &mut scratch) {
+            if polls && rx.is_none() && stream.is_none() {
+                stream = super::tcp_poll::Hold::take(conn, plan.timeout, false);
+            }
+            let held = match (rx.as_mut().and_then(|g| g.as_mut()), stream.as_mut()) {
+                (Some(consumer), _) => Held::Ring(consumer),
+                (None, Some(hold)) => Held::Stream(hold),
+                (None, None) => Held::Nothing,
+            };
+            let rtt = match self.ping_once(conn, payload, plan, held, &mut scratch) {
                 Ok(rtt) => rtt,
                 Err(why) => {
-                    // Closing takes the consumer's lock: let go of it first.
+                    // Closing takes the reading half's lock: let go of it first.
                     drop(rx);
-                    super::shmlink::end_link(self, conn, &why);
+                    match stream.take() {
+                        Some(hold) => {
+                            drop(hold);
+                            super::tcp_poll::end_polled(self, conn, &why);
+                        }
+                        None => super::shmlink::end_link(self, conn, &why),
+                    }
                     return;
                 }
             };
@@ -177,14 +204,14 @@ impl NodeInner {
         }
     }
 
-    /// One round trip; `None` when no pong came back in time. `rx`: the ring's consumer when
-    /// this thread holds it; `Err`: that ring failed and the link must end.
+    /// One round trip; `None` when no pong came back in time. `held`: the reading half this
+    /// thread holds, if any; `Err`: that half failed and the link must end.
     fn ping_once(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         payload: &[u8],
         plan: &PingPlan,
-        rx: Option<&mut ShmRx>,
+        held: Held<'_, '_>,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<Duration>, String> {
         let seq = self.next_ping_seq();
@@ -198,12 +225,19 @@ impl NodeInner {
             return Ok(None);
         }
         let deadline = start + plan.timeout;
-        let done = match rx {
-            Some(rx) => self.await_pong_held(conn, rx, seq, deadline, scratch)?,
-            None if conn.is_shm() => self.await_pong_shm(conn, seq, deadline, scratch),
-            None => idle::wait_until(self.tuning.idle_strategy, deadline, &conn.pong_gate, || {
-                conn.pong_seq.load(Ordering::Acquire) >= seq
-            }),
+        let answered = || conn.pong_seq.load(Ordering::Acquire) >= seq;
+        let done = match held {
+            Held::Ring(rx) => self.await_pong_held(conn, rx, seq, deadline, scratch)?,
+            Held::Stream(hold) => {
+                self.await_pong_polled(conn, hold, answered, deadline, scratch)?
+            }
+            Held::Nothing if conn.is_shm() => self.await_pong_shm(conn, seq, deadline, scratch),
+            Held::Nothing => idle::wait_until(
+                self.tuning.idle_strategy,
+                deadline,
+                &conn.pong_gate,
+                answered,
+            ),
         };
         Ok(done.then(|| start.elapsed()))
     }
@@ -224,7 +258,10 @@ impl NodeInner {
             // The reader thread waits for the lock we hold: a ring error is ours to report.
             // Stop right after our pong: looking past it would wait for the next record's
             // cache line (which the peer just wrote) inside the timed round trip.
-            super::shmlink::drain_until(self, conn, rx, scratch, &answered)?;
+            // The empty poll is one load: the spin stays short, so a pong is seen sooner.
+            if rx.ready() {
+                super::shmlink::drain_until(self, conn, rx, scratch, &answered)?;
+            }
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(256) && Instant::now() >= deadline {
                 return Ok(false);

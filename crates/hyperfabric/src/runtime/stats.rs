@@ -37,6 +37,8 @@ pub struct NodeStats {
     pub shm_pool_slots: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slot_bytes`].
     pub shm_pool_slot_bytes: AtomicU64,
+    /// See [`StatsSnapshot::frames_polled`].
+    pub frames_polled: AtomicU64,
 }
 
 pub use crate::metrics::StatsSnapshot;
@@ -63,6 +65,7 @@ impl NodeStats {
             origin_refusals: r(&self.origin_refusals),
             shm_pool_slots: r(&self.shm_pool_slots),
             shm_pool_slot_bytes: r(&self.shm_pool_slot_bytes),
+            frames_polled: r(&self.frames_polled),
             open_connections,
             ..StatsSnapshot::default()
         }

@@ -1,12 +1,13 @@
 //! The few OS calls node placement needs (CPU affinity, NUMA memory policy, priority and
-//! scheduling in [`sched`], page locking and huge pages in [`memory`]), behind a safe
-//! API. The only `unsafe` outside the transports; every block says why it is sound.
+//! scheduling in [`sched`], page locking and huge pages in [`memory`]) and a socket option
+//! `socket2` lacks ([`socket`]), behind a safe API. The only `unsafe` outside the transports; every block says why it is sound.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::io;
 
 pub mod memory;
 pub mod sched;
+pub mod socket;
 
 pub use crate::node::CPU_MAX;
 

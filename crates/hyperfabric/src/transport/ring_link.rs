@@ -122,6 +122,13 @@ impl ShmRx {
     pub fn unlink(&self) {
         let _ = self.c.ring().segment().unlink();
     }
+
+    /// Whether a record waits (or the ring failed: [`LinkRx::poll_recv`] then says how). One
+    /// load: a spinning reader checks this before taking the whole receive path.
+    #[inline]
+    pub fn ready(&mut self) -> bool {
+        self.c.poll_ready().unwrap_or(true)
+    }
 }
 
 impl LinkRx for ShmRx {

@@ -65,6 +65,7 @@ pub fn plan(raw: &[u8; HEADER_LEN], payload: &[u8], keys: LinkKeys) -> (usize, b
 }
 
 /// Writes the frame into a record payload of the length [`plan`] gave.
+#[inline]
 pub fn write(dst: &mut [u8], raw: &[u8; HEADER_LEN], payload: &[u8], compact: bool) {
     let hdr = if compact {
         dst[0] = COMPACT;
@@ -86,6 +87,7 @@ pub fn write(dst: &mut [u8], raw: &[u8; HEADER_LEN], payload: &[u8], compact: bo
 
 /// Splits a record payload into the frame's 64-byte header (rebuilt when compact) and its
 /// payload. Only sizes are checked here; the caller decodes and verifies the header.
+#[inline]
 pub fn read(record: &[u8], keys: LinkKeys) -> Result<([u8; HEADER_LEN], &[u8]), String> {
     let (raw, hdr_len) = match record.first() {
         Some(&COMPACT) => {

@@ -66,6 +66,11 @@ impl StreamRx {
             after_corrupt: false,
         }
     }
+
+    /// Whether bytes of the next frame already sit in the read buffer.
+    pub fn buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
 }
 
 impl LinkRx for StreamRx {

@@ -20,6 +20,10 @@ pub struct SocketReport {
 
 static WARNED_BUFFERS: AtomicBool = AtomicBool::new(false);
 static WARNED_CC: AtomicBool = AtomicBool::new(false);
+/// SO_BUSY_POLL refused once: said once per process.
+static WARNED_BUSY_POLL: AtomicBool = AtomicBool::new(false);
+/// How long a blocking receive busy-polls the device queue (`busy_poll`), in microseconds.
+const BUSY_POLL_US: u32 = 50;
 
 /// Binds a listening socket (SO_REUSEADDR so a restarted node can take its port back).
 pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -59,6 +63,15 @@ pub fn apply(stream: &TcpStream, tuning: &Tuning) -> SocketReport {
         // Ask for immediate ACKs: delayed ACKs add latency to request/response traffic.
         if let Err(e) = sock.set_quickack(true) {
             tracing::debug!("TCP_QUICKACK could not be set: {e}");
+        }
+        // Blocking receives poll the device queue before sleeping (callers poll the socket
+        // themselves either way: runtime::tcp_poll).
+        if let Err(e) = crate::sys::socket::set_busy_poll(stream, BUSY_POLL_US) {
+            if !WARNED_BUSY_POLL.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "SO_BUSY_POLL={BUSY_POLL_US} µs refused ({e}; above net.core.busy_read it needs CAP_NET_ADMIN): receives sleep in the kernel as usual, waiting callers still poll the socket"
+                );
+            }
         }
     }
     let congestion_control = tuning.congestion_control.as_deref().and_then(|cc| {

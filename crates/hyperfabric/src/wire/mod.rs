@@ -281,6 +281,7 @@ impl Header {
     /// Serialises the header for `payload`, setting `payload_len` and the CRC32C.
     ///
     /// Fails only on a local misuse: a payload over [`MAX_PAYLOAD_HARD`].
+    #[inline]
     pub fn encode(&self, payload: &[u8]) -> Result<[u8; HEADER_LEN], Oversize> {
         let len = u32::try_from(payload.len())
             .ok()
@@ -308,6 +309,7 @@ impl Header {
 
     /// Parses and validates a header. The payload checksum is checked separately by
     /// [`verify`] once the payload is read, so a reader can size its buffer first.
+    #[inline]
     pub fn decode(bytes: &[u8], limits: Limits) -> Result<Header, DecodeError> {
         let b: &[u8; HEADER_LEN] = match bytes.get(..HEADER_LEN).and_then(|s| s.try_into().ok()) {
             Some(b) => b,

@@ -163,6 +163,7 @@ impl Consumer {
 
     /// Polls the record header at our position; `Ok(true)` if a record (possibly only a
     /// padding record, which [`Consumer::try_read`] skips) is there.
+    #[inline]
     pub fn poll_ready(&mut self) -> Result<bool, RingError> {
         self.check()?;
         Ok(self.st.ready(&self.ring))
