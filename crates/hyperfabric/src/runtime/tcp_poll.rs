@@ -187,6 +187,7 @@ fn describe(end: End) -> String {
         End::Goodbye(why) => format!("peer said goodbye: {why}"),
         End::Io(e) => format!("I/O error: {e}"),
         End::Violation(why) => why,
+        End::Refused(why) => format!("peer refused this node: {why}"),
     }
 }
 
