@@ -23,12 +23,15 @@
 //! `docs/architecture.md` for what production still does outside it.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod answer;
 mod dispatch;
 mod event;
 mod incoming;
 mod node;
 mod outgoing;
 mod paths;
+pub mod relay;
 mod time;
 
 pub use event::{CommandError, Event, SendError, SendReport, TransferId, Transmit};
@@ -74,7 +77,7 @@ impl Default for Limits {
             transmit_queue_max: 4096,
             events_max: 4096,
             pings_max: 256,
-            hops_max: 16,
+            hops_max: relay::HOPS_MAX,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
-use super::open::{transfer_ledger, Ledger, Unread};
+use super::open::{transfer_ledger, Ledger, Overload, Unread};
 use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 use crate::config::{Transform, Tuning, PARAM_CACHE_BYTES};
+use crate::core::admission::recv_refusal;
 use crate::error::{Error, Result};
-use crate::proto::{ContentCrc, IncomingTransfer, RecvError, RecvParams};
+use crate::proto::{ContentCrc, IncomingTransfer, RecvParams};
 use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
 use crate::types::{DataType, Priority};
 use crate::wire::{Refusal, RefusalCode};
@@ -245,21 +246,16 @@ impl IncomingTable {
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
-        let proto = IncomingTransfer::new(total, self.params).map_err(refusal)?;
+        let proto = IncomingTransfer::new(total, self.params).map_err(recv_refusal)?;
         let reserved = match self.sink {
             Sink::Memory => total,
             _ => 0,
         };
         if open.ledger.check(key.0, reserved).is_err() {
             self.sweep(&mut open);
-            open.ledger.check(key.0, reserved).map_err(|o| {
-                let code = if o.is_count() {
-                    RefusalCode::TooManyTransfers
-                } else {
-                    RefusalCode::Quota
-                };
-                Refusal::new(code, o.to_string())
-            })?;
+            open.ledger
+                .check(key.0, reserved)
+                .map_err(Overload::refusal)?;
         }
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
@@ -632,15 +628,6 @@ fn remove_tmp(store: &Store) {
     if let Store::File { tmp, .. } = store {
         let _ = std::fs::remove_file(tmp);
     }
-}
-
-/// Turns a refusal of the protocol into the refusal sent back to the sender.
-pub(super) fn refusal(e: RecvError) -> Refusal {
-    let code = match e {
-        RecvError::TooLarge { .. } | RecvError::TooFragmented { .. } => RefusalCode::Quota,
-        RecvError::OutOfBounds { .. } | RecvError::LengthChanged { .. } => RefusalCode::BadFrame,
-    };
-    Refusal::new(code, e.to_string())
 }
 
 #[cfg(test)]
