@@ -5,10 +5,10 @@ use super::answer;
 use super::event::Event;
 use super::incoming::Outcome;
 use super::node::Node;
+use super::pack;
 use super::paths::LinkId;
 use super::relay;
 use super::time::Time;
-use crate::compress::{decompress_into, Algorithm};
 use crate::proto::AckInfo;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 
@@ -48,6 +48,13 @@ impl Node {
     /// ([`relay::decide`], the decision the runtime's relays take too).
     fn relay(&mut self, from: LinkId, h: &Header, payload: &[u8]) {
         // handle_frame checked that `from` is a registered link.
+        if let Err(why) = self.cfg.zones.check(h.src, h.dst, &[self.key]) {
+            if relay::refused_back(h.kind) {
+                let text = format!("rejected at relay `{}`: {why}", self.paths.me());
+                self.refuse(h, Refusal::new(RefusalCode::ZoneDenied, text));
+            }
+            return;
+        }
         let from_peer = self.paths.peer_key(from).unwrap_or_default();
         let paths = &mut self.paths;
         match relay::decide(h, self.cfg.limits.hops_max, from_peer, || {
@@ -76,6 +83,10 @@ impl Node {
             let text = "undelivered events fill the queue";
             return self.refuse(h, Refusal::new(RefusalCode::TooManyTransfers, text));
         }
+        if let Err(why) = self.cfg.zones.check(h.src, self.key, &[]) {
+            let text = format!("rejected at the destination: {why}");
+            return self.refuse(h, Refusal::new(RefusalCode::ZoneDenied, text));
+        }
         let code = flags::compression(h.flags);
         let payload = if code == 0 {
             payload
@@ -85,12 +96,13 @@ impl Node {
                 .aux
                 .saturating_sub(h.offset)
                 .min(self.cfg.recv.max_transfer_bytes);
-            let alg = Algorithm::from_wire_code(code).unwrap_or(Algorithm::None);
             let max = usize::try_from(max).unwrap_or(usize::MAX);
-            if let Err(e) = decompress_into(alg, payload, &mut self.scratch, max) {
-                return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()));
+            match pack::inflate(code, payload, &mut self.scratch, max) {
+                Ok(inflated) => inflated,
+                Err(e) => {
+                    return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()))
+                }
             }
-            &self.scratch[..]
         };
         match self.inc.on_data(now, h, payload) {
             Outcome::Quiet => {}

@@ -3,10 +3,10 @@
 use super::incoming::{Completed, Entry, Outcome};
 use super::signed_ack::FinalVerdict;
 use super::{Conn, Lane, NodeInner};
-use crate::compress::{self, Algorithm};
 use crate::config::Transform;
 use crate::core::admission::recv_refusal;
 use crate::core::answer;
+use crate::core::pack::{self, InflateError};
 use crate::core::relay::{self, NextHop};
 use crate::error::{Fault, PeerMisbehaved};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
@@ -306,11 +306,11 @@ impl NodeInner {
         payload: &[u8],
         scratch: &'s mut Vec<u8>,
     ) -> Result<&'s [u8], PeerMisbehaved> {
-        let alg =
-            Algorithm::from_wire_code(code).ok_or(PeerMisbehaved::UnknownCompression { code })?;
-        compress::decompress_into(alg, payload, scratch, self.limits.max_payload as usize)
-            .map_err(|e| PeerMisbehaved::BadCompressedChunk { why: e.to_string() })?;
-        Ok(&scratch[..])
+        let max = self.limits.max_payload as usize;
+        pack::inflate(code, payload, scratch, max).map_err(|e| match e {
+            InflateError::UnknownAlgorithm { code } => PeerMisbehaved::UnknownCompression { code },
+            InflateError::Bad(e) => PeerMisbehaved::BadCompressedChunk { why: e.to_string() },
+        })
     }
 
     pub(super) fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
