@@ -47,7 +47,6 @@ impl Node {
     /// Forwards a frame along the router's next hop, or refuses it back to its source
     /// ([`relay::decide`], the decision the runtime's relays take too).
     fn relay(&mut self, from: LinkId, h: &Header, payload: &[u8]) {
-        // handle_frame checked that `from` is a registered link.
         if let Err(why) = self.cfg.zones.check(h.src, h.dst, &[self.key]) {
             if relay::refused_back(h.kind) {
                 let text = format!("rejected at relay `{}`: {why}", self.paths.me());
@@ -55,6 +54,7 @@ impl Node {
             }
             return;
         }
+        // handle_frame checked that `from` is a registered link.
         let from_peer = self.paths.peer_key(from).unwrap_or_default();
         let paths = &mut self.paths;
         match relay::decide(h, self.cfg.limits.hops_max, from_peer, || {
