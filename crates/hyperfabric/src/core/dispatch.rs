@@ -1,12 +1,14 @@
 //! [`Node::handle_frame`]: a decoded frame is relayed (not for this node) or acted on
 //! (data, ack, nack, ping, pong).
 
+use super::answer;
 use super::event::Event;
 use super::incoming::Outcome;
 use super::node::Node;
+use super::pack;
 use super::paths::LinkId;
+use super::relay;
 use super::time::Time;
-use crate::compress::{decompress_into, Algorithm};
 use crate::proto::AckInfo;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
 
@@ -33,8 +35,7 @@ impl Node {
             FrameKind::Ack => self.on_ack(now, h),
             FrameKind::Nack => self.on_nack(now, h, payload),
             FrameKind::Ping => {
-                let mut pong = *h;
-                (pong.kind, pong.src, pong.dst, pong.hops) = (FrameKind::Pong, self.key, h.src, 0);
+                let pong = answer::pong(self.key, h);
                 self.send_to(h.src, pong, payload.to_vec());
             }
             FrameKind::Pong => self.on_pong(now, h),
@@ -43,33 +44,32 @@ impl Node {
         self.reap(now);
     }
 
-    /// Forwards a frame along the router's next hop, or refuses it back to its source.
+    /// Forwards a frame along the router's next hop, or refuses it back to its source
+    /// ([`relay::decide`], the decision the runtime's relays take too).
     fn relay(&mut self, from: LinkId, h: &Header, payload: &[u8]) {
-        let refusal = if h.hops >= self.cfg.limits.hops_max {
-            Some((RefusalCode::RoutingLoop, "hop limit reached"))
-        } else if self.paths.name_of(h.dst).is_none() {
-            Some((
-                RefusalCode::UnknownDestination,
-                "destination not in the topology",
-            ))
-        } else {
-            match self.paths.next_hop(h.dst) {
-                None => Some((RefusalCode::NextHopUnreachable, "no next hop")),
-                Some(next) if next == from => {
-                    Some((RefusalCode::RoutingLoop, "next hop is where it came from"))
-                }
-                Some(next) => {
-                    let mut fwd = *h;
-                    fwd.hops += 1;
-                    self.stats.frames_relayed += 1;
-                    self.push(next, fwd, payload.to_vec());
-                    None
-                }
+        if let Err(why) = self.cfg.zones.check(h.src, h.dst, &[self.key]) {
+            if relay::refused_back(h.kind) {
+                let text = format!("rejected at relay `{}`: {why}", self.paths.me());
+                self.refuse(h, Refusal::new(RefusalCode::ZoneDenied, text));
             }
-        };
-        // Only data is refused back; a lost ack, nack or pong is recovered by its sender.
-        if let Some((code, text)) = refusal.filter(|_| h.kind == FrameKind::Data) {
-            self.refuse(h, Refusal::new(code, text));
+            return;
+        }
+        // handle_frame checked that `from` is a registered link.
+        let from_peer = self.paths.peer_key(from).unwrap_or_default();
+        let paths = &mut self.paths;
+        match relay::decide(h, self.cfg.limits.hops_max, from_peer, || {
+            paths.route(h.dst)
+        }) {
+            Ok(next) => {
+                let mut fwd = *h;
+                fwd.hops += 1;
+                self.stats.frames_relayed += 1;
+                self.push(next, fwd, payload.to_vec());
+            }
+            Err(r) if relay::refused_back(h.kind) => {
+                self.refuse(h, Refusal::new(r.code(), r.to_string()));
+            }
+            Err(_) => {}
         }
     }
 
@@ -83,6 +83,10 @@ impl Node {
             let text = "undelivered events fill the queue";
             return self.refuse(h, Refusal::new(RefusalCode::TooManyTransfers, text));
         }
+        if let Err(why) = self.cfg.zones.check(h.src, self.key, &[]) {
+            let text = format!("rejected at the destination: {why}");
+            return self.refuse(h, Refusal::new(RefusalCode::ZoneDenied, text));
+        }
         let code = flags::compression(h.flags);
         let payload = if code == 0 {
             payload
@@ -92,12 +96,13 @@ impl Node {
                 .aux
                 .saturating_sub(h.offset)
                 .min(self.cfg.recv.max_transfer_bytes);
-            let alg = Algorithm::from_wire_code(code).unwrap_or(Algorithm::None);
             let max = usize::try_from(max).unwrap_or(usize::MAX);
-            if let Err(e) = decompress_into(alg, payload, &mut self.scratch, max) {
-                return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()));
+            match pack::inflate(code, payload, &mut self.scratch, max) {
+                Ok(inflated) => inflated,
+                Err(e) => {
+                    return self.refuse(h, Refusal::new(RefusalCode::BadFrame, e.to_string()))
+                }
             }
-            &self.scratch[..]
         };
         match self.inc.on_data(now, h, payload) {
             Outcome::Quiet => {}
@@ -120,11 +125,7 @@ impl Node {
     }
 
     fn on_ack(&mut self, now: Time, h: &Header) {
-        let ack = AckInfo {
-            contiguous: h.offset,
-            held: h.aux,
-            complete: h.has(flags::FINAL),
-        };
+        let ack = answer::ack_info(h);
         match self
             .out
             .iter_mut()
@@ -163,19 +164,14 @@ impl Node {
 
     /// Sends `ack` for the data frame `h` back to its source.
     fn ack(&mut self, h: &Header, ack: AckInfo) {
-        let mut a = Header::new(FrameKind::Ack);
-        (a.src, a.dst, a.transfer_id) = (self.key, h.src, h.transfer_id);
-        (a.offset, a.aux) = (ack.contiguous, ack.held);
-        a.flags = if ack.complete { flags::FINAL } else { 0 };
+        let a = answer::ack(self.key, h, ack);
         self.send_to(h.src, a, Vec::new());
     }
 
     /// Refuses the transfer of frame `h` with a Nack FATAL to its source.
     fn refuse(&mut self, h: &Header, refusal: Refusal) {
         self.stats.refusals_sent += 1;
-        let mut n = Header::new(FrameKind::Nack);
-        (n.src, n.dst, n.transfer_id) = (self.key, h.src, h.transfer_id);
-        (n.flags, n.aux) = (flags::FATAL, refusal.code.wire_code());
+        let n = answer::refusal(self.key, h, refusal.code);
         self.send_to(h.src, n, refusal.reason.into_bytes());
     }
 

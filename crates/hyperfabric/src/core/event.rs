@@ -82,6 +82,8 @@ pub enum CommandError {
     UnknownDestination(String),
     #[error("no path to {0:?}")]
     Unreachable(String),
+    #[error("zone isolation: {0}")]
+    ZoneDenied(crate::error::ZoneDenial),
     #[error("{open} transfers (or pings) open, the limit is {max}")]
     TooMany { open: usize, max: usize },
     #[error("transfer of {len} bytes exceeds the limit of {max}")]

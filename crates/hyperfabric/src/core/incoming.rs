@@ -1,6 +1,7 @@
 //! The incoming transfers: reassembly into a buffer, the limits per peer and per node, and
 //! the memory of finished transfers that makes delivery exactly once.
 
+use super::admission::{recv_refusal, Ledger, Load, Overload};
 use super::time::Time;
 use super::Limits;
 use crate::proto::{AckInfo, IncomingTransfer, RecvError, RecvParams, Verdict};
@@ -38,8 +39,8 @@ pub(super) struct Incoming {
     idle: Duration,
     linger: Duration,
     open: HashMap<Key, Open>,
-    /// Bytes of the open transfers' buffers.
-    bytes: u64,
+    /// Open transfers and their buffers' bytes, per source and in all.
+    ledger: Ledger<u64>,
     /// Finished transfers and their total, kept `linger` after completion so a late
     /// duplicate is answered with a final ack instead of delivered again.
     finished: HashMap<Key, u64>,
@@ -54,7 +55,7 @@ impl Incoming {
             idle,
             linger,
             open: HashMap::new(),
-            bytes: 0,
+            ledger: ledger(&limits),
             finished: HashMap::new(),
             finished_order: VecDeque::new(),
         }
@@ -64,7 +65,7 @@ impl Incoming {
     /// kept with the delivered data, which a restart does not lose either).
     pub fn crash(&mut self) {
         self.open.clear();
-        self.bytes = 0;
+        self.ledger = ledger(&self.limits);
     }
 
     /// Accounts for a data frame of `src` that passed its CRC.
@@ -103,31 +104,16 @@ impl Incoming {
         if self.open.contains_key(&key) {
             return Ok(());
         }
-        let from_peer = self.open.keys().filter(|k| k.0 == key.0).count();
-        let lim = &self.limits;
-        if from_peer >= lim.incoming_per_peer_max
-            || self.open.len() >= lim.incoming_max
-            || self.finished.len() >= lim.finished_max
-        {
-            return Err(Refusal::new(
-                RefusalCode::TooManyTransfers,
-                format!(
-                    "{} transfers open, {from_peer} from this peer",
-                    self.open.len()
-                ),
-            ));
+        if self.finished.len() >= self.limits.finished_max {
+            let max = self.limits.finished_max;
+            let text = format!("{max} finished transfers remembered, none forgotten yet");
+            return Err(Refusal::new(RefusalCode::TooManyTransfers, text));
         }
-        if self.bytes.saturating_add(total) > lim.reassembly_bytes_max {
-            return Err(Refusal::new(
-                RefusalCode::Quota,
-                format!("{total} bytes do not fit the reassembly quota"),
-            ));
-        }
-        let machine = IncomingTransfer::new(total, self.params)
-            .map_err(|e| Refusal::new(RefusalCode::Quota, e.to_string()))?;
+        self.ledger.check(key.0, total).map_err(Overload::refusal)?;
+        let machine = IncomingTransfer::new(total, self.params).map_err(recv_refusal)?;
         // total <= max_transfer_bytes, checked by IncomingTransfer::new.
         let buf = vec![0u8; total as usize];
-        self.bytes += total;
+        self.ledger.add(key.0, total);
         self.open.insert(
             key,
             Open {
@@ -141,20 +127,16 @@ impl Incoming {
 
     fn abandon(&mut self, key: Key, e: RecvError) -> Refusal {
         if let Some(open) = self.open.remove(&key) {
-            self.bytes -= open.buf.len() as u64;
+            self.ledger.remove(key.0, open.buf.len() as u64);
         }
-        let code = match e {
-            RecvError::TooLarge { .. } => RefusalCode::Quota,
-            _ => RefusalCode::BadFrame,
-        };
-        Refusal::new(code, e.to_string())
+        recv_refusal(e)
     }
 
     fn finish(&mut self, now: Time, key: Key) -> Vec<u8> {
         let Some(open) = self.open.remove(&key) else {
             return Vec::new();
         };
-        self.bytes -= open.buf.len() as u64;
+        self.ledger.remove(key.0, open.buf.len() as u64);
         self.finished.insert(key, open.machine.total());
         self.finished_order.push_back((now, key));
         open.buf
@@ -163,16 +145,14 @@ impl Incoming {
     /// Drops reassemblies idle for too long (their sender gave up or crashed) and forgets
     /// finished transfers older than the linger time.
     pub fn handle_timeout(&mut self, now: Time) {
-        let idle = self.idle;
-        let mut freed = 0;
-        self.open.retain(|_, o| {
+        let (idle, ledger) = (self.idle, &mut self.ledger);
+        self.open.retain(|key, o| {
             let keep = now.since(o.last_seen) < idle;
             if !keep {
-                freed += o.buf.len() as u64;
+                ledger.remove(key.0, o.buf.len() as u64);
             }
             keep
         });
-        self.bytes -= freed;
         while let Some(&(at, key)) = self.finished_order.front() {
             if now.since(at) < self.linger {
                 break;
@@ -192,4 +172,18 @@ impl Incoming {
     pub fn knows(&self, src: u64, id: u64) -> bool {
         self.open.contains_key(&(src, id)) || self.finished.contains_key(&(src, id))
     }
+}
+
+/// The admission ledger of `limits`: no per-peer byte limit of its own (the node's
+/// reassembly bytes bound each peer too).
+fn ledger(limits: &Limits) -> Ledger<u64> {
+    let peer = Load {
+        count: limits.incoming_per_peer_max,
+        bytes: limits.reassembly_bytes_max,
+    };
+    let node = Load {
+        count: limits.incoming_max,
+        bytes: limits.reassembly_bytes_max,
+    };
+    Ledger::new(peer, node)
 }

@@ -19,17 +19,23 @@
 //! node's one router. Every table has a limit ([`Limits`]).
 //!
 //! No sockets, threads, clock reads or randomness here: `tests/node_sim.rs` runs meshes of
-//! these cores in virtual time. The runtime does not drive it yet; see
-//! `docs/architecture.md` for what production still does outside it.
+//! these cores in virtual time. The runtime does not drive it yet, but it calls the
+//! decisions both take from here ([`relay`], [`admission`], [`answer`], [`pack`],
+//! [`zones`]); see `docs/architecture.md` for what production still does outside it.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod answer;
 mod dispatch;
 mod event;
 mod incoming;
 mod node;
 mod outgoing;
+pub mod pack;
 mod paths;
+pub mod relay;
 mod time;
+pub mod zones;
 
 pub use event::{CommandError, Event, SendError, SendReport, TransferId, Transmit};
 pub use node::{Node, Stats};
@@ -74,7 +80,7 @@ impl Default for Limits {
             transmit_queue_max: 4096,
             events_max: 4096,
             pings_max: 256,
-            hops_max: 16,
+            hops_max: relay::HOPS_MAX,
         }
     }
 }
@@ -97,6 +103,9 @@ pub struct CoreConfig {
     pub paths_max: usize,
     /// A ping without pong for this long is reported lost.
     pub ping_timeout: Duration,
+    /// Zone isolation, checked at the source, at every relay and at the destination
+    /// (empty: no node in a zone, nothing denied).
+    pub zones: zones::Zones,
     /// A reassembly without a frame for this long is dropped.
     pub incoming_idle: Duration,
     /// How long a finished transfer is remembered. Must exceed the senders' stall timeout
@@ -126,6 +135,7 @@ impl CoreConfig {
             compression: Algorithm::None,
             paths_max: 2,
             ping_timeout: Duration::from_secs(5),
+            zones: zones::Zones::default(),
             incoming_idle: Duration::from_secs(10),
             finished_linger: Duration::from_secs(60),
         }

@@ -3,10 +3,10 @@
 use super::event::{CommandError, Event, SendError, TransferId, Transmit};
 use super::incoming::Incoming;
 use super::outgoing::{End, Out};
+use super::pack::Packer;
 use super::paths::{LinkId, Paths};
 use super::time::Time;
 use super::CoreConfig;
-use crate::compress::{compress_into, Algorithm};
 use crate::route::Topology;
 use crate::types::{DataType, Priority};
 use crate::wire::{flags, node_key, FrameKind, Header};
@@ -45,6 +45,9 @@ pub struct Node {
     pump_from: usize,
     /// Reused for decompressing a received chunk.
     pub(super) scratch: Vec<u8>,
+    /// The chunk compressor (the runtime's decision, [`Packer::pack`]) and its buffer.
+    packer: Packer,
+    pack_buf: Vec<u8>,
     pub(super) stats: Stats,
 }
 
@@ -64,6 +67,8 @@ impl Node {
             next_ping: 0,
             pump_from: 0,
             scratch: Vec::new(),
+            packer: Packer::default(),
+            pack_buf: Vec::new(),
             stats: Stats::default(),
             cfg,
         }
@@ -142,6 +147,10 @@ impl Node {
         if self.paths.name_of(dst_key).is_none() || dst_key == self.key {
             return Err(CommandError::UnknownDestination(dst.to_string()));
         }
+        self.cfg
+            .zones
+            .check(self.key, dst_key, &[])
+            .map_err(CommandError::ZoneDenied)?;
         let max = self.cfg.limits.outgoing_max;
         if self.out.len() >= max {
             return Err(CommandError::TooMany {
@@ -276,7 +285,10 @@ impl Node {
             // The machine hands out chunks inside the transfer.
             let (at, len) = (chunk.offset as usize, chunk.len as usize);
             let raw = &o.data[at..at + len];
-            let payload = match compressed(self.cfg.compression, raw) {
+            let packed = self
+                .packer
+                .pack(self.cfg.compression, raw, &mut self.pack_buf);
+            let payload = match packed.map(<[u8]>::to_vec) {
                 Some(block) => {
                     h.flags = flags::with_compression(0, self.cfg.compression.wire_code());
                     self.stats.chunks_compressed += 1;
@@ -325,14 +337,4 @@ impl Node {
     pub(super) fn dst_name(&self, key: u64) -> String {
         self.paths.name_of(key).unwrap_or_default().to_string()
     }
-}
-
-/// `raw` compressed with `alg`, if that makes it smaller.
-fn compressed(alg: Algorithm, raw: &[u8]) -> Option<Vec<u8>> {
-    if alg == Algorithm::None || raw.is_empty() {
-        return None;
-    }
-    let mut block = Vec::new();
-    compress_into(alg, raw, &mut block).ok()?;
-    (block.len() < raw.len()).then_some(block)
 }

@@ -1,6 +1,7 @@
 //! The node's links and its one router: next hops for relaying and acks, disjoint first
 //! hops for a transfer's paths, and which links are up.
 
+use super::relay::NextHop;
 use crate::route::{Router, Topology};
 use crate::wire::node_key;
 use std::collections::HashMap;
@@ -82,6 +83,22 @@ impl Paths {
 
     pub fn peer(&self, link: LinkId) -> Option<&str> {
         self.links.get(link.0 as usize).map(|l| l.peer.as_str())
+    }
+
+    pub fn peer_key(&self, link: LinkId) -> Option<u64> {
+        self.links.get(link.0 as usize).map(|l| l.peer_key)
+    }
+
+    /// The way on towards `dst` as [`relay::decide`](super::relay::decide) asks for it.
+    pub fn route(&mut self, dst: u64) -> NextHop<LinkId> {
+        if self.name_of(dst).is_none() {
+            return NextHop::UnknownDestination;
+        }
+        let next = self.next_hop(dst);
+        match next.and_then(|hop| Some((hop, self.peer_key(hop)?))) {
+            None => NextHop::NoRoute,
+            Some((hop, peer)) => NextHop::Via { hop, peer },
+        }
     }
 
     pub fn name_of(&self, key: u64) -> Option<&str> {

@@ -205,8 +205,9 @@ fn chunks_that_shrink_travel_compressed_and_arrive_whole() {
     let (mut a, _) = node("a", Limits::default());
     let (mut c, c_links) = node("c", Limits::default());
     a.cfg.compression = crate::compress::Algorithm::Lz4;
-    a.cfg.send.chunk_len = 64;
-    let bytes: Vec<u8> = (0..200u32).map(|i| (i / 50) as u8).collect();
+    // Chunks at least pack::MIN_COMPRESS_BYTES long, as the runtime's sender requires.
+    a.cfg.send.chunk_len = 1024;
+    let bytes: Vec<u8> = (0..3 * 1024 + 8u32).map(|i| (i / 800) as u8).collect();
     a.send(Time::ZERO, "c", bytes.clone(), KIND).unwrap();
     let frames = drain(&mut a);
     let shapes: Vec<(u8, usize)> = frames
@@ -215,7 +216,7 @@ fn chunks_that_shrink_travel_compressed_and_arrive_whole() {
         .collect();
     assert_eq!(shapes.len(), 4, "{shapes:?}");
     assert!(
-        shapes[..3].iter().all(|(c, len)| *c == 1 && *len < 64),
+        shapes[..3].iter().all(|(c, len)| *c == 1 && *len < 1024),
         "{shapes:?}"
     );
     assert_eq!(
@@ -228,4 +229,38 @@ fn chunks_that_shrink_travel_compressed_and_arrive_whole() {
     }
     assert!(matches!(c.poll_event(), Some(Event::Delivered { data, .. }) if data == bytes));
     assert_eq!(a.stats().chunks_compressed, 3);
+}
+
+#[test]
+fn zone_isolation_is_checked_at_the_source_at_a_relay_and_at_the_destination() {
+    use crate::config::Isolation;
+    let zoned = |name: &str, hard: &str| {
+        let (mut n, links) = node(name, Limits::default());
+        for (member, zone) in [("a", "g"), ("b", "g"), ("c", "g")] {
+            let zone = if member == hard { "q" } else { zone };
+            let iso = if member == hard {
+                Isolation::Hard
+            } else {
+                Isolation::Soft
+            };
+            n.cfg.zones.insert(member, zone, iso);
+        }
+        (n, links)
+    };
+    let (mut a, _) = zoned("a", "c");
+    assert!(matches!(
+        a.send(Time::ZERO, "c", vec![1], KIND),
+        Err(CommandError::ZoneDenied(_))
+    ));
+    let (mut c, c_links) = zoned("c", "c");
+    let h = data("a", node_key("c"), 1, 0, 4, b"abcd");
+    c.handle_frame(Time::ZERO, c_links[0], &h, b"abcd");
+    assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::ZoneDenied);
+    assert!(c.poll_event().is_none(), "nothing delivered");
+    // b hard-isolated: a's transfer to c may not transit through it.
+    let (mut b, b_links) = zoned("b", "b");
+    b.handle_frame(Time::ZERO, b_links[0], &h, b"abcd");
+    let out = drain(&mut b);
+    assert_eq!(refusal_of(&out[0]), RefusalCode::ZoneDenied);
+    assert_eq!(b.stats().frames_relayed, 0);
 }

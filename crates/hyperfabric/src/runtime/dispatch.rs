@@ -1,10 +1,13 @@
 //! What a node does with each frame a connection delivers.
 
-use super::incoming::{refusal, Completed, Entry, Outcome};
+use super::incoming::{Completed, Entry, Outcome};
 use super::signed_ack::FinalVerdict;
 use super::{Conn, Lane, NodeInner};
-use crate::compress::{self, Algorithm};
 use crate::config::Transform;
+use crate::core::admission::recv_refusal;
+use crate::core::answer;
+use crate::core::pack::{self, InflateError};
+use crate::core::relay::{self, NextHop};
 use crate::error::{Fault, PeerMisbehaved};
 use crate::proto::{AckInfo, IncomingTransfer, Verdict};
 use crate::types::Strategy;
@@ -13,9 +16,6 @@ use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Most relays a frame may cross (loop protection).
-pub const MAX_HOPS: u8 = 16;
 
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
@@ -36,11 +36,7 @@ impl NodeInner {
             FrameKind::Meta => self.on_meta(conn, h, payload),
             FrameKind::Ack => {
                 if self.outgoing.belongs_to(h.transfer_id, h.src) {
-                    let ack = AckInfo {
-                        contiguous: h.offset,
-                        held: h.aux,
-                        complete: h.has(flags::FINAL),
-                    };
+                    let ack = answer::ack_info(h);
                     // A FINAL ack may name the file the destination stored; a relayed one
                     // must carry the destination's signature (signed_ack.rs).
                     let name = match ack.complete {
@@ -68,10 +64,7 @@ impl NodeInner {
                 }
             }
             FrameKind::Ping => {
-                let mut pong = *h;
-                pong.kind = FrameKind::Pong;
-                pong.src = self.my_key;
-                pong.dst = h.src;
+                let pong = answer::pong(self.my_key, h);
                 // A failed write closes the connection; the reader notices on its next read.
                 let _ = conn.send(&pong, payload);
             }
@@ -212,7 +205,7 @@ impl NodeInner {
     ) {
         let key = (h.src, h.transfer_id);
         let stored = match e.proto.on_data(h.offset, bytes.len() as u64, h.aux) {
-            Err(err) => Err(refusal(err)),
+            Err(err) => Err(recv_refusal(err)),
             Ok(Verdict::Store { .. }) => {
                 if self.keys.is_some() {
                     e.content.add(h.offset, bytes);
@@ -313,11 +306,11 @@ impl NodeInner {
         payload: &[u8],
         scratch: &'s mut Vec<u8>,
     ) -> Result<&'s [u8], PeerMisbehaved> {
-        let alg =
-            Algorithm::from_wire_code(code).ok_or(PeerMisbehaved::UnknownCompression { code })?;
-        compress::decompress_into(alg, payload, scratch, self.limits.max_payload as usize)
-            .map_err(|e| PeerMisbehaved::BadCompressedChunk { why: e.to_string() })?;
-        Ok(&scratch[..])
+        let max = self.limits.max_payload as usize;
+        pack::inflate(code, payload, scratch, max).map_err(|e| match e {
+            InflateError::UnknownAlgorithm { code } => PeerMisbehaved::UnknownCompression { code },
+            InflateError::Bad(e) => PeerMisbehaved::BadCompressedChunk { why: e.to_string() },
+        })
     }
 
     pub(super) fn send_ack(&self, conn: &Conn, h: &Header, ack: AckInfo) {
@@ -334,14 +327,8 @@ impl NodeInner {
         payload: &[u8],
         content_crc: Option<u32>,
     ) {
-        let mut a = Header::new(FrameKind::Ack);
-        a.src = self.my_key;
-        a.dst = h.src;
-        a.transfer_id = h.transfer_id;
-        a.offset = ack.contiguous;
-        a.aux = ack.held;
+        let mut a = answer::ack(self.my_key, h, ack);
         if ack.complete {
-            a.flags |= flags::FINAL;
             let (signed, extra) = self.final_ack_payload(h, ack.held, payload, content_crc);
             a.flags |= extra;
             let _ = conn.send(&a, &signed);
@@ -354,7 +341,7 @@ impl NodeInner {
     /// reassembled here). The hop count bounds loops; the destination acknowledges end to end.
     fn forward(self: &Arc<Self>, from: &Conn, h: &Header, payload: &[u8]) {
         let refuse = |code: RefusalCode, why: String| {
-            if matches!(h.kind, FrameKind::Data | FrameKind::Meta) {
+            if relay::refused_back(h.kind) {
                 self.refuse_routed(from, h, &Refusal::new(code, why));
             } else {
                 tracing::debug!(kind = ?h.kind, "dropping a frame that cannot be relayed: {why}");
@@ -364,23 +351,29 @@ impl NodeInner {
             let why = format!("rejected at relay `{}`: {why}", self.me);
             return refuse(RefusalCode::ZoneDenied, why);
         }
-        if h.hops >= MAX_HOPS {
-            let why = format!(
-                "hop limit of {MAX_HOPS} reached at `{}` (routing loop?)",
-                self.me
-            );
-            return refuse(RefusalCode::RoutingLoop, why);
-        }
         let now = Instant::now();
-        let next = match self.next_hop(h.dst, Strategy::from_wire_code(h.strategy), now) {
-            Ok(p) if p.key == from.peer_key && p.key != h.dst => {
-                let why = format!("`{}` would send the frame back where it came from", self.me);
-                return refuse(RefusalCode::RoutingLoop, why);
+        let strategy = Strategy::from_wire_code(h.strategy);
+        let mut route_err = None;
+        let decided = relay::decide(h, relay::HOPS_MAX, from.peer_key, || {
+            let Some(dst) = self.peer_by_key(h.dst) else {
+                return NextHop::UnknownDestination;
+            };
+            match self.first_hop(&dst, strategy, now) {
+                Ok((p, _)) => NextHop::Via {
+                    peer: p.key,
+                    hop: p,
+                },
+                Err(e) => {
+                    route_err = Some(e);
+                    NextHop::NoRoute
+                }
             }
+        });
+        let next = match decided {
             Ok(p) => p,
-            Err(e) => {
-                let why = format!("relay `{}`: {e}", self.me);
-                return refuse(RefusalCode::NextHopUnreachable, why);
+            Err(r) => {
+                let detail = route_err.map(|e| format!(": {e}")).unwrap_or_default();
+                return refuse(r.code(), format!("relay `{}`: {r}{detail}", self.me));
             }
         };
         let deadline = now + Duration::from_millis(self.tuning.connect_timeout_ms);
@@ -419,13 +412,8 @@ impl NodeInner {
         tracing::warn!(peer = %via.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
         // Sent on behalf of the destination (the sender only listens to it for this transfer),
         // marked as relayed; the reason names this node.
-        let mut n = Header::new(FrameKind::Nack);
-        n.src = h.dst;
-        n.dst = h.src;
+        let mut n = answer::refusal(h.dst, h, refusal.code);
         n.hops = 1;
-        n.transfer_id = h.transfer_id;
-        n.flags = flags::FATAL;
-        n.aux = refusal.code.wire_code();
         let back = if h.src == via.peer_key {
             None
         } else {
@@ -442,12 +430,7 @@ impl NodeInner {
     /// Tells the sender that this transfer is refused for good.
     fn refuse(&self, conn: &Conn, h: &Header, refusal: &Refusal) {
         tracing::warn!(peer = %conn.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
-        let mut n = Header::new(FrameKind::Nack);
-        n.src = self.my_key;
-        n.dst = h.src;
-        n.transfer_id = h.transfer_id;
-        n.flags = flags::FATAL;
-        n.aux = refusal.code.wire_code();
+        let n = answer::refusal(self.my_key, h, refusal.code);
         let _ = conn.send(&n, refusal.reason.as_bytes());
     }
 }

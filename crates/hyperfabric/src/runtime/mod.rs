@@ -24,8 +24,8 @@ mod signed_ack;
 mod stats;
 mod store;
 mod tcp_poll;
-mod zones;
 
+pub use crate::core::zones::Zones;
 pub use conn::{Conn, Lane};
 pub use incoming::{Message, Sink};
 pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
@@ -33,12 +33,11 @@ pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
 pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;
 pub use stats::{NodeStats, StatsSnapshot};
-pub use zones::Zones;
 
 use crate::config::{FabricConfig, Tuning};
 use crate::error::{Error, Result};
 use crate::idle;
-use crate::route::{RouteError, Router, Strategy};
+use crate::route::Router;
 use crate::transport::{tcp, TransportChoice};
 use crate::wire;
 use parking_lot::{Mutex, RwLock};
@@ -68,9 +67,6 @@ fn same_host(cfg: &FabricConfig, me: &str) -> std::collections::HashSet<u64> {
         .map(|n| wire::node_key(n.id()))
         .collect()
 }
-
-/// After a sample found no route to its destination, the next try waits this long.
-const NO_ROUTE_RETRY_MS: u64 = 10_000;
 
 /// Held while dialing one peer on one lane.
 type DialGate = Arc<Mutex<()>>;
@@ -520,99 +516,6 @@ impl NodeInner {
         let mut ids: Vec<String> = self.peers.read().values().map(|p| p.id.clone()).collect();
         ids.sort();
         ids
-    }
-
-    /// The first hop towards `dst` and the nodes of the whole route (source first), by
-    /// `strategy` over the fabric file's links. Without a route in the file (no links, or a
-    /// node added at run time) a node with an address is reached directly.
-    pub fn first_hop(
-        &self,
-        dst: &Peer,
-        strategy: Option<Strategy>,
-        now: Instant,
-    ) -> Result<(Peer, Vec<String>)> {
-        let direct = || Ok((dst.clone(), vec![self.me.clone(), dst.id.clone()]));
-        if dst.key == self.my_key {
-            return direct();
-        }
-        let route = {
-            let mut router = self.router.lock();
-            let strategy = strategy.unwrap_or_else(|| router.default_strategy());
-            router.route_shared(&self.me, &dst.id, strategy, now)
-        };
-        match route {
-            Ok(r) => match r.nodes.get(1) {
-                Some(hop) if *hop != dst.id => Ok((self.peer_by_id(hop)?, r.nodes.clone())),
-                _ => direct(),
-            },
-            Err(RouteError::NoRoute { .. } | RouteError::UnknownNode(_)) if dst.addr.is_some() => {
-                direct()
-            }
-            Err(e @ RouteError::Isolated { .. }) => Err(Error::Rejected {
-                reason: e.to_string(),
-            }),
-            Err(e) => Err(Error::Unreachable {
-                node: dst.id.clone(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    /// The neighbour to forward a frame for `dst` to (relays), by the sender's `strategy`
-    /// when the frame carries one, else by this node's default.
-    pub fn next_hop(&self, dst_key: u64, strategy: Option<Strategy>, now: Instant) -> Result<Peer> {
-        let dst = self
-            .peer_by_key(dst_key)
-            .ok_or_else(|| Error::NodeNotFound {
-                node: format!("{dst_key:#x}"),
-            })?;
-        self.first_hop(&dst, strategy, now).map(|(hop, _)| hop)
-    }
-
-    /// Teaches the predictive strategy what the direct link to `dst` really took
-    /// (`observed_ns`: one-way latency of a ping, or of a small single-hop transfer).
-    pub fn observe_link(&self, dst: &str, observed_ns: f64, now: Instant) {
-        // At most one sample per interval: training allocates and locks the router.
-        let since_start = now.saturating_duration_since(self.started).as_millis() as u64;
-        let last = self.last_learn_ms.load(Ordering::Relaxed);
-        if last != 0 && since_start < last + self.learn_interval_ms {
-            return;
-        }
-        self.last_learn_ms
-            .store(since_start.max(1), Ordering::Relaxed);
-        let hour = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(12.0, |d| (d.as_secs() % 86_400) as f64 / 3600.0);
-        let mut router = self.router.lock();
-        let Ok(route) = router.route_shared(&self.me, dst, Strategy::LowestLatency, now) else {
-            // No link to learn about (a fabric file without links): ask again much later
-            // rather than build the same error every interval.
-            self.last_learn_ms
-                .store(since_start + NO_ROUTE_RETRY_MS, Ordering::Relaxed);
-            return;
-        };
-        let [hop] = route.hops.as_slice() else { return };
-        let sample = crate::route::PredictorSample {
-            from: hop.from.clone(),
-            to: hop.to.clone(),
-            latency_ns: hop.latency_ns as f64,
-            bandwidth_gbps: hop.bandwidth_gbps,
-            utilisation: hop.utilisation,
-            loss: 0.0,
-            hour,
-            observed_latency_ns: observed_ns,
-        };
-        router.set_hour(hour);
-        router.train(sample);
-    }
-
-    /// Samples the node's predictor has learned (history and live ones).
-    pub fn default_strategy(&self) -> Strategy {
-        self.router.lock().default_strategy()
-    }
-
-    pub fn predictor_samples(&self) -> u64 {
-        self.router.lock().predictor().samples()
     }
 
     pub fn next_transfer_id(&self) -> u64 {

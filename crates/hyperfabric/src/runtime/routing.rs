@@ -1,10 +1,16 @@
 //! A node's router as the fabric file's `[routing]` asks: strategy, predictor knobs, the
 //! fidelity threshold, and the predictor trained on `routing.history` before the node starts.
 
+use super::{NodeInner, Peer};
 use crate::config::{routing::HISTORY_BYTES_MAX, FabricConfig, SecurityConfig};
 use crate::error::{Error, Result};
-use crate::route::{Router, Topology};
+use crate::route::{RouteError, Router, Strategy, Topology};
 use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// After a sample found no route to its destination, the next try waits this long.
+const NO_ROUTE_RETRY_MS: u64 = 10_000;
 
 /// Default shortest time between two live latency samples taught to the predictor.
 pub(crate) const LEARN_INTERVAL_MS_DEFAULT: u64 = 100;
@@ -47,4 +53,100 @@ pub(crate) fn learn_interval_ms(cfg: &FabricConfig) -> u64 {
     cfg.routing
         .model_update_interval_s
         .map_or(LEARN_INTERVAL_MS_DEFAULT, |s| (s * 1000.0) as u64)
+}
+
+/// The node's routing: routes, next hops and what the predictor learns.
+impl NodeInner {
+    /// The first hop towards `dst` and the nodes of the whole route (source first), by
+    /// `strategy` over the fabric file's links. Without a route in the file (no links, or a
+    /// node added at run time) a node with an address is reached directly.
+    pub fn first_hop(
+        &self,
+        dst: &Peer,
+        strategy: Option<Strategy>,
+        now: Instant,
+    ) -> Result<(Peer, Vec<String>)> {
+        let direct = || Ok((dst.clone(), vec![self.me.clone(), dst.id.clone()]));
+        if dst.key == self.my_key {
+            return direct();
+        }
+        let route = {
+            let mut router = self.router.lock();
+            let strategy = strategy.unwrap_or_else(|| router.default_strategy());
+            router.route_shared(&self.me, &dst.id, strategy, now)
+        };
+        match route {
+            Ok(r) => match r.nodes.get(1) {
+                Some(hop) if *hop != dst.id => Ok((self.peer_by_id(hop)?, r.nodes.clone())),
+                _ => direct(),
+            },
+            Err(RouteError::NoRoute { .. } | RouteError::UnknownNode(_)) if dst.addr.is_some() => {
+                direct()
+            }
+            Err(e @ RouteError::Isolated { .. }) => Err(Error::Rejected {
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(Error::Unreachable {
+                node: dst.id.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The neighbour to forward a frame for `dst` to (relays), by the sender's `strategy`
+    /// when the frame carries one, else by this node's default.
+    pub fn next_hop(&self, dst_key: u64, strategy: Option<Strategy>, now: Instant) -> Result<Peer> {
+        let dst = self
+            .peer_by_key(dst_key)
+            .ok_or_else(|| Error::NodeNotFound {
+                node: format!("{dst_key:#x}"),
+            })?;
+        self.first_hop(&dst, strategy, now).map(|(hop, _)| hop)
+    }
+
+    /// Teaches the predictive strategy what the direct link to `dst` really took
+    /// (`observed_ns`: one-way latency of a ping, or of a small single-hop transfer).
+    pub fn observe_link(&self, dst: &str, observed_ns: f64, now: Instant) {
+        // At most one sample per interval: training allocates and locks the router.
+        let since_start = now.saturating_duration_since(self.started).as_millis() as u64;
+        let last = self.last_learn_ms.load(Ordering::Relaxed);
+        if last != 0 && since_start < last + self.learn_interval_ms {
+            return;
+        }
+        self.last_learn_ms
+            .store(since_start.max(1), Ordering::Relaxed);
+        let hour = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(12.0, |d| (d.as_secs() % 86_400) as f64 / 3600.0);
+        let mut router = self.router.lock();
+        let Ok(route) = router.route_shared(&self.me, dst, Strategy::LowestLatency, now) else {
+            // No link to learn about (a fabric file without links): ask again much later
+            // rather than build the same error every interval.
+            self.last_learn_ms
+                .store(since_start + NO_ROUTE_RETRY_MS, Ordering::Relaxed);
+            return;
+        };
+        let [hop] = route.hops.as_slice() else { return };
+        let sample = crate::route::PredictorSample {
+            from: hop.from.clone(),
+            to: hop.to.clone(),
+            latency_ns: hop.latency_ns as f64,
+            bandwidth_gbps: hop.bandwidth_gbps,
+            utilisation: hop.utilisation,
+            loss: 0.0,
+            hour,
+            observed_latency_ns: observed_ns,
+        };
+        router.set_hour(hour);
+        router.train(sample);
+    }
+
+    /// Samples the node's predictor has learned (history and live ones).
+    pub fn default_strategy(&self) -> Strategy {
+        self.router.lock().default_strategy()
+    }
+
+    pub fn predictor_samples(&self) -> u64 {
+        self.router.lock().predictor().samples()
+    }
 }

@@ -2,8 +2,13 @@
 //! frames them, spreads them over the transfer's paths, fails over when a path breaks, and
 //! waits for the destination's acks.
 
+mod keyed;
 mod paths;
 mod report;
+mod source;
+
+use keyed::{note_content, OriginSigner};
+pub use source::SendSource;
 
 pub use report::Completion;
 pub(crate) use report::SendFailed;
@@ -13,8 +18,9 @@ pub use paths::{PathReport, PathScheduler};
 
 use super::{idle, shmlink, Conn, Lane, NodeInner, Peer};
 use crate::auth::identity::Origin;
-use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy, PREFIX_LEN};
+use crate::compress::{AdaptiveCompressor, Algorithm, CompressionPolicy};
 use crate::config::Compression;
+use crate::core::pack::Packer;
 use crate::error::{Error, Result};
 use crate::proto::{AckInfo, ContentCrc, OutgoingTransfer, SendParams, SendState};
 use crate::runtime::options::{SendOptions, SendReport};
@@ -22,59 +28,12 @@ use crate::types::Strategy;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode, SIGNATURE_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Transfers up to this size teach the predictive router the link's latency.
 const LEARN_MAX_BYTES: u64 = 64 << 10;
-
-/// Chunks smaller than this are never compressed (the frame header dominates anyway).
-const MIN_COMPRESS_BYTES: usize = 512;
-
-/// Where the bytes of a transfer come from.
-pub enum SendSource<'a> {
-    Bytes(&'a [u8]),
-    /// Read chunk by chunk (and again on retransmission): never held whole in memory.
-    File {
-        file: File,
-        len: u64,
-    },
-    /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
-    Loaned(crate::buffer::LoanedBuf),
-}
-
-impl SendSource<'_> {
-    fn len(&self) -> u64 {
-        match self {
-            SendSource::Bytes(b) => b.len() as u64,
-            SendSource::File { len, .. } => *len,
-            SendSource::Loaned(b) => b.len() as u64,
-        }
-    }
-
-    fn chunk<'b>(
-        &'b self,
-        offset: u64,
-        len: u64,
-        buf: &'b mut Vec<u8>,
-    ) -> std::io::Result<&'b [u8]> {
-        match self {
-            SendSource::Bytes(b) => {
-                // poll_chunk only hands out ranges inside the transfer.
-                Ok(&b[offset as usize..(offset + len) as usize])
-            }
-            SendSource::Loaned(b) => Ok(&b[offset as usize..(offset + len) as usize]),
-            SendSource::File { file, .. } => {
-                buf.resize(len as usize, 0);
-                file.read_exact_at(buf, offset)?;
-                Ok(buf)
-            }
-        }
-    }
-}
 
 /// The sender's state shared with the reader threads that deliver acks.
 pub(super) struct OutSlot {
@@ -614,120 +573,8 @@ impl<'a> PendingSend<'a> {
     }
 }
 
-/// The transfer's origin signature (made once, kept in `sig`) and the frame's header and
-/// payload to send through a relay with per-node keys (origin.rs).
-struct OriginSigner<'s> {
-    keys: &'s crate::auth::identity::NodeKeys,
-    origin: Origin,
-    sig: &'s mut Option<[u8; SIGNATURE_LEN]>,
-}
-
-impl OriginSigner<'_> {
-    /// `payload` behind the signature, in `buf` (reused across chunks), and
-    /// `flags::ORIGIN` set on `h`.
-    fn sign<'b>(self, buf: &'b mut Vec<u8>, h: &mut Header, payload: &[u8]) -> &'b [u8] {
-        h.flags |= flags::ORIGIN;
-        let (keys, origin) = (self.keys, self.origin);
-        let sig = *self.sig.get_or_insert_with(|| keys.sign_origin(&origin));
-        buf.clear();
-        buf.extend_from_slice(&sig);
-        buf.extend_from_slice(payload);
-        buf
-    }
-}
-
-/// Adds a chunk about to go out to the content CRC and publishes the whole once complete.
-fn note_content(
-    content: &mut Option<ContentCrc>,
-    slot: &OutSlot,
-    offset: u64,
-    data: &[u8],
-    total: u64,
-) {
-    if let Some(c) = content {
-        c.add(offset, data);
-        if let Some(crc) = c.whole(total) {
-            *slot.content_crc.lock() = Some(crc);
-        }
-    }
-}
-
 impl Drop for PendingSend<'_> {
     fn drop(&mut self) {
         self.node.outgoing.retire(self.id, &self.slot);
-    }
-}
-
-/// Compresses chunks into the block layout of [`crate::compress`] (u32 LE uncompressed
-/// length, then the algorithm's bytes), reusing its contexts and the caller's buffer: no
-/// allocation per chunk once warm.
-#[derive(Default)]
-struct Packer {
-    zstd: Option<zstd::bulk::Compressor<'static>>,
-    snappy: Option<snap::raw::Encoder>,
-}
-
-impl Packer {
-    /// `Some(block)` when `alg` makes `data` smaller; `None` sends the chunk raw.
-    fn pack<'b>(&mut self, alg: Algorithm, data: &[u8], buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
-        if alg == Algorithm::None || data.len() < MIN_COMPRESS_BYTES {
-            return None;
-        }
-        let len = u32::try_from(data.len()).ok()?;
-        let bound = match alg {
-            Algorithm::None => return None,
-            Algorithm::Lz4 => lz4_flex::block::get_maximum_output_size(data.len()),
-            Algorithm::Zstd => zstd::zstd_safe::compress_bound(data.len()),
-            Algorithm::Snappy => snap::raw::max_compress_len(data.len()),
-        };
-        buf.resize(PREFIX_LEN + bound, 0);
-        buf[..PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
-        let dst = &mut buf[PREFIX_LEN..];
-        let n = match alg {
-            Algorithm::None => return None,
-            Algorithm::Lz4 => lz4_flex::block::compress_into(data, dst).ok()?,
-            Algorithm::Zstd => {
-                if self.zstd.is_none() {
-                    self.zstd = zstd::bulk::Compressor::new(crate::compress::ZSTD_LEVEL).ok();
-                }
-                self.zstd.as_mut()?.compress_to_buffer(data, dst).ok()?
-            }
-            Algorithm::Snappy => self
-                .snappy
-                .get_or_insert_with(snap::raw::Encoder::new)
-                .compress(data, dst)
-                .ok()?,
-        };
-        (PREFIX_LEN + n < data.len()).then(|| &buf[..PREFIX_LEN + n])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compresses_only_when_it_pays() {
-        let mut buf = Vec::new();
-        let mut packer = Packer::default();
-        let zeros = vec![0u8; 4096];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
-        for alg in [Algorithm::Lz4, Algorithm::Zstd, Algorithm::Snappy] {
-            let packed = packer.pack(alg, &zeros, &mut buf).unwrap().to_vec();
-            assert!(packed.len() < 400, "{alg}: {}", packed.len());
-            let mut out = Vec::new();
-            crate::compress::decompress_into(alg, &packed, &mut out, 1 << 20).unwrap();
-            assert_eq!(out, zeros, "{alg}");
-            assert!(packer.pack(alg, &noise, &mut buf).is_none(), "{alg}");
-        }
-        assert!(packer.pack(Algorithm::None, &zeros, &mut buf).is_none());
     }
 }

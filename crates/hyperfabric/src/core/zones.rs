@@ -1,4 +1,6 @@
-//! Zone isolation as the runtime enforces it, at the source and at every relay.
+//! Zone isolation, one check ([`Zones::check`]) that the runtime asks at the source, at
+//! every relay and at the destination, and the core's [`Node`](super::Node) at the same
+//! three places (so the simulator runs it).
 //!
 //! `hard`: nothing crosses the zone's boundary, in or out, and no transfer between other
 //! zones may transit through it. `none`, `soft` and `medium` let traffic cross (routing may
@@ -37,11 +39,18 @@ impl Zones {
         Zones { of }
     }
 
+    /// Puts node `node` in zone `zone` of isolation `isolation` (what a fabric file's
+    /// `zone` and `[[zones]]` say; for cores built without one).
+    pub fn insert(&mut self, node: &str, zone: &str, isolation: Isolation) {
+        self.of.insert(node_key(node), (zone.to_owned(), isolation));
+    }
+
     fn zone(&self, key: u64) -> Option<&(String, Isolation)> {
         self.of.get(&key)
     }
 
     /// Why a transfer from `src` to `dst` through `via` (relays, may be empty) is refused.
+    #[inline]
     pub fn check(&self, src: u64, dst: u64, via: &[u64]) -> Result<(), ZoneDenial> {
         let (zs, zd) = (self.zone(src), self.zone(dst));
         let same = |a: Option<&(String, Isolation)>, b: Option<&(String, Isolation)>| {

@@ -1,13 +1,16 @@
 //! Reassembly at the destination: where chunks go (memory, a file, nowhere), when a
 //! transfer is complete, and what is remembered afterwards to answer late duplicates.
 
-use super::open::{transfer_ledger, Ledger, Unread};
+mod cache;
+mod queue;
+
+use super::open::{transfer_ledger, Ledger, Overload, Unread};
 use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
-use crate::config::{Transform, Tuning, PARAM_CACHE_BYTES};
-use crate::error::{Error, Result};
-use crate::proto::{ContentCrc, IncomingTransfer, RecvError, RecvParams};
-use crate::transform::{cache::decode_plan, ChunkCache, TransformError};
+use crate::config::{Transform, Tuning};
+use crate::core::admission::recv_refusal;
+use crate::proto::{ContentCrc, IncomingTransfer, RecvParams};
+use crate::transform::ChunkCache;
 use crate::types::{DataType, Priority};
 use crate::wire::{Refusal, RefusalCode};
 use crossbeam_channel::{Receiver, Sender};
@@ -245,21 +248,16 @@ impl IncomingTable {
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
-        let proto = IncomingTransfer::new(total, self.params).map_err(refusal)?;
+        let proto = IncomingTransfer::new(total, self.params).map_err(recv_refusal)?;
         let reserved = match self.sink {
             Sink::Memory => total,
             _ => 0,
         };
         if open.ledger.check(key.0, reserved).is_err() {
             self.sweep(&mut open);
-            open.ledger.check(key.0, reserved).map_err(|o| {
-                let code = if o.is_count() {
-                    RefusalCode::TooManyTransfers
-                } else {
-                    RefusalCode::Quota
-                };
-                Refusal::new(code, o.to_string())
-            })?;
+            open.ledger
+                .check(key.0, reserved)
+                .map_err(Overload::refusal)?;
         }
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
@@ -458,80 +456,6 @@ impl IncomingTable {
         })
     }
 
-    /// Applies what the destination does for a transform: records it on the message and
-    /// resolves a parameter-cache plan into the full bytes (before the FINAL ack, so a
-    /// sender whose chunks are not held learns it from the refusal).
-    pub(super) fn finish_transform(
-        &self,
-        src: u64,
-        transform: Transform,
-        done: Completed,
-    ) -> Result<Completed, Refusal> {
-        let Completed::Deliver(mut msg) = done else {
-            return Ok(done);
-        };
-        msg.transform = transform;
-        if transform == Transform::Cache {
-            msg.payload = Payload::Owned(self.resolve_cached(src, &msg.payload)?);
-        }
-        Ok(Completed::Deliver(msg))
-    }
-
-    /// `payload` = plan length (u32 LE), the encoded plan, the literal chunks in plan order.
-    fn resolve_cached(&self, src: u64, payload: &[u8]) -> Result<Vec<u8>, Refusal> {
-        let bad = |why: String| Refusal::new(RefusalCode::BadFrame, why);
-        let (len, rest) = payload
-            .split_first_chunk::<4>()
-            .ok_or_else(|| bad("parameter-cache transfer without its plan".into()))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(bad("parameter-cache plan longer than the transfer".into()));
-        }
-        let (plan, literals) = rest.split_at(len);
-        let plan = decode_plan(plan, self.params.max_transfer_bytes as usize)
-            .map_err(|e| bad(format!("bad parameter-cache plan: {e}")))?;
-        let mut caches = self.caches.lock();
-        let cache = caches
-            .entry(src)
-            .or_insert_with(|| ChunkCache::new(PARAM_CACHE_BYTES));
-        cache.resolve(&plan, literals).map_err(|e| match e {
-            TransformError::MissingChunks { missing } => Refusal::new(
-                RefusalCode::CacheMiss,
-                format!(
-                    "{}: {} chunk(s) not held",
-                    RefusalCode::CacheMiss,
-                    missing.len()
-                ),
-            ),
-            e => bad(format!("bad parameter-cache transfer: {e}")),
-        })
-    }
-
-    /// Queues a message for `recv` (the node's `deliver` decides it goes here rather than
-    /// straight to a driving receiver). `receiving`: the calling thread is the application's
-    /// receiver itself, which must not wait for room it would make.
-    pub(super) fn enqueue(&self, msg: Message, receiving: bool) {
-        // Waits while this peer has its share unread (backpressure on it alone; never on a
-        // thread that is itself the application's receiver, which would wait for itself).
-        let (src, bytes) = unread_key(&msg);
-        if receiving {
-            self.unread.reserve_now(src, bytes);
-        } else if !self.unread.reserve(src, bytes) {
-            return; // the node is stopping
-        }
-        // Blocks when the application does not keep up: backpressure, never silent loss.
-        if self.tx.send(msg).is_err() {
-            self.unread.release(src, bytes);
-        }
-    }
-
-    /// A message leaves the queue: its peer's unread share shrinks.
-    fn taken(&self, msg: Message) -> Message {
-        let (src, bytes) = unread_key(&msg);
-        self.unread.release(src, bytes);
-        msg
-    }
-
     /// What this node does with what it receives, as `NodeMetrics::receives` names it.
     pub(super) fn sink_name(&self) -> &'static str {
         match self.sink {
@@ -539,36 +463,6 @@ impl IncomingTable {
             Sink::Discard => "discard",
             Sink::Store(_) => "store",
         }
-    }
-
-    /// `recv` is for in-memory nodes.
-    pub(super) fn check_receivable(&self) -> Result<()> {
-        if matches!(self.sink, Sink::Discard | Sink::Store(_)) {
-            return Err(Error::InvalidArgument(
-                "this node discards or stores what it receives; recv is for in-memory nodes".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// A message already queued, if any.
-    pub(super) fn try_recv(&self) -> std::result::Result<Message, crossbeam_channel::TryRecvError> {
-        self.rx.try_recv().map(|m| self.taken(m))
-    }
-
-    /// Waits on the message channel (the caller checked [`Self::check_receivable`]).
-    pub(super) fn recv(&self, timeout: Option<Duration>) -> Result<Message> {
-        let got = match timeout {
-            None => self.rx.recv().map_err(|_| Error::Shutdown),
-            Some(t) => self.rx.recv_timeout(t).map_err(|e| match e {
-                crossbeam_channel::RecvTimeoutError::Timeout => Error::Timeout {
-                    what: "recv".into(),
-                    after: t,
-                },
-                crossbeam_channel::RecvTimeoutError::Disconnected => Error::Shutdown,
-            }),
-        };
-        got.map(|m| self.taken(m))
     }
 }
 
@@ -617,11 +511,6 @@ fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedM
     }
 }
 
-/// Which peer's unread share a message counts against, and how much of it.
-fn unread_key(msg: &Message) -> (u64, u64) {
-    (crate::wire::node_key(&msg.source), msg.payload.len() as u64)
-}
-
 /// The transfer deadline: an open transfer untouched this long is dropped (its sender has
 /// given up: `send_timeout_ms` passed twice).
 pub(super) fn stale_after(tuning: &Tuning) -> Duration {
@@ -632,15 +521,6 @@ fn remove_tmp(store: &Store) {
     if let Store::File { tmp, .. } = store {
         let _ = std::fs::remove_file(tmp);
     }
-}
-
-/// Turns a refusal of the protocol into the refusal sent back to the sender.
-pub(super) fn refusal(e: RecvError) -> Refusal {
-    let code = match e {
-        RecvError::TooLarge { .. } | RecvError::TooFragmented { .. } => RefusalCode::Quota,
-        RecvError::OutOfBounds { .. } | RecvError::LengthChanged { .. } => RefusalCode::BadFrame,
-    };
-    Refusal::new(code, e.to_string())
 }
 
 #[cfg(test)]

@@ -1,0 +1,46 @@
+//! Where the bytes of an outgoing transfer come from, read chunk by chunk.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Where the bytes of a transfer come from.
+pub enum SendSource<'a> {
+    Bytes(&'a [u8]),
+    /// Read chunk by chunk (and again on retransmission): never held whole in memory.
+    File {
+        file: File,
+        len: u64,
+    },
+    /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
+    Loaned(crate::buffer::LoanedBuf),
+}
+
+impl SendSource<'_> {
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            SendSource::Bytes(b) => b.len() as u64,
+            SendSource::File { len, .. } => *len,
+            SendSource::Loaned(b) => b.len() as u64,
+        }
+    }
+
+    pub(super) fn chunk<'b>(
+        &'b self,
+        offset: u64,
+        len: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> std::io::Result<&'b [u8]> {
+        match self {
+            SendSource::Bytes(b) => {
+                // poll_chunk only hands out ranges inside the transfer.
+                Ok(&b[offset as usize..(offset + len) as usize])
+            }
+            SendSource::Loaned(b) => Ok(&b[offset as usize..(offset + len) as usize]),
+            SendSource::File { file, .. } => {
+                buf.resize(len as usize, 0);
+                file.read_exact_at(buf, offset)?;
+                Ok(buf)
+            }
+        }
+    }
+}
