@@ -226,6 +226,11 @@ pub fn print_report(r: &SendReport) {
         hops.join(" "),
         r.transfer_id
     );
+    for p in r.paths.iter().filter(|p| p.skipped || p.failed) {
+        let what = if p.skipped { "skipped" } else { "failed" };
+        let why = p.error.as_deref().unwrap_or("connection lost");
+        println!("path {} {what}: {why}", p.via.join(" -> "));
+    }
     if let Some(name) = &r.stored_as {
         println!("stored as {name}");
     }

@@ -16,6 +16,7 @@ mod origin;
 mod outgoing;
 mod ping;
 pub(crate) mod placement;
+mod prober;
 mod receive;
 pub(crate) mod routing;
 mod shmlink;
@@ -125,6 +126,8 @@ pub struct NodeInner {
     next_ping: AtomicU64,
     shutting_down: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Background health probes of multipath first hops (a thread once a send asks).
+    prober: prober::Prober,
 }
 
 impl NodeInner {
@@ -222,6 +225,7 @@ impl NodeInner {
             next_ping: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            prober: prober::Prober::default(),
         });
         let acceptor = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
