@@ -3,7 +3,7 @@
 
 mod support;
 use support::{
-    fabric_file, hfabric, knob, random_file, status_kb, thread_cpus, thread_stats,
+    fabric_file, hfabric, knob, random_file, same_contents, status_kb, thread_cpus, thread_stats,
     with_node_b_lines, Server,
 };
 
@@ -278,4 +278,41 @@ fn without_the_privileges_priority_scheduling_and_locking_fall_back_with_the_num
         "{}",
         server.log_text()
     );
+}
+
+/// `send --zero-copy` selects how a file is read: copied from a mapping (the default) or
+/// chunk by chunk with pread; the report says which, and the bytes arrive the same. A file
+/// of one chunk goes from its mapping into a shared-memory slot.
+#[test]
+fn zero_copy_selects_a_mapping_or_pread_and_the_report_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let store = dir.path().join("store");
+    let server = Server::start(&cfg, "node-b", Some(&store));
+    let cases = [
+        ("mapped.bin", (5 << 20) + 3, None, "mmap"),
+        ("slot.bin", 256 << 10, None, "mmap"),
+        ("read.bin", (5 << 20) + 3, Some("false"), "pread"),
+        ("mapped2.bin", 70_000, Some("true"), "mmap"),
+    ];
+    for (name, len, flag, want) in cases {
+        let src = dir.path().join(name);
+        random_file(&src, len, 7);
+        let peer = server.peer_arg("node-b");
+        let mut args = vec!["send", "--json", "--config", cfg.to_str().unwrap()];
+        args.extend(["--peer", &peer, "--from", "node-a", "--to", "node-b"]);
+        args.extend(["--file", src.to_str().unwrap()]);
+        if let Some(f) = flag {
+            args.extend(["--zero-copy", f]);
+        }
+        let out = hfabric(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["file_read"], want, "{name}: {r}");
+        assert!(same_contents(&src, &store.join(name)), "{name} differs");
+    }
 }

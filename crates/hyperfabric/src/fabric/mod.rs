@@ -314,8 +314,9 @@ impl Fabric {
             .unwrap_or_default()
     }
 
-    /// Streams a file (never held whole in memory); the destination stores it under its
-    /// base name when it runs with a store directory.
+    /// Streams a file (never held whole in memory): copied from a mapping of it, or read
+    /// chunk by chunk with `zero_copy(false)`; the destination stores it under its base
+    /// name when it runs with a store directory.
     pub fn send_file(&self, dst: &str, path: &Path, mut opts: SendOptions) -> Result<SendReport> {
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -326,8 +327,9 @@ impl Fabric {
         if opts.name.is_none() {
             opts.name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
-        self.begin(dst, SendSource::File { file, len }, opts)?
-            .wait()
+        let zero_copy = !opts.file_by_pread;
+        let source = crate::runtime::FileSource::new(file, len, zero_copy, &path.to_string_lossy());
+        self.begin(dst, SendSource::File(source), opts)?.wait()
     }
 
     /// Starts a send and returns at once with a handle; several may be in flight. The bytes

@@ -27,7 +27,9 @@ mod zones;
 
 pub use conn::{Conn, Lane};
 pub use incoming::{Message, Sink};
-pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
+pub use outgoing::{
+    Completion, FileRead, FileSource, PathReport, PathScheduler, PendingSend, SendSource,
+};
 pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
 pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;

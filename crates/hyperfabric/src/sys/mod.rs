@@ -6,6 +6,7 @@
 use std::io;
 
 pub mod memory;
+pub mod mmap;
 pub mod sched;
 
 pub use crate::node::CPU_MAX;

@@ -2,12 +2,14 @@
 //! frames them, spreads them over the transfer's paths, fails over when a path breaks, and
 //! waits for the destination's acks.
 
+mod file;
 mod paths;
 mod report;
 
 pub use report::Completion;
 pub(crate) use report::SendFailed;
 
+pub use file::{FileRead, FileSource};
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
@@ -22,8 +24,6 @@ use crate::types::Strategy;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode, SIGNATURE_LEN};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,11 +37,9 @@ const MIN_COMPRESS_BYTES: usize = 512;
 /// Where the bytes of a transfer come from.
 pub enum SendSource<'a> {
     Bytes(&'a [u8]),
-    /// Read chunk by chunk (and again on retransmission): never held whole in memory.
-    File {
-        file: File,
-        len: u64,
-    },
+    /// Copied from a mapping or read chunk by chunk (and again on retransmission): never
+    /// held whole in memory.
+    File(FileSource),
     /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
     Loaned(crate::buffer::LoanedBuf),
 }
@@ -50,7 +48,7 @@ impl SendSource<'_> {
     fn len(&self) -> u64 {
         match self {
             SendSource::Bytes(b) => b.len() as u64,
-            SendSource::File { len, .. } => *len,
+            SendSource::File(f) => f.len(),
             SendSource::Loaned(b) => b.len() as u64,
         }
     }
@@ -67,11 +65,7 @@ impl SendSource<'_> {
                 Ok(&b[offset as usize..(offset + len) as usize])
             }
             SendSource::Loaned(b) => Ok(&b[offset as usize..(offset + len) as usize]),
-            SendSource::File { file, .. } => {
-                buf.resize(len as usize, 0);
-                file.read_exact_at(buf, offset)?;
-                Ok(buf)
-            }
+            SendSource::File(f) => f.chunk(offset, len, buf),
         }
     }
 }
@@ -473,34 +467,19 @@ impl<'a> PendingSend<'a> {
             return Ok(None);
         };
         let len = self.source.len();
-        let slot = match &mut self.source {
+        let copied = match &mut self.source {
             SendSource::Loaned(buf) => match buf.pools() {
-                Some(p) if Arc::ptr_eq(p, pools) => buf.lend().map(|(idx, _)| idx),
-                _ => None,
+                Some(p) if Arc::ptr_eq(p, pools) => Ok(buf.lend().map(|(idx, _)| idx)),
+                _ => Ok(None),
             },
-            SendSource::Bytes(data)
-                if data.len() >= shmlink::POOL_COPY_MIN
-                    && data.len() <= pools.tx.lock().pool().slot_size() =>
-            {
-                let mut tx = pools.tx.lock();
-                match tx.try_take() {
-                    Ok(Some(mut slot)) => {
-                        slot.as_mut_slice()[..data.len()].copy_from_slice(data);
-                        Some(tx.lend(&slot))
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        drop(tx);
-                        // The peer broke the pool protocol: drop the link, fail over.
-                        conn.close(&e.to_string());
-                        return Ok(Some(Err(std::io::Error::other(e.to_string()))));
-                    }
-                }
-            }
-            _ => None,
+            SendSource::Bytes(data) => pool_copy(conn, pools, data),
+            // A mapped file is copied from its mapping like bytes in memory.
+            SendSource::File(f) => f.whole().map_or(Ok(None), |d| pool_copy(conn, pools, d)),
         };
-        let Some(slot) = slot else {
-            return Ok(None);
+        let slot = match copied {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Ok(None),
+            Err(e) => return Ok(Some(Err(e))),
         };
         let crc = self.opts.verify_payload.then(|| {
             let bytes = self.source.chunk(0, len, &mut self.read_buf).unwrap_or(&[]);
@@ -633,6 +612,32 @@ impl OriginSigner<'_> {
         buf.extend_from_slice(&sig);
         buf.extend_from_slice(payload);
         buf
+    }
+}
+
+/// `data` (of at least `POOL_COPY_MIN` bytes, at most a slot) copied into a free slot of
+/// the link's pool; `None` when it does not fit or no slot is free now.
+fn pool_copy(
+    conn: &Conn,
+    pools: &crate::transport::shm::LinkPools,
+    data: &[u8],
+) -> std::io::Result<Option<u32>> {
+    let mut tx = pools.tx.lock();
+    if data.len() < shmlink::POOL_COPY_MIN || data.len() > tx.pool().slot_size() {
+        return Ok(None);
+    }
+    match tx.try_take() {
+        Ok(Some(mut slot)) => {
+            slot.as_mut_slice()[..data.len()].copy_from_slice(data);
+            Ok(Some(tx.lend(&slot)))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            drop(tx);
+            // The peer broke the pool protocol: drop the link, fail over.
+            conn.close(&e.to_string());
+            Err(std::io::Error::other(e.to_string()))
+        }
     }
 }
 
