@@ -2,6 +2,7 @@
 //! effective-configuration report of its ready line (`serve --json`).
 
 mod support;
+use support::launch::Member;
 use support::{
     fabric_file, hfabric, knob, random_file, same_contents, status_kb, thread_cpus, thread_stats,
     with_node_b_lines, Server,
@@ -315,4 +316,69 @@ fn zero_copy_selects_a_mapping_or_pread_and_the_report_says_which() {
         assert_eq!(r["file_read"], want, "{name}: {r}");
         assert!(same_contents(&src, &store.join(name)), "{name} differs");
     }
+}
+
+/// `history` lines of predictor samples for node-a -> node-b (`n` of them).
+fn history_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let bw = [1.0, 10.0, 100.0][i % 3];
+            let lat = 500.0 + 100.0 * i as f64;
+            let observed = lat + 2e6 / bw;
+            format!("{{\"from\":\"node-a\",\"to\":\"node-b\",\"latency_ns\":{lat},\"bandwidth_gbps\":{bw},\"utilisation\":0.1,\"loss\":0.0,\"hour\":{},\"observed_latency_ns\":{observed}}}\n", i % 24)
+        })
+        .collect()
+}
+
+/// A running node is trained from `[routing] history` at start and again at each SIGHUP,
+/// and says what its predictor holds (ready line, `predictor_trained` event); a bad line
+/// at SIGHUP is reported, leaves the model as it was, and the node keeps serving.
+#[test]
+fn sighup_trains_a_running_node_from_its_history_and_reports_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += "\n[routing]\nhistory = \"history.jsonl\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let history = dir.path().join("history.jsonl");
+    std::fs::write(&history, history_lines(20)).unwrap();
+    let c = cfg.to_str().unwrap();
+    let args = ["--config", c, "--node", "node-b", "--listen", "127.0.0.1:0"];
+    let mut node = Member::serve("node-b", &[], &[], &args);
+    let ready = node.wait_event("the ready line", |v| v["event"] == "listening");
+    assert_eq!(ready["predictor"]["samples"], 20, "{ready}");
+    assert_eq!(ready["predictor"]["trained"], true, "{ready}");
+    let hup = |node: &Member| {
+        let pid = node.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+        assert!(ok.unwrap().success());
+    };
+    std::fs::write(&history, history_lines(30)).unwrap();
+    hup(&node);
+    let ev = node.wait_event("predictor_trained", |v| v["event"] == "predictor_trained");
+    assert_eq!(ev["lines"], 30, "{ev}");
+    assert_eq!(ev["predictor"]["samples"], 50, "{ev}");
+    let weights = ev["predictor"]["weights"].as_array().expect("weights");
+    assert_eq!(weights.len(), 9, "{ev}");
+    assert_ne!(
+        ev["predictor"]["weights"], ready["predictor"]["weights"],
+        "{ev}"
+    );
+    std::fs::write(&history, history_lines(5) + "{\"from\": 1}\n").unwrap();
+    hup(&node);
+    let failed = node.wait_event("predictor_training_failed", |v| {
+        v["event"] == "predictor_training_failed"
+    });
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("routing.history") && error.contains("line 6"),
+        "{failed}"
+    );
+    assert_eq!(failed["predictor"]["samples"], 50, "{failed}");
+    assert!(
+        matches!(node.child.try_wait(), Ok(None)),
+        "the node stopped"
+    );
 }

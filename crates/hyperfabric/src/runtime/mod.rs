@@ -32,6 +32,7 @@ pub use outgoing::{
 };
 pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
+pub use routing::{HistoryTraining, PredictorModel};
 pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;
 pub use stats::{NodeStats, StatsSnapshot};
 pub use zones::Zones;
@@ -607,6 +608,11 @@ impl NodeInner {
     /// Samples the node's predictor has learned (history and live ones).
     pub fn default_strategy(&self) -> Strategy {
         self.router.lock().default_strategy()
+    }
+
+    /// The node's one router (topology, strategies, predictor), for a moment.
+    pub(crate) fn with_router<R>(&self, f: impl FnOnce(&mut Router) -> R) -> R {
+        f(&mut self.router.lock())
     }
 
     pub fn predictor_samples(&self) -> u64 {

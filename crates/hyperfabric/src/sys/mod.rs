@@ -8,6 +8,7 @@ use std::io;
 pub mod memory;
 pub mod mmap;
 pub mod sched;
+pub mod signal;
 
 pub use crate::node::CPU_MAX;
 
