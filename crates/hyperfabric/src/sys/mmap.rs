@@ -77,6 +77,30 @@ impl FileMap {
     }
 }
 
+impl FileMap {
+    /// Drops this process's pages of `offset..offset+len` (whole pages inside it): a
+    /// streamed file then does not stay resident behind the send. The bytes are the file's:
+    /// a later read faults them in again from the page cache or the disk.
+    pub fn release(&self, offset: u64, len: u64) {
+        const PAGE: u64 = 4096;
+        let start = offset.div_ceil(PAGE) * PAGE;
+        let end = (offset.saturating_add(len) / PAGE * PAGE).min(self.len as u64 / PAGE * PAGE);
+        if end <= start {
+            return;
+        }
+        // SAFETY: `start..end` lies inside the mapping (clamped above) and is page aligned;
+        // MADV_DONTNEED on a shared file mapping only drops our page-table entries: any
+        // slice still borrowed reads the same file bytes again on its next access.
+        unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
 impl Drop for FileMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping `map` made; no slice of it outlives `self`

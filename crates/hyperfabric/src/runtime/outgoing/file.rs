@@ -9,6 +9,11 @@ use serde::Serialize;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Mapped pages more than this far behind the newest chunk are dropped from the process
+/// (the file streams through a bounded resident set; a retransmission faults them back).
+const RESIDENT_BEHIND: u64 = 16 << 20;
 
 /// How a file send read its file (`SendReport::file_read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,6 +29,8 @@ pub struct FileSource {
     file: File,
     len: u64,
     map: Option<FileMap>,
+    /// Mapped bytes below this are released (see [`RESIDENT_BEHIND`]).
+    released: AtomicU64,
 }
 
 impl FileSource {
@@ -32,7 +39,12 @@ impl FileSource {
         let map = zero_copy
             .then(|| map_or_say_why(&file, len, name))
             .flatten();
-        FileSource { file, len, map }
+        FileSource {
+            file,
+            len,
+            map,
+            released: AtomicU64::new(0),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -73,6 +85,12 @@ impl FileSource {
             };
         };
         let now = self.current_len()?;
+        let from = self.released.load(Ordering::Relaxed);
+        if offset >= from + 2 * RESIDENT_BEHIND {
+            let to = offset - RESIDENT_BEHIND;
+            map.release(from, to - from);
+            self.released.store(to, Ordering::Relaxed);
+        }
         map.range(offset, len, now).ok_or_else(|| self.shrunk())
     }
 
