@@ -52,6 +52,9 @@ def apply(kw: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
 
     if kw.get("buffer_pool_size") is not None:
         field("buffer_pool_size", "buffer_pool_buffers", _pos_int("buffer_pool_size", kw["buffer_pool_size"]))
+    if kw.get("buffer_size") is not None:
+        # The guide's BufferManager(buffer_size): bytes of one shared-memory pool slot.
+        field("buffer_size", "buffer_pool_slot_bytes", _pos_int("buffer_size", kw["buffer_size"]))
     if kw.get("max_packet_size") is not None:
         field("max_packet_size", "max_packet_size", _pos_int("max_packet_size", kw["max_packet_size"]))
     if kw.get("congestion_control") is not None:

@@ -70,6 +70,7 @@ class HyperFabricProtocol(Sender):
         log_level: Union[str, int] = "INFO",
         license_tier: Optional[str] = None,
         buffer_pool_size: Optional[int] = None,
+        buffer_size: Optional[int] = None,
         max_packet_size: Optional[int] = None,
         congestion_control: Optional[str] = None,
         tcp_no_delay: Optional[bool] = None,
@@ -96,7 +97,7 @@ class HyperFabricProtocol(Sender):
         ):
             raise ValueError("default_latency_constraint_ns must be an int > 0 (nanoseconds) or None")
         overrides, record = _knobs.apply(dict(
-            buffer_pool_size=buffer_pool_size, max_packet_size=max_packet_size,
+            buffer_pool_size=buffer_pool_size, buffer_size=buffer_size, max_packet_size=max_packet_size,
             congestion_control=congestion_control, tcp_no_delay=tcp_no_delay,
             socket_recv_buffer=socket_recv_buffer, socket_send_buffer=socket_send_buffer,
             preemptive_routing=preemptive_routing, interrupt_driven=interrupt_driven,

@@ -22,6 +22,7 @@ def tuning_of(**kw):
 
 @pytest.mark.parametrize("kw,field,value", [
     ({"buffer_pool_size": 48}, "buffer_pool_buffers", 48),
+    ({"buffer_size": 256 << 10}, "buffer_pool_slot_bytes", 256 << 10),
     ({"max_packet_size": 65536}, "max_packet_size", 65536),
     ({"congestion_control": "cubic"}, "congestion_control", "cubic"),
     ({"tcp_no_delay": False}, "tcp_nodelay", False),
@@ -40,6 +41,26 @@ def test_fabric_knobs_reach_the_running_nodes(kw, field, value):
     default, _ = tuning_of(profile=kw.get("profile", "high_throughput"))
     if "profile" not in kw or len(kw) > 1:
         assert default[field] != value, f"{field} already {value} by default: the test proves nothing"
+
+
+def test_buffer_size_sets_the_slot_that_loans_fit():
+    """The guide's BufferManager(pool_size, buffer_size): the nodes' pools have that many
+    slots of that size, a loan up to one slot is a slot, one byte more is a heap buffer."""
+    from hyperfabric import BufferManager
+    p = pair_protocol(buffer_pool_size=8, buffer_size=128 << 10)
+    try:
+        bm = BufferManager(p, source="a", pool_size=8, buffer_size=128 << 10)
+        stats = bm.get_stats()
+        assert (stats["pool_size"], stats["slot_bytes"]) == (8, 128 << 10)
+        fits = bm.allocate_buffer("b", 128 << 10)
+        over = bm.allocate_buffer("b", (128 << 10) + 1)
+        assert fits.is_shared and not over.is_shared
+        r = p.send_data_sync("a", "b", fits)
+        assert r.bytes == 128 << 10
+        with pytest.raises(Unsupported, match="buffer_pool_slot_bytes = 131072"):
+            BufferManager(p, source="a", buffer_size=1 << 20)
+    finally:
+        p.shutdown_sync()
 
 
 def test_every_keyword_is_recorded():

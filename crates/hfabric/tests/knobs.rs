@@ -2,8 +2,9 @@
 //! effective-configuration report of its ready line (`serve --json`).
 
 mod support;
+use support::launch::Member;
 use support::{
-    fabric_file, hfabric, knob, random_file, status_kb, thread_cpus, thread_stats,
+    fabric_file, hfabric, knob, random_file, same_contents, status_kb, thread_cpus, thread_stats,
     with_node_b_lines, Server,
 };
 
@@ -277,5 +278,107 @@ fn without_the_privileges_priority_scheduling_and_locking_fall_back_with_the_num
         server.log_text().contains("RLIMIT_MEMLOCK"),
         "{}",
         server.log_text()
+    );
+}
+
+/// `send --zero-copy` selects how a file is read: copied from a mapping (the default) or
+/// chunk by chunk with pread; the report says which, and the bytes arrive the same. A file
+/// of one chunk goes from its mapping into a shared-memory slot.
+#[test]
+fn zero_copy_selects_a_mapping_or_pread_and_the_report_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let store = dir.path().join("store");
+    let server = Server::start(&cfg, "node-b", Some(&store));
+    let cases = [
+        ("mapped.bin", (5 << 20) + 3, None, "mmap"),
+        ("slot.bin", 256 << 10, None, "mmap"),
+        ("read.bin", (5 << 20) + 3, Some("false"), "pread"),
+        ("mapped2.bin", 70_000, Some("true"), "mmap"),
+    ];
+    for (name, len, flag, want) in cases {
+        let src = dir.path().join(name);
+        random_file(&src, len, 7);
+        let peer = server.peer_arg("node-b");
+        let mut args = vec!["send", "--json", "--config", cfg.to_str().unwrap()];
+        args.extend(["--peer", &peer, "--from", "node-a", "--to", "node-b"]);
+        args.extend(["--file", src.to_str().unwrap()]);
+        if let Some(f) = flag {
+            args.extend(["--zero-copy", f]);
+        }
+        let out = hfabric(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["file_read"], want, "{name}: {r}");
+        assert!(same_contents(&src, &store.join(name)), "{name} differs");
+    }
+}
+
+/// `history` lines of predictor samples for node-a -> node-b (`n` of them).
+fn history_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let bw = [1.0, 10.0, 100.0][i % 3];
+            let lat = 500.0 + 100.0 * i as f64;
+            let observed = lat + 2e6 / bw;
+            format!("{{\"from\":\"node-a\",\"to\":\"node-b\",\"latency_ns\":{lat},\"bandwidth_gbps\":{bw},\"utilisation\":0.1,\"loss\":0.0,\"hour\":{},\"observed_latency_ns\":{observed}}}\n", i % 24)
+        })
+        .collect()
+}
+
+/// A running node is trained from `[routing] history` at start and again at each SIGHUP,
+/// and says what its predictor holds (ready line, `predictor_trained` event); a bad line
+/// at SIGHUP is reported, leaves the model as it was, and the node keeps serving.
+#[test]
+fn sighup_trains_a_running_node_from_its_history_and_reports_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += "\n[routing]\nhistory = \"history.jsonl\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let history = dir.path().join("history.jsonl");
+    std::fs::write(&history, history_lines(20)).unwrap();
+    let c = cfg.to_str().unwrap();
+    let args = ["--config", c, "--node", "node-b", "--listen", "127.0.0.1:0"];
+    let mut node = Member::serve("node-b", &[], &[], &args);
+    let ready = node.wait_event("the ready line", |v| v["event"] == "listening");
+    assert_eq!(ready["predictor"]["samples"], 20, "{ready}");
+    assert_eq!(ready["predictor"]["trained"], true, "{ready}");
+    let hup = |node: &Member| {
+        let pid = node.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+        assert!(ok.unwrap().success());
+    };
+    std::fs::write(&history, history_lines(30)).unwrap();
+    hup(&node);
+    let ev = node.wait_event("predictor_trained", |v| v["event"] == "predictor_trained");
+    assert_eq!(ev["lines"], 30, "{ev}");
+    assert_eq!(ev["predictor"]["samples"], 50, "{ev}");
+    let weights = ev["predictor"]["weights"].as_array().expect("weights");
+    assert_eq!(weights.len(), 9, "{ev}");
+    assert_ne!(
+        ev["predictor"]["weights"], ready["predictor"]["weights"],
+        "{ev}"
+    );
+    std::fs::write(&history, history_lines(5) + "{\"from\": 1}\n").unwrap();
+    hup(&node);
+    let failed = node.wait_event("predictor_training_failed", |v| {
+        v["event"] == "predictor_training_failed"
+    });
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("routing.history") && error.contains("line 6"),
+        "{failed}"
+    );
+    assert_eq!(failed["predictor"]["samples"], 50, "{failed}");
+    assert!(
+        matches!(node.child.try_wait(), Ok(None)),
+        "the node stopped"
     );
 }

@@ -1,6 +1,6 @@
 //! Paths between namespaces (hosts without hosts): a relay is the only way from one host to
-//! another, and a relay's link taken down mid-transfer is failed over or reported, never
-//! waited on forever. Skipped, saying so, where namespaces cannot be made (not root).
+//! another, a relay's link taken down mid-transfer is failed over or reported, never
+//! waited on forever, and a relay silent from the start is skipped by name. Skipped, saying so, where namespaces cannot be made (not root).
 
 mod support;
 
@@ -195,4 +195,56 @@ fn a_relay_link_taken_down_mid_transfer_fails_over_or_fails_clearly() {
             "an unclear failure:\n{err}"
         );
     }
+}
+
+/// The must-show: 200 MB with `--via relay-1=1 --via relay-2=1` while relay-1 is
+/// silent (its link down, every SYN unanswered) from the start. The background probe finds
+/// it down within one health-check interval; the send skips it, says so, and moves every
+/// byte over relay-2. (How long it takes is for the benchmarks, not this test.)
+#[test]
+fn a_relay_silent_from_the_start_is_skipped_and_named() {
+    let Some(lan) = Lan::new(4) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ["src", "relay-1", "relay-2", "dst"];
+    let links = [
+        ("src", "relay-1"),
+        ("src", "relay-2"),
+        ("relay-1", "dst"),
+        ("relay-2", "dst"),
+    ];
+    let cfg = lan_file(dir.path(), &lan, &nodes, &links);
+    let store = dir.path().join("store");
+    let _dst = serve(&lan, 3, &cfg, "dst", Some(&store));
+    let _r1 = serve(&lan, 1, &cfg, "relay-1", None);
+    let _r2 = serve(&lan, 2, &cfg, "relay-2", None);
+    lan.set_link(1, false);
+    let src = dir.path().join("skip.bin");
+    let total = 200_000_000u64;
+    random_file(&src, total, 23);
+    let out = finish(send_from_host0(
+        &lan,
+        &cfg,
+        &src,
+        &["relay-1=1", "relay-2=1"],
+    ));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the send report");
+    let p1 = &r["paths"][0];
+    assert_eq!(
+        p1["via"],
+        serde_json::json!(["src", "relay-1", "dst"]),
+        "{r}"
+    );
+    assert_eq!(
+        (&p1["skipped"], &p1["bytes"]),
+        (&Value::Bool(true), &Value::from(0)),
+        "{r}"
+    );
+    assert!(r["paths"][1]["bytes"].as_u64().unwrap_or(0) >= total, "{r}");
+    assert!(
+        log.contains("path skipped") && log.contains("relay-1"),
+        "no log line names the skipped path: {log}"
+    );
+    assert!(same_contents(&src, &store.join("skip.bin")), "bytes differ");
 }

@@ -148,6 +148,46 @@ fn killing_a_relay_mid_transfer_fails_over_with_nothing_lost() {
     );
 }
 
+/// The must-show at CI size (the lead times the 200 MB case): relay-1 is down before
+/// the send starts; the background probe finds it so, the send skips it, says so in the log
+/// and the report, and every byte goes over relay-2.
+#[test]
+fn a_relay_down_from_the_start_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _dst, r1, _r2, peers) = start_diamond(dir.path());
+    drop(r1); // stopped: its port refuses
+    let src = dir.path().join("skip.bin");
+    let len = 32u64 << 20;
+    random_file(&src, len, 14);
+    let out = hfabric(&send_args(
+        cfg.to_str().unwrap(),
+        &peers,
+        src.to_str().unwrap(),
+        &["relay-1=1", "relay-2=1"],
+    ));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p1 = &r["paths"][0];
+    assert_eq!(
+        p1["via"],
+        serde_json::json!(["src", "relay-1", "dst"]),
+        "{r}"
+    );
+    assert_eq!(p1["skipped"], true, "{r}");
+    assert_eq!(p1["failed"], false, "{r}");
+    assert_eq!(p1["bytes"], 0, "{r}");
+    assert!(p1["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    assert_eq!(r["paths"][1]["skipped"], false, "{r}");
+    assert!(r["paths"][1]["bytes"].as_u64().unwrap() >= len, "{r}");
+    assert_eq!(r["failovers"], 0, "{r}");
+    assert!(
+        log.contains("path skipped") && log.contains("relay-1"),
+        "no log line names the skipped path: {log}"
+    );
+    assert!(same_contents(&src, &dir.path().join("store/skip.bin")));
+}
+
 #[test]
 fn routing_picks_a_relay_by_itself() {
     let dir = tempfile::tempdir().unwrap();

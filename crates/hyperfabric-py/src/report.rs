@@ -38,6 +38,8 @@ pub fn send_report<'py>(py: Python<'py>, r: &SendReport) -> PyResult<Bound<'py, 
             pd.set_item("bytes", p.bytes)?;
             pd.set_item("chunks", p.chunks)?;
             pd.set_item("failed", p.failed)?;
+            pd.set_item("skipped", p.skipped)?;
+            pd.set_item("error", p.error.as_deref())?;
             paths.append(pd)?;
         }
         d.set_item("paths", paths)?;

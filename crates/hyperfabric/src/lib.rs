@@ -45,5 +45,5 @@ pub use fabric::{
     Payload, PingOptions, SendOptions, SendReport, Transform, LOAN_SLOT_BYTES,
 };
 pub use route::{LinkSample, Route, RouteError, RouteHop, Router, Strategy, Topology};
-pub use runtime::{Completion, PathReport, PathScheduler, PendingSend};
+pub use runtime::{Completion, FileRead, PathReport, PathScheduler, PendingSend};
 pub use runtime::{Message, PingStats};

@@ -24,6 +24,12 @@ pub struct Args {
         required_unless_present = "size"
     )]
     pub file: Option<PathBuf>,
+    /// How --file is read: `true` copies each chunk straight from a mapping of the file
+    /// (mmap) into the frame or shared-memory slot; `false` reads each chunk with pread
+    /// into a buffer first. The report's `file_read` says which was used (a file that
+    /// cannot be mapped is read with pread, and the log says why).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zero_copy: bool,
     /// Send this many random bytes (generated in memory, seeded by --seed).
     #[arg(long, value_name = "BYTES")]
     pub size: Option<u64>,
@@ -106,7 +112,9 @@ pub fn run(a: Args) -> CliResult {
         ok.then(|| t0.elapsed())
     });
     let setup_ns = setup.flatten().map(|d| d.as_nanos() as u64);
-    let mut opts = SendOptions::new().data_type(a.data_type);
+    let mut opts = SendOptions::new()
+        .data_type(a.data_type)
+        .zero_copy(a.zero_copy);
     if let Some(p) = a.priority {
         opts = opts.priority(p);
     }
@@ -226,7 +234,19 @@ pub fn print_report(r: &SendReport) {
         hops.join(" "),
         r.transfer_id
     );
+    for p in r.paths.iter().filter(|p| p.skipped || p.failed) {
+        let what = if p.skipped { "skipped" } else { "failed" };
+        let why = p.error.as_deref().unwrap_or("connection lost");
+        println!("path {} {what}: {why}", p.via.join(" -> "));
+    }
     if let Some(name) = &r.stored_as {
         println!("stored as {name}");
+    }
+    if let Some(read) = r.file_read {
+        let how = match read {
+            hyperfabric::FileRead::Mmap => "copied from a mapping of the file (mmap)",
+            hyperfabric::FileRead::Pread => "read chunk by chunk (pread)",
+        };
+        println!("file {how}");
     }
 }

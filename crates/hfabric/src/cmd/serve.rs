@@ -167,10 +167,13 @@ pub fn run(a: Args) -> CliResult {
         let _ = tx.send(());
     })
     .map_err(|e| CliError::failed(format!("cannot install the signal handler: {e}")))?;
+    // SIGHUP retrains the predictor from routing.history (it no longer stops the node).
+    hyperfabric::sys::signal::catch_hangup()
+        .map_err(|e| CliError::failed(format!("cannot install the SIGHUP handler: {e}")))?;
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(bootstrap_report), "effective_config": fabric.effective_config()})
+            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(bootstrap_report), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
         );
     } else {
         println!(
@@ -224,6 +227,9 @@ pub fn run(a: Args) -> CliResult {
             if let Some(path) = &a.stats_file {
                 write_stats(&fabric, path);
             }
+            if hyperfabric::sys::signal::take_hangup() {
+                retrain(&fabric, a.json);
+            }
             let now = fabric.known_nodes();
             if joined.is_some() && now != members {
                 members = now;
@@ -254,6 +260,36 @@ pub fn run(a: Args) -> CliResult {
     // The exporter's and membership's threads are gone: the last handle, the node stops.
     drop(fabric);
     Ok(())
+}
+
+/// SIGHUP: trains the predictor on `routing.history` again and says what it holds now
+/// (a JSON event with --json). A failure is reported; the node keeps serving.
+fn retrain(fabric: &Fabric, json: bool) {
+    use std::io::Write;
+    let (event, text) = match fabric.train_predictor_from_history() {
+        Ok(t) => {
+            let text = format!(
+                "predictor trained from {} ({} samples read; {} learned, trained: {})",
+                t.history.display(),
+                t.lines,
+                t.predictor.samples,
+                t.predictor.trained
+            );
+            let event = serde_json::json!({"event": "predictor_trained", "node": fabric.node_id(), "history": t.history, "lines": t.lines, "predictor": t.predictor});
+            (event, text)
+        }
+        Err(e) => {
+            tracing::warn!("SIGHUP: the predictor was not retrained: {e}");
+            let event = serde_json::json!({"event": "predictor_training_failed", "node": fabric.node_id(), "error": e.to_string(), "predictor": fabric.predictor_model()});
+            (event, format!("predictor not retrained: {e}"))
+        }
+    };
+    // stdout may be closed by whoever started us: nothing to tell then.
+    let mut out = std::io::stdout();
+    let _ = match json {
+        true => writeln!(out, "{event}"),
+        false => writeln!(out, "{text}"),
+    };
 }
 
 fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {

@@ -333,7 +333,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "routing.model_update_interval_s" => {
             applied("at most one live predictor sample per interval")
         }
-        "routing.history" => applied("the predictor is trained on it at start"),
+        "routing.history" => {
+            applied("the predictor is trained on it at start, and again on SIGHUP (hfabric serve)")
+        }
         "routing.fidelity_threshold" => applied("quantum_optimized routes below it are refused"),
         "compression.threshold_bytes"
         | "compression.max_compression_time_us"

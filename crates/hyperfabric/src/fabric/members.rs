@@ -33,11 +33,6 @@ impl Fabric {
         self.inner.register_peer(id, node.listen)?;
         self.inner.set_same_host(id, same_host);
         self.inner.add_to_topology(node, links);
-        let mut router = self.router.lock();
-        router.topology_mut().add_node(node);
-        for l in links {
-            router.topology_mut().add_link(l);
-        }
         Ok(())
     }
 
@@ -45,7 +40,6 @@ impl Fabric {
     pub fn dismiss_node(&self, id: &str) -> Result<()> {
         self.inner.unregister_peer(id)?;
         self.inner.set_same_host(id, None);
-        self.router.lock().topology_mut().remove_node(id);
         Ok(())
     }
 

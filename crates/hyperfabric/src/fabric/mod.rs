@@ -111,10 +111,6 @@ impl FabricBuilder {
         Ok(Fabric {
             effective,
             inner,
-            router: Mutex::new(crate::runtime::routing::configured_router(
-                &self.config,
-                &node,
-            )?),
             policies: Mutex::new(self.config.data_types.iter().copied().collect()),
             sent_index: Mutex::new(HashMap::new()),
             topk: Mutex::new(HashMap::new()),
@@ -132,8 +128,6 @@ pub struct Fabric {
     effective: EffectiveConfig,
     config: FabricConfig,
     multipath: Mutex<HashMap<String, MultipathConfig>>,
-    /// The fabric file's topology, for the constraints' nominal figures.
-    router: Mutex<Router>,
     policies: Mutex<HashMap<DataType, DataTypePolicy>>,
     /// Per destination: which parameter chunks it holds (`Transform::Cache`).
     sent_index: Mutex<HashMap<String, SentIndex>>,
@@ -314,8 +308,9 @@ impl Fabric {
             .unwrap_or_default()
     }
 
-    /// Streams a file (never held whole in memory); the destination stores it under its
-    /// base name when it runs with a store directory.
+    /// Streams a file (never held whole in memory): copied from a mapping of it, or read
+    /// chunk by chunk with `zero_copy(false)`; the destination stores it under its base
+    /// name when it runs with a store directory.
     pub fn send_file(&self, dst: &str, path: &Path, mut opts: SendOptions) -> Result<SendReport> {
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -326,8 +321,9 @@ impl Fabric {
         if opts.name.is_none() {
             opts.name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
-        self.begin(dst, SendSource::File { file, len }, opts)?
-            .wait()
+        let zero_copy = !opts.file_by_pread;
+        let source = crate::runtime::FileSource::new(file, len, zero_copy, &path.to_string_lossy());
+        self.begin(dst, SendSource::File(source), opts)?.wait()
     }
 
     /// Starts a send and returns at once with a handle; several may be in flight. The bytes
@@ -447,11 +443,21 @@ impl Fabric {
         if opts.latency_constraint_ns.is_none() && opts.bandwidth_requirement_gbps.is_none() {
             return Ok(());
         }
-        let now = std::time::Instant::now();
         let me = self.node_id().to_owned();
-        let mut router = self.router.lock();
+        self.inner
+            .with_router(|router| self.check_constraints_on(router, &me, dst, opts))
+    }
+
+    fn check_constraints_on(
+        &self,
+        router: &mut Router,
+        me: &str,
+        dst: &str,
+        opts: &SendOptions,
+    ) -> Result<()> {
+        let now = std::time::Instant::now();
         if let Some(limit) = opts.latency_constraint_ns {
-            let route = match router.route_shared(&me, dst, Strategy::LowestLatency, now) {
+            let route = match router.route_shared(me, dst, Strategy::LowestLatency, now) {
                 Ok(r) => r.latency_ns,
                 Err(_) => self.direct_latency_ns(dst),
             };
@@ -463,7 +469,7 @@ impl Fabric {
             }
         }
         if let Some(required) = opts.bandwidth_requirement_gbps {
-            let route = match router.route_shared(&me, dst, Strategy::HighestBandwidth, now) {
+            let route = match router.route_shared(me, dst, Strategy::HighestBandwidth, now) {
                 Ok(r) => r.bandwidth_gbps,
                 Err(_) => self.direct_bandwidth_gbps(dst),
             };
@@ -481,12 +487,14 @@ impl Fabric {
     /// the send's strategy; without a route, the direct link or the nodes' own figures).
     fn first_hop_gbps(&self, dst: &str, strategy: Option<Strategy>) -> f64 {
         let now = std::time::Instant::now();
-        let mut router = self.router.lock();
-        let strategy = strategy.unwrap_or_else(|| router.default_strategy());
-        match router.route_shared(self.node_id(), dst, strategy, now) {
-            Ok(r) if !r.hops.is_empty() => r.hops[0].bandwidth_gbps,
-            _ => self.direct_bandwidth_gbps(dst),
-        }
+        let hop = self.inner.with_router(|router| {
+            let strategy = strategy.unwrap_or_else(|| router.default_strategy());
+            match router.route_shared(self.node_id(), dst, strategy, now) {
+                Ok(r) => r.hops.first().map(|h| h.bandwidth_gbps),
+                Err(_) => None,
+            }
+        });
+        hop.unwrap_or_else(|| self.direct_bandwidth_gbps(dst))
     }
 
     /// The configured latency of the direct link, or the two nodes' own latencies.
@@ -554,7 +562,6 @@ impl Fabric {
         self.inner
             .register_peer(&node.signature.node_id, node.listen)?;
         self.inner.add_to_topology(&node, &[]);
-        self.router.lock().topology_mut().add_node(&node);
         self.config
             .nodes
             .retain(|n| n.signature.node_id != node.signature.node_id);
@@ -571,7 +578,6 @@ impl Fabric {
             self.inner
                 .add_to_topology(&node, std::slice::from_ref(&link));
         }
-        self.router.lock().topology_mut().add_link(&link);
         self.config.links.push(link);
         Ok(())
     }
@@ -579,7 +585,6 @@ impl Fabric {
     /// Removes a node at run time; its connections are closed.
     pub fn unregister_node(&mut self, id: &str) -> Result<()> {
         self.inner.unregister_peer(id)?;
-        self.router.lock().topology_mut().remove_node(id);
         self.config.nodes.retain(|n| n.signature.node_id != id);
         Ok(())
     }
@@ -588,6 +593,37 @@ impl Fabric {
     /// most one live sample per `routing.model_update_interval_s` (pings, small transfers).
     pub fn predictor_samples(&self) -> u64 {
         self.inner.predictor_samples()
+    }
+
+    /// What this node's predictor holds now: samples, whether its predictions are used,
+    /// its weights.
+    pub fn predictor_model(&self) -> crate::runtime::PredictorModel {
+        self.inner
+            .with_router(|r| crate::runtime::PredictorModel::of(r))
+    }
+
+    /// Trains the running node's predictor on the current contents of `routing.history`
+    /// (what `hfabric serve` does on SIGHUP): the samples are added to what it learned.
+    /// Without `routing.history`, or with an unreadable file or a bad line, an
+    /// `Error::Config` naming `routing.history`; the predictor is then left as it was.
+    pub fn train_predictor_from_history(&self) -> Result<crate::runtime::HistoryTraining> {
+        use crate::runtime::routing;
+        let me = self.node_id();
+        let Some((history, text)) = routing::read_history(&self.config, me)? else {
+            return Err(Error::config(
+                self.config.source.clone(),
+                "routing.history",
+                "not set: name a history file (JSON lines of predictor samples) to train on",
+            ));
+        };
+        self.inner.with_router(|r| {
+            let lines = routing::train_on(r, &self.config, me, &history, &text)?;
+            Ok(crate::runtime::HistoryTraining {
+                history,
+                lines,
+                predictor: crate::runtime::PredictorModel::of(r),
+            })
+        })
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -122,6 +122,11 @@ impl Predictor {
         self.samples
     }
 
+    /// The model's weights, one per feature.
+    pub fn weights(&self) -> [f64; FEATURE_COUNT] {
+        self.weights
+    }
+
     pub fn is_trained(&self) -> bool {
         self.samples >= self.min_samples
     }

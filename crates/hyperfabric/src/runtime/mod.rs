@@ -16,6 +16,7 @@ mod origin;
 mod outgoing;
 mod ping;
 pub(crate) mod placement;
+mod prober;
 mod receive;
 mod refused;
 pub(crate) mod routing;
@@ -28,9 +29,12 @@ mod tcp_poll;
 pub use crate::core::zones::Zones;
 pub use conn::{Conn, Lane};
 pub use incoming::{Message, Sink};
-pub use outgoing::{Completion, PathReport, PathScheduler, PendingSend, SendSource};
+pub use outgoing::{
+    Completion, FileRead, FileSource, PathReport, PathScheduler, PendingSend, SendSource,
+};
 pub(crate) use outgoing::{Path, PathSet};
 pub use ping::{PingPlan, PingStats};
+pub use routing::{HistoryTraining, PredictorModel};
 pub use shmlink::POOL_SLOT_BYTES as POOL_SLOT_BYTES_DEFAULT;
 pub use stats::{NodeStats, StatsSnapshot};
 
@@ -125,6 +129,8 @@ pub struct NodeInner {
     next_ping: AtomicU64,
     shutting_down: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Background health probes of multipath first hops (a thread once a send asks).
+    prober: prober::Prober,
 }
 
 impl NodeInner {
@@ -223,6 +229,7 @@ impl NodeInner {
             next_ping: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            prober: prober::Prober::default(),
         });
         let acceptor = Arc::clone(&inner);
         let handle = std::thread::Builder::new()

@@ -35,6 +35,9 @@ pub struct SendOptions {
     /// checksums the payload and the receiver verifies it before reading. Every other frame
     /// is always fully checksummed.
     pub verify_payload: bool,
+    /// File sends read each chunk with `pread` instead of copying from a mapping of the
+    /// file (the guide's `zero_copy=False`; set with [`SendOptions::zero_copy`]).
+    pub file_by_pread: bool,
     /// Set by the builder methods: the caller chose these explicitly.
     priority_set: bool,
     compression_set: bool,
@@ -132,6 +135,12 @@ impl SendOptions {
         self.multipath = Some(m);
         self
     }
+    /// File sends copy from a mapping of the file (`true`, the default) or read each chunk
+    /// with `pread` into a buffer first (`false`). [`SendReport::file_read`] says which.
+    pub fn zero_copy(mut self, on: bool) -> Self {
+        self.file_by_pread = !on;
+        self
+    }
 }
 
 /// One hop of the path a transfer took.
@@ -173,6 +182,9 @@ pub struct SendReport {
     /// messages in memory, discards them, or is older than the 2026-12-02 addition to wire v1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stored_as: Option<String>,
+    /// How a file send read its file (`mmap` or `pread`); `None` for other sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_read: Option<super::FileRead>,
 }
 
 fn ser_duration_ns<S: serde::Serializer>(

@@ -6,7 +6,9 @@
 use std::io;
 
 pub mod memory;
+pub mod mmap;
 pub mod sched;
+pub mod signal;
 pub mod socket;
 
 pub use crate::node::CPU_MAX;

@@ -2,6 +2,7 @@
 //! frames them, spreads them over the transfer's paths, fails over when a path breaks, and
 //! waits for the destination's acks.
 
+mod file;
 mod keyed;
 mod paths;
 mod report;
@@ -13,6 +14,7 @@ pub use source::SendSource;
 pub use report::Completion;
 pub(crate) use report::SendFailed;
 
+pub use file::{FileRead, FileSource};
 pub(crate) use paths::{Path, PathSet};
 pub use paths::{PathReport, PathScheduler};
 
@@ -432,34 +434,19 @@ impl<'a> PendingSend<'a> {
             return Ok(None);
         };
         let len = self.source.len();
-        let slot = match &mut self.source {
+        let copied = match &mut self.source {
             SendSource::Loaned(buf) => match buf.pools() {
-                Some(p) if Arc::ptr_eq(p, pools) => buf.lend().map(|(idx, _)| idx),
-                _ => None,
+                Some(p) if Arc::ptr_eq(p, pools) => Ok(buf.lend().map(|(idx, _)| idx)),
+                _ => Ok(None),
             },
-            SendSource::Bytes(data)
-                if data.len() >= shmlink::POOL_COPY_MIN
-                    && data.len() <= pools.tx.lock().pool().slot_size() =>
-            {
-                let mut tx = pools.tx.lock();
-                match tx.try_take() {
-                    Ok(Some(mut slot)) => {
-                        slot.as_mut_slice()[..data.len()].copy_from_slice(data);
-                        Some(tx.lend(&slot))
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        drop(tx);
-                        // The peer broke the pool protocol: drop the link, fail over.
-                        conn.close(&e.to_string());
-                        return Ok(Some(Err(std::io::Error::other(e.to_string()))));
-                    }
-                }
-            }
-            _ => None,
+            SendSource::Bytes(data) => pool_copy(conn, pools, data),
+            // A mapped file is copied from its mapping like bytes in memory.
+            SendSource::File(f) => f.whole().map_or(Ok(None), |d| pool_copy(conn, pools, d)),
         };
-        let Some(slot) = slot else {
-            return Ok(None);
+        let slot = match copied {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Ok(None),
+            Err(e) => return Ok(Some(Err(e))),
         };
         let crc = self.opts.verify_payload.then(|| {
             let bytes = self.source.chunk(0, len, &mut self.read_buf).unwrap_or(&[]);
@@ -569,6 +556,32 @@ impl<'a> PendingSend<'a> {
                 // The name may have been lost with the data: it goes again with this round.
                 self.reannounce = true;
             }
+        }
+    }
+}
+
+/// `data` (of at least `POOL_COPY_MIN` bytes, at most a slot) copied into a free slot of
+/// the link's pool; `None` when it does not fit or no slot is free now.
+fn pool_copy(
+    conn: &Conn,
+    pools: &crate::transport::shm::LinkPools,
+    data: &[u8],
+) -> std::io::Result<Option<u32>> {
+    let mut tx = pools.tx.lock();
+    if data.len() < shmlink::POOL_COPY_MIN || data.len() > tx.pool().slot_size() {
+        return Ok(None);
+    }
+    match tx.try_take() {
+        Ok(Some(mut slot)) => {
+            slot.as_mut_slice()[..data.len()].copy_from_slice(data);
+            Ok(Some(tx.lend(&slot)))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            drop(tx);
+            // The peer broke the pool protocol: drop the link, fail over.
+            conn.close(&e.to_string());
+            Err(std::io::Error::other(e.to_string()))
         }
     }
 }

@@ -2,7 +2,10 @@
 //! relay), a weight, a connection, and counters. Chunks go to paths by smooth weighted
 //! round-robin; a path whose connection breaks is marked down and its unacknowledged chunks
 //! are sent again on the others; health checks try down paths again at an interval.
+//! Paths of a multipath set are watched by the node's background prober (prober.rs): a
+//! hop it finds down is skipped from the start and the sending thread never dials it.
 
+use super::super::prober::Health;
 use super::super::{Conn, Lane, NodeInner, Peer};
 use crate::error::Error;
 use serde::Serialize;
@@ -31,6 +34,11 @@ pub struct PathReport {
     pub chunks: u64,
     /// The path broke during the transfer (its chunks were resent on the others).
     pub failed: bool,
+    /// The background probe found the first hop down before the path carried anything:
+    /// it was skipped (not a failover).
+    pub skipped: bool,
+    /// Why the path was down (its last failed dial or probe), if it was.
+    pub error: Option<String>,
 }
 
 pub(crate) struct Path {
@@ -49,6 +57,8 @@ pub(crate) struct Path {
     /// Failed re-dials in a row, and when the next may be tried (while other paths are up).
     probe_fails: u32,
     next_probe: Option<Instant>,
+    /// Down by the prober's verdict before it carried a chunk.
+    skipped: bool,
 }
 
 /// The first hops of a transfer's paths: one without an allocation (the common case).
@@ -87,6 +97,7 @@ impl Path {
             last_error: None,
             probe_fails: 0,
             next_probe: None,
+            skipped: false,
         }
     }
 }
@@ -95,11 +106,23 @@ impl Path {
 /// allocates nothing.
 type Paths = SmallVec<[Path; 1]>;
 
+/// Whether the node's prober decides which paths are up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probed {
+    /// One path: the sending thread dials it (no prober).
+    No,
+    /// Several paths, not yet handed to the prober (the first health check does).
+    Pending,
+    /// Watched; the prober's change counter when this set last read it.
+    Yes { seen: u64 },
+}
+
 pub(crate) struct PathSet {
     paths: Paths,
     scheduler: PathScheduler,
     health_interval: Duration,
     last_health: Instant,
+    probed: Probed,
     pub failovers: u32,
 }
 
@@ -110,11 +133,17 @@ impl PathSet {
         health_interval: Duration,
         now: Instant,
     ) -> PathSet {
+        let probed = if paths.len() > 1 {
+            Probed::Pending
+        } else {
+            Probed::No
+        };
         PathSet {
             paths: Paths::from_vec(paths),
             scheduler,
             health_interval,
             last_health: now,
+            probed,
             failovers: 0,
         }
     }
@@ -131,6 +160,10 @@ impl PathSet {
             scheduler: self.scheduler,
             health_interval: self.health_interval,
             last_health: now,
+            probed: match self.probed {
+                Probed::No => Probed::No,
+                _ => Probed::Pending,
+            },
             failovers: 0,
         }
     }
@@ -183,6 +216,16 @@ impl PathSet {
         if let Some(c) = path.conn.as_ref().filter(|c| c.is_alive()) {
             return Some((Arc::clone(c), false));
         }
+        if matches!(self.probed, Probed::Yes { .. }) {
+            // The prober dials; this thread only takes the connection it made.
+            let Some(c) = node.live_conn(path.first_hop.key, lane) else {
+                path.last_error = Some("connection lost".into());
+                self.mark_down(i);
+                return None;
+            };
+            path.conn = Some(Arc::clone(&c));
+            return Some((c, true));
+        }
         match node.connection_to(&path.first_hop, lane, Instant::now() + budget) {
             Ok(c) => {
                 path.conn = Some(Arc::clone(&c));
@@ -199,16 +242,125 @@ impl PathSet {
 
     /// Path `i` broke: no more chunks on it until a health check brings it back.
     pub fn mark_down(&mut self, i: usize) {
+        let many = self.paths.len() > 1;
         let path = &mut self.paths[i];
-        if !path.down {
-            path.down = true;
-            path.conn = None;
-            if self.paths.len() > 1 {
-                self.paths[i].failed = true;
-                self.failovers += 1;
-                tracing::info!(hop = %self.paths[i].first_hop.id, "path failed; its chunks go on the other paths");
+        if path.down {
+            return;
+        }
+        path.down = true;
+        path.conn = None;
+        if many && path.chunks > 0 {
+            path.failed = true;
+            self.failovers += 1;
+            tracing::info!(hop = %path.first_hop.id, "path failed; its chunks go on the other paths");
+        } else if many && !path.skipped {
+            path.skipped = true;
+            let why = path.last_error.as_deref().unwrap_or("down");
+            tracing::warn!(hop = %path.first_hop.id, "path skipped (down before it carried anything): {why}");
+        }
+    }
+
+    /// Hands the paths to the node's prober; until it finds a hop up, its path stays down.
+    /// False (the table is full): this set dials its paths itself.
+    fn start_probing(&mut self, node: &Arc<NodeInner>, lane: Lane) -> bool {
+        let hops: SmallVec<[Arc<Peer>; 4]> = self
+            .paths
+            .iter()
+            .map(|p| Arc::clone(&p.first_hop))
+            .collect();
+        if !node.prober.watch(node, &hops, lane, self.health_interval) {
+            self.probed = Probed::No;
+            return false;
+        }
+        for p in self.paths.iter_mut() {
+            p.down = true;
+        }
+        // Never equal to the prober's counter: the first look reads every verdict.
+        self.probed = Probed::Yes { seen: u64::MAX };
+        true
+    }
+
+    /// Follows the prober's verdicts: at each change, at the health-check interval, and
+    /// while no path is up (waiting for a verdict, at most `budget` or one interval). A
+    /// transfer's first look waits (at most one interval) for a verdict on every path, so
+    /// the weights hold from the first chunk.
+    fn follow_prober(&mut self, node: &Arc<NodeInner>, lane: Lane, now: Instant, budget: Duration) {
+        let Probed::Yes { seen } = self.probed else {
+            return;
+        };
+        let first = seen == u64::MAX;
+        let prober = &node.prober;
+        let changes = prober.changes();
+        let due = now.duration_since(self.last_health) >= self.health_interval;
+        if changes == seen && !due && !self.all_down() {
+            return;
+        }
+        self.last_health = now;
+        let mut unknown = self.apply_verdicts(node, lane, changes);
+        let settling = first && unknown > 0;
+        if !self.all_down() && !settling {
+            return;
+        }
+        if self.all_down() {
+            let keys: SmallVec<[u64; 4]> = self.paths.iter().map(|p| p.first_hop.key).collect();
+            prober.hurry(&keys, lane);
+        }
+        let deadline = now + budget.max(self.health_interval);
+        let settle = now + budget.min(self.health_interval);
+        loop {
+            let t = Instant::now();
+            let waiting = (self.all_down() && t < deadline) || (first && unknown > 0 && t < settle);
+            if !waiting || node.is_shutting_down() {
+                break;
+            }
+            prober.wait_verdict(if self.all_down() { deadline } else { settle });
+            let changes = prober.changes();
+            unknown = self.apply_verdicts(node, lane, changes);
+        }
+        let waited = budget.max(self.health_interval);
+        for p in self
+            .paths
+            .iter_mut()
+            .filter(|p| p.down && p.last_error.is_none())
+        {
+            p.last_error = Some(format!("no verdict of its health probe within {waited:?}"));
+        }
+    }
+
+    /// Brings up the paths the prober found up (with the connection it made) and takes
+    /// down (or skips) those it found down. Returns how many are not probed yet.
+    fn apply_verdicts(&mut self, node: &Arc<NodeInner>, lane: Lane, changes: u64) -> usize {
+        self.probed = Probed::Yes { seen: changes };
+        let mut unknown = 0;
+        for i in 0..self.paths.len() {
+            let key = self.paths[i].first_hop.key;
+            match node.prober.health(key, lane) {
+                (Health::Up, _) if self.paths[i].down => {
+                    let Some(c) = node.live_conn(key, lane) else {
+                        // Up at the last probe, gone since: probe it again.
+                        node.prober.hurry(&[key], lane);
+                        continue;
+                    };
+                    let p = &mut self.paths[i];
+                    p.conn = Some(c);
+                    p.down = false;
+                    p.credit = 0.0;
+                }
+                (Health::Down, why) => {
+                    let p = &mut self.paths[i];
+                    if why.is_some() {
+                        p.last_error = why;
+                    }
+                    if !p.down || (p.chunks == 0 && !p.skipped) {
+                        p.down = false;
+                        self.mark_down(i);
+                    }
+                }
+                (Health::Unknown, _) => unknown += 1,
+                (Health::Up, _) => {}
             }
         }
+        unknown
     }
 
     /// Marks down every path whose connection died; true if any did.
@@ -238,6 +390,15 @@ impl PathSet {
         now: Instant,
         budget: Duration,
     ) {
+        match self.probed {
+            Probed::No => {}
+            Probed::Pending => {
+                if self.start_probing(node, lane) {
+                    return self.follow_prober(node, lane, now, budget);
+                }
+            }
+            Probed::Yes { .. } => return self.follow_prober(node, lane, now, budget),
+        }
         let all_down = self.all_down();
         if !all_down && now.duration_since(self.last_health) < self.health_interval {
             return;
@@ -318,6 +479,8 @@ impl PathSet {
                 bytes: p.bytes,
                 chunks: p.chunks,
                 failed: p.failed,
+                skipped: p.skipped,
+                error: p.down.then(|| p.last_error.clone()).flatten(),
             })
             .collect()
     }
@@ -390,11 +553,26 @@ mod tests {
     #[test]
     fn down_paths_get_nothing_and_count_as_failover() {
         let mut s = set(&[1.0, 1.0]);
+        s.record(0, 10, Duration::ZERO);
+        s.record(1, 10, Duration::ZERO);
         s.mark_down(0);
         assert!((0..10).all(|_| s.pick() == Some(1)));
         assert_eq!(s.failovers, 1);
         s.mark_down(1);
         assert!(s.all_down() && s.pick().is_none());
         assert!(s.report().iter().all(|p| p.failed));
+    }
+
+    #[test]
+    fn a_path_down_before_its_first_chunk_is_skipped_not_a_failover() {
+        let mut s = set(&[1.0, 1.0]);
+        s.paths[0].last_error = Some("connection refused".into());
+        s.mark_down(0);
+        assert!((0..10).all(|_| s.pick() == Some(1)));
+        assert_eq!(s.failovers, 0);
+        let r = s.report();
+        assert!(r[0].skipped && !r[0].failed);
+        assert_eq!(r[0].error.as_deref(), Some("connection refused"));
+        assert!(!r[1].skipped && r[1].error.is_none());
     }
 }

@@ -123,6 +123,10 @@ impl PendingSend<'_> {
             data_type: self.opts.data_type,
             priority: self.opts.priority,
             stored_as: self.slot.stored_as.lock().clone(),
+            file_read: match &self.source {
+                super::SendSource::File(f) => Some(f.read_mode()),
+                _ => None,
+            },
         }
     }
 }

@@ -1,16 +1,13 @@
 //! Where the bytes of an outgoing transfer come from, read chunk by chunk.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use super::file::FileSource;
 
 /// Where the bytes of a transfer come from.
 pub enum SendSource<'a> {
     Bytes(&'a [u8]),
-    /// Read chunk by chunk (and again on retransmission): never held whole in memory.
-    File {
-        file: File,
-        len: u64,
-    },
+    /// Copied from a mapping or read chunk by chunk (and again on retransmission): never
+    /// held whole in memory.
+    File(FileSource),
     /// A loaned buffer: over its own link it travels by pool descriptor, otherwise by copy.
     Loaned(crate::buffer::LoanedBuf),
 }
@@ -19,7 +16,7 @@ impl SendSource<'_> {
     pub(super) fn len(&self) -> u64 {
         match self {
             SendSource::Bytes(b) => b.len() as u64,
-            SendSource::File { len, .. } => *len,
+            SendSource::File(f) => f.len(),
             SendSource::Loaned(b) => b.len() as u64,
         }
     }
@@ -36,11 +33,7 @@ impl SendSource<'_> {
                 Ok(&b[offset as usize..(offset + len) as usize])
             }
             SendSource::Loaned(b) => Ok(&b[offset as usize..(offset + len) as usize]),
-            SendSource::File { file, .. } => {
-                buf.resize(len as usize, 0);
-                file.read_exact_at(buf, offset)?;
-                Ok(buf)
-            }
+            SendSource::File(f) => f.chunk(offset, len, buf),
         }
     }
 }
