@@ -479,7 +479,11 @@ impl NodeInner {
     fn forget(&self, conn: &Arc<Conn>, reason: &str) {
         conn.mark_dead();
         if conn.is_observer() {
-            self.observers.forget(conn);
+            // Its metrics slot goes with it: the slots stay bounded by the members and
+            // MAX_OBSERVERS, whatever ids observers come and go under.
+            if self.observers.forget(conn) {
+                self.metrics.forget_link(conn.peer_key);
+            }
             return tracing::debug!(observer = %conn.peer, "connection closed: {reason}");
         }
         {

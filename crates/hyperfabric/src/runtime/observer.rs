@@ -1,6 +1,7 @@
 //! Observers: monitors that join a running fabric without a node entry (their Hello carries
 //! `flags::OBSERVER`). They prove the same credentials a member proves (the fabric secret,
-//! their own key listed in `node_keys`, a TLS certificate for their id), but they are no
+//! a TLS certificate for their id; with `node_keys` only members' keys are known, so
+//! observers are refused there), but they are no
 //! members: they live in this bounded table, never in the peer table or the topology, so
 //! nothing is routed through or relayed to them. Their connections are answered for Ping
 //! and MetricsRequest only; anything else is refused (`RefusalCode::ObserverReadOnly`) and
@@ -40,8 +41,11 @@ impl Observers {
         true
     }
 
-    pub(super) fn forget(&self, conn: &Arc<Conn>) {
-        self.conns.lock().retain(|c| !Arc::ptr_eq(c, conn));
+    /// Drops `conn`; true when no other observer connection of its id is left.
+    pub(super) fn forget(&self, conn: &Arc<Conn>) -> bool {
+        let mut conns = self.conns.lock();
+        conns.retain(|c| !Arc::ptr_eq(c, conn));
+        !conns.iter().any(|c| c.peer_key == conn.peer_key)
     }
 
     pub(super) fn close_all(&self) {

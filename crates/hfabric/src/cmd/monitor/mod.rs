@@ -20,9 +20,9 @@ pub struct Args {
     /// The id the monitor joins as (default: `monitor`). When the fabric file has a node
     /// entry for it, the monitor runs that node as a member; otherwise it joins the running
     /// nodes as an observer, with no entry and no restart: it proves the fabric's
-    /// credentials (the secret_file, its own key ID.key listed in node_keys, a TLS
-    /// certificate for ID), the nodes answer its pings and metrics requests only, and it
-    /// shows every node of the file.
+    /// credentials (the secret_file, a TLS certificate for ID; with node_keys the nodes
+    /// refuse observers, so give it an entry there), the nodes answer its pings and metrics
+    /// requests only, and it shows every node of the file.
     #[arg(long, value_name = "ID", default_value = "monitor")]
     pub from: String,
     /// Nodes to watch, comma separated (default: every node of the file but `--from`).
@@ -86,6 +86,8 @@ pub fn run(a: Args) -> CliResult {
     let ids: Vec<String> = cfg.nodes.iter().map(|n| n.id().to_owned()).collect();
     let from = a.from.clone();
     let observer = !ids.contains(&from);
+    // The report shows the file as written, without the observer's own entry.
+    let file_cfg = cfg.clone();
     if observer && shm_only {
         return Err(CliError::usage(format!(
             "--transport shm: `{from}` has no entry in the fabric file, so the monitor joins as \
@@ -142,7 +144,7 @@ pub fn run(a: Args) -> CliResult {
         }
         export(&a, &state)?;
         return if a.json {
-            crate::context::print_report(&snapshot_json(&state), Some(fabric.config()))
+            crate::context::print_report(&snapshot_json(&state), Some(&file_cfg))
         } else {
             let text = render::to_text(&state, a.screen.0, a.screen.1)?;
             print!("{text}");
