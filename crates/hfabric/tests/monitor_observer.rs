@@ -116,8 +116,12 @@ fn observer_hello(id: &str) -> Vec<u8> {
 }
 
 fn frame(kind: FrameKind, id: u64) -> Vec<u8> {
+    frame_from("watcher", kind, id)
+}
+
+fn frame_from(from: &str, kind: FrameKind, id: u64) -> Vec<u8> {
     let mut h = Header::new(kind);
-    (h.src, h.dst, h.transfer_id) = (wire::node_key("watcher"), wire::node_key("node-b"), id);
+    (h.src, h.dst, h.transfer_id) = (wire::node_key(from), wire::node_key("node-b"), id);
     h.aux = 4;
     let body: &[u8] = if kind == FrameKind::Data {
         b"data"
@@ -177,4 +181,42 @@ fn an_observer_cannot_use_a_members_id() {
     let (r, why) = read_frame(&mut s).expect("an answer");
     assert_eq!(r.kind, FrameKind::Reject);
     assert!(String::from_utf8_lossy(&why).contains("id of its own"));
+}
+
+#[test]
+fn a_node_serves_a_bounded_number_of_observers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let b = Server::start(&cfg, "node-b", None);
+    let join = |id: &str| {
+        let mut s = TcpStream::connect(b.addr).expect("connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&observer_hello(id)).unwrap();
+        let answer = read_frame(&mut s).expect("an answer");
+        (s, answer)
+    };
+    // MAX_OBSERVERS (16) are taken in; the next is refused with the reason.
+    let held: Vec<_> = (0..16)
+        .map(|i| {
+            let id = format!("watcher-{i}");
+            let (mut s, (h, why)) = join(&id);
+            assert_eq!(
+                h.kind,
+                FrameKind::Welcome,
+                "{}",
+                String::from_utf8_lossy(&why)
+            );
+            // A pong: the connection is in the table (admitted before its read loop).
+            s.write_all(&frame_from(&id, FrameKind::Ping, 1)).unwrap();
+            assert_eq!(read_frame(&mut s).expect("pong").0.kind, FrameKind::Pong);
+            s
+        })
+        .collect();
+    let (_, (h, why)) = join("watcher-16");
+    assert_eq!(h.kind, FrameKind::Reject);
+    assert!(
+        String::from_utf8_lossy(&why).contains("16 observers"),
+        "{why:?}"
+    );
+    drop(held);
 }
