@@ -95,6 +95,10 @@ pub fn run(a: Args) -> CliResult {
         )));
     }
     if observer {
+        eprintln!(
+            "hfabric: the fabric file has no node `{from}`, so the monitor joins the running \
+             nodes as an observer `{from}` (read-only; every node of the file is watched)"
+        );
         // This process's copy of the file only: the running nodes never learn of the entry.
         cfg.nodes.push(hyperfabric::config::NodeConfig {
             signature: hyperfabric::node::NodeSignature::new(
