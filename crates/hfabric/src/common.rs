@@ -163,6 +163,19 @@ pub fn start_client_with(
     Ok(builder.listen(SocketAddr::new(ip, 0)).start()?)
 }
 
+/// Starts `node` as an observer: `cfg` is this process's copy of the file with an entry
+/// added for it; the running nodes need none (see `Fabric::observer`).
+pub fn start_observer(cfg: FabricConfig, node: &str) -> CliResult<Fabric> {
+    let builder = Fabric::from_config(cfg)
+        .node(node)
+        .discard_received()
+        .observer()
+        .transport(TransportChoice::Tcp);
+    Ok(builder
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .start()?)
+}
+
 /// `--transport` on the command line.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TransportArg {

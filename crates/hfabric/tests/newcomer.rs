@@ -71,7 +71,7 @@ fn item2_bench_refuses_a_node_that_stores_and_writes_nothing_there() {
 }
 
 #[test]
-fn item3_monitor_says_which_node_it_stands_in_for_and_reads_in_gbit() {
+fn item3_monitor_joins_as_an_observer_and_reads_in_gbit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (f, server) = pair(dir.path(), None);
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
@@ -79,9 +79,11 @@ fn item3_monitor_says_which_node_it_stands_in_for_and_reads_in_gbit() {
     args.extend(args_with_peer(&f, &peer, &["--once", "--screen", "160x30"]));
     let o = hfabric(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("no `monitor` node"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("joins as `node-a`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no node `monitor`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("as an observer"), "{}", stderr(&o));
     let text = stdout(&o);
+    // No node stood in for: both are in the table (node-a is not served here).
+    assert!(text.contains("node-a") && text.contains("node-b"), "{text}");
     assert!(text.contains("Gbit/s") && !text.contains("MiB/s"), "{text}");
     assert!(
         !text.contains('→'),

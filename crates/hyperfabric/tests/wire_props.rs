@@ -233,8 +233,8 @@ fn unknown_codes_are_typed_errors() {
     assert_eq!(with(5, 0), Err(DecodeError::UnknownKind { found: 0 }));
     assert_eq!(with(5, 16), Err(DecodeError::UnknownKind { found: 16 }));
     assert_eq!(
-        with(7, 0x08),
-        Err(DecodeError::UnknownFlags { found: 0x0800 })
+        with(7, 0x10),
+        Err(DecodeError::UnknownFlags { found: 0x1000 })
     );
     assert_eq!(
         with(7, 0x80),

@@ -26,6 +26,9 @@ pub struct Greeted {
     pub welcome: Vec<u8>,
     /// The dialer's challenge, when it must still send an `Auth` proof over it.
     pub awaiting_proof: Option<[u8; AUTH_LEN]>,
+    /// The hello carried `flags::OBSERVER`: a read-only monitor, no member (it proved the
+    /// same credentials a member proves, under the id it claims).
+    pub observer: bool,
 }
 
 impl Acceptor<'_> {
@@ -54,9 +57,18 @@ impl Acceptor<'_> {
                 hello.node
             ));
         }
-        if !known(&hello.node, header.src) {
+        let observer = header.has(wire::flags::OBSERVER);
+        if observer {
+            // Not a member, yet never a member's id: it must not stand in for one.
+            if known(&hello.node, header.src) || header.src != wire::node_key(&hello.node) {
+                return Err(format!(
+                    "an observer must use an id of its own, not `{}`'s (or its key)",
+                    hello.node
+                ));
+            }
+        } else if !known(&hello.node, header.src) {
             return Err(format!(
-                "unknown node `{}` in fabric `{}`",
+                "unknown node `{}` in fabric `{}` (a monitor without an entry joins as an observer)",
                 hello.node, self.fabric
             ));
         }
@@ -94,6 +106,7 @@ impl Acceptor<'_> {
             peer,
             welcome,
             awaiting_proof: theirs,
+            observer,
         })
     }
 

@@ -51,6 +51,7 @@ pub struct FabricBuilder {
     sink: Sink,
     listen: Option<SocketAddr>,
     transport: crate::transport::TransportChoice,
+    observer: bool,
     cpus: Option<Vec<usize>>,
 }
 
@@ -81,6 +82,13 @@ impl FabricBuilder {
         self.transport = t;
         self
     }
+    /// Join the other nodes as an observer (`hfabric monitor` without a node entry): the
+    /// hellos carry `flags::OBSERVER`, the nodes answer only pings and metrics requests,
+    /// links stay on TCP. The id still needs an entry in this process's copy of the file.
+    pub fn observer(mut self) -> Self {
+        self.observer = true;
+        self
+    }
     /// Listen here instead of the fabric file's address (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
@@ -104,7 +112,13 @@ impl FabricBuilder {
         let mut effective = EffectiveConfig::new(&self.config, &node);
         // Before any thread of the node starts: they inherit the CPU set and memory policy.
         placement::apply_placement(node_cfg, index, self.cpus.as_deref(), &mut effective);
-        let inner = NodeInner::start(&self.config, &node, self.sink, self.listen, self.transport)?;
+        let inner = NodeInner::start(
+            &self.config,
+            &node,
+            self.sink,
+            self.listen,
+            (self.transport, self.observer),
+        )?;
         let buffers = inner.tuning.socket_buffer_bytes;
         placement::record_sockets(index, node_cfg, buffers, &inner.segment, &mut effective);
         effective.log();
@@ -160,6 +174,7 @@ impl Fabric {
             sink: Sink::Memory,
             listen: None,
             transport: crate::transport::TransportChoice::Auto,
+            observer: false,
             cpus: None,
         }
     }

@@ -85,6 +85,11 @@ impl Registry {
         Arc::clone(slot)
     }
 
+    /// Drops the slot of `key` (an observer's, once its last connection ended).
+    pub fn forget_link(&self, key: u64) {
+        self.links.write().remove(&key);
+    }
+
     /// Every link slot, sorted by peer id.
     pub fn links(&self) -> Vec<Arc<LinkCounters>> {
         let mut v: Vec<_> = self.links.read().values().cloned().collect();

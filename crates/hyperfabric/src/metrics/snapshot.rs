@@ -29,6 +29,9 @@ pub struct StatsSnapshot {
     /// Relayed transfers refused because their origin's signature was missing or wrong
     /// (a relay claiming another member as source; per-node keys only).
     pub origin_refusals: u64,
+    /// Frames other than Ping and MetricsRequest that an observer (a monitor without a node
+    /// entry) sent and this node refused (`ObserverReadOnly`) or dropped.
+    pub observer_refusals: u64,
     pub open_connections: usize,
     /// Fault injection (tests): frames this node dropped, corrupted, delayed, and
     /// connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.

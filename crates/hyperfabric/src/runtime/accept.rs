@@ -123,7 +123,7 @@ pub(super) fn serve_accepted(
             )
         }
     };
-    let peer = match greeted {
+    let (peer, observer) = match greeted {
         Ok(p) => p,
         Err(why) => {
             refuse(&why);
@@ -159,8 +159,16 @@ pub(super) fn serve_accepted(
     node.stats
         .connections_accepted
         .fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
-    node.adopt(Arc::clone(&conn));
+    if observer {
+        // Outside the peer table and the topology: never routed through (observer.rs).
+        if !node.observers.admit(&conn) {
+            return conn.close("this node serves the most observers it may");
+        }
+        tracing::info!(observer = %peer.id, %peer_addr, "an observer joined");
+    } else {
+        tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
+        node.adopt(Arc::clone(&conn));
+    }
     read_loop(node, conn, BufReader::with_capacity(READ_BUFFER_BYTES, rx));
 }
 
@@ -208,13 +216,14 @@ fn secure_acceptor(
     })
 }
 
-/// The acceptor's half of the fabric handshake: the peer, or why it is refused.
+/// The acceptor's half of the fabric handshake: the peer and whether it is an observer,
+/// or why it is refused.
 fn greet_as_acceptor(
     node: &NodeInner,
     tx: &mut impl Write,
     rx: &mut impl Read,
     session: Option<&TlsSession>,
-) -> std::result::Result<Peer, String> {
+) -> std::result::Result<(Peer, bool), String> {
     let acceptor = Acceptor {
         fabric: &node.fabric_name,
         me: &node.me,
@@ -232,7 +241,18 @@ fn greet_as_acceptor(
             .is_some_and(|p| p.id == id && p.key == key)
     };
     let greeted = acceptor.on_hello(&header, body(&payload, &header), known)?;
-    let peer = node.peer_by_id(&greeted.peer).map_err(|e| e.to_string())?;
+    let peer = match greeted.observer {
+        // Not in the peer table: a Peer value for this connection only, with no address.
+        true => match node.observers.full() {
+            Some(why) => return Err(why),
+            None => Peer {
+                key: wire::node_key(&greeted.peer),
+                id: greeted.peer.clone(),
+                addr: None,
+            },
+        },
+        false => node.peer_by_id(&greeted.peer).map_err(|e| e.to_string())?,
+    };
     if let Some(session) = session {
         let certs = session.peer_certificates();
         let cert = certs
@@ -251,5 +271,5 @@ fn greet_as_acceptor(
         })?;
         acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
     }
-    Ok(peer)
+    Ok((peer, greeted.observer))
 }

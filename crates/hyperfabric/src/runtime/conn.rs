@@ -102,6 +102,9 @@ pub struct Conn {
     /// The stream's reading half when callers may poll it (`tcp_poll`); None otherwise.
     pub(super) tcp_rx: Mutex<Option<super::tcp_poll::PolledRx>>,
     alive: AtomicBool,
+    /// An observer's connection (see `observer.rs`): answered only for Ping and
+    /// MetricsRequest; set once, before its read loop starts.
+    observer: AtomicBool,
     /// Set when the connection dies or starts closing: a writer blocked on a full ring gives
     /// up (shared with the ring link).
     closing: Arc<AtomicBool>,
@@ -156,6 +159,7 @@ impl Conn {
                 &peer.id,
             )),
             alive: AtomicBool::new(true),
+            observer: AtomicBool::new(false),
             closing: Arc::new(AtomicBool::new(false)),
             shm: AtomicBool::new(false),
             shm_rx: Mutex::new(None),
@@ -183,6 +187,14 @@ impl Conn {
             );
         }
         e
+    }
+
+    pub fn is_observer(&self) -> bool {
+        self.observer.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_observer(&self) {
+        self.observer.store(true, Ordering::Release);
     }
 
     pub fn is_alive(&self) -> bool {

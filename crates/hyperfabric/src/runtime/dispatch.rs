@@ -27,6 +27,9 @@ impl NodeInner {
         payload: &[u8],
         scratch: &mut Vec<u8>,
     ) -> Result<bool, Fault> {
+        if conn.is_observer() {
+            return self.on_observer_frame(conn, h, payload);
+        }
         if h.dst != self.my_key && h.kind.is_routed() {
             self.forward(conn, h, payload);
             return Ok(true);

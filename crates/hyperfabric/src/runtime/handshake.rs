@@ -171,14 +171,15 @@ fn greet_as_dialer(
                 signature: None,
             }),
     };
-    send(
-        &mut tx,
-        node,
-        peer.key,
-        FrameKind::Hello,
-        &wire::encode_hello(&hello),
-    )
-    .map_err(|e| io_err(e.to_string()))?;
+    let mut h = Header::new(FrameKind::Hello);
+    (h.src, h.dst) = (node.my_key, peer.key);
+    if node.observer {
+        h.flags = wire::flags::OBSERVER;
+    }
+    wire::encode_frame(&h, &wire::encode_hello(&hello))
+        .map_err(|e| e.to_string())
+        .and_then(|frame| tx.write_all(&frame).map_err(|e| e.to_string()))
+        .map_err(io_err)?;
     let mut payload = Vec::new();
     let answer = read_frame(&mut rx, node.limits, &mut payload).map_err(|e| match e {
         // With TLS, a failure here is the peer's verdict on our certificate (a TLS alert).

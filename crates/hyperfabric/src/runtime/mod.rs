@@ -10,6 +10,7 @@ mod gate;
 mod handshake;
 mod incoming;
 mod journal;
+mod observer;
 mod open;
 pub mod options;
 mod origin;
@@ -111,6 +112,10 @@ pub struct NodeInner {
     /// Peers that answered this node's proof with a Reject just now (refused.rs).
     refused: refused::Refusals,
     all_conns: Mutex<Vec<Arc<Conn>>>,
+    /// Monitors joined as observers (observer.rs): bounded, outside the peer table.
+    observers: observer::Observers,
+    /// This node joins others as an observer (a monitor without a node entry).
+    pub observer: bool,
     /// Accepted connections with a thread of their own (handshaking or established): bounded
     /// by `max_connections`, so a flood of silent sockets cannot spawn threads without limit.
     inbound: AtomicUsize,
@@ -140,7 +145,7 @@ impl NodeInner {
         me: &str,
         sink: Sink,
         listen: Option<SocketAddr>,
-        transport: TransportChoice,
+        (transport, observer): (TransportChoice, bool),
     ) -> Result<Arc<NodeInner>> {
         let node_cfg = cfg.node(me).ok_or_else(|| Error::NodeNotFound {
             node: me.to_owned(),
@@ -217,6 +222,8 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             refused: refused::Refusals::default(),
             all_conns: Mutex::new(Vec::new()),
+            observers: observer::Observers::default(),
+            observer,
             inbound: AtomicUsize::new(0),
             pending: accept::PendingTable::default(),
             outgoing: outgoing::OutgoingTable::new(cfg.compression.clone()),
@@ -474,6 +481,14 @@ impl NodeInner {
     /// Called by a reader thread when its connection ends.
     fn forget(&self, conn: &Arc<Conn>, reason: &str) {
         conn.mark_dead();
+        if conn.is_observer() {
+            // Its metrics slot goes with it: the slots stay bounded by the members and
+            // MAX_OBSERVERS, whatever ids observers come and go under.
+            if self.observers.forget(conn) {
+                self.metrics.forget_link(conn.peer_key);
+            }
+            return tracing::debug!(observer = %conn.peer, "connection closed: {reason}");
+        }
         {
             let mut conns = self.conns.lock();
             if conns
@@ -490,6 +505,10 @@ impl NodeInner {
 
     /// Should a connection to `peer` at `addr` try shared memory?
     pub(super) fn wants_shm(&self, peer: &Peer, addr: SocketAddr) -> bool {
+        if self.observer {
+            // Acceptors answer observers over TCP only: no rings for a read-only link.
+            return false;
+        }
         match self.transport {
             TransportChoice::Tcp => false,
             TransportChoice::Shm => true,
@@ -572,6 +591,7 @@ impl NodeInner {
         for c in &conns {
             c.close("node shutting down");
         }
+        self.observers.close_all();
         self.conns.lock().clear();
         self.outgoing.fail_all();
         self.incoming.drop_all();

@@ -74,7 +74,7 @@ fn on_frame(
         }
         let view = shmlink::take_loan(conn, &h, payload).map_err(violation)?;
         shmlink::on_loaned(node, conn, h, view, scratch).map_err(violation)?
-    } else if h.kind == FrameKind::ShmOffer && !*offered {
+    } else if h.kind == FrameKind::ShmOffer && !*offered && !conn.is_observer() {
         *offered = true;
         shmlink::accept(node, conn, payload);
         true

@@ -33,6 +33,8 @@ pub struct NodeStats {
     pub content_mismatches: AtomicU64,
     /// See [`StatsSnapshot::origin_refusals`].
     pub origin_refusals: AtomicU64,
+    /// See [`StatsSnapshot::observer_refusals`].
+    pub observer_refusals: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slots`].
     pub shm_pool_slots: AtomicU64,
     /// See [`StatsSnapshot::shm_pool_slot_bytes`].
@@ -63,6 +65,7 @@ impl NodeStats {
             corrupt_frames_dropped: r(&self.corrupt_frames_dropped),
             content_mismatches: r(&self.content_mismatches),
             origin_refusals: r(&self.origin_refusals),
+            observer_refusals: r(&self.observer_refusals),
             shm_pool_slots: r(&self.shm_pool_slots),
             shm_pool_slot_bytes: r(&self.shm_pool_slot_bytes),
             frames_polled: r(&self.frames_polled),

@@ -43,11 +43,14 @@ pub enum RefusalCode {
     /// A relayed transfer whose origin did not sign it (or whose signature does not check):
     /// a relay claimed another member as its source.
     OriginUnproven = 12,
+    /// The frame came from an observer's connection (a monitor that joined without a node
+    /// entry): it may only ping and ask for metrics.
+    ObserverReadOnly = 13,
 }
 
 impl RefusalCode {
     /// Every code, in wire order.
-    pub const ALL: [RefusalCode; 13] = [
+    pub const ALL: [RefusalCode; 14] = [
         RefusalCode::Unspecified,
         RefusalCode::UnknownDestination,
         RefusalCode::ZoneDenied,
@@ -61,6 +64,7 @@ impl RefusalCode {
         RefusalCode::StoreFailed,
         RefusalCode::ContentMismatch,
         RefusalCode::OriginUnproven,
+        RefusalCode::ObserverReadOnly,
     ];
 
     /// The code as it travels in a `Nack FATAL`'s `aux`.
@@ -93,6 +97,7 @@ impl RefusalCode {
             RefusalCode::StoreFailed => "store failed",
             RefusalCode::ContentMismatch => "content mismatch",
             RefusalCode::OriginUnproven => "origin unproven",
+            RefusalCode::ObserverReadOnly => "observer is read-only",
         }
     }
 }
@@ -155,7 +160,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_read_as_unspecified() {
-        for aux in [13, 0xffff, 1 << 16, u64::MAX] {
+        for aux in [14, 0xffff, 1 << 16, u64::MAX] {
             assert_eq!(RefusalCode::from_wire_code(aux), RefusalCode::Unspecified);
         }
     }

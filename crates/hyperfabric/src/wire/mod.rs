@@ -154,6 +154,7 @@ impl FrameKind {
 ///  bit 8      NAMED        (Data) the transfer has a Meta (name): complete it only with it
 ///  bit 9      SIGNED       (Ack FINAL) the payload starts with the destination's signature
 ///  bit 10     ORIGIN       (Data, Meta) the payload starts with the sender's signature
+///  bit 11     OBSERVER     (Hello) the dialer joins as a read-only observer, not a member
 /// ```
 pub mod flags {
     /// Ack: the transfer is complete at the destination.
@@ -183,9 +184,20 @@ pub mod flags {
     /// Data and Meta sent through relays (wire v2, per-node keys): the payload starts with
     /// the sender's 64-byte Ed25519 signature of the transfer (`auth::identity::Origin`).
     pub const ORIGIN: u16 = 1 << 10;
+    /// Hello: the dialer is an observer (a monitor without a node entry): it proves the
+    /// fabric's credentials but is no member; its connection answers only Ping and
+    /// MetricsRequest. A node that predates this bit refuses such a hello (unknown flag).
+    pub const OBSERVER: u16 = 1 << 11;
     /// Every bit this version knows; others are refused.
-    pub const KNOWN: u16 =
-        FINAL | COMPRESSION_MASK | FATAL | TRANSFORM_MASK | LOANED | NAMED | SIGNED | ORIGIN;
+    pub const KNOWN: u16 = FINAL
+        | COMPRESSION_MASK
+        | FATAL
+        | TRANSFORM_MASK
+        | LOANED
+        | NAMED
+        | SIGNED
+        | ORIGIN
+        | OBSERVER;
 
     /// The compression code (0..=3) carried in `flags`.
     pub fn compression(flags: u16) -> u8 {

@@ -1,5 +1,5 @@
-//! `hfabric monitor`: a live dashboard of a whole fabric. It joins the fabric as a client
-//! node, and every interval pings each node (latency, loss) and asks it for its metrics
+//! `hfabric monitor`: a live dashboard of a whole fabric. It joins the running fabric as an
+//! observer (or as its own node when the file has an entry for `--from`), and every interval pings each node (latency, loss) and asks it for its metrics
 //! (bandwidth, retransmissions, CPU, memory) over `MetricsRequest` frames.
 
 mod anomalies;
@@ -17,10 +17,14 @@ use std::time::{Duration, Instant};
 pub struct Args {
     #[command(flatten)]
     pub fabric: FabricArgs,
-    /// The node id the monitor joins as (default: `monitor` if the file has it, else the
-    /// first node). Give it an entry of its own so it does not stand in for a served node.
-    #[arg(long, value_name = "ID")]
-    pub from: Option<String>,
+    /// The id the monitor joins as (default: `monitor`). When the fabric file has a node
+    /// entry for it, the monitor runs that node as a member; otherwise it joins the running
+    /// nodes as an observer, with no entry and no restart: it proves the fabric's
+    /// credentials (the secret_file, a TLS certificate for ID; with node_keys the nodes
+    /// refuse observers, so give it an entry there), the nodes answer its pings and metrics
+    /// requests only, and it shows every node of the file.
+    #[arg(long, value_name = "ID", default_value = "monitor")]
+    pub from: String,
     /// Nodes to watch, comma separated (default: every node of the file but `--from`).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub nodes: Vec<String>,
@@ -77,25 +81,35 @@ fn parse_screen(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let cfg = a.fabric.load()?;
+    let mut cfg = a.fabric.load()?;
+    let shm_only = a.fabric.transport == crate::common::TransportArg::Shm;
     let ids: Vec<String> = cfg.nodes.iter().map(|n| n.id().to_owned()).collect();
-    let from = match &a.from {
-        Some(f) => f.clone(),
-        None if ids.iter().any(|i| i == "monitor") => "monitor".into(),
-        None => {
-            let first = ids
-                .first()
-                .cloned()
-                .ok_or_else(|| CliError::usage("the fabric file has no nodes"))?;
-            // Said, not silent: the stand-in is missing from its own table.
-            eprintln!(
-                "hfabric: the fabric file has no `monitor` node, so the monitor joins as `{first}` \
-                 and leaves it out of the table; give the monitor a [[nodes]] entry (id = \
-                 \"monitor\") or pass --from ID"
-            );
-            first
-        }
-    };
+    let from = a.from.clone();
+    let observer = !ids.contains(&from);
+    // The report shows the file as written, without the observer's own entry.
+    let file_cfg = cfg.clone();
+    if observer && shm_only {
+        return Err(CliError::usage(format!(
+            "--transport shm: `{from}` has no entry in the fabric file, so the monitor joins as \
+             an observer, and nodes answer observers over TCP only"
+        )));
+    }
+    if observer {
+        eprintln!(
+            "hfabric: the fabric file has no node `{from}`, so the monitor joins the running \
+             nodes as an observer `{from}` (read-only; every node of the file is watched)"
+        );
+        // This process's copy of the file only: the running nodes never learn of the entry.
+        cfg.nodes.push(hyperfabric::config::NodeConfig {
+            signature: hyperfabric::node::NodeSignature::new(
+                &from,
+                hyperfabric::node::HardwareType::CpuCluster,
+            ),
+            listen: None,
+            zone: None,
+            host: None,
+        });
+    }
     let nodes: Vec<String> = if a.nodes.is_empty() {
         ids.iter().filter(|i| **i != from).cloned().collect()
     } else {
@@ -108,7 +122,11 @@ pub fn run(a: Args) -> CliResult {
     }
     let fabric_name = cfg.name.clone();
     let alerts = cfg.alerts.clone().unwrap_or_default();
-    let fabric = crate::common::start_client_with(cfg, &from, a.fabric.transport.into())?;
+    let fabric = if observer {
+        crate::common::start_observer(cfg, &from)?
+    } else {
+        crate::common::start_client_with(cfg, &from, a.fabric.transport.into())?
+    };
     let interval_ms = a.interval.as_millis() as u64;
     let mut state = MonitorState::new(&fabric_name, &from, interval_ms, &nodes, &alerts);
     let started = Instant::now();
@@ -130,7 +148,7 @@ pub fn run(a: Args) -> CliResult {
         }
         export(&a, &state)?;
         return if a.json {
-            crate::context::print_report(&snapshot_json(&state), Some(fabric.config()))
+            crate::context::print_report(&snapshot_json(&state), Some(&file_cfg))
         } else {
             let text = render::to_text(&state, a.screen.0, a.screen.1)?;
             print!("{text}");

@@ -1,0 +1,222 @@
+//! `hfabric monitor` joining a running fabric as an observer: no node entry for it in the
+//! file, no restart of the served nodes, the fabric secret proven like a member proves it.
+//! An observer's connection is read-only (`ObserverReadOnly`), and a wrong secret is refused.
+
+mod support;
+
+use hyperfabric::wire::{self, flags, FrameKind, Header, Hello, RefusalCode};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::raw::read_frame;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The shared two-node file with `extra` lines under `[fabric]`, as `name.toml`.
+fn fabric_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string(fabric_file(dir, "high_throughput")).unwrap();
+    let text = base.replacen("name = \"test\"", &format!("name = \"test\"\n{extra}"), 1);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn keygen(path: &Path) {
+    let out = hfabric(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `monitor --once --json` as an observer (the file has no `monitor` entry).
+fn observe(cfg: &Path, a: &Server, b: &Server) -> serde_json::Value {
+    let out = hfabric(&[
+        "monitor",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--peer",
+        &a.peer_arg("node-a"),
+        "--peer",
+        &b.peer_arg("node-b"),
+        "--once",
+        "--json",
+        "--interval",
+        "200ms",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"))
+}
+
+#[test]
+fn monitor_joins_a_running_fabric_as_an_observer() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("fabric.key"));
+    let cfg = fabric_with(dir.path(), "secure", "secret_file = \"fabric.key\"");
+    let a = Server::start(&cfg, "node-a", None);
+    let b = Server::start(&cfg, "node-b", None);
+    let v = observe(&cfg, &a, &b);
+    assert_eq!(v["from"], "monitor");
+    let nodes = v["nodes"].as_array().expect("nodes");
+    let ids: Vec<_> = nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap_or(""))
+        .collect();
+    // Every node of the file: none stood in for.
+    assert_eq!(ids, ["node-a", "node-b"], "{v}");
+    for n in nodes {
+        assert_eq!(n["reachable"], true, "{n}");
+        assert_eq!(n["metrics"]["node"], n["id"], "its own metrics: {n}");
+        assert!(n["metrics"]["totals"].is_object(), "{n}");
+    }
+    assert!(b.wait_log("an observer joined", WAIT), "{}", b.log_text());
+}
+
+#[test]
+fn a_wrong_secret_keeps_the_observer_out() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("fabric.key"));
+    keygen(&dir.path().join("other.key"));
+    let cfg = fabric_with(dir.path(), "secure", "secret_file = \"fabric.key\"");
+    let wrong = fabric_with(dir.path(), "wrong", "secret_file = \"other.key\"");
+    let a = Server::start(&cfg, "node-a", None);
+    let b = Server::start(&cfg, "node-b", None);
+    let v = observe(&wrong, &a, &b);
+    for n in v["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["reachable"], false, "{n}");
+        assert!(n["metrics"].is_null(), "no figures without the secret: {n}");
+        assert!(
+            n["error"].as_str().is_some_and(|e| e.contains("secret")),
+            "{n}"
+        );
+    }
+    assert!(b.wait_log("refusing connection", WAIT), "{}", b.log_text());
+}
+
+/// A plain (no secret) observer hello from `id`, by hand.
+fn observer_hello(id: &str) -> Vec<u8> {
+    let mut h = Header::new(FrameKind::Hello);
+    (h.src, h.dst, h.flags) = (
+        wire::node_key(id),
+        wire::node_key("node-b"),
+        flags::OBSERVER,
+    );
+    let hello = Hello {
+        fabric: "test".into(),
+        node: id.into(),
+        nonce: 7,
+        auth: None,
+        identity: None,
+    };
+    wire::encode_frame(&h, &wire::encode_hello(&hello)).expect("a hello fits")
+}
+
+fn frame(kind: FrameKind, id: u64) -> Vec<u8> {
+    frame_from("watcher", kind, id)
+}
+
+fn frame_from(from: &str, kind: FrameKind, id: u64) -> Vec<u8> {
+    let mut h = Header::new(kind);
+    (h.src, h.dst, h.transfer_id) = (wire::node_key(from), wire::node_key("node-b"), id);
+    h.aux = 4;
+    let body: &[u8] = if kind == FrameKind::Data {
+        b"data"
+    } else {
+        b""
+    };
+    wire::encode_frame(&h, body).expect("a frame")
+}
+
+#[test]
+fn an_observer_may_ping_and_read_metrics_but_not_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let b = Server::start(&cfg, "node-b", None);
+    let mut s = TcpStream::connect(b.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&observer_hello("watcher")).unwrap();
+    let (w, body) = read_frame(&mut s).expect("an answer");
+    assert_eq!(
+        w.kind,
+        FrameKind::Welcome,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    s.write_all(&frame(FrameKind::Ping, 1)).unwrap();
+    assert_eq!(read_frame(&mut s).expect("pong").0.kind, FrameKind::Pong);
+    s.write_all(&frame(FrameKind::MetricsRequest, 2)).unwrap();
+    let (m, body) = read_frame(&mut s).expect("metrics");
+    assert_eq!(m.kind, FrameKind::MetricsReply);
+    let metrics: serde_json::Value = serde_json::from_slice(&body).expect("metrics JSON");
+    s.write_all(&frame(FrameKind::Data, 3)).unwrap();
+    let (n, why) = read_frame(&mut s).expect("a refusal");
+    assert_eq!(n.kind, FrameKind::Nack);
+    assert!(n.has(flags::FATAL));
+    assert_eq!(
+        RefusalCode::from_wire_code(n.aux),
+        RefusalCode::ObserverReadOnly
+    );
+    assert!(String::from_utf8_lossy(&why).contains("observer"));
+    // Counted: the next metrics show the refusal (answers are cached for 100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&frame(FrameKind::MetricsRequest, 4)).unwrap();
+    let (_, body) = read_frame(&mut s).expect("metrics again");
+    let after: serde_json::Value = serde_json::from_slice(&body).expect("metrics JSON");
+    assert_eq!(after["totals"]["observer_refusals"], 1, "{after}");
+    assert_eq!(metrics["totals"]["observer_refusals"], 0, "{metrics}");
+}
+
+#[test]
+fn an_observer_cannot_use_a_members_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let b = Server::start(&cfg, "node-b", None);
+    let mut s = TcpStream::connect(b.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&observer_hello("node-a")).unwrap();
+    let (r, why) = read_frame(&mut s).expect("an answer");
+    assert_eq!(r.kind, FrameKind::Reject);
+    assert!(String::from_utf8_lossy(&why).contains("id of its own"));
+}
+
+#[test]
+fn a_node_serves_a_bounded_number_of_observers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fabric_file(dir.path(), "high_throughput");
+    let b = Server::start(&cfg, "node-b", None);
+    let join = |id: &str| {
+        let mut s = TcpStream::connect(b.addr).expect("connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&observer_hello(id)).unwrap();
+        let answer = read_frame(&mut s).expect("an answer");
+        (s, answer)
+    };
+    // MAX_OBSERVERS (16) are taken in; the next is refused with the reason.
+    let held: Vec<_> = (0..16)
+        .map(|i| {
+            let id = format!("watcher-{i}");
+            let (mut s, (h, why)) = join(&id);
+            assert_eq!(
+                h.kind,
+                FrameKind::Welcome,
+                "{}",
+                String::from_utf8_lossy(&why)
+            );
+            // A pong: the connection is in the table (admitted before its read loop).
+            s.write_all(&frame_from(&id, FrameKind::Ping, 1)).unwrap();
+            assert_eq!(read_frame(&mut s).expect("pong").0.kind, FrameKind::Pong);
+            s
+        })
+        .collect();
+    let (_, (h, why)) = join("watcher-16");
+    assert_eq!(h.kind, FrameKind::Reject);
+    assert!(
+        String::from_utf8_lossy(&why).contains("16 observers"),
+        "{why:?}"
+    );
+    drop(held);
+}
