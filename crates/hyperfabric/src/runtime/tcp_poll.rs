@@ -189,7 +189,6 @@ fn describe(end: End) -> String {
         // "peer ...": a refusal is the peer's verdict, not our protocol error (end_polled).
         End::Refused(why) => format!("peer refused this node: {why}"),
         End::Violation(why) => why,
-        End::Refused(why) => format!("peer refused this node: {why}"),
     }
 }
 
