@@ -132,6 +132,9 @@ fn transfers_flow_without_a_failure_while_one_node_joins_and_another_leaves() {
         wait_known(j, &["a", "b", "d"]);
     }
     let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
+    // Set by the sender once its last send returned: `stop` alone can be seen while a send
+    // is still on its way, and the receiver would stop one transfer short.
+    let done = AtomicBool::new(false);
     let received = std::thread::scope(|s| {
         let sender = s.spawn(|| {
             let mut seq = 0;
@@ -143,10 +146,11 @@ fn transfers_flow_without_a_failure_while_one_node_joins_and_another_leaves() {
                 seq += 1;
                 sent.store(seq, Ordering::Release);
             }
+            done.store(true, Ordering::Release);
         });
         let receiver = s.spawn(|| {
             let (mut seq, mut last) = (0, Instant::now());
-            while !(stop.load(Ordering::Acquire) && seq == sent.load(Ordering::Acquire)) {
+            while !(done.load(Ordering::Acquire) && seq == sent.load(Ordering::Acquire)) {
                 let Ok(msg) = b.fabric.recv_timeout(Duration::from_millis(200)) else {
                     let n = sent.load(Ordering::Acquire);
                     assert!(last.elapsed() < EVENT_WAIT, "b has {seq} of {n} transfers");
