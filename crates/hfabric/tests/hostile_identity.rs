@@ -98,11 +98,6 @@ fn with_per_node_keys_a_member_cannot_claim_another_members_id() {
             transport,
         );
         assert!(!ok, "the impostor's send succeeded ({transport}): {err}");
-        // It fails with the acceptor's reason, not by re-dialing until its deadline.
-        assert!(
-            err.contains("node-b refused this node") && err.contains("did not sign with"),
-            "{transport}: {err}"
-        );
     }
     assert!(
         server.wait_log(

@@ -392,12 +392,6 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, reader: BufReader
         End::Goodbye(why) => format!("peer said goodbye: {why}"),
         End::Io(e) if !conn.is_alive() => format!("closed locally ({e})"),
         End::Io(e) => format!("I/O error: {e}"),
-        End::Refused(why) => {
-            let why = format!("{} refused this node: {why}", conn.peer);
-            tracing::warn!(peer = %conn.peer, "{why}");
-            node.refused.note(conn.peer_key, &why);
-            why
-        }
         End::Violation(why) => {
             node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %conn.peer, "closing connection: {why}");

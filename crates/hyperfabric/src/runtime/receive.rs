@@ -20,8 +20,6 @@ pub(super) enum End {
     Io(io::Error),
     /// The peer broke the protocol: why.
     Violation(String),
-    /// The peer refused this node after the handshake (it rejected our key proof): why.
-    Refused(String),
 }
 
 /// Takes the next frame from `rx` and handles it. `Ok(false)`: nothing had arrived;
@@ -63,10 +61,6 @@ fn on_frame(
 ) -> Result<(), End> {
     let Frame { header: h, payload } = f;
     let violation = |e: String| End::Violation(e);
-    if h.kind == FrameKind::Reject {
-        // Connection-level, like the handshake's own Reject: it carries no source key.
-        return Err(End::Refused(String::from_utf8_lossy(payload).into_owned()));
-    }
     check_source(node, conn, &h).map_err(violation)?;
     let go_on = if h.kind == FrameKind::Data && h.has(flags::LOANED) {
         if kind != TransportKind::Shm {

@@ -186,8 +186,6 @@ fn describe(end: End) -> String {
         End::Eof => "peer closed the connection".to_owned(),
         End::Goodbye(why) => format!("peer said goodbye: {why}"),
         End::Io(e) => format!("I/O error: {e}"),
-        // "peer ...": a refusal is the peer's verdict, not our protocol error (end_polled).
-        End::Refused(why) => format!("peer refused this node: {why}"),
         End::Violation(why) => why,
     }
 }

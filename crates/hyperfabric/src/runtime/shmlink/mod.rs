@@ -336,19 +336,6 @@ pub(super) fn offer(
             record_pool(node, &ends);
             Ok(Some(ends))
         }
-        // A handshake-level Reject (no source key: see handshake::send_reject) refuses the
-        // connection itself, typically our key proof; declining shared memory is a Reject
-        // from the peer's key and leaves the connection on TCP.
-        Ok(a) if a.kind == FrameKind::Reject && a.src == 0 => {
-            let why = format!(
-                "{} refused this node: {}",
-                peer.id,
-                String::from_utf8_lossy(body(&payload, &a))
-            );
-            tracing::warn!(peer = %peer.id, "{why}");
-            node.refused.note(peer.key, &why);
-            Err(Error::Rejected { reason: why })
-        }
         Ok(a) => fail(format!(
             "peer declined ({:?}): {}",
             a.kind,
