@@ -7,21 +7,12 @@ mod support;
 use hyperfabric::wire::{self, FrameKind, Header, Hello, HelloAuth};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// The two-node test fabric with extra `[fabric]` lines, written as `<name>.toml`.
-fn fabric_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let base = std::fs::read_to_string(fabric_file(dir, "high_throughput")).unwrap();
-    let text = base.replacen("name = \"test\"", &format!("name = \"test\"\n{extra}"), 1);
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn keygen(path: &Path) {
     let out = hfabric(&["keygen", "--json", "--out", path.to_str().unwrap()]);

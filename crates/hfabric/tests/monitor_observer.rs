@@ -7,21 +7,12 @@ mod support;
 use hyperfabric::wire::{self, flags, FrameKind, Header, Hello, RefusalCode};
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use support::raw::read_frame;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The shared two-node file with `extra` lines under `[fabric]`, as `name.toml`.
-fn fabric_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let base = std::fs::read_to_string(fabric_file(dir, "high_throughput")).unwrap();
-    let text = base.replacen("name = \"test\"", &format!("name = \"test\"\n{extra}"), 1);
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn keygen(path: &Path) {
     let out = hfabric(&["keygen", "--out", path.to_str().unwrap()]);

@@ -46,6 +46,16 @@ latency_ns = 1000
     path
 }
 
+/// The two-node test fabric with `extra` lines under `[fabric]`, written as `<name>.toml`.
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn fabric_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string(fabric_file(dir, "high_throughput")).unwrap();
+    let text = base.replacen("name = \"test\"", &format!("name = \"test\"\n{extra}"), 1);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A running `hfabric serve`; killed on drop. Its stderr (the log) goes to a file.
 pub struct Server {
     pub child: Child,
