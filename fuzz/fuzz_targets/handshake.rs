@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(
         acceptor
-            .on_proof(&greeted.peer, &theirs, &header, body)
+            .on_proof((&greeted.peer, greeted.observer), &theirs, &header, body)
             .is_err(),
         "a proof made without the key was accepted"
     );

@@ -10,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::pki::{pki, tls_lines};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -238,34 +239,6 @@ fn a_replayed_hello_without_the_key_gets_nothing_through() {
         "{}",
         server.log_text()
     );
-}
-
-/// A CA and a certificate it signs for `names`, as PEM files in `dir` named `<tag>-*.pem`.
-fn pki(dir: &Path, tag: &str, names: &[&str]) -> String {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{tag} test CA"));
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let cert = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    std::fs::write(dir.join(format!("{tag}-ca.pem")), ca.pem()).unwrap();
-    std::fs::write(dir.join(format!("{tag}-cert.pem")), cert.pem()).unwrap();
-    std::fs::write(dir.join(format!("{tag}-key.pem")), key.serialize_pem()).unwrap();
-    tag.to_owned()
-}
-
-fn tls_lines(cert: &str, ca: &str) -> String {
-    format!(
-        "encryption_enabled = true\ntls_cert = \"{cert}-cert.pem\"\ntls_key = \"{cert}-key.pem\"\ntls_ca = \"{ca}-ca.pem\"\nsecret_file = \"fabric.key\""
-    )
 }
 
 #[test]

@@ -180,7 +180,9 @@ fn shared_secret_and_open_fabrics_say_what_they_do_not_protect() {
 fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<usize> {
     let cfg = FabricConfig::from_file(cfg).unwrap();
     std::thread::spawn(move || {
-        let keys = NodeKeys::from_config(&cfg, "node-c").unwrap().unwrap();
+        let keys = NodeKeys::from_config(&cfg, "node-c", false)
+            .unwrap()
+            .unwrap();
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
         let acceptor = Acceptor {
@@ -198,7 +200,9 @@ fn forging_relay(listener: TcpListener, cfg: &Path) -> std::thread::JoinHandle<u
             .unwrap();
         let (h, body) = read_frame(&mut s).unwrap();
         let theirs = g.awaiting_proof.unwrap();
-        acceptor.on_proof(&g.peer, &theirs, &h, &body).unwrap();
+        acceptor
+            .on_proof((&g.peer, g.observer), &theirs, &h, &body)
+            .unwrap();
         let mut forged = 0;
         while let Ok((h, _)) = read_frame(&mut s) {
             if h.kind != FrameKind::Data || forged > 0 {
@@ -422,7 +426,7 @@ fn a_relay_cannot_forge_a_transfer_from_another_member() {
     let cfg = keyed_chain(d);
     let store = d.join("store");
     let dst = Server::start(&cfg, "node-b", Some(&store));
-    let keys = NodeKeys::from_config(&FabricConfig::from_file(&cfg).unwrap(), "node-c")
+    let keys = NodeKeys::from_config(&FabricConfig::from_file(&cfg).unwrap(), "node-c", false)
         .unwrap()
         .unwrap();
     let mut s = dial_as_node_c(dst.addr, &keys);

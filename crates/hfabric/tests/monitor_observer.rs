@@ -25,10 +25,22 @@ fn keygen(path: &Path) {
 
 /// `monitor --once --json` as an observer (the file has no `monitor` entry).
 fn observe(cfg: &Path, a: &Server, b: &Server) -> serde_json::Value {
-    let out = hfabric(&[
+    let out = observe_as(cfg, "monitor", a, b);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"))
+}
+
+/// `monitor --once --json --from ID` over TCP, its exit status unchecked.
+fn observe_as(cfg: &Path, id: &str, a: &Server, b: &Server) -> std::process::Output {
+    hfabric(&[
         "monitor",
         "--config",
         cfg.to_str().unwrap(),
+        "--from",
+        id,
+        "--transport",
+        "tcp",
         "--peer",
         &a.peer_arg("node-a"),
         "--peer",
@@ -37,21 +49,11 @@ fn observe(cfg: &Path, a: &Server, b: &Server) -> serde_json::Value {
         "--json",
         "--interval",
         "200ms",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"))
+    ])
 }
 
-#[test]
-fn monitor_joins_a_running_fabric_as_an_observer() {
-    let dir = tempfile::tempdir().unwrap();
-    keygen(&dir.path().join("fabric.key"));
-    let cfg = fabric_with(dir.path(), "secure", "secret_file = \"fabric.key\"");
-    let a = Server::start(&cfg, "node-a", None);
-    let b = Server::start(&cfg, "node-b", None);
-    let v = observe(&cfg, &a, &b);
-    assert_eq!(v["from"], "monitor");
+/// Every node of the file reachable, with its own metrics.
+fn assert_all_watched(v: &serde_json::Value) {
     let nodes = v["nodes"].as_array().expect("nodes");
     let ids: Vec<_> = nodes
         .iter()
@@ -64,7 +66,133 @@ fn monitor_joins_a_running_fabric_as_an_observer() {
         assert_eq!(n["metrics"]["node"], n["id"], "its own metrics: {n}");
         assert!(n["metrics"]["totals"].is_object(), "{n}");
     }
+}
+
+/// No node answered: none reachable, no figures.
+fn assert_none_watched(v: &serde_json::Value) {
+    for n in v["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["reachable"], false, "{n}");
+        assert!(
+            n["metrics"].is_null(),
+            "no figures without credentials: {n}"
+        );
+    }
+}
+
+#[test]
+fn monitor_joins_a_running_fabric_as_an_observer() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("fabric.key"));
+    let cfg = fabric_with(dir.path(), "secure", "secret_file = \"fabric.key\"");
+    let a = Server::start(&cfg, "node-a", None);
+    let b = Server::start(&cfg, "node-b", None);
+    let v = observe(&cfg, &a, &b);
+    assert_eq!(v["from"], "monitor");
+    assert_all_watched(&v);
     assert!(b.wait_log("an observer joined", WAIT), "{}", b.log_text());
+}
+
+/// Per-node key pairs for `ids` in `dir` (through `hfabric keygen --node`).
+fn keygen_nodes(dir: &Path, ids: &[&str]) {
+    let mut args = vec!["keygen", "--dir", dir.to_str().unwrap()];
+    for id in ids {
+        args.extend(["--node", id]);
+    }
+    let out = hfabric(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_node_keys_an_observer_proves_a_key_of_observer_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen_nodes(&d.join("keys"), &["node-a", "node-b"]);
+    keygen_nodes(&d.join("observers"), &["monitor"]);
+    keygen_nodes(&d.join("strangers"), &["watcher"]);
+    let cfg = fabric_with(
+        d,
+        "keys",
+        "node_keys = \"keys\"\nobserver_keys = \"observers\"",
+    );
+    let a = Server::start(&cfg, "node-a", None);
+    let b = Server::start(&cfg, "node-b", None);
+    assert_all_watched(&observe(&cfg, &a, &b));
+    assert!(b.wait_log("an observer joined", WAIT), "{}", b.log_text());
+
+    // A key the nodes do not list: refused, and the node says why.
+    let stranger = fabric_with(
+        d,
+        "stranger",
+        "node_keys = \"keys\"\nobserver_keys = \"strangers\"",
+    );
+    let out = observe_as(&stranger, "watcher", &a, &b);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_none_watched(&serde_json::from_slice(&out.stdout).expect("JSON"));
+    assert!(
+        b.wait_log("observer `watcher` has no public key here", WAIT),
+        "{}",
+        b.log_text()
+    );
+
+    // A listed id with another key (monitor.pub listed, a different monitor.key): refused.
+    keygen_nodes(&d.join("forged"), &["monitor"]);
+    let forged = fabric_with(
+        d,
+        "forged",
+        "node_keys = \"keys\"\nobserver_keys = \"forged\"",
+    );
+    let out = observe_as(&forged, "monitor", &a, &b);
+    assert_none_watched(&serde_json::from_slice(&out.stdout).expect("JSON"));
+    assert!(
+        b.wait_log("did not sign with `monitor`'s key", WAIT),
+        "{}",
+        b.log_text()
+    );
+
+    // No observer_keys at all: the monitor says what to set before it dials anyone.
+    let bare = fabric_with(d, "bare", "node_keys = \"keys\"");
+    let out = observe_as(&bare, "monitor", &a, &b);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("observer_keys"), "{err}");
+}
+
+#[test]
+fn under_tls_an_observer_needs_a_certificate_for_its_id() {
+    use support::pki::{pki_leaves, tls_lines};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("fabric.key"));
+    pki_leaves(
+        d,
+        "ca",
+        &[("", &["node-a", "node-b"]), ("monitor", &["monitor"])],
+    );
+    let cfg = fabric_with(d, "tls", &tls_lines("ca", "ca"));
+    let a = Server::start(&cfg, "node-a", None);
+    let b = Server::start(&cfg, "node-b", None);
+    // Its own certificate (same CA, naming `monitor`): watched over TLS.
+    let mine = fabric_with(d, "mine", &tls_lines("ca-monitor", "ca"));
+    assert_all_watched(&observe(&mine, &a, &b));
+    assert!(b.wait_log("an observer joined", WAIT), "{}", b.log_text());
+    // The members' certificate does not name `monitor`: refused.
+    assert_none_watched(&observe(&cfg, &a, &b));
+    assert!(
+        b.wait_log("its certificate is not for node `monitor`", WAIT),
+        "{}",
+        b.log_text()
+    );
+    // No TLS at all (the secret only): refused.
+    let plain = fabric_with(d, "plain", "secret_file = \"fabric.key\"");
+    assert_none_watched(&observe(&plain, &a, &b));
 }
 
 #[test]
@@ -77,9 +205,8 @@ fn a_wrong_secret_keeps_the_observer_out() {
     let a = Server::start(&cfg, "node-a", None);
     let b = Server::start(&cfg, "node-b", None);
     let v = observe(&wrong, &a, &b);
+    assert_none_watched(&v);
     for n in v["nodes"].as_array().expect("nodes") {
-        assert_eq!(n["reachable"], false, "{n}");
-        assert!(n["metrics"].is_null(), "no figures without the secret: {n}");
         assert!(
             n["error"].as_str().is_some_and(|e| e.contains("secret")),
             "{n}"

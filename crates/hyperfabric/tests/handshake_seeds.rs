@@ -66,7 +66,9 @@ fn handshake_seeds_are_current_and_refused_without_the_key() {
             wire::decode_frame(&bytes[used..], Default::default()),
         ) {
             let theirs = g.awaiting_proof.unwrap();
-            assert!(acceptor.on_proof(&g.peer, &theirs, &h, body).is_err());
+            assert!(acceptor
+                .on_proof((&g.peer, g.observer), &theirs, &h, body)
+                .is_err());
         }
         let path = dir.join(name);
         if write {

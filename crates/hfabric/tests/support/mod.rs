@@ -4,6 +4,7 @@
 pub mod etcd;
 pub mod launch;
 pub mod netns;
+pub mod pki;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

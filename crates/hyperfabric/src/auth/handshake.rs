@@ -74,7 +74,9 @@ impl Acceptor<'_> {
         }
         let peer = hello.node;
         let theirs = match self.keys {
-            Some(keys) => self.their_identity(&peer, &hello.auth, &hello.identity, keys)?,
+            Some(keys) => {
+                self.their_identity(&peer, &hello.auth, &hello.identity, (keys, observer))?
+            }
             None if hello.identity.is_some() => return Err(format!(
                 "node `{peer}` proves a per-node key but this node has none (node_keys is not set here)"
             )),
@@ -137,7 +139,7 @@ impl Acceptor<'_> {
         peer: &str,
         auth: &Option<HelloAuth>,
         identity: &Option<HelloIdentity>,
-        keys: &NodeKeys,
+        (keys, observer): (&NodeKeys, bool),
     ) -> Result<Option<[u8; AUTH_LEN]>, String> {
         match (auth, identity) {
             (Some(_), _) => Err(format!(
@@ -149,17 +151,21 @@ impl Acceptor<'_> {
             (None, Some(HelloIdentity { signature: Some(_), .. })) => {
                 Err("a hello must not carry a signature".into())
             }
-            (None, Some(_)) if !keys.knows(peer) => {
+            (None, Some(_)) if observer && !keys.knows_observer(peer) => Err(format!(
+                "observer `{peer}` has no public key here (observer_keys lists no {peer}.pub; make one with `hfabric keygen --node {peer} --dir DIR` and copy {peer}.pub to every node's observer_keys)"
+            )),
+            (None, Some(_)) if !observer && !keys.knows(peer) => {
                 Err(format!("no public key for node `{peer}` here"))
             }
             (None, Some(i)) => Ok(Some(i.challenge)),
         }
     }
 
-    /// Checks the frame after the Welcome when a proof is due.
+    /// Checks the frame after the Welcome when a proof is due; `observer` as greeted (an
+    /// observer's signature is checked against `observer_keys`, a member's against its own).
     pub fn on_proof(
         &self,
-        peer: &str,
+        (peer, observer): (&str, bool),
         their_challenge: &[u8; AUTH_LEN],
         header: &Header,
         body: &[u8],
@@ -173,7 +179,11 @@ impl Acceptor<'_> {
                 (Some(keys), _) => {
                     let sig =
                         wire::decode_signature(body).map_err(|e| format!("bad signature: {e}"))?;
-                    if keys.verify(peer, Role::Dialer, &t, &sig) {
+                    let proven = match observer {
+                        true => keys.verify_observer(peer, &t, &sig),
+                        false => keys.verify(peer, Role::Dialer, &t, &sig),
+                    };
+                    if proven {
                         Ok(())
                     } else {
                         Err(format!(
@@ -318,14 +328,14 @@ mod tests {
         let welcome = wire::decode_hello(FrameKind::Welcome, &g.welcome).unwrap();
         let proof = dialer_proof(&key, "lab", "a", "b", &[1; 32], welcome.auth.as_ref()).unwrap();
         let auth = Header::new(FrameKind::Auth);
-        assert_eq!(acc.on_proof("a", &[1; 32], &auth, &proof), Ok(()));
+        assert_eq!(acc.on_proof(("a", false), &[1; 32], &auth, &proof), Ok(()));
         // A replayed proof from another connection (other acceptor challenge) fails.
         let acc2 = Acceptor {
             challenge: [3; 32],
             ..acc
         };
         assert!(acc2
-            .on_proof("a", &[1; 32], &auth, &proof)
+            .on_proof(("a", false), &[1; 32], &auth, &proof)
             .unwrap_err()
             .contains("wrong proof"));
         // The dialer with another key refuses the acceptor.
@@ -408,7 +418,10 @@ mod tests {
         let welcome = wire::decode_hello(FrameKind::Welcome, &g.welcome).unwrap();
         let auth = Header::new(FrameKind::Auth);
         let sig = dialer_signature(&a, "lab", "a", "b", &[1; 32], welcome.identity.as_ref());
-        assert_eq!(acc.on_proof("a", &[1; 32], &auth, &sig.unwrap()), Ok(()));
+        assert_eq!(
+            acc.on_proof(("a", false), &[1; 32], &auth, &sig.unwrap()),
+            Ok(())
+        );
         // c is a member with a key of its own; claiming a's id, it cannot sign as a.
         let forged = dialer_signature(&c, "lab", "c", "b", &[1; 32], welcome.identity.as_ref());
         assert!(
@@ -423,10 +436,14 @@ mod tests {
             acceptor_challenge: &[2; 32],
         };
         let as_a = c.prove(Role::Dialer, &t);
-        let why = acc.on_proof("a", &[1; 32], &auth, &as_a).unwrap_err();
+        let why = acc
+            .on_proof(("a", false), &[1; 32], &auth, &as_a)
+            .unwrap_err();
         assert!(why.contains("did not sign with `a`'s key"), "{why}");
         // A 32-byte HMAC-sized proof is refused; a secret-only hello is refused by name.
-        assert!(acc.on_proof("a", &[1; 32], &auth, &[0; 32]).is_err());
+        assert!(acc
+            .on_proof(("a", false), &[1; 32], &auth, &[0; 32])
+            .is_err());
         let (h, plain) = hello("a", Some([1; 32]));
         let why = acc.on_hello(&h, &plain, members).unwrap_err();
         assert!(why.contains("only a shared fabric secret"), "{why}");

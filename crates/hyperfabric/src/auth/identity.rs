@@ -21,6 +21,8 @@ use std::path::Path;
 pub const KEY_LEN: usize = 32;
 /// Largest key file read (a wrong path must not read a disk image).
 const MAX_KEY_FILE_BYTES: u64 = 4096;
+/// Most observer keys an `observer_keys` directory may list (a bounded table).
+pub const MAX_OBSERVER_KEYS: usize = 256;
 
 const HANDSHAKE_LABEL: &[u8] = b"hyperfabric-node-key-v1\0";
 // v2: the message binds the content's CRC32C as well.
@@ -93,6 +95,9 @@ pub struct NodeKeys {
     me: String,
     pair: Ed25519KeyPair,
     public: HashMap<u64, (String, [u8; KEY_LEN])>,
+    /// Observers' public keys (`observer_keys`), apart from the members': an observer's key
+    /// never proves a member's id, nor signs an acknowledgement or an origin.
+    observers: HashMap<u64, (String, [u8; KEY_LEN])>,
 }
 
 impl std::fmt::Debug for NodeKeys {
@@ -140,39 +145,71 @@ impl NodeKeys {
             me: me.to_owned(),
             pair,
             public,
+            observers: HashMap::new(),
         })
     }
 
-    /// Reads `[fabric] node_keys` for node `me`: its `<me>.key` and every node's `<id>.pub`.
-    /// `None` when the file names no key directory.
-    pub fn from_config(cfg: &FabricConfig, me: &str) -> Result<Option<NodeKeys>> {
+    /// Adds the observers' public keys (ids that are members are refused).
+    pub fn with_observers(
+        mut self,
+        observers: impl IntoIterator<Item = (String, [u8; KEY_LEN])>,
+    ) -> std::result::Result<NodeKeys, String> {
+        for (id, key) in observers {
+            if self.knows(&id) {
+                return Err(format!(
+                    "`{id}.pub` names a member: an observer needs an id of its own"
+                ));
+            }
+            self.observers.insert(crate::wire::node_key(&id), (id, key));
+        }
+        Ok(self)
+    }
+
+    /// Reads `[fabric] node_keys` for node `me`: its `<me>.key` and every node's `<id>.pub`,
+    /// and the observers' `<id>.pub` of `observer_keys`. An `observer` (a monitor without a
+    /// node entry) reads its own `<me>.key` from `observer_keys` instead. `None` when the
+    /// file names no key directory.
+    pub fn from_config(cfg: &FabricConfig, me: &str, observer: bool) -> Result<Option<NodeKeys>> {
         let Some(written) = &cfg.security.node_keys else {
             return Ok(None);
         };
         let dir = SecurityConfig::resolve(&cfg.source, written, me);
         let err = |reason: String| Error::config(cfg.source.clone(), "fabric.node_keys", reason);
+        let obs_err =
+            |reason: String| Error::config(cfg.source.clone(), "fabric.observer_keys", reason);
+        let obs_dir = cfg
+            .security
+            .observer_keys
+            .as_ref()
+            .map(|w| SecurityConfig::resolve(&cfg.source, w, me));
         let mut members = Vec::with_capacity(cfg.nodes.len());
-        for n in &cfg.nodes {
+        for n in cfg.nodes.iter().filter(|n| !observer || n.id() != me) {
             let id = &n.signature.node_id;
             let path = key_path(&dir, id, "pub").map_err(err)?;
-            let text = read_small(&path).map_err(err)?;
-            let key = decode_public(&String::from_utf8_lossy(&text))
-                .map_err(|e| err(format!("{}: {e}", path.display())))?;
-            members.push((id.clone(), key));
+            members.push((id.clone(), read_public(&path).map_err(err)?));
         }
-        let path = key_path(&dir, me, "key").map_err(err)?;
-        let seed = read_small(&path).map_err(err)?;
-        super::warn_if_shared(&path, "node key");
-        let seed: [u8; KEY_LEN] = seed.as_slice().try_into().map_err(|_| {
-            err(format!(
-                "{}: a node key has {KEY_LEN} bytes, this file has {} (make one with `hfabric keygen --node {me}`)",
-                path.display(),
-                seed.len()
-            ))
-        })?;
-        NodeKeys::new(me, &seed, members)
-            .map(Some)
-            .map_err(|e| err(format!("{}: {e}", dir.display())))
+        let seed = match (observer, &obs_dir) {
+            (false, _) => read_seed(&dir, me).map_err(err)?,
+            (true, Some(obs)) => read_seed(obs, me).map_err(obs_err)?,
+            (true, None) => {
+                return Err(obs_err(format!(
+                    "the nodes use per-node keys, so observer `{me}` needs a key they list: set \
+                     observer_keys to a directory with {me}.key and {me}.pub (`hfabric keygen \
+                     --node {me} --dir DIR`; copy {me}.pub to every node's observer_keys)"
+                )))
+            }
+        };
+        let keys = NodeKeys::new(me, &seed, members)
+            .map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        match obs_dir.filter(|_| !observer) {
+            None => Ok(Some(keys)),
+            Some(obs) => {
+                let listed = read_observer_keys(&obs).map_err(obs_err)?;
+                keys.with_observers(listed)
+                    .map(Some)
+                    .map_err(|e| obs_err(format!("{}: {e}", obs.display())))
+            }
+        }
     }
 
     /// This node's public key.
@@ -189,6 +226,13 @@ impl NodeKeys {
             .is_some_and(|(id, _)| id == node)
     }
 
+    /// Whether observer `id` has a public key here (`observer_keys`).
+    pub fn knows_observer(&self, id: &str) -> bool {
+        self.observers
+            .get(&crate::wire::node_key(id))
+            .is_some_and(|(listed, _)| listed == id)
+    }
+
     /// This node's signature of the handshake transcript as `role`.
     pub fn prove(&self, role: Role, t: &Transcript<'_>) -> [u8; SIGNATURE_LEN] {
         sig_bytes(&self.pair.sign(&t.bytes(HANDSHAKE_LABEL, role)))
@@ -202,13 +246,12 @@ impl NodeKeys {
         t: &Transcript<'_>,
         sig: &[u8; SIGNATURE_LEN],
     ) -> bool {
-        let Some((id, key)) = self.public.get(&crate::wire::node_key(node)) else {
-            return false;
-        };
-        id == node
-            && UnparsedPublicKey::new(&ED25519, key)
-                .verify(&t.bytes(HANDSHAKE_LABEL, role), sig)
-                .is_ok()
+        verify_in(&self.public, node, role, t, sig)
+    }
+
+    /// Does `sig` prove that observer `id` (a dialer) holds the key `observer_keys` lists?
+    pub fn verify_observer(&self, id: &str, t: &Transcript<'_>, sig: &[u8; SIGNATURE_LEN]) -> bool {
+        verify_in(&self.observers, id, Role::Dialer, t, sig)
     }
 
     /// This node's signature of a final acknowledgement it sends.
@@ -242,6 +285,23 @@ impl NodeKeys {
     }
 }
 
+/// Checks a handshake signature against the key `table` lists for `node`.
+fn verify_in(
+    table: &HashMap<u64, (String, [u8; KEY_LEN])>,
+    node: &str,
+    role: Role,
+    t: &Transcript<'_>,
+    sig: &[u8; SIGNATURE_LEN],
+) -> bool {
+    let Some((id, key)) = table.get(&crate::wire::node_key(node)) else {
+        return false;
+    };
+    id == node
+        && UnparsedPublicKey::new(&ED25519, key)
+            .verify(&t.bytes(HANDSHAKE_LABEL, role), sig)
+            .is_ok()
+}
+
 fn sig_bytes(sig: &ring::signature::Signature) -> [u8; SIGNATURE_LEN] {
     let mut s = [0u8; SIGNATURE_LEN];
     s.copy_from_slice(sig.as_ref());
@@ -260,6 +320,49 @@ pub fn key_path(
         ));
     }
     Ok(dir.join(format!("{id}.{ext}")))
+}
+
+/// A `.pub` file's key.
+fn read_public(path: &Path) -> std::result::Result<[u8; KEY_LEN], String> {
+    let text = read_small(path)?;
+    decode_public(&String::from_utf8_lossy(&text)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `<dir>/<id>.key`: the 32-byte seed.
+fn read_seed(dir: &Path, id: &str) -> std::result::Result<[u8; KEY_LEN], String> {
+    let path = key_path(dir, id, "key")?;
+    let seed = read_small(&path)?;
+    super::warn_if_shared(&path, "node key");
+    seed.as_slice().try_into().map_err(|_| {
+        format!(
+            "{}: a node key has {KEY_LEN} bytes, this file has {} (make one with `hfabric keygen --node {id}`)",
+            path.display(),
+            seed.len()
+        )
+    })
+}
+
+/// Every `<id>.pub` of an `observer_keys` directory (at most [`MAX_OBSERVER_KEYS`]).
+fn read_observer_keys(dir: &Path) -> std::result::Result<Vec<(String, [u8; KEY_LEN])>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
+    let mut keys = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: cannot read: {e}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".pub")) else {
+            continue;
+        };
+        if keys.len() == MAX_OBSERVER_KEYS {
+            return Err(format!(
+                "{}: more than {MAX_OBSERVER_KEYS} observer keys",
+                dir.display()
+            ));
+        }
+        let path = key_path(dir, id, "pub")?;
+        keys.push((id.to_owned(), read_public(&path)?));
+    }
+    Ok(keys)
 }
 
 fn read_small(path: &Path) -> std::result::Result<Vec<u8>, String> {

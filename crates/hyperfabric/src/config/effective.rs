@@ -309,6 +309,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.node_keys" => applied(
             "each peer proves its own id's key in the handshake; relayed final acks are signed",
         ),
+        "fabric.observer_keys" => {
+            applied("observers (monitors without a node entry) must prove a key listed here")
+        }
         "fabric.encryption_enabled" | "fabric.tls_cert" | "fabric.tls_key" | "fabric.tls_ca" => {
             applied("TLS on TCP links")
         }

@@ -162,7 +162,10 @@ fn full() -> FabricConfig {
 /// FULL and its variants for fields that exclude one another (`node_keys` and
 /// `secret_file` may not be set together).
 fn full_variants() -> [FabricConfig; 2] {
-    let keys = FULL.replace("secret_file = \"secret.key\"", "node_keys = \"keys\"");
+    let keys = FULL.replace(
+        "secret_file = \"secret.key\"",
+        "node_keys = \"keys\"\nobserver_keys = \"observers\"",
+    );
     let keys = FabricConfig::from_toml_str(&keys, "full.toml").unwrap_or_else(|e| panic!("{e}"));
     [full(), keys]
 }

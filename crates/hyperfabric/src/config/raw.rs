@@ -79,6 +79,8 @@ pub(crate) struct RawFabric {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_keys: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer_keys: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<String>,

@@ -16,6 +16,11 @@ pub struct SecurityConfig {
     /// node's `<id>.key`); each node proves its own id in the handshake (`auth::identity`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_keys: Option<String>,
+    /// `observer_keys` (with `node_keys` only): a directory of the public keys (`<id>.pub`)
+    /// of monitors that may join as observers without a node entry; on a monitor's host
+    /// also its `<id>.key`. An observer proves the key listed for the id it claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer_keys: Option<String>,
     /// `encryption_enabled`: TCP links carry TLS 1.3.
     pub encryption_enabled: bool,
     /// `tls_cert`, `tls_key`: this node's certificate chain and private key (PEM). `{node}`
@@ -55,6 +60,7 @@ pub(crate) fn build(f: &RawFabric) -> Result<SecurityConfig, (String, String)> {
     let sec = SecurityConfig {
         secret_file: path("secret_file", &f.secret_file)?,
         node_keys: path("node_keys", &f.node_keys)?,
+        observer_keys: path("observer_keys", &f.observer_keys)?,
         encryption_enabled: f.encryption_enabled.unwrap_or(false),
         tls_cert: path("tls_cert", &f.tls_cert)?,
         tls_key: path("tls_key", &f.tls_key)?,
@@ -65,6 +71,14 @@ pub(crate) fn build(f: &RawFabric) -> Result<SecurityConfig, (String, String)> {
             "fabric.node_keys".into(),
             "set node_keys or secret_file, not both: per-node keys prove membership and each \
              node's own id, a shared secret would add nothing to them"
+                .into(),
+        ));
+    }
+    if sec.observer_keys.is_some() && sec.node_keys.is_none() {
+        return Err((
+            "fabric.observer_keys".into(),
+            "observer_keys lists observers' per-node keys and needs node_keys; with a \
+             secret_file (or no credentials) an observer proves what a member proves"
                 .into(),
         ));
     }
@@ -96,6 +110,9 @@ pub(crate) fn render(out: &mut String, s: &SecurityConfig) {
     if let Some(p) = &s.node_keys {
         let _ = writeln!(out, "node_keys = {}", quoted(p));
     }
+    if let Some(p) = &s.observer_keys {
+        let _ = writeln!(out, "observer_keys = {}", quoted(p));
+    }
     if s.encryption_enabled {
         let _ = writeln!(out, "encryption_enabled = true");
     }
@@ -122,6 +139,17 @@ mod tests {
         assert_eq!(p, PathBuf::from("fabric.key"));
         let p = SecurityConfig::resolve("/x/fabric.toml", "/abs/k", "a");
         assert_eq!(p, PathBuf::from("/abs/k"));
+    }
+
+    #[test]
+    fn observer_keys_need_node_keys() {
+        let text = "[fabric]\nname = \"t\"\nsecret_file = \"k\"\nobserver_keys = \"obs\"\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n";
+        let err = crate::config::FabricConfig::from_toml_str(text, "t.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("fabric.observer_keys") && text.contains("needs node_keys"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -269,7 +269,12 @@ fn greet_as_acceptor(
                 peer.id
             )
         })?;
-        acceptor.on_proof(&peer.id, &theirs, &header, body(&payload, &header))?;
+        acceptor.on_proof(
+            (&peer.id, greeted.observer),
+            &theirs,
+            &header,
+            body(&payload, &header),
+        )?;
     }
     Ok((peer, greeted.observer))
 }

@@ -149,7 +149,7 @@ impl NodeInner {
         })?;
         // Key files first: a node that cannot prove membership must not listen at all.
         let secret = crate::auth::Secret::from_config(cfg, me)?;
-        let keys = crate::auth::identity::NodeKeys::from_config(cfg, me)?.map(Arc::new);
+        let keys = crate::auth::identity::NodeKeys::from_config(cfg, me, observer)?.map(Arc::new);
         crate::auth::announce_mode(
             me,
             secret.is_some(),

@@ -20,9 +20,9 @@ pub struct Args {
     /// The id the monitor joins as (default: `monitor`). When the fabric file has a node
     /// entry for it, the monitor runs that node as a member; otherwise it joins the running
     /// nodes as an observer, with no entry and no restart: it proves the fabric's
-    /// credentials (the secret_file, a TLS certificate for ID; with node_keys the nodes
-    /// refuse observers, so give it an entry there), the nodes answer its pings and metrics
-    /// requests only, and it shows every node of the file.
+    /// credentials (the secret_file; a TLS certificate for ID; with node_keys the key
+    /// `observer_keys` lists for ID, made with `hfabric keygen --node ID --dir DIR`), the
+    /// nodes answer its pings and metrics requests only, and it shows every node of the file.
     #[arg(long, value_name = "ID", default_value = "monitor")]
     pub from: String,
     /// Nodes to watch, comma separated (default: every node of the file but `--from`).
