@@ -98,6 +98,12 @@ fn with_per_node_keys_a_member_cannot_claim_another_members_id() {
             transport,
         );
         assert!(!ok, "the impostor's send succeeded ({transport}): {err}");
+        // It fails with the acceptor's reason (Reject PROOF_REFUSED, remembered), not by
+        // re-dialing until its deadline.
+        assert!(
+            err.contains("node-b refused this node") && err.contains("did not sign with"),
+            "{transport}: {err}"
+        );
     }
     assert!(
         server.wait_log(
@@ -113,6 +119,8 @@ fn with_per_node_keys_a_member_cannot_claim_another_members_id() {
     s.set_read_timeout(Some(WAIT)).unwrap();
     let (h, why) = read_frame(&mut s).expect("a Reject");
     assert_eq!(h.kind, FrameKind::Reject);
+    // Refused before any proof was checked: not PROOF_REFUSED.
+    assert_eq!(h.aux, hyperfabric::wire::codes::reject::UNSPECIFIED);
     assert!(
         String::from_utf8_lossy(&why).contains("proves no per-node key"),
         "{}",

@@ -10,7 +10,7 @@
 //! it out (a member's handshake takes a round trip, a stranger's runs to the deadline).
 
 use super::conn::{body, read_frame, read_loop, Conn, Lane, READ_BUFFER_BYTES};
-use super::handshake::{reject, send, send_reject};
+use super::handshake::{reject, send, send_reject_code};
 use super::{NodeInner, Peer};
 use crate::auth::{self, handshake::Acceptor};
 use crate::transport::deadline::{Budget, Deadline};
@@ -125,11 +125,11 @@ pub(super) fn serve_accepted(
     };
     let (peer, observer) = match greeted {
         Ok(p) => p,
-        Err(why) => {
+        Err(Refused { why, code }) => {
             refuse(&why);
             match &mut link {
-                Link::Plain => send_reject(&mut &stream, &why),
-                Link::Tls { tx, .. } => send_reject(tx, &why),
+                Link::Plain => send_reject_code(&mut &stream, &why, code),
+                Link::Tls { tx, .. } => send_reject_code(tx, &why, code),
             }
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -216,6 +216,27 @@ fn secure_acceptor(
     })
 }
 
+/// Why the acceptor refuses a connection, and the `Reject` code that says what kind.
+struct Refused {
+    why: String,
+    code: u64,
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused {
+            why,
+            code: wire::codes::reject::UNSPECIFIED,
+        }
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Refused {
+        Refused::from(why.to_owned())
+    }
+}
+
 /// The acceptor's half of the fabric handshake: the peer and whether it is an observer,
 /// or why it is refused.
 fn greet_as_acceptor(
@@ -223,7 +244,7 @@ fn greet_as_acceptor(
     tx: &mut impl Write,
     rx: &mut impl Read,
     session: Option<&TlsSession>,
-) -> std::result::Result<(Peer, bool), String> {
+) -> std::result::Result<(Peer, bool), Refused> {
     let acceptor = Acceptor {
         fabric: &node.fabric_name,
         me: &node.me,
@@ -244,7 +265,7 @@ fn greet_as_acceptor(
     let peer = match greeted.observer {
         // Not in the peer table: a Peer value for this connection only, with no address.
         true => match node.observers.full() {
-            Some(why) => return Err(why),
+            Some(why) => return Err(why.into()),
             None => Peer {
                 key: wire::node_key(&greeted.peer),
                 id: greeted.peer.clone(),
@@ -269,12 +290,19 @@ fn greet_as_acceptor(
                 peer.id
             )
         })?;
-        acceptor.on_proof(
-            (&peer.id, greeted.observer),
-            &theirs,
-            &header,
-            body(&payload, &header),
-        )?;
+        // A proof checked and found wrong says so (PROOF_REFUSED): the dialer stops re-dialing.
+        let code = match header.kind {
+            FrameKind::Auth => wire::codes::reject::PROOF_REFUSED,
+            _ => wire::codes::reject::UNSPECIFIED,
+        };
+        acceptor
+            .on_proof(
+                (&peer.id, greeted.observer),
+                &theirs,
+                &header,
+                body(&payload, &header),
+            )
+            .map_err(|why| Refused { why, code })?;
     }
     Ok((peer, greeted.observer))
 }

@@ -392,6 +392,7 @@ pub(super) fn read_loop(node: Arc<NodeInner>, conn: Arc<Conn>, reader: BufReader
         End::Goodbye(why) => format!("peer said goodbye: {why}"),
         End::Io(e) if !conn.is_alive() => format!("closed locally ({e})"),
         End::Io(e) => format!("I/O error: {e}"),
+        End::Refused(why) => why,
         End::Violation(why) => {
             node.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %conn.peer, "closing connection: {why}");

@@ -38,7 +38,14 @@ pub(super) fn reject(stream: TcpStream, reason: &str) {
 }
 
 pub(super) fn send_reject(tx: &mut impl Write, reason: &str) {
-    if let Ok(frame) = wire::encode_frame(&Header::new(FrameKind::Reject), reason.as_bytes()) {
+    send_reject_code(tx, reason, wire::codes::reject::UNSPECIFIED);
+}
+
+/// A Reject whose `aux` says what kind of refusal it is (`wire::codes::reject`).
+pub(super) fn send_reject_code(tx: &mut impl Write, reason: &str, code: u64) {
+    let mut h = Header::new(FrameKind::Reject);
+    h.aux = code;
+    if let Ok(frame) = wire::encode_frame(&h, reason.as_bytes()) {
         let _ = tx.write_all(&frame);
     }
 }

@@ -19,6 +19,7 @@ mod ping;
 pub(crate) mod placement;
 mod prober;
 mod receive;
+mod refused;
 pub(crate) mod routing;
 mod shmlink;
 mod signed_ack;
@@ -108,6 +109,8 @@ pub struct NodeInner {
     conns: Mutex<HashMap<(u64, Lane), Arc<Conn>>>,
     /// Serialises connection set-up per peer and lane so concurrent senders share one dial.
     dialing: Mutex<HashMap<(u64, Lane), DialGate>>,
+    /// Peers that refused this node's proof just now (refused.rs): not re-dialed meanwhile.
+    refused: refused::Refusals,
     all_conns: Mutex<Vec<Arc<Conn>>>,
     /// Monitors joined as observers (observer.rs): bounded, outside the peer table.
     observers: observer::Observers,
@@ -217,6 +220,7 @@ impl NodeInner {
             learn_interval_ms: routing::learn_interval_ms(cfg),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
+            refused: refused::Refusals::default(),
             all_conns: Mutex::new(Vec::new()),
             observers: observer::Observers::default(),
             observer,
@@ -428,6 +432,9 @@ impl NodeInner {
             }
             if self.is_shutting_down() {
                 return Err(Error::Shutdown);
+            }
+            if let Some(reason) = self.refused.recent(peer.key) {
+                return Err(Error::Rejected { reason });
             }
             let err = match handshake::dial(self, peer, lane, deadline) {
                 Ok(c) => return Ok(c),

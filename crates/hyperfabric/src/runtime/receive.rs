@@ -20,6 +20,8 @@ pub(super) enum End {
     Io(io::Error),
     /// The peer broke the protocol: why.
     Violation(String),
+    /// The peer refused this node's proof of its credentials (`Reject`, `PROOF_REFUSED`).
+    Refused(String),
 }
 
 /// Takes the next frame from `rx` and handles it. `Ok(false)`: nothing had arrived;
@@ -61,6 +63,14 @@ fn on_frame(
 ) -> Result<(), End> {
     let Frame { header: h, payload } = f;
     let violation = |e: String| End::Violation(e);
+    if h.kind == FrameKind::Reject && h.aux == crate::wire::codes::reject::PROOF_REFUSED {
+        // Connection-level, like every handshake Reject: it carries no source key.
+        return Err(End::Refused(node.proof_refused(
+            &conn.peer,
+            conn.peer_key,
+            payload,
+        )));
+    }
     check_source(node, conn, &h).map_err(violation)?;
     let go_on = if h.kind == FrameKind::Data && h.has(flags::LOANED) {
         if kind != TransportKind::Shm {

@@ -186,7 +186,7 @@ fn describe(end: End) -> String {
         End::Eof => "peer closed the connection".to_owned(),
         End::Goodbye(why) => format!("peer said goodbye: {why}"),
         End::Io(e) => format!("I/O error: {e}"),
-        End::Violation(why) => why,
+        End::Violation(why) | End::Refused(why) => why,
     }
 }
 

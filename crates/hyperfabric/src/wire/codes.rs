@@ -7,6 +7,19 @@
 
 use std::fmt;
 
+/// What a `Reject` frame's `aux` says about the refusal (the numbers are part of the wire
+/// format). Most Rejects refuse one connection for a passing reason (a hello before the
+/// peer's table has it, a full handshake table, a second connection); only
+/// [`reject::PROOF_REFUSED`] says the dialer's own credentials were checked and refused, so
+/// dialing again with them is refused again.
+pub mod reject {
+    /// Any other refusal (and every Reject of a peer older than this code).
+    pub const UNSPECIFIED: u64 = 0;
+    /// The acceptor checked the dialer's `Auth` proof (a secret's HMAC or a node key's
+    /// signature) and it was wrong.
+    pub const PROOF_REFUSED: u64 = 1;
+}
+
 /// Why a transfer is refused. The numbers are part of the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]

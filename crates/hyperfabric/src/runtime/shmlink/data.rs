@@ -76,7 +76,7 @@ pub(in crate::runtime) fn drain_until(
             Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(End::Goodbye(_)) => return Err(GOODBYE.into()),
-            Err(End::Violation(why)) => return Err(why),
+            Err(End::Violation(why) | End::Refused(why)) => return Err(why),
             Err(End::Eof) => return Err("shared-memory ring ended".into()),
             Err(End::Io(e)) => return Err(format!("shared memory: {e}")),
         }

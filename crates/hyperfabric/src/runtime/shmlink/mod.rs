@@ -336,6 +336,13 @@ pub(super) fn offer(
             record_pool(node, &ends);
             Ok(Some(ends))
         }
+        // The acceptor refused our proof (sent just before the offer): not a decline of
+        // shared memory, and dialing again with the same credentials is refused again.
+        Ok(a) if a.kind == FrameKind::Reject && a.aux == wire::codes::reject::PROOF_REFUSED => {
+            Err(Error::Rejected {
+                reason: node.proof_refused(&peer.id, peer.key, body(&payload, &a)),
+            })
+        }
         Ok(a) => fail(format!(
             "peer declined ({:?}): {}",
             a.kind,
