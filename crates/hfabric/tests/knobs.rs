@@ -355,11 +355,14 @@ fn sighup_trains_a_running_node_from_its_history_and_reports_the_model() {
             .status();
         assert!(ok.unwrap().success());
     };
+    // Ten lines appended: only they are learned (the first 20 are not learned twice).
     std::fs::write(&history, history_lines(30)).unwrap();
     hup(&node);
     let ev = node.wait_event("predictor_trained", |v| v["event"] == "predictor_trained");
-    assert_eq!(ev["lines"], 30, "{ev}");
-    assert_eq!(ev["predictor"]["samples"], 50, "{ev}");
+    assert_eq!(ev["lines"], 10, "{ev}");
+    assert_eq!(ev["from_byte"], history_lines(20).len(), "{ev}");
+    assert_eq!(ev["started_over"], false, "{ev}");
+    assert_eq!(ev["predictor"]["samples"], 30, "{ev}");
     let weights = ev["predictor"]["weights"].as_array().expect("weights");
     assert_eq!(weights.len(), 9, "{ev}");
     assert_ne!(
@@ -376,7 +379,23 @@ fn sighup_trains_a_running_node_from_its_history_and_reports_the_model() {
         error.contains("routing.history") && error.contains("line 6"),
         "{failed}"
     );
-    assert_eq!(failed["predictor"]["samples"], 50, "{failed}");
+    assert_eq!(failed["predictor"]["samples"], 30, "{failed}");
+    // Rotated (shorter than what was learned): learned from its start, and said so; a
+    // SIGHUP with nothing appended learns nothing.
+    std::fs::write(&history, history_lines(3)).unwrap();
+    // (wait_event finds the first event that matches: each one is told by its figures.)
+    let three = history_lines(3).len();
+    for (lines, from, again) in [(3, 0, true), (0, three, false)] {
+        hup(&node);
+        let what = format!("predictor_trained with {lines} lines and 33 samples");
+        let ev = node.wait_event(&what, |v| {
+            v["event"] == "predictor_trained"
+                && v["lines"] == lines
+                && v["predictor"]["samples"] == 33
+        });
+        assert_eq!(ev["started_over"], again, "{ev}");
+        assert_eq!(ev["from_byte"], from, "{ev}");
+    }
     assert!(
         matches!(node.child.try_wait(), Ok(None)),
         "the node stopped"

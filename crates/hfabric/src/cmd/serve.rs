@@ -268,14 +268,19 @@ fn retrain(fabric: &Fabric, json: bool) {
     use std::io::Write;
     let (event, text) = match fabric.train_predictor_from_history() {
         Ok(t) => {
+            let again = match t.started_over {
+                true => ", the file was truncated or replaced: read from its start",
+                false => "",
+            };
             let text = format!(
-                "predictor trained from {} ({} samples read; {} learned, trained: {})",
+                "predictor trained from {} ({} samples appended since byte {}{again}; {} learned, trained: {})",
                 t.history.display(),
                 t.lines,
+                t.from_byte,
                 t.predictor.samples,
                 t.predictor.trained
             );
-            let event = serde_json::json!({"event": "predictor_trained", "node": fabric.node_id(), "history": t.history, "lines": t.lines, "predictor": t.predictor});
+            let event = serde_json::json!({"event": "predictor_trained", "node": fabric.node_id(), "history": t.history, "lines": t.lines, "from_byte": t.from_byte, "started_over": t.started_over, "predictor": t.predictor});
             (event, text)
         }
         Err(e) => {

@@ -337,7 +337,7 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
             applied("at most one live predictor sample per interval")
         }
         "routing.history" => {
-            applied("the predictor is trained on it at start, and again on SIGHUP (hfabric serve)")
+            applied("the predictor is trained on it at start, and on what was appended at each SIGHUP (hfabric serve)")
         }
         "routing.fidelity_threshold" => applied("quantum_optimized routes below it are refused"),
         "compression.threshold_bytes"

@@ -617,27 +617,19 @@ impl Fabric {
             .with_router(|r| crate::runtime::PredictorModel::of(r))
     }
 
-    /// Trains the running node's predictor on the current contents of `routing.history`
-    /// (what `hfabric serve` does on SIGHUP): the samples are added to what it learned.
-    /// Without `routing.history`, or with an unreadable file or a bad line, an
-    /// `Error::Config` naming `routing.history`; the predictor is then left as it was.
+    /// Trains the running node's predictor on the lines appended to `routing.history` since
+    /// it last learned from it (what `hfabric serve` does on SIGHUP): the samples are added
+    /// to what it learned. A file shorter than what was learned, or another file (rotated),
+    /// is learned from its start again (`started_over`, and logged). Without
+    /// `routing.history`, or with an unreadable file or a bad line, an `Error::Config` naming
+    /// `routing.history`; the predictor is then left as it was.
     pub fn train_predictor_from_history(&self) -> Result<crate::runtime::HistoryTraining> {
-        use crate::runtime::routing;
-        let me = self.node_id();
-        let Some((history, text)) = routing::read_history(&self.config, me)? else {
-            return Err(Error::config(
+        self.inner.train_from_history(&self.config)?.ok_or_else(|| {
+            Error::config(
                 self.config.source.clone(),
                 "routing.history",
                 "not set: name a history file (JSON lines of predictor samples) to train on",
-            ));
-        };
-        self.inner.with_router(|r| {
-            let lines = routing::train_on(r, &self.config, me, &history, &text)?;
-            Ok(crate::runtime::HistoryTraining {
-                history,
-                lines,
-                predictor: crate::runtime::PredictorModel::of(r),
-            })
+            )
         })
     }
 

@@ -101,6 +101,8 @@ pub struct NodeInner {
     host_ids: RwLock<HashMap<u64, bool>>,
     /// Routes over the fabric file's topology (strategies, cache, learned predictor).
     router: Mutex<Router>,
+    /// How far the predictor has learned from `routing.history` (routing.rs).
+    history_mark: Mutex<Option<routing::HistoryMark>>,
     started: Instant,
     /// Milliseconds since `started` of the last sample given to the predictor (0: none yet).
     last_learn_ms: AtomicU64,
@@ -191,6 +193,7 @@ impl NodeInner {
             tuning.socket_buffer_bytes = usize::try_from(window).unwrap_or(usize::MAX);
         }
         let segment = placement::segment_plan(node_cfg, local_addr);
+        let (router, history_mark) = routing::configured_router(cfg, me)?;
         // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
         // still understand each other; memory grows only with the frames actually seen.
         let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64)
@@ -214,7 +217,8 @@ impl NodeInner {
             transport,
             same_host: same_host(cfg, me),
             host_ids: RwLock::new(HashMap::new()),
-            router: Mutex::new(routing::configured_router(cfg, me)?),
+            router: Mutex::new(router),
+            history_mark: Mutex::new(history_mark),
             started: Instant::now(),
             last_learn_ms: AtomicU64::new(0),
             learn_interval_ms: routing::learn_interval_ms(cfg),

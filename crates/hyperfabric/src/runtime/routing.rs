@@ -6,7 +6,8 @@ use crate::config::{routing::HISTORY_BYTES_MAX, FabricConfig, SecurityConfig};
 use crate::error::{Error, Result};
 use crate::route::{RouteError, Router, Strategy, Topology};
 use serde::Serialize;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -17,15 +18,41 @@ const NO_ROUTE_RETRY_MS: u64 = 10_000;
 /// Default shortest time between two live latency samples taught to the predictor.
 pub(crate) const LEARN_INTERVAL_MS_DEFAULT: u64 = 100;
 
-/// The router of node `me`; a history that cannot be read or has a bad line is an error
-/// naming `routing.history`.
-pub(crate) fn configured_router(cfg: &FabricConfig, me: &str) -> Result<Router> {
+/// The router of node `me` and how far it learned from `routing.history`; a history that
+/// cannot be read or has a bad line is an error naming `routing.history`.
+pub(crate) fn configured_router(
+    cfg: &FabricConfig,
+    me: &str,
+) -> Result<(Router, Option<HistoryMark>)> {
     let mut router = Router::new(Topology::from_config(cfg));
     router.configure(&cfg.routing);
-    if let Some((path, text)) = read_history(cfg, me)? {
-        train_on(&mut router, cfg, me, &path, &text)?;
+    let mut mark = None;
+    if let Some(read) = read_history(cfg, me, None)? {
+        train_on(&mut router, cfg, me, &read.path, &read.text)?;
+        mark = Some(read.mark);
     }
-    Ok(router)
+    Ok((router, mark))
+}
+
+/// How far a node has learned from its history file: which file (device and inode) and how
+/// many of its bytes. A retraining reads only what was appended since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryMark {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+}
+
+/// What one read of `routing.history` found.
+pub(crate) struct HistoryRead {
+    pub path: PathBuf,
+    /// Whole lines from `from` on.
+    pub text: String,
+    pub from: u64,
+    /// The file was truncated below the mark or replaced: read from its start again.
+    pub started_over: bool,
+    /// Where the next read starts (after the text's last whole line).
+    pub mark: HistoryMark,
 }
 
 /// What a node's predictor holds (`Fabric::predictor_model`, `hfabric serve --json`).
@@ -58,30 +85,63 @@ impl PredictorModel {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryTraining {
     pub history: PathBuf,
-    /// Samples read from the file this time (added to what the predictor had learned).
+    /// Samples read from the file this time (added to what the predictor had learned):
+    /// the lines appended since the last training.
     pub lines: usize,
+    /// Byte offset the read started at (what was learned before is not learned again).
+    pub from_byte: u64,
+    /// The file was shorter than what was learned, or another file (rotated): it was
+    /// read from its start again.
+    pub started_over: bool,
     pub predictor: PredictorModel,
 }
 
-/// The text of `routing.history` (None without one); errors name the field.
-pub(crate) fn read_history(cfg: &FabricConfig, me: &str) -> Result<Option<(PathBuf, String)>> {
+/// `routing.history` from `since` on (None without the field): from its start without a
+/// mark, or when the file is shorter than the mark or another file. With a mark only whole
+/// lines are taken (a line being appended waits for the next read). Errors name the field.
+pub(crate) fn read_history(
+    cfg: &FabricConfig,
+    me: &str,
+    since: Option<HistoryMark>,
+) -> Result<Option<HistoryRead>> {
     let Some(written) = &cfg.routing.history else {
         return Ok(None);
     };
     let path = SecurityConfig::resolve(&cfg.source, written, me);
     let why = |reason: String| Error::config(cfg.source.clone(), "routing.history", reason);
-    let file =
-        std::fs::File::open(&path).map_err(|e| why(format!("reading {}: {e}", path.display())))?;
+    let io = |e: std::io::Error| why(format!("reading {}: {e}", path.display()));
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let (dev, ino, len) = (meta.dev(), meta.ino(), meta.len());
+    let (from, started_over) = match since {
+        None => (0, false),
+        Some(m) if m.dev == dev && m.ino == ino && len >= m.offset => (m.offset, false),
+        Some(_) => (0, true),
+    };
+    file.seek(SeekFrom::Start(from)).map_err(io)?;
     let mut text = String::new();
     // One byte over the limit tells a file that is too long from one that fits.
     file.take(HISTORY_BYTES_MAX + 1)
         .read_to_string(&mut text)
-        .map_err(|e| why(format!("reading {}: {e}", path.display())))?;
+        .map_err(io)?;
     if text.len() as u64 > HISTORY_BYTES_MAX {
         let limit = HISTORY_BYTES_MAX;
-        return Err(why(format!("{} is over {limit} bytes", path.display())));
+        return Err(why(format!(
+            "{} has over {limit} bytes to learn from byte {from}",
+            path.display()
+        )));
     }
-    Ok(Some((path, text)))
+    if since.is_some() {
+        text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
+    }
+    let offset = from + text.len() as u64;
+    Ok(Some(HistoryRead {
+        path,
+        text,
+        from,
+        started_over,
+        mark: HistoryMark { dev, ino, offset },
+    }))
 }
 
 /// Trains `router` on a history's text. Every line is checked before any is learned, so
@@ -120,6 +180,37 @@ pub(crate) fn learn_interval_ms(cfg: &FabricConfig) -> u64 {
 
 /// The node's routing: routes, next hops and what the predictor learns.
 impl NodeInner {
+    /// Trains the predictor on the lines appended to `routing.history` since the last
+    /// training (the whole file when it was truncated or replaced, which is logged). None
+    /// without the field; a bad line leaves the predictor and the mark as they were.
+    pub(crate) fn train_from_history(&self, cfg: &FabricConfig) -> Result<Option<HistoryTraining>> {
+        let mut mark = self.history_mark.lock();
+        let Some(read) = read_history(cfg, &self.me, *mark)? else {
+            return Ok(None);
+        };
+        if read.started_over {
+            tracing::info!(
+                node = %self.me,
+                "{} is shorter than what was learned from it, or another file: learning it \
+                 from the start",
+                read.path.display()
+            );
+        }
+        let context = format!("{} from byte {}", read.path.display(), read.from);
+        let training = self.with_router(|r| {
+            let lines = train_on(r, cfg, &self.me, Path::new(&context), &read.text)?;
+            Ok::<_, Error>(HistoryTraining {
+                history: read.path.clone(),
+                lines,
+                from_byte: read.from,
+                started_over: read.started_over,
+                predictor: PredictorModel::of(r),
+            })
+        })?;
+        *mark = Some(read.mark);
+        Ok(Some(training))
+    }
+
     /// The first hop towards `dst` and the nodes of the whole route (source first), by
     /// `strategy` over the fabric file's links. Without a route in the file (no links, or a
     /// node added at run time) a node with an address is reached directly.
