@@ -161,12 +161,26 @@ impl<'f> Group<'f> {
             count: count as u64,
             root: root as u16,
         };
+        let arena =
+            kind == Kind::AllReduce && n > 1 && self.arena_eligible(count * T::DTYPE.size())?;
+        let (steps, divide) = if arena {
+            (Vec::new(), None)
+        } else {
+            (steps, divide)
+        };
         let exec = Exec::new(self, call, steps, snapshot, divide)?;
         let seq = self.seq;
         self.seq += 1;
         if let Err(e) = self.begin(seq, call) {
             fail(self, &call, seq, &e);
             return Err(e);
+        }
+        if arena {
+            let op = op.unwrap_or(ReduceOp::Sum);
+            if let Err(e) = self.arena_all_reduce(buf, op, &call, seq) {
+                fail(self, &call, seq, &e);
+                return Err(e);
+            }
         }
         Ok(Pending {
             group: self,

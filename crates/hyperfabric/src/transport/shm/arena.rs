@@ -5,7 +5,7 @@
 //! ```text
 //!  data offset 0     arena header (64 B): magic, ranks, slot_bytes
 //!  64 + 128*r        rank r's control block, two cache lines:
-//!                      line 0 (rank r writes): seq (futex word), len, crc, desc[4], sleepers
+//!                      line 0 (rank r writes): seq (futex word), sleepers, len, crc, desc[5]
 //!                      line 1 (rank r writes): done (last seq it finished reading), sleepers
 //!  64 + 128*N        rank 0's data region, slot_bytes (64-aligned), then rank 1's, ...
 //! ```
@@ -68,8 +68,7 @@ struct Block {
     len: AtomicU64,
     crc: AtomicU32,
     _pad0: u32,
-    desc: [AtomicU64; 4],
-    _pad1: u64,
+    desc: [AtomicU64; 5],
     done: AtomicU32,
     done_sleepers: AtomicU32,
     _pad2: [u64; 7],
@@ -91,7 +90,7 @@ const _: () = {
 
 /// The call descriptor every rank publishes beside its bytes (operation, type, ... : the
 /// caller's encoding), compared by the collective to name a disagreement.
-pub type Desc = [u64; 4];
+pub type Desc = [u64; 5];
 
 /// A mapped arena (creator or opener).
 pub struct Arena {
@@ -353,7 +352,7 @@ mod tests {
             for seq in 1..=200u32 {
                 let mine = vec![(me as u8).wrapping_add(seq as u8); (seq as usize * 7) % 4000];
                 arena
-                    .publish(me, seq, &[seq as u64, 0, 0, 0], &mine, soon())
+                    .publish(me, seq, &[seq as u64, 0, 0, 0, 0], &mine, soon())
                     .unwrap();
                 for from in 0..3 {
                     let mut out = vec![0u8; mine.len()];
@@ -386,7 +385,7 @@ mod tests {
         ));
         assert!(matches!(Arena::open(&n, 3, 64), Err(ArenaError::Layout(_))));
         assert!(Arena::create(&name("odd"), 2, 65).is_err());
-        assert!(a.publish(0, 1, &[0; 4], &[0u8; 65], soon()).is_err());
+        assert!(a.publish(0, 1, &[0; 5], &[0u8; 65], soon()).is_err());
         assert!(a.block(2).is_err());
     }
 
@@ -394,9 +393,13 @@ mod tests {
     fn a_scribbled_region_is_malformed_and_a_length_mismatch_returns_the_descriptor() {
         let n = name("crc");
         let a = Arena::create(&n, 2, 64).unwrap();
-        a.publish(1, 1, &[7, 0, 0, 0], &[1u8; 16], soon()).unwrap();
+        a.publish(1, 1, &[7, 0, 0, 0, 0], &[1u8; 16], soon())
+            .unwrap();
         let mut short = [0u8; 8];
-        assert_eq!(a.read(1, 1, &mut short, soon()).unwrap(), Err([7, 0, 0, 0]));
+        assert_eq!(
+            a.read(1, 1, &mut short, soon()).unwrap(),
+            Err([7, 0, 0, 0, 0])
+        );
         a.block(1).unwrap().crc.fetch_xor(1, Ordering::Relaxed);
         let mut out = [0u8; 16];
         assert!(matches!(
