@@ -161,8 +161,19 @@ impl<'f> Group<'f> {
             count: count as u64,
             root: root as u16,
         };
-        let arena =
-            kind == Kind::AllReduce && n > 1 && self.arena_eligible(count * T::DTYPE.size())?;
+        // A barrier is an arena round of nothing: nobody passes before every rank published.
+        let arena = matches!(kind, Kind::AllReduce | Kind::Barrier)
+            && n > 1
+            && self.arena_eligible(count * T::DTYPE.size())?;
+        self.last_path = match kind {
+            _ if n == 1 => "local",
+            Kind::AllReduce | Kind::Barrier if arena => "arena",
+            Kind::AllReduce if count * T::DTYPE.size() <= self.opts.small_bytes || count < n => {
+                "recursive_doubling"
+            }
+            Kind::AllReduce => "ring",
+            _ => "fabric",
+        };
         let (steps, divide) = if arena {
             (Vec::new(), None)
         } else {

@@ -173,7 +173,7 @@ impl Group<'_> {
         })
     }
 
-    /// all_reduce of `buf` as collective `seq` through the arena.
+    /// all_reduce of `buf` (a barrier: an empty one) as collective `seq` through the arena.
     pub(crate) fn arena_all_reduce<T: Element>(
         &mut self,
         buf: &mut [T],

@@ -161,6 +161,8 @@ pub struct Group<'f> {
     pub(crate) inflight: VecDeque<PendingSend<'static>>,
     /// The intra-host arena (`GroupOptions::arena`), set up at the first call that uses it.
     pub(crate) arena: ArenaState,
+    /// The path the latest collective took ([`Group::last_path`]).
+    pub(crate) last_path: &'static str,
 }
 
 fn group_id(parent: u32, ranks: &[String]) -> u32 {
@@ -235,6 +237,7 @@ impl<'f> Group<'f> {
             poisoned: None,
             inflight: VecDeque::new(),
             arena: ArenaState::Unset,
+            last_path: "none",
         })
     }
 
@@ -254,6 +257,14 @@ impl<'f> Group<'f> {
     pub fn ranks(&self) -> &[String] {
         &self.ranks
     }
+    /// The path the latest collective started on this group took: `arena` (the intra-host
+    /// fast path), `recursive_doubling` or `ring` (all_reduce over fabric messages),
+    /// `fabric` (the other collectives), `local` (a group of one), `none` before any: what
+    /// a benchmark reports, so a comparison can check it measured what it names.
+    pub fn last_path(&self) -> &'static str {
+        self.last_path
+    }
+
     pub fn options(&self) -> &GroupOptions {
         &self.opts
     }

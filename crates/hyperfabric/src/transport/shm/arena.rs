@@ -105,7 +105,7 @@ fn layout_len(ranks: usize, slot_bytes: usize) -> Result<usize, ArenaError> {
             "{ranks} ranks (1..={ARENA_RANKS_MAX})"
         )));
     }
-    if slot_bytes == 0 || slot_bytes > ARENA_SLOT_MAX || slot_bytes % 64 != 0 {
+    if slot_bytes == 0 || slot_bytes > ARENA_SLOT_MAX || !slot_bytes.is_multiple_of(64) {
         return Err(ArenaError::Layout(format!(
             "slot of {slot_bytes} bytes (a multiple of 64 up to {ARENA_SLOT_MAX})"
         )));
