@@ -38,9 +38,12 @@ fn bench_allreduce_reports_checked_rows_for_three_ranks() {
     assert_eq!(v["config"]["dtype"], "f32");
     assert_eq!(v["config"]["checked"], true);
     assert!(!v["machine"]["cpu_model"].as_str().unwrap_or("").is_empty());
+    assert_eq!(v["config"]["arena"], false);
     let rows = v["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3);
-    for (row, size) in rows.iter().zip([8u64, 64 << 10, 1 << 20]) {
+    let paths = ["recursive_doubling", "recursive_doubling", "ring"];
+    for ((row, size), path) in rows.iter().zip([8u64, 64 << 10, 1 << 20]).zip(paths) {
+        assert_eq!(row["path"], path, "{row}");
         assert_eq!(row["size_bytes"], size);
         assert_eq!(row["count"], size / 4);
         assert_eq!(row["wrong"], 0, "{row}");
@@ -58,6 +61,29 @@ fn bench_allreduce_reports_checked_rows_for_three_ranks() {
             "{row}"
         );
     }
+}
+
+#[test]
+fn bench_allreduce_with_arena_reports_which_path_each_size_took() {
+    let v = json_of(&[
+        "bench",
+        "allreduce",
+        "--ranks",
+        "3",
+        "--sizes",
+        "0,8,64K,1M",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--arena",
+        "--json",
+    ]);
+    assert_eq!(v["config"]["arena"], true);
+    let rows = v["rows"].as_array().expect("rows");
+    let paths: Vec<&str> = rows.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert_eq!(paths, ["arena", "arena", "arena", "ring"], "{rows:?}");
+    assert!(rows.iter().all(|r| r["wrong"] == 0), "{rows:?}");
 }
 
 #[test]
@@ -118,14 +144,20 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn killing_one_rank_mid_all_reduce_makes_the_others_return_an_error() {
+    kill_one_rank_mid_all_reduce(&["--sizes", "4M"]);
+}
+
+/// The same on the intra-host arena (8 B all_reduce and the barriers between them).
+#[test]
+fn killing_one_rank_mid_arena_all_reduce_makes_the_others_return_an_error() {
+    kill_one_rank_mid_all_reduce(&["--sizes", "8", "--arena"]);
+}
+
+fn kill_one_rank_mid_all_reduce(extra: &[&str]) {
     let mut bench = Command::new(BIN)
+        .args(["bench", "allreduce", "--ranks", "3"])
+        .args(extra)
         .args([
-            "bench",
-            "allreduce",
-            "--ranks",
-            "3",
-            "--sizes",
-            "4M",
             "--iters",
             "1000000",
             "--warmup",

@@ -436,3 +436,73 @@ fn compressed_all_reduce_errors_stay_within_their_documented_bounds() {
     );
     assert!(Compressor::new(GradientCompression::TopK { fraction: 0.0 }).is_err());
 }
+
+/// The intra-host arena (`GroupOptions::arena`): every op and type for 2 to 8 ranks, the
+/// arena's largest size, and a ring-sized call and a barrier between arena calls (the
+/// paths share the sequence numbers).
+#[test]
+fn arena_all_reduce_of_every_op_and_type_matches_the_reference_for_2_to_8_ranks() {
+    for n in 2..=8 {
+        let fabrics = start_mesh(n, "", TransportChoice::Auto);
+        let opts = GroupOptions::default()
+            .arena(true)
+            .timeout(Duration::from_secs(30));
+        on_every_rank(&fabrics, opts, |_, g| {
+            let sizes = [0, 1, 5, 300];
+            all_reduce_matches::<f32>(g, &sizes);
+            all_reduce_matches::<f64>(g, &sizes);
+            all_reduce_matches::<f16>(g, &sizes);
+            all_reduce_matches::<bf16>(g, &sizes);
+            all_reduce_matches::<i32>(g, &sizes);
+            all_reduce_matches::<i64>(g, &sizes);
+            all_reduce_matches::<u8>(g, &sizes);
+            g.barrier().expect("barrier");
+            all_reduce_matches::<f32>(g, &[(64 << 10) / 4, (64 << 10) / 4 + 1, 3]);
+        });
+    }
+}
+
+#[test]
+fn arena_ranks_that_disagree_or_never_call_get_typed_errors() {
+    let fabrics = start_mesh(3, "", TransportChoice::Auto);
+    let opts = GroupOptions::default()
+        .arena(true)
+        .timeout(Duration::from_secs(10));
+    let errors = on_every_rank(&fabrics, opts.clone(), |r, g| {
+        let mut warm = [1u8];
+        g.all_reduce(&mut warm, ReduceOp::Sum).expect("set-up");
+        let dtype_differs = |g: &mut Group<'_>| {
+            if r == 1 {
+                g.all_reduce(&mut [1.0f64; 4], ReduceOp::Sum)
+            } else {
+                g.all_reduce(&mut [1.0f32; 4], ReduceOp::Sum)
+            }
+        };
+        dtype_differs(g).expect_err("types differ")
+    });
+    assert!(
+        errors.iter().all(|e| matches!(
+            e,
+            CollectiveError::Mismatch {
+                field: "element type",
+                ..
+            } | CollectiveError::Aborted { .. }
+        )),
+        "{errors:?}"
+    );
+    let opts = opts.context(1).timeout(Duration::from_millis(500));
+    let results = on_every_rank(&fabrics, opts, |r, g| {
+        let mut warm = [1u8];
+        g.all_reduce(&mut warm, ReduceOp::Sum).expect("set-up");
+        if r == 2 {
+            return None;
+        }
+        Some(
+            g.all_reduce(&mut [1.0f32; 100], ReduceOp::Sum)
+                .expect_err("rank 2 never calls"),
+        )
+    });
+    for e in results.into_iter().flatten() {
+        assert!(matches!(e, CollectiveError::Timeout { rank: 2, .. }), "{e}");
+    }
+}

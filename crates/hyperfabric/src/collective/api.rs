@@ -161,12 +161,37 @@ impl<'f> Group<'f> {
             count: count as u64,
             root: root as u16,
         };
+        // A barrier is an arena round of nothing: nobody passes before every rank published.
+        let arena = matches!(kind, Kind::AllReduce | Kind::Barrier)
+            && n > 1
+            && self.arena_eligible(count * T::DTYPE.size())?;
+        self.last_path = match kind {
+            _ if n == 1 => "local",
+            Kind::AllReduce | Kind::Barrier if arena => "arena",
+            Kind::AllReduce if count * T::DTYPE.size() <= self.opts.small_bytes || count < n => {
+                "recursive_doubling"
+            }
+            Kind::AllReduce => "ring",
+            _ => "fabric",
+        };
+        let (steps, divide) = if arena {
+            (Vec::new(), None)
+        } else {
+            (steps, divide)
+        };
         let exec = Exec::new(self, call, steps, snapshot, divide)?;
         let seq = self.seq;
         self.seq += 1;
         if let Err(e) = self.begin(seq, call) {
             fail(self, &call, seq, &e);
             return Err(e);
+        }
+        if arena {
+            let op = op.unwrap_or(ReduceOp::Sum);
+            if let Err(e) = self.arena_all_reduce(buf, op, &call, seq) {
+                fail(self, &call, seq, &e);
+                return Err(e);
+            }
         }
         Ok(Pending {
             group: self,

@@ -1,10 +1,12 @@
 //! [`Group`]: a communicator over an ordered list of nodes, and the mailbox that sorts the
 //! fabric's incoming messages by (group, collective, step, chunk, sender).
 
+use super::arena::ArenaState;
 use super::error::{CollectiveError, Result};
 use super::wire::{Call, Header, Kind, HEADER_LEN};
 use crate::fabric::{Endpoint, Fabric, SendOptions, LOAN_SLOT_BYTES};
 use crate::runtime::{Message, PendingSend};
+use crate::transport::shm::arena::ARENA_SLOT_MAX;
 use crate::types::DataType;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +44,11 @@ pub struct GroupOptions {
     /// groups over the same ranks that live at once (or a new group after one failed, whose
     /// leftover messages may still arrive) different contexts. Default 0.
     pub context: u32,
+    /// Run all_reduce of at most `small_bytes` through one shared-memory arena per group
+    /// (every rank on this host: the intra-host fast path, `collective::arena`) instead
+    /// of fabric messages; group set-up fails with a typed error where a rank cannot map
+    /// it. The other collectives and larger all_reduce keep the fabric path. Default off.
+    pub arena: bool,
 }
 
 impl Default for GroupOptions {
@@ -52,6 +59,7 @@ impl Default for GroupOptions {
             small_bytes: 64 << 10,
             window: 16,
             context: 0,
+            arena: false,
         }
     }
 }
@@ -77,6 +85,10 @@ impl GroupOptions {
         self.context = c;
         self
     }
+    pub fn arena(mut self, on: bool) -> Self {
+        self.arena = on;
+        self
+    }
     fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(CollectiveError::InvalidArgument(why));
         if self.timeout.is_zero() {
@@ -91,6 +103,12 @@ impl GroupOptions {
         }
         if !(1..=24).contains(&self.window) {
             return bad(format!("window must be 1..=24 (got {})", self.window));
+        }
+        if self.arena && self.small_bytes > ARENA_SLOT_MAX {
+            return bad(format!(
+                "with arena, small_bytes must be at most {ARENA_SLOT_MAX} (got {})",
+                self.small_bytes
+            ));
         }
         Ok(())
     }
@@ -141,6 +159,10 @@ pub struct Group<'f> {
     /// Messages sent and not yet acknowledged (at most `window`; the oldest is awaited
     /// before another goes out). They outlive their collective: see `Exec::poll`.
     pub(crate) inflight: VecDeque<PendingSend<'static>>,
+    /// The intra-host arena (`GroupOptions::arena`), set up at the first call that uses it.
+    pub(crate) arena: ArenaState,
+    /// The path the latest collective took ([`Group::last_path`]).
+    pub(crate) last_path: &'static str,
 }
 
 fn group_id(parent: u32, ranks: &[String]) -> u32 {
@@ -214,6 +236,8 @@ impl<'f> Group<'f> {
             mailbox,
             poisoned: None,
             inflight: VecDeque::new(),
+            arena: ArenaState::Unset,
+            last_path: "none",
         })
     }
 
@@ -233,6 +257,14 @@ impl<'f> Group<'f> {
     pub fn ranks(&self) -> &[String] {
         &self.ranks
     }
+    /// The path the latest collective started on this group took: `arena` (the intra-host
+    /// fast path), `recursive_doubling` or `ring` (all_reduce over fabric messages),
+    /// `fabric` (the other collectives), `local` (a group of one), `none` before any: what
+    /// a benchmark reports, so a comparison can check it measured what it names.
+    pub fn last_path(&self) -> &'static str {
+        self.last_path
+    }
+
     pub fn options(&self) -> &GroupOptions {
         &self.opts
     }
@@ -442,7 +474,7 @@ impl Drop for Group<'_> {
 
 /// What differs between the collective this rank runs (`ours`) and the one a message says
 /// its sender runs.
-fn disagreement(seq: u64, ours: &Call, h: &Header) -> Option<CollectiveError> {
+pub(crate) fn disagreement(seq: u64, ours: &Call, h: &Header) -> Option<CollectiveError> {
     let theirs = &h.call;
     if theirs.kind == Kind::Abort {
         return None;

@@ -39,6 +39,7 @@
 
 pub mod algo;
 mod api;
+mod arena;
 mod compress;
 pub mod dtype;
 pub mod error;

@@ -75,6 +75,9 @@ fn rank_flags(a: &Args) -> Vec<String> {
     if a.no_check {
         f.push("--no-check".into());
     }
+    if a.arena {
+        f.push("--arena".into());
+    }
     f
 }
 

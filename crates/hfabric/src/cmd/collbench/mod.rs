@@ -87,6 +87,11 @@ pub struct Args {
     /// Default: the library's.
     #[arg(long)]
     pub small_bytes: Option<usize>,
+    /// all_reduce up to --small-bytes through one shared-memory arena per group (every rank
+    /// reduces all ranks' regions; no fabric messages) instead of recursive doubling; larger
+    /// sizes keep the ring. Each row's `path` in --json says which ran.
+    #[arg(long)]
+    pub arena: bool,
     /// Messages in flight per rank and collective (1..=24). Default: the library's.
     #[arg(long)]
     pub window: Option<usize>,
@@ -122,6 +127,7 @@ impl Args {
             small_bytes: self.small_bytes.unwrap_or(d.small_bytes),
             window: self.window.unwrap_or(d.window),
             context: 0,
+            arena: self.arena,
         }
     }
 

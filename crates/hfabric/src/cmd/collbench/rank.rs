@@ -21,6 +21,8 @@ pub struct RankRow {
     pub times_ns: Vec<u64>,
     /// Elements that differed from the reference over all timed iterations (-1: unchecked).
     pub wrong: i64,
+    /// The path the timed calls took (`Group::last_path`).
+    pub path: String,
 }
 
 pub fn rank_name(i: usize) -> String {
@@ -186,5 +188,6 @@ fn one_size<T: Element>(a: &Args, g: &mut Group<'_>, size: u64) -> CliResult<Ran
         count: count as u64,
         times_ns,
         wrong: if a.no_check { -1 } else { wrong },
+        path: g.last_path().to_owned(),
     })
 }

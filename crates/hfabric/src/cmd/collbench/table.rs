@@ -19,6 +19,8 @@ pub struct Row {
     pub busbw_gbs: f64,
     /// Over every rank and timed iteration; -1 with --no-check.
     pub wrong: i64,
+    /// The path every rank's timed calls took (`arena`, `ring`, ...), or `mixed`.
+    pub path: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +41,7 @@ struct Config<'a> {
     timeout_ms: u64,
     chunk_bytes: usize,
     small_bytes: usize,
+    arena: bool,
     window: usize,
     profile: &'static str,
     transport: String,
@@ -115,6 +118,7 @@ fn rows(a: &Args, ranks: &[Vec<RankRow>]) -> Vec<Row> {
                 algbw_gbs: algbw,
                 busbw_gbs: algbw * a.collective.bus_factor(a.ranks),
                 wrong,
+                path: path(ranks, s),
             }
         })
         .collect()
@@ -139,6 +143,7 @@ pub fn report(a: &Args, ranks: &[Vec<RankRow>]) -> CliResult {
                 timeout_ms: a.timeout_ms,
                 chunk_bytes: o.chunk_bytes,
                 small_bytes: o.small_bytes,
+                arena: o.arena,
                 window: o.window,
                 profile: a.profile.as_str(),
                 transport: format!("{:?}", a.transport).to_lowercase(),
@@ -217,4 +222,18 @@ fn plot(a: &Args, rows: &[Row], path: &std::path::Path) -> CliResult {
         eprintln!("plot written to {} (busbw in Gbit/s)", path.display());
     }
     Ok(())
+}
+
+/// The path size `s` took on every rank, `mixed` where ranks disagree.
+fn path(ranks: &[Vec<RankRow>], s: usize) -> String {
+    let mut paths = ranks
+        .iter()
+        .filter_map(|r| r.get(s))
+        .map(|r| r.path.as_str());
+    let first = paths.next().unwrap_or("none");
+    if paths.all(|p| p == first) {
+        first.to_owned()
+    } else {
+        "mixed".to_owned()
+    }
 }

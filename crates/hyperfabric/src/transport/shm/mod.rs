@@ -8,6 +8,7 @@
 //! read or write outside the mapping.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod arena;
 pub mod index;
 pub mod pool;
 pub mod ring;
