@@ -244,7 +244,8 @@ impl Arena {
         for (w, v) in own.desc.iter().zip(desc) {
             w.store(*v, Ordering::Relaxed);
         }
-        own.seq.store(seq, Ordering::Release);
+        // SeqCst: the store must not pass the sleepers load below (a lost wake-up).
+        own.seq.store(seq, Ordering::SeqCst);
         if own.seq_sleepers.load(Ordering::SeqCst) > 0 {
             futex_wake(&own.seq, u32::MAX);
         }
@@ -295,7 +296,7 @@ impl Arena {
     /// Rank `me` finished reading every peer's collective `seq`: they may publish the next.
     pub fn finish(&self, me: usize, seq: u32) -> Result<(), ArenaError> {
         let own = self.block(me)?;
-        own.done.store(seq, Ordering::Release);
+        own.done.store(seq, Ordering::SeqCst);
         if own.done_sleepers.load(Ordering::SeqCst) > 0 {
             futex_wake(&own.done, u32::MAX);
         }
