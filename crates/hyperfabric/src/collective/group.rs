@@ -241,6 +241,20 @@ impl<'f> Group<'f> {
         })
     }
 
+    /// Changes how long a rank waits without progress ([`GroupOptions::timeout`]) for the
+    /// collectives started from now on: a job gives its first barrier (every rank still
+    /// starting) a longer bound than the steady-state calls after it.
+    pub fn set_timeout(&mut self, t: Duration) -> Result<()> {
+        if t.is_zero() {
+            return Err(CollectiveError::InvalidArgument(
+                "timeout must be above zero".into(),
+            ));
+        }
+        self.opts.timeout = t;
+        self.send_opts = self.send_opts.clone().timeout(t);
+        Ok(())
+    }
+
     /// The fabric this group runs on (for traffic of its own beside the collectives).
     pub fn fabric(&self) -> &'f Fabric {
         self.fabric

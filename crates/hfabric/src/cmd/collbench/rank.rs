@@ -25,6 +25,10 @@ pub struct RankRow {
     pub path: String,
 }
 
+/// The bound on the first barriers, while ranks are still starting (a loaded 2-core machine
+/// takes seconds to start a few rank processes); a rank that never comes still fails.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn rank_name(i: usize) -> String {
     format!("rank-{i}")
 }
@@ -42,9 +46,14 @@ pub fn run(a: &Args, file: &Path, node: &str) -> CliResult {
     let ranks: Vec<String> = (0..a.ranks).map(rank_name).collect();
     wait_for_peers(&fabric, &ranks, node)?;
     let mut g = Group::with_options(&fabric, &ranks, a.group_options()).map_err(coll)?;
-    // Every link up before the first timed call.
+    // Every link up before the first timed call. A peer that answered our ping may still be
+    // waiting for a slower rank to start (or, with --arena, rank 0 for all of them before
+    // it sends the arena's name), so the joining barriers get JOIN_TIMEOUT, not --timeout-ms.
+    let steady = g.options().timeout;
+    g.set_timeout(steady.max(JOIN_TIMEOUT)).map_err(coll)?;
     g.barrier().map_err(coll)?;
     g.barrier().map_err(coll)?;
+    g.set_timeout(steady).map_err(coll)?;
     match a.dtype {
         DType::F32 => sizes::<f32>(a, &mut g),
         DType::F64 => sizes::<f64>(a, &mut g),
