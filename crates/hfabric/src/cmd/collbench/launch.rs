@@ -1,12 +1,12 @@
 //! Starts the ranks: a fabric file of `--ranks` nodes on free loopback ports in a temporary
 //! directory, then one `hfabric bench allreduce --worker FILE --node rank-I` per rank.
 
-use super::rank::{rank_name, RankRow};
+use super::rank::{rank_name, RankRow, PORT_TAKEN};
 use super::Args;
 use crate::common::{CliError, CliResult};
 use clap::ValueEnum;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// Ports free now: bound all at once (so they differ), released for the ranks.
 fn free_ports(n: usize) -> CliResult<Vec<u16>> {
@@ -95,47 +95,108 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// How many times the ranks start again on fresh ports when one finds its port taken.
+const PORT_TRIES: usize = 5;
+
 /// Runs the ranks to their end; per rank, its rows (one per size).
 pub fn run(a: &Args) -> CliResult<Vec<Vec<RankRow>>> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("ranks.toml");
-    std::fs::write(&file, fabric_toml(&free_ports(a.ranks)?, a.timeout_ms))?;
+    for _ in 0..PORT_TRIES {
+        // Another process may take a probed port before its rank binds it (CI runs tests
+        // in parallel, and outgoing connections draw from the same ephemeral range).
+        std::fs::write(&file, fabric_toml(&free_ports(a.ranks)?, a.timeout_ms))?;
+        if let Some(rows) = run_once(a, &file)? {
+            return Ok(rows);
+        }
+        tracing::warn!("a rank's port was taken before it bound it; starting the ranks again");
+    }
+    Err(CliError::failed(format!(
+        "the ranks found a port taken {PORT_TRIES} times running; is something on this host \
+         taking every free loopback port?"
+    )))
+}
+
+fn spawn(file: &std::path::Path, flags: &[String], i: usize) -> CliResult<Rank> {
     let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["bench", "allreduce"])
+        .args(flags)
+        .arg("--worker")
+        .arg(file)
+        .args(["--node", &rank_name(i)]);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| CliError::failed("no stdout from a rank"))?;
+    let err = child
+        .stderr
+        .take()
+        .ok_or_else(|| CliError::failed("no stderr from a rank"))?;
+    Ok(Rank {
+        child,
+        out: drain(out),
+        err: drain(err),
+    })
+}
+
+/// Waits for every rank; `None` (every rank killed) as soon as one says its port was taken.
+fn wait_all(ranks: &mut [Rank]) -> CliResult<Option<Vec<ExitStatus>>> {
+    let mut done: Vec<Option<ExitStatus>> = vec![None; ranks.len()];
+    while done.iter().any(Option::is_none) {
+        for (rk, d) in ranks.iter_mut().zip(done.iter_mut()) {
+            if d.is_none() {
+                *d = rk.child.try_wait()?;
+            }
+        }
+        if done
+            .iter()
+            .flatten()
+            .any(|s| s.code() == Some(i32::from(PORT_TAKEN)))
+        {
+            for (rk, d) in ranks.iter_mut().zip(&done) {
+                if d.is_none() {
+                    let _ = rk.child.kill();
+                    let _ = rk.child.wait();
+                }
+            }
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(Some(done.into_iter().flatten().collect()))
+}
+
+/// One start of every rank: their rows, or `None` when a rank's port was taken.
+fn run_once(a: &Args, file: &std::path::Path) -> CliResult<Option<Vec<Vec<RankRow>>>> {
     let flags = rank_flags(a);
     let mut ranks = Vec::with_capacity(a.ranks);
     for i in 0..a.ranks {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["bench", "allreduce"])
-            .args(&flags)
-            .arg("--worker")
-            .arg(&file)
-            .args(["--node", &rank_name(i)]);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
+        match spawn(file, &flags, i) {
+            Ok(r) => ranks.push(r),
+            Err(e) => {
+                for r in &mut ranks {
+                    let _ = r.child.kill();
+                    let _ = r.child.wait();
+                }
+                return Err(e);
+            }
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| CliError::failed("no stdout from a rank"))?;
-        let err = child
-            .stderr
-            .take()
-            .ok_or_else(|| CliError::failed("no stderr from a rank"))?;
-        ranks.push(Rank {
-            child,
-            out: drain(out),
-            err: drain(err),
-        });
     }
+    let Some(statuses) = wait_all(&mut ranks)? else {
+        return Ok(None);
+    };
     let mut failures = Vec::new();
     let mut rows = Vec::with_capacity(a.ranks);
-    for (i, mut rk) in ranks.into_iter().enumerate() {
-        let status = rk.child.wait()?;
+    for (i, (rk, status)) in ranks.into_iter().zip(statuses).enumerate() {
         let out = rk.out.join().unwrap_or_default();
         let err = rk.err.join().unwrap_or_default();
         if !status.success() {
@@ -164,5 +225,5 @@ pub fn run(a: &Args) -> CliResult<Vec<Vec<RankRow>>> {
             failures.join("\n  ")
         )));
     }
-    Ok(rows)
+    Ok(Some(rows))
 }

@@ -29,6 +29,9 @@ pub struct RankRow {
 /// takes seconds to start a few rank processes); a rank that never comes still fails.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A rank's exit code when its port was taken before it bound it (EX_TEMPFAIL).
+pub const PORT_TAKEN: u8 = 75;
+
 pub fn rank_name(i: usize) -> String {
     format!("rank-{i}")
 }
@@ -39,10 +42,23 @@ fn coll(e: CollectiveError) -> CliError {
 
 pub fn run(a: &Args, file: &Path, node: &str) -> CliResult {
     let cfg = apply_overrides(FabricConfig::from_file(file)?, Some(a.profile), &[])?;
-    let fabric = Fabric::from_config(cfg)
+    let fabric = match Fabric::from_config(cfg)
         .node(node)
         .transport(a.transport.into())
-        .start()?;
+        .start()
+    {
+        // The launcher's free port was taken between its probe and our bind: say so with
+        // PORT_TAKEN, and the launcher starts every rank again on fresh ports.
+        Err(hyperfabric::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            return Err(CliError {
+                message: format!("{node}'s port was taken before it could bind it: {source}"),
+                code: PORT_TAKEN,
+            })
+        }
+        r => r?,
+    };
     let ranks: Vec<String> = (0..a.ranks).map(rank_name).collect();
     wait_for_peers(&fabric, &ranks, node)?;
     let mut g = Group::with_options(&fabric, &ranks, a.group_options()).map_err(coll)?;
