@@ -241,7 +241,11 @@ fn a_relay_silent_from_the_start_is_skipped_and_named() {
         (&Value::Bool(true), &Value::from(0)),
         "{r}"
     );
+    assert_eq!(p1["chunks"], 0, "{r}");
     assert!(r["paths"][1]["bytes"].as_u64().unwrap_or(0) >= total, "{r}");
+    // Every byte went once: no chunk waited for a retransmission round (untimed: the
+    // sign that the skip cost nothing but the first probe).
+    assert_eq!(r["retransmitted_bytes"], 0, "{r}");
     assert!(
         log.contains("path skipped") && log.contains("relay-1"),
         "no log line names the skipped path: {log}"

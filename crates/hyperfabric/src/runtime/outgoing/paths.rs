@@ -59,6 +59,9 @@ pub(crate) struct Path {
     next_probe: Option<Instant>,
     /// Down by the prober's verdict before it carried a chunk.
     skipped: bool,
+    /// `conn` was set by a probe or health check, not by [`PathSet::conn`]: the transfer
+    /// is not announced on it yet (its first chunk goes after the name's Meta frame).
+    unannounced: bool,
 }
 
 /// The first hops of a transfer's paths: one without an allocation (the common case).
@@ -98,6 +101,7 @@ impl Path {
             probe_fails: 0,
             next_probe: None,
             skipped: false,
+            unannounced: false,
         }
     }
 }
@@ -214,7 +218,7 @@ impl PathSet {
     ) -> Option<(Arc<Conn>, bool)> {
         let path = &mut self.paths[i];
         if let Some(c) = path.conn.as_ref().filter(|c| c.is_alive()) {
-            return Some((Arc::clone(c), false));
+            return Some((Arc::clone(c), std::mem::take(&mut path.unannounced)));
         }
         if matches!(self.probed, Probed::Yes { .. }) {
             // The prober dials; this thread only takes the connection it made.
@@ -343,6 +347,7 @@ impl PathSet {
                     };
                     let p = &mut self.paths[i];
                     p.conn = Some(c);
+                    p.unannounced = true;
                     p.down = false;
                     p.credit = 0.0;
                 }
@@ -418,6 +423,7 @@ impl PathSet {
                 Ok(c) => {
                     tracing::info!(hop = %p.first_hop.id, "path is up again");
                     p.conn = Some(c);
+                    p.unannounced = true;
                     p.down = false;
                     p.credit = 0.0;
                     p.probe_fails = 0;
