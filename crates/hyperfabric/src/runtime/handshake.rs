@@ -65,12 +65,33 @@ pub(super) fn send(
     tx.write_all(&frame)
 }
 
+/// How long a dial may take.
+#[derive(Clone, Copy)]
+pub(super) enum DialBound {
+    /// `deadline` bounds the TCP connect; the handshake gets `handshake_timeout_ms`.
+    Connect,
+    /// `deadline` bounds the whole exchange (a health probe: a listener that accepts and
+    /// never answers costs at most the probe's budget, not the handshake timeout).
+    Whole,
+}
+
 /// Dials `peer`, says hello and waits for its welcome.
 pub(super) fn dial(
     node: &Arc<NodeInner>,
     peer: &Peer,
     lane: Lane,
     deadline: Instant,
+) -> Result<Arc<Conn>> {
+    dial_bounded(node, peer, lane, deadline, DialBound::Connect)
+}
+
+/// As [`dial`], bounded as `bound` says.
+pub(super) fn dial_bounded(
+    node: &Arc<NodeInner>,
+    peer: &Peer,
+    lane: Lane,
+    deadline: Instant,
+    bound: DialBound,
 ) -> Result<Arc<Conn>> {
     let addr = peer.addr.ok_or_else(|| Error::Unreachable {
         node: peer.id.clone(),
@@ -91,10 +112,19 @@ pub(super) fn dial(
         node: peer.id.clone(),
         reason: format!("handshake with {addr}: {e}"),
     };
-    let handshake_timeout = Duration::from_millis(node.tuning.handshake_timeout_ms);
+    let mut handshake_timeout = Duration::from_millis(node.tuning.handshake_timeout_ms);
+    let mut budget = Budget::starting_now(handshake_timeout);
+    if let DialBound::Whole = bound {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        if left < handshake_timeout {
+            handshake_timeout = left;
+            budget = Budget::starting_now(left).limited_by("the health probe's budget");
+        }
+    }
     // One deadline for TLS and the fabric handshake; the shared-memory offer after it
     // keeps a timeout per read.
-    let budget = Budget::starting_now(handshake_timeout);
     stream
         .set_read_timeout(Some(handshake_timeout))
         .map_err(io_err)?;

@@ -8,7 +8,8 @@
 //! The table is bounded ([`MAX_WATCHED`]); a hop no send asked about for [`WATCH_FOR`]
 //! intervals is forgotten.
 
-use super::{handshake, Conn, Lane, NodeInner, Peer};
+use super::handshake::{self, DialBound};
+use super::{Conn, Lane, NodeInner, Peer};
 use crate::error::Error;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -249,7 +250,9 @@ fn probe_loop(node: &Arc<NodeInner>) {
     }
 }
 
-/// One probe: the live connection, or one handshake attempt (the interval is the retry).
+/// One probe: the live connection, or one handshake attempt (the interval is the retry),
+/// all of it (waiting for another thread's dial of the hop, connect, TLS, the greeting)
+/// over by `deadline`.
 fn probe(
     node: &Arc<NodeInner>,
     peer: &Peer,
@@ -260,12 +263,138 @@ fn probe(
         return Ok(c);
     }
     let gate = Arc::clone(node.dialing.lock().entry((peer.key, lane)).or_default());
-    let _dialing = gate.lock();
+    let Some(_dialing) = gate.try_lock_until(deadline) else {
+        return Err(Error::Unreachable {
+            node: peer.id.clone(),
+            reason: "another dial of this hop did not finish within the probe's budget".into(),
+        });
+    };
     if let Some(c) = node.live_conn(peer.key, lane) {
         return Ok(c);
     }
     if node.is_shutting_down() {
         return Err(Error::Shutdown);
     }
-    handshake::dial(node, peer, lane, deadline)
+    handshake::dial_bounded(node, peer, lane, deadline, DialBound::Whole)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FabricConfig;
+    use crate::runtime::Sink;
+    use crate::transport::TransportChoice;
+    use std::net::{SocketAddr, TcpListener};
+
+    /// Long enough that only a probe that is not waited on can finish before it.
+    const SLOW_MS: u64 = 20_000;
+
+    /// A fabric of `me`, `live` and the silent hops, every wait `SLOW_MS` unless bounded
+    /// (`me` and, before it listens, `live` are given placeholder addresses).
+    fn fabric(live: SocketAddr, silent: &[SocketAddr]) -> FabricConfig {
+        let mut text = format!(
+            "[fabric]\nname = \"probe\"\nconnect_timeout_ms = {SLOW_MS}\n\
+             handshake_timeout_ms = {SLOW_MS}\n\
+             [[nodes]]\nid = \"me\"\nhardware = \"cpu-cluster\"\nlisten = \"127.0.0.1:2\"\n\
+             [[nodes]]\nid = \"live\"\nhardware = \"cpu-cluster\"\nlisten = \"{live}\"\n"
+        );
+        for (i, a) in silent.iter().enumerate() {
+            text += &format!(
+                "[[nodes]]\nid = \"silent-{i}\"\nhardware = \"cpu-cluster\"\nlisten = \"{a}\"\n"
+            );
+        }
+        FabricConfig::from_toml_str(&text, "probe.toml").unwrap()
+    }
+
+    /// Sockets that listen and never accept: a dial connects (the kernel's backlog) and
+    /// then hears nothing.
+    fn silent_hops(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
+        let ls: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+        (ls, addrs)
+    }
+
+    /// `me` and a served `live` node knowing `n` silent hops.
+    fn nodes(n: usize) -> (Arc<NodeInner>, Arc<NodeInner>, Vec<TcpListener>) {
+        let (silent, addrs) = silent_hops(n);
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let start = |cfg: &FabricConfig, id: &str, at: SocketAddr| {
+            NodeInner::start(
+                cfg,
+                id,
+                Sink::Memory,
+                Some(at),
+                (TransportChoice::Tcp, false),
+            )
+            .unwrap()
+        };
+        let placeholder = SocketAddr::from(([127, 0, 0, 1], 1));
+        let live = start(&fabric(placeholder, &addrs), "live", any);
+        let me = start(&fabric(live.local_addr, &addrs), "me", any);
+        (me, live, silent)
+    }
+
+    fn hops(node: &NodeInner, ids: &[String]) -> Vec<Arc<Peer>> {
+        ids.iter()
+            .map(|id| Arc::new(node.peer_by_id(id).unwrap()))
+            .collect()
+    }
+
+    /// Waits (bounded by `within`) until `done` holds of the prober.
+    fn wait_for(p: &Prober, within: Duration, done: impl Fn(&Prober) -> bool) -> bool {
+        let until = Instant::now() + within;
+        while !done(p) && Instant::now() < until {
+            p.wait_verdict(until);
+        }
+        done(p)
+    }
+
+    #[test]
+    fn a_silent_hop_does_not_delay_the_live_hops_verdict() {
+        let (me, live, silent) = nodes(1);
+        let interval = Duration::from_millis(SLOW_MS);
+        let watched = hops(&me, &["silent-0".into(), "live".into()]);
+        let (s, l) = (watched[0].key, watched[1].key);
+        assert!(me.prober.watch(&me, &watched, Lane::Bulk, interval));
+        let up = wait_for(&me.prober, interval, |p| {
+            p.health(l, Lane::Bulk).0 == Health::Up
+        });
+        assert!(up, "the live hop has no verdict within one interval");
+        // Its verdict did not wait for the silent hop's probe, which is still waiting.
+        assert_eq!(me.prober.health(s, Lane::Bulk).0, Health::Unknown);
+        drop(silent); // resets the pending connection: the probe ends now
+        me.shutdown();
+        live.shutdown();
+    }
+
+    #[test]
+    fn silent_hops_are_down_within_the_probe_budget_on_bounded_threads() {
+        let n = MAX_WORKERS + 2;
+        let (me, live, silent) = nodes(n);
+        let ids: Vec<String> = (0..n).map(|i| format!("silent-{i}")).collect();
+        let watched = hops(&me, &ids);
+        // The handshake timeout is SLOW_MS: only the probe's own budget can end these.
+        let interval = Duration::from_millis(300);
+        assert!(me.prober.watch(&me, &watched, Lane::Bulk, interval));
+        assert!(me.prober.workers.load(Ordering::Acquire) <= MAX_WORKERS);
+        let all_down = |p: &Prober| {
+            watched
+                .iter()
+                .all(|h| p.health(h.key, Lane::Bulk).0 == Health::Down)
+        };
+        let bound = Duration::from_millis(SLOW_MS / 2);
+        assert!(
+            wait_for(&me.prober, bound, all_down),
+            "a silent probe ran past its budget"
+        );
+        let (_, why) = me.prober.health(watched[0].key, Lane::Bulk);
+        let why = why.unwrap_or_default();
+        assert!(why.contains("health probe's budget"), "{why}");
+        assert_eq!(me.prober.workers.load(Ordering::Acquire), MAX_WORKERS);
+        drop(silent);
+        me.shutdown();
+        live.shutdown();
+    }
 }

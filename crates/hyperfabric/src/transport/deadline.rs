@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Budget {
     pub until: Instant,
     pub total: Duration,
+    /// What set `total` (named in the error): the knob, or the caller's bound.
+    pub limit: &'static str,
 }
 
 impl Budget {
@@ -18,7 +20,13 @@ impl Budget {
         Budget {
             until: Instant::now() + total,
             total,
+            limit: "handshake_timeout_ms",
         }
+    }
+
+    /// The same deadline, named after the bound that set it.
+    pub fn limited_by(self, limit: &'static str) -> Budget {
+        Budget { limit, ..self }
     }
 
     /// Time left (zero once passed).
@@ -31,8 +39,9 @@ impl Budget {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "the handshake did not finish within {} ms (handshake_timeout_ms)",
-                self.total.as_millis()
+                "the handshake did not finish within {} ms ({})",
+                self.total.as_millis(),
+                self.limit
             ),
         )
     }
