@@ -20,10 +20,76 @@ use crate::wire::{self, FrameKind};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+impl NodeInner {
+    pub(super) fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        for stream in listener.incoming() {
+            if self.is_shutting_down() {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.on_accept(stream),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn on_accept(self: &Arc<Self>, stream: TcpStream) {
+        let peer_addr = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let open = self.all_conns.lock().len();
+        let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
+        let (max, max_pending) = (
+            self.tuning.max_connections,
+            self.tuning.max_pending_handshakes,
+        );
+        let admitted = if open.max(inbound) >= max {
+            Err(format!("limit of {max} connections reached"))
+        } else {
+            self.pending
+                .admit(&stream, max_pending)
+                .map_err(|e| format!("cannot track the handshake: {e}"))
+        };
+        let slot = match admitted {
+            Ok((id, evicted)) => {
+                if evicted {
+                    tracing::warn!(%peer_addr, "{max_pending} connections in handshake (max_pending_handshakes): cut the oldest to make room");
+                }
+                PendingSlot(Arc::clone(self), id)
+            }
+            Err(log) => {
+                self.inbound.fetch_sub(1, Ordering::AcqRel);
+                let open = open.max(inbound);
+                self.stats
+                    .connections_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer_addr, open, "refusing connection: {log}");
+                reject(stream, "too many connections");
+                return;
+            }
+        };
+        let node = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("hf-conn".into())
+            .spawn(move || {
+                serve_accepted(Arc::clone(&node), stream, peer_addr, slot);
+                node.inbound.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            self.inbound.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("cannot spawn a connection thread: {e}");
+        }
+    }
+}
 
 /// Accepted connections still in their handshake, oldest first, with a handle to cut each.
 #[derive(Default)]

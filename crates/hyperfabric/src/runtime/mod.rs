@@ -15,6 +15,7 @@ mod open;
 pub mod options;
 mod origin;
 mod outgoing;
+mod peers;
 mod ping;
 pub(crate) mod placement;
 mod prober;
@@ -61,16 +62,68 @@ pub struct Peer {
     pub addr: Option<SocketAddr>,
 }
 
-/// Keys of the nodes the fabric file places on the same `host` as `me`.
-fn same_host(cfg: &FabricConfig, me: &str) -> std::collections::HashSet<u64> {
-    let Some(host) = cfg.node(me).and_then(|n| n.host.as_deref()) else {
-        return Default::default();
-    };
-    cfg.nodes
-        .iter()
-        .filter(|n| n.host.as_deref() == Some(host))
-        .map(|n| wire::node_key(n.id()))
-        .collect()
+/// The fabric secret, this node's keys and TLS, as the fabric file asks (and the log says
+/// which authentication is in force).
+type Security = (
+    Option<crate::auth::Secret>,
+    Option<Arc<crate::auth::identity::NodeKeys>>,
+    Option<crate::auth::tls::TlsConfig>,
+);
+
+fn security(cfg: &FabricConfig, me: &str, observer: bool) -> Result<Security> {
+    let secret = crate::auth::Secret::from_config(cfg, me)?;
+    let keys = crate::auth::identity::NodeKeys::from_config(cfg, me, observer)?.map(Arc::new);
+    crate::auth::announce_mode(
+        me,
+        secret.is_some(),
+        keys.is_some(),
+        cfg.security.encryption_enabled,
+    );
+    let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
+    Ok((secret, keys, tls))
+}
+
+/// The node's listener (on loopback, port chosen by the system, when no address is given)
+/// and the address it is bound to.
+fn bind(me: &str, addr: Option<SocketAddr>) -> Result<(TcpListener, SocketAddr)> {
+    let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener =
+        tcp::listen(addr).map_err(|e| Error::io(format!("binding {me} to {addr}"), e))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    Ok((listener, local_addr))
+}
+
+/// The fabric's tuning with this node's own overrides (`metadata.tcp_window_size`).
+fn node_tuning(cfg: &FabricConfig, node_cfg: &crate::config::NodeConfig) -> Tuning {
+    let mut tuning = cfg.tuning.clone();
+    if let Some(window) = node_cfg.signature.metadata.tcp_window_size {
+        // Checked against SOCKET_BUFFER_MIN..=MAX when the file was read.
+        tuning.socket_buffer_bytes = usize::try_from(window).unwrap_or(usize::MAX);
+    }
+    tuning
+}
+
+/// Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
+/// still understand each other; memory grows only with the frames actually seen.
+fn limits(tuning: &Tuning) -> wire::Limits {
+    let max_payload =
+        u32::try_from(tuning.max_packet_size.max(1 << 20) + 64).unwrap_or(wire::MAX_PAYLOAD_HARD);
+    wire::Limits {
+        max_payload: max_payload.min(wire::MAX_PAYLOAD_HARD),
+    }
+}
+
+/// Removes the segments of earlier runs whose creator died (killed nodes leave them behind).
+fn remove_stale_segments(fabric: &str) {
+    match crate::transport::shm::remove_stale(&format!("hf-{fabric}-")) {
+        Ok(gone) if !gone.is_empty() => {
+            tracing::info!("removed {} stale shared-memory segments", gone.len())
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot scan /dev/shm for stale segments: {e}"),
+    }
 }
 
 /// Held while dialing one peer on one lane.
@@ -153,58 +206,18 @@ impl NodeInner {
             node: me.to_owned(),
         })?;
         // Key files first: a node that cannot prove membership must not listen at all.
-        let secret = crate::auth::Secret::from_config(cfg, me)?;
-        let keys = crate::auth::identity::NodeKeys::from_config(cfg, me, observer)?.map(Arc::new);
-        crate::auth::announce_mode(
-            me,
-            secret.is_some(),
-            keys.is_some(),
-            cfg.security.encryption_enabled,
-        );
+        let (secret, keys, tls) = security(cfg, me, observer)?;
         crate::transport::fdlimit::raise();
-        let tls = crate::auth::tls::TlsConfig::from_config(cfg, me)?;
-        let addr = listen
-            .or(node_cfg.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener =
-            tcp::listen(addr).map_err(|e| Error::io(format!("binding {me} to {addr}"), e))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the bound address", e))?;
-        let peers = cfg
-            .nodes
-            .iter()
-            .map(|n| {
-                let key = wire::node_key(&n.signature.node_id);
-                (
-                    key,
-                    Peer {
-                        id: n.signature.node_id.clone(),
-                        key,
-                        addr: n.listen,
-                    },
-                )
-            })
-            .collect();
+        let (listener, local_addr) = bind(me, listen.or(node_cfg.listen))?;
         let faults = crate::config::faults::injector_for(cfg, me, |k| std::env::var(k).ok())?;
-        let mut tuning = cfg.tuning.clone();
-        if let Some(window) = node_cfg.signature.metadata.tcp_window_size {
-            // Checked against SOCKET_BUFFER_MIN..=MAX when the file was read.
-            tuning.socket_buffer_bytes = usize::try_from(window).unwrap_or(usize::MAX);
-        }
+        let tuning = node_tuning(cfg, node_cfg);
         let segment = placement::segment_plan(node_cfg, local_addr);
         let (router, history_mark) = routing::configured_router(cfg, me)?;
-        // Accept 1 MiB frames whatever this node's own profile, so nodes whose profiles differ
-        // still understand each other; memory grows only with the frames actually seen.
-        let max_payload = u32::try_from(tuning.max_packet_size.max(1 << 20) + 64)
-            .unwrap_or(wire::MAX_PAYLOAD_HARD);
         let inner = Arc::new(NodeInner {
             fabric_name: cfg.name.clone(),
             me: me.to_owned(),
             my_key: wire::node_key(me),
-            limits: wire::Limits {
-                max_payload: max_payload.min(wire::MAX_PAYLOAD_HARD),
-            },
+            limits: limits(&tuning),
             incoming: incoming::IncomingTable::new(sink, &tuning),
             tuning,
             local_addr,
@@ -212,10 +225,10 @@ impl NodeInner {
             secret,
             keys,
             tls,
-            peers: RwLock::new(peers),
+            peers: RwLock::new(peers::table(cfg)),
             zones: Zones::from_config(cfg),
             transport,
-            same_host: same_host(cfg, me),
+            same_host: peers::same_host(cfg, me),
             host_ids: RwLock::new(HashMap::new()),
             router: Mutex::new(router),
             history_mark: Mutex::new(history_mark),
@@ -242,30 +255,29 @@ impl NodeInner {
             threads: Mutex::new(Vec::new()),
             prober: prober::Prober::default(),
         });
-        let acceptor = Arc::clone(&inner);
-        let handle = std::thread::Builder::new()
-            .name(format!("hf-accept-{me}"))
-            .spawn(move || acceptor.accept_loop(listener))
-            .map_err(|e| Error::io("spawning the accept thread", e))?;
-        inner.threads.lock().push(handle);
-        let sweeper = Arc::clone(&inner);
-        let handle = std::thread::Builder::new()
-            .name(format!("hf-sweep-{me}"))
-            .spawn(move || sweeper.sweep_loop())
-            .map_err(|e| Error::io("spawning the sweeper thread", e))?;
-        inner.threads.lock().push(handle);
+        inner.start_threads(listener)?;
         if transport != TransportChoice::Tcp {
-            // Segments of earlier runs whose creator died (killed nodes leave them behind).
-            match crate::transport::shm::remove_stale(&format!("hf-{}-", inner.fabric_name)) {
-                Ok(gone) if !gone.is_empty() => {
-                    tracing::info!("removed {} stale shared-memory segments", gone.len())
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("cannot scan /dev/shm for stale segments: {e}"),
-            }
+            remove_stale_segments(&inner.fabric_name);
         }
         tracing::info!(node = me, %local_addr, fabric = %inner.fabric_name, "node listening");
         Ok(inner)
+    }
+
+    /// The accept and sweeper threads.
+    fn start_threads(self: &Arc<Self>, listener: TcpListener) -> Result<()> {
+        let acceptor = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name(format!("hf-accept-{}", self.me))
+            .spawn(move || acceptor.accept_loop(listener))
+            .map_err(|e| Error::io("spawning the accept thread", e))?;
+        self.threads.lock().push(handle);
+        let sweeper = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name(format!("hf-sweep-{}", self.me))
+            .spawn(move || sweeper.sweep_loop())
+            .map_err(|e| Error::io("spawning the sweeper thread", e))?;
+        self.threads.lock().push(handle);
+        Ok(())
     }
 
     /// Drops stale incoming transfers (and their `.part` files) a few times per deadline.
@@ -282,139 +294,8 @@ impl NodeInner {
         }
     }
 
-    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        for stream in listener.incoming() {
-            if self.is_shutting_down() {
-                break;
-            }
-            match stream {
-                Ok(stream) => self.on_accept(stream),
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-
-    fn on_accept(self: &Arc<Self>, stream: TcpStream) {
-        let peer_addr = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
-        let open = self.all_conns.lock().len();
-        let inbound = self.inbound.fetch_add(1, Ordering::AcqRel);
-        let (max, max_pending) = (
-            self.tuning.max_connections,
-            self.tuning.max_pending_handshakes,
-        );
-        let admitted = if open.max(inbound) >= max {
-            Err(format!("limit of {max} connections reached"))
-        } else {
-            self.pending
-                .admit(&stream, max_pending)
-                .map_err(|e| format!("cannot track the handshake: {e}"))
-        };
-        let slot = match admitted {
-            Ok((id, evicted)) => {
-                if evicted {
-                    tracing::warn!(%peer_addr, "{max_pending} connections in handshake (max_pending_handshakes): cut the oldest to make room");
-                }
-                accept::PendingSlot(Arc::clone(self), id)
-            }
-            Err(log) => {
-                self.inbound.fetch_sub(1, Ordering::AcqRel);
-                let open = open.max(inbound);
-                self.stats
-                    .connections_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer_addr, open, "refusing connection: {log}");
-                handshake::reject(stream, "too many connections");
-                return;
-            }
-        };
-        let node = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("hf-conn".into())
-            .spawn(move || {
-                accept::serve_accepted(Arc::clone(&node), stream, peer_addr, slot);
-                node.inbound.fetch_sub(1, Ordering::AcqRel);
-            });
-        if let Err(e) = spawned {
-            self.inbound.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!("cannot spawn a connection thread: {e}");
-        }
-    }
-
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
-    }
-
-    pub fn peer_by_id(&self, id: &str) -> Result<Peer> {
-        self.peers
-            .read()
-            .get(&wire::node_key(id))
-            .filter(|p| p.id == id)
-            .cloned()
-            .ok_or_else(|| Error::NodeNotFound {
-                node: id.to_owned(),
-            })
-    }
-
-    pub fn peer_by_key(&self, key: u64) -> Option<Peer> {
-        self.peers.read().get(&key).cloned()
-    }
-
-    pub fn register_peer(&self, id: &str, addr: Option<SocketAddr>) -> Result<()> {
-        let key = wire::node_key(id);
-        let mut peers = self.peers.write();
-        if let Some(existing) = peers.get(&key) {
-            if existing.id != id {
-                return Err(Error::InvalidArgument(format!(
-                    "node id `{id}` collides with `{}` on the wire key; choose another id",
-                    existing.id
-                )));
-            }
-        }
-        peers.insert(
-            key,
-            Peer {
-                id: id.to_owned(),
-                key,
-                addr,
-            },
-        );
-        Ok(())
-    }
-
-    /// Adds a node (and its links) to the routing topology at run time.
-    pub fn add_to_topology(
-        &self,
-        node: &crate::config::NodeConfig,
-        links: &[crate::config::LinkConfig],
-    ) {
-        let mut router = self.router.lock();
-        router.topology_mut().add_node(node);
-        for l in links {
-            router.topology_mut().add_link(l);
-        }
-    }
-
-    pub fn unregister_peer(&self, id: &str) -> Result<()> {
-        let key = wire::node_key(id);
-        self.router.lock().topology_mut().remove_node(id);
-        self.peers
-            .write()
-            .remove(&key)
-            .ok_or_else(|| Error::NodeNotFound {
-                node: id.to_owned(),
-            })?;
-        for lane in [Lane::Urgent, Lane::Bulk] {
-            if let Some(conn) = self.conns.lock().remove(&(key, lane)) {
-                conn.close("peer unregistered");
-            }
-        }
-        Ok(())
     }
 
     /// An established connection to `peer`, dialing it if needed, retrying until `deadline`.
@@ -505,47 +386,6 @@ impl NodeInner {
         self.all_conns.lock().retain(|c| !Arc::ptr_eq(c, conn));
         self.outgoing.connection_lost(conn.peer_key);
         tracing::debug!(peer = %conn.peer, "connection closed: {reason}");
-    }
-
-    /// Should a connection to `peer` at `addr` try shared memory?
-    pub(super) fn wants_shm(&self, peer: &Peer, addr: SocketAddr) -> bool {
-        if self.observer {
-            // Acceptors answer observers over TCP only: no rings for a read-only link.
-            return false;
-        }
-        match self.transport {
-            TransportChoice::Tcp => false,
-            TransportChoice::Shm => true,
-            TransportChoice::Auto => {
-                if self.same_host.contains(&peer.key) {
-                    return true;
-                }
-                // A host id beats the address: a loopback address says little about a peer
-                // that membership placed on another host (another IPC namespace).
-                match self.host_ids.read().get(&peer.key) {
-                    Some(same) => *same,
-                    None => addr.ip().is_loopback(),
-                }
-            }
-        }
-    }
-
-    /// Records whether `id` shares this node's host (from comparing host ids); `None`
-    /// forgets it (the fabric file's `host`, else the address, decides again).
-    pub fn set_same_host(&self, id: &str, same: Option<bool>) {
-        let key = wire::node_key(id);
-        let mut ids = self.host_ids.write();
-        match same {
-            Some(s) => ids.insert(key, s),
-            None => ids.remove(&key),
-        };
-    }
-
-    /// The ids of every peer this node knows (itself included when the file lists it).
-    pub fn peer_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.peers.read().values().map(|p| p.id.clone()).collect();
-        ids.sort();
-        ids
     }
 
     pub fn next_transfer_id(&self) -> u64 {
