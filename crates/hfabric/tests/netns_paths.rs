@@ -50,6 +50,46 @@ fn serve(lan: &Lan, i: usize, cfg: &Path, node: &str, store: Option<&Path>) -> M
     m
 }
 
+/// src, relay-1, relay-2 and dst in hosts 0 to 3, the relays the two ways between src and
+/// dst, everything but src served (dst storing into `store`).
+/// (Fields drop in order: the nodes stop before their directory and namespaces go.)
+struct Diamond {
+    _served: Vec<Member>,
+    cfg: PathBuf,
+    store: PathBuf,
+    dir: tempfile::TempDir,
+    lan: Lan,
+}
+
+impl Diamond {
+    /// None where namespaces cannot be made.
+    fn start() -> Option<Diamond> {
+        let lan = Lan::new(4)?;
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = ["src", "relay-1", "relay-2", "dst"];
+        let links = [
+            ("src", "relay-1"),
+            ("src", "relay-2"),
+            ("relay-1", "dst"),
+            ("relay-2", "dst"),
+        ];
+        let cfg = lan_file(dir.path(), &lan, &nodes, &links);
+        let store = dir.path().join("store");
+        let served = vec![
+            serve(&lan, 3, &cfg, "dst", Some(&store)),
+            serve(&lan, 1, &cfg, "relay-1", None),
+            serve(&lan, 2, &cfg, "relay-2", None),
+        ];
+        Some(Diamond {
+            _served: served,
+            cfg,
+            store,
+            dir,
+            lan,
+        })
+    }
+}
+
 /// `hfabric send --json` from `src` in host 0, as a child.
 fn send_from_host0(lan: &Lan, cfg: &Path, file: &Path, via: &[&str]) -> std::process::Child {
     let mut cmd = Command::new("ip");
@@ -148,29 +188,17 @@ fn a_relay_in_another_namespace_is_the_only_way_and_the_bytes_arrive() {
 // Before the health check backed off, each re-dial of the silent relay blocked the sending
 // thread for a connect timeout and the transfer crawled (>120 s); now it fails over.
 fn a_relay_link_taken_down_mid_transfer_fails_over_or_fails_clearly() {
-    let Some(lan) = Lan::new(4) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = ["src", "relay-1", "relay-2", "dst"];
-    let links = [
-        ("src", "relay-1"),
-        ("src", "relay-2"),
-        ("relay-1", "dst"),
-        ("relay-2", "dst"),
-    ];
-    let cfg = lan_file(dir.path(), &lan, &nodes, &links);
-    let store = dir.path().join("store");
-    let _dst = serve(&lan, 3, &cfg, "dst", Some(&store));
-    let _r1 = serve(&lan, 1, &cfg, "relay-1", None);
-    let _r2 = serve(&lan, 2, &cfg, "relay-2", None);
+    let Some(d) = Diamond::start() else { return };
+    let (lan, dir, cfg, store) = (&d.lan, &d.dir, &d.cfg, &d.store);
     let src = dir.path().join("linkdown.bin");
     let total = 256u64 << 20;
     random_file(&src, total, 22);
-    let sender = send_from_host0(&lan, &cfg, &src, &["relay-1=1", "relay-2=1"]);
+    let sender = send_from_host0(lan, cfg, &src, &["relay-1=1", "relay-2=1"]);
     let until = Instant::now() + Duration::from_secs(60);
-    while partial_bytes(&store) < 32 << 20 && Instant::now() < until {
+    while partial_bytes(store) < 32 << 20 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let down_at = partial_bytes(&store);
+    let down_at = partial_bytes(store);
     lan.set_link(1, false); // relay-1 is cut off from everyone: no RST, just silence
     let out = finish(sender);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -203,30 +231,13 @@ fn a_relay_link_taken_down_mid_transfer_fails_over_or_fails_clearly() {
 /// byte over relay-2. (How long it takes is for the benchmarks, not this test.)
 #[test]
 fn a_relay_silent_from_the_start_is_skipped_and_named() {
-    let Some(lan) = Lan::new(4) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = ["src", "relay-1", "relay-2", "dst"];
-    let links = [
-        ("src", "relay-1"),
-        ("src", "relay-2"),
-        ("relay-1", "dst"),
-        ("relay-2", "dst"),
-    ];
-    let cfg = lan_file(dir.path(), &lan, &nodes, &links);
-    let store = dir.path().join("store");
-    let _dst = serve(&lan, 3, &cfg, "dst", Some(&store));
-    let _r1 = serve(&lan, 1, &cfg, "relay-1", None);
-    let _r2 = serve(&lan, 2, &cfg, "relay-2", None);
+    let Some(d) = Diamond::start() else { return };
+    let (lan, dir, cfg, store) = (&d.lan, &d.dir, &d.cfg, &d.store);
     lan.set_link(1, false);
     let src = dir.path().join("skip.bin");
     let total = 200_000_000u64;
     random_file(&src, total, 23);
-    let out = finish(send_from_host0(
-        &lan,
-        &cfg,
-        &src,
-        &["relay-1=1", "relay-2=1"],
-    ));
+    let out = finish(send_from_host0(lan, cfg, &src, &["relay-1=1", "relay-2=1"]));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let r: Value = serde_json::from_slice(&out.stdout).expect("the send report");

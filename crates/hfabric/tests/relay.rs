@@ -57,12 +57,7 @@ fn a_transfer_crosses_one_relay_byte_identical() {
         src.to_str().unwrap(),
         &["relay-1=1"],
     ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: Value = report_of(&out);
     assert_eq!(r["path"], serde_json::json!(["src", "relay-1", "dst"]));
     assert!(same_contents(&src, &dir.path().join("store/one-relay.bin")));
 }
@@ -79,12 +74,7 @@ fn weighted_paths_carry_their_share() {
         src.to_str().unwrap(),
         &["relay-1=3", "relay-2=1"],
     ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: Value = report_of(&out);
     let paths = r["paths"].as_array().unwrap();
     let (b1, b2) = (
         paths[0]["bytes"].as_f64().unwrap(),
@@ -126,16 +116,11 @@ fn killing_a_relay_mid_transfer_fails_over_with_nothing_lost() {
     let killed_at = partial_bytes(&store);
     r1.child.kill().unwrap();
     let out = sender.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r = report_of(&out);
     assert!(
         killed_at < 256 << 20,
         "the transfer finished before the kill ({killed_at} bytes)"
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!(
         "killed relay-1 at {killed_at} bytes; report paths: {}",
         r["paths"]
@@ -201,12 +186,7 @@ fn routing_picks_a_relay_by_itself() {
     let mut args = send_args(cfg.to_str().unwrap(), &peers, src.to_str().unwrap(), &[]);
     args.extend(["--strategy", "shortest_path"]);
     let out = hfabric(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: Value = report_of(&out);
     let path: Vec<&str> = r["path"]
         .as_array()
         .unwrap()
@@ -255,12 +235,7 @@ fn a_transfer_crosses_two_relays_and_the_ack_comes_from_the_destination() {
         "--file",
         src.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: Value = report_of(&out);
     assert_eq!(
         r["path"],
         serde_json::json!(["src", "relay-1", "relay-2", "dst"])

@@ -36,12 +36,7 @@ fn send_file_with(
     ]);
     args.extend(extra);
     let out = hfabric(&args);
-    assert!(
-        out.status.success(),
-        "send failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json report")
+    report_of(&out)
 }
 
 #[test]
@@ -127,12 +122,7 @@ fn generated_bytes_and_compression_round_trip() {
         "--priority",
         "high",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = report_of(&out);
     assert_eq!(v["bytes"], 300000);
     assert_eq!(v["data_type"], "gradient");
     assert_eq!(v["priority"], "high");
@@ -234,12 +224,7 @@ fn ping_reports_consistent_figures() {
         "--size",
         "64",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = report_of(&out);
     assert_eq!(
         (
             v["sent"].as_u64(),

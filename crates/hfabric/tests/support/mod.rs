@@ -246,6 +246,18 @@ pub fn hello_frame(node: &str, fabric: &str) -> Vec<u8> {
     wire::encode_frame(&h, &wire::encode_hello(&hello)).expect("a hello fits in a frame")
 }
 
+/// The JSON report on stdout of an hfabric run that must have succeeded (its log, stderr,
+/// in the panic when it did not).
+pub fn report_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "hfabric failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+}
+
 pub fn hfabric(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
