@@ -18,25 +18,9 @@ fn send_file_with(
     extra: &[&str],
 ) -> serde_json::Value {
     let peer = server.peer_arg("node-b");
-    let mut args = vec![
-        "send",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
-        &peer,
-    ];
-    args.extend([
-        "--from",
-        "node-a",
-        "--to",
-        "node-b",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
+    let mut args = vec!["--json", "--to", "node-b", "--file", file.to_str().unwrap()];
     args.extend(extra);
-    let out = hfabric(&args);
-    report_of(&out)
+    report_of(&hfabric_from("send", cfg, &peer, "node-a", &args))
 }
 
 #[test]
@@ -103,25 +87,24 @@ fn generated_bytes_and_compression_round_trip() {
     let cfg = fabric_file(dir.path(), "low_latency");
     let server = Server::start(&cfg, "node-b", None);
     let peer = server.peer_arg("node-b");
-    let out = hfabric(&[
+    let out = hfabric_from(
         "send",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        &cfg,
         &peer,
-        "--from",
         "node-a",
-        "--to",
-        "node-b",
-        "--size",
-        "300000",
-        "--compression",
-        "--data-type",
-        "gradient",
-        "--priority",
-        "high",
-    ]);
+        &[
+            "--json",
+            "--to",
+            "node-b",
+            "--size",
+            "300000",
+            "--compression",
+            "--data-type",
+            "gradient",
+            "--priority",
+            "high",
+        ],
+    );
     let v: serde_json::Value = report_of(&out);
     assert_eq!(v["bytes"], 300000);
     assert_eq!(v["data_type"], "gradient");
@@ -165,21 +148,13 @@ fn destination_not_running_fails_clearly_within_the_timeout() {
         .port();
     let peer = format!("node-b=127.0.0.1:{port}");
     let start = Instant::now();
-    let out = hfabric(&[
+    let out = hfabric_from(
         "send",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        &cfg,
         &peer,
-        "--from",
         "node-a",
-        "--to",
-        "node-b",
-        "--size",
-        "10",
-        "--timeout",
-        "2",
-    ]);
+        &["--to", "node-b", "--size", "10", "--timeout", "2"],
+    );
     let took = start.elapsed();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -188,18 +163,7 @@ fn destination_not_running_fails_clearly_within_the_timeout() {
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let out = hfabric(&[
-        "ping",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
-        &peer,
-        "--from",
-        "node-a",
-        "node-b",
-        "--count",
-        "2",
-    ]);
+    let out = hfabric_from("ping", &cfg, &peer, "node-a", &["node-b", "--count", "2"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -209,21 +173,13 @@ fn ping_reports_consistent_figures() {
     let cfg = fabric_file(dir.path(), "low_latency");
     let server = Server::start(&cfg, "node-b", None);
     let peer = server.peer_arg("node-b");
-    let out = hfabric(&[
+    let out = hfabric_from(
         "ping",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        &cfg,
         &peer,
-        "--from",
         "node-a",
-        "node-b",
-        "--count",
-        "200",
-        "--size",
-        "64",
-    ]);
+        &["--json", "node-b", "--count", "200", "--size", "64"],
+    );
     let v: serde_json::Value = report_of(&out);
     assert_eq!(
         (

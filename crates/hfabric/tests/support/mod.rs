@@ -258,6 +258,15 @@ pub fn report_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
 }
 
+/// `hfabric CMD --config CFG --peer PEER --from FROM REST…`: a command of node `from`
+/// (not served) against the node that `peer` (`Server::peer_arg`) names.
+pub fn hfabric_from(cmd: &str, cfg: &Path, peer: &str, from: &str, rest: &[&str]) -> Output {
+    let cfg = cfg.to_str().expect("a UTF-8 path");
+    let mut args = vec![cmd, "--config", cfg, "--peer", peer, "--from", from];
+    args.extend(rest);
+    hfabric(&args)
+}
+
 pub fn hfabric(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
