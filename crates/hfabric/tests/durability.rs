@@ -13,20 +13,13 @@ use support::*;
 
 fn send(cfg: &std::path::Path, server: &Server, file: &std::path::Path) -> std::process::Output {
     let peer = server.peer_arg("node-b");
-    hfabric(&[
+    hfabric_from(
         "send",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        cfg,
         &peer,
-        "--from",
         "node-a",
-        "--to",
-        "node-b",
-        "--file",
-        file.to_str().unwrap(),
-    ])
+        &["--json", "--to", "node-b", "--file", file.to_str().unwrap()],
+    )
 }
 
 #[test]

@@ -303,21 +303,13 @@ fn a_fault_file_switches_faults_on_and_off_at_run_time() {
     let server = Server::start_env(&cfg, "node-b", None, &extra, &env);
     let peer = server.peer_arg("node-b");
     let ping = |count: &str| -> Value {
-        let out = hfabric(&[
+        let out = hfabric_from(
             "ping",
-            "--json",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--peer",
+            &cfg,
             &peer,
-            "--from",
             "node-a",
-            "node-b",
-            "--count",
-            count,
-            "--timeout-ms",
-            "100",
-        ]);
+            &["--json", "node-b", "--count", count, "--timeout-ms", "100"],
+        );
         assert!(
             out.status.success(),
             "{}",

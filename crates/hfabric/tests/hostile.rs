@@ -29,19 +29,13 @@ fn expect_closed(mut s: TcpStream, within: Duration) -> Vec<u8> {
 fn still_serves(cfg: &std::path::Path, server: &mut Server) {
     assert!(server.is_running(), "the node died");
     let peer = server.peer_arg("node-b");
-    let out = hfabric(&[
+    let out = hfabric_from(
         "send",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        cfg,
         &peer,
-        "--from",
         "node-a",
-        "--to",
-        "node-b",
-        "--size",
-        "100000",
-    ]);
+        &["--to", "node-b", "--size", "100000"],
+    );
     assert!(
         out.status.success(),
         "node stopped serving: {}",

@@ -221,20 +221,13 @@ fn a_transfer_crosses_two_relays_and_the_ack_comes_from_the_destination() {
     let src = dir.path().join("two-relays.bin");
     random_file(&src, (2 << 20) + 5, 22);
     let peer = r1.peer_arg("relay-1");
-    let out = hfabric(&[
+    let out = hfabric_from(
         "send",
-        "--json",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--peer",
+        &cfg,
         &peer,
-        "--from",
         "src",
-        "--to",
-        "dst",
-        "--file",
-        src.to_str().unwrap(),
-    ]);
+        &["--json", "--to", "dst", "--file", src.to_str().unwrap()],
+    );
     let r: Value = report_of(&out);
     assert_eq!(
         r["path"],
