@@ -34,6 +34,18 @@ fn pair(dir: &Path, store: Option<&Path>) -> (PathBuf, Server) {
     (f, server)
 }
 
+/// `CMD --config F --peer PEER --from node-a --to node-b`: a command of node-a (not served)
+/// about the served node-b.
+fn a_to_b<'a>(cmd: &'a str, f: &'a str, peer: &'a str) -> Vec<&'a str> {
+    let mut v = vec![cmd];
+    v.extend(args_with_peer(
+        f,
+        peer,
+        &["--from", "node-a", "--to", "node-b"],
+    ));
+    v
+}
+
 fn args_with_peer<'a>(f: &'a str, peer: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["--config", f, "--peer", peer];
     v.extend_from_slice(rest);
@@ -53,12 +65,7 @@ fn item2_bench_refuses_a_node_that_stores_and_writes_nothing_there() {
     let store = dir.path().join("inbox");
     let (f, server) = pair(dir.path(), Some(&store));
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
-    let mut args = vec!["bench"];
-    args.extend(args_with_peer(
-        &f,
-        &peer,
-        &["--from", "node-a", "--to", "node-b"],
-    ));
+    let mut args = a_to_b("bench", &f, &peer);
     args.extend(["throughput", "--sizes", "1024", "--seconds-per-size", "0.5"]);
     let o = hfabric(&args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -96,12 +103,7 @@ fn item4_logs_are_plain_text_off_a_terminal_and_quiet_over_shared_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (f, server) = pair(dir.path(), None);
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
-    let mut args = vec!["send"];
-    args.extend(args_with_peer(
-        &f,
-        &peer,
-        &["--from", "node-a", "--to", "node-b"],
-    ));
+    let mut args = a_to_b("send", &f, &peer);
     args.extend(["--size", "65536", "--json"]);
     let o = Command::new(BIN)
         .args(&args)
@@ -287,12 +289,7 @@ fn item9_send_times_connection_setup_apart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (f, server) = pair(dir.path(), None);
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
-    let mut args = vec!["send"];
-    args.extend(args_with_peer(
-        &f,
-        &peer,
-        &["--from", "node-a", "--to", "node-b"],
-    ));
+    let mut args = a_to_b("send", &f, &peer);
     args.extend(["--size", "1048576", "--json"]);
     let o = hfabric(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -311,12 +308,8 @@ fn item9_diagnose_full_leaves_no_probe_in_a_store() {
     let store = dir.path().join("inbox");
     let (f, server) = pair(dir.path(), Some(&store));
     let (f, peer) = (f.display().to_string(), server.peer_arg("node-b"));
-    let mut args = vec!["diagnose"];
-    args.extend(args_with_peer(
-        &f,
-        &peer,
-        &["--from", "node-a", "--to", "node-b", "--full"],
-    ));
+    let mut args = a_to_b("diagnose", &f, &peer);
+    args.extend(["--full"]);
     let o = hfabric(&args);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
