@@ -71,6 +71,13 @@ fn schema() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The report of a bench run that must have succeeded, checked against the schema.
+fn valid_report(out: &std::process::Output) -> Value {
+    let r = report_of(out);
+    validate(&schema(), &r, "$").unwrap();
+    r
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
 }
@@ -158,13 +165,7 @@ fn single_tests_and_bad_options() {
         "--warmup",
         "10",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate(&schema(), &r, "$").unwrap();
+    let r = valid_report(&out);
     assert!(r["tests"].get("throughput").is_none() && r["tests"].get("concurrent").is_none());
     let out = hfabric(&["bench", "--transport", "carrier-pigeon"]);
     assert_eq!(out.status.code(), Some(2));
@@ -204,13 +205,7 @@ fn bench_qos_json_validates() {
         "--warmup",
         "20",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate(&schema(), &r, "$").unwrap();
+    let r = valid_report(&out);
     let q = &r["tests"]["qos"];
     for k in ["idle", "loaded_qos_on", "loaded_qos_off"] {
         assert_eq!(u(&q[k]["received"]), 300, "{k}");
@@ -236,13 +231,7 @@ fn bench_loan_api_moves_messages_through_the_pool() {
         "--seconds-per-size",
         "0.3",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    validate(&schema(), &r, "$").unwrap();
+    let r = valid_report(&out);
     let t = &r["tests"]["throughput"];
     assert_eq!(
         (t["api"].as_str(), t["transport"].as_str()),
