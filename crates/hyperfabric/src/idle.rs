@@ -8,6 +8,8 @@
 //! |-----------------------------------------|--------------------------------------------|
 //! | a caller waiting for a flag (acks, pong)| [`IdleStrategy::flag_wait`], parks on a condvar |
 //! | a shared-memory reader thread           | [`IdleStrategy::ring_reader`], parks on the ring's futex |
+//! | a caller polling its TCP socket         | [`IdleStrategy::socket_poll`], then waits in `poll(2)` |
+//! | a caller-polled TCP reader thread       | [`IdleStrategy::socket_reader`], then blocks in the kernel |
 //! | a writer facing a full ring             | [`FULL_RING`], then short sleeps            |
 //! | a loan waiting for a free pool slot     | [`FREE_SLOT`], then short sleeps            |
 //!
@@ -119,6 +121,29 @@ impl IdleStrategy {
             IdleStrategy::SpinPark => Schedule::SpinPark {
                 spins: 50,
                 yields: 10,
+            },
+        }
+    }
+
+    /// The schedule of a caller-polled TCP link's reader thread (`tcp_poll`): between
+    /// frames it polls the socket without blocking, so that a frame arriving soon after the
+    /// last (the next ping of a run, the next chunk of a stream) costs no kernel wake-up,
+    /// then it blocks in the kernel as before. Bounded: an idle link spins for a few
+    /// milliseconds at most after its last frame; the yields hand a small machine's core to
+    /// whoever else wants it.
+    pub fn socket_reader(self) -> Schedule {
+        match self {
+            IdleStrategy::BusySpin => Schedule::SpinPark {
+                spins: 4_000,
+                yields: 4_000,
+            },
+            IdleStrategy::SpinYield => Schedule::SpinPark {
+                spins: 1_000,
+                yields: 1_000,
+            },
+            IdleStrategy::SpinPark => Schedule::SpinPark {
+                spins: 100,
+                yields: 0,
             },
         }
     }

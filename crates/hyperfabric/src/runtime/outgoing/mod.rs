@@ -541,11 +541,15 @@ impl<'a> PendingSend<'a> {
                 next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
             let slot = &self.slot;
             let ready = || slot.woken.load(Ordering::Acquire);
-            // Over shared memory, read the ack ourselves first (no reader thread wake-ups).
-            let driven = self
-                .paths
+            // Over shared memory or a caller-polled TCP link, read the ack ourselves first
+            // (no reader thread wake-ups, no reader spinning on our core).
+            let (node, paths) = (&self.node, &self.paths);
+            let driven = paths
                 .shm_conn()
-                .is_some_and(|conn| super::drive::wait_driven(&self.node, conn, deadline, ready));
+                .is_some_and(|conn| super::drive::wait_driven(node, conn, deadline, ready))
+                || paths
+                    .polled_conn()
+                    .is_some_and(|conn| super::tcp_poll::wait_polled(node, conn, deadline, ready));
             if !driven {
                 idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, ready);
             }
