@@ -128,24 +128,17 @@ impl IdleStrategy {
     /// The schedule of a caller-polled TCP link's reader thread (`tcp_poll`): between
     /// frames it polls the socket without blocking, so that a frame arriving soon after the
     /// last (the next ping of a run, the next chunk of a stream) costs no kernel wake-up,
-    /// then it blocks in the kernel as before. Bounded: an idle link spins for a few
-    /// milliseconds at most after its last frame; the yields hand a small machine's core to
-    /// whoever else wants it.
+    /// then it blocks in the kernel as before. Bounded: an idle link spins for a millisecond
+    /// or two at most after its last frame. No yields: on a busy host `sched_yield` hands
+    /// the core away for a whole time slice, and a frame arriving meanwhile waits for it,
+    /// where a thread blocked in the kernel is woken (and preempts) at once.
     pub fn socket_reader(self) -> Schedule {
-        match self {
-            IdleStrategy::BusySpin => Schedule::SpinPark {
-                spins: 4_000,
-                yields: 4_000,
-            },
-            IdleStrategy::SpinYield => Schedule::SpinPark {
-                spins: 1_000,
-                yields: 1_000,
-            },
-            IdleStrategy::SpinPark => Schedule::SpinPark {
-                spins: 100,
-                yields: 0,
-            },
-        }
+        let spins = match self {
+            IdleStrategy::BusySpin => 2_000,
+            IdleStrategy::SpinYield => 1_000,
+            IdleStrategy::SpinPark => 100,
+        };
+        Schedule::SpinPark { spins, yields: 0 }
     }
 
     /// How long a shared-memory reader thread stays away after a caller's last poll.

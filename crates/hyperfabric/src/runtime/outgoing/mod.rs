@@ -216,6 +216,9 @@ pub struct PendingSend<'a> {
     wire_payload_bytes: u64,
     /// Send the Meta (name) again before the next chunk (after a retransmission timeout).
     reannounce: bool,
+    /// Stripes (bit per `connections_per_link` index) that had the name since it last
+    /// had to go again.
+    announced: u32,
     /// The content's CRC32C as chunks first go out (per-node keys only; inline, no
     /// allocation when they go in order).
     content: Option<ContentCrc>,
@@ -276,6 +279,7 @@ impl<'a> PendingSend<'a> {
             packer: Packer::default(),
             wire_payload_bytes: 0,
             reannounce: false,
+            announced: 0,
             content: node.keys.is_some().then(ContentCrc::default),
             origin_sig: None,
             origin_buf: Vec::new(),
@@ -318,7 +322,19 @@ impl<'a> PendingSend<'a> {
                 continue;
             };
             if fresh || std::mem::take(&mut self.reannounce) {
+                self.announced = 0;
+            }
+            let (conn, stripe) = match self.node.tuning.connections_per_link {
+                1 => (conn, 0),
+                _ => {
+                    let hop = Arc::clone(self.paths.first_hop(path));
+                    self.node.stripe(&hop, &conn, lane, Instant::now() + budget)
+                }
+            };
+            // A named transfer's name goes first on every connection its chunks take.
+            if self.announced & (1 << stripe) == 0 {
                 self.announce(&conn);
+                self.announced |= 1 << stripe;
             }
             let started = Instant::now();
             match self.send_chunk(&conn, chunk)? {

@@ -500,6 +500,11 @@ impl PathSet {
             .filter(|c| c.is_shm() && c.is_alive())
     }
 
+    /// The first hop of path `i`.
+    pub fn first_hop(&self, i: usize) -> &Arc<Peer> {
+        &self.paths[i].first_hop
+    }
+
     /// The main path's connection if it is a caller-polled TCP link (`busy_poll`).
     pub fn polled_conn(&self) -> Option<&Arc<Conn>> {
         self.main_path()
