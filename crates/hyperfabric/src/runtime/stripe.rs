@@ -64,19 +64,20 @@ impl Set {
 
 impl NodeInner {
     /// The connection the next chunk to `peer` goes on: `main` itself, or one of the link's
-    /// other stripes (dialed here the first time it is missing), with its index among them
-    /// (below `connections_per_link`).
+    /// other stripes (dialed here, within `budget`, the first time it is missing), with its
+    /// index among them (below `connections_per_link`).
     pub(super) fn stripe(
         self: &Arc<Self>,
         peer: &Peer,
-        main: &Arc<Conn>,
+        main: Arc<Conn>,
         lane: Lane,
-        deadline: Instant,
+        budget: Duration,
     ) -> (Arc<Conn>, usize) {
         let n = self.tuning.connections_per_link as usize;
         if n <= 1 || lane != Lane::Bulk || main.is_shm() || main.is_observer() {
-            return (Arc::clone(main), 0);
+            return (main, 0);
         }
+        let main = &main;
         let now = Instant::now();
         {
             let mut table = self.stripes.table.lock();
@@ -88,7 +89,7 @@ impl NodeInner {
             // Dialed without the table's lock: other senders go on with the stripes there are.
             set.dialing = true;
         }
-        let dialed = handshake::dial(self, peer, lane, deadline);
+        let dialed = handshake::dial(self, peer, lane, now + budget);
         let mut table = self.stripes.table.lock();
         let set = table.entry(peer.key).or_default();
         set.dialing = false;

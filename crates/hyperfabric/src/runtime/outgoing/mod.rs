@@ -324,13 +324,9 @@ impl<'a> PendingSend<'a> {
             if fresh || std::mem::take(&mut self.reannounce) {
                 self.announced = 0;
             }
-            let (conn, stripe) = match self.node.tuning.connections_per_link {
-                1 => (conn, 0),
-                _ => {
-                    let hop = Arc::clone(self.paths.first_hop(path));
-                    self.node.stripe(&hop, &conn, lane, Instant::now() + budget)
-                }
-            };
+            let (conn, stripe) = self
+                .node
+                .stripe(self.paths.first_hop(path), conn, lane, budget);
             // A named transfer's name goes first on every connection its chunks take.
             if self.announced & (1 << stripe) == 0 {
                 self.announce(&conn);
