@@ -8,6 +8,8 @@
 //! |-----------------------------------------|--------------------------------------------|
 //! | a caller waiting for a flag (acks, pong)| [`IdleStrategy::flag_wait`], parks on a condvar |
 //! | a shared-memory reader thread           | [`IdleStrategy::ring_reader`], parks on the ring's futex |
+//! | a caller polling its TCP socket         | [`IdleStrategy::socket_poll`], then waits in `poll(2)` |
+//! | a caller-polled TCP reader thread       | [`IdleStrategy::socket_reader`], then blocks in the kernel |
 //! | a writer facing a full ring             | [`FULL_RING`], then short sleeps            |
 //! | a loan waiting for a free pool slot     | [`FREE_SLOT`], then short sleeps            |
 //!
@@ -121,6 +123,22 @@ impl IdleStrategy {
                 yields: 10,
             },
         }
+    }
+
+    /// The schedule of a caller-polled TCP link's reader thread (`tcp_poll`): between
+    /// frames it polls the socket without blocking, so that a frame arriving soon after the
+    /// last (the next ping of a run, the next chunk of a stream) costs no kernel wake-up,
+    /// then it blocks in the kernel as before. Bounded: an idle link spins for a millisecond
+    /// or two at most after its last frame. No yields: on a busy host `sched_yield` hands
+    /// the core away for a whole time slice, and a frame arriving meanwhile waits for it,
+    /// where a thread blocked in the kernel is woken (and preempts) at once.
+    pub fn socket_reader(self) -> Schedule {
+        let spins = match self {
+            IdleStrategy::BusySpin => 2_000,
+            IdleStrategy::SpinYield => 1_000,
+            IdleStrategy::SpinPark => 100,
+        };
+        Schedule::SpinPark { spins, yields: 0 }
     }
 
     /// How long a shared-memory reader thread stays away after a caller's last poll.

@@ -305,6 +305,9 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
         "fabric.on_conflict" => applied("what a stored file does when its name is taken"),
         "fabric.qos_enabled" => applied("priority lanes and deference per link"),
         "fabric.throttle_gbps" => applied("paces every connection (0: off)"),
+        "fabric.connections_per_link" => applied(
+            "TCP connections a bulk link is striped over: chunks go out round-robin on them",
+        ),
         "fabric.secret_file" => applied("peers must prove the secret in the handshake"),
         "fabric.node_keys" => applied(
             "each peer proves its own id's key in the handshake; relayed final acks are signed",

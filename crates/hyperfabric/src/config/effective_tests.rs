@@ -32,6 +32,7 @@ max_pending_handshakes = 8
 on_conflict = "refuse"
 qos_enabled = false
 throttle_gbps = 0.0
+connections_per_link = 2
 secret_file = "secret.key"
 encryption_enabled = true
 tls_cert = "node.crt"

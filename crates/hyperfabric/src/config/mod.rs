@@ -334,6 +334,7 @@ isolation = "soft"
             (swap("name = \"t\"", "name = \"t\"\nwindow_bytes = 1024"), "fabric.window_bytes", "max_packet_size"),
             (swap("name = \"t\"", "name = \"t\"\nsend_timeout_ms = 0"), "fabric.send_timeout_ms", "1..="),
             (swap("name = \"t\"", "name = \"t\"\nmax_retransmits = 5000"), "fabric.max_retransmits", "0..=1000"),
+            (swap("name = \"t\"", "name = \"t\"\nconnections_per_link = 17"), "fabric.connections_per_link", "1..=16"),
             (swap("id = \"b\"", "id = \"a\""), "nodes[1].id", "duplicate node id \"a\" (first at nodes[0])"),
             (swap("id = \"b\"", "id = \"b c\""), "nodes[1].id", "whitespace"),
             (swap("hardware = \"quantum-qpu\"", "hardware = \"tpu\""), "nodes[1].hardware", "nvidia-h100"),

@@ -143,11 +143,23 @@ pub struct Tuning {
     /// Pace every connection to at most this many Gbit/s (0: off). For testing what a slow
     /// link does (compression, QoS) on a machine whose links are all fast.
     pub throttle_gbps: f64,
+    /// TCP connections a bulk link to a peer is striped over: the chunks of its transfers
+    /// go out round-robin on them (1: one connection, as without the knob). Shared-memory
+    /// links and the urgent lane keep one.
+    #[serde(default = "default_connections_per_link")]
+    pub connections_per_link: u32,
 }
 
 fn default_pool_slot_bytes() -> usize {
     MIB
 }
+
+fn default_connections_per_link() -> u32 {
+    1
+}
+
+/// The most TCP connections one link may be striped over.
+pub const CONNECTIONS_PER_LINK_MAX: u32 = 16;
 
 impl Tuning {
     pub fn for_profile(p: ProfileName) -> Tuning {
@@ -172,6 +184,7 @@ impl Tuning {
             on_conflict: OnConflict::Rename,
             qos_enabled: true,
             throttle_gbps: 0.0,
+            connections_per_link: 1,
         };
         match p {
             ProfileName::HighThroughput => common,
@@ -193,6 +206,13 @@ impl Tuning {
     pub fn validate(&self) -> Result<(), (String, String)> {
         self.validate_sizes().map_err(|(f, r)| (f.to_string(), r))?;
         self.validate_times().map_err(|(f, r)| (f.to_string(), r))?;
+        in_range(
+            "connections_per_link",
+            u64::from(self.connections_per_link),
+            1,
+            u64::from(CONNECTIONS_PER_LINK_MAX),
+        )
+        .map_err(|(f, r)| (f.to_string(), r))?;
         if !(self.throttle_gbps.is_finite() && self.throttle_gbps >= 0.0) {
             return Err((
                 "throttle_gbps".into(),
@@ -380,6 +400,8 @@ mod tests {
             (|t| t.max_retransmits = 1001, "max_retransmits"),
             (|t| t.buffer_pool_buffers = 0, "buffer_pool_buffers"),
             (|t| t.max_connections = 0, "max_connections"),
+            (|t| t.connections_per_link = 0, "connections_per_link"),
+            (|t| t.connections_per_link = 17, "connections_per_link"),
             (
                 |t| t.congestion_control = Some("b b r".into()),
                 "congestion_control",

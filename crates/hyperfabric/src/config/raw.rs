@@ -75,6 +75,8 @@ pub(crate) struct RawFabric {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_gbps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_per_link: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_keys: Option<String>,

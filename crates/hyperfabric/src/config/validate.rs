@@ -133,7 +133,7 @@ fn tuning_of(f: &RawFabric) -> Result<(ProfileName, Tuning), Problem> {
         qos_enabled,
         throttle_gbps
     );
-    take!(max_pending_handshakes, on_conflict);
+    take!(max_pending_handshakes, on_conflict, connections_per_link);
     if let Some(cc) = &f.congestion_control {
         t.congestion_control = (cc != "default").then(|| cc.clone());
     }

@@ -26,6 +26,7 @@ mod shmlink;
 mod signed_ack;
 mod stats;
 mod store;
+mod stripe;
 mod tcp_poll;
 
 pub use crate::core::zones::Zones;
@@ -167,6 +168,8 @@ pub struct NodeInner {
     /// Peers that refused this node's proof just now (refused.rs): not re-dialed meanwhile.
     refused: refused::Refusals,
     all_conns: Mutex<Vec<Arc<Conn>>>,
+    /// Bulk links striped over several TCP connections (`connections_per_link`).
+    stripes: stripe::Stripes,
     /// Monitors joined as observers (observer.rs): bounded, outside the peer table.
     observers: observer::Observers,
     /// This node joins others as an observer (a monitor without a node entry).
@@ -239,6 +242,7 @@ impl NodeInner {
             dialing: Mutex::new(HashMap::new()),
             refused: refused::Refusals::default(),
             all_conns: Mutex::new(Vec::new()),
+            stripes: stripe::Stripes::default(),
             observers: observer::Observers::default(),
             observer,
             inbound: AtomicUsize::new(0),

@@ -216,6 +216,9 @@ pub struct PendingSend<'a> {
     wire_payload_bytes: u64,
     /// Send the Meta (name) again before the next chunk (after a retransmission timeout).
     reannounce: bool,
+    /// Stripes (bit per `connections_per_link` index) that had the name since it last
+    /// had to go again.
+    announced: u32,
     /// The content's CRC32C as chunks first go out (per-node keys only; inline, no
     /// allocation when they go in order).
     content: Option<ContentCrc>,
@@ -276,6 +279,7 @@ impl<'a> PendingSend<'a> {
             packer: Packer::default(),
             wire_payload_bytes: 0,
             reannounce: false,
+            announced: 0,
             content: node.keys.is_some().then(ContentCrc::default),
             origin_sig: None,
             origin_buf: Vec::new(),
@@ -318,7 +322,15 @@ impl<'a> PendingSend<'a> {
                 continue;
             };
             if fresh || std::mem::take(&mut self.reannounce) {
+                self.announced = 0;
+            }
+            let (conn, stripe) = self
+                .node
+                .stripe(self.paths.first_hop(path), conn, lane, budget);
+            // A named transfer's name goes first on every connection its chunks take.
+            if self.announced & (1 << stripe) == 0 {
                 self.announce(&conn);
+                self.announced |= 1 << stripe;
             }
             let started = Instant::now();
             match self.send_chunk(&conn, chunk)? {
@@ -541,11 +553,15 @@ impl<'a> PendingSend<'a> {
                 next_timeout.unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
             let slot = &self.slot;
             let ready = || slot.woken.load(Ordering::Acquire);
-            // Over shared memory, read the ack ourselves first (no reader thread wake-ups).
-            let driven = self
-                .paths
+            // Over shared memory or a caller-polled TCP link, read the ack ourselves first
+            // (no reader thread wake-ups, no reader spinning on our core).
+            let (node, paths) = (&self.node, &self.paths);
+            let driven = paths
                 .shm_conn()
-                .is_some_and(|conn| super::drive::wait_driven(&self.node, conn, deadline, ready));
+                .is_some_and(|conn| super::drive::wait_driven(node, conn, deadline, ready))
+                || paths
+                    .polled_conn()
+                    .is_some_and(|conn| super::tcp_poll::wait_polled(node, conn, deadline, ready));
             if !driven {
                 idle::wait_until(self.node.tuning.idle_strategy, deadline, &slot.gate, ready);
             }

@@ -506,6 +506,18 @@ impl PathSet {
             .filter(|c| c.is_shm() && c.is_alive())
     }
 
+    /// The first hop of path `i`.
+    pub fn first_hop(&self, i: usize) -> &Arc<Peer> {
+        &self.paths[i].first_hop
+    }
+
+    /// The main path's connection if it is a caller-polled TCP link (`busy_poll`).
+    pub fn polled_conn(&self) -> Option<&Arc<Conn>> {
+        self.main_path()
+            .and_then(|p| p.conn.as_ref())
+            .filter(|c| c.caller_polls() && !c.is_shm() && c.is_alive())
+    }
+
     /// The path that carried the most bytes (the "path taken" of a single-path report).
     pub fn main_path(&self) -> Option<&Path> {
         self.paths.iter().max_by_key(|p| p.bytes)
