@@ -96,6 +96,42 @@ fn a_transfer_is_delivered_once_and_duplicates_get_the_final_ack() {
 }
 
 #[test]
+fn the_memory_of_finished_transfers_is_bounded_per_source_and_lingers() {
+    let limits = Limits {
+        finished_per_peer_max: 1,
+        ..Limits::default()
+    };
+    let (mut c, links) = node("c", limits);
+    let whole = |src: &str, id| data(src, node_key("c"), id, 0, 4, b"wxyz");
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 1), b"wxyz");
+    assert!(drain(&mut c)[0].header.has(flags::FINAL));
+    // a's one remembered transfer is young: a second from a is refused, not let push it out.
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 2), b"wxyz");
+    assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::TooManyTransfers);
+    c.handle_frame(Time::ZERO, links[0], &whole("b", 1), b"wxyz");
+    assert!(
+        drain(&mut c)[0].header.has(flags::FINAL),
+        "b has its own bound"
+    );
+    // The duplicate is answered, never delivered again.
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 1), b"wxyz");
+    assert!(drain(&mut c)[0].header.has(flags::FINAL));
+    let linger = CoreConfig::new("c", 1).finished_linger;
+    let later = Time::ZERO + linger;
+    assert!(c.poll_timeout().is_some_and(|t| t <= later));
+    c.handle_timeout(later);
+    c.handle_frame(later, links[0], &whole("a", 2), b"wxyz");
+    assert!(
+        drain(&mut c)[0].header.has(flags::FINAL),
+        "after the linger: room"
+    );
+    let delivered = std::iter::from_fn(|| c.poll_event())
+        .filter(|e| matches!(e, Event::Delivered { .. }))
+        .count();
+    assert_eq!(delivered, 3, "a's 1 and 2, b's 1: each once");
+}
+
+#[test]
 fn limits_and_unhandled_flags_are_refused_with_their_codes() {
     let limits = Limits {
         incoming_per_peer_max: 1,
