@@ -35,6 +35,7 @@ mod outgoing;
 pub mod pack;
 mod paths;
 pub mod relay;
+pub mod source;
 mod time;
 pub mod zones;
 

@@ -59,10 +59,16 @@ impl NodeInner {
                 }
             }
             FrameKind::Nack => {
-                if self.outgoing.belongs_to(h.transfer_id, h.src) {
-                    let fatal = h
-                        .has(flags::FATAL)
-                        .then(|| Refusal::from_nack(h.aux, payload));
+                // A refusal names who refused: the destination or a relay on the way
+                // (docs/wire.md, "Refusal codes"); a retransmission request only the
+                // destination makes.
+                let fatal = h.has(flags::FATAL);
+                let known = match fatal {
+                    true => self.outgoing.is_open(h.transfer_id),
+                    false => self.outgoing.belongs_to(h.transfer_id, h.src),
+                };
+                if known {
+                    let fatal = fatal.then(|| Refusal::from_nack(h.aux, payload));
                     self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
                 }
             }
@@ -410,13 +416,13 @@ impl NodeInner {
         }
     }
 
-    /// Refuses a transfer that arrived through relays: the Nack travels back by routing.
+    /// Refuses a transfer that arrived through relays (or is being relayed here): the Nack
+    /// travels back by routing.
     fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, refusal: &Refusal) {
         tracing::warn!(peer = %via.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
-        // Sent on behalf of the destination (the sender only listens to it for this transfer),
-        // marked as relayed; the reason names this node.
-        let mut n = answer::refusal(h.dst, h, refusal.code);
-        n.hops = 1;
+        // Made here, so it names this node (docs/wire.md, "Refusal codes"), as the core's
+        // relay does; the sender takes a refusal from the destination or a relay.
+        let n = answer::refusal(self.my_key, h, refusal.code);
         let back = if h.src == via.peer_key {
             None
         } else {
