@@ -27,8 +27,9 @@ impl NodeInner {
         payload: &[u8],
         scratch: &mut Vec<u8>,
     ) -> Result<bool, Fault> {
-        if conn.is_observer() {
-            return self.on_observer_frame(conn, h, payload);
+        // An observer's frame goes on to the member dispatch below, or stops here.
+        if conn.is_observer() && !self.observer_may(conn, h) {
+            return Ok(true);
         }
         if h.dst != self.my_key && h.kind.is_routed() {
             self.forward(conn, h, payload);

@@ -24,6 +24,20 @@ pub(super) enum End {
     Refused(String),
 }
 
+/// Starts a link's reader thread `name` running `read` (the TCP reader and the
+/// shared-memory reader alike); `what` names it in the error.
+pub(super) fn spawn_reader_thread(
+    name: String,
+    what: &'static str,
+    read: impl FnOnce() + Send + 'static,
+) -> crate::error::Result<()> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(read)
+        .map(|_| ())
+        .map_err(|e| crate::error::Error::io(what, e))
+}
+
 /// Takes the next frame from `rx` and handles it. `Ok(false)`: nothing had arrived;
 /// `Ok(true)`: a frame was handled (or dropped for a bad checksum). `offered` says whether
 /// this link has had its shared-memory offer (the first one sets a link up).
