@@ -59,20 +59,7 @@ impl NodeInner {
                     self.outgoing.on_ack(h.transfer_id, ack, stored_as);
                 }
             }
-            FrameKind::Nack => {
-                // A refusal names who refused: the destination or a relay on the way
-                // (docs/wire.md, "Refusal codes"); a retransmission request only the
-                // destination makes.
-                let fatal = h.has(flags::FATAL);
-                let known = match fatal {
-                    true => self.outgoing.is_open(h.transfer_id),
-                    false => self.outgoing.belongs_to(h.transfer_id, h.src),
-                };
-                if known {
-                    let fatal = fatal.then(|| Refusal::from_nack(h.aux, payload));
-                    self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
-                }
-            }
+            FrameKind::Nack => self.on_nack(h, payload),
             FrameKind::Ping => {
                 let pong = answer::pong(self.my_key, h);
                 // A failed write closes the connection; the reader notices on its next read.
@@ -95,6 +82,20 @@ impl NodeInner {
             }
         }
         Ok(true)
+    }
+
+    /// A refusal names who refused: the destination or a relay on the way (docs/wire.md,
+    /// "Who a refusal names"); a retransmission request only the destination makes.
+    fn on_nack(&self, h: &Header, payload: &[u8]) {
+        let fatal = h.has(flags::FATAL);
+        let known = match fatal {
+            true => self.outgoing.is_open(h.transfer_id),
+            false => self.outgoing.belongs_to(h.transfer_id, h.src),
+        };
+        if known {
+            let fatal = fatal.then(|| Refusal::from_nack(h.aux, payload));
+            self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
+        }
     }
 
     fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {

@@ -258,6 +258,26 @@ impl IncomingTable {
                 .check(key.0, reserved)
                 .map_err(Overload::refusal)?;
         }
+        let store = self.new_store(key, total)?;
+        let entry = Arc::new(Mutex::new(Entry {
+            proto,
+            data_type: dt,
+            priority: prio,
+            name: None,
+            store,
+            touched: Instant::now(),
+            reserved,
+            closed: false,
+            content: ContentCrc::default(),
+        }));
+        open.map.insert(key, Arc::clone(&entry));
+        open.ledger.add(key.0, reserved);
+        Ok(Some(entry))
+    }
+
+    /// Where a new transfer `key` of `total` bytes keeps its bytes: nowhere, a pooled or
+    /// owned buffer, or a temporary file in the store directory.
+    fn new_store(&self, key: TransferKey, total: u64) -> Result<Store, Refusal> {
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
             Sink::Memory if total as usize <= BUFFER_BYTES_MAX => {
@@ -280,20 +300,7 @@ impl IncomingTable {
                 Store::File { tmp, file }
             }
         };
-        let entry = Arc::new(Mutex::new(Entry {
-            proto,
-            data_type: dt,
-            priority: prio,
-            name: None,
-            store,
-            touched: Instant::now(),
-            reserved,
-            closed: false,
-            content: ContentCrc::default(),
-        }));
-        open.map.insert(key, Arc::clone(&entry));
-        open.ledger.add(key.0, reserved);
-        Ok(Some(entry))
+        Ok(store)
     }
 
     /// Drops the transfers whose sender went silent for the transfer deadline (the node's
