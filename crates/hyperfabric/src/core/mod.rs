@@ -63,6 +63,7 @@ pub struct Limits {
     /// transfers younger than `CoreConfig::finished_linger` refuses new transfers; see
     /// [`ended`]).
     pub finished_max: usize,
+    /// Finished transfers remembered per source (one source cannot fill the node's table).
     pub finished_per_peer_max: usize,
     /// Frames waiting for `poll_transmit` (a full queue drops; retransmission recovers).
     pub transmit_queue_max: usize,
