@@ -98,3 +98,44 @@ fn config_importing_the_runtime_fails() {
         stderr(&out)
     );
 }
+
+/// The node core is sans-IO (issue #16): no clock read, thread, or socket in `src/core`,
+/// comments included (the grep the issue names, kept as a test so it stays true).
+#[test]
+fn the_core_reads_no_clock_spawns_no_thread_and_opens_no_socket() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core"),
+        &mut files,
+    );
+    assert!(files.len() > 5, "the core's files are found: {files:?}");
+    let banned = ["Instant::now", "SystemTime", "thread::spawn", "std::net"];
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let hits: Vec<String> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| banned.iter().any(|b| l.contains(b)))
+                .map(|(i, l)| format!("{}:{}: {l}", f.display(), i + 1))
+                .collect();
+            hits
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the core must stay sans-IO:\n{}",
+        found.join("\n")
+    );
+}

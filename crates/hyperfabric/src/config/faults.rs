@@ -22,6 +22,8 @@ pub(crate) struct RawFault {
     #[serde(default)]
     pub corrupt: f64,
     #[serde(default)]
+    pub duplicate: f64,
+    #[serde(default)]
     pub delay_us: u64,
     #[serde(default)]
     pub cut: f64,
@@ -67,6 +69,7 @@ fn rule(r: &RawFault, nodes: &[&str]) -> Result<FaultRule, (&'static str, String
         to: r.to.clone(),
         drop: r.drop,
         corrupt: r.corrupt,
+        duplicate: r.duplicate,
         delay_us: r.delay_us,
         cut: r.cut,
         seed: r.seed,
@@ -82,6 +85,7 @@ pub(crate) fn raw_of(rule: &FaultRule) -> RawFault {
         to: rule.to.clone(),
         drop: rule.drop,
         corrupt: rule.corrupt,
+        duplicate: rule.duplicate,
         delay_us: rule.delay_us,
         cut: rule.cut,
         seed: rule.seed,
@@ -131,13 +135,14 @@ pub fn parse_inline(text: &str, nodes: &[&str]) -> Result<Vec<FaultRule>, Error>
                 "to" => r.to = Some(value.to_owned()),
                 "drop" => r.drop = prob(value)?,
                 "corrupt" => r.corrupt = prob(value)?,
+                "duplicate" => r.duplicate = prob(value)?,
                 "cut" => r.cut = prob(value)?,
                 "delay_us" => r.delay_us = int(value)?,
                 "seed" => r.seed = Some(int(value)?),
                 _ => {
                     return Err(err(
                         key,
-                        "unknown field (expected from, to, drop, corrupt, delay_us, cut or seed)"
+                        "unknown field (expected from, to, drop, corrupt, duplicate, delay_us, cut or seed)"
                             .into(),
                     ))
                 }
@@ -200,7 +205,7 @@ mod tests {
     #[test]
     fn inline_rules_parse() {
         let rules = parse_inline(
-            "from=a,to=b,drop=0.01,corrupt=0.001;from=b,delay_us=2000, seed=9;",
+            "from=a,to=b,drop=0.01,corrupt=0.001;from=b,delay_us=2000, seed=9,duplicate=0.5;",
             NODES,
         )
         .unwrap();
@@ -215,6 +220,7 @@ mod tests {
             (rules[1].delay_us, rules[1].seed, rules[1].to.as_deref()),
             (2000, Some(9), None)
         );
+        assert_eq!((rules[0].duplicate, rules[1].duplicate), (0.0, 0.5));
         assert!(parse_inline("", NODES).unwrap().is_empty());
     }
 
@@ -222,6 +228,7 @@ mod tests {
     fn inline_errors_name_hf_faults_and_the_field() {
         let cases = [
             ("drop=2", "faults[0].drop", "[0, 1]"),
+            ("duplicate=1.5", "faults[0].duplicate", "[0, 1]"),
             ("drop=0.1;corrupt=x", "faults[1].corrupt", "not a number"),
             ("cut=-0.5", "faults[0].cut", "[0, 1]"),
             ("delay_us=1.5", "faults[0].delay_us", "whole number"),

@@ -140,6 +140,12 @@ impl<K: Hash + Eq + Copy> Ledger<K> {
         self.total.bytes = self.total.bytes.saturating_sub(bytes);
     }
 
+    /// What is open now: `peer`'s count and the node's.
+    pub fn counts(&self, peer: K) -> (usize, usize) {
+        let mine = self.per_peer.get(&peer).map_or(0, |l| l.count);
+        (mine, self.total.count)
+    }
+
     #[cfg(test)]
     pub fn of(&self, peer: K) -> Load {
         self.per_peer.get(&peer).copied().unwrap_or_default()

@@ -8,6 +8,7 @@ use super::node::Node;
 use super::pack;
 use super::paths::LinkId;
 use super::relay;
+use super::source;
 use super::time::Time;
 use crate::proto::AckInfo;
 use crate::wire::{flags, FrameKind, Header, Refusal, RefusalCode};
@@ -18,12 +19,20 @@ const DATA_FLAGS_UNHANDLED: u16 = flags::TRANSFORM_MASK | flags::LOANED | flags:
 
 impl Node {
     /// A frame that arrived on `link`, already decoded with its CRC32C checked.
-    /// Per-connection kinds (hello, close, shm, metrics) are the engine's and are ignored.
+    /// Per-connection kinds (hello, close, shm, metrics) are the engine's and are ignored;
+    /// a frame whose claimed source cannot be true on `link` ([`source::check`]) is dropped
+    /// and counted (`Stats::frames_bad_source`).
     pub fn handle_frame(&mut self, now: Time, link: LinkId, h: &Header, payload: &[u8]) {
         self.stats.frames_in += 1;
         let sane = h.payload_len as usize == payload.len() && self.paths.peer(link).is_some();
         if !sane || !h.kind.is_routed() || self.paths.name_of(h.src).is_none() {
             self.stats.frames_ignored += 1;
+            return;
+        }
+        let peer = self.paths.peer_key(link).unwrap_or_default();
+        let paths = &self.paths;
+        if source::check(h, self.key, peer, |k| paths.name_of(k).is_some()).is_err() {
+            self.stats.frames_bad_source += 1;
             return;
         }
         if h.dst != self.key {
@@ -142,8 +151,8 @@ impl Node {
             return;
         };
         if h.has(flags::FATAL) {
-            // A relay may refuse on the destination's behalf; only the destination's own
-            // refusal proves the transfer was not delivered.
+            // A relay on the way may refuse it (its refusal names the relay); only the
+            // destination's own refusal proves the transfer was not delivered.
             o.on_refused(Refusal::from_nack(h.aux, payload), h.src == o.dst);
         } else if h.src == o.dst {
             o.on_nack(h.offset, h.aux, now);
@@ -168,7 +177,8 @@ impl Node {
         self.send_to(h.src, a, Vec::new());
     }
 
-    /// Refuses the transfer of frame `h` with a Nack FATAL to its source.
+    /// Refuses the transfer of frame `h` with a Nack FATAL to its source. The refusal names
+    /// this node, the destination or a relay (`docs/wire.md`, "Refusal codes").
     fn refuse(&mut self, h: &Header, refusal: Refusal) {
         self.stats.refusals_sent += 1;
         let n = answer::refusal(self.key, h, refusal.code);

@@ -2,11 +2,12 @@
 //! the memory of finished transfers that makes delivery exactly once.
 
 use super::admission::{recv_refusal, Ledger, Load, Overload};
+use super::ended::{Ended, EndedLimits};
 use super::time::Time;
 use super::Limits;
 use crate::proto::{AckInfo, IncomingTransfer, RecvError, RecvParams, Verdict};
-use crate::wire::{Header, Refusal, RefusalCode};
-use std::collections::{HashMap, VecDeque};
+use crate::wire::{Header, Refusal};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// (source node key, transfer id): a transfer's identity at its destination.
@@ -37,14 +38,12 @@ pub(super) struct Incoming {
     params: RecvParams,
     limits: Limits,
     idle: Duration,
-    linger: Duration,
     open: HashMap<Key, Open>,
     /// Open transfers and their buffers' bytes, per source and in all.
     ledger: Ledger<u64>,
-    /// Finished transfers and their total, kept `linger` after completion so a late
-    /// duplicate is answered with a final ack instead of delivered again.
-    finished: HashMap<Key, u64>,
-    finished_order: VecDeque<(Time, Key)>,
+    /// Finished transfers and their total, kept at least `linger` after completion so a
+    /// late duplicate is answered with a final ack instead of delivered again.
+    finished: Ended<Time, u64>,
 }
 
 impl Incoming {
@@ -53,11 +52,13 @@ impl Incoming {
             params,
             limits,
             idle,
-            linger,
             open: HashMap::new(),
             ledger: ledger(&limits),
-            finished: HashMap::new(),
-            finished_order: VecDeque::new(),
+            finished: Ended::new(EndedLimits {
+                per_peer_max: limits.finished_per_peer_max,
+                node_max: limits.finished_max,
+                linger,
+            }),
         }
     }
 
@@ -71,10 +72,10 @@ impl Incoming {
     /// Accounts for a data frame of `src` that passed its CRC.
     pub fn on_data(&mut self, now: Time, h: &Header, payload: &[u8]) -> Outcome {
         let key = (h.src, h.transfer_id);
-        if let Some(&total) = self.finished.get(&key) {
+        if let Some(&total) = self.finished.get(key) {
             return Outcome::Ack(IncomingTransfer::final_ack(total));
         }
-        if let Err(refusal) = self.admit(key, h.aux) {
+        if let Err(refusal) = self.admit(now, key, h.aux) {
             return Outcome::Refuse(refusal);
         }
         let Some(open) = self.open.get_mut(&key) else {
@@ -100,15 +101,14 @@ impl Incoming {
     }
 
     /// Opens the transfer if it is new and fits every limit.
-    fn admit(&mut self, key: Key, total: u64) -> Result<(), Refusal> {
+    fn admit(&mut self, now: Time, key: Key, total: u64) -> Result<(), Refusal> {
         if self.open.contains_key(&key) {
             return Ok(());
         }
-        if self.finished.len() >= self.limits.finished_max {
-            let max = self.limits.finished_max;
-            let text = format!("{max} finished transfers remembered, none forgotten yet");
-            return Err(Refusal::new(RefusalCode::TooManyTransfers, text));
-        }
+        let (open_peer, open_node) = self.ledger.counts(key.0);
+        self.finished
+            .room(now, key.0, open_peer, open_node)
+            .map_err(|full| full.refusal())?;
         self.ledger.check(key.0, total).map_err(Overload::refusal)?;
         let machine = IncomingTransfer::new(total, self.params).map_err(recv_refusal)?;
         // total <= max_transfer_bytes, checked by IncomingTransfer::new.
@@ -137,8 +137,7 @@ impl Incoming {
             return Vec::new();
         };
         self.ledger.remove(key.0, open.buf.len() as u64);
-        self.finished.insert(key, open.machine.total());
-        self.finished_order.push_back((now, key));
+        self.finished.remember(now, key, open.machine.total());
         open.buf
     }
 
@@ -153,24 +152,17 @@ impl Incoming {
             }
             keep
         });
-        while let Some(&(at, key)) = self.finished_order.front() {
-            if now.since(at) < self.linger {
-                break;
-            }
-            self.finished_order.pop_front();
-            self.finished.remove(&key);
-        }
+        self.finished.expire(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
         let idle = self.open.values().map(|o| o.last_seen + self.idle).min();
-        let linger = self.finished_order.front().map(|(at, _)| *at + self.linger);
-        idle.into_iter().chain(linger).min()
+        idle.into_iter().chain(self.finished.next_expiry()).min()
     }
 
     /// Whether transfer `id` of `src` is open or finished (remembered).
     pub fn knows(&self, src: u64, id: u64) -> bool {
-        self.open.contains_key(&(src, id)) || self.finished.contains_key(&(src, id))
+        self.open.contains_key(&(src, id)) || self.finished.contains((src, id))
     }
 }
 

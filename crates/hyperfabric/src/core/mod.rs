@@ -27,6 +27,7 @@
 pub mod admission;
 pub mod answer;
 mod dispatch;
+pub mod ended;
 mod event;
 mod incoming;
 mod node;
@@ -34,6 +35,7 @@ mod outgoing;
 pub mod pack;
 mod paths;
 pub mod relay;
+pub mod source;
 mod time;
 pub mod zones;
 
@@ -57,8 +59,12 @@ pub struct Limits {
     pub incoming_max: usize,
     /// Bytes of all reassembly buffers together.
     pub reassembly_bytes_max: u64,
-    /// Finished transfers remembered for dedupe (a full table refuses new transfers).
+    /// Finished transfers remembered for dedupe, in all and per source (a table full of
+    /// transfers younger than `CoreConfig::finished_linger` refuses new transfers; see
+    /// [`ended`]).
     pub finished_max: usize,
+    /// Finished transfers remembered per source (one source cannot fill the node's table).
+    pub finished_per_peer_max: usize,
     /// Frames waiting for `poll_transmit` (a full queue drops; retransmission recovers).
     pub transmit_queue_max: usize,
     /// Events waiting for `poll_event` (a full queue refuses new incoming transfers).
@@ -77,6 +83,7 @@ impl Default for Limits {
             incoming_max: 1024,
             reassembly_bytes_max: 1 << 30,
             finished_max: 65_536,
+            finished_per_peer_max: 16_384,
             transmit_queue_max: 4096,
             events_max: 4096,
             pings_max: 256,
@@ -108,7 +115,7 @@ pub struct CoreConfig {
     pub zones: zones::Zones,
     /// A reassembly without a frame for this long is dropped.
     pub incoming_idle: Duration,
-    /// How long a finished transfer is remembered. Must exceed the senders' stall timeout
+    /// How long a finished transfer is remembered at least. Must exceed the senders' stall timeout
     /// plus the longest a frame can be delayed, or a late duplicate is delivered again.
     pub finished_linger: Duration,
 }

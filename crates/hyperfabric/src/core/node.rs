@@ -23,6 +23,9 @@ pub struct Stats {
     /// Frames ignored: not routed, for an unknown transfer, or from an unknown node.
     pub frames_ignored: u64,
     pub refusals_sent: u64,
+    /// Frames dropped because their claimed source cannot be true on their link
+    /// ([`super::source::check`]).
+    pub frames_bad_source: u64,
     pub deliveries: u64,
     /// Data frames sent with a compressed payload.
     pub chunks_compressed: u64,

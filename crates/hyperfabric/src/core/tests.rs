@@ -36,6 +36,12 @@ fn data(src: &str, dst: u64, id: u64, offset: u64, total: u64, payload: &[u8]) -
     h
 }
 
+/// `h` as node `b` relays it (one hop more).
+fn via_b(mut h: Header) -> Header {
+    h.hops += 1;
+    h
+}
+
 fn drain(n: &mut Node) -> Vec<Transmit> {
     std::iter::from_fn(|| n.poll_transmit()).collect()
 }
@@ -63,8 +69,11 @@ fn a_relay_forwards_with_one_more_hop_and_refuses_what_it_cannot() {
     let out = drain(&mut b);
     assert_eq!(refusal_of(&out[0]), RefusalCode::UnknownDestination);
     assert_eq!((out[0].link, out[0].header.dst), (links[0], node_key("a")));
+    // A relay's refusal names the relay, made here: hops 0 (docs/wire.md, "Refusal codes").
+    assert_eq!((out[0].header.src, out[0].header.hops), (node_key("b"), 0));
 
-    let mut looped = data("a", node_key("c"), 9, 0, 4, b"abcd");
+    // From c, come round through a (relayed: a frame straight from its source has hops 0).
+    let mut looped = data("c", node_key("a"), 9, 0, 4, b"abcd");
     looped.hops = Limits::default().hops_max;
     b.handle_frame(Time::ZERO, links[0], &looped, b"abcd");
     assert_eq!(refusal_of(&drain(&mut b)[0]), RefusalCode::RoutingLoop);
@@ -80,7 +89,7 @@ fn a_relay_forwards_with_one_more_hop_and_refuses_what_it_cannot() {
 #[test]
 fn a_transfer_is_delivered_once_and_duplicates_get_the_final_ack() {
     let (mut c, links) = node("c", Limits::default());
-    let h = data("a", node_key("c"), 3, 0, 4, b"wxyz");
+    let h = via_b(data("a", node_key("c"), 3, 0, 4, b"wxyz"));
     for _ in 0..3 {
         c.handle_frame(Time::ZERO, links[0], &h, b"wxyz");
         let acks = drain(&mut c);
@@ -96,6 +105,73 @@ fn a_transfer_is_delivered_once_and_duplicates_get_the_final_ack() {
 }
 
 #[test]
+fn a_frame_whose_source_cannot_be_true_on_its_link_is_dropped() {
+    let (mut c, links) = node("c", Limits::default());
+    // From a, but straight off the link to b: b would have to relay it (hops 1).
+    let forged = data("a", node_key("c"), 1, 0, 4, b"wxyz");
+    c.handle_frame(Time::ZERO, links[0], &forged, b"wxyz");
+    // Relayed, but claiming to come from c itself, or from b that sent it.
+    c.handle_frame(
+        Time::ZERO,
+        links[0],
+        &via_b(data("c", node_key("c"), 2, 0, 4, b"wxyz")),
+        b"wxyz",
+    );
+    c.handle_frame(
+        Time::ZERO,
+        links[0],
+        &via_b(data("b", node_key("c"), 3, 0, 4, b"wxyz")),
+        b"wxyz",
+    );
+    assert!(drain(&mut c).is_empty() && c.poll_event().is_none());
+    assert_eq!(c.stats().frames_bad_source, 3);
+    c.handle_frame(Time::ZERO, links[0], &via_b(forged), b"wxyz");
+    assert!(
+        drain(&mut c)[0].header.has(flags::FINAL),
+        "the same frame relayed is taken"
+    );
+}
+
+#[test]
+fn the_memory_of_finished_transfers_is_bounded_per_source_and_lingers() {
+    let limits = Limits {
+        finished_per_peer_max: 1,
+        ..Limits::default()
+    };
+    let (mut c, links) = node("c", limits);
+    let whole = |src: &str, id| match src {
+        "b" => data(src, node_key("c"), id, 0, 4, b"wxyz"),
+        _ => via_b(data(src, node_key("c"), id, 0, 4, b"wxyz")),
+    };
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 1), b"wxyz");
+    assert!(drain(&mut c)[0].header.has(flags::FINAL));
+    // a's one remembered transfer is young: a second from a is refused, not let push it out.
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 2), b"wxyz");
+    assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::TooManyTransfers);
+    c.handle_frame(Time::ZERO, links[0], &whole("b", 1), b"wxyz");
+    assert!(
+        drain(&mut c)[0].header.has(flags::FINAL),
+        "b has its own bound"
+    );
+    // The duplicate is answered, never delivered again.
+    c.handle_frame(Time::ZERO, links[0], &whole("a", 1), b"wxyz");
+    assert!(drain(&mut c)[0].header.has(flags::FINAL));
+    let linger = CoreConfig::new("c", 1).finished_linger;
+    let later = Time::ZERO + linger;
+    assert!(c.poll_timeout().is_some_and(|t| t <= later));
+    c.handle_timeout(later);
+    c.handle_frame(later, links[0], &whole("a", 2), b"wxyz");
+    assert!(
+        drain(&mut c)[0].header.has(flags::FINAL),
+        "after the linger: room"
+    );
+    let delivered = std::iter::from_fn(|| c.poll_event())
+        .filter(|e| matches!(e, Event::Delivered { .. }))
+        .count();
+    assert_eq!(delivered, 3, "a's 1 and 2, b's 1: each once");
+}
+
+#[test]
 fn limits_and_unhandled_flags_are_refused_with_their_codes() {
     let limits = Limits {
         incoming_per_peer_max: 1,
@@ -105,14 +181,14 @@ fn limits_and_unhandled_flags_are_refused_with_their_codes() {
     c.handle_frame(
         Time::ZERO,
         links[0],
-        &data("a", node_key("c"), 1, 0, 8, b"1234"),
+        &via_b(data("a", node_key("c"), 1, 0, 8, b"1234")),
         b"1234",
     );
     assert_eq!(drain(&mut c).len(), 0, "first half: no ack due yet");
     c.handle_frame(
         Time::ZERO,
         links[0],
-        &data("a", node_key("c"), 2, 0, 8, b"1234"),
+        &via_b(data("a", node_key("c"), 2, 0, 8, b"1234")),
         b"1234",
     );
     assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::TooManyTransfers);
@@ -157,7 +233,7 @@ fn a_send_is_chunked_and_completes_on_the_final_ack() {
         .all(|t| t.link == links[0] && t.header.dst == node_key("c")));
     let mut ack = Header::new(FrameKind::Ack);
     (ack.src, ack.dst, ack.transfer_id) = (node_key("c"), node_key("a"), id.0);
-    (ack.offset, ack.aux, ack.flags) = (10, 10, flags::FINAL);
+    (ack.offset, ack.aux, ack.flags, ack.hops) = (10, 10, flags::FINAL, 1);
     a.handle_frame(Time::from_nanos(5), links[0], &ack, &[]);
     match a.poll_event() {
         Some(Event::Sent {
@@ -178,7 +254,7 @@ fn a_refusal_by_the_destination_says_not_delivered_and_a_timeout_does_not() {
     drain(&mut a);
     let mut nack = Header::new(FrameKind::Nack);
     (nack.src, nack.dst, nack.transfer_id) = (node_key("c"), node_key("a"), id.0);
-    (nack.flags, nack.aux) = (flags::FATAL, RefusalCode::Quota.wire_code());
+    (nack.flags, nack.aux, nack.hops) = (flags::FATAL, RefusalCode::Quota.wire_code(), 1);
     a.handle_frame(Time::ZERO, links[0], &nack, &[]);
     let Some(Event::Failed { error, .. }) = a.poll_event() else {
         panic!("no failure")
@@ -225,7 +301,7 @@ fn chunks_that_shrink_travel_compressed_and_arrive_whole() {
         "an 8-byte tail does not shrink: sent as it is"
     );
     for t in &frames {
-        c.handle_frame(Time::ZERO, c_links[0], &t.header, &t.payload);
+        c.handle_frame(Time::ZERO, c_links[0], &via_b(t.header), &t.payload);
     }
     assert!(matches!(c.poll_event(), Some(Event::Delivered { data, .. }) if data == bytes));
     assert_eq!(a.stats().chunks_compressed, 3);
@@ -254,7 +330,7 @@ fn zone_isolation_is_checked_at_the_source_at_a_relay_and_at_the_destination() {
     ));
     let (mut c, c_links) = zoned("c", "c");
     let h = data("a", node_key("c"), 1, 0, 4, b"abcd");
-    c.handle_frame(Time::ZERO, c_links[0], &h, b"abcd");
+    c.handle_frame(Time::ZERO, c_links[0], &via_b(h), b"abcd");
     assert_eq!(refusal_of(&drain(&mut c)[0]), RefusalCode::ZoneDenied);
     assert!(c.poll_event().is_none(), "nothing delivered");
     // b hard-isolated: a's transfer to c may not transit through it.

@@ -33,12 +33,14 @@ pub struct StatsSnapshot {
     /// entry) sent and this node refused (`ObserverReadOnly`) or dropped.
     pub observer_refusals: u64,
     pub open_connections: usize,
-    /// Fault injection (tests): frames this node dropped, corrupted, delayed, and
-    /// connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.
+    /// Fault injection (tests): frames this node dropped, corrupted, delayed, duplicated,
+    /// and connections it cut. Zero without `[[faults]]`/`HF_FAULTS`/`HF_FAULTS_FILE`.
     pub faults_dropped: u64,
     pub faults_corrupted: u64,
     pub faults_cut: u64,
     pub faults_delayed: u64,
+    #[serde(default)]
+    pub faults_duplicated: u64,
     /// Slots of the shared-memory pool this node lends from on its newest link (0: none);
     /// `buffer_pool_buffers` on links this node dialed, the dialer's on links it accepted.
     #[serde(default)]
@@ -60,6 +62,7 @@ impl StatsSnapshot {
         self.faults_corrupted = r(&c.corrupted);
         self.faults_cut = r(&c.cut);
         self.faults_delayed = r(&c.delayed);
+        self.faults_duplicated = r(&c.duplicated);
         self
     }
 }

@@ -27,8 +27,9 @@ impl NodeInner {
         payload: &[u8],
         scratch: &mut Vec<u8>,
     ) -> Result<bool, Fault> {
-        if conn.is_observer() {
-            return self.on_observer_frame(conn, h, payload);
+        // An observer's frame goes on to the member dispatch below, or stops here.
+        if conn.is_observer() && !self.observer_may(conn, h) {
+            return Ok(true);
         }
         if h.dst != self.my_key && h.kind.is_routed() {
             self.forward(conn, h, payload);
@@ -58,14 +59,7 @@ impl NodeInner {
                     self.outgoing.on_ack(h.transfer_id, ack, stored_as);
                 }
             }
-            FrameKind::Nack => {
-                if self.outgoing.belongs_to(h.transfer_id, h.src) {
-                    let fatal = h
-                        .has(flags::FATAL)
-                        .then(|| Refusal::from_nack(h.aux, payload));
-                    self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
-                }
-            }
+            FrameKind::Nack => self.on_nack(h, payload),
             FrameKind::Ping => {
                 let pong = answer::pong(self.my_key, h);
                 // A failed write closes the connection; the reader notices on its next read.
@@ -88,6 +82,20 @@ impl NodeInner {
             }
         }
         Ok(true)
+    }
+
+    /// A refusal names who refused: the destination or a relay on the way (docs/wire.md,
+    /// "Who a refusal names"); a retransmission request only the destination makes.
+    fn on_nack(&self, h: &Header, payload: &[u8]) {
+        let fatal = h.has(flags::FATAL);
+        let known = match fatal {
+            true => self.outgoing.is_open(h.transfer_id),
+            false => self.outgoing.belongs_to(h.transfer_id, h.src),
+        };
+        if known {
+            let fatal = fatal.then(|| Refusal::from_nack(h.aux, payload));
+            self.outgoing.on_nack(h.transfer_id, h.offset, h.aux, fatal);
+        }
     }
 
     fn on_meta(&self, conn: &Arc<Conn>, h: &Header, payload: &[u8]) {
@@ -410,13 +418,13 @@ impl NodeInner {
         }
     }
 
-    /// Refuses a transfer that arrived through relays: the Nack travels back by routing.
+    /// Refuses a transfer that arrived through relays (or is being relayed here): the Nack
+    /// travels back by routing.
     fn refuse_routed(self: &Arc<Self>, via: &Conn, h: &Header, refusal: &Refusal) {
         tracing::warn!(peer = %via.peer, code = %refusal.code, "refusing transfer {:#x}: {refusal}", h.transfer_id);
-        // Sent on behalf of the destination (the sender only listens to it for this transfer),
-        // marked as relayed; the reason names this node.
-        let mut n = answer::refusal(h.dst, h, refusal.code);
-        n.hops = 1;
+        // Made here, so it names this node (docs/wire.md, "Refusal codes"), as the core's
+        // relay does; the sender takes a refusal from the destination or a relay.
+        let n = answer::refusal(self.my_key, h, refusal.code);
         let back = if h.src == via.peer_key {
             None
         } else {

@@ -317,9 +317,8 @@ fn read_welcome(
 
 fn spawn_reader(node: &Arc<NodeInner>, conn: &Arc<Conn>, reader: Reader) -> Result<()> {
     let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
-    std::thread::Builder::new()
-        .name(format!("hf-rx-{}", conn.peer))
-        .spawn(move || read_loop(node, conn2, reader))
-        .map(|_| ())
-        .map_err(|e| Error::io("spawning a reader thread", e))
+    let name = format!("hf-rx-{}", conn.peer);
+    super::receive::spawn_reader_thread(name, "spawning a reader thread", move || {
+        read_loop(node, conn2, reader)
+    })
 }

@@ -8,8 +8,8 @@
 //! counted in `observer_refusals`.
 
 use super::{Conn, NodeInner};
-use crate::error::{Fault, PeerMisbehaved};
-use crate::wire::{FrameKind, Header, Refusal, RefusalCode};
+use crate::core::answer;
+use crate::wire::{FrameKind, Header, RefusalCode};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -56,59 +56,41 @@ impl Observers {
 }
 
 impl NodeInner {
-    /// A frame on an observer's connection: pings and metrics requests are answered, the
-    /// rest refused; handshake frames end the connection as on any other.
-    pub(super) fn on_observer_frame(
-        &self,
-        conn: &Arc<Conn>,
-        h: &Header,
-        payload: &[u8],
-    ) -> Result<bool, Fault> {
+    /// Whether a frame on an observer's connection goes on to the member dispatch: pings
+    /// of this node and metrics requests (answered there, as a member's are), Close and the
+    /// handshake kinds (which end the connection there, as on any other). The rest is
+    /// refused here (Data, Meta, a Ping of another node) or only counted (Ack, Nack), and
+    /// answers to nothing this node asked an observer (Pong, MetricsReply) are dropped.
+    pub(super) fn observer_may(&self, conn: &Conn, h: &Header) -> bool {
         match h.kind {
-            FrameKind::Ping if h.dst == self.my_key => {
-                let mut pong = *h;
-                pong.kind = FrameKind::Pong;
-                pong.src = self.my_key;
-                pong.dst = h.src;
-                let _ = conn.send(&pong, payload);
+            FrameKind::Ping => {
+                if h.dst == self.my_key {
+                    return true;
+                }
             }
-            FrameKind::MetricsRequest => self.answer_metrics(conn, h),
-            FrameKind::Close => return Ok(false),
-            // Answers to nothing this node asked an observer: dropped.
-            FrameKind::Pong | FrameKind::MetricsReply => {}
-            FrameKind::Hello
+            FrameKind::Data | FrameKind::Meta | FrameKind::Ack | FrameKind::Nack => {}
+            FrameKind::Pong | FrameKind::MetricsReply => return false,
+            FrameKind::MetricsRequest
+            | FrameKind::Close
+            | FrameKind::Hello
             | FrameKind::Welcome
             | FrameKind::Reject
             | FrameKind::ShmOffer
             | FrameKind::ShmAccept
-            | FrameKind::Auth => {
-                return Err(PeerMisbehaved::UnexpectedKind { kind: h.kind }.into());
-            }
-            FrameKind::Data
-            | FrameKind::Meta
-            | FrameKind::Ack
-            | FrameKind::Nack
-            | FrameKind::Ping => {
-                self.stats.observer_refusals.fetch_add(1, Ordering::Relaxed);
-                // Refusing a refusal would answer forever: Acks and Nacks are only counted.
-                if matches!(h.kind, FrameKind::Data | FrameKind::Meta | FrameKind::Ping) {
-                    self.refuse_observer(conn, h);
-                }
-            }
+            | FrameKind::Auth => return true,
         }
-        Ok(true)
+        self.stats.observer_refusals.fetch_add(1, Ordering::Relaxed);
+        // Refusing a refusal would answer forever: Acks and Nacks are only counted.
+        if matches!(h.kind, FrameKind::Data | FrameKind::Meta | FrameKind::Ping) {
+            self.refuse_observer(conn, h);
+        }
+        false
     }
 
     fn refuse_observer(&self, conn: &Conn, h: &Header) {
         let why = "an observer may only ping this node and ask for its metrics";
-        let refusal = Refusal::new(RefusalCode::ObserverReadOnly, why);
         tracing::debug!(observer = %conn.peer, kind = ?h.kind, "refused: {why}");
-        let mut n = Header::new(FrameKind::Nack);
-        n.src = self.my_key;
-        n.dst = h.src;
-        n.transfer_id = h.transfer_id;
-        n.flags = crate::wire::flags::FATAL;
-        n.aux = refusal.code.wire_code();
-        let _ = conn.send(&n, refusal.reason.as_bytes());
+        let n = answer::refusal(self.my_key, h, RefusalCode::ObserverReadOnly);
+        let _ = conn.send(&n, why.as_bytes());
     }
 }

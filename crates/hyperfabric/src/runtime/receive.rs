@@ -24,6 +24,20 @@ pub(super) enum End {
     Refused(String),
 }
 
+/// Starts a link's reader thread `name` running `read` (the TCP reader and the
+/// shared-memory reader alike); `what` names it in the error.
+pub(super) fn spawn_reader_thread(
+    name: String,
+    what: &'static str,
+    read: impl FnOnce() + Send + 'static,
+) -> crate::error::Result<()> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(read)
+        .map(|_| ())
+        .map_err(|e| crate::error::Error::io(what, e))
+}
+
 /// Takes the next frame from `rx` and handles it. `Ok(false)`: nothing had arrived;
 /// `Ok(true)`: a frame was handled (or dropped for a bad checksum). `offered` says whether
 /// this link has had its shared-memory offer (the first one sets a link up).
@@ -103,40 +117,13 @@ fn loan_refused(kind: TransportKind) -> String {
     format!("a LOANED frame over {over} (loans exist only on shared-memory links)")
 }
 
-/// Who a frame may claim to come from. Straight from the peer (hops = 0) it carries the
-/// peer's key; relayed (hops > 0) it carries its origin's, which must be another member: not
-/// this node (nobody relays our own frames to us) and not the peer itself (its own frames
-/// are direct). What a relay cannot be stopped from claiming is in docs/operations.md.
+/// Who a frame may claim to come from on this connection: the core's one check
+/// ([`crate::core::source::check`]); a frame that fails it ends the connection.
 fn check_source(node: &NodeInner, conn: &Conn, h: &Header) -> Result<(), String> {
-    if h.hops == 0 {
-        return if h.src == conn.peer_key {
-            Ok(())
-        } else {
-            Err(format!(
-                "frame claims source key {:#x}, connection is {}",
-                h.src, conn.peer
-            ))
-        };
-    }
-    if h.src == node.my_key || h.src == conn.peer_key {
-        return Err(format!(
-            "a relayed frame (hops {}) from {} claims to come from {}",
-            h.hops,
-            conn.peer,
-            if h.src == node.my_key {
-                "this node"
-            } else {
-                "the relay itself"
-            }
-        ));
-    }
-    if node.peer_by_key(h.src).is_none() {
-        return Err(format!(
-            "a relayed frame from {} claims an unknown source key {:#x}",
-            conn.peer, h.src
-        ));
-    }
-    Ok(())
+    crate::core::source::check(h, node.my_key, conn.peer_key, |k| {
+        node.peer_by_key(k).is_some()
+    })
+    .map_err(|why| format!("{why} (connection from {})", conn.peer))
 }
 
 /// A whole frame, sane header included, failed its checksum: it is dropped and the link

@@ -1,5 +1,5 @@
 //! Fault injection in real processes: frames written by this node are dropped, corrupted,
-//! delayed or their connection cut, at given rates, so multi-process tests can check that
+//! duplicated, delayed or their connection cut, at given rates, so multi-process tests can check that
 //! nothing is lost or delivered corrupt (see README, "Fault injection").
 //!
 //! Rules come from three places, merged: the fabric file's `[[faults]]`, the environment
@@ -42,6 +42,9 @@ pub struct FaultRule {
     pub drop: f64,
     /// Flip one random byte (header or payload) of a copy of the frame.
     pub corrupt: f64,
+    /// Write the frame twice, the copy right behind it (a frame that lends a shared-memory
+    /// slot, `LOANED`, is written once: its slot is lent once).
+    pub duplicate: f64,
     /// Sleep this long before writing each frame.
     pub delay_us: u64,
     /// Shut the connection down (both directions) instead of writing.
@@ -56,6 +59,7 @@ impl FaultRule {
         for (field, p) in [
             ("drop", self.drop),
             ("corrupt", self.corrupt),
+            ("duplicate", self.duplicate),
             ("cut", self.cut),
         ] {
             if !(0.0..=1.0).contains(&p) {
@@ -75,11 +79,12 @@ impl fmt::Display for FaultRule {
         let any = |s: &Option<String>| s.clone().unwrap_or_else(|| "*".into());
         write!(
             f,
-            "from={} to={} drop={} corrupt={} delay_us={} cut={}",
+            "from={} to={} drop={} corrupt={} duplicate={} delay_us={} cut={}",
             any(&self.from),
             any(&self.to),
             self.drop,
             self.corrupt,
+            self.duplicate,
             self.delay_us,
             self.cut
         )
@@ -91,6 +96,7 @@ impl fmt::Display for FaultRule {
 pub struct FaultCounters {
     pub dropped: AtomicU64,
     pub corrupted: AtomicU64,
+    pub duplicated: AtomicU64,
     pub cut: AtomicU64,
     pub delayed: AtomicU64,
 }
@@ -135,6 +141,8 @@ pub enum Fate {
     Write,
     Drop,
     Cut,
+    /// Write it, then write it again.
+    Duplicate,
     /// XOR the byte at this index of the frame (header first, then payload) with the mask.
     Corrupt {
         at: usize,
@@ -239,6 +247,8 @@ impl FaultInjector {
                 let at = (a.next() % len as u64) as usize;
                 let mask = (a.next() % 255) as u8 + 1;
                 fate = Fate::Corrupt { at, mask };
+            } else if fate == Fate::Write && a.roll(r.duplicate) {
+                fate = Fate::Duplicate;
             }
             delay_us = delay_us.saturating_add(r.delay_us);
         }
@@ -249,6 +259,9 @@ impl FaultInjector {
             }
             Fate::Corrupt { .. } => {
                 self.counters.corrupted.fetch_add(1, Ordering::Relaxed);
+            }
+            Fate::Duplicate => {
+                self.counters.duplicated.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -268,10 +281,15 @@ impl FaultInjector {
         raw: [u8; HEADER_LEN],
         payload: &[u8],
         cut: impl FnOnce(),
-        write: impl FnOnce(&[u8; HEADER_LEN], &[u8]) -> io::Result<()>,
+        mut write: impl FnMut(&[u8; HEADER_LEN], &[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         match self.decide(peer, kind, HEADER_LEN + payload.len()) {
             Fate::Write => write(&raw, payload),
+            Fate::Duplicate if lends_a_slot(&raw) => write(&raw, payload),
+            Fate::Duplicate => {
+                write(&raw, payload)?;
+                write(&raw, payload)
+            }
             Fate::Drop => Ok(()),
             Fate::Cut => {
                 cut();
@@ -333,6 +351,11 @@ impl FaultInjector {
             Err(e) => tracing::error!("bad fault file, keeping the previous rules: {e}"),
         }
     }
+}
+
+/// Whether the frame lends a shared-memory slot (`flags::LOANED`, flags at bytes 6..8).
+fn lends_a_slot(raw: &[u8; HEADER_LEN]) -> bool {
+    u16::from_le_bytes([raw[6], raw[7]]) & crate::wire::flags::LOANED != 0
 }
 
 /// A copy of the frame with the byte at `at` (header first, then payload) XORed by `mask`;
@@ -444,6 +467,36 @@ mod tests {
         );
         assert!(was_cut && res.is_err());
         assert_eq!(f.counters.cut.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_duplicated_frame_is_written_twice_unless_it_lends_a_slot() {
+        let f = injector(vec![FaultRule {
+            duplicate: 1.0,
+            ..rule(0.0, 0.0, 0.0)
+        }]);
+        let writes = |raw: [u8; HEADER_LEN]| {
+            let mut n = 0;
+            let res = f.write_through(
+                "b",
+                FrameKind::Data,
+                raw,
+                b"x",
+                || {},
+                |_, p| {
+                    assert_eq!(p, b"x");
+                    n += 1;
+                    Ok(())
+                },
+            );
+            assert!(res.is_ok());
+            n
+        };
+        assert_eq!(writes([0u8; HEADER_LEN]), 2);
+        let mut loaned = [0u8; HEADER_LEN];
+        loaned[6..8].copy_from_slice(&crate::wire::flags::LOANED.to_le_bytes());
+        assert_eq!(writes(loaned), 1);
+        assert_eq!(f.counters.duplicated.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Refusal codes: why a destination (or a relay on its behalf) refuses a transfer for good.
+//! Refusal codes: why a destination (or a relay on the way) refuses a transfer for good.
 //!
 //! A `Nack` with `flags::FATAL` carries the code in its `aux` field and an optional UTF-8
 //! text for people in its payload (wire v2, see `docs/wire.md`). Decisions (a sender's

@@ -9,21 +9,33 @@ use super::store::{self, OnConflict};
 use crate::buffer::{Payload, PooledBuf, RecvPool, BUFFER_BYTES_MAX};
 use crate::config::{Transform, Tuning};
 use crate::core::admission::recv_refusal;
+use crate::core::ended::{Ended, EndedLimits, NoRoom};
 use crate::proto::{ContentCrc, IncomingTransfer, RecvParams};
 use crate::transform::ChunkCache;
 use crate::types::{DataType, Priority};
 use crate::wire::{Refusal, RefusalCode};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Completed transfers remembered (to re-acknowledge retransmissions that cross the FINAL ack).
+/// Ended transfers remembered per source (to re-acknowledge retransmissions that cross the
+/// FINAL ack, and to refuse a refused one again), in the core's one policy (`core::ended`).
 const COMPLETED_MEMORY: usize = 8192;
+/// The memory of ended transfers: 8192 per source, 65536 in all. No linger: a duplicate is
+/// recognised while its transfer is among its source's last 8192 ended ones (the runtime's
+/// senders give up after `send_timeout_ms`; the core's linger-based refusal is not applied
+/// here yet, so a source ending more than 8192 transfers within one send timeout could see
+/// a very late duplicate of its oldest delivered again).
+const ENDED_LIMITS: EndedLimits = EndedLimits {
+    per_peer_max: COMPLETED_MEMORY,
+    node_max: 8 * COMPLETED_MEMORY,
+    linger: Duration::ZERO,
+};
 /// Received messages waiting for `recv` before readers block (backpressure to senders).
 const RECV_QUEUE: usize = 1024;
 /// Separate holes tolerated in one transfer.
@@ -120,26 +132,8 @@ pub(super) enum Outcome {
     Refused(Refusal),
 }
 
-/// Ended transfers, as a map for lookups and a queue for forgetting the oldest.
-#[derive(Default)]
-struct CompletedMemory {
-    map: HashMap<TransferKey, Outcome>,
-    order: VecDeque<TransferKey>,
-}
-
-impl CompletedMemory {
-    /// Remembers how `key` ended, forgetting the oldest beyond [`COMPLETED_MEMORY`].
-    fn remember(&mut self, key: TransferKey, outcome: Outcome) {
-        if self.map.insert(key, outcome).is_none() {
-            self.order.push_back(key);
-        }
-        if self.order.len() > COMPLETED_MEMORY {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-    }
-}
+/// Ended transfers and how each ended, one policy with the core's (`core::ended`).
+type CompletedMemory = Ended<Instant, Outcome>;
 
 pub(super) struct IncomingTable {
     sink: Sink,
@@ -216,7 +210,7 @@ impl IncomingTable {
 
     /// How transfer `key` ended, if it did (and is still remembered).
     pub(super) fn outcome(&self, key: TransferKey) -> Option<Outcome> {
-        self.done.lock().map.get(&key).cloned()
+        self.done.lock().get(key).cloned()
     }
 
     /// Transfers being received, and messages waiting for the application (metrics).
@@ -248,6 +242,11 @@ impl IncomingTable {
             Some(Outcome::Refused(reason)) => return Err(reason),
             None => {}
         }
+        let (open_peer, open_node) = open.ledger.counts(key.0);
+        self.done
+            .lock()
+            .room(Instant::now(), key.0, open_peer, open_node)
+            .map_err(NoRoom::refusal)?;
         let proto = IncomingTransfer::new(total, self.params).map_err(recv_refusal)?;
         let reserved = match self.sink {
             Sink::Memory => total,
@@ -259,6 +258,26 @@ impl IncomingTable {
                 .check(key.0, reserved)
                 .map_err(Overload::refusal)?;
         }
+        let store = self.new_store(key, total)?;
+        let entry = Arc::new(Mutex::new(Entry {
+            proto,
+            data_type: dt,
+            priority: prio,
+            name: None,
+            store,
+            touched: Instant::now(),
+            reserved,
+            closed: false,
+            content: ContentCrc::default(),
+        }));
+        open.map.insert(key, Arc::clone(&entry));
+        open.ledger.add(key.0, reserved);
+        Ok(Some(entry))
+    }
+
+    /// Where a new transfer `key` of `total` bytes keeps its bytes: nowhere, a pooled or
+    /// owned buffer, or a temporary file in the store directory.
+    fn new_store(&self, key: TransferKey, total: u64) -> Result<Store, Refusal> {
         let store = match &self.sink {
             Sink::Discard => Store::Nowhere,
             Sink::Memory if total as usize <= BUFFER_BYTES_MAX => {
@@ -281,20 +300,7 @@ impl IncomingTable {
                 Store::File { tmp, file }
             }
         };
-        let entry = Arc::new(Mutex::new(Entry {
-            proto,
-            data_type: dt,
-            priority: prio,
-            name: None,
-            store,
-            touched: Instant::now(),
-            reserved,
-            closed: false,
-            content: ContentCrc::default(),
-        }));
-        open.map.insert(key, Arc::clone(&entry));
-        open.ledger.add(key.0, reserved);
-        Ok(Some(entry))
+        Ok(store)
     }
 
     /// Drops the transfers whose sender went silent for the transfer deadline (the node's
@@ -359,15 +365,15 @@ impl IncomingTable {
         e.closed = true;
         let mut open = self.open.lock();
         open.remove(key, e.reserved);
-        self.done.lock().remember(key, outcome);
+        self.done.lock().remember(Instant::now(), key, outcome);
     }
 
     /// Records a stored transfer as done on disk (before its FINAL ack goes out).
     fn journal_done(&self, key: TransferKey) {
         let mut journal = self.journal.lock();
         if let Some(j) = journal.as_mut() {
-            let done = self.done.lock();
-            if let Err(e) = j.record(key, done.order.iter()) {
+            let recent = self.done.lock().keys_oldest_first();
+            if let Err(e) = j.record(key, recent.iter()) {
                 tracing::warn!(
                     "cannot record transfer {:#x} as done in the store journal ({e}): a crash \
                      before its acknowledgement arrives could store it again",
@@ -390,10 +396,10 @@ impl IncomingTable {
             return false;
         }
         let mut done = self.done.lock();
-        if done.map.contains_key(&key) {
+        if done.contains(key) {
             return false;
         }
-        done.remember(key, Outcome::Delivered(content_crc));
+        done.remember(Instant::now(), key, Outcome::Delivered(content_crc));
         true
     }
 
@@ -489,14 +495,15 @@ impl Entry {
 
 /// The store directory's journal and the completed transfers it remembers.
 fn open_journal(sink: &Sink) -> (Option<super::journal::DoneJournal>, CompletedMemory) {
-    let mut done = CompletedMemory::default();
+    let mut done = CompletedMemory::new(ENDED_LIMITS);
     let Sink::Store(dir) = sink else {
         return (None, done);
     };
-    match super::journal::DoneJournal::open(dir, COMPLETED_MEMORY) {
+    match super::journal::DoneJournal::open(dir, ENDED_LIMITS.node_max) {
         Ok((journal, keys)) => {
+            let now = Instant::now();
             for key in keys {
-                done.remember(key, Outcome::Delivered(None));
+                done.remember(now, key, Outcome::Delivered(None));
             }
             (Some(journal), done)
         }

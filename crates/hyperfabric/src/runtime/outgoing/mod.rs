@@ -169,6 +169,11 @@ impl OutgoingTable {
         self.map.lock().len()
     }
 
+    /// Whether transfer `id` is being sent (to any destination).
+    pub(super) fn is_open(&self, id: u64) -> bool {
+        self.map.lock().contains_key(&id)
+    }
+
     /// Does `id` belong to a transfer in flight to `dst`? (acks from anyone else are ignored)
     pub(super) fn belongs_to(&self, id: u64, dst: u64) -> bool {
         self.map.lock().get(&id).is_some_and(|s| s.dst == dst)

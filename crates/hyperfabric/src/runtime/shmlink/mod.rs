@@ -358,11 +358,9 @@ pub(super) fn spawn_reader(
     rx: crate::transport::shm::Waiter,
 ) -> Result<()> {
     let (node, conn2) = (Arc::clone(node), Arc::clone(conn));
-    std::thread::Builder::new()
-        .name(format!("hf-shm-{}", conn.peer))
-        .spawn(move || read_loop(node, conn2, rx))
-        .map(|_| ())
-        .map_err(|e| Error::io("spawning a shared-memory reader thread", e))
+    let name = format!("hf-shm-{}", conn.peer);
+    let what = "spawning a shared-memory reader thread";
+    super::receive::spawn_reader_thread(name, what, move || read_loop(node, conn2, rx))
 }
 
 /// The acceptor's answer to a ShmOffer: open both rings, say yes on TCP, then switch.
