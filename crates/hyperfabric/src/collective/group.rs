@@ -44,12 +44,20 @@ pub struct GroupOptions {
     /// groups over the same ranks that live at once (or a new group after one failed, whose
     /// leftover messages may still arrive) different contexts. Default 0.
     pub context: u32,
-    /// Run all_reduce of at most `small_bytes` through one shared-memory arena per group
-    /// (every rank on this host: the intra-host fast path, `collective::arena`) instead
-    /// of fabric messages; group set-up fails with a typed error where a rank cannot map
-    /// it. The other collectives and larger all_reduce keep the fabric path. Default off.
+    /// Run all_reduce and barrier through one shared-memory arena per group (every rank on
+    /// this host: the intra-host fast path, `collective::arena`) instead of fabric
+    /// messages: up to `small_bytes` in one round, larger ones chunk by chunk (reduce-scatter
+    /// then all-gather through `arena_bytes` per rank); group set-up fails with a typed error
+    /// where a rank cannot map it. The other collectives keep the fabric path. Default off.
     pub arena: bool,
+    /// With `arena`: each rank's stage for all_reduce above `small_bytes`, two halves of one
+    /// chunk each (a multiple of 4096 up to 64 MiB). Default 2 MiB; refused when set
+    /// without `arena`.
+    pub arena_bytes: usize,
 }
+
+/// [`GroupOptions::arena_bytes`]'s default.
+pub const ARENA_BYTES_DEFAULT: usize = 2 << 20;
 
 impl Default for GroupOptions {
     fn default() -> Self {
@@ -60,6 +68,7 @@ impl Default for GroupOptions {
             window: 16,
             context: 0,
             arena: false,
+            arena_bytes: ARENA_BYTES_DEFAULT,
         }
     }
 }
@@ -89,6 +98,10 @@ impl GroupOptions {
         self.arena = on;
         self
     }
+    pub fn arena_bytes(mut self, b: usize) -> Self {
+        self.arena_bytes = b;
+        self
+    }
     fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(CollectiveError::InvalidArgument(why));
         if self.timeout.is_zero() {
@@ -108,6 +121,15 @@ impl GroupOptions {
             return bad(format!(
                 "with arena, small_bytes must be at most {ARENA_SLOT_MAX} (got {})",
                 self.small_bytes
+            ));
+        }
+        if !self.arena && self.arena_bytes != ARENA_BYTES_DEFAULT {
+            return bad("arena_bytes is set but arena is off".into());
+        }
+        let b = self.arena_bytes;
+        if self.arena && (!(4096..=ARENA_SLOT_MAX).contains(&b) || !b.is_multiple_of(4096)) {
+            return bad(format!(
+                "arena_bytes must be a multiple of 4096 up to {ARENA_SLOT_MAX} (got {b})"
             ));
         }
         Ok(())
