@@ -38,10 +38,12 @@ pub(crate) enum ArenaState {
 pub(crate) struct ArenaPath {
     pub(super) arena: Arena,
     mine: Vec<u8>,
-    pub(super) peer: Vec<u8>,
+    peer: Vec<u8>,
     /// Arena rounds so far: the arena's own sequence (the group's counts fabric-path
     /// collectives too, which publish nothing here).
     rounds: u32,
+    /// Scratch of the stage path, u64 words (viewed as any element type).
+    pub(super) scratch: Vec<u64>,
     /// Stage chunks so far (`collective::arena_stage`): the stage's own sequence.
     pub(super) chunks: u32,
 }
@@ -182,6 +184,7 @@ impl Group<'_> {
             peer: Vec::new(),
             rounds: 0,
             chunks: 0,
+            scratch: Vec::new(),
         })
     }
 

@@ -5,9 +5,10 @@
 //! double-buffered so a rank stages chunk `c + 1` while slower peers still read chunk `c`.
 //!
 //! Each share is reduced by one rank only and copied by the others, so every rank ends
-//! with the same bits. Copies go in [`PIECE`]-sized pieces, each reduced or converted
-//! while it is in the cache, and each share's CRC32C runs over the copies; a share whose
-//! CRC disagrees fails the collective before anything reduced from it is staged.
+//! with the same bits. Copies go in [`PIECE`]-sized pieces, each reduced while it is in
+//! the cache, and each share's CRC32C runs over the copies; a share whose CRC disagrees
+//! fails the collective before anything reduced from it is staged. Elements travel as
+//! native bytes (memcpy, no conversion): the arena never leaves the host.
 
 use super::arena::{arena_err, decode, encode, ArenaPath};
 use super::dtype::Element;
@@ -18,6 +19,7 @@ use super::wire::Call;
 use crate::transport::shm::arena::{Arena, ArenaError, Desc, ARENA_RANKS_MAX};
 use std::ops::Range;
 use std::time::Instant;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Bytes copied out of (or into) the shared memory at a time: an L1 cache's worth.
 const PIECE: usize = 32 << 10;
@@ -60,11 +62,17 @@ impl Group<'_> {
                 p.arena.stage_bytes()
             )));
         }
-        // The slot path's buffer, lent for the pieces (no allocation per call once grown).
-        let mut tmp = std::mem::take(&mut p.peer);
-        tmp.resize(PIECE.min(per * size) / size * size, 0);
-        let out = self.stage_chunks(p, buf, per, op, call, seq, &mut tmp);
-        p.peer = tmp;
+        // Scratch for the pieces, u64 words so it can be viewed as any element type (no
+        // allocation per call once grown).
+        p.scratch.resize(PIECE.min(per * size) / 8, 0);
+        let mut scratch = std::mem::take(&mut p.scratch);
+        let out = match <[T]>::mut_from_bytes(scratch.as_mut_bytes()) {
+            Ok(tmp) => self.stage_chunks(p, buf, per, op, call, seq, tmp),
+            Err(_) => Err(CollectiveError::InvalidArgument(
+                "arena scratch is not aligned for the element type".into(),
+            )),
+        };
+        p.scratch = scratch;
         out
     }
 
@@ -77,7 +85,7 @@ impl Group<'_> {
         op: ReduceOp,
         call: &Call,
         seq: u64,
-        tmp: &mut [u8],
+        tmp: &mut [T],
     ) -> Result<()> {
         let chunks = buf.len().div_ceil(per);
         for k in 0..chunks {
@@ -112,7 +120,7 @@ impl Group<'_> {
         data: &[T],
         call: &Call,
         seq: u64,
-        tmp: &mut [u8],
+        tmp: &[T],
     ) -> std::result::Result<(), StageError> {
         let (me, size) = (self.rank, T::DTYPE.size());
         a.stage_wait_free(me, ch.c, self.deadline())?;
@@ -120,12 +128,10 @@ impl Group<'_> {
         for j in (0..ch.n).filter(|&j| j != me) {
             let share = ch.share(j);
             let mut crc = 0;
-            let pb = tmp.len();
-            for (i, piece) in data[share.clone()].chunks(pb / size).enumerate() {
-                let bytes = &mut tmp[..piece.len() * size];
-                op::write_bytes(bytes, piece);
+            for (i, piece) in data[share.clone()].chunks(tmp.len()).enumerate() {
+                let bytes = piece.as_bytes();
                 crc = crc32c::crc32c_append(crc, bytes);
-                a.stage_put(me, ch.c, (share.start * size) + i * pb, bytes)?;
+                a.stage_put(me, ch.c, (share.start + i * tmp.len()) * size, bytes)?;
             }
             crcs[j] = crc;
         }
@@ -144,7 +150,7 @@ impl Group<'_> {
         op: ReduceOp,
         call: &Call,
         seq: u64,
-        tmp: &mut [u8],
+        tmp: &mut [T],
     ) -> Result<()> {
         let (me, size) = (self.rank, T::DTYPE.size());
         let e = |err| arena_err(self, err, call, seq);
@@ -155,31 +161,29 @@ impl Group<'_> {
             want[q] = crc;
         }
         let share = ch.share(me);
-        let step = tmp.len() / size / 2;
         let mine = &mut data[share.clone()];
         let mut running = [0u32; ARENA_RANKS_MAX];
-        for start in (0..mine.len()).step_by(step.max(1)) {
-            let end = (start + step).min(mine.len());
+        let (own, got) = tmp.split_at_mut(tmp.len() / 2);
+        for start in (0..mine.len()).step_by(got.len()) {
+            let end = (start + got.len()).min(mine.len());
             let piece = &mut mine[start..end];
-            let (own, got) = tmp.split_at_mut(tmp.len() / 2);
-            let (own, got) = (
-                &mut own[..piece.len() * size],
-                &mut got[..piece.len() * size],
-            );
-            op::write_bytes(own, piece);
+            let (own, got) = (&mut own[..piece.len()], &mut got[..piece.len()]);
+            if me != 0 {
+                own.copy_from_slice(piece);
+            }
             for q in (0..ch.n).filter(|&q| q != 0 || me != 0) {
-                let src: &[u8] = if q == me {
+                let src: &[T] = if q == me {
                     own
                 } else {
                     let off = (share.start + start) * size;
-                    a.stage_get(q, ch.c, off, got).map_err(e)?;
-                    running[q] = crc32c::crc32c_append(running[q], got);
+                    a.stage_get(q, ch.c, off, got.as_mut_bytes()).map_err(e)?;
+                    running[q] = crc32c::crc32c_append(running[q], got.as_bytes());
                     got
                 };
                 if q == 0 {
-                    op::copy_from_bytes(piece, src);
+                    piece.copy_from_slice(src);
                 } else {
-                    op::reduce_from_bytes(piece, src, op);
+                    op::reduce_slices(piece, src, op);
                 }
             }
         }
@@ -193,13 +197,10 @@ impl Group<'_> {
             op::divide(mine, ch.n);
         }
         let mut crc = 0;
-        let pb = tmp.len();
-        for (i, piece) in mine.chunks(pb / size).enumerate() {
-            let bytes = &mut tmp[..piece.len() * size];
-            op::write_bytes(bytes, piece);
-            crc = crc32c::crc32c_append(crc, bytes);
-            let off = share.start * size + i * pb;
-            a.stage_put(me, ch.c, off, bytes).map_err(e)?;
+        for (i, piece) in mine.chunks(tmp.len()).enumerate() {
+            crc = crc32c::crc32c_append(crc, piece.as_bytes());
+            let off = (share.start + i * tmp.len()) * size;
+            a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
         }
         a.stage_publish_reduced(me, ch.c, crc).map_err(e)
     }
@@ -210,19 +211,17 @@ impl Group<'_> {
         a: &Arena,
         ch: &Chunk,
         data: &mut [T],
-        tmp: &mut [u8],
+        tmp: &[T],
     ) -> std::result::Result<(), StageError> {
         let size = T::DTYPE.size();
         for q in (0..ch.n).filter(|&q| q != self.rank) {
             let want = a.stage_wait_reduced(q, ch.c, self.deadline())?;
             let share = ch.share(q);
             let mut crc = 0;
-            let pb = tmp.len();
-            for (i, piece) in data[share.clone()].chunks_mut(pb / size).enumerate() {
-                let bytes = &mut tmp[..piece.len() * size];
-                a.stage_get(q, ch.c, share.start * size + i * pb, bytes)?;
-                crc = crc32c::crc32c_append(crc, bytes);
-                op::copy_from_bytes(piece, bytes);
+            for (i, piece) in data[share.clone()].chunks_mut(tmp.len()).enumerate() {
+                let off = (share.start + i * tmp.len()) * size;
+                a.stage_get(q, ch.c, off, piece.as_mut_bytes())?;
+                crc = crc32c::crc32c_append(crc, piece.as_bytes());
             }
             if crc != want {
                 return Err(StageError::Crc { rank: q, c: ch.c });
