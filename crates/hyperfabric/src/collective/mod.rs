@@ -47,6 +47,7 @@ pub mod error;
 mod exec;
 mod group;
 pub mod op;
+mod options;
 pub mod reference;
 pub mod wire;
 
