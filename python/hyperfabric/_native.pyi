@@ -110,7 +110,8 @@ class Group:
     node_id: str
     def __init__(self, config: str, node: str, ranks: List[str], *, timeout_s: float = 5.0,
                  chunk_bytes: Optional[int] = None, small_bytes: Optional[int] = None,
-                 window: Optional[int] = None, context: int = 0, transport: str = "auto") -> None: ...
+                 window: Optional[int] = None, context: int = 0, transport: str = "auto",
+                 arena: bool = False, arena_bytes: Optional[int] = None) -> None: ...
     @staticmethod
     def file_nodes(config: str) -> List[str]: ...
     def start(self, collective: str, buf: Optional[Buffer], dtype: str, op: str = "sum",

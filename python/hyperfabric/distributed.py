@@ -145,10 +145,12 @@ class ProcessGroup:
     def __init__(self, fabric: Union[str, os.PathLike], node: str, ranks: Sequence[str], *,
                  timeout: float = 5.0, transport: str = "auto", chunk_bytes: Optional[int] = None,
                  small_bytes: Optional[int] = None, window: Optional[int] = None,
-                 context: int = 0) -> None:
+                 context: int = 0, arena: bool = False,
+                 arena_bytes: Optional[int] = None) -> None:
         self._g: Optional[_native.Group] = _native.Group(
             os.fspath(fabric), node, list(ranks), timeout_s=timeout, chunk_bytes=chunk_bytes,
-            small_bytes=small_bytes, window=window, context=context, transport=transport)
+            small_bytes=small_bytes, window=window, context=context, transport=transport,
+            arena=arena, arena_bytes=arena_bytes)
 
     @property
     def _native(self) -> _native.Group:
@@ -268,7 +270,8 @@ def init_process_group(fabric: Union[str, os.PathLike], *, rank: Optional[int] =
                        ranks: Optional[Sequence[str]] = None, timeout: float = 5.0,
                        transport: str = "auto", chunk_bytes: Optional[int] = None,
                        small_bytes: Optional[int] = None, window: Optional[int] = None,
-                       context: int = 0) -> ProcessGroup:
+                       context: int = 0, arena: bool = False,
+                       arena_bytes: Optional[int] = None) -> ProcessGroup:
     """Starts this process's node of the fabric file ``fabric`` and the default group.
 
     - ``ranks``: the node ids in rank order (default: the file's nodes in file order, the
@@ -283,6 +286,9 @@ def init_process_group(fabric: Union[str, os.PathLike], *, rank: Optional[int] =
       (docs/collectives.md): message size, the all_reduce size up to which recursive doubling
       is used, messages in flight, and a number that keeps two groups over the same ranks
       apart.
+    - ``arena``: all_reduce and barrier through one shared-memory arena per group (every
+      rank on this host; refused with ``InvalidArgument`` otherwise), ``arena_bytes`` each
+      rank's stage for the chunked path (docs/collectives.md, "The intra-host arena").
     """
     global _default
     if _default is not None:
@@ -296,7 +302,7 @@ def init_process_group(fabric: Union[str, os.PathLike], *, rank: Optional[int] =
     me, names = _pick(fabric, rank, world_size, node, ranks)
     _default = ProcessGroup(fabric, me, names, timeout=timeout, transport=transport,
                             chunk_bytes=chunk_bytes, small_bytes=small_bytes, window=window,
-                            context=context)
+                            context=context, arena=arena, arena_bytes=arena_bytes)
     return _default
 
 

@@ -120,6 +120,29 @@ def test_all_reduce_of_every_op_and_type_matches_the_reference(tmp_path):
         assert res["wrong"] == {}, res
 
 
+def test_all_reduce_on_the_arena_matches_the_reference(tmp_path):
+    results = run_ranks(tmp_path, 3, r'''
+        # arena=True: the slot up to small_bytes, the chunked stage (8 KiB per rank) above.
+        dist.init_process_group(os.environ["FABRIC"], timeout=30, arena=True,
+                                small_bytes=64, arena_bytes=8192)
+        r, world = dist.get_rank(), dist.get_world_size()
+        wrong = {}
+        for dtype in (np.float32, np.float64, np.int32, np.uint8):
+            for op in ("sum", "avg", "max"):
+                for n in (0, 5, 300, 70_000):
+                    a = value(op, r, n).astype(dtype)
+                    dist.all_reduce(a, op=op)
+                    bad = int(np.count_nonzero(a != reduced(op, world, n, dtype)))
+                    if bad:
+                        wrong[f"{np.dtype(dtype).name} {op} {n}"] = bad
+        dist.barrier()
+        dist.destroy_process_group()
+        report(rank=r, wrong=wrong)
+    ''')
+    for res in results:
+        assert res["wrong"] == {}, res
+
+
 def test_the_other_collectives_and_async_handles(tmp_path):
     results = run_ranks(tmp_path, 4, r'''
         # Small messages and a low doubling threshold: every collective here takes many

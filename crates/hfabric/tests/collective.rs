@@ -82,7 +82,12 @@ fn bench_allreduce_with_arena_reports_which_path_each_size_took() {
     assert_eq!(v["config"]["arena"], true);
     let rows = v["rows"].as_array().expect("rows");
     let paths: Vec<&str> = rows.iter().filter_map(|r| r["path"].as_str()).collect();
-    assert_eq!(paths, ["arena", "arena", "arena", "ring"], "{rows:?}");
+    assert_eq!(
+        paths,
+        ["arena", "arena", "arena", "arena_rs_ag"],
+        "{rows:?}"
+    );
+    assert_eq!(v["config"]["arena_bytes"], 2 << 20);
     assert!(rows.iter().all(|r| r["wrong"] == 0), "{rows:?}");
 }
 

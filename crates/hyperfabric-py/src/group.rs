@@ -258,21 +258,28 @@ fn transport(name: &str) -> PyResult<TransportChoice> {
     }
 }
 
-fn options(
+/// The group options from the keywords (`None`: the library's default).
+struct Knobs {
     timeout_s: f64,
     chunk_bytes: Option<usize>,
     small_bytes: Option<usize>,
     window: Option<usize>,
     context: u32,
-) -> PyResult<GroupOptions> {
+    arena: bool,
+    arena_bytes: Option<usize>,
+}
+
+fn options(k: Knobs) -> PyResult<GroupOptions> {
     let d = GroupOptions::default();
-    let t = seconds("timeout_s", timeout_s)?;
+    let t = seconds("timeout_s", k.timeout_s)?;
     Ok(GroupOptions::default()
         .timeout(t)
-        .chunk_bytes(chunk_bytes.unwrap_or(d.chunk_bytes))
-        .small_bytes(small_bytes.unwrap_or(d.small_bytes))
-        .window(window.unwrap_or(d.window))
-        .context(context))
+        .chunk_bytes(k.chunk_bytes.unwrap_or(d.chunk_bytes))
+        .small_bytes(k.small_bytes.unwrap_or(d.small_bytes))
+        .window(k.window.unwrap_or(d.window))
+        .context(k.context)
+        .arena(k.arena)
+        .arena_bytes(k.arena_bytes.unwrap_or(d.arena_bytes)))
 }
 
 #[pymethods]
@@ -281,7 +288,8 @@ impl Group {
     /// this node is one of them). Returns once the node runs and the group is built.
     #[new]
     #[pyo3(signature = (config, node, ranks, *, timeout_s=5.0, chunk_bytes=None,
-        small_bytes=None, window=None, context=0, transport="auto"))]
+        small_bytes=None, window=None, context=0, transport="auto", arena=false,
+        arena_bytes=None))]
     #[allow(clippy::too_many_arguments)] // one keyword per group option
     fn new(
         py: Python<'_>,
@@ -294,12 +302,22 @@ impl Group {
         window: Option<usize>,
         context: u32,
         transport: &str,
+        arena: bool,
+        arena_bytes: Option<usize>,
     ) -> PyResult<Group> {
         let spec = Spec {
             config: FabricConfig::from_file(Path::new(config)).map_err(to_py)?,
             node: node.to_owned(),
             ranks: ranks.clone(),
-            opts: options(timeout_s, chunk_bytes, small_bytes, window, context)?,
+            opts: options(Knobs {
+                timeout_s,
+                chunk_bytes,
+                small_bytes,
+                window,
+                context,
+                arena,
+                arena_bytes,
+            })?,
             transport: self::transport(transport)?,
         };
         let rank = ranks.iter().position(|r| r == node).ok_or_else(|| {

@@ -6,13 +6,16 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
+#[path = "collective/ranks.rs"]
+mod ranks;
 
-use common::{mesh_ranks, start_mesh};
+use common::start_mesh;
 use half::{bf16, f16};
 use hyperfabric::collective::reference::{reduced as reference, value};
 use hyperfabric::collective::{CollectiveError, Element, Group, GroupOptions, ReduceOp};
 use hyperfabric::transport::TransportChoice;
-use hyperfabric::{Fabric, SendOptions};
+use hyperfabric::SendOptions;
+use ranks::{all_reduce_matches, on_every_rank};
 use std::time::Duration;
 
 /// Small chunks and a low doubling threshold, so a few hundred elements already take the
@@ -23,51 +26,6 @@ fn small_chunks() -> GroupOptions {
         .small_bytes(64)
         .window(4)
         .timeout(Duration::from_secs(20))
-}
-
-/// Runs `f(rank, group)` on every node of `fabrics`, each on its own thread.
-fn on_every_rank<R: Send>(
-    fabrics: &[Fabric],
-    opts: GroupOptions,
-    f: impl Fn(usize, &mut Group<'_>) -> R + Sync,
-) -> Vec<R> {
-    let ranks = mesh_ranks(fabrics.len());
-    std::thread::scope(|s| {
-        let handles: Vec<_> = fabrics
-            .iter()
-            .enumerate()
-            .map(|(r, fabric)| {
-                let (ranks, opts, f) = (&ranks, opts.clone(), &f);
-                s.spawn(move || {
-                    let mut g = Group::with_options(fabric, ranks, opts).expect("group");
-                    f(r, &mut g)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("rank thread"))
-            .collect()
-    })
-}
-
-fn all_reduce_matches<T: Element>(g: &mut Group<'_>, sizes: &[usize]) {
-    let (n, r) = (g.size(), g.rank());
-    for op in ReduceOp::ALL {
-        for &count in sizes {
-            let mut buf: Vec<T> = (0..count).map(|i| value(op, r, i)).collect();
-            g.all_reduce(&mut buf, op).expect("all_reduce");
-            let wrong = (0..count)
-                .filter(|&i| buf[i] != reference::<T>(op, n, i))
-                .count();
-            assert_eq!(
-                wrong,
-                0,
-                "{op} {} count {count} on {n} ranks, rank {r}",
-                T::DTYPE
-            );
-        }
-    }
 }
 
 #[test]
@@ -435,74 +393,4 @@ fn compressed_all_reduce_errors_stay_within_their_documented_bounds() {
         "error feedback shrinks the error of the sum: {one} -> {many}"
     );
     assert!(Compressor::new(GradientCompression::TopK { fraction: 0.0 }).is_err());
-}
-
-/// The intra-host arena (`GroupOptions::arena`): every op and type for 2 to 8 ranks, the
-/// arena's largest size, and a ring-sized call and a barrier between arena calls (the
-/// paths share the sequence numbers).
-#[test]
-fn arena_all_reduce_of_every_op_and_type_matches_the_reference_for_2_to_8_ranks() {
-    for n in 2..=8 {
-        let fabrics = start_mesh(n, "", TransportChoice::Auto);
-        let opts = GroupOptions::default()
-            .arena(true)
-            .timeout(Duration::from_secs(30));
-        on_every_rank(&fabrics, opts, |_, g| {
-            let sizes = [0, 1, 5, 300];
-            all_reduce_matches::<f32>(g, &sizes);
-            all_reduce_matches::<f64>(g, &sizes);
-            all_reduce_matches::<f16>(g, &sizes);
-            all_reduce_matches::<bf16>(g, &sizes);
-            all_reduce_matches::<i32>(g, &sizes);
-            all_reduce_matches::<i64>(g, &sizes);
-            all_reduce_matches::<u8>(g, &sizes);
-            g.barrier().expect("barrier");
-            all_reduce_matches::<f32>(g, &[(64 << 10) / 4, (64 << 10) / 4 + 1, 3]);
-        });
-    }
-}
-
-#[test]
-fn arena_ranks_that_disagree_or_never_call_get_typed_errors() {
-    let fabrics = start_mesh(3, "", TransportChoice::Auto);
-    let opts = GroupOptions::default()
-        .arena(true)
-        .timeout(Duration::from_secs(10));
-    let errors = on_every_rank(&fabrics, opts.clone(), |r, g| {
-        let mut warm = [1u8];
-        g.all_reduce(&mut warm, ReduceOp::Sum).expect("set-up");
-        let dtype_differs = |g: &mut Group<'_>| {
-            if r == 1 {
-                g.all_reduce(&mut [1.0f64; 4], ReduceOp::Sum)
-            } else {
-                g.all_reduce(&mut [1.0f32; 4], ReduceOp::Sum)
-            }
-        };
-        dtype_differs(g).expect_err("types differ")
-    });
-    assert!(
-        errors.iter().all(|e| matches!(
-            e,
-            CollectiveError::Mismatch {
-                field: "element type",
-                ..
-            } | CollectiveError::Aborted { .. }
-        )),
-        "{errors:?}"
-    );
-    let opts = opts.context(1).timeout(Duration::from_millis(500));
-    let results = on_every_rank(&fabrics, opts, |r, g| {
-        let mut warm = [1u8];
-        g.all_reduce(&mut warm, ReduceOp::Sum).expect("set-up");
-        if r == 2 {
-            return None;
-        }
-        Some(
-            g.all_reduce(&mut [1.0f32; 100], ReduceOp::Sum)
-                .expect_err("rank 2 never calls"),
-        )
-    });
-    for e in results.into_iter().flatten() {
-        assert!(matches!(e, CollectiveError::Timeout { rank: 2, .. }), "{e}");
-    }
 }

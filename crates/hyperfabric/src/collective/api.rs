@@ -162,12 +162,16 @@ impl<'f> Group<'f> {
             root: root as u16,
         };
         // A barrier is an arena round of nothing: nobody passes before every rank published.
-        let arena = matches!(kind, Kind::AllReduce | Kind::Barrier)
-            && n > 1
-            && self.arena_eligible(count * T::DTYPE.size())?;
+        let arena =
+            matches!(kind, Kind::AllReduce | Kind::Barrier) && n > 1 && self.arena_eligible()?;
         self.last_path = match kind {
             _ if n == 1 => "local",
-            Kind::AllReduce | Kind::Barrier if arena => "arena",
+            Kind::AllReduce | Kind::Barrier
+                if arena && count * T::DTYPE.size() <= self.arena_slot_bytes() =>
+            {
+                "arena"
+            }
+            Kind::AllReduce if arena => "arena_rs_ag",
             Kind::AllReduce if count * T::DTYPE.size() <= self.opts.small_bytes || count < n => {
                 "recursive_doubling"
             }

@@ -34,23 +34,36 @@ pub(crate) enum ArenaState {
     Failed(String),
 }
 
-/// The mapped arena and the two buffers a call reuses (no allocation per call once grown).
+/// The mapped arena and the buffers a call reuses (no allocation per call once grown).
 pub(crate) struct ArenaPath {
-    arena: Arena,
+    pub(super) arena: Arena,
     mine: Vec<u8>,
     peer: Vec<u8>,
     /// Arena rounds so far: the arena's own sequence (the group's counts fabric-path
     /// collectives too, which publish nothing here).
     rounds: u32,
+    /// Scratch of the stage path, u64 words (viewed as any element type).
+    pub(super) scratch: Vec<u64>,
+    /// Stage chunks so far (`collective::arena_stage`): the stage's own sequence.
+    pub(super) chunks: u32,
 }
 
-fn encode(call: &Call, seq: u64, group: u32, rank: usize) -> Desc {
+/// The descriptor of collective `seq`'s `step` / `chunk` (the slot: 0 / 0; the stage: 1 /
+/// the chunk's number in the collective, wrapping at 2^16).
+pub(super) fn encode(
+    call: &Call,
+    seq: u64,
+    group: u32,
+    rank: usize,
+    step: u16,
+    chunk: u16,
+) -> Desc {
     let mut b = [0u8; 40];
     Header {
         group,
         seq,
-        step: 0,
-        chunk: 0,
+        step,
+        chunk,
         rank: rank as u16,
         call: *call,
     }
@@ -62,7 +75,7 @@ fn encode(call: &Call, seq: u64, group: u32, rank: usize) -> Desc {
     })
 }
 
-fn decode(desc: &Desc, rank: usize) -> Result<Header> {
+pub(super) fn decode(desc: &Desc, rank: usize) -> Result<Header> {
     let mut b = [0u8; 40];
     for (i, w) in desc.iter().enumerate() {
         b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
@@ -73,7 +86,7 @@ fn decode(desc: &Desc, rank: usize) -> Result<Header> {
     })
 }
 
-fn arena_err(g: &Group<'_>, e: ArenaError, call: &Call, seq: u64) -> CollectiveError {
+pub(super) fn arena_err(g: &Group<'_>, e: ArenaError, call: &Call, seq: u64) -> CollectiveError {
     match e {
         // Step 0: the arena round is the collective's only step.
         ArenaError::Timeout { rank, .. } => CollectiveError::Timeout {
@@ -93,10 +106,10 @@ fn arena_err(g: &Group<'_>, e: ArenaError, call: &Call, seq: u64) -> CollectiveE
 }
 
 impl Group<'_> {
-    /// Whether an all_reduce of `bytes` takes the arena; sets it up on first use (its own
+    /// Whether an all_reduce takes the arena; sets it up on first use (its own
     /// collectives then take the fabric path).
-    pub(crate) fn arena_eligible(&mut self, bytes: usize) -> Result<bool> {
-        if !self.opts.arena || bytes > self.opts.small_bytes {
+    pub(crate) fn arena_eligible(&mut self) -> Result<bool> {
+        if !self.opts.arena {
             return Ok(false);
         }
         match &self.arena {
@@ -107,7 +120,7 @@ impl Group<'_> {
         }
     }
 
-    /// The slot each rank gets: the largest all_reduce the arena carries.
+    /// The slot each rank gets: the largest all_reduce the arena carries in one round.
     pub(crate) fn arena_slot_bytes(&self) -> usize {
         self.opts.small_bytes.max(64).next_multiple_of(64)
     }
@@ -127,7 +140,7 @@ impl Group<'_> {
     }
 
     fn open_arena(&mut self) -> Result<ArenaPath> {
-        let (n, slot) = (self.size(), self.arena_slot_bytes());
+        let (n, slot, stage) = (self.size(), self.arena_slot_bytes(), self.opts.arena_bytes);
         let mut name = [0u8; NAME_BYTES];
         let mut created = None;
         if self.rank == 0 {
@@ -137,7 +150,7 @@ impl Group<'_> {
                 self.id,
                 NEXT.fetch_add(1, Ordering::Relaxed)
             );
-            match Arena::create(&s, n, slot) {
+            match Arena::create(&s, n, slot, stage) {
                 Ok(a) => created = Some(a),
                 Err(e) => tracing::warn!("collective arena not created: {e}"),
             }
@@ -149,7 +162,7 @@ impl Group<'_> {
             None => {
                 let end = name.iter().position(|&b| b == 0).unwrap_or(NAME_BYTES);
                 let s = String::from_utf8_lossy(&name[..end]).into_owned();
-                Arena::open(&s, n, slot)
+                Arena::open(&s, n, slot, stage)
             }
         };
         let mut ok = [u8::from(arena.is_ok())];
@@ -170,6 +183,8 @@ impl Group<'_> {
             mine: Vec::new(),
             peer: Vec::new(),
             rounds: 0,
+            chunks: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -191,7 +206,11 @@ impl Group<'_> {
                 "arena is not set up".into(),
             ));
         };
-        let out = self.arena_round(&mut path, buf, op, call, seq);
+        let out = if buf.len() * T::DTYPE.size() <= self.arena_slot_bytes() {
+            self.arena_round(&mut path, buf, op, call, seq)
+        } else {
+            self.stage_all_reduce(&mut path, buf, op, call, seq)
+        };
         self.arena = ArenaState::Ready(path);
         out
     }
@@ -213,7 +232,7 @@ impl Group<'_> {
         p.mine.resize(bytes, 0);
         p.peer.resize(bytes, 0);
         op::write_bytes(&mut p.mine, buf);
-        let desc = encode(call, seq, self.id, self.rank);
+        let desc = encode(call, seq, self.id, self.rank, 0, 0);
         let e = |e| arena_err(self, e, call, seq);
         p.arena
             .publish(self.rank, aseq, &desc, &p.mine, deadline)

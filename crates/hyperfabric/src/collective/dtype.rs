@@ -94,7 +94,17 @@ impl fmt::Display for DType {
 
 /// A type a collective's buffer may hold. Integer arithmetic wraps (as MPI's does in
 /// practice); `f16` and `bf16` are reduced in f32 and rounded back once per step.
-pub trait Element: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
+pub trait Element:
+    Copy
+    + Send
+    + Sync
+    + PartialEq
+    + fmt::Debug
+    + zerocopy::IntoBytes
+    + zerocopy::FromBytes
+    + zerocopy::Immutable
+    + 'static
+{
     const DTYPE: DType;
     /// Reads one element from exactly `DTYPE.size()` little-endian bytes.
     fn read(b: &[u8]) -> Self;

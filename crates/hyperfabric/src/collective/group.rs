@@ -3,10 +3,10 @@
 
 use super::arena::ArenaState;
 use super::error::{CollectiveError, Result};
+pub use super::options::{GroupOptions, ARENA_BYTES_DEFAULT};
 use super::wire::{Call, Header, Kind, HEADER_LEN};
-use crate::fabric::{Endpoint, Fabric, SendOptions, LOAN_SLOT_BYTES};
+use crate::fabric::{Endpoint, Fabric, SendOptions};
 use crate::runtime::{Message, PendingSend};
-use crate::transport::shm::arena::ARENA_SLOT_MAX;
 use crate::types::DataType;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -23,96 +23,6 @@ pub const FOREIGN_MAX: usize = 1024;
 /// Longest single wait on the fabric's receive queue (another group may have taken ours
 /// into the shared mailbox meanwhile).
 const RECV_SLICE: Duration = Duration::from_millis(10);
-
-/// How a group runs its collectives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupOptions {
-    /// How long a rank waits without any progress before the collective fails (a rank
-    /// died or never called it). Default 5 s.
-    pub timeout: Duration,
-    /// Payload bytes per message: large buffers are cut into chunks this size, so reducing
-    /// one chunk overlaps the transfer of the next. Default 256 KiB, at most one loan slot
-    /// less the header.
-    pub chunk_bytes: usize,
-    /// all_reduce of at most this many bytes takes recursive doubling (fewest steps), larger
-    /// ones the ring (least data per rank). Default 64 KiB.
-    pub small_bytes: usize,
-    /// Messages in flight per collective before the oldest one's acknowledgement is awaited
-    /// (1..=24; a shared-memory link lends 32 slots). Default 16.
-    pub window: usize,
-    /// Mixed into the group id, which otherwise follows from the rank list alone: give two
-    /// groups over the same ranks that live at once (or a new group after one failed, whose
-    /// leftover messages may still arrive) different contexts. Default 0.
-    pub context: u32,
-    /// Run all_reduce of at most `small_bytes` through one shared-memory arena per group
-    /// (every rank on this host: the intra-host fast path, `collective::arena`) instead
-    /// of fabric messages; group set-up fails with a typed error where a rank cannot map
-    /// it. The other collectives and larger all_reduce keep the fabric path. Default off.
-    pub arena: bool,
-}
-
-impl Default for GroupOptions {
-    fn default() -> Self {
-        GroupOptions {
-            timeout: Duration::from_secs(5),
-            chunk_bytes: 256 << 10,
-            small_bytes: 64 << 10,
-            window: 16,
-            context: 0,
-            arena: false,
-        }
-    }
-}
-
-impl GroupOptions {
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = t;
-        self
-    }
-    pub fn chunk_bytes(mut self, b: usize) -> Self {
-        self.chunk_bytes = b;
-        self
-    }
-    pub fn small_bytes(mut self, b: usize) -> Self {
-        self.small_bytes = b;
-        self
-    }
-    pub fn window(mut self, w: usize) -> Self {
-        self.window = w;
-        self
-    }
-    pub fn context(mut self, c: u32) -> Self {
-        self.context = c;
-        self
-    }
-    pub fn arena(mut self, on: bool) -> Self {
-        self.arena = on;
-        self
-    }
-    fn validate(&self) -> Result<()> {
-        let bad = |why: String| Err(CollectiveError::InvalidArgument(why));
-        if self.timeout.is_zero() {
-            return bad("timeout must be above zero".into());
-        }
-        if self.chunk_bytes < 8 || self.chunk_bytes > LOAN_SLOT_BYTES - HEADER_LEN {
-            return bad(format!(
-                "chunk_bytes must be 8..={} (got {})",
-                LOAN_SLOT_BYTES - HEADER_LEN,
-                self.chunk_bytes
-            ));
-        }
-        if !(1..=24).contains(&self.window) {
-            return bad(format!("window must be 1..=24 (got {})", self.window));
-        }
-        if self.arena && self.small_bytes > ARENA_SLOT_MAX {
-            return bad(format!(
-                "with arena, small_bytes must be at most {ARENA_SLOT_MAX} (got {})",
-                self.small_bytes
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Where one message belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

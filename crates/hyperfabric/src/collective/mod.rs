@@ -40,12 +40,14 @@
 pub mod algo;
 mod api;
 mod arena;
+mod arena_stage;
 mod compress;
 pub mod dtype;
 pub mod error;
 mod exec;
 mod group;
 pub mod op;
+mod options;
 pub mod reference;
 pub mod wire;
 
@@ -53,5 +55,5 @@ pub use api::Pending;
 pub use compress::{Compressor, GradientCompression};
 pub use dtype::{bf16, f16, DType, Element};
 pub use error::CollectiveError;
-pub use group::{Group, GroupOptions, FOREIGN_MAX, MAILBOX_MAX, TAG_PREFIX};
+pub use group::{Group, GroupOptions, ARENA_BYTES_DEFAULT, FOREIGN_MAX, MAILBOX_MAX, TAG_PREFIX};
 pub use op::ReduceOp;

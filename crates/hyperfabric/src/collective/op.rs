@@ -85,6 +85,19 @@ pub fn reduce_from_bytes<T: Element>(dst: &mut [T], src: &[u8], op: ReduceOp) {
     }
 }
 
+/// `dst[i] = op(dst[i], src[i])` over two typed slices of one length (native bytes: the
+/// intra-host arena's kernel, one zipped loop the compiler vectorises for native types).
+pub fn reduce_slices<T: Element>(dst: &mut [T], src: &[T], op: ReduceOp) {
+    debug_assert_eq!(src.len(), dst.len());
+    let pairs = dst.iter_mut().zip(src);
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => pairs.for_each(|(d, s)| *d = d.add(*s)),
+        ReduceOp::Prod => pairs.for_each(|(d, s)| *d = d.mul(*s)),
+        ReduceOp::Min => pairs.for_each(|(d, s)| *d = d.min(*s)),
+        ReduceOp::Max => pairs.for_each(|(d, s)| *d = d.max(*s)),
+    }
+}
+
 /// `dst[i] = src[i]` from little-endian bytes.
 pub fn copy_from_bytes<T: Element>(dst: &mut [T], src: &[u8]) {
     let n = T::DTYPE.size();

@@ -67,6 +67,7 @@ fn rank_flags(a: &Args) -> Vec<String> {
         ("--chunk-bytes", a.chunk_bytes),
         ("--small-bytes", a.small_bytes),
         ("--window", a.window),
+        ("--arena-bytes", a.arena_bytes),
     ] {
         if let Some(v) = v {
             f.extend([flag.to_owned(), v.to_string()]);

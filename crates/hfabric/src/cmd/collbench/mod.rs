@@ -87,11 +87,16 @@ pub struct Args {
     /// Default: the library's.
     #[arg(long)]
     pub small_bytes: Option<usize>,
-    /// all_reduce up to --small-bytes through one shared-memory arena per group (every rank
-    /// reduces all ranks' regions; no fabric messages) instead of recursive doubling; larger
-    /// sizes keep the ring. Each row's `path` in --json says which ran.
+    /// all_reduce and barrier through one shared-memory arena per group instead of fabric
+    /// messages: up to --small-bytes in one round (`arena`: every rank reduces all ranks'
+    /// slots), larger ones chunk by chunk (`arena_rs_ag`: reduce-scatter then all-gather
+    /// through each rank's --arena-bytes). Each row's `path` in --json says which ran.
     #[arg(long)]
     pub arena: bool,
+    /// With --arena: each rank's stage for the chunked path (two chunks; a multiple of
+    /// 4096 up to 64 MiB). Default: the library's (2 MiB).
+    #[arg(long, requires = "arena")]
+    pub arena_bytes: Option<usize>,
     /// Messages in flight per rank and collective (1..=24). Default: the library's.
     #[arg(long)]
     pub window: Option<usize>,
@@ -128,6 +133,7 @@ impl Args {
             window: self.window.unwrap_or(d.window),
             context: 0,
             arena: self.arena,
+            arena_bytes: self.arena_bytes.unwrap_or(d.arena_bytes),
         }
     }
 

@@ -3,12 +3,22 @@
 //! your own region, everybody reads everybody's).
 //!
 //! ```text
-//!  data offset 0     arena header (64 B): magic, ranks, slot_bytes
-//!  64 + 128*r        rank r's control block, two cache lines:
-//!                      line 0 (rank r writes): seq (futex word), sleepers, len, crc, desc[5]
-//!                      line 1 (rank r writes): done (last seq it finished reading), sleepers
-//!  64 + 128*N        rank 0's data region, slot_bytes (64-aligned), then rank 1's, ...
+//!  data offset 0     arena header (64 B): magic, ranks, slot_bytes, stage_bytes
+//!  64 + 1024*r       rank r's control block (every word written by rank r, except the
+//!                    sleepers counts its readers raise):
+//!                      line 0: seq (futex word), sleepers, len, crc, desc[5]   (the slot)
+//!                      line 1: done (last seq it finished reading), sleepers   (the slot)
+//!                      line 2: raw, sleepers     (chunk c's raw shares are staged)
+//!                      line 3: reduced, sleepers (chunk c's reduced share is staged)
+//!                      line 4: read, sleepers    (rank r read everything of chunk c)
+//!                      line 5, 6: per stage half: desc[5], CRC32C of the reduced share
+//!                      line 8..15: per stage half: CRC32C of each raw share (64 each)
+//!  64 + 1024*N       rank 0's data region: its slot (slot_bytes, 64-aligned), then its
+//!                    stage (stage_bytes: two halves, chunk c in half c % 2); rank 1's, ...
 //! ```
+//!
+//! The slot carries a whole small vector per collective (below); the stage carries large
+//! ones chunk by chunk, reduce-scatter then all-gather ([`stage`]).
 //!
 //! Protocol for collective number `seq` (1, 2, ...; never 0): a rank waits until every peer's
 //! `done >= seq - 1` (they have read its previous publication), writes its bytes, `len`, the
@@ -22,6 +32,8 @@
 //! `sleepers` count lets the writer skip the wake syscall when nobody sleeps), in slices of
 //! at most [`PARK_SLICE`] so a deadline is always honoured.
 
+mod stage;
+
 use super::segment::{Segment, SegmentError};
 use super::wait::{futex_wait, futex_wake, Backoff, Schedule, Step};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -31,12 +43,13 @@ use std::time::{Duration, Instant};
 pub const ARENA_MAGIC: u64 = u64::from_le_bytes(*b"HFARENA1");
 /// Most ranks one arena serves.
 pub const ARENA_RANKS_MAX: usize = 64;
-/// Largest data region per rank (64 MiB); the whole arena stays under the segment limit.
+/// Largest slot, and largest stage, per rank (64 MiB each); the whole arena must also fit
+/// the segment limit (checked when it is created).
 pub const ARENA_SLOT_MAX: usize = 64 << 20;
 /// Longest single park before the deadline is re-checked.
 pub const PARK_SLICE: Duration = Duration::from_millis(2);
 const HEADER: usize = 64;
-const BLOCK: usize = 128;
+const BLOCK: usize = 1024;
 const WAIT: Schedule = Schedule::SpinPark {
     spins: 200,
     yields: 20,
@@ -69,9 +82,29 @@ struct Block {
     crc: AtomicU32,
     _pad0: u32,
     desc: [AtomicU64; 5],
-    done: AtomicU32,
-    done_sleepers: AtomicU32,
-    _pad2: [u64; 7],
+    done: Word,
+    raw: Word,
+    reduced: Word,
+    read: Word,
+    half: [HalfInfo; 2],
+    _pad1: [u64; 8],
+    share_crc: [[AtomicU32; ARENA_RANKS_MAX]; 2],
+}
+
+/// A sequence word and the count of its sleepers, alone on a cache line.
+#[repr(C, align(64))]
+struct Word {
+    value: AtomicU32,
+    sleepers: AtomicU32,
+    _pad: [u64; 7],
+}
+
+/// What rank r staged in one half: the chunk's descriptor, its reduced share's CRC32C.
+#[repr(C, align(64))]
+struct HalfInfo {
+    desc: [AtomicU64; 5],
+    reduced_crc: AtomicU32,
+    _pad: [u32; 5],
 }
 
 #[repr(C, align(64))]
@@ -79,12 +112,17 @@ struct Header {
     magic: AtomicU64,
     ranks: AtomicU64,
     slot_bytes: AtomicU64,
-    _pad: [u64; 5],
+    stage_bytes: AtomicU64,
+    _pad: [u64; 4],
 }
 
 const _: () = {
     assert!(std::mem::size_of::<Block>() == BLOCK);
     assert!(std::mem::offset_of!(Block, done) == 64);
+    assert!(std::mem::offset_of!(Block, raw) == 128);
+    assert!(std::mem::offset_of!(Block, read) == 256);
+    assert!(std::mem::offset_of!(Block, half) == 320);
+    assert!(std::mem::offset_of!(Block, share_crc) == 512);
     assert!(std::mem::size_of::<Header>() == HEADER);
 };
 
@@ -97,9 +135,10 @@ pub struct Arena {
     seg: Segment,
     ranks: usize,
     slot_bytes: usize,
+    stage_bytes: usize,
 }
 
-fn layout_len(ranks: usize, slot_bytes: usize) -> Result<usize, ArenaError> {
+fn layout_len(ranks: usize, slot_bytes: usize, stage_bytes: usize) -> Result<usize, ArenaError> {
     if ranks == 0 || ranks > ARENA_RANKS_MAX {
         return Err(ArenaError::Layout(format!(
             "{ranks} ranks (1..={ARENA_RANKS_MAX})"
@@ -110,29 +149,47 @@ fn layout_len(ranks: usize, slot_bytes: usize) -> Result<usize, ArenaError> {
             "slot of {slot_bytes} bytes (a multiple of 64 up to {ARENA_SLOT_MAX})"
         )));
     }
-    Ok(HEADER + BLOCK * ranks + slot_bytes * ranks)
+    if stage_bytes > ARENA_SLOT_MAX || !stage_bytes.is_multiple_of(128) {
+        return Err(ArenaError::Layout(format!(
+            "stage of {stage_bytes} bytes (a multiple of 128 up to {ARENA_SLOT_MAX})"
+        )));
+    }
+    Ok(HEADER + BLOCK * ranks + (slot_bytes + stage_bytes) * ranks)
 }
 
 impl Arena {
-    /// Creates the arena `name` for `ranks` ranks of `slot_bytes` each.
-    pub fn create(name: &str, ranks: usize, slot_bytes: usize) -> Result<Arena, ArenaError> {
-        let len = layout_len(ranks, slot_bytes)?;
+    /// Creates the arena `name` for `ranks` ranks with a slot of `slot_bytes` and a stage
+    /// of `stage_bytes` (0: none) each.
+    pub fn create(
+        name: &str,
+        ranks: usize,
+        slot_bytes: usize,
+        stage_bytes: usize,
+    ) -> Result<Arena, ArenaError> {
+        let len = layout_len(ranks, slot_bytes, stage_bytes)?;
         let seg = Segment::create(name, len)?;
         let a = Arena {
             seg,
             ranks,
             slot_bytes,
+            stage_bytes,
         };
         let h = a.header();
         h.ranks.store(ranks as u64, Ordering::Relaxed);
         h.slot_bytes.store(slot_bytes as u64, Ordering::Relaxed);
+        h.stage_bytes.store(stage_bytes as u64, Ordering::Relaxed);
         h.magic.store(ARENA_MAGIC, Ordering::Release);
         Ok(a)
     }
 
     /// Opens `name`, refusing any layout other than the one the group agreed on.
-    pub fn open(name: &str, ranks: usize, slot_bytes: usize) -> Result<Arena, ArenaError> {
-        let len = layout_len(ranks, slot_bytes)?;
+    pub fn open(
+        name: &str,
+        ranks: usize,
+        slot_bytes: usize,
+        stage_bytes: usize,
+    ) -> Result<Arena, ArenaError> {
+        let len = layout_len(ranks, slot_bytes, stage_bytes)?;
         let seg = Segment::open(name)?;
         if seg.data_len() < len {
             return Err(ArenaError::Layout(format!(
@@ -144,16 +201,27 @@ impl Arena {
             seg,
             ranks,
             slot_bytes,
+            stage_bytes,
         };
         let h = a.header();
-        let (magic, r, s) = (
+        let got = (
             h.magic.load(Ordering::Acquire),
             h.ranks.load(Ordering::Relaxed),
             h.slot_bytes.load(Ordering::Relaxed),
+            h.stage_bytes.load(Ordering::Relaxed),
         );
-        if magic != ARENA_MAGIC || r != ranks as u64 || s != slot_bytes as u64 {
+        if got
+            != (
+                ARENA_MAGIC,
+                ranks as u64,
+                slot_bytes as u64,
+                stage_bytes as u64,
+            )
+        {
             return Err(ArenaError::Layout(format!(
-                "header {magic:#x}/{r} ranks/{s} bytes, expected {ranks} ranks of {slot_bytes}"
+                "header {:#x}/{} ranks/{} + {} bytes, expected {ranks} ranks of \
+                 {slot_bytes} + {stage_bytes}",
+                got.0, got.1, got.2, got.3
             )));
         }
         Ok(a)
@@ -165,6 +233,10 @@ impl Arena {
 
     pub fn slot_bytes(&self) -> usize {
         self.slot_bytes
+    }
+
+    pub fn stage_bytes(&self) -> usize {
+        self.stage_bytes
     }
 
     pub fn name(&self) -> &str {
@@ -200,10 +272,11 @@ impl Arena {
         })
     }
 
+    /// Rank `rank`'s data region: its slot, then its stage.
     fn region(&self, rank: usize) -> *mut u8 {
-        let off = HEADER + BLOCK * self.ranks + self.slot_bytes * rank;
+        let off = HEADER + BLOCK * self.ranks + (self.slot_bytes + self.stage_bytes) * rank;
         // SAFETY: rank < ranks (callers went through `block` first), so
-        // off + slot_bytes <= layout length <= data_len: inside the mapping.
+        // off + slot_bytes + stage_bytes <= layout length <= data_len: inside the mapping.
         unsafe { self.seg.data_ptr().as_ptr().add(off) }
     }
 
@@ -227,7 +300,7 @@ impl Arena {
         }
         for peer in (0..self.ranks).filter(|&p| p != me) {
             let b = self.block(peer)?;
-            wait_word(&b.done, &b.done_sleepers, seq - 1, deadline).map_err(|()| {
+            wait_word(&b.done.value, &b.done.sleepers, seq - 1, deadline).map_err(|()| {
                 ArenaError::Timeout {
                     rank: peer,
                     what: "reading collective",
@@ -296,11 +369,25 @@ impl Arena {
     /// Rank `me` finished reading every peer's collective `seq`: they may publish the next.
     pub fn finish(&self, me: usize, seq: u32) -> Result<(), ArenaError> {
         let own = self.block(me)?;
-        own.done.store(seq, Ordering::SeqCst);
-        if own.done_sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&own.done, u32::MAX);
-        }
+        own.done.set(seq);
         Ok(())
+    }
+}
+
+impl Word {
+    /// Stores `v` and wakes the sleepers. SeqCst: the store must not pass the sleepers
+    /// load (a lost wake-up).
+    fn set(&self, v: u32) {
+        self.value.store(v, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake(&self.value, u32::MAX);
+        }
+    }
+
+    /// Waits until the word is at least `target` (wrapping) or `deadline`; returns it.
+    fn wait(&self, target: u32, deadline: Instant) -> Result<u32, ()> {
+        wait_word(&self.value, &self.sleepers, target, deadline)?;
+        Ok(self.value.load(Ordering::Acquire))
     }
 }
 
@@ -333,84 +420,4 @@ fn wait_word(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name(tag: &str) -> String {
-        format!("hf-arena-test-{tag}-{}", std::process::id())
-    }
-
-    fn soon() -> Instant {
-        Instant::now() + Duration::from_secs(10)
-    }
-
-    #[test]
-    fn ranks_exchange_many_rounds_through_two_mappings() {
-        let n = name("rounds");
-        let a = Arena::create(&n, 3, 4096).unwrap();
-        let peers: Vec<_> = (1..3).map(|_| Arena::open(&n, 3, 4096).unwrap()).collect();
-        let run = |arena: &Arena, me: usize| {
-            for seq in 1..=200u32 {
-                let mine = vec![(me as u8).wrapping_add(seq as u8); (seq as usize * 7) % 4000];
-                arena
-                    .publish(me, seq, &[seq as u64, 0, 0, 0, 0], &mine, soon())
-                    .unwrap();
-                for from in 0..3 {
-                    let mut out = vec![0u8; mine.len()];
-                    let desc = arena.read(from, seq, &mut out, soon()).unwrap().unwrap();
-                    assert_eq!(desc[0], seq as u64);
-                    assert!(out
-                        .iter()
-                        .all(|&x| x == (from as u8).wrapping_add(seq as u8)));
-                }
-                arena.finish(me, seq).unwrap();
-            }
-        };
-        std::thread::scope(|s| {
-            for (i, p) in peers.iter().enumerate() {
-                s.spawn(move || run(p, i + 1));
-            }
-            run(&a, 0);
-        });
-    }
-
-    #[test]
-    fn a_silent_peer_is_a_timeout_and_bad_layouts_are_refused() {
-        let n = name("silent");
-        let a = Arena::create(&n, 2, 64).unwrap();
-        let mut out = [0u8; 8];
-        let t = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(
-            a.read(1, 1, &mut out, t),
-            Err(ArenaError::Timeout { rank: 1, .. })
-        ));
-        assert!(matches!(Arena::open(&n, 3, 64), Err(ArenaError::Layout(_))));
-        assert!(Arena::create(&name("odd"), 2, 65).is_err());
-        assert!(a.publish(0, 1, &[0; 5], &[0u8; 65], soon()).is_err());
-        assert!(a.block(2).is_err());
-    }
-
-    #[test]
-    fn a_scribbled_region_is_malformed_and_a_length_mismatch_returns_the_descriptor() {
-        let n = name("crc");
-        let a = Arena::create(&n, 2, 64).unwrap();
-        a.publish(1, 1, &[7, 0, 0, 0, 0], &[1u8; 16], soon())
-            .unwrap();
-        let mut short = [0u8; 8];
-        assert_eq!(
-            a.read(1, 1, &mut short, soon()).unwrap(),
-            Err([7, 0, 0, 0, 0])
-        );
-        a.block(1).unwrap().crc.fetch_xor(1, Ordering::Relaxed);
-        let mut out = [0u8; 16];
-        assert!(matches!(
-            a.read(1, 1, &mut out, soon()),
-            Err(ArenaError::Malformed { rank: 1, .. })
-        ));
-        a.block(1).unwrap().seq.store(9, Ordering::Release);
-        assert!(matches!(
-            a.read(1, 1, &mut out, soon()),
-            Err(ArenaError::Malformed { .. })
-        ));
-    }
-}
+mod tests;
