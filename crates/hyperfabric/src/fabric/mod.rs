@@ -15,10 +15,7 @@ use crate::config::effective::EffectiveConfig;
 use crate::config::{FabricConfig, NodeConfig, PARAM_CACHE_BYTES};
 use crate::error::{Error, Result};
 use crate::runtime::placement;
-use crate::runtime::{
-    Message, NodeInner, PendingSend, PingStats,
-    SendSource, Sink, StatsSnapshot,
-};
+use crate::runtime::{Message, NodeInner, PendingSend, PingStats, SendSource, Sink, StatsSnapshot};
 use crate::transform::{cache::encode_plan, quantize, Quantization, SentIndex, TopK};
 use crate::types::DataType;
 use crate::wire::RefusalCode;
