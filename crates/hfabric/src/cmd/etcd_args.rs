@@ -36,6 +36,14 @@ impl EtcdArgs {
     pub fn access(&self) -> CliResult<EtcdAccess> {
         let password = match (&self.etcd_user, &self.etcd_password_file) {
             (None, _) => None,
+            // etcdctl's `--user name:password`: refused without echoing it.
+            (Some(user), _) if user.contains(':') => {
+                return Err(CliError::usage(format!(
+                    "--etcd-user: a name without `:`; the password goes in \
+                     --etcd-password-file FILE or the environment variable {PASSWORD_ENV}, \
+                     never on the command line"
+                )))
+            }
             (Some(_), Some(file)) => Some(EtcdAccess::read_password_file(file)?),
             (Some(user), None) => Some(std::env::var(PASSWORD_ENV).map_err(|_| {
                 CliError::usage(format!(

@@ -146,8 +146,9 @@ impl EtcdClient {
             HttpError::Tls(why) => Error::Credentials {
                 service: format!("etcd {}", self.url),
                 reason: format!(
-                    "TLS: {why} (is --etcd-cacert the CA that signed etcd's certificate, and \
-                     --etcd-cert/--etcd-key one etcd trusts?)"
+                    "TLS: {why} (is etcd's certificate signed by the CA of --etcd-cacert, or \
+                     by one of the system's without it; are --etcd-cert/--etcd-key signed by \
+                     a CA etcd trusts?)"
                 ),
             },
             e => self.io(path, e.to_string()),
@@ -449,5 +450,56 @@ mod tests {
             e.contains(&format!("etcd://127.0.0.1:{port}/t/v3/lease/grant")),
             "{e}"
         );
+    }
+
+    /// A gateway that gives tokens and refuses every one: the client renews once, then stops.
+    #[test]
+    fn a_refused_token_is_renewed_once_and_no_more() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            l.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            while paths.len() < 4 && std::time::Instant::now() < until {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                let (status, body) = match path.as_str() {
+                    "/v3/auth/authenticate" => ("200 OK", r#"{"token":"tok"}"#),
+                    _ => (
+                        "401 Unauthorized",
+                        r#"{"message":"etcdserver: invalid auth token"}"#,
+                    ),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(answer.as_bytes());
+                paths.push((path, head.contains("Authorization: tok")));
+            }
+            paths
+        });
+        let url: EtcdUrl = format!("etcd://{addr}/t").parse().unwrap();
+        let access = EtcdAccess {
+            user: Some("root".into()),
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        let e = EtcdClient::new(url, &access).unwrap().grant(5).unwrap_err();
+        assert!(matches!(e, Error::Credentials { .. }), "{e}");
+        let paths = seen.join().unwrap();
+        let grant = ("/v3/lease/grant".to_owned(), true);
+        let auth = ("/v3/auth/authenticate".to_owned(), false);
+        assert_eq!(paths, [auth.clone(), grant.clone(), auth, grant]);
     }
 }

@@ -86,10 +86,12 @@ impl EtcdAccess {
             return bad("a client certificate needs its key, and a key its certificate".into());
         }
         match (&self.user, &self.password) {
-            (Some(u), _) if u.is_empty() || u.contains(':') || u.len() > 256 => bad(format!(
-                "user `{u}`: 1..=256 bytes, no `:` (the password comes from a file or \
-                 HF_ETCD_PASSWORD, never the command line)"
-            )),
+            // Not echoed: `name:password` would put the password in the logs.
+            (Some(u), _) if u.is_empty() || u.contains(':') || u.len() > 256 => bad(
+                "the user must be 1..=256 bytes with no `:` (the password comes from a file \
+                 or HF_ETCD_PASSWORD, never the command line)"
+                    .into(),
+            ),
             (Some(u), None) => bad(format!("user `{u}` has no password")),
             (None, Some(_)) => bad("a password without a user".into()),
             (_, Some(p)) if p.len() > MAX_PASSWORD_BYTES => {
