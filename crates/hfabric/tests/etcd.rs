@@ -248,6 +248,13 @@ fn refused(out: &Output) -> (Option<i32>, String) {
     )
 }
 
+/// The join in this `members` event came through etcd's watch (over TLS, with a token),
+/// not by polling.
+fn assert_watched(members: &serde_json::Value) {
+    assert_eq!(members["reads"]["watching"], true, "{members}");
+    assert_eq!(members["reads"]["polls"], 0, "a read by polling: {members}");
+}
+
 #[test]
 fn two_nodes_join_through_etcd_over_tls_and_a_wrong_ca_or_no_certificate_is_refused() {
     let Some(etcd) = Etcd::start_tls() else {
@@ -255,11 +262,11 @@ fn two_nodes_join_through_etcd_over_tls_and_a_wrong_ca_or_no_certificate_is_refu
     };
     let tls = etcd.tls_flags();
     let flags: Vec<&str> = tls.iter().map(String::as_str).collect();
-    let mut a = node(&etcd, "a", "2", &flags);
+    let mut a = node(&etcd, "a", "1", &flags);
+    a.wait_members(&["a"]);
     let mut b = node(&etcd, "b", "2", &flags);
-    for n in [&mut a, &mut b] {
-        n.wait_members(&["a", "b"]);
-    }
+    b.wait_members(&["a", "b"]);
+    assert_watched(&a.wait_members(&["a", "b"]));
     let ready = a.wait_event("listening", |v| v["event"] == "listening");
     let summary = &ready["bootstrap"]["etcd"];
     assert_eq!(summary["tls"], true, "{ready}");
@@ -303,7 +310,8 @@ fn with_auth_on_the_right_password_joins_and_a_wrong_one_is_refused_naming_the_u
     etcd.enable_auth("s3cret-pw");
     let file = etcd.write_file("password", "s3cret-pw\n");
     let by_file = ["--etcd-user", "root", "--etcd-password-file", &file];
-    let mut a = node(&etcd, "a", "2", &by_file);
+    let mut a = node(&etcd, "a", "1", &by_file);
+    a.wait_members(&["a"]);
     let url = etcd.url("hf/test");
     let by_env = [
         "--membership",
@@ -322,9 +330,8 @@ fn with_auth_on_the_right_password_joins_and_a_wrong_one_is_refused_naming_the_u
         &env,
         &[&by_env[..], &["--etcd-user", "root"]].concat(),
     );
-    for n in [&mut a, &mut b] {
-        n.wait_members(&["a", "b"]);
-    }
+    b.wait_members(&["a", "b"]);
+    assert_watched(&a.wait_members(&["a", "b"]));
     let ready = a.wait_event("listening", |v| v["event"] == "listening");
     assert_eq!(ready["bootstrap"]["etcd"]["user"], "root", "{ready}");
     assert!(!ready.to_string().contains("s3cret"), "{ready}");
