@@ -66,9 +66,13 @@ impl EtcdArgs {
         let Some(url) = membership else {
             return serde_json::Value::Null;
         };
+        // The files and the user as given; the password is not read again (nor shown).
         let access = EtcdAccess {
+            cacert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
             password: None,
-            ..self.access().unwrap_or_default()
         };
         serde_json::to_value(access.summary(url)).unwrap_or_default()
     }
