@@ -8,6 +8,7 @@ mod support;
 
 use hyperfabric::membership::Joined;
 use hyperfabric::SendOptions;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::etcd::{join_here, Etcd};
@@ -221,5 +222,176 @@ fn a_bad_url_or_an_unreachable_etcd_is_an_error_naming_it() {
     assert!(
         err.contains("--lease applies to a node that joins"),
         "{err}"
+    );
+}
+
+/// `hfabric serve --json` through `etcd` with `flags` and environment `env`, to completion.
+fn serve_once(etcd: &Etcd, name: &str, flags: &[String], env: &[(&str, &str)]) -> Output {
+    let url = etcd.url("hf/test");
+    let mut cmd = std::process::Command::new(support::BIN);
+    cmd.args(["serve", "--json", "--membership", &url, "--node", name])
+        .args(["--bootstrap-timeout", "10"])
+        .args(flags)
+        .env_remove("HF_ETCD_PASSWORD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hfabric serve")
+}
+
+/// A refused start: its exit code and what it said on stderr.
+fn refused(out: &Output) -> (Option<i32>, String) {
+    assert!(!out.status.success(), "it started");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The join in this `members` event came through etcd's watch (over TLS, with a token),
+/// not by polling.
+fn assert_watched(members: &serde_json::Value) {
+    assert_eq!(members["reads"]["watching"], true, "{members}");
+    assert_eq!(members["reads"]["polls"], 0, "a read by polling: {members}");
+}
+
+#[test]
+fn two_nodes_join_through_etcd_over_tls_and_a_wrong_ca_or_no_certificate_is_refused() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    let tls = etcd.tls_flags();
+    let flags: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let mut a = node(&etcd, "a", "1", &flags);
+    a.wait_members(&["a"]);
+    let mut b = node(&etcd, "b", "2", &flags);
+    b.wait_members(&["a", "b"]);
+    assert_watched(&a.wait_members(&["a", "b"]));
+    let ready = a.wait_event("listening", |v| v["event"] == "listening");
+    let summary = &ready["bootstrap"]["etcd"];
+    assert_eq!(summary["tls"], true, "{ready}");
+    assert_eq!(summary["cacert"], etcd.pki_file("ca").as_str(), "{ready}");
+    assert_eq!(summary["cert"], etcd.pki_file("client-cert").as_str());
+    let want = format!("etcds 127.0.0.1:{}/hf/test", etcd.client_port);
+    assert_eq!(ready["bootstrap"]["directory"], want.as_str(), "{ready}");
+    // A CA that did not sign etcd's certificate: refused at once, saying so.
+    let other = tempfile::tempdir().expect("a temp dir");
+    support::pki::pki(other.path(), "other", &["127.0.0.1"]);
+    let mut wrong = tls.clone();
+    wrong[1] = other.path().join("other-ca.pem").display().to_string();
+    let (code, err) = refused(&serve_once(&etcd, "c", &wrong, &[]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&etcd.url("hf/test")) && err.contains("invalid peer certificate"),
+        "{err}"
+    );
+    assert!(err.contains("--etcd-cacert"), "{err}");
+    // etcd asks for a client certificate and gets none.
+    let (_, err) = refused(&serve_once(&etcd, "c", &tls[..2], &[]));
+    assert!(err.contains(&etcd.url("hf/test")), "{err}");
+    // TLS files with a plain etcd:// URL would be ignored: refused.
+    let out = support::hfabric(&[
+        "serve",
+        "--membership",
+        "etcd://127.0.0.1:1/p",
+        "--node",
+        "c",
+        "--etcd-cacert",
+        "ca.pem",
+    ]);
+    let (code, err) = refused(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("write etcds://"), "{err}");
+}
+
+#[test]
+fn with_auth_on_the_right_password_joins_and_a_wrong_one_is_refused_naming_the_user() {
+    let Some(etcd) = Etcd::start() else { return };
+    etcd.enable_auth("s3cret-pw");
+    let file = etcd.write_file("password", "s3cret-pw\n");
+    let by_file = ["--etcd-user", "root", "--etcd-password-file", &file];
+    let mut a = node(&etcd, "a", "1", &by_file);
+    a.wait_members(&["a"]);
+    let url = etcd.url("hf/test");
+    let by_env = [
+        "--membership",
+        &url,
+        "--node",
+        "b",
+        "--world-size",
+        "2",
+        "--lease",
+        "2",
+    ];
+    let env = [("HF_ETCD_PASSWORD", "s3cret-pw".to_owned())];
+    let mut b = Member::serve(
+        "b",
+        &[],
+        &env,
+        &[&by_env[..], &["--etcd-user", "root"]].concat(),
+    );
+    b.wait_members(&["a", "b"]);
+    assert_watched(&a.wait_members(&["a", "b"]));
+    let ready = a.wait_event("listening", |v| v["event"] == "listening");
+    assert_eq!(ready["bootstrap"]["etcd"]["user"], "root", "{ready}");
+    assert!(!ready.to_string().contains("s3cret"), "{ready}");
+    let user = ["--etcd-user".to_owned(), "root".to_owned()];
+    let (code, err) = refused(&serve_once(
+        &etcd,
+        "c",
+        &user,
+        &[("HF_ETCD_PASSWORD", "wrong")],
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&url) && err.contains("user `root`") && err.contains("authentication failed"),
+        "{err}"
+    );
+    // No user against an etcd with authentication on: refused, saying what to give.
+    let (_, err) = refused(&serve_once(&etcd, "c", &[], &[]));
+    assert!(err.contains("give --etcd-user"), "{err}");
+    // No password anywhere, or one on the command line: refused before any request.
+    let (code, err) = refused(&serve_once(&etcd, "c", &user, &[]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("HF_ETCD_PASSWORD"), "{err}");
+    let inline = ["--etcd-user".to_owned(), "root:s3cret-pw".to_owned()];
+    for env in [&[][..], &[("HF_ETCD_PASSWORD", "s3cret-pw")]] {
+        let (code, err) = refused(&serve_once(&etcd, "c", &inline, env));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("without `:`") && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+}
+
+/// etcd forgets an idle token after --auth-token-ttl: the next request is refused with
+/// "invalid auth token", and the client buys a new token and sends it once more.
+#[test]
+fn an_expired_token_is_renewed_and_the_request_sent_again() {
+    let Some(etcd) = Etcd::start_with(&["--auth-token-ttl", "1"]) else {
+        return;
+    };
+    etcd.enable_auth("pw");
+    let access = hyperfabric::membership::etcd_access::EtcdAccess {
+        user: Some("root".into()),
+        password: Some("pw".into()),
+        ..Default::default()
+    };
+    let client = etcd.client(&access);
+    let first = client.token().expect("a token").expect("a user");
+    client.grant(5).expect("a lease with the first token");
+    std::thread::sleep(Duration::from_secs(3));
+    client.grant(5).expect("a lease after the token expired");
+    let second = client.token().expect("a token").expect("a user");
+    assert_ne!(first, second, "the expired token was not renewed");
+    let wrong = hyperfabric::membership::etcd_access::EtcdAccess {
+        password: Some("nope".into()),
+        ..access
+    };
+    let e = etcd.client(&wrong).grant(5).unwrap_err();
+    assert!(
+        matches!(&e, hyperfabric::Error::Credentials { reason, .. } if reason.contains("user `root`")),
+        "{e}"
     );
 }

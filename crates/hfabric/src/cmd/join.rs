@@ -19,7 +19,8 @@ pub struct BootstrapArgs {
     /// Rank 0 serves the store; the node id is rank-N unless --node is given.
     #[arg(long, value_name = "MODE")]
     pub bootstrap: Option<Mode>,
-    /// Keep node records in etcd (etcd://HOST:PORT/prefix, its v3 JSON gateway) instead of
+    /// Keep node records in etcd (etcd://HOST:PORT/prefix, its v3 JSON gateway over plain
+    /// HTTP; etcds://HOST:PORT/prefix over TLS, see --etcd-cacert) instead of
     /// rank 0's store: each under a lease of --lease seconds, so a dead node leaves every
     /// topology when it runs out; joins and leaves come through etcd's watch on the prefix
     /// (read every 200 ms instead while the watch is down, and every 60 s anyway).
@@ -27,6 +28,9 @@ pub struct BootstrapArgs {
     /// it, --node names this node, which waits for --world-size nodes (default 1: itself).
     #[arg(long, value_name = "URL")]
     pub membership: Option<hyperfabric::membership::etcd::EtcdUrl>,
+    /// --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user, --etcd-password-file.
+    #[command(flatten)]
+    pub etcd: Box<super::etcd_args::EtcdArgs>,
     /// This process's rank (over the launcher's variable).
     #[arg(long, value_name = "N", requires = "bootstrap")]
     pub rank: Option<u32>,
@@ -139,6 +143,7 @@ impl BootstrapArgs {
         let opts = JoinOptions {
             launch,
             etcd: self.membership.clone(),
+            etcd_access: self.etcd.access()?,
             file,
             node_id: node,
             listen,

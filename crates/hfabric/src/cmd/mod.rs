@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod collbench;
 pub mod diagnose;
+pub mod etcd_args;
 pub mod join;
 pub mod keygen;
 pub mod monitor;

@@ -173,7 +173,7 @@ pub fn run(a: Args) -> CliResult {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(bootstrap_report), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
+            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(|j| bootstrap_report(j, &a.boot)), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
         );
     } else {
         println!(
@@ -297,8 +297,11 @@ fn retrain(fabric: &Fabric, json: bool) {
     };
 }
 
-fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {
-    serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string())})
+fn bootstrap_report(
+    j: &hyperfabric::membership::Joined,
+    boot: &super::join::BootstrapArgs,
+) -> serde_json::Value {
+    serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string()), "etcd": boot.etcd.summary(boot.membership.as_ref())})
 }
 
 /// A line on stdout whenever membership changed the nodes this node knows (with JSON, also

@@ -2,6 +2,9 @@
 //! (and its dir removed) on drop. `None`, saying why, when the `etcd` binary is absent.
 
 use super::launch::free_port;
+use hyperfabric::membership::etcd::EtcdClient;
+use hyperfabric::membership::etcd_access::EtcdAccess;
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,12 +14,35 @@ const START_WAIT: Duration = Duration::from_secs(30);
 pub struct Etcd {
     child: Child,
     pub client_port: u16,
-    _dir: tempfile::TempDir,
+    /// `etcd` or `etcds` (started with TLS).
+    pub scheme: &'static str,
+    /// With TLS: the test PKI's directory (`etcd-ca.pem`, `etcd-cert.pem` for the server,
+    /// `etcd-client-cert.pem` / `-key.pem` for nodes).
+    pub pki: Option<std::path::PathBuf>,
+    dir: tempfile::TempDir,
 }
+
+/// The PKI's tag: its files are `etcd-*.pem`.
+pub const PKI: &str = "etcd";
 
 impl Etcd {
     /// Starts `etcd` (Debian's etcd-server), or says why not and returns `None`.
     pub fn start() -> Option<Etcd> {
+        Etcd::launch(false, &[])
+    }
+
+    /// [`Etcd::start`] with more flags for etcd (`--auth-token-ttl 1`).
+    pub fn start_with(flags: &[&str]) -> Option<Etcd> {
+        Etcd::launch(false, flags)
+    }
+
+    /// Starts `etcd` serving clients over TLS with a CA made here, requiring a client
+    /// certificate signed by it (`--client-cert-auth`).
+    pub fn start_tls() -> Option<Etcd> {
+        Etcd::launch(true, &[])
+    }
+
+    fn launch(tls: bool, flags: &[&str]) -> Option<Etcd> {
         let found = Command::new("etcd")
             .arg("--version")
             .output()
@@ -27,24 +53,31 @@ impl Etcd {
         }
         let dir = tempfile::tempdir().expect("a temp dir for etcd");
         let (client_port, peer_port) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls { "etcds" } else { "etcd" };
+        let client = match tls {
+            true => format!("https://127.0.0.1:{client_port}"),
+            false => format!("http://127.0.0.1:{client_port}"),
+        };
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new("etcd")
-            .args(["--name", "hf-test", "--data-dir"])
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "hf-test", "--data-dir"])
             .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("hf-test={peer}")])
+            .args(flags);
+        let pki = tls.then(|| {
+            let p = dir.path().to_path_buf();
+            super::pki::pki_leaves(&p, PKI, &[("", &["127.0.0.1"]), ("client", &["client"])]);
+            cmd.arg("--cert-file").arg(p.join("etcd-cert.pem"));
+            cmd.arg("--key-file").arg(p.join("etcd-key.pem"));
+            cmd.arg("--trusted-ca-file").arg(p.join("etcd-ca.pem"));
+            cmd.arg("--client-cert-auth");
+            p
+        });
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"))
             .spawn()
@@ -52,22 +85,93 @@ impl Etcd {
         let etcd = Etcd {
             child,
             client_port,
-            _dir: dir,
+            scheme,
+            pki,
+            dir,
         };
         etcd.wait_ready();
         Some(etcd)
     }
 
-    /// `etcd://127.0.0.1:PORT/PREFIX`.
+    /// `etcd://127.0.0.1:PORT/PREFIX` (`etcds://` with TLS).
     pub fn url(&self, prefix: &str) -> String {
-        format!("etcd://127.0.0.1:{}/{prefix}", self.client_port)
+        format!("{}://127.0.0.1:{}/{prefix}", self.scheme, self.client_port)
+    }
+
+    /// A file of the test PKI (TLS only).
+    pub fn pki_file(&self, name: &str) -> String {
+        let dir = self.pki.as_ref().expect("etcd started with TLS");
+        dir.join(format!("{PKI}-{name}.pem")).display().to_string()
+    }
+
+    /// What a node needs to get in: the CA and the client certificate (TLS only).
+    pub fn access(&self) -> EtcdAccess {
+        match self.pki {
+            Some(_) => EtcdAccess {
+                cacert: Some(self.pki_file("ca").into()),
+                cert: Some(self.pki_file("client-cert").into()),
+                key: Some(self.pki_file("client-key").into()),
+                ..Default::default()
+            },
+            None => EtcdAccess::default(),
+        }
+    }
+
+    /// The same, as `hfabric serve` flags.
+    pub fn tls_flags(&self) -> Vec<String> {
+        match self.pki {
+            Some(_) => vec![
+                "--etcd-cacert".into(),
+                self.pki_file("ca"),
+                "--etcd-cert".into(),
+                self.pki_file("client-cert"),
+                "--etcd-key".into(),
+                self.pki_file("client-key"),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// A client of this etcd with `access` (the library's own).
+    pub fn client(&self, access: &EtcdAccess) -> EtcdClient {
+        let url = self.url("hf").parse().expect("an etcd URL");
+        EtcdClient::new(url, access).expect("an etcd client")
+    }
+
+    /// A file in etcd's temp dir holding `text`.
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("a file for etcd's test");
+        path.display().to_string()
+    }
+
+    /// Turns on etcd's authentication with the user `root` (role root) and `password`.
+    pub fn enable_auth(&self, password: &str) {
+        let c = self.client(&self.access());
+        let steps = [
+            (
+                "/v3/auth/user/add",
+                json!({"name": "root", "password": password}),
+            ),
+            (
+                "/v3/auth/user/grant",
+                json!({"user": "root", "role": "root"}),
+            ),
+            ("/v3/auth/enable", json!({})),
+        ];
+        for (path, body) in steps {
+            if let Err(e) = c.request(path, body) {
+                panic!("etcd {path}: {e}");
+            }
+        }
     }
 
     /// Until a lease can be granted (etcd has elected itself leader).
     fn wait_ready(&self) {
         let until = Instant::now() + START_WAIT;
+        let client = self.client(&self.access());
         while Instant::now() < until {
-            if self.answers_http() {
+            if client.grant(5).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -77,30 +181,21 @@ impl Etcd {
             self.client_port
         );
     }
-
-    /// A lease grant over the JSON gateway answers 200 (no etcdctl needed).
-    fn answers_http(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client_port)) else {
-            return false;
-        };
-        let body = r#"{"TTL":5}"#;
-        let req = format!(
-            "POST /v3/lease/grant HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut answer = String::new();
-        s.write_all(req.as_bytes()).is_ok()
-            && s.read_to_string(&mut answer).is_ok()
-            && answer.starts_with("HTTP/1.1 200")
-            && answer.contains("\"ID\"")
-    }
 }
 
 /// Joins node `id` through `etcd` (prefix `prefix`, a 2 s lease) in this process: for tests
 /// that drive the library's API while other members are processes.
 pub fn join_here(etcd: &Etcd, prefix: &str, id: &str) -> hyperfabric::membership::Joined {
+    join_with(etcd, prefix, id, etcd.access()).unwrap_or_else(|e| panic!("{id} joins: {e}"))
+}
+
+/// [`join_here`] with `access`: the join's result.
+pub fn join_with(
+    etcd: &Etcd,
+    prefix: &str,
+    id: &str,
+    access: EtcdAccess,
+) -> hyperfabric::Result<hyperfabric::membership::Joined> {
     use hyperfabric::bootstrap::{Launch, Mode};
     let launch = Launch {
         source: Mode::Explicit,
@@ -121,8 +216,9 @@ pub fn join_here(etcd: &Etcd, prefix: &str, id: &str) -> hyperfabric::membership
         timeout: Duration::from_secs(60),
         lease: Duration::from_secs(2),
         etcd: Some(etcd.url(prefix).parse().expect("an etcd URL")),
+        etcd_access: access,
     };
-    hyperfabric::membership::join(opts, |b| b).unwrap_or_else(|e| panic!("{id} joins: {e}"))
+    hyperfabric::membership::join(opts, |b| b)
 }
 
 impl Drop for Etcd {

@@ -3,44 +3,16 @@
 //! bundle), or against the roots a caller passes.
 
 use crate::error::{Error, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, RootCertStore, StreamOwned};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-/// Where the trust store is looked for when `SSL_CERT_FILE` is not set.
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// Largest trust store file we read.
-const BUNDLE_MAX_BYTES: u64 = 16 << 20;
+pub use crate::auth::tls::{roots_from_pem, SYSTEM_BUNDLE};
 
 /// The system's trust roots (`SSL_CERT_FILE` or [`SYSTEM_BUNDLE`]).
 pub fn system_roots() -> Result<RootCertStore> {
-    let path = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_BUNDLE.to_string());
-    let len = std::fs::metadata(&path)
-        .map_err(|e| Error::io(format!("https webhook: reading the trust store {path}"), e))?
-        .len();
-    if len > BUNDLE_MAX_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "https webhook: trust store {path} is {len} bytes (at most {BUNDLE_MAX_BYTES})"
-        )));
-    }
-    let pem = std::fs::read(&path)
-        .map_err(|e| Error::io(format!("https webhook: reading the trust store {path}"), e))?;
-    roots_from_pem(&pem).map_err(|reason| Error::InvalidArgument(format!("{path}: {reason}")))
-}
-
-/// Every certificate of a PEM bundle as a trust root (unusable ones are skipped).
-pub fn roots_from_pem(pem: &[u8]) -> std::result::Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
-        let _ = store.add(cert);
-    }
-    if store.is_empty() {
-        return Err("no usable CA certificate".into());
-    }
-    Ok(store)
+    crate::auth::tls::system_roots("https webhook")
 }
 
 /// A TLS client stream to `host` over `tcp`, the server verified against `roots`.
@@ -49,12 +21,8 @@ pub fn connect(
     host: &str,
     roots: Arc<RootCertStore>,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidArgument(format!("https webhook: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::auth::tls::client_config(roots, None)
+        .map_err(|e| Error::InvalidArgument(format!("https webhook: {e}")))?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| Error::InvalidArgument(format!("https webhook: bad host \"{host}\": {e}")))?;
     let conn = ClientConnection::new(Arc::new(config), name)
@@ -66,7 +34,7 @@ pub fn connect(
 mod tests {
     use super::*;
     use crate::alert::http::post_json_with;
-    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::io::{BufRead, BufReader, Read, Write};
     use std::time::Duration;
 

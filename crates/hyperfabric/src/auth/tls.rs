@@ -107,7 +107,8 @@ pub fn cert_names(cert: &CertificateDer<'_>, node: &str) -> std::result::Result<
         .map_err(|e| format!("its certificate is not for node `{node}`: {e}"))
 }
 
-fn certs(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+/// Every certificate of a PEM file (at least one).
+pub fn certs(pem: &[u8]) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| format!("bad PEM: {e}"))?;
@@ -125,4 +126,65 @@ fn roots(pem: &[u8]) -> std::result::Result<RootCertStore, String> {
             .map_err(|e| format!("not a usable CA certificate: {e}"))?;
     }
     Ok(store)
+}
+
+/// Where the trust store is looked for when `SSL_CERT_FILE` is not set.
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Largest trust store file read.
+const BUNDLE_MAX_BYTES: u64 = 16 << 20;
+
+/// The system's trust roots (`SSL_CERT_FILE` or [`SYSTEM_BUNDLE`]); `who` (an https
+/// webhook, etcd) names the user of them in errors.
+pub fn system_roots(who: &str) -> Result<RootCertStore> {
+    let path = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_BUNDLE.to_string());
+    roots_from_file(who, std::path::Path::new(&path))
+}
+
+/// The trust roots of a PEM bundle file, read up to [`BUNDLE_MAX_BYTES`].
+pub fn roots_from_file(who: &str, path: &std::path::Path) -> Result<RootCertStore> {
+    let shown = path.display();
+    let ctx = || format!("{who}: reading the trust store {shown}");
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(ctx(), e))?
+        .len();
+    if len > BUNDLE_MAX_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: trust store {shown} is {len} bytes (at most {BUNDLE_MAX_BYTES})"
+        )));
+    }
+    let pem = std::fs::read(path).map_err(|e| Error::io(ctx(), e))?;
+    roots_from_pem(&pem)
+        .map_err(|reason| Error::InvalidArgument(format!("{who}: {shown}: {reason}")))
+}
+
+/// Every certificate of a PEM bundle as a trust root (unusable ones are skipped).
+pub fn roots_from_pem(pem: &[u8]) -> std::result::Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+        let _ = store.add(cert);
+    }
+    if store.is_empty() {
+        return Err("no usable CA certificate".into());
+    }
+    Ok(store)
+}
+
+/// A client configuration for a service outside the fabric (a webhook, etcd): TLS 1.2 or
+/// 1.3, the server verified against `roots`, and `identity` (a chain and its key) shown
+/// when the server asks for a client certificate.
+pub fn client_config(
+    roots: Arc<RootCertStore>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> std::result::Result<ClientConfig, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("certificate and key do not fit together: {e}")),
+    }
 }

@@ -54,6 +54,10 @@ pub enum Error {
     /// A caller-side misuse (empty id, zero count, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A service the node depends on (etcd) refused our credentials, or we refused its
+    /// certificate: a wrong password or user, an untrusted CA. Retrying will not help.
+    #[error("{service}: {reason}")]
+    Credentials { service: String, reason: String },
     /// The fabric was shut down while the operation was pending.
     #[error("the fabric is shut down")]
     Shutdown,
@@ -97,7 +101,10 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Config { .. } | Error::InvalidArgument(_) | Error::NodeNotFound { .. }
+            Error::Config { .. }
+                | Error::InvalidArgument(_)
+                | Error::NodeNotFound { .. }
+                | Error::Credentials { .. }
         )
     }
 }

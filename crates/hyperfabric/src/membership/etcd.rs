@@ -4,13 +4,15 @@
 //! Joins and leaves are seen through etcd's watch on the prefix (`watch.rs`), which wakes
 //! the membership thread to read it (one bounded range request); polled while it is down.
 
-use super::http::{self, HttpError};
+use super::etcd_access::{self, Credentials, EtcdAccess};
+use super::http::{self, Endpoint, HttpError};
 use super::sync::Directory;
 use super::RECORD_PREFIX;
 use crate::error::{Error, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one request to etcd may take (connect, send, whole answer).
@@ -22,9 +24,11 @@ pub const MAX_RECORDS: usize = 4096;
 /// Longest key prefix accepted in a URL.
 const MAX_PREFIX_BYTES: usize = 256;
 
-/// `etcd://HOST:PORT/prefix`, checked once.
+/// `etcd://HOST:PORT/prefix` (plain HTTP) or `etcds://HOST:PORT/prefix` (TLS), checked once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EtcdUrl {
+    /// `etcds://`: requests go over TLS.
+    pub tls: bool,
     /// `HOST:PORT` as given.
     pub authority: String,
     /// The key prefix, `/prefix` without a trailing slash.
@@ -33,16 +37,23 @@ pub struct EtcdUrl {
 
 impl std::fmt::Display for EtcdUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "etcd://{}{}", self.authority, self.prefix)
+        let scheme = if self.tls { "etcds" } else { "etcd" };
+        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
     }
 }
 
 impl std::str::FromStr for EtcdUrl {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<EtcdUrl, String> {
-        let rest = s
-            .strip_prefix("etcd://")
-            .ok_or_else(|| format!("`{s}`: expected etcd://HOST:PORT/prefix"))?;
+        let (tls, rest) = match (s.strip_prefix("etcd://"), s.strip_prefix("etcds://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected etcd://HOST:PORT/prefix (etcds:// for TLS)"
+                ))
+            }
+        };
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| format!("`{s}`: no /prefix after HOST:PORT"))?;
@@ -67,6 +78,7 @@ impl std::str::FromStr for EtcdUrl {
             ));
         }
         Ok(EtcdUrl {
+            tls,
             authority: authority.to_owned(),
             prefix: format!("/{prefix}"),
         })
@@ -85,55 +97,156 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0] // every key
 }
 
-/// A thin client: one request per call, each under [`REQUEST_TIMEOUT`].
+/// A thin client: one request per call, each under [`REQUEST_TIMEOUT`]; with a user, a
+/// token bought once and renewed once per request when etcd refuses it.
 #[derive(Clone, Debug)]
 pub struct EtcdClient {
     pub url: EtcdUrl,
+    endpoint: Endpoint,
+    credentials: Option<Arc<Credentials>>,
 }
 
 impl EtcdClient {
-    fn call(&self, path: &str, body: Value) -> Result<Value> {
-        let io = |what: String| {
-            Error::io(
-                format!("etcd {}{path}", self.url),
-                std::io::Error::other(what),
-            )
-        };
-        let (status, bytes) = http::post(
-            &self.url.authority,
-            path,
-            body.to_string().as_bytes(),
-            REQUEST_TIMEOUT,
-            MAX_RESPONSE_BYTES,
+    /// A client of `url` with `access` (TLS files, a user); bad settings are refused here.
+    pub fn new(url: EtcdUrl, access: &EtcdAccess) -> Result<EtcdClient> {
+        Ok(EtcdClient {
+            endpoint: access.endpoint(&url)?,
+            credentials: access.credentials(),
+            url,
+        })
+    }
+
+    pub(super) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn io(&self, path: &str, what: String) -> Error {
+        Error::io(
+            format!("etcd {}{path}", self.url),
+            std::io::Error::other(what),
         )
-        .map_err(|e: HttpError| io(e.to_string()))?;
+    }
+
+    /// One POST: the status and the answer as JSON.
+    fn send(&self, path: &str, body: &[u8], token: Option<&str>) -> Result<(u16, Value)> {
+        let req = http::Request {
+            path,
+            body,
+            authorization: token,
+        };
+        let (status, bytes) = http::post(&self.endpoint, &req, REQUEST_TIMEOUT, MAX_RESPONSE_BYTES)
+            .map_err(|e| self.http_error(path, e))?;
         let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| io(format!("HTTP {status}, not JSON: {e}")))?;
+            .map_err(|e| self.io(path, format!("HTTP {status}, not JSON: {e}")))?;
+        Ok((status, v))
+    }
+
+    fn http_error(&self, path: &str, e: HttpError) -> Error {
+        match e {
+            HttpError::Tls(why) => Error::Credentials {
+                service: format!("etcd {}", self.url),
+                reason: format!(
+                    "TLS: {why} (is etcd's certificate signed by the CA of --etcd-cacert, or \
+                     by one of the system's without it; are --etcd-cert/--etcd-key signed by \
+                     a CA etcd trusts?)"
+                ),
+            },
+            e => self.io(path, e.to_string()),
+        }
+    }
+
+    /// The token to send: the one held, else one bought with the password; `None`
+    /// without a user.
+    pub fn token(&self) -> Result<Option<String>> {
+        let Some(c) = &self.credentials else {
+            return Ok(None);
+        };
+        if let Some(t) = c.token() {
+            return Ok(Some(t));
+        }
+        let path = "/v3/auth/authenticate";
+        let (status, v) = self.send(path, c.authenticate_body().to_string().as_bytes(), None)?;
+        let refused = |why: String| Error::Credentials {
+            service: format!("etcd {}", self.url),
+            reason: format!("user `{}`: {why}", c.user),
+        };
+        match status {
+            200 => {}
+            400..=499 => return Err(refused(format!("HTTP {status}: {}", message(&v)))),
+            _ => return Err(self.io(path, format!("HTTP {status}: {}", message(&v)))),
+        }
+        let token = v["token"].as_str().unwrap_or_default();
+        etcd_access::check_token(token).map_err(|why| refused(format!("etcd answered {why}")))?;
+        c.set(token.to_owned());
+        Ok(Some(token.to_owned()))
+    }
+
+    /// Forgets a token etcd refused (the next request buys a new one).
+    pub(super) fn forget_token(&self, stale: &str) {
+        if let Some(c) = &self.credentials {
+            c.forget(stale);
+        }
+    }
+
+    /// One request to the JSON gateway: its answer when HTTP 200. A token etcd refuses is
+    /// renewed and the request sent once more; nothing is retried beyond that.
+    pub fn request(&self, path: &str, body: Value) -> Result<Value> {
+        let body = body.to_string();
+        let mut renewed = false;
+        loop {
+            let token = self.token()?;
+            let (status, v) = self.send(path, body.as_bytes(), token.as_deref())?;
+            let refused = etcd_access::token_refused(status, &message(&v));
+            if let (true, Some(stale), false) = (refused, &token, renewed) {
+                tracing::debug!(
+                    "etcd {}: the token was refused; authenticating again",
+                    self.url
+                );
+                self.forget_token(stale);
+                renewed = true;
+                continue;
+            }
+            return self.judge(path, status, v);
+        }
+    }
+
+    fn judge(&self, path: &str, status: u16, v: Value) -> Result<Value> {
+        let m = message(&v);
         match status {
             200 => Ok(v),
-            // 4xx: etcd refused this request as given; a retry would not change that.
-            400..=499 => Err(Error::Rejected {
-                reason: format!("etcd {}{path}: HTTP {status}: {}", self.url, message(&v)),
+            401 => Err(Error::Credentials {
+                service: format!("etcd {}", self.url),
+                reason: format!("{path}: HTTP 401: {m}"),
             }),
-            _ => Err(io(format!("HTTP {status}: {}", message(&v)))),
+            // 4xx: etcd refused this request as given; a retry would not change that.
+            400..=499 => {
+                let hint = match m.contains("user name is empty") {
+                    true => " (etcd has authentication on: give --etcd-user)",
+                    false => "",
+                };
+                Err(Error::Rejected {
+                    reason: format!("etcd {}{path}: HTTP {status}: {m}{hint}", self.url),
+                })
+            }
+            _ => Err(self.io(path, format!("HTTP {status}: {m}"))),
         }
     }
 
     /// A new lease of `ttl_secs`; its id.
     pub fn grant(&self, ttl_secs: u64) -> Result<i64> {
-        let v = self.call("/v3/lease/grant", json!({ "TTL": ttl_secs }))?;
+        let v = self.request("/v3/lease/grant", json!({ "TTL": ttl_secs }))?;
         int(&v["ID"]).ok_or_else(|| self.odd("/v3/lease/grant", "no lease ID"))
     }
 
     /// Renews `lease`; `false` when etcd no longer has it (it expired).
     pub fn keepalive(&self, lease: i64) -> Result<bool> {
-        let v = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))?;
+        let v = self.request("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))?;
         Ok(int(&v["result"]["TTL"]).unwrap_or(0) > 0)
     }
 
     /// Ends `lease`: etcd deletes every key under it.
     pub fn revoke(&self, lease: i64) -> Result<()> {
-        self.call("/v3/lease/revoke", json!({ "ID": lease.to_string() }))
+        self.request("/v3/lease/revoke", json!({ "ID": lease.to_string() }))
             .map(|_| ())
     }
 
@@ -141,7 +254,7 @@ impl EtcdClient {
         let body = json!({
             "key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string(),
         });
-        self.call("/v3/kv/put", body).map(|_| ())
+        self.request("/v3/kv/put", body).map(|_| ())
     }
 
     /// Every value under `prefix` (at most [`MAX_RECORDS`]).
@@ -151,7 +264,7 @@ impl EtcdClient {
             "range_end": B64.encode(prefix_end(prefix.as_bytes())),
             "limit": MAX_RECORDS,
         });
-        let v = self.call("/v3/kv/range", body)?;
+        let v = self.request("/v3/kv/range", body)?;
         if v["more"] == true {
             tracing::warn!(
                 "etcd {}: over {MAX_RECORDS} records; the rest are not read",
@@ -199,9 +312,9 @@ pub struct EtcdDirectory {
 }
 
 impl EtcdDirectory {
-    pub fn new(url: EtcdUrl, ttl_secs: u64) -> EtcdDirectory {
+    pub fn new(client: EtcdClient, ttl_secs: u64) -> EtcdDirectory {
         EtcdDirectory {
-            client: EtcdClient { url },
+            client,
             ttl_secs,
             lease: None,
             last: None,
@@ -268,10 +381,9 @@ impl Directory for EtcdDirectory {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "etcd {}{}",
-            self.client.url.authority, self.client.url.prefix
-        )
+        let scheme = if self.client.url.tls { "etcds" } else { "etcd" };
+        let u = &self.client.url;
+        format!("{scheme} {}{}", u.authority, u.prefix)
     }
 
     fn watch(
@@ -280,8 +392,8 @@ impl Directory for EtcdDirectory {
     ) -> Option<(super::watch::Feed, std::thread::JoinHandle<()>)> {
         let key = format!("{}/{RECORD_PREFIX}", self.client.url.prefix).into_bytes();
         let end = prefix_end(&key);
-        let (authority, what) = (self.client.url.authority.clone(), self.describe());
-        match super::watch::spawn(authority, what, key, end, stop) {
+        let (client, what) = (self.client.clone(), self.describe());
+        match super::watch::spawn(client, what, key, end, stop) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!("membership: cannot start the etcd watch thread ({e}); polling");
@@ -301,6 +413,10 @@ mod tests {
         assert_eq!(u.authority, "10.0.0.2:2379");
         assert_eq!(u.prefix, "/hf/lab");
         assert_eq!(u.to_string(), "etcd://10.0.0.2:2379/hf/lab");
+        assert!(!u.tls);
+        let s: EtcdUrl = "etcds://etcd.example:2379/hf".parse().unwrap();
+        assert!(s.tls);
+        assert_eq!(s.to_string(), "etcds://etcd.example:2379/hf");
         for (bad, says) in [
             ("http://h:1/p", "expected etcd://"),
             ("etcd://h:1", "no /prefix"),
@@ -328,10 +444,62 @@ mod tests {
             .map(|a| a.port())
             .unwrap();
         let url: EtcdUrl = format!("etcd://127.0.0.1:{port}/t").parse().unwrap();
-        let e = EtcdClient { url }.grant(5).unwrap_err().to_string();
+        let client = EtcdClient::new(url, &EtcdAccess::default()).unwrap();
+        let e = client.grant(5).unwrap_err().to_string();
         assert!(
             e.contains(&format!("etcd://127.0.0.1:{port}/t/v3/lease/grant")),
             "{e}"
         );
+    }
+
+    /// A gateway that gives tokens and refuses every one: the client renews once, then stops.
+    #[test]
+    fn a_refused_token_is_renewed_once_and_no_more() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            l.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            while paths.len() < 4 && std::time::Instant::now() < until {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 4096];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                let (status, body) = match path.as_str() {
+                    "/v3/auth/authenticate" => ("200 OK", r#"{"token":"tok"}"#),
+                    _ => (
+                        "401 Unauthorized",
+                        r#"{"message":"etcdserver: invalid auth token"}"#,
+                    ),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = c.write_all(answer.as_bytes());
+                paths.push((path, head.contains("Authorization: tok")));
+            }
+            paths
+        });
+        let url: EtcdUrl = format!("etcd://{addr}/t").parse().unwrap();
+        let access = EtcdAccess {
+            user: Some("root".into()),
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        let e = EtcdClient::new(url, &access).unwrap().grant(5).unwrap_err();
+        assert!(matches!(e, Error::Credentials { .. }), "{e}");
+        let paths = seen.join().unwrap();
+        let grant = ("/v3/lease/grant".to_owned(), true);
+        let auth = ("/v3/auth/authenticate".to_owned(), false);
+        assert_eq!(paths, [auth.clone(), grant.clone(), auth, grant]);
     }
 }

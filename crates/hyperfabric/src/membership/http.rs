@@ -1,10 +1,66 @@
 //! The least HTTP/1.1 a JSON gateway needs: one POST per connection (`Connection: close`),
 //! every step under one deadline, the answer read up to a byte limit, chunked or not.
-//! std's TcpStream is enough; a client crate would bring pools and TLS we do not use here.
+//! std's TcpStream, or rustls over it for `etcds://` ([`Endpoint::tls`]); a client crate
+//! would bring pools we do not use here.
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where requests go: `HOST:PORT`, over TLS when `tls` is set.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub authority: String,
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (tls: {})", self.authority, self.tls.is_some())
+    }
+}
+
+/// One connection: plain, or TLS (the handshake done before the request is sent).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.set_read_timeout(d),
+            Conn::Tls(s) => s.sock.set_read_timeout(d),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
 
 /// Largest header block of an answer.
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -18,6 +74,8 @@ pub enum HttpError {
     /// Not HTTP/1.x, or a broken chunk.
     Malformed(String),
     Timeout(Duration),
+    /// The TLS handshake failed: rustls' verdict (an untrusted certificate, a refused one).
+    Tls(String),
 }
 
 impl std::fmt::Display for HttpError {
@@ -27,20 +85,27 @@ impl std::fmt::Display for HttpError {
             HttpError::TooLarge(n) => write!(f, "the answer is over {n} bytes"),
             HttpError::Malformed(m) => write!(f, "not an HTTP answer: {m}"),
             HttpError::Timeout(t) => write!(f, "no complete answer within {t:?}"),
+            HttpError::Tls(m) => write!(f, "TLS handshake: {m}"),
         }
     }
 }
 
-/// POSTs `body` (JSON) to `http://authority/path`; the status and the (de-chunked) body.
+/// One request: the path, the JSON body and the `Authorization` header if any.
+pub struct Request<'a> {
+    pub path: &'a str,
+    pub body: &'a [u8],
+    pub authorization: Option<&'a str>,
+}
+
+/// POSTs the request to `endpoint`; the status and the (de-chunked) body.
 pub fn post(
-    authority: &str,
-    path: &str,
-    body: &[u8],
+    endpoint: &Endpoint,
+    req: &Request<'_>,
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<(u16, Vec<u8>), HttpError> {
     let deadline = Instant::now() + timeout;
-    let mut s = connect_and_send(authority, path, body, timeout)?;
+    let mut s = connect_and_send(endpoint, req, timeout)?;
     let raw = read_until_close(&mut s, deadline, timeout, max_bytes + MAX_HEAD_BYTES)?;
     parse_answer(&raw, max_bytes)
 }
@@ -55,15 +120,14 @@ const MAX_CHUNK_LINE: usize = 64;
 /// line (its reason) or a line exceeds `max_line` bytes. Connecting, sending and the header
 /// block are under `timeout`; the stream itself may stay quiet as long as the server likes.
 pub fn post_stream(
-    authority: &str,
-    path: &str,
-    body: &[u8],
+    endpoint: &Endpoint,
+    req: &Request<'_>,
     timeout: Duration,
     max_line: usize,
     stop: &dyn Fn() -> bool,
     on_line: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<(), HttpError> {
-    let mut s = connect_and_send(authority, path, body, timeout)?;
+    let mut s = connect_and_send(endpoint, req, timeout)?;
     let (chunked, mut rest) = read_stream_head(&mut s, timeout)?;
     let mut lines = Lines {
         line: Vec::new(),
@@ -87,9 +151,25 @@ pub fn post_stream(
             Ok(0) => return Ok(()),
             Ok(n) => rest.extend_from_slice(&buf[..n]),
             Err(e) if is_quiet(&e) => {}
-            Err(e) => return Err(HttpError::Io("reading", e)),
+            Err(e) if is_closed(&e) => return Ok(()),
+            Err(e) => return Err(io_or_tls("reading", e)),
         }
     }
+}
+
+/// An I/O error, or rustls' verdict when one is inside (etcd refused our certificate
+/// after the handshake: TLS 1.3 says so on the first read).
+fn io_or_tls(what: &'static str, e: std::io::Error) -> HttpError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(verdict) => HttpError::Tls(verdict.to_string()),
+        None => HttpError::Io(what, e),
+    }
+}
+
+/// A TLS peer that closed without close_notify: the end of its answer (whose length the
+/// parser still checks against Content-Length or the last chunk).
+fn is_closed(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
 fn is_quiet(e: &std::io::Error) -> bool {
@@ -98,34 +178,73 @@ fn is_quiet(e: &std::io::Error) -> bool {
 }
 
 fn connect_and_send(
-    authority: &str,
-    path: &str,
-    body: &[u8],
+    endpoint: &Endpoint,
+    req: &Request<'_>,
     timeout: Duration,
-) -> Result<TcpStream, HttpError> {
+) -> Result<Conn, HttpError> {
+    let authority = endpoint.authority.as_str();
     let addr: SocketAddr = authority
         .to_socket_addrs()
         .map_err(|e| HttpError::Io("resolving", e))?
         .next()
         .ok_or_else(|| HttpError::Malformed("the host resolves to no address".into()))?;
-    let mut s =
+    let tcp =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| HttpError::Io("connecting", e))?;
-    s.set_write_timeout(Some(timeout))
+    tcp.set_write_timeout(Some(timeout))
+        .and_then(|()| tcp.set_read_timeout(Some(timeout)))
         .map_err(|e| HttpError::Io("connecting", e))?;
+    let mut s = match &endpoint.tls {
+        None => Conn::Plain(tcp),
+        Some(config) => Conn::Tls(Box::new(handshake(authority, config, tcp, timeout)?)),
+    };
+    let auth = match req.authorization {
+        Some(token) => format!("Authorization: {token}\r\n"),
+        None => String::new(),
+    };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+        "POST {} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n{auth}\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        req.path,
+        req.body.len()
     );
     s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body))
-        .map_err(|e| HttpError::Io("sending", e))?;
+        .and_then(|()| s.write_all(req.body))
+        .and_then(|()| s.flush())
+        .map_err(|e| io_or_tls("sending", e))?;
     Ok(s)
+}
+
+/// The TLS handshake with the server `authority` names (a DNS name or an IP address),
+/// each step under `timeout` (the socket's); a verdict of rustls (a certificate not trusted, ours
+/// refused) is [`HttpError::Tls`].
+fn handshake(
+    authority: &str,
+    config: &Arc<ClientConfig>,
+    mut tcp: TcpStream,
+    timeout: Duration,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, HttpError> {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| HttpError::Tls(format!("`{host}` is not a TLS server name: {e}")))?;
+    let mut conn = ClientConnection::new(Arc::clone(config), name)
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut tcp) {
+            return Err(match is_quiet(&e) {
+                true => HttpError::Timeout(timeout),
+                false => io_or_tls("TLS handshake", e),
+            });
+        }
+    }
+    Ok(StreamOwned::new(conn, tcp))
 }
 
 /// Reads a streaming answer's header block (under `timeout`): whether the body is chunked,
 /// and the body bytes read with it. A status other than 200 is an error.
-fn read_stream_head(s: &mut TcpStream, timeout: Duration) -> Result<(bool, Vec<u8>), HttpError> {
+fn read_stream_head(s: &mut Conn, timeout: Duration) -> Result<(bool, Vec<u8>), HttpError> {
     let deadline = Instant::now() + timeout;
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
@@ -150,7 +269,7 @@ fn read_stream_head(s: &mut TcpStream, timeout: Duration) -> Result<(bool, Vec<u
             }
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if is_quiet(&e) => {}
-            Err(e) => return Err(HttpError::Io("reading", e)),
+            Err(e) => return Err(io_or_tls("reading", e)),
         }
     };
     let text = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
@@ -258,7 +377,7 @@ impl Dechunk {
 
 /// Reads until the server closes, never past `deadline` nor `limit` bytes.
 fn read_until_close(
-    s: &mut TcpStream,
+    s: &mut Conn,
     deadline: Instant,
     timeout: Duration,
     limit: usize,
@@ -277,13 +396,14 @@ fn read_until_close(
             Ok(n) if raw.len() + n > limit => return Err(HttpError::TooLarge(limit)),
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_closed(&e) => return Ok(raw),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 return Err(HttpError::Timeout(timeout))
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(HttpError::Timeout(timeout))
             }
-            Err(e) => return Err(HttpError::Io("reading", e)),
+            Err(e) => return Err(io_or_tls("reading", e)),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct JoinOptions {
     pub lease: Duration,
     /// Keep records in etcd instead of rank 0's rendezvous store.
     pub etcd: Option<super::etcd::EtcdUrl>,
+    /// How to get into that etcd: TLS files, a user (all optional).
+    pub etcd_access: super::etcd_access::EtcdAccess,
 }
 
 /// A joined node; dropping it withdraws its record, stops membership and the node.
@@ -247,6 +249,9 @@ fn open_directory(
 ) -> Result<(Box<dyn Directory>, Option<Store>, SocketAddr)> {
     let launch = &opts.launch;
     if let Some(url) = opts.etcd.clone() {
+        // Settings that cannot work (TLS files on etcd://, a user without password) are
+        // refused before any wait.
+        let client = super::etcd::EtcdClient::new(url.clone(), &opts.etcd_access)?;
         if secret.is_some() {
             tracing::info!(
                 "etcd holds the records; the fabric's secret still authenticates every \
@@ -261,7 +266,7 @@ fn open_directory(
                 .map_err(|e| Error::io(format!("resolving {url}"), e))?;
             Ok(addrs.next())
         })?;
-        let dir = super::etcd::EtcdDirectory::new(url, opts.lease.as_secs().max(1));
+        let dir = super::etcd::EtcdDirectory::new(client, opts.lease.as_secs().max(1));
         return Ok((Box::new(dir), None, target));
     }
     let client = StoreClient::new(&launch.master_host, launch.master_port, secret.clone());
@@ -302,7 +307,7 @@ fn retry<T>(what: &str, deadline: Instant, mut f: impl FnMut() -> Result<Option<
         match f() {
             Ok(Some(v)) => return Ok(v),
             Ok(None) => {}
-            Err(e @ Error::Rejected { .. }) => return Err(e),
+            Err(e @ (Error::Rejected { .. } | Error::Credentials { .. })) => return Err(e),
             Err(e) => last = e.to_string(),
         }
         if Instant::now() + POLL_INTERVAL > deadline {

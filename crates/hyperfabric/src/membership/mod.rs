@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod etcd;
+pub mod etcd_access;
 mod http;
 pub mod join;
 pub mod kvwire;

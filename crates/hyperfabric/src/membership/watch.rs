@@ -5,6 +5,7 @@
 //! meanwhile); after [`WATCH_MAX_FAILURES`] attempts in a row that never got the watch
 //! created, it gives up, saying why, and polling stays.
 
+use super::etcd::EtcdClient;
 use super::http;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -64,10 +65,10 @@ impl Feed {
     }
 }
 
-/// Watches every key from `key` up to `range_end` at etcd `authority` on a thread of its
-/// own until `stop`; `what` names it in logs.
+/// Watches every key from `key` up to `range_end` through `client` (its TLS and token) on
+/// a thread of its own until `stop`; `what` names it in logs.
 pub fn spawn(
-    authority: String,
+    client: EtcdClient,
     what: String,
     key: Vec<u8>,
     range_end: Vec<u8>,
@@ -80,17 +81,17 @@ pub fn spawn(
             .to_string();
     let handle = std::thread::Builder::new()
         .name("hf-etcd-watch".into())
-        .spawn(move || run(&authority, &what, body.as_bytes(), &theirs, &stop))?;
+        .spawn(move || run(&client, &what, body.as_bytes(), &theirs, &stop))?;
     Ok((feed, handle))
 }
 
-fn run(authority: &str, what: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) {
+fn run(client: &EtcdClient, what: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) {
     let (mut failures, mut backoff) = (0, BACKOFF_MIN);
     while !stop.load(Ordering::Acquire) {
         // Opening (bounded by the request timeout) counts as watching: what changes meanwhile
         // is read when the watch is created, so polling would only add reads.
         feed.set(true, false);
-        let (created, why) = stream_once(authority, body, feed, stop);
+        let (created, why) = stream_once(client, body, feed, stop);
         feed.set(false, false);
         if stop.load(Ordering::Acquire) {
             return;
@@ -117,8 +118,13 @@ fn run(authority: &str, what: &str, body: &[u8], feed: &Feed, stop: &AtomicBool)
     }
 }
 
-/// One watch stream: whether etcd created it, and why it ended.
-fn stream_once(authority: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) -> (bool, String) {
+/// One watch stream: whether etcd created it, and why it ended. A token etcd refused is
+/// forgotten, so the next attempt authenticates again.
+fn stream_once(client: &EtcdClient, body: &[u8], feed: &Feed, stop: &AtomicBool) -> (bool, String) {
+    let token = match client.token() {
+        Ok(t) => t,
+        Err(e) => return (false, e.to_string()),
+    };
     let mut created = false;
     let mut on_line = |line: &[u8]| -> Result<(), String> {
         match judge(line)? {
@@ -132,10 +138,14 @@ fn stream_once(authority: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) -> 
         }
         Ok(())
     };
-    let r = http::post_stream(
-        authority,
-        "/v3/watch",
+    let req = http::Request {
+        path: "/v3/watch",
         body,
+        authorization: token.as_deref(),
+    };
+    let r = http::post_stream(
+        client.endpoint(),
+        &req,
         super::etcd::REQUEST_TIMEOUT,
         MAX_LINE_BYTES,
         &|| stop.load(Ordering::Acquire),
@@ -145,6 +155,12 @@ fn stream_once(authority: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) -> 
         Ok(()) => "etcd closed the stream".to_owned(),
         Err(e) => e.to_string(),
     };
+    if let (Some(stale), true) = (
+        &token,
+        why.contains("invalid auth token") || why.contains("HTTP 401"),
+    ) {
+        client.forget_token(stale);
+    }
     (created, why)
 }
 
@@ -211,8 +227,8 @@ mod tests {
     }
 
     /// A fake gateway on loopback: answers every connection with `answer`, then holds it
-    /// open until the test ends.
-    fn gateway(answer: &'static [u8]) -> String {
+    /// open until the test ends; a client of it.
+    fn gateway(answer: &'static [u8]) -> EtcdClient {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
@@ -224,7 +240,8 @@ mod tests {
                 held.push(c);
             }
         });
-        addr
+        let url = format!("etcd://{addr}/t").parse().unwrap();
+        EtcdClient::new(url, &Default::default()).unwrap()
     }
 
     fn until(what: &str, f: impl Fn() -> bool) {
