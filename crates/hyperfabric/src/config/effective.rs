@@ -327,8 +327,8 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
             "a link of the topology routes use".into(),
         ),
         "zones.id" | "zones.type" | "zones.isolation" => applied("zone isolation rules"),
-        "faults.from" | "faults.to" | "faults.drop" | "faults.corrupt" | "faults.delay_us"
-        | "faults.cut" | "faults.seed" => applied("fault injection on frames this node writes"),
+        "faults.from" | "faults.to" | "faults.drop" | "faults.corrupt" | "faults.duplicate"
+        | "faults.delay_us" | "faults.cut" | "faults.seed" => applied("fault injection on frames this node writes"),
         f if f.starts_with("alerts.") => applied("read by the alert watcher of `hfabric serve`"),
         "routing.enable_ml_routing" | "routing.default_strategy" => {
             applied("the strategy of sends that name none and of this node's relaying")

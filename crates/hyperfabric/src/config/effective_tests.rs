@@ -85,6 +85,7 @@ from = "a"
 to = "b"
 drop = 0.1
 corrupt = 0.1
+duplicate = 0.1
 delay_us = 5
 cut = 0.0
 seed = 7
