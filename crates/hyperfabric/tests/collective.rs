@@ -15,7 +15,7 @@ use hyperfabric::collective::reference::{reduced as reference, value};
 use hyperfabric::collective::{CollectiveError, Element, Group, GroupOptions, ReduceOp};
 use hyperfabric::transport::TransportChoice;
 use hyperfabric::SendOptions;
-use ranks::{all_reduce_matches, on_every_rank};
+use ranks::{all_reduce_matches, all_reduce_matches_every_type, on_every_rank};
 use std::time::Duration;
 
 /// Small chunks and a low doubling threshold, so a few hundred elements already take the
@@ -34,13 +34,7 @@ fn all_reduce_of_every_op_and_type_matches_the_reference_for_2_to_8_ranks() {
         let fabrics = start_mesh(n, "", TransportChoice::Auto);
         on_every_rank(&fabrics, small_chunks(), |_, g| {
             let sizes = [0, 1, 5, 300];
-            all_reduce_matches::<f32>(g, &sizes);
-            all_reduce_matches::<f64>(g, &sizes);
-            all_reduce_matches::<f16>(g, &sizes);
-            all_reduce_matches::<bf16>(g, &sizes);
-            all_reduce_matches::<i32>(g, &sizes);
-            all_reduce_matches::<i64>(g, &sizes);
-            all_reduce_matches::<u8>(g, &sizes);
+            all_reduce_matches_every_type(g, &sizes);
         });
     }
 }

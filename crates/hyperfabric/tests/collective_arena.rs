@@ -12,7 +12,7 @@ use half::{bf16, f16};
 use hyperfabric::collective::reference::reduced as reference;
 use hyperfabric::collective::{CollectiveError, Group, GroupOptions, ReduceOp};
 use hyperfabric::transport::TransportChoice;
-use ranks::{all_reduce_matches, on_every_rank};
+use ranks::{all_reduce_matches, all_reduce_matches_every_type, on_every_rank};
 use std::time::Duration;
 
 /// The intra-host arena (`GroupOptions::arena`): every op and type for 2 to 8 ranks, the
@@ -27,13 +27,7 @@ fn arena_all_reduce_of_every_op_and_type_matches_the_reference_for_2_to_8_ranks(
             .timeout(Duration::from_secs(30));
         on_every_rank(&fabrics, opts, |_, g| {
             let sizes = [0, 1, 5, 300];
-            all_reduce_matches::<f32>(g, &sizes);
-            all_reduce_matches::<f64>(g, &sizes);
-            all_reduce_matches::<f16>(g, &sizes);
-            all_reduce_matches::<bf16>(g, &sizes);
-            all_reduce_matches::<i32>(g, &sizes);
-            all_reduce_matches::<i64>(g, &sizes);
-            all_reduce_matches::<u8>(g, &sizes);
+            all_reduce_matches_every_type(g, &sizes);
             g.barrier().expect("barrier");
             all_reduce_matches::<f32>(g, &[(64 << 10) / 4, (64 << 10) / 4 + 1, 3]);
         });

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use hyperfabric::collective::reference::{reduced as reference, value};
-use hyperfabric::collective::{Element, Group, GroupOptions, ReduceOp};
+use hyperfabric::collective::{bf16, f16, Element, Group, GroupOptions, ReduceOp};
 use hyperfabric::Fabric;
 
 /// Runs `f(rank, group)` on every node of `fabrics`, each on its own thread.
@@ -30,6 +30,17 @@ pub fn on_every_rank<R: Send>(
             .map(|h| h.join().expect("rank thread"))
             .collect()
     })
+}
+
+/// [`all_reduce_matches`] for every element type, in the order of `DType`.
+pub fn all_reduce_matches_every_type(g: &mut Group<'_>, sizes: &[usize]) {
+    all_reduce_matches::<f32>(g, sizes);
+    all_reduce_matches::<f64>(g, sizes);
+    all_reduce_matches::<f16>(g, sizes);
+    all_reduce_matches::<bf16>(g, sizes);
+    all_reduce_matches::<i32>(g, sizes);
+    all_reduce_matches::<i64>(g, sizes);
+    all_reduce_matches::<u8>(g, sizes);
 }
 
 pub fn all_reduce_matches<T: Element>(g: &mut Group<'_>, sizes: &[usize]) {
