@@ -3,10 +3,14 @@
 //! node `a` writes every end-to-end frame twice (fault injection, `duplicate = 1`), so the
 //! copy of each transfer's last frame reaches `b` after the transfer was delivered. Over
 //! TCP and over shared memory (there loaned frames, whose slot is lent once, go once).
+//! Each copy arrives within the memory's linger (one retransmit timeout): it is dropped
+//! even when the source ends transfers from several threads at once, and that honest fast
+//! source is never refused for the memory's per-source bound.
 
 use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::{TransportChoice, TransportKind};
 use hyperfabric::{Error, SendOptions};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
@@ -58,4 +62,51 @@ fn a_late_duplicate_over_tcp_is_answered_not_delivered() {
 #[test]
 fn a_late_duplicate_over_shared_memory_is_answered_not_delivered() {
     each_transfer_arrives_once(TransportChoice::Shm, TransportKind::Shm);
+}
+
+/// Threads of `a` sending small transfers at once, each frame written twice.
+const THREADS: usize = 4;
+const EACH: usize = 1500;
+
+fn concurrent_small_transfers_arrive_once(transport: TransportChoice) {
+    let (a, b) = duplicating_pair(transport);
+    let a = Arc::new(a);
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let a = Arc::clone(&a);
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let data = pattern(64, (t * EACH + i) as u8);
+                    if let Err(e) = a.send("b", &data, SendOptions::new()) {
+                        panic!("thread {t}, send {i} refused: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut received = 0;
+    while received < THREADS * EACH {
+        let msg = b.recv_timeout(Duration::from_secs(10)).expect("delivered");
+        assert_eq!(msg.payload.len(), 64);
+        received += 1;
+    }
+    for s in senders {
+        s.join().expect("every send completes");
+    }
+    match b.recv_timeout(Duration::from_millis(300)) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("a duplicate was delivered again: {other:?}"),
+    }
+    assert_eq!(b.stats().transfers_received, (THREADS * EACH) as u64);
+    assert!(a.stats().faults_duplicated >= (THREADS * EACH) as u64);
+}
+
+#[test]
+fn duplicates_of_concurrent_small_transfers_over_tcp_are_dropped() {
+    concurrent_small_transfers_arrive_once(TransportChoice::Tcp);
+}
+
+#[test]
+fn duplicates_of_concurrent_small_transfers_over_shared_memory_are_dropped() {
+    concurrent_small_transfers_arrive_once(TransportChoice::Shm);
 }
