@@ -73,7 +73,7 @@ impl NodeInner {
                     .connections_rejected
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer_addr, open, "refusing connection: {log}");
-                reject(stream, "too many connections");
+                reject(&stream, "too many connections");
                 return;
             }
         };
@@ -150,56 +150,8 @@ pub(super) fn serve_accepted(
 ) {
     let socket = tcp::apply(&stream, &node.tuning);
     tcp::set_mss(&socket2::SockRef::from(&stream), node.segment.mss);
-    let budget = Budget::starting_now(Duration::from_millis(node.tuning.handshake_timeout_ms));
-    let refuse = |why: &str| {
-        node.stats
-            .connections_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer_addr, "refusing connection: {why}");
-    };
-    let mut link = match secure_acceptor(&node, &stream, budget) {
-        Ok(link) => link,
-        Err((why, plain)) => {
-            refuse(&why);
-            // A plain-text peer understands a Reject frame; a TLS one got a TLS alert.
-            return if plain {
-                reject(stream, &why)
-            } else {
-                let _ = stream.shutdown(Shutdown::Both);
-            };
-        }
-    };
-    let greeted = match &mut link {
-        Link::Plain => {
-            let mut rx = Deadline::new(&stream, &stream, budget);
-            greet_as_acceptor(
-                &node,
-                &mut Deadline::new(&stream, &stream, budget),
-                &mut rx,
-                None,
-            )
-        }
-        Link::Tls { tx, rx, session } => {
-            let mut rx = Deadline::new(rx, &stream, budget);
-            greet_as_acceptor(
-                &node,
-                &mut Deadline::new(tx, &stream, budget),
-                &mut rx,
-                Some(session),
-            )
-        }
-    };
-    let (peer, observer) = match greeted {
-        Ok(p) => p,
-        Err(Refused { why, code }) => {
-            refuse(&why);
-            match &mut link {
-                Link::Plain => send_reject_code(&mut &stream, &why, code),
-                Link::Tls { tx, .. } => send_reject_code(tx, &why, code),
-            }
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
+    let Some((link, peer, observer)) = handshake(&node, &stream, &peer_addr) else {
+        return;
     };
     drop(slot);
     let _ = stream.set_read_timeout(None);
@@ -225,17 +177,76 @@ pub(super) fn serve_accepted(
     node.stats
         .connections_accepted
         .fetch_add(1, Ordering::Relaxed);
-    if observer {
-        // Outside the peer table and the topology: never routed through (observer.rs).
-        if !node.observers.admit(&conn) {
-            return conn.close("this node serves the most observers it may");
-        }
-        tracing::info!(observer = %peer.id, %peer_addr, "an observer joined");
-    } else {
-        tracing::debug!(peer = %peer.id, %peer_addr, "accepted connection");
-        node.adopt(Arc::clone(&conn));
+    if join(&node, &conn, &peer, observer, &peer_addr) {
+        read_loop(node, conn, BufReader::with_capacity(READ_BUFFER_BYTES, rx));
     }
-    read_loop(node, conn, BufReader::with_capacity(READ_BUFFER_BYTES, rx));
+}
+
+/// TLS when the fabric wants it, then the fabric handshake, within one handshake deadline:
+/// the link, the peer and whether it is an observer; `None` when refused (the refusal is
+/// counted, logged and sent, and the socket shut down).
+fn handshake(node: &NodeInner, stream: &TcpStream, peer_addr: &str) -> Option<(Link, Peer, bool)> {
+    let budget = Budget::starting_now(Duration::from_millis(node.tuning.handshake_timeout_ms));
+    let refuse = |why: &str| {
+        node.stats
+            .connections_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer_addr, "refusing connection: {why}");
+    };
+    let mut link = match secure_acceptor(node, stream, budget) {
+        Ok(link) => link,
+        Err((why, plain)) => {
+            refuse(&why);
+            // A plain-text peer understands a Reject frame; a TLS one got a TLS alert.
+            if plain {
+                reject(stream, &why);
+            } else {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            return None;
+        }
+    };
+    let greeted = match &mut link {
+        Link::Plain => {
+            let mut rx = Deadline::new(stream, stream, budget);
+            let mut tx = Deadline::new(stream, stream, budget);
+            greet_as_acceptor(node, &mut tx, &mut rx, None)
+        }
+        Link::Tls { tx, rx, session } => {
+            let mut rx = Deadline::new(rx, stream, budget);
+            let mut tx = Deadline::new(tx, stream, budget);
+            greet_as_acceptor(node, &mut tx, &mut rx, Some(session))
+        }
+    };
+    match greeted {
+        Ok((peer, observer)) => Some((link, peer, observer)),
+        Err(Refused { why, code }) => {
+            refuse(&why);
+            match &mut link {
+                Link::Plain => send_reject_code(&mut &*stream, &why, code),
+                Link::Tls { tx, .. } => send_reject_code(tx, &why, code),
+            }
+            let _ = stream.shutdown(Shutdown::Both);
+            None
+        }
+    }
+}
+
+/// Makes an accepted, greeted connection the node's: an observer's (outside the peer table
+/// and the topology, never routed through: observer.rs) or a member's. False when this node
+/// serves the most observers it may (the connection is closed).
+fn join(node: &Arc<NodeInner>, conn: &Arc<Conn>, peer: &Peer, observer: bool, addr: &str) -> bool {
+    if observer {
+        if !node.observers.admit(conn) {
+            conn.close("this node serves the most observers it may");
+            return false;
+        }
+        tracing::info!(observer = %peer.id, peer_addr = %addr, "an observer joined");
+    } else {
+        tracing::debug!(peer = %peer.id, peer_addr = %addr, "accepted connection");
+        node.adopt(Arc::clone(conn));
+    }
+    true
 }
 
 /// The acceptor's link. Err: (why, whether the peer speaks plain frames).

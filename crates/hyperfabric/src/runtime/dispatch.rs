@@ -134,35 +134,7 @@ impl NodeInner {
         payload: &[u8],
         scratch: &mut Vec<u8>,
     ) -> Result<(), Fault> {
-        if h.dst != self.my_key {
-            let why = "this node is not the destination and does not relay";
-            self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
-            return Ok(());
-        }
-        // Relayed with per-node keys: its sender's signature, checked before any state.
-        let payload = match self.check_origin(conn, h, payload) {
-            Ok(p) => p,
-            Err(refusal) => {
-                self.refuse(conn, h, &refusal);
-                return Ok(());
-            }
-        };
-        let key = (h.src, h.transfer_id);
-        self.stats.bytes_received.fetch_add(
-            payload.len() as u64 + crate::wire::HEADER_LEN as u64,
-            Ordering::Relaxed,
-        );
-        if self.answer_ended(conn, h) {
-            return Ok(());
-        }
-        if let Err(why) = self.zones.check(h.src, self.my_key, &[]) {
-            let why = format!("rejected at the destination: {why}");
-            self.refuse_routed(conn, h, &Refusal::new(RefusalCode::ZoneDenied, why));
-            return Ok(());
-        }
-        let Some(transform) = Transform::from_wire_code(flags::transform(h.flags)) else {
-            let why = "unknown transform code in the frame flags";
-            self.refuse(conn, h, &Refusal::new(RefusalCode::BadFrame, why));
+        let Some((payload, transform)) = self.admit_data(conn, h, payload) else {
             return Ok(());
         };
         let bytes = match flags::compression(h.flags) {
@@ -175,24 +147,28 @@ impl NodeInner {
             && !h.has(flags::NAMED) // its name comes in a Meta: reassembly waits for it
             && transform != Transform::Cache
             && self.incoming.fits_whole(h.aux)
-            && self.incoming.claim_whole(key, self.whole_content_crc(h, bytes));
+            && self.incoming.claim_whole((h.src, h.transfer_id), self.whole_content_crc(h, bytes));
         if whole {
             let payload = self.incoming.pooled_copy(bytes);
             self.deliver_whole(conn, h, transform, payload);
             return Ok(());
         }
-        let entry = match self.incoming.entry(key, h.aux, h.data_type, h.priority) {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                // Ended since `answer_ended` looked: answer as it would.
-                self.answer_ended(conn, h);
-                return Ok(());
-            }
-            Err(refusal) => {
-                self.refuse(conn, h, &refusal);
-                return Ok(());
-            }
-        };
+        let entry =
+            match self
+                .incoming
+                .entry((h.src, h.transfer_id), h.aux, h.data_type, h.priority)
+            {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    // Ended since `admit_data` looked: answer as it would.
+                    self.answer_ended(conn, h);
+                    return Ok(());
+                }
+                Err(refusal) => {
+                    self.refuse(conn, h, &refusal);
+                    return Ok(());
+                }
+            };
         let e = entry.lock();
         if e.closed {
             // Another connection's reader ended it while this one waited for the lock.
@@ -202,6 +178,49 @@ impl NodeInner {
         }
         self.store_chunk(conn, h, bytes, transform, e);
         Ok(())
+    }
+
+    /// The checks a data frame passes before it touches a transfer: this node is its
+    /// destination, its origin's signature (relayed with per-node keys), a transfer that
+    /// ended (answered again), the zones, a known transform. Its payload (past the
+    /// signature) and transform, or `None` when it was answered or refused here.
+    fn admit_data<'p>(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        h: &Header,
+        payload: &'p [u8],
+    ) -> Option<(&'p [u8], Transform)> {
+        if h.dst != self.my_key {
+            let why = "this node is not the destination and does not relay";
+            self.refuse(conn, h, &Refusal::new(RefusalCode::UnknownDestination, why));
+            return None;
+        }
+        // Relayed with per-node keys: its sender's signature, checked before any state.
+        let payload = match self.check_origin(conn, h, payload) {
+            Ok(p) => p,
+            Err(refusal) => {
+                self.refuse(conn, h, &refusal);
+                return None;
+            }
+        };
+        self.stats.bytes_received.fetch_add(
+            payload.len() as u64 + crate::wire::HEADER_LEN as u64,
+            Ordering::Relaxed,
+        );
+        if self.answer_ended(conn, h) {
+            return None;
+        }
+        if let Err(why) = self.zones.check(h.src, self.my_key, &[]) {
+            let why = format!("rejected at the destination: {why}");
+            self.refuse_routed(conn, h, &Refusal::new(RefusalCode::ZoneDenied, why));
+            return None;
+        }
+        let Some(transform) = Transform::from_wire_code(flags::transform(h.flags)) else {
+            let why = "unknown transform code in the frame flags";
+            self.refuse(conn, h, &Refusal::new(RefusalCode::BadFrame, why));
+            return None;
+        };
+        Some((payload, transform))
     }
 
     /// Accounts for and stores one verified chunk of the open transfer `e`; completes the

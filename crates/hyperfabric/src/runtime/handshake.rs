@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 type Reader = BufReader<LinkReader>;
 
 /// Writes a Reject frame and closes: used before any handshake completed.
-pub(super) fn reject(stream: TcpStream, reason: &str) {
+pub(super) fn reject(stream: &TcpStream, reason: &str) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
     let Ok(tx) = stream.try_clone() else { return };
     send_reject(&mut LinkWriter::Plain(tx), reason);
@@ -191,30 +191,7 @@ fn greet_as_dialer(
     let mut tx = Deadline::new(tx, stream, budget);
     let mut rx = Deadline::new(reader, stream, budget);
     let my_challenge = (node.secret.is_some() || node.keys.is_some()).then(auth::challenge);
-    let hello = Hello {
-        fabric: node.fabric_name.clone(),
-        node: node.me.clone(),
-        nonce: rand::random(),
-        auth: my_challenge
-            .filter(|_| node.keys.is_none())
-            .map(|c| HelloAuth {
-                challenge: c,
-                proof: None,
-            }),
-        identity: my_challenge
-            .filter(|_| node.keys.is_some())
-            .map(|c| HelloIdentity {
-                challenge: c,
-                signature: None,
-            }),
-    };
-    let mut h = Header::new(FrameKind::Hello);
-    (h.src, h.dst) = (node.my_key, peer.key);
-    if node.observer {
-        h.flags = wire::flags::OBSERVER;
-    }
-    wire::encode_frame(&h, &wire::encode_hello(&hello))
-        .map_err(|e| e.to_string())
+    hello_frame(node, peer, my_challenge)
         .and_then(|frame| tx.write_all(&frame).map_err(|e| e.to_string()))
         .map_err(io_err)?;
     let mut payload = Vec::new();
@@ -243,28 +220,7 @@ fn greet_as_dialer(
             }),
         };
     };
-    let proof = match (&node.keys, &node.secret) {
-        (Some(keys), _) => auth::handshake::dialer_signature(
-            keys,
-            &node.fabric_name,
-            &node.me,
-            &peer.id,
-            mine,
-            welcome.identity.as_ref(),
-        )
-        .map(|s| s.to_vec()),
-        (None, Some(secret)) => auth::handshake::dialer_proof(
-            secret,
-            &node.fabric_name,
-            &node.me,
-            &peer.id,
-            mine,
-            welcome.auth.as_ref(),
-        )
-        .map(|p| p.to_vec()),
-        (None, None) => Err("no key to prove".into()),
-    };
-    match proof {
+    match prove(node, peer, mine, &welcome) {
         Ok(mine) => {
             send(&mut tx, node, peer.key, FrameKind::Auth, &mine).map_err(|e| io_err(e.to_string()))
         }
@@ -273,6 +229,65 @@ fn greet_as_dialer(
             send_reject(&mut tx, &why);
             Err(Error::Rejected { reason: why })
         }
+    }
+}
+
+/// The dialer's Hello to `peer`, encoded: with `challenge` as a secret's challenge, or as
+/// an identity's when this node has per-node keys.
+fn hello_frame(
+    node: &NodeInner,
+    peer: &Peer,
+    challenge: Option<[u8; wire::AUTH_LEN]>,
+) -> std::result::Result<Vec<u8>, String> {
+    let hello = Hello {
+        fabric: node.fabric_name.clone(),
+        node: node.me.clone(),
+        nonce: rand::random(),
+        auth: challenge
+            .filter(|_| node.keys.is_none())
+            .map(|c| HelloAuth {
+                challenge: c,
+                proof: None,
+            }),
+        identity: challenge
+            .filter(|_| node.keys.is_some())
+            .map(|c| HelloIdentity {
+                challenge: c,
+                signature: None,
+            }),
+    };
+    let mut h = Header::new(FrameKind::Hello);
+    (h.src, h.dst) = (node.my_key, peer.key);
+    if node.observer {
+        h.flags = wire::flags::OBSERVER;
+    }
+    wire::encode_frame(&h, &wire::encode_hello(&hello)).map_err(|e| e.to_string())
+}
+
+/// The dialer's proof for `welcome`, answering our challenge `mine`: a signature with this
+/// node's key, or a proof of the fabric's secret.
+fn prove(
+    node: &NodeInner,
+    peer: &Peer,
+    mine: &[u8; wire::AUTH_LEN],
+    welcome: &Hello,
+) -> std::result::Result<Vec<u8>, String> {
+    let (fabric, me, them) = (&node.fabric_name, &node.me, &peer.id);
+    match (&node.keys, &node.secret) {
+        (Some(keys), _) => auth::handshake::dialer_signature(
+            keys,
+            fabric,
+            me,
+            them,
+            mine,
+            welcome.identity.as_ref(),
+        )
+        .map(|s| s.to_vec()),
+        (None, Some(secret)) => {
+            auth::handshake::dialer_proof(secret, fabric, me, them, mine, welcome.auth.as_ref())
+                .map(|p| p.to_vec())
+        }
+        (None, None) => Err("no key to prove".into()),
     }
 }
 
