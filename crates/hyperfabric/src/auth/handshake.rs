@@ -58,20 +58,7 @@ impl Acceptor<'_> {
             ));
         }
         let observer = header.has(wire::flags::OBSERVER);
-        if observer {
-            // Not a member, yet never a member's id: it must not stand in for one.
-            if known(&hello.node, header.src) || header.src != wire::node_key(&hello.node) {
-                return Err(format!(
-                    "an observer must use an id of its own, not `{}`'s (or its key)",
-                    hello.node
-                ));
-            }
-        } else if !known(&hello.node, header.src) {
-            return Err(format!(
-                "unknown node `{}` in fabric `{}` (a monitor without an entry joins as an observer)",
-                hello.node, self.fabric
-            ));
-        }
+        self.check_claim(&hello.node, header.src, observer, known)?;
         let peer = hello.node;
         let theirs = match self.keys {
             Some(keys) => {
@@ -82,9 +69,46 @@ impl Acceptor<'_> {
             )),
             None => self.their_secret(&peer, &hello.auth)?,
         };
+        let welcome = self.welcome(&peer, theirs.as_ref(), hello.nonce);
+        Ok(Greeted {
+            peer,
+            welcome,
+            awaiting_proof: theirs,
+            observer,
+        })
+    }
+
+    /// Whether the hello's id `node` (sent with wire key `src`) may connect: a member's id
+    /// and key, or for an observer an id (and key) of its own that no member has.
+    fn check_claim(
+        &self,
+        node: &str,
+        src: u64,
+        observer: bool,
+        known: impl Fn(&str, u64) -> bool,
+    ) -> Result<(), String> {
+        if observer {
+            // Not a member, yet never a member's id: it must not stand in for one.
+            if known(node, src) || src != wire::node_key(node) {
+                return Err(format!(
+                    "an observer must use an id of its own, not `{node}`'s (or its key)"
+                ));
+            }
+        } else if !known(node, src) {
+            return Err(format!(
+                "unknown node `{node}` in fabric `{}` (a monitor without an entry joins as an observer)",
+                self.fabric
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Welcome body: this node's proof over the dialer's challenge `theirs` (with a
+    /// secret or node keys), echoing the hello's `nonce`.
+    fn welcome(&self, peer: &str, theirs: Option<&[u8; AUTH_LEN]>, nonce: u64) -> Vec<u8> {
         let (mut auth, mut identity) = (None, None);
-        if let Some(theirs) = &theirs {
-            let t = self.transcript(&peer, theirs);
+        if let Some(theirs) = theirs {
+            let t = self.transcript(peer, theirs);
             if let Some(keys) = self.keys {
                 identity = Some(HelloIdentity {
                     challenge: self.challenge,
@@ -97,18 +121,12 @@ impl Acceptor<'_> {
                 });
             }
         }
-        let welcome = wire::encode_hello(&Hello {
+        wire::encode_hello(&Hello {
             fabric: self.fabric.to_owned(),
             node: self.me.to_owned(),
-            nonce: hello.nonce,
+            nonce,
             auth,
             identity,
-        });
-        Ok(Greeted {
-            peer,
-            welcome,
-            awaiting_proof: theirs,
-            observer,
         })
     }
 
@@ -212,13 +230,24 @@ impl Acceptor<'_> {
     }
 
     fn transcript<'t>(&'t self, peer: &'t str, theirs: &'t [u8; AUTH_LEN]) -> Transcript<'t> {
-        Transcript {
-            fabric: self.fabric,
-            dialer: peer,
-            acceptor: self.me,
-            dialer_challenge: theirs,
-            acceptor_challenge: &self.challenge,
-        }
+        dialer_transcript(self.fabric, peer, self.me, theirs, &self.challenge)
+    }
+}
+
+/// What the dialer `me` proves to `peer`: its challenge `mine`, the acceptor's `theirs`.
+fn dialer_transcript<'t>(
+    fabric: &'t str,
+    me: &'t str,
+    peer: &'t str,
+    mine: &'t [u8; AUTH_LEN],
+    theirs: &'t [u8; AUTH_LEN],
+) -> Transcript<'t> {
+    Transcript {
+        fabric,
+        dialer: me,
+        acceptor: peer,
+        dialer_challenge: mine,
+        acceptor_challenge: theirs,
     }
 }
 
@@ -240,13 +269,7 @@ pub fn dialer_proof(
             "`{peer}` did not prove the fabric secret (is secret_file set on it?)"
         ));
     };
-    let t = Transcript {
-        fabric,
-        dialer: me,
-        acceptor: peer,
-        dialer_challenge: mine,
-        acceptor_challenge: challenge,
-    };
+    let t = dialer_transcript(fabric, me, peer, mine, challenge);
     if !secret.verify(Role::Acceptor, &t, proof) {
         return Err(format!(
             "`{peer}` answered with a wrong proof of the fabric secret (a different secret_file)"
@@ -274,13 +297,7 @@ pub fn dialer_signature(
             "`{peer}` did not sign with a node key (is node_keys set on it?)"
         ));
     };
-    let t = Transcript {
-        fabric,
-        dialer: me,
-        acceptor: peer,
-        dialer_challenge: mine,
-        acceptor_challenge: challenge,
-    };
+    let t = dialer_transcript(fabric, me, peer, mine, challenge);
     if !keys.verify(peer, Role::Acceptor, &t, sig) {
         return Err(format!(
             "the node at this address answered as `{peer}` but did not sign with `{peer}`'s key (an impostor, or a stale {peer}.pub)"

@@ -51,6 +51,32 @@ impl Filter<'_> {
             None => c & class::HARD == 0,
         }
     }
+
+    /// The steps a search may take from node `u` towards `goal`: (next node, link index,
+    /// link) over usable links onto allowed nodes.
+    #[inline]
+    fn steps<'t>(
+        &'t self,
+        t: &'t Topology,
+        u: u32,
+        goal: u32,
+    ) -> impl Iterator<Item = (u32, u32, &'t LinkInfo)> + 't {
+        t.adj[u as usize]
+            .iter()
+            .filter(move |e| self.allows(t, e.to, e.link, goal))
+            .map(|e| (e.to, e.link, &t.links[e.link as usize]))
+            .filter(|(_, _, l)| l.usable())
+    }
+}
+
+/// Follows `prev` from `at` until `stop`, pushing each node reached and the link taken.
+fn walk(prev: &[(u32, u32)], mut at: u32, stop: u32, nodes: &mut Vec<u32>, links: &mut Vec<u32>) {
+    while at != stop {
+        let (p, l) = prev[at as usize];
+        nodes.push(p);
+        links.push(l);
+        at = p;
+    }
 }
 
 /// Reusable buffers (sized to the topology on each search; no per-search allocation once warm).
@@ -78,15 +104,8 @@ impl Scratch {
     }
 
     fn path(&self, from: u32, to: u32, score: f64) -> Path {
-        let mut nodes = vec![to];
-        let mut links = Vec::new();
-        let mut at = to;
-        while at != from {
-            let (p, l) = self.prev[at as usize];
-            nodes.push(p);
-            links.push(l);
-            at = p;
-        }
+        let (mut nodes, mut links) = (vec![to], Vec::new());
+        walk(&self.prev, to, from, &mut nodes, &mut links);
         nodes.reverse();
         links.reverse();
         Path {
@@ -119,20 +138,13 @@ pub(crate) fn dijkstra(
         if d > s.dist[u as usize] || s.hops[u as usize] as usize >= ROUTE_HOPS_MAX {
             continue;
         }
-        for e in &t.adj[u as usize] {
-            if !filter.allows(t, e.to, e.link, to) {
-                continue;
-            }
-            let l = &t.links[e.link as usize];
-            if !l.usable() {
-                continue;
-            }
-            let nd = d + weight(l, u, e.to).max(0.0);
-            if nd < s.dist[e.to as usize] {
-                s.dist[e.to as usize] = nd;
-                s.hops[e.to as usize] = s.hops[u as usize] + 1;
-                s.prev[e.to as usize] = (u, e.link);
-                s.heap.push(Reverse((nd.to_bits(), e.to)));
+        for (v, link, l) in filter.steps(t, u, to) {
+            let nd = d + weight(l, u, v).max(0.0);
+            if nd < s.dist[v as usize] {
+                s.dist[v as usize] = nd;
+                s.hops[v as usize] = s.hops[u as usize] + 1;
+                s.prev[v as usize] = (u, link);
+                s.heap.push(Reverse((nd.to_bits(), v)));
             }
         }
     }
@@ -180,24 +192,17 @@ impl Side {
         if d > self.dist[u as usize] {
             return;
         }
-        for e in &t.adj[u as usize] {
-            if !filter.allows(t, e.to, e.link, goal) {
-                continue;
-            }
-            let l = &t.links[e.link as usize];
-            if !l.usable() {
-                continue;
-            }
-            let nd = d + weight(l, u, e.to).max(0.0);
-            let v = e.to as usize;
+        for (to, link, l) in filter.steps(t, u, goal) {
+            let nd = d + weight(l, u, to).max(0.0);
+            let v = to as usize;
             if nd < self.dist[v] {
                 self.dist[v] = nd;
-                self.prev[v] = (u, e.link);
-                self.heap.push(Reverse((nd.to_bits(), e.to)));
+                self.prev[v] = (u, link);
+                self.heap.push(Reverse((nd.to_bits(), to)));
             }
             let through = self.dist[v] + other[v];
             if through < best.0 {
-                *best = (through, e.to);
+                *best = (through, to);
             }
         }
     }
@@ -244,22 +249,10 @@ pub(crate) fn bidijkstra(
 /// The path from `from` to the meeting node (forward) and on to `to` (backward).
 fn join(fwd: &Side, back: &Side, from: u32, to: u32, best: (f64, u32)) -> Path {
     let (mut nodes, mut links) = (vec![best.1], Vec::new());
-    let mut at = best.1;
-    while at != from {
-        let (p, l) = fwd.prev[at as usize];
-        nodes.push(p);
-        links.push(l);
-        at = p;
-    }
+    walk(&fwd.prev, best.1, from, &mut nodes, &mut links);
     nodes.reverse();
     links.reverse();
-    let mut at = best.1;
-    while at != to {
-        let (n, l) = back.prev[at as usize];
-        nodes.push(n);
-        links.push(l);
-        at = n;
-    }
+    walk(&back.prev, best.1, to, &mut nodes, &mut links);
     Path {
         nodes,
         links,
@@ -287,21 +280,14 @@ pub(crate) fn widest(
         if bw < s.dist[u as usize] || h > s.hops[u as usize] || h as usize >= ROUTE_HOPS_MAX {
             continue;
         }
-        for e in &t.adj[u as usize] {
-            if !filter.allows(t, e.to, e.link, to) {
-                continue;
-            }
-            let l = &t.links[e.link as usize];
-            if !l.usable() {
-                continue;
-            }
+        for (v, link, l) in filter.steps(t, u, to) {
             let nb = bw.min(l.bandwidth_gbps.max(0.0));
-            let (vb, vh) = (s.dist[e.to as usize], s.hops[e.to as usize]);
+            let (vb, vh) = (s.dist[v as usize], s.hops[v as usize]);
             if nb > vb || (nb == vb && h + 1 < vh) {
-                s.dist[e.to as usize] = nb;
-                s.hops[e.to as usize] = h + 1;
-                s.prev[e.to as usize] = (u, e.link);
-                s.wide.push((nb.to_bits(), Reverse(h + 1), e.to));
+                s.dist[v as usize] = nb;
+                s.hops[v as usize] = h + 1;
+                s.prev[v as usize] = (u, link);
+                s.wide.push((nb.to_bits(), Reverse(h + 1), v));
             }
         }
     }
