@@ -4,7 +4,7 @@
 //! Names carry the `hyperfabric_` prefix and their unit (`_bytes`, `_seconds`, `_total` for
 //! counters); labels are `node`, `peer`, `transport` and, for bytes sent, `priority`.
 
-use super::{LatencySummary, LinkMetrics, NodeMetrics};
+use super::{LatencySummary, LinkMetrics, NodeMetrics, ProcessMetrics, StatsSnapshot};
 use crate::types::Priority;
 use std::fmt::Write;
 
@@ -104,121 +104,130 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A node-wide counter: name, help, its value in the totals.
+type NodeCounter = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
+
+const NODE_COUNTERS: [NodeCounter; 12] = [
+    (
+        "hyperfabric_node_payload_bytes_sent_total",
+        "Transfer bytes (with frame headers) this node sent as a source.",
+        |t| t.bytes_sent,
+    ),
+    (
+        "hyperfabric_node_payload_bytes_received_total",
+        "Transfer bytes (with frame headers) this node received as a destination.",
+        |t| t.bytes_received,
+    ),
+    (
+        "hyperfabric_node_transfers_sent_total",
+        "Transfers acknowledged end to end.",
+        |t| t.transfers_sent,
+    ),
+    (
+        "hyperfabric_node_transfers_received_total",
+        "Transfers received complete.",
+        |t| t.transfers_received,
+    ),
+    (
+        "hyperfabric_node_transfers_failed_total",
+        "Transfers that ended in an error.",
+        |t| t.transfers_failed,
+    ),
+    (
+        "hyperfabric_node_retransmitted_bytes_total",
+        "Bytes sent again after loss.",
+        |t| t.retransmitted_bytes,
+    ),
+    (
+        "hyperfabric_node_connections_rejected_total",
+        "Connections refused (limit, bad hello).",
+        |t| t.connections_rejected,
+    ),
+    (
+        "hyperfabric_node_protocol_errors_total",
+        "Connections closed for a protocol violation.",
+        |t| t.protocol_errors,
+    ),
+    (
+        "hyperfabric_node_forwarded_frames_total",
+        "Frames relayed for other nodes.",
+        |t| t.frames_forwarded,
+    ),
+    (
+        "hyperfabric_node_forwarded_bytes_total",
+        "Payload bytes relayed for other nodes.",
+        |t| t.bytes_forwarded,
+    ),
+    (
+        "hyperfabric_node_content_mismatches_total",
+        "Sends failed: the destination signed for other content (a relay altered it).",
+        |t| t.content_mismatches,
+    ),
+    (
+        "hyperfabric_node_origin_refusals_total",
+        "Relayed frames refused: their sender's origin signature was missing or wrong.",
+        |t| t.origin_refusals,
+    ),
+];
+
+/// A process or machine gauge: name, help, its value when the platform reports it.
+type ProcessGauge = (
+    &'static str,
+    &'static str,
+    fn(&ProcessMetrics) -> Option<Value>,
+);
+
+const PROCESS_GAUGES: [ProcessGauge; 6] = [
+    (
+        "hyperfabric_process_cpu_seconds_total",
+        "User and system CPU time of the process.",
+        |p| p.cpu_seconds_total.map(Value::from),
+    ),
+    (
+        "hyperfabric_process_cpu_usage_ratio",
+        "CPU used over the last rate window, in cores (1 = one core busy).",
+        |p| p.cpu_percent.map(|v| Value::from(v / 100.0)),
+    ),
+    (
+        "hyperfabric_process_resident_memory_bytes",
+        "Resident memory of the process.",
+        |p| p.resident_memory_bytes.map(Value::from),
+    ),
+    (
+        "hyperfabric_process_peak_resident_memory_bytes",
+        "Peak resident memory of the process.",
+        |p| p.peak_resident_memory_bytes.map(Value::from),
+    ),
+    (
+        "hyperfabric_machine_memory_bytes",
+        "Physical memory of the machine.",
+        |p| p.memory_total_bytes.map(Value::from),
+    ),
+    (
+        "hyperfabric_process_threads",
+        "Threads of the process.",
+        |p| p.threads.map(Value::from),
+    ),
+];
+
 fn node_families(o: &mut Out, m: &NodeMetrics) {
-    let t = &m.totals;
-    let p = &m.process;
     o.gauge(
         "hyperfabric_uptime_seconds",
         "Seconds since the node started.",
         m.uptime_seconds,
     );
-    let counters: [(&str, &str, u64); 12] = [
-        (
-            "hyperfabric_node_payload_bytes_sent_total",
-            "Transfer bytes (with frame headers) this node sent as a source.",
-            t.bytes_sent,
-        ),
-        (
-            "hyperfabric_node_payload_bytes_received_total",
-            "Transfer bytes (with frame headers) this node received as a destination.",
-            t.bytes_received,
-        ),
-        (
-            "hyperfabric_node_transfers_sent_total",
-            "Transfers acknowledged end to end.",
-            t.transfers_sent,
-        ),
-        (
-            "hyperfabric_node_transfers_received_total",
-            "Transfers received complete.",
-            t.transfers_received,
-        ),
-        (
-            "hyperfabric_node_transfers_failed_total",
-            "Transfers that ended in an error.",
-            t.transfers_failed,
-        ),
-        (
-            "hyperfabric_node_retransmitted_bytes_total",
-            "Bytes sent again after loss.",
-            t.retransmitted_bytes,
-        ),
-        (
-            "hyperfabric_node_connections_rejected_total",
-            "Connections refused (limit, bad hello).",
-            t.connections_rejected,
-        ),
-        (
-            "hyperfabric_node_protocol_errors_total",
-            "Connections closed for a protocol violation.",
-            t.protocol_errors,
-        ),
-        (
-            "hyperfabric_node_forwarded_frames_total",
-            "Frames relayed for other nodes.",
-            t.frames_forwarded,
-        ),
-        (
-            "hyperfabric_node_forwarded_bytes_total",
-            "Payload bytes relayed for other nodes.",
-            t.bytes_forwarded,
-        ),
-        (
-            "hyperfabric_node_content_mismatches_total",
-            "Sends failed: the destination signed for other content (a relay altered it).",
-            t.content_mismatches,
-        ),
-        (
-            "hyperfabric_node_origin_refusals_total",
-            "Relayed frames refused: their sender's origin signature was missing or wrong.",
-            t.origin_refusals,
-        ),
-    ];
-    for (name, help, v) in counters {
-        o.gauge(name, help, v);
+    for (name, help, get) in NODE_COUNTERS {
+        o.gauge(name, help, get(&m.totals));
     }
     o.gauge(
         "hyperfabric_open_connections",
         "Connections open now.",
-        t.open_connections as u64,
+        m.totals.open_connections as u64,
     );
-    if let Some(v) = p.cpu_seconds_total {
-        o.gauge(
-            "hyperfabric_process_cpu_seconds_total",
-            "User and system CPU time of the process.",
-            v,
-        );
-    }
-    if let Some(v) = p.cpu_percent {
-        o.gauge(
-            "hyperfabric_process_cpu_usage_ratio",
-            "CPU used over the last rate window, in cores (1 = one core busy).",
-            v / 100.0,
-        );
-    }
-    if let Some(v) = p.resident_memory_bytes {
-        o.gauge(
-            "hyperfabric_process_resident_memory_bytes",
-            "Resident memory of the process.",
-            v,
-        );
-    }
-    if let Some(v) = p.peak_resident_memory_bytes {
-        o.gauge(
-            "hyperfabric_process_peak_resident_memory_bytes",
-            "Peak resident memory of the process.",
-            v,
-        );
-    }
-    if let Some(v) = p.memory_total_bytes {
-        o.gauge(
-            "hyperfabric_machine_memory_bytes",
-            "Physical memory of the machine.",
-            v,
-        );
-    }
-    if let Some(v) = p.threads {
-        o.gauge("hyperfabric_process_threads", "Threads of the process.", v);
+    for (name, help, get) in PROCESS_GAUGES {
+        if let Some(v) = get(&m.process) {
+            o.gauge(name, help, v);
+        }
     }
     let name = "hyperfabric_queue_depth";
     o.family(name, "gauge", "Work waiting inside the node, per queue.");
@@ -235,6 +244,82 @@ fn node_families(o: &mut Out, m: &NodeMetrics) {
 
 /// A per-link counter or gauge, labelled peer and transport.
 type LinkField = fn(&LinkMetrics) -> Value;
+
+/// Per-link families: name, kind, help, value.
+const LINK_FIELDS: [(&str, &str, &str, LinkField); 12] = [
+    (
+        "hyperfabric_bytes_received_total",
+        "counter",
+        "Wire bytes (headers included) received from a peer.",
+        |l| l.bytes_received.into(),
+    ),
+    (
+        "hyperfabric_frames_sent_total",
+        "counter",
+        "Frames sent to a peer.",
+        |l| l.frames_sent.into(),
+    ),
+    (
+        "hyperfabric_frames_received_total",
+        "counter",
+        "Frames received from a peer.",
+        |l| l.frames_received.into(),
+    ),
+    (
+        "hyperfabric_transfers_total",
+        "counter",
+        "Transfers to a peer acknowledged end to end.",
+        |l| l.transfers_sent.into(),
+    ),
+    (
+        "hyperfabric_transfers_failed_total",
+        "counter",
+        "Transfers to a peer that failed.",
+        |l| l.transfers_failed.into(),
+    ),
+    (
+        "hyperfabric_retransmitted_bytes_total",
+        "counter",
+        "Bytes sent to a peer again after loss.",
+        |l| l.retransmitted_bytes.into(),
+    ),
+    (
+        "hyperfabric_pings_total",
+        "counter",
+        "Pings sent to a peer.",
+        |l| l.pings_sent.into(),
+    ),
+    (
+        "hyperfabric_pings_lost_total",
+        "counter",
+        "Pings to a peer that got no pong in time.",
+        |l| l.pings_lost.into(),
+    ),
+    (
+        "hyperfabric_drops_total",
+        "counter",
+        "Lost pings plus failed transfers, per peer.",
+        |l| l.drops.into(),
+    ),
+    (
+        "hyperfabric_link_up",
+        "gauge",
+        "1 while a connection to the peer is open.",
+        |l| u64::from(l.connected).into(),
+    ),
+    (
+        "hyperfabric_send_throughput_bytes_per_second",
+        "gauge",
+        "Wire bytes per second sent to a peer over the last rate window.",
+        |l| l.send_bytes_per_second.into(),
+    ),
+    (
+        "hyperfabric_receive_throughput_bytes_per_second",
+        "gauge",
+        "Wire bytes per second received from a peer over the last rate window.",
+        |l| l.receive_bytes_per_second.into(),
+    ),
+];
 
 fn link_families(o: &mut Out, links: &[LinkMetrics]) {
     let name = "hyperfabric_bytes_sent_total";
@@ -253,81 +338,7 @@ fn link_families(o: &mut Out, links: &[LinkMetrics]) {
             o.sample(name, &labels, l.bytes_sent_by_priority[i]);
         }
     }
-    let fields: [(&str, &str, &str, LinkField); 12] = [
-        (
-            "hyperfabric_bytes_received_total",
-            "counter",
-            "Wire bytes (headers included) received from a peer.",
-            |l| l.bytes_received.into(),
-        ),
-        (
-            "hyperfabric_frames_sent_total",
-            "counter",
-            "Frames sent to a peer.",
-            |l| l.frames_sent.into(),
-        ),
-        (
-            "hyperfabric_frames_received_total",
-            "counter",
-            "Frames received from a peer.",
-            |l| l.frames_received.into(),
-        ),
-        (
-            "hyperfabric_transfers_total",
-            "counter",
-            "Transfers to a peer acknowledged end to end.",
-            |l| l.transfers_sent.into(),
-        ),
-        (
-            "hyperfabric_transfers_failed_total",
-            "counter",
-            "Transfers to a peer that failed.",
-            |l| l.transfers_failed.into(),
-        ),
-        (
-            "hyperfabric_retransmitted_bytes_total",
-            "counter",
-            "Bytes sent to a peer again after loss.",
-            |l| l.retransmitted_bytes.into(),
-        ),
-        (
-            "hyperfabric_pings_total",
-            "counter",
-            "Pings sent to a peer.",
-            |l| l.pings_sent.into(),
-        ),
-        (
-            "hyperfabric_pings_lost_total",
-            "counter",
-            "Pings to a peer that got no pong in time.",
-            |l| l.pings_lost.into(),
-        ),
-        (
-            "hyperfabric_drops_total",
-            "counter",
-            "Lost pings plus failed transfers, per peer.",
-            |l| l.drops.into(),
-        ),
-        (
-            "hyperfabric_link_up",
-            "gauge",
-            "1 while a connection to the peer is open.",
-            |l| u64::from(l.connected).into(),
-        ),
-        (
-            "hyperfabric_send_throughput_bytes_per_second",
-            "gauge",
-            "Wire bytes per second sent to a peer over the last rate window.",
-            |l| l.send_bytes_per_second.into(),
-        ),
-        (
-            "hyperfabric_receive_throughput_bytes_per_second",
-            "gauge",
-            "Wire bytes per second received from a peer over the last rate window.",
-            |l| l.receive_bytes_per_second.into(),
-        ),
-    ];
-    for (name, kind, help, get) in fields {
+    for (name, kind, help, get) in LINK_FIELDS {
         o.family(name, kind, help);
         for l in links {
             o.sample(
