@@ -112,6 +112,26 @@ pub fn run(a: Args) -> CliResult {
         ok.then(|| t0.elapsed())
     });
     let setup_ns = setup.flatten().map(|d| d.as_nanos() as u64);
+    let opts = options(&a)?;
+    let report = match (&a.file, a.size) {
+        (Some(path), _) => fabric.send_file(&a.to, path, opts)?,
+        (None, Some(size)) => {
+            if size > MAX_GENERATED_BYTES {
+                return Err(CliError::usage(format!(
+                    "--size over {MAX_GENERATED_BYTES} bytes: use --file"
+                )));
+            }
+            let mut data = vec![0u8; size as usize];
+            rand::rngs::StdRng::seed_from_u64(a.seed).fill_bytes(&mut data);
+            fabric.send(&a.to, &data, opts)?
+        }
+        (None, None) => return Err(CliError::usage("give --file PATH or --size BYTES")),
+    };
+    output(&a, &fabric, &report, setup_ns)
+}
+
+/// The send's options from the flags (refused with a reason where a value is out of range).
+fn options(a: &Args) -> CliResult<SendOptions> {
     let mut opts = SendOptions::new()
         .data_type(a.data_type)
         .zero_copy(a.zero_copy);
@@ -158,20 +178,17 @@ pub fn run(a: Args) -> CliResult {
         }
         opts = opts.timeout(Duration::from_secs_f64(t));
     }
-    let report = match (&a.file, a.size) {
-        (Some(path), _) => fabric.send_file(&a.to, path, opts)?,
-        (None, Some(size)) => {
-            if size > MAX_GENERATED_BYTES {
-                return Err(CliError::usage(format!(
-                    "--size over {MAX_GENERATED_BYTES} bytes: use --file"
-                )));
-            }
-            let mut data = vec![0u8; size as usize];
-            rand::rngs::StdRng::seed_from_u64(a.seed).fill_bytes(&mut data);
-            fabric.send(&a.to, &data, opts)?
-        }
-        (None, None) => return Err(CliError::usage("give --file PATH or --size BYTES")),
-    };
+    Ok(opts)
+}
+
+/// Prints the report: JSON with the set-up time, GiB/s, peak memory and the node's
+/// counters, or text.
+fn output(
+    a: &Args,
+    fabric: &hyperfabric::Fabric,
+    report: &SendReport,
+    setup_ns: Option<u64>,
+) -> CliResult {
     if a.json {
         #[derive(serde::Serialize)]
         struct Output<'a> {
@@ -189,7 +206,7 @@ pub fn run(a: Args) -> CliResult {
         }
         crate::context::print_report(
             &Output {
-                report: &report,
+                report,
                 setup_ns,
                 throughput_gib_per_s: crate::common::gbps_to_gib_per_s(report.throughput_gbps),
                 peak_rss_bytes: crate::common::peak_rss_bytes(),
@@ -198,7 +215,7 @@ pub fn run(a: Args) -> CliResult {
             Some(fabric.config()),
         )
     } else {
-        print_report(&report);
+        print_report(report);
         if let Some(ns) = setup_ns {
             println!(
                 "connection set-up {} (before the transfer, not in its time)",

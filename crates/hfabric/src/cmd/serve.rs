@@ -155,8 +155,6 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     let Started { fabric, mut joined } = start(&a)?;
-    let profile = fabric.config().profile;
-    let node = fabric.node_id().to_owned();
     let exporter = a
         .metrics
         .map(|addr| MetricsServer::start(addr, &fabric))
@@ -170,28 +168,7 @@ pub fn run(a: Args) -> CliResult {
     // SIGHUP retrains the predictor from routing.history (it no longer stops the node).
     hyperfabric::sys::signal::catch_hangup()
         .map_err(|e| CliError::failed(format!("cannot install the SIGHUP handler: {e}")))?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.as_ref().map(|j| bootstrap_report(j, &a.boot)), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
-        );
-    } else {
-        println!(
-            "{} listening on {} (fabric {}, profile {profile}); Ctrl-C to stop",
-            node,
-            fabric.local_addr(),
-            fabric.config().name
-        );
-        if let Some(addr) = &metrics_addr {
-            println!("metrics at http://{addr}/metrics");
-        }
-        if let Some(j) = &joined {
-            println!(
-                "bootstrapped from {:?} as rank {} of {} through {}",
-                j.launch.source, j.launch.rank, j.launch.world_size, j.directory
-            );
-        }
-    }
+    announce(&a, &fabric, joined.as_ref(), metrics_addr.as_deref());
     if let Some(bytes) = a.boot.check_all_to_all {
         let report = super::join::check_all_to_all(&fabric, bytes)?;
         match a.json {
@@ -202,46 +179,7 @@ pub fn run(a: Args) -> CliResult {
             ),
         }
     }
-    let read_all_on = a.read_all || a.boot.check_all_to_all.is_some();
-    // With [alerts], a watcher measures this node and its neighbours until shutdown.
-    let stop = hyperfabric::alert::watch::Stop::new();
-    let read_stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        if let Some(alerts) = &fabric.config().alerts {
-            s.spawn(|| {
-                if let Err(e) = hyperfabric::alert::watch::run(&fabric, alerts, &stop) {
-                    tracing::error!("alerts are off: {e}");
-                }
-            });
-        }
-        if read_all_on {
-            s.spawn(|| read_all(&fabric, &read_stop));
-        }
-        let mut members = fabric.known_nodes();
-        if joined.is_some() {
-            print_members(&node, &members, joined.as_ref(), a.json);
-        }
-        while let Err(mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(std::time::Duration::from_millis(100))
-        {
-            if let Some(path) = &a.stats_file {
-                write_stats(&fabric, path);
-            }
-            if hyperfabric::sys::signal::take_hangup() {
-                retrain(&fabric, a.json);
-            }
-            let now = fabric.known_nodes();
-            if joined.is_some() && now != members {
-                members = now;
-                print_members(&node, &members, joined.as_ref(), a.json);
-            }
-        }
-        if let Some(path) = &a.stats_file {
-            write_stats(&fabric, path);
-        }
-        stop.stop();
-        read_stop.store(true, std::sync::atomic::Ordering::Release);
-    });
+    serve_until_stopped(&a, &fabric, joined.as_ref(), &rx);
     let stats = fabric.stats();
     tracing::info!(
         received = stats.transfers_received,
@@ -260,6 +198,91 @@ pub fn run(a: Args) -> CliResult {
     // The exporter's and membership's threads are gone: the last handle, the node stops.
     drop(fabric);
     Ok(())
+}
+
+/// Says the node listens: where, its profile, metrics and bootstrap (one JSON event with
+/// --json).
+fn announce(
+    a: &Args,
+    fabric: &Fabric,
+    joined: Option<&hyperfabric::membership::Joined>,
+    metrics_addr: Option<&str>,
+) {
+    let profile = fabric.config().profile;
+    let node = fabric.node_id();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.map(|j| bootstrap_report(j, &a.boot)), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
+        );
+        return;
+    }
+    println!(
+        "{} listening on {} (fabric {}, profile {profile}); Ctrl-C to stop",
+        node,
+        fabric.local_addr(),
+        fabric.config().name
+    );
+    if let Some(addr) = metrics_addr {
+        println!("metrics at http://{addr}/metrics");
+    }
+    if let Some(j) = joined {
+        println!(
+            "bootstrapped from {:?} as rank {} of {} through {}",
+            j.launch.source, j.launch.rank, j.launch.world_size, j.directory
+        );
+    }
+}
+
+/// Serves until Ctrl-C (`stop_rx`): the alert watcher and the reader with [alerts] and
+/// --read-all, the stats file, SIGHUP retraining, membership changes printed.
+fn serve_until_stopped(
+    a: &Args,
+    fabric: &Fabric,
+    joined: Option<&hyperfabric::membership::Joined>,
+    stop_rx: &mpsc::Receiver<()>,
+) {
+    let node = fabric.node_id();
+    let read_all_on = a.read_all || a.boot.check_all_to_all.is_some();
+    // With [alerts], a watcher measures this node and its neighbours until shutdown.
+    let stop = hyperfabric::alert::watch::Stop::new();
+    let read_stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if let Some(alerts) = &fabric.config().alerts {
+            s.spawn(|| {
+                if let Err(e) = hyperfabric::alert::watch::run(fabric, alerts, &stop) {
+                    tracing::error!("alerts are off: {e}");
+                }
+            });
+        }
+        if read_all_on {
+            s.spawn(|| read_all(fabric, &read_stop));
+        }
+        let mut members = fabric.known_nodes();
+        if joined.is_some() {
+            print_members(node, &members, joined, a.json);
+        }
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            stop_rx.recv_timeout(std::time::Duration::from_millis(100))
+        {
+            if let Some(path) = &a.stats_file {
+                write_stats(fabric, path);
+            }
+            if hyperfabric::sys::signal::take_hangup() {
+                retrain(fabric, a.json);
+            }
+            let now = fabric.known_nodes();
+            if joined.is_some() && now != members {
+                members = now;
+                print_members(node, &members, joined, a.json);
+            }
+        }
+        if let Some(path) = &a.stats_file {
+            write_stats(fabric, path);
+        }
+        stop.stop();
+        read_stop.store(true, std::sync::atomic::Ordering::Release);
+    });
 }
 
 /// SIGHUP: trains the predictor on `routing.history` again and says what it holds now
