@@ -82,44 +82,12 @@ fn parse_screen(s: &str) -> Result<(u16, u16), String> {
 
 pub fn run(a: Args) -> CliResult {
     let mut cfg = a.fabric.load()?;
-    let shm_only = a.fabric.transport == crate::common::TransportArg::Shm;
     let ids: Vec<String> = cfg.nodes.iter().map(|n| n.id().to_owned()).collect();
     let from = a.from.clone();
-    let observer = !ids.contains(&from);
     // The report shows the file as written, without the observer's own entry.
     let file_cfg = cfg.clone();
-    if observer && shm_only {
-        return Err(CliError::usage(format!(
-            "--transport shm: `{from}` has no entry in the fabric file, so the monitor joins as \
-             an observer, and nodes answer observers over TCP only"
-        )));
-    }
-    if observer {
-        eprintln!(
-            "hfabric: the fabric file has no node `{from}`, so the monitor joins the running \
-             nodes as an observer `{from}` (read-only; every node of the file is watched)"
-        );
-        // This process's copy of the file only: the running nodes never learn of the entry.
-        cfg.nodes.push(hyperfabric::config::NodeConfig {
-            signature: hyperfabric::node::NodeSignature::new(
-                &from,
-                hyperfabric::node::HardwareType::CpuCluster,
-            ),
-            listen: None,
-            zone: None,
-            host: None,
-        });
-    }
-    let nodes: Vec<String> = if a.nodes.is_empty() {
-        ids.iter().filter(|i| **i != from).cloned().collect()
-    } else {
-        a.nodes.clone()
-    };
-    if let Some(bad) = nodes.iter().find(|n| !ids.contains(n)) {
-        return Err(CliError::usage(format!(
-            "--nodes: `{bad}` is not a node of the fabric file"
-        )));
-    }
+    let observer = join_as(a.fabric.transport, &from, &mut cfg, &ids)?;
+    let nodes = watched(&a.nodes, &from, &ids)?;
     let fabric_name = cfg.name.clone();
     let alerts = cfg.alerts.clone().unwrap_or_default();
     let fabric = if observer {
@@ -158,6 +126,54 @@ pub fn run(a: Args) -> CliResult {
     let result = tui::run(&mut state, a.interval, || sampler.round());
     export(&a, &state)?;
     result
+}
+
+/// Whether `from` watches as an observer (it has no entry in the file): then this
+/// process's copy of the file gets one (the running nodes never learn of it). Refused over
+/// `--transport shm`, which nodes do not offer observers.
+fn join_as(
+    transport: crate::common::TransportArg,
+    from: &str,
+    cfg: &mut hyperfabric::config::FabricConfig,
+    ids: &[String],
+) -> CliResult<bool> {
+    let observer = !ids.iter().any(|i| i == from);
+    if !observer {
+        return Ok(false);
+    }
+    if transport == crate::common::TransportArg::Shm {
+        return Err(CliError::usage(format!(
+            "--transport shm: `{from}` has no entry in the fabric file, so the monitor joins as \
+             an observer, and nodes answer observers over TCP only"
+        )));
+    }
+    eprintln!(
+        "hfabric: the fabric file has no node `{from}`, so the monitor joins the running \
+         nodes as an observer `{from}` (read-only; every node of the file is watched)"
+    );
+    cfg.nodes.push(hyperfabric::config::NodeConfig {
+        signature: hyperfabric::node::NodeSignature::new(
+            from,
+            hyperfabric::node::HardwareType::CpuCluster,
+        ),
+        listen: None,
+        zone: None,
+        host: None,
+    });
+    Ok(true)
+}
+
+/// The nodes watched: those of `--nodes` (each must be in the file), or every other node.
+fn watched(asked: &[String], from: &str, ids: &[String]) -> CliResult<Vec<String>> {
+    if asked.is_empty() {
+        return Ok(ids.iter().filter(|i| *i != from).cloned().collect());
+    }
+    if let Some(bad) = asked.iter().find(|n| !ids.contains(n)) {
+        return Err(CliError::usage(format!(
+            "--nodes: `{bad}` is not a node of the fabric file"
+        )));
+    }
+    Ok(asked.to_vec())
 }
 
 fn export(a: &Args, state: &MonitorState) -> CliResult {
