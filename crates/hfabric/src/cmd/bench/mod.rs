@@ -157,29 +157,7 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     validate(&a)?;
-    let (base, from, to, server) = match &a.config {
-        Some(path) => (
-            FabricConfig::from_file(path)?,
-            a.from.clone().unwrap_or_default(),
-            a.to.clone().unwrap_or_default(),
-            None,
-        ),
-        None => {
-            let mut cfg =
-                FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
-            // A latency-only run measures both ends in the latency profile (the server's
-            // reader spins), as busy-polling peers such as ucx_perftest do.
-            let latency_only = !a.tests.is_empty() && a.tests.iter().all(|t| *t == Which::Latency);
-            let server_profile = a
-                .profile
-                .or(latency_only.then_some(ProfileName::LowLatency));
-            let server =
-                local::LocalServer::start(server_profile, a.pin.get(1).copied(), a.transport)?;
-            // Both ends prove the ephemeral secret the local server was given.
-            cfg.security.secret_file = Some(server.secret_path().display().to_string());
-            (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
-        }
-    };
+    let (base, from, to, server) = measured(&a)?;
     // Pinned after the local server started: a child inherits its parent's CPU mask, and
     // the server's own --pin must find its CPU in it.
     if let Some(&cpu) = a.pin.first() {
@@ -226,6 +204,35 @@ pub fn run(a: Args) -> CliResult {
         report.print_text();
         Ok(())
     }
+}
+
+/// What is measured: the fabric file with --from and --to, or (without --config) a local
+/// two-node fabric with its server started here, node-a measuring node-b.
+fn measured(a: &Args) -> CliResult<(FabricConfig, String, String, Option<local::LocalServer>)> {
+    let measured = match &a.config {
+        Some(path) => (
+            FabricConfig::from_file(path)?,
+            a.from.clone().unwrap_or_default(),
+            a.to.clone().unwrap_or_default(),
+            None,
+        ),
+        None => {
+            let mut cfg =
+                FabricConfig::from_toml_str(LOCAL_FABRIC, "<embedded examples/local.toml>")?;
+            // A latency-only run measures both ends in the latency profile (the server's
+            // reader spins), as busy-polling peers such as ucx_perftest do.
+            let latency_only = !a.tests.is_empty() && a.tests.iter().all(|t| *t == Which::Latency);
+            let server_profile = a
+                .profile
+                .or(latency_only.then_some(ProfileName::LowLatency));
+            let server =
+                local::LocalServer::start(server_profile, a.pin.get(1).copied(), a.transport)?;
+            // Both ends prove the ephemeral secret the local server was given.
+            cfg.security.secret_file = Some(server.secret_path().display().to_string());
+            (cfg, "node-a".to_owned(), "node-b".to_owned(), Some(server))
+        }
+    };
+    Ok(measured)
 }
 
 fn validate(a: &Args) -> CliResult {
