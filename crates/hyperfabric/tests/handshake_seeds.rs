@@ -7,6 +7,8 @@ use hyperfabric::auth::Secret;
 use hyperfabric::wire::{self, encode_frame, FrameKind, Header, Hello, HelloAuth};
 use std::path::PathBuf;
 
+mod common;
+
 fn frame(kind: FrameKind, body: &[u8]) -> Vec<u8> {
     let mut h = Header::new(kind);
     h.src = wire::node_key("gpu-01");
@@ -71,16 +73,6 @@ fn handshake_seeds_are_current_and_refused_without_the_key() {
                 .is_err());
         }
         let path = dir.join(name);
-        if write {
-            std::fs::write(&path, &bytes).unwrap();
-        } else {
-            let on_disk = std::fs::read(&path).unwrap_or_default();
-            assert_eq!(
-                on_disk,
-                bytes,
-                "{} is stale; rerun with HF_WRITE_SEEDS=1",
-                path.display()
-            );
-        }
+        common::seed_file(&path, &bytes, write);
     }
 }

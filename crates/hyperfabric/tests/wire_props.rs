@@ -10,6 +10,8 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use std::path::{Path, PathBuf};
 
+mod common;
+
 /// `wire::body::MAX_NAME_LEN` (not re-exported): the longest name a hello carries.
 const MAX_NAME_LEN: usize = 256;
 
@@ -495,16 +497,6 @@ fn fuzz_seeds_are_current() {
         .enumerate()
         .map(|(i, h)| (hello_dir.join(format!("hello{i}.bin")), encode_hello(h)));
     for (path, bytes) in frames.chain(bodies) {
-        if write {
-            std::fs::write(&path, &bytes).unwrap();
-        } else {
-            let on_disk = std::fs::read(&path).unwrap_or_default();
-            assert_eq!(
-                on_disk,
-                bytes,
-                "{} is stale; rerun with HF_WRITE_SEEDS=1",
-                path.display()
-            );
-        }
+        common::seed_file(&path, &bytes, write);
     }
 }

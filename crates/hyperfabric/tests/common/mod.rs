@@ -90,3 +90,19 @@ pub fn start_mesh(n: usize, fabric_lines: &str, transport: TransportChoice) -> V
 pub fn mesh_ranks(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r{i}")).collect()
 }
+
+/// A committed seed file: rewritten with `bytes` when `write` (`HF_WRITE_SEEDS=1`), else
+/// checked to hold exactly them.
+pub fn seed_file(path: &std::path::Path, bytes: &[u8], write: bool) {
+    if write {
+        std::fs::write(path, bytes).expect("write the seed file");
+    } else {
+        let on_disk = std::fs::read(path).unwrap_or_default();
+        assert_eq!(
+            on_disk,
+            bytes,
+            "{} is stale; rerun with HF_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
+}
