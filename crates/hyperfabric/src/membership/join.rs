@@ -374,6 +374,61 @@ fn check_local_world(m: &Members, launch: &Launch) {
     }
 }
 
+/// Longest pause between reads of a directory that keeps failing (while unwatched).
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Retries of one request to a directory that fails (etcd down or restarting): the pause
+/// doubles from [`POLL_INTERVAL`] up to `max`; the first failure is a warning, the next
+/// ones debug lines, and the first success after them says the directory is back.
+struct Retry<'a> {
+    what: &'a str,
+    max: Duration,
+    failures: u32,
+    next: Option<Instant>,
+}
+
+impl<'a> Retry<'a> {
+    fn new(what: &'a str, max: Duration) -> Retry<'a> {
+        Retry {
+            what,
+            max,
+            failures: 0,
+            next: None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    fn failed(&mut self, now: Instant, op: &str, e: &Error) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = POLL_INTERVAL
+            .saturating_mul(1 << self.failures.min(8))
+            .min(self.max);
+        self.next = Some(now + pause);
+        match self.failures {
+            1 => tracing::warn!(
+                "membership: {}: {op} failed ({e}); retrying with back-off up to {:?}",
+                self.what,
+                self.max
+            ),
+            n => tracing::debug!("membership: {}: {op} failed {n} times: {e}", self.what),
+        }
+    }
+
+    fn ok(&mut self, op: &str) {
+        if self.failures > 0 {
+            tracing::info!(
+                "membership: {}: {op} works again after {} failed attempt(s)",
+                self.what,
+                self.failures
+            );
+        }
+        (self.failures, self.next) = (0, None);
+    }
+}
+
 /// The membership thread: keeps the lease alive and the fabric equal to the directory.
 struct Keeper {
     m: Members,
@@ -394,6 +449,9 @@ impl Keeper {
     fn run(mut self) {
         let watch = self.m.dir.watch(Arc::clone(&self.stop));
         let (mut renewed, mut synced) = (Instant::now(), Instant::now());
+        let what = self.m.dir.describe();
+        let mut renewing = Retry::new(&what, self.renew_every.max(POLL_INTERVAL));
+        let mut reading = Retry::new(&what, RETRY_MAX);
         while !self.stop.load(Ordering::Acquire) {
             // Woken early by a change; otherwise the tick for keep-alives and polling.
             let feed = watch.as_ref().map(|(feed, _)| feed);
@@ -405,10 +463,14 @@ impl Keeper {
                 }
             };
             let live = feed.is_some_and(|f| f.is_live());
-            if renewed.elapsed() >= self.renew_every {
+            let now = Instant::now();
+            if renewed.elapsed() >= self.renew_every && renewing.due(now) {
                 match self.m.dir.keepalive() {
-                    Ok(()) => renewed = Instant::now(),
-                    Err(e) => tracing::warn!("membership: keep-alive failed: {e}"),
+                    Ok(()) => {
+                        renewed = Instant::now();
+                        renewing.ok("keep-alive");
+                    }
+                    Err(e) => renewing.failed(now, "keep-alive", &e),
                 }
             }
             let resync = synced.elapsed() >= RESYNC_INTERVAL;
@@ -417,14 +479,16 @@ impl Keeper {
                 r.watching = live;
                 match (changed, live, resync) {
                     (true, _, _) => r.on_change += 1,
+                    (false, false, _) if !reading.due(now) => continue,
                     (false, false, _) => r.polls += 1,
                     (false, true, true) => r.resyncs += 1,
                     (false, true, false) => continue,
                 }
             }
             synced = Instant::now();
-            if let Err(e) = self.m.sync(&self.fabric) {
-                tracing::warn!("membership: reading {}: {e}", self.m.dir.describe());
+            match self.m.sync(&self.fabric) {
+                Ok(_) => reading.ok("reading the records"),
+                Err(e) => reading.failed(now, "reading the records", &e),
             }
         }
         let id = self.m.me.id.clone();
