@@ -535,10 +535,7 @@ fn a_nodes_watch_and_lease_survive_an_etcd_restart() {
     assert!(log.contains("the watch ended"), "{log}");
     // Back-off, not a spin: one warning per failing request kind, the rest at debug.
     let warnings = log.lines().filter(|l| l.contains("WARN")).count();
-    assert!(
-        warnings <= 8,
-        "{warnings} warnings in a 3 s outage:\n{log}"
-    );
+    assert!(warnings <= 8, "{warnings} warnings in a 3 s outage:\n{log}");
     drop(b);
     a.wait_members(&["a"]);
 }
