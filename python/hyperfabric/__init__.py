@@ -15,9 +15,10 @@ from . import _native
 from .buffers import LOAN_SLOT_BYTES, BufferManager
 from .compression import AdaptiveCompressor
 from .errors import (
-    BandwidthExceeded, ConfigError, HyperFabricError, InvalidArgument, IoError, LatencyViolation,
+    BandwidthExceeded, ConfigError, CredentialsError, HyperFabricError, InvalidArgument, IoError, LatencyViolation,
     NodeNotFound, ProtocolError, Rejected, Shutdown, Timeout, Unreachable, Unsupported,
 )
+from .membership import Member, join
 from .messages import Message
 from .nodes import NodeSignature
 from .protocol import HyperFabricProtocol
@@ -37,6 +38,7 @@ __all__ = [
     "Message", "SendResult", "PingResult", "Result", "RoutingEngine", "BufferManager",
     "AdaptiveCompressor", "LOAN_SLOT_BYTES", "HyperFabricError", "ConfigError", "NodeNotFound",
     "Unreachable", "Timeout", "Rejected", "LatencyViolation", "BandwidthExceeded",
-    "ProtocolError", "InvalidArgument", "Shutdown", "IoError", "Unsupported",
+    "ProtocolError", "InvalidArgument", "Shutdown", "IoError", "CredentialsError", "Unsupported",
+    "Member", "join",
     "NodeNotFoundError", "LatencyViolationError", "BandwidthExceededError", "__version__",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 __all__ = [
     "HyperFabricError", "ConfigError", "NodeNotFound", "Unreachable", "Timeout", "Rejected",
     "LatencyViolation", "BandwidthExceeded", "ProtocolError", "InvalidArgument", "Shutdown",
-    "IoError", "Unsupported", "CollectiveError", "CollectiveTimeout", "CollectiveMismatch",
+    "IoError", "CredentialsError", "Unsupported", "CollectiveError", "CollectiveTimeout", "CollectiveMismatch",
     "CollectiveAborted", "CollectiveMalformed", "CollectiveLimit", "GroupFailed",
 ]
 
@@ -93,6 +93,17 @@ class IoError(HyperFabricError, OSError):
     """An operating-system error (``context``)."""
 
     context: str
+
+
+class CredentialsError(HyperFabricError, PermissionError):
+    """A service refused this node's credentials, or they could not be checked: etcd said
+    the user or password is wrong, or TLS to it failed (its certificate not signed by the
+    CA given, or it wanted a client certificate). ``service`` names it (``etcd
+    etcds://HOST:PORT/prefix``), ``reason`` says what it answered. Not retried: fix the
+    settings (``etcd_user``, ``etcd_password_file``, ``etcd_cacert``, ...)."""
+
+    service: str
+    reason: str
 
 
 class Unsupported(HyperFabricError, NotImplementedError):

@@ -335,6 +335,27 @@ fn with_auth_on_the_right_password_joins_and_a_wrong_one_is_refused_naming_the_u
     let ready = a.wait_event("listening", |v| v["event"] == "listening");
     assert_eq!(ready["bootstrap"]["etcd"]["user"], "root", "{ready}");
     assert!(!ready.to_string().contains("s3cret"), "{ready}");
+    // The user and its password file in the fabric file's [membership] (beside it).
+    let fabric = format!(
+        "[fabric]\nname = \"job\"\n\n[[nodes]]\nid = \"f\"\nhardware = \"cpu-cluster\"\n\n\
+         [membership]\nurl = \"{url}\"\nuser = \"root\"\npassword_file = \"password\"\n"
+    );
+    let fabric = etcd.write_file("f.toml", &fabric);
+    let mut f = Member::serve(
+        "f",
+        &[],
+        &[],
+        &["-c", &fabric, "--node", "f", "--lease", "2"],
+    );
+    f.wait_members(&["a", "b", "f"]);
+    let ready = f.wait_event("listening", |v| v["event"] == "listening");
+    assert_eq!(ready["bootstrap"]["etcd"]["user"], "root", "{ready}");
+    assert_eq!(
+        knob(&ready, "membership.password_file")["value"],
+        file.as_str()
+    );
+    assert!(!ready.to_string().contains("s3cret"), "{ready}");
+    drop(f);
     let user = ["--etcd-user".to_owned(), "root".to_owned()];
     let (code, err) = refused(&serve_once(
         &etcd,
@@ -394,4 +415,127 @@ fn an_expired_token_is_renewed_and_the_request_sent_again() {
         matches!(&e, hyperfabric::Error::Credentials { reason, .. } if reason.contains("user `root`")),
         "{e}"
     );
+}
+
+/// The `[membership]` knob of `knobs` (the ready line's effective configuration).
+fn knob<'a>(ready: &'a serde_json::Value, field: &str) -> &'a serde_json::Value {
+    let knobs = ready["effective_config"]["knobs"].as_array();
+    let found = knobs.and_then(|k| k.iter().find(|k| k["field"] == field));
+    found.unwrap_or_else(|| panic!("no {field} in {ready}"))
+}
+
+/// The fabric file's `[membership]` gets a node into an etcd with TLS; flags override it
+/// field by field; the effective configuration says which came from where. (Its user and
+/// password file: the auth test below.)
+#[test]
+fn the_fabric_files_membership_table_joins_and_flags_override_it() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    let table = |url: &str| {
+        let (ca, cert, key) = (
+            etcd.pki_file("ca"),
+            etcd.pki_file("client-cert"),
+            etcd.pki_file("client-key"),
+        );
+        format!(
+            "[fabric]\nname = \"job\"\n\n[[nodes]]\nid = \"a\"\nhardware = \"cpu-cluster\"\n\n\
+             [membership]\nurl = \"{url}\"\ncacert = \"{ca}\"\ncert = \"{cert}\"\n\
+             key = \"{key}\"\n"
+        )
+    };
+    let url = etcd.url("hf/test");
+    let file = etcd.write_file("a.toml", &table(&url));
+    let args = [
+        "-c",
+        &file,
+        "--node",
+        "a",
+        "--world-size",
+        "1",
+        "--lease",
+        "2",
+    ];
+    let mut a = Member::serve("a", &[], &[], &args);
+    a.wait_members(&["a"]);
+    let ready = a.wait_event("listening", |v| v["event"] == "listening");
+    let summary = &ready["bootstrap"]["etcd"];
+    assert_eq!(summary["tls"], true, "{ready}");
+    assert_eq!(summary["cacert"], etcd.pki_file("ca").as_str(), "{ready}");
+    let u = knob(&ready, "membership.url");
+    assert_eq!(
+        (&u["source"], &u["effect"]),
+        (&"file".into(), &"applied".into())
+    );
+    assert_eq!(knob(&ready, "membership.key")["source"], "file", "{ready}");
+    // b's file names an etcd that is not there: --membership overrides it.
+    let nowhere = etcd.write_file(
+        "b.toml",
+        &table("etcds://127.0.0.1:1/nowhere").replace("\"a\"", "\"b\""),
+    );
+    let args = [
+        "-c",
+        &nowhere,
+        "--node",
+        "b",
+        "--world-size",
+        "2",
+        "--lease",
+        "2",
+    ];
+    let mut b = Member::serve(
+        "b",
+        &[],
+        &[],
+        &[&args[..], &["--membership", &url]].concat(),
+    );
+    b.wait_members(&["a", "b"]);
+    assert_watched(&a.wait_members(&["a", "b"]));
+    let ready = b.wait_event("listening", |v| v["event"] == "listening");
+    assert_eq!(knob(&ready, "membership.url")["source"], "api", "{ready}");
+    assert_eq!(knob(&ready, "membership.url")["value"], url.as_str());
+    // A password written in the file is refused, naming the field.
+    let inline = etcd.write_file(
+        "c.toml",
+        &format!("{}password = \"s3cret-pw\"\n", table(&url)),
+    );
+    let out = support::hfabric(&["serve", "-c", &inline, "--node", "c"]);
+    let (code, err) = refused(&out);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("membership.password") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+/// etcd killed and started again (same port, same data dir) a few seconds later: the
+/// node's watch reconnects and its lease is kept (etcd restores leases), so a node that
+/// joins afterwards is seen by the old one, and the old one's record is still there for
+/// the newcomer. The node logs the reconnect, and retried with back-off meanwhile.
+#[test]
+fn a_nodes_watch_and_lease_survive_an_etcd_restart() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let mut a = node(&etcd, "a", "1", &[]);
+    a.wait_members(&["a"]);
+    etcd.restart(Duration::from_secs(3));
+    // b waits for 2 nodes: it starts only when a's record is there and lists it.
+    let mut b = node(&etcd, "b", "2", &[]);
+    b.wait_members(&["a", "b"]);
+    let seen = a.wait_members(&["a", "b"]);
+    // Polled while etcd was down; watched again now.
+    assert_eq!(seen["reads"]["watching"], true, "{seen}");
+    let until = Instant::now() + EVENT_WAIT;
+    while !a.log().contains("the watch is back") {
+        assert!(Instant::now() < until, "no reconnect logged:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = a.log();
+    assert!(log.contains("the watch ended"), "{log}");
+    // Back-off, not a spin: one warning per failing request kind, the rest at debug.
+    let warnings = log.lines().filter(|l| l.contains("WARN")).count();
+    assert!(warnings <= 8, "{warnings} warnings in a 3 s outage:\n{log}");
+    drop(b);
+    a.wait_members(&["a"]);
 }

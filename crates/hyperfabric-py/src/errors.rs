@@ -71,6 +71,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             kw.set_item("peer", peer)?;
             "ProtocolError"
         }
+        Error::Credentials { service, reason } => {
+            kw.set_item("service", service)?;
+            kw.set_item("reason", reason)?;
+            "CredentialsError"
+        }
         Error::InvalidArgument(_) => "InvalidArgument",
         Error::Shutdown => "Shutdown",
         Error::Io { context, .. } => {

@@ -12,6 +12,7 @@ mod config;
 mod errors;
 mod group;
 mod loan;
+mod member;
 mod message;
 mod node;
 mod options;
@@ -22,6 +23,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::Node>()?;
+    m.add_class::<member::Member>()?;
     m.add_class::<options::SendOpts>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<loan::Loan>()?;

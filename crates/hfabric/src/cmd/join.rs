@@ -80,9 +80,10 @@ impl BootstrapArgs {
         self.bootstrap.is_some() || self.membership.is_some()
     }
 
-    /// Flags that only mean something when joining are refused otherwise, naming them.
-    pub fn check_flags(&self) -> CliResult<()> {
-        if self.joins() {
+    /// Flags that only mean something when joining are refused otherwise, naming them
+    /// (`file_url`: the fabric file's membership.url makes this node join).
+    pub fn check_flags(&self, file_url: bool) -> CliResult<()> {
+        if self.joins() || file_url {
             return Ok(());
         }
         let given = [
@@ -90,10 +91,19 @@ impl BootstrapArgs {
             ("--bootstrap-timeout", self.bootstrap_timeout.is_some()),
             ("--lease", self.lease.is_some()),
             ("--check-all-to-all", self.check_all_to_all.is_some()),
+            ("--etcd-cacert", self.etcd.etcd_cacert.is_some()),
+            ("--etcd-cert", self.etcd.etcd_cert.is_some()),
+            ("--etcd-key", self.etcd.etcd_key.is_some()),
+            ("--etcd-user", self.etcd.etcd_user.is_some()),
+            (
+                "--etcd-password-file",
+                self.etcd.etcd_password_file.is_some(),
+            ),
         ];
         match given.iter().find(|(_, set)| *set) {
             Some((flag, _)) => Err(CliError::usage(format!(
-                "{flag} applies to a node that joins: give --bootstrap or --membership"
+                "{flag} applies to a node that joins: give --bootstrap or --membership (or \
+                 membership.url in the fabric file)"
             ))),
             None => Ok(()),
         }

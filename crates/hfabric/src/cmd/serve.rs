@@ -106,7 +106,10 @@ fn start(a: &Args) -> CliResult<Started> {
             let cfg = FabricConfig::from_file(path)?;
             crate::common::apply_overrides(cfg, a.profile, &a.peers)
         })
-        .transpose()?;
+        .transpose()
+        // A flag that needs joining is the first thing to fix when the file is unreadable
+        // too (its membership.url cannot make this node join then).
+        .or_else(|e| a.boot.check_flags(false).and(Err(e)))?;
     if let (Some(cfg), Some(policy)) = (cfg.as_mut(), a.on_conflict) {
         cfg.tuning.on_conflict = policy;
     }
@@ -122,7 +125,9 @@ fn start(a: &Args) -> CliResult<Started> {
         }
         builder
     };
-    if a.boot.joins() {
+    let file_url = cfg.as_ref().is_some_and(|c| c.membership.url.is_some());
+    a.boot.check_flags(file_url)?;
+    if a.boot.joins() || file_url {
         let mode = a.boot.bootstrap;
         let joined = a
             .boot
@@ -148,7 +153,6 @@ fn start(a: &Args) -> CliResult<Started> {
 }
 
 pub fn run(a: Args) -> CliResult {
-    a.boot.check_flags()?;
     if a.on_conflict.is_some() && a.config.is_none() {
         return Err(CliError::usage(
             "--on-conflict sets the fabric file's on_conflict: give --config",
@@ -213,7 +217,7 @@ fn announce(
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.map(|j| bootstrap_report(j, &a.boot)), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
+            serde_json::json!({"event": "listening", "node": node, "addr": fabric.local_addr().to_string(), "profile": profile.as_str(), "metrics": metrics_addr, "bootstrap": joined.map(bootstrap_report), "effective_config": fabric.effective_config(), "predictor": fabric.predictor_model()})
         );
         return;
     }
@@ -320,11 +324,8 @@ fn retrain(fabric: &Fabric, json: bool) {
     };
 }
 
-fn bootstrap_report(
-    j: &hyperfabric::membership::Joined,
-    boot: &super::join::BootstrapArgs,
-) -> serde_json::Value {
-    serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string()), "etcd": boot.etcd.summary(boot.membership.as_ref())})
+fn bootstrap_report(j: &hyperfabric::membership::Joined) -> serde_json::Value {
+    serde_json::json!({"launch": j.launch, "directory": j.directory, "store": j.store.map(|a| a.to_string()), "etcd": j.etcd})
 }
 
 /// A line on stdout whenever membership changed the nodes this node knows (with JSON, also

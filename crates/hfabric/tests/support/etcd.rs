@@ -19,6 +19,8 @@ pub struct Etcd {
     /// With TLS: the test PKI's directory (`etcd-ca.pem`, `etcd-cert.pem` for the server,
     /// `etcd-client-cert.pem` / `-key.pem` for nodes).
     pub pki: Option<std::path::PathBuf>,
+    /// How it was started (for [`Etcd::restart`]).
+    args: Vec<std::ffi::OsString>,
     dir: tempfile::TempDir,
 }
 
@@ -77,16 +79,14 @@ impl Etcd {
             cmd.arg("--client-cert-auth");
             p
         });
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"))
-            .spawn()
-            .expect("spawn etcd");
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(Into::into).collect();
+        let child = spawn(&args, &dir);
         let etcd = Etcd {
             child,
             client_port,
             scheme,
             pki,
+            args,
             dir,
         };
         etcd.wait_ready();
@@ -166,6 +166,16 @@ impl Etcd {
         }
     }
 
+    /// Kills etcd (SIGKILL), waits `down`, and starts it again on the same ports and data
+    /// directory; returns once it grants leases again.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn(&self.args, &self.dir);
+        self.wait_ready();
+    }
+
     /// Until a lease can be granted (etcd has elected itself leader).
     fn wait_ready(&self) {
         let until = Instant::now() + START_WAIT;
@@ -181,6 +191,21 @@ impl Etcd {
             self.client_port
         );
     }
+}
+
+/// `etcd ARGS`, its stderr appended to `etcd.log` in `dir`.
+fn spawn(args: &[std::ffi::OsString], dir: &tempfile::TempDir) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("etcd.log"))
+        .expect("etcd log");
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn etcd")
 }
 
 /// Joins node `id` through `etcd` (prefix `prefix`, a 2 s lease) in this process: for tests

@@ -343,6 +343,18 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
             applied("the predictor is trained on it at start, and on what was appended at each SIGHUP (hfabric serve)")
         }
         "routing.fidelity_threshold" => applied("quantum_optimized routes below it are refused"),
+        "membership.url" => applied(
+            "the directory of node records (membership::join: hfabric serve, Python \
+             hyperfabric.join): this node's record under a lease, joins and leaves through \
+             etcd's watch; --membership overrides it",
+        ),
+        "membership.cacert" | "membership.cert" | "membership.key" => applied(
+            "TLS to etcd (etcds://); --etcd-cacert, --etcd-cert, --etcd-key override it",
+        ),
+        "membership.user" | "membership.password_file" => applied(
+            "the etcd user whose password buys the token of every request; --etcd-user, \
+             --etcd-password-file override it",
+        ),
         "compression.threshold_bytes"
         | "compression.max_compression_time_us"
         | "compression.min_compression_ratio"

@@ -9,6 +9,7 @@ pub mod alerts;
 mod compression;
 pub mod effective;
 pub mod faults;
+pub mod membership;
 mod policy;
 mod profile;
 mod raw;
@@ -63,6 +64,8 @@ pub struct FabricConfig {
     pub compression: crate::compress::CompressionPolicy,
     /// `[routing]`: default strategy, predictor knobs and history, quantum routing knobs.
     pub routing: routing::RoutingConfig,
+    /// `[membership]`: the etcd this fabric's records live in, and how to get in.
+    pub membership: membership::MembershipConfig,
     /// Which fields the file set (for the effective-configuration report; not compared).
     #[serde(skip)]
     pub provenance: effective::Provenance,

@@ -25,6 +25,8 @@ pub(crate) struct RawFile {
     pub compression: Option<super::compression::RawCompression>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<super::routing::RawRouting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<super::membership::RawMembership>,
 }
 
 /// `[fabric]`: the name, the profile, and any [`super::Tuning`] field as an override.

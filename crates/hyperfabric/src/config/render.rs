@@ -57,6 +57,7 @@ pub(crate) fn to_toml(cfg: &FabricConfig) -> String {
             t.iter().for_each(|(k, v)| line(&mut out, k, v.clone()));
         }
     }
+    super::membership::render(&mut out, &cfg.membership);
     if let Some(alerts) = &cfg.alerts {
         out.push_str("\n[alerts]\n");
         match Value::try_from(alerts.to_raw()) {

@@ -65,7 +65,10 @@ pub(crate) fn build(raw: RawFile, origin: &str) -> Result<FabricConfig, Error> {
     let compression =
         super::compression::build(raw.compression.as_ref()).map_err(|(f, r)| err(f, r))?;
     let routing = super::routing::build(raw.routing.as_ref()).map_err(|(f, r)| err(f, r))?;
+    let membership =
+        super::membership::build(raw.membership.as_ref()).map_err(|(f, r)| err(f, r))?;
     let cfg = FabricConfig {
+        membership,
         compression,
         routing,
         provenance: Default::default(),

@@ -52,9 +52,17 @@ pub struct FabricBuilder {
     transport: crate::transport::TransportChoice,
     observer: bool,
     cpus: Option<Vec<usize>>,
+    /// Started by `membership::join`: its `membership.*` lines of the report.
+    joined: Option<Vec<crate::config::effective::Knob>>,
 }
 
 impl FabricBuilder {
+    /// This node joins through a directory (`membership::join`): `knobs` say which etcd
+    /// settings are in force and where each came from.
+    pub(crate) fn joined(mut self, knobs: Vec<crate::config::effective::Knob>) -> Self {
+        self.joined = Some(knobs);
+        self
+    }
     /// Run every thread of this node on these CPUs (over the file's `metadata.cpu_affinity`).
     /// What the machine granted is in [`Fabric::effective_config`].
     pub fn cpu_affinity(mut self, cpus: impl Into<Vec<usize>>) -> Self {
@@ -111,6 +119,7 @@ impl FabricBuilder {
         let mut effective = EffectiveConfig::new(&self.config, &node);
         // Before any thread of the node starts: they inherit the CPU set and memory policy.
         placement::apply_placement(node_cfg, index, self.cpus.as_deref(), &mut effective);
+        record_membership(&self.config, self.joined, &mut effective);
         let inner = NodeInner::start(
             &self.config,
             &node,
@@ -131,6 +140,34 @@ impl FabricBuilder {
             multipath: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         })
+    }
+}
+
+/// The `membership.*` lines: what `membership::join` put in force, or, for a node started
+/// without it, a refusal of the file's `[membership]` (nothing would publish its record).
+fn record_membership(
+    cfg: &FabricConfig,
+    joined: Option<Vec<crate::config::effective::Knob>>,
+    effective: &mut EffectiveConfig,
+) {
+    use crate::config::effective::Effect;
+    match joined {
+        Some(knobs) => {
+            for k in knobs {
+                effective.asked_by_api(&k.field, k.value.clone(), k.source);
+                effective.record(&k.field, k.value, k.effect, k.detail);
+            }
+        }
+        None if cfg.membership.url.is_some() => {
+            let url = cfg.membership.url.as_ref().map(ToString::to_string);
+            effective.record(
+                "membership.url",
+                serde_json::Value::from(url),
+                Effect::Refused,
+                "this node was started without membership::join (Fabric::start): no record                  is published and no other node is learned from etcd; join through                  `hfabric serve`, membership::join or Python's hyperfabric.join",
+            );
+        }
+        None => {}
     }
 }
 
@@ -165,6 +202,7 @@ impl Fabric {
             transport: crate::transport::TransportChoice::Auto,
             observer: false,
             cpus: None,
+            joined: None,
         }
     }
 

@@ -21,69 +21,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 /// Most records one read returns (a larger fabric is refused by the range limit).
 pub const MAX_RECORDS: usize = 4096;
-/// Longest key prefix accepted in a URL.
-const MAX_PREFIX_BYTES: usize = 256;
 
-/// `etcd://HOST:PORT/prefix` (plain HTTP) or `etcds://HOST:PORT/prefix` (TLS), checked once.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EtcdUrl {
-    /// `etcds://`: requests go over TLS.
-    pub tls: bool,
-    /// `HOST:PORT` as given.
-    pub authority: String,
-    /// The key prefix, `/prefix` without a trailing slash.
-    pub prefix: String,
-}
-
-impl std::fmt::Display for EtcdUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "etcds" } else { "etcd" };
-        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
-    }
-}
-
-impl std::str::FromStr for EtcdUrl {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<EtcdUrl, String> {
-        let (tls, rest) = match (s.strip_prefix("etcd://"), s.strip_prefix("etcds://")) {
-            (Some(rest), _) => (false, rest),
-            (_, Some(rest)) => (true, rest),
-            _ => {
-                return Err(format!(
-                    "`{s}`: expected etcd://HOST:PORT/prefix (etcds:// for TLS)"
-                ))
-            }
-        };
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}`: no /prefix after HOST:PORT"))?;
-        let port = authority
-            .rsplit_once(':')
-            .map(|(h, p)| (h, p.parse::<u16>()))
-            .filter(|(h, p)| !h.is_empty() && matches!(p, Ok(n) if *n > 0));
-        if port.is_none() {
-            return Err(format!(
-                "`{s}`: `{authority}` is not HOST:PORT with a port above 0"
-            ));
-        }
-        let prefix = path.trim_end_matches('/');
-        if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES {
-            return Err(format!(
-                "`{s}`: the prefix must be 1..={MAX_PREFIX_BYTES} bytes"
-            ));
-        }
-        if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "`{s}`: the prefix has blanks or control characters"
-            ));
-        }
-        Ok(EtcdUrl {
-            tls,
-            authority: authority.to_owned(),
-            prefix: format!("/{prefix}"),
-        })
-    }
-}
+pub use crate::config::membership::EtcdUrl;
 
 /// The first key after every key starting with `prefix` (etcd's `range_end`).
 pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -406,29 +345,6 @@ impl Directory for EtcdDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse_and_bad_ones_say_why() {
-        let u: EtcdUrl = "etcd://10.0.0.2:2379/hf/lab/".parse().unwrap();
-        assert_eq!(u.authority, "10.0.0.2:2379");
-        assert_eq!(u.prefix, "/hf/lab");
-        assert_eq!(u.to_string(), "etcd://10.0.0.2:2379/hf/lab");
-        assert!(!u.tls);
-        let s: EtcdUrl = "etcds://etcd.example:2379/hf".parse().unwrap();
-        assert!(s.tls);
-        assert_eq!(s.to_string(), "etcds://etcd.example:2379/hf");
-        for (bad, says) in [
-            ("http://h:1/p", "expected etcd://"),
-            ("etcd://h:1", "no /prefix"),
-            ("etcd://h/p", "not HOST:PORT"),
-            ("etcd://h:0/p", "not HOST:PORT"),
-            ("etcd://h:1/", "prefix must be"),
-            ("etcd://h:1/a b", "blanks"),
-        ] {
-            let e = bad.parse::<EtcdUrl>().unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn the_range_end_covers_exactly_the_prefix() {

@@ -3,6 +3,7 @@
 //! A thread then keeps the fabric current (joins, leaves, lease keep-alives) until drop.
 
 use super::client::StoreClient;
+use super::etcd_settings;
 use super::store::Store;
 use super::sync::{Directory, Members};
 use super::{record_key, NodeRecord, RECORD_PREFIX};
@@ -40,9 +41,12 @@ pub struct JoinOptions {
     pub timeout: Duration,
     /// A record not kept alive for this long disappears (its node is dismissed).
     pub lease: Duration,
-    /// Keep records in etcd instead of rank 0's rendezvous store.
+    /// Keep records in etcd instead of rank 0's rendezvous store (over the file's
+    /// `membership.url`).
     pub etcd: Option<super::etcd::EtcdUrl>,
-    /// How to get into that etcd: TLS files, a user (all optional).
+    /// How to get into that etcd: TLS files, a user (all optional; each over the file's
+    /// `[membership]` field; a user's password from here, else the file's
+    /// `password_file`, else `HF_ETCD_PASSWORD`).
     pub etcd_access: super::etcd_access::EtcdAccess,
 }
 
@@ -54,6 +58,8 @@ pub struct Joined {
     pub directory: String,
     /// The store this process serves (rank 0 only).
     pub store: Option<SocketAddr>,
+    /// The etcd settings in force (never the password); `None` without etcd.
+    pub etcd: Option<super::etcd_access::EtcdSummary>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     reads: Arc<Mutex<Reads>>,
@@ -186,13 +192,25 @@ pub fn join(
     let cfg = config_for(opts.file.as_ref(), &me)?;
     let secret = Secret::from_config(&cfg, &me)?;
     let deadline = Instant::now() + opts.timeout;
-    let (dir, store, target) = open_directory(&opts, secret, deadline)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let etcd = etcd_settings::resolve(
+        opts.etcd.as_ref(),
+        &opts.etcd_access,
+        opts.file.as_ref(),
+        &env,
+    )?;
+    let (dir, store, target) = open_directory(&opts, etcd.as_ref(), secret, deadline)?;
     let listen = match opts.listen.or(cfg.node(&me).and_then(|n| n.listen)) {
         Some(a) => a,
         None => SocketAddr::new(address_towards(target)?, 0),
     };
     let signature = cfg.node(&me).map(|n| n.signature.clone());
-    let builder = customize(Fabric::from_config(cfg).node(&me).listen(listen));
+    let knobs = etcd.as_ref().map(|e| e.knobs.clone()).unwrap_or_default();
+    let builder = Fabric::from_config(cfg)
+        .node(&me)
+        .listen(listen)
+        .joined(knobs);
+    let builder = customize(builder);
     let fabric = Arc::new(builder.start()?);
     let host = HostId::of_this_process();
     let record = NodeRecord {
@@ -233,6 +251,7 @@ pub fn join(
         launch,
         directory,
         store: store.as_ref().map(Store::addr),
+        etcd: etcd.as_ref().map(etcd_settings::Resolved::summary),
         stop,
         thread: Some(thread),
         reads,
@@ -244,14 +263,15 @@ pub fn join(
 /// store this process serves, and the address to choose our listen address towards.
 fn open_directory(
     opts: &JoinOptions,
+    etcd: Option<&etcd_settings::Resolved>,
     secret: Option<Secret>,
     deadline: Instant,
 ) -> Result<(Box<dyn Directory>, Option<Store>, SocketAddr)> {
     let launch = &opts.launch;
-    if let Some(url) = opts.etcd.clone() {
+    if let Some(etcd_settings::Resolved { url, access, .. }) = etcd {
         // Settings that cannot work (TLS files on etcd://, a user without password) are
         // refused before any wait.
-        let client = super::etcd::EtcdClient::new(url.clone(), &opts.etcd_access)?;
+        let client = super::etcd::EtcdClient::new(url.clone(), access)?;
         if secret.is_some() {
             tracing::info!(
                 "etcd holds the records; the fabric's secret still authenticates every \
@@ -354,6 +374,61 @@ fn check_local_world(m: &Members, launch: &Launch) {
     }
 }
 
+/// Longest pause between reads of a directory that keeps failing (while unwatched).
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Retries of one request to a directory that fails (etcd down or restarting): the pause
+/// doubles from [`POLL_INTERVAL`] up to `max`; the first failure is a warning, the next
+/// ones debug lines, and the first success after them says the directory is back.
+struct Retry<'a> {
+    what: &'a str,
+    max: Duration,
+    failures: u32,
+    next: Option<Instant>,
+}
+
+impl<'a> Retry<'a> {
+    fn new(what: &'a str, max: Duration) -> Retry<'a> {
+        Retry {
+            what,
+            max,
+            failures: 0,
+            next: None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    fn failed(&mut self, now: Instant, op: &str, e: &Error) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = POLL_INTERVAL
+            .saturating_mul(1 << self.failures.min(8))
+            .min(self.max);
+        self.next = Some(now + pause);
+        match self.failures {
+            1 => tracing::warn!(
+                "membership: {}: {op} failed ({e}); retrying with back-off up to {:?}",
+                self.what,
+                self.max
+            ),
+            n => tracing::debug!("membership: {}: {op} failed {n} times: {e}", self.what),
+        }
+    }
+
+    fn ok(&mut self, op: &str) {
+        if self.failures > 0 {
+            tracing::info!(
+                "membership: {}: {op} works again after {} failed attempt(s)",
+                self.what,
+                self.failures
+            );
+        }
+        (self.failures, self.next) = (0, None);
+    }
+}
+
 /// The membership thread: keeps the lease alive and the fabric equal to the directory.
 struct Keeper {
     m: Members,
@@ -374,6 +449,9 @@ impl Keeper {
     fn run(mut self) {
         let watch = self.m.dir.watch(Arc::clone(&self.stop));
         let (mut renewed, mut synced) = (Instant::now(), Instant::now());
+        let what = self.m.dir.describe();
+        let mut renewing = Retry::new(&what, self.renew_every.max(POLL_INTERVAL));
+        let mut reading = Retry::new(&what, RETRY_MAX);
         while !self.stop.load(Ordering::Acquire) {
             // Woken early by a change; otherwise the tick for keep-alives and polling.
             let feed = watch.as_ref().map(|(feed, _)| feed);
@@ -385,10 +463,14 @@ impl Keeper {
                 }
             };
             let live = feed.is_some_and(|f| f.is_live());
-            if renewed.elapsed() >= self.renew_every {
+            let now = Instant::now();
+            if renewed.elapsed() >= self.renew_every && renewing.due(now) {
                 match self.m.dir.keepalive() {
-                    Ok(()) => renewed = Instant::now(),
-                    Err(e) => tracing::warn!("membership: keep-alive failed: {e}"),
+                    Ok(()) => {
+                        renewed = Instant::now();
+                        renewing.ok("keep-alive");
+                    }
+                    Err(e) => renewing.failed(now, "keep-alive", &e),
                 }
             }
             let resync = synced.elapsed() >= RESYNC_INTERVAL;
@@ -397,14 +479,16 @@ impl Keeper {
                 r.watching = live;
                 match (changed, live, resync) {
                     (true, _, _) => r.on_change += 1,
+                    (false, false, _) if !reading.due(now) => continue,
                     (false, false, _) => r.polls += 1,
                     (false, true, true) => r.resyncs += 1,
                     (false, true, false) => continue,
                 }
             }
             synced = Instant::now();
-            if let Err(e) = self.m.sync(&self.fabric) {
-                tracing::warn!("membership: reading {}: {e}", self.m.dir.describe());
+            match self.m.sync(&self.fabric) {
+                Ok(_) => reading.ok("reading the records"),
+                Err(e) => reading.failed(now, "reading the records", &e),
             }
         }
         let id = self.m.me.id.clone();

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod etcd;
 pub mod etcd_access;
+pub mod etcd_settings;
 mod http;
 pub mod join;
 pub mod kvwire;

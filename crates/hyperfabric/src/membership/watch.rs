@@ -2,8 +2,10 @@
 //! results through the JSON gateway): a [`Feed`] that wakes the membership thread when a
 //! record is put or deleted, so joins and leaves are read at once instead of by polling.
 //! A broken watch reconnects with a doubling, bounded back-off (the membership thread polls
-//! meanwhile); after [`WATCH_MAX_FAILURES`] attempts in a row that never got the watch
-//! created, it gives up, saying why, and polling stays.
+//! meanwhile) and says when it is back; after [`WATCH_MAX_FAILURES`] attempts in a row that
+//! never got the watch created (etcd down for long, or refusing the watch) it says so once
+//! and tries only every [`RETRY_SLOW`], quietly, until one succeeds (an etcd restarted
+//! after a long outage is watched again).
 
 use super::etcd::EtcdClient;
 use super::http;
@@ -18,8 +20,10 @@ use std::time::Duration;
 /// First and longest pause before a broken watch is opened again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Attempts in a row that never got a watch created before the watch is given up.
+/// Attempts in a row that never got a watch created before retries slow to [`RETRY_SLOW`].
 pub const WATCH_MAX_FAILURES: u32 = 8;
+/// The pause between attempts past [`WATCH_MAX_FAILURES`].
+pub const RETRY_SLOW: Duration = Duration::from_secs(30);
 /// Longest line (one watch result) read from the stream.
 const MAX_LINE_BYTES: usize = super::etcd::MAX_RESPONSE_BYTES;
 
@@ -86,12 +90,13 @@ pub fn spawn(
 }
 
 fn run(client: &EtcdClient, what: &str, body: &[u8], feed: &Feed, stop: &AtomicBool) {
-    let (mut failures, mut backoff) = (0, BACKOFF_MIN);
+    let (mut failures, mut backoff) = (0u32, BACKOFF_MIN);
+    let mut retry = None;
     while !stop.load(Ordering::Acquire) {
         // Opening (bounded by the request timeout) counts as watching: what changes meanwhile
         // is read when the watch is created, so polling would only add reads.
         feed.set(true, false);
-        let (created, why) = stream_once(client, body, feed, stop);
+        let (created, why) = stream_once(client, body, feed, stop, retry);
         feed.set(false, false);
         if stop.load(Ordering::Acquire) {
             return;
@@ -99,28 +104,52 @@ fn run(client: &EtcdClient, what: &str, body: &[u8], feed: &Feed, stop: &AtomicB
         if created {
             (failures, backoff) = (0, BACKOFF_MIN);
         } else {
-            failures += 1;
+            failures = failures.saturating_add(1);
         }
-        if failures >= WATCH_MAX_FAILURES {
-            tracing::warn!(
-                "membership: {what}: the watch failed {failures} times in a row (last: {why}); \
-                 reading the records every {:?} from now on",
-                super::join::POLL_INTERVAL
-            );
-            return;
-        }
-        tracing::warn!(
-            "membership: {what}: the watch ended ({why}); polling meanwhile, reconnecting in \
-             {backoff:?}"
-        );
-        sleep_unless_stopped(backoff, stop);
+        retry = Some(failures);
+        let pause = match failures {
+            // A warning when the watch breaks and when reconnecting first fails; the
+            // attempts after those at debug (an outage is not a flood of lines).
+            f if f <= 1 => {
+                tracing::warn!(
+                    "membership: {what}: the watch ended ({why}); polling meanwhile, \
+                     reconnecting in {backoff:?}"
+                );
+                backoff
+            }
+            f if f < WATCH_MAX_FAILURES => {
+                tracing::debug!(
+                    "membership: {what}: watch attempt {f} failed ({why}); next in {backoff:?}"
+                );
+                backoff
+            }
+            f if f == WATCH_MAX_FAILURES => {
+                tracing::warn!(
+                    "membership: {what}: the watch failed {f} times in a row (last: {why}); \
+                     reading the records every {:?} and trying the watch every {RETRY_SLOW:?}",
+                    super::join::POLL_INTERVAL
+                );
+                RETRY_SLOW
+            }
+            f => {
+                tracing::debug!("membership: {what}: watch attempt {f} failed: {why}");
+                RETRY_SLOW
+            }
+        };
+        sleep_unless_stopped(pause, stop);
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
 /// One watch stream: whether etcd created it, and why it ended. A token etcd refused is
 /// forgotten, so the next attempt authenticates again.
-fn stream_once(client: &EtcdClient, body: &[u8], feed: &Feed, stop: &AtomicBool) -> (bool, String) {
+fn stream_once(
+    client: &EtcdClient,
+    body: &[u8],
+    feed: &Feed,
+    stop: &AtomicBool,
+    retry: Option<u32>,
+) -> (bool, String) {
     let token = match client.token() {
         Ok(t) => t,
         Err(e) => return (false, e.to_string()),
@@ -130,6 +159,13 @@ fn stream_once(client: &EtcdClient, body: &[u8], feed: &Feed, stop: &AtomicBool)
         match judge(line)? {
             Seen::Created => {
                 created = true;
+                if let Some(failed) = retry {
+                    tracing::info!(
+                        "membership: etcd {}: the watch is back (reconnected after {failed} \
+                         failed attempt(s)); reading the records",
+                        client.url
+                    );
+                }
                 // Changes between our last read and now: read once more.
                 feed.set(true, true);
             }
