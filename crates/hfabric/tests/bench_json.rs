@@ -245,3 +245,21 @@ fn bench_loan_api_moves_messages_through_the_pool() {
         );
     }
 }
+
+#[test]
+fn bench_verify_payload_is_reported() {
+    let out = hfabric(&[
+        "bench",
+        "throughput",
+        "--json",
+        "--verify-payload",
+        "--sizes",
+        "1048576",
+        "--seconds-per-size",
+        "0.3",
+    ]);
+    let r = valid_report(&out);
+    let t = &r["tests"]["throughput"];
+    assert_eq!(t["verify_payload"].as_bool(), Some(true), "{t}");
+    assert!(u(&t["results"][0]["messages"]) > 0, "{t}");
+}

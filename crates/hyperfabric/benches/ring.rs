@@ -11,8 +11,15 @@
 //! bw:   1 MiB records, producer copies 1 MiB from its buffer into the ring, consumer copies
 //!       it out into its own buffer (copy API); GB/s = 1e9 bytes/s. `bw_inplace`: the
 //!       producer writes every byte in the ring, the consumer reads every byte in place
-//!       (what a loan API does).
-//! Environment: PIN=1 (default) pins parent to CPU 0 and child to CPU 1; REPS=5.
+//!       (what a loan API does). `bw_copy_read`: the producer copies 1 MiB from its own
+//!       buffer into the ring, the consumer reads every byte in place: what `hfabric bench
+//!       throughput` does over shared memory with either API (a copy into a pool slot, the
+//!       receiving application reading the slot), without the fabric, so the ceiling of
+//!       that figure on this machine. Each mode also prints the producer's write and the
+//!       consumer's read alone (GB/s of the median message, waits excluded): a stream of
+//!       both sides in parallel cannot beat the slower of the two.
+//! Environment: PIN=1 (default) pins parent to CPU 0 and child to CPU 1; REPS=5; CHUNK and
+//! RING (bytes) set the record size and the ring's capacity of the bw test.
 #![allow(clippy::print_stdout)]
 
 use hyperfabric::transport::shm::{Consumer, Producer, Ring, Segment};
@@ -126,25 +133,34 @@ fn child_sink(inplace: bool) {
     let mut dst = vec![0u8; MSG];
     let mut sum = 0u64;
     let per_msg = MSG.div_ceil(chunk());
+    let mut read_ns = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let mut off = 0;
+        let mut busy = Duration::ZERO;
         for _ in 0..per_msg {
             loop {
                 if let Some(s) = c.try_read().unwrap() {
+                    let t = Instant::now();
                     if inplace {
                         sum = sum.wrapping_add(read_all(&s));
                     } else {
                         dst[off..off + s.len()].copy_from_slice(&s);
                     }
+                    busy += t.elapsed();
                     off += s.len();
                     break;
                 }
                 std::hint::spin_loop();
             }
         }
+        read_ns.push(busy.as_nanos() as u64);
         sum = sum.wrapping_add(u64::from(dst[MSG - 1]));
     }
-    spin_push(&mut p, &sum.to_le_bytes());
+    read_ns.sort_unstable();
+    let mut ack = [0u8; 16];
+    ack[..8].copy_from_slice(&sum.to_le_bytes());
+    ack[8..].copy_from_slice(&percentile(&read_ns, 0.5).to_le_bytes());
+    spin_push(&mut p, &ack);
 }
 
 /// Reads every byte (8 at a time) so the compiler cannot skip it.
@@ -213,32 +229,66 @@ fn bench_lat() -> Lat {
     }
 }
 
-fn bench_bw(inplace: bool) -> f64 {
+/// What the bandwidth test's two sides do with each message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BwMode {
+    /// Copy from a private buffer into the ring; copy out into a private buffer.
+    Copy,
+    /// Write every byte in the ring (a fill); read every byte in place.
+    InPlace,
+    /// Copy from a private buffer into the ring; read every byte in place.
+    CopyRead,
+}
+
+impl BwMode {
+    const ALL: [BwMode; 3] = [BwMode::Copy, BwMode::InPlace, BwMode::CopyRead];
+
+    fn key(self) -> &'static str {
+        match self {
+            BwMode::Copy => "hf_shm_bw1m_copy",
+            BwMode::InPlace => "hf_shm_bw1m_inplace",
+            BwMode::CopyRead => "hf_shm_bw1m_copy_read",
+        }
+    }
+}
+
+/// One run of the bandwidth test: the stream, and each side alone (GB/s of its median
+/// message, time spent waiting for the other side excluded).
+struct Bw {
+    gbs: f64,
+    write_gbs: f64,
+    read_gbs: f64,
+}
+
+fn gbs_of_ns(ns: u64) -> f64 {
+    MSG as f64 / ns.max(1) as f64
+}
+
+fn bench_bw(mode: BwMode) -> Bw {
     pin(0);
-    let (a, b) = segs(
-        if inplace { "bwi" } else { "bw" },
-        Ring::segment_len_for(BW_RING),
-    );
+    let (a, b) = segs("bw", Ring::segment_len_for(bw_ring()));
     let warm = BW_MSGS / 10;
-    let mut child = spawn(
-        if inplace { "sink_inplace" } else { "sink" },
-        &a,
-        &b,
-        warm + BW_MSGS,
-    );
+    let role = if mode == BwMode::Copy {
+        "sink"
+    } else {
+        "sink_inplace"
+    };
+    let mut child = spawn(role, &a, &b, warm + BW_MSGS);
     let mut p = Ring::attach(a.clone()).unwrap().producer().unwrap();
     let mut c = Ring::attach(b.clone()).unwrap().consumer().unwrap();
     let src: Vec<u8> = (0..MSG).map(|i| i as u8).collect();
     let chunk = chunk();
     let send = |p: &mut Producer, i: u64| {
+        let mut busy = Duration::ZERO;
         for part in src.chunks(chunk) {
             loop {
                 if let Some(mut s) = p.try_reserve(part.len()).unwrap() {
-                    if inplace {
-                        s.fill(i as u8);
-                    } else {
-                        s.copy_from_slice(part);
+                    let t = Instant::now();
+                    match mode {
+                        BwMode::InPlace => s.fill(i as u8),
+                        BwMode::Copy | BwMode::CopyRead => s.copy_from_slice(part),
                     }
+                    busy += t.elapsed();
                     s.commit();
                     p.publish();
                     break;
@@ -246,21 +296,29 @@ fn bench_bw(inplace: bool) -> f64 {
                 std::hint::spin_loop();
             }
         }
+        busy.as_nanos() as u64
     };
     for i in 0..warm {
         send(&mut p, i);
     }
+    let mut write_ns = Vec::with_capacity(BW_MSGS as usize);
     let start = Instant::now();
     for i in 0..BW_MSGS {
-        send(&mut p, i);
+        write_ns.push(send(&mut p, i));
     }
-    let mut ack = [0u8; 8];
+    let mut ack = [0u8; 16];
     spin_read(&mut c, &mut ack);
     // The ack covers the warm-up records too; they were consumed before `start` unless the
     // ring held them (≤ 3 MiB), a bias of < 0.2% on 2000 MiB.
     let secs = start.elapsed().as_secs_f64();
     assert!(child.wait().unwrap().success());
-    (BW_MSGS as f64 * MSG as f64) / secs / 1e9
+    write_ns.sort_unstable();
+    let read_ns = u64::from_le_bytes(ack[8..].try_into().unwrap());
+    Bw {
+        gbs: (BW_MSGS as f64 * MSG as f64) / secs / 1e9,
+        write_gbs: gbs_of_ns(percentile(&write_ns, 0.5)),
+        read_gbs: gbs_of_ns(read_ns),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -305,13 +363,18 @@ fn main() {
             chunk(),
             bw_ring()
         );
-        for (inplace, key) in [
-            (false, "hf_shm_bw1m_copy_gbs"),
-            (true, "hf_shm_bw1m_inplace_gbs"),
-        ] {
-            let runs: Vec<f64> = (0..reps).map(|_| bench_bw(inplace)).collect();
-            println!("{key}: {runs:.2?}");
-            json.push(format!("\"{key}\":{:.2}", median(runs)));
+        for mode in BwMode::ALL {
+            let key = mode.key();
+            let runs: Vec<Bw> = (0..reps).map(|_| bench_bw(mode)).collect();
+            let col = |f: fn(&Bw) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+            let (gbs, write, read) = (col(|r| r.gbs), col(|r| r.write_gbs), col(|r| r.read_gbs));
+            println!("{key}_gbs: {gbs:.2?}  (alone: producer {write:.2?}, consumer {read:.2?})");
+            json.push(format!(
+                "\"{key}_gbs\":{:.2},\"{key}_write_gbs\":{:.2},\"{key}_read_gbs\":{:.2}",
+                median(gbs),
+                median(write),
+                median(read)
+            ));
         }
     }
     std::thread::sleep(Duration::from_millis(1));

@@ -4,8 +4,9 @@
 //! on every call: a 64-byte header plus a 64-byte payload (three calls) took ~68 ns here, and
 //! a frame is checksummed twice per hop (sender and receiver), on the latency path. Up to
 //! [`SMALL`] bytes of payload, one SSE4.2 loop of `crc32` instructions does the whole frame in
-//! ~8 ns; larger payloads, or CPUs without SSE4.2, use the crate. Both give the same value
-//! (tested against each other below).
+//! ~8 ns; larger payloads, or CPUs without SSE4.2, take the header's CRC from the crate and
+//! go on over the payload with [`bulk`]'s folding. All give the same value (tested against
+//! each other below).
 
 use super::HEADER_LEN;
 
@@ -22,7 +23,25 @@ pub fn frame(raw_header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
     }
     let crc = crc32c::crc32c(&raw_header[..56]);
     let crc = crc32c::crc32c_append(crc, &raw_header[60..]);
-    crc32c::crc32c_append(crc, payload)
+    append(crc, payload)
+}
+
+/// CRC32C of a whole buffer (a payload passed by pool descriptor), by the fastest means this
+/// CPU has: `crc-fast` folds with carry-less multiplication (VPCLMULQDQ on AVX-512, PCLMULQDQ
+/// otherwise, picked at run time) where the `crc32c` crate runs three streams of `crc32`
+/// instructions. Over 1 MiB on the Xeon of 2026-12-03 (a loaded VM): 32–47 GB/s against
+/// 10–25 GB/s. The same value as `crc32c::crc32c` (tested below).
+pub fn bulk(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(bytes)
+}
+
+/// `crc32c::crc32c_append(crc, bytes)`, by [`bulk`]'s means.
+fn append(crc: u32, bytes: &[u8]) -> u32 {
+    // CRC-32C starts from !0 and ends with a final !: a finished `crc` continues from `!crc`.
+    let mut d =
+        crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    d.update(bytes);
+    d.finalize() as u32
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -87,7 +106,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bulk_and_large_frames_match_the_crate() {
+        let data: Vec<u8> = (0..(1usize << 20) + 16)
+            .map(|i| (i * 131 + 7) as u8)
+            .collect();
+        let mut raw = [0u8; HEADER_LEN];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(91) ^ 0x3c;
+        }
+        for (at, len) in [
+            (0, 0),
+            (1, 1),
+            (3, 63),
+            (5, 4095),
+            (7, 65536),
+            (13, 1 << 20),
+        ] {
+            let bytes = &data[at..at + len];
+            assert_eq!(bulk(bytes), crc32c::crc32c(bytes), "bulk {at}+{len}");
+            assert_eq!(
+                frame(&raw, bytes),
+                reference(&raw, bytes),
+                "frame {at}+{len}"
+            );
+            for seed in [0, 1, 0xdead_beef, u32::MAX] {
+                let want = crc32c::crc32c_append(seed, bytes);
+                assert_eq!(append(seed, bytes), want, "append {seed:#x} {at}+{len}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn bulk_matches_the_crate(bytes in proptest::collection::vec(any::<u8>(), 0..9000)) {
+            prop_assert_eq!(bulk(&bytes), crc32c::crc32c(&bytes));
+        }
+
         #[test]
         fn matches_the_crate(head in proptest::collection::vec(any::<u8>(), HEADER_LEN),
                              payload in proptest::collection::vec(any::<u8>(), 0..1500)) {

@@ -403,6 +403,12 @@ pub fn checksum(raw_header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
     crc::frame(raw_header, payload)
 }
 
+/// The CRC32C of a payload passed outside a frame (by shared-memory pool descriptor), the
+/// same value as `crc32c::crc32c` by the fastest means this CPU has.
+pub fn payload_checksum(bytes: &[u8]) -> u32 {
+    crc::bulk(bytes)
+}
+
 /// Checks the CRC32C of a frame whose header was decoded from `raw_header`.
 pub fn verify(raw_header: &[u8; HEADER_LEN], payload: &[u8]) -> Result<(), DecodeError> {
     let expected = le_u32(raw_header, 56);

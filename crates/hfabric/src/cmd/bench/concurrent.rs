@@ -65,7 +65,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ConcurrentTest> {
     Ok(ConcurrentTest::new(
         profile,
         super::transport_of(&fabric, &t.to)?,
-        (a.compression, a.priority),
+        (a.compression, a.priority, a.verify_payload),
         a.duration,
         streams,
         seconds,

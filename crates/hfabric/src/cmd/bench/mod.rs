@@ -99,6 +99,12 @@ pub struct Args {
     /// Throughput and concurrent: priority of every transfer.
     #[arg(long, default_value = "normal")]
     pub priority: hyperfabric::Priority,
+    /// Throughput and concurrent: over shared memory, the sender also checksums (CRC32C) each
+    /// payload it passes by pool descriptor (copies of 64 KiB to a slot, loans) and the
+    /// receiver verifies it before reading (`SendOptions::verify_payload`); every other frame
+    /// is checksummed either way. The report's `verify_payload` says which.
+    #[arg(long)]
+    pub verify_payload: bool,
     /// Concurrent: number of streams.
     #[arg(long, default_value_t = 10)]
     pub streams: usize,
@@ -124,6 +130,7 @@ impl Args {
         hyperfabric::SendOptions::new()
             .compression(self.compression)
             .priority(self.priority)
+            .verify_payload(self.verify_payload)
     }
 
     fn runs(&self, t: Which) -> bool {

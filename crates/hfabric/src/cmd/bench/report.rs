@@ -95,6 +95,8 @@ pub struct ThroughputTest {
     pub payload: super::throughput::PayloadKind,
     /// `--api`: copy (`send`) or loan (`loan` + `send_loaned`).
     pub api: super::throughput::Api,
+    /// `--verify-payload`: pool-descriptor payloads checksummed end to end too.
+    pub verify_payload: bool,
     pub inflight: usize,
     pub seconds_per_size: f64,
     pub results: Vec<ThroughputResult>,
@@ -152,6 +154,8 @@ pub struct ConcurrentTest {
     /// `--compression` of every transfer.
     pub compression: String,
     pub priority: hyperfabric::Priority,
+    /// `--verify-payload`: pool-descriptor payloads checksummed end to end too.
+    pub verify_payload: bool,
     pub streams: usize,
     pub duration_s: f64,
     pub min_bytes: u64,
@@ -193,7 +197,7 @@ impl ConcurrentTest {
     pub fn new(
         profile: ProfileName,
         transport: TransportKind,
-        settings: (hyperfabric::Compression, hyperfabric::Priority),
+        settings: (hyperfabric::Compression, hyperfabric::Priority, bool),
         duration_s: f64,
         per_stream: Vec<StreamResult>,
         seconds: f64,
@@ -205,6 +209,7 @@ impl ConcurrentTest {
             transport,
             compression: settings.0.to_string(),
             priority: settings.1,
+            verify_payload: settings.2,
             streams: per_stream.len(),
             duration_s,
             min_bytes: super::concurrent::MIN_BYTES,

@@ -41,6 +41,7 @@ pub fn run(t: &Target, a: &Args) -> CliResult<ThroughputTest> {
         priority: a.priority,
         payload: a.payload,
         api: a.api,
+        verify_payload: a.verify_payload,
         inflight: a.inflight,
         seconds_per_size: a.seconds_per_size,
         results,

@@ -302,7 +302,7 @@ impl<'a> PendingSend<'a> {
         };
         let crc = self.opts.verify_payload.then(|| {
             let bytes = self.source.chunk(0, len, &mut self.read_buf).unwrap_or(&[]);
-            crc32c::crc32c(bytes)
+            crate::wire::payload_checksum(bytes)
         });
         let desc = shmlink::Descriptor {
             slot,

@@ -99,7 +99,7 @@ pub(in crate::runtime) fn take_loan(
         .accept(d.slot, d.len as usize)
         .map_err(|e| e.to_string())?;
     if let Some(crc) = d.crc {
-        if crc32c::crc32c(&view) != crc {
+        if crate::wire::payload_checksum(&view) != crc {
             return Err(format!(
                 "loaned payload of transfer {:#x} fails its CRC32C",
                 h.transfer_id
