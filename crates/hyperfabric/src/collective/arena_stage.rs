@@ -129,9 +129,8 @@ impl Group<'_> {
             let share = ch.share(j);
             let mut crc = 0;
             for (i, piece) in data[share.clone()].chunks(tmp.len()).enumerate() {
-                let bytes = piece.as_bytes();
-                crc = crc32c::crc32c_append(crc, bytes);
-                a.stage_put(me, ch.c, (share.start + i * tmp.len()) * size, bytes)?;
+                let off = (share.start + i * tmp.len()) * size;
+                crc = a.stage_put(me, ch.c, off, piece.as_bytes(), crc)?;
             }
             crcs[j] = crc;
         }
@@ -177,8 +176,9 @@ impl Group<'_> {
                 op::divide(piece, ch.n);
             }
             // Staged, not yet published: peers read it only after `reduced = c` below.
-            crc = crc32c::crc32c_append(crc, piece.as_bytes());
-            a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
+            crc = a
+                .stage_put(me, ch.c, off, piece.as_bytes(), crc)
+                .map_err(e)?;
         }
         if let Some(q) = (0..ch.n).find(|&q| q != me && running[q] != want[q]) {
             return Err(CollectiveError::Malformed {
@@ -204,8 +204,7 @@ impl Group<'_> {
             let mut crc = 0;
             for (i, piece) in data[share.clone()].chunks_mut(tmp.len()).enumerate() {
                 let off = (share.start + i * tmp.len()) * size;
-                a.stage_get(q, ch.c, off, piece.as_mut_bytes())?;
-                crc = crc32c::crc32c_append(crc, piece.as_bytes());
+                crc = a.stage_get(q, ch.c, off, piece.as_mut_bytes(), crc)?;
             }
             if crc != want {
                 return Err(StageError::Crc { rank: q, c: ch.c });
@@ -254,8 +253,7 @@ fn reduce_piece<T: Element>(
     got: &mut [T],
 ) -> std::result::Result<(), ArenaError> {
     let mut get = |q: usize, into: &mut [T]| -> std::result::Result<(), ArenaError> {
-        a.stage_get(q, ch.c, off, into.as_mut_bytes())?;
-        running[q] = crc32c::crc32c_append(running[q], into.as_bytes());
+        running[q] = a.stage_get(q, ch.c, off, into.as_mut_bytes(), running[q])?;
         Ok(())
     };
     if me > 0 {
