@@ -129,8 +129,9 @@ impl Group<'_> {
             let share = ch.share(j);
             let mut crc = 0;
             for (i, piece) in data[share.clone()].chunks(tmp.len()).enumerate() {
-                let off = (share.start + i * tmp.len()) * size;
-                crc = a.stage_put(me, ch.c, off, piece.as_bytes(), crc)?;
+                let bytes = piece.as_bytes();
+                crc = crc32c::crc32c_append(crc, bytes);
+                a.stage_put(me, ch.c, (share.start + i * tmp.len()) * size, bytes)?;
             }
             crcs[j] = crc;
         }
@@ -176,9 +177,8 @@ impl Group<'_> {
                 op::divide(piece, ch.n);
             }
             // Staged, not yet published: peers read it only after `reduced = c` below.
-            crc = a
-                .stage_put(me, ch.c, off, piece.as_bytes(), crc)
-                .map_err(e)?;
+            crc = crc32c::crc32c_append(crc, piece.as_bytes());
+            a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
         }
         if let Some(q) = (0..ch.n).find(|&q| q != me && running[q] != want[q]) {
             return Err(CollectiveError::Malformed {
@@ -204,7 +204,8 @@ impl Group<'_> {
             let mut crc = 0;
             for (i, piece) in data[share.clone()].chunks_mut(tmp.len()).enumerate() {
                 let off = (share.start + i * tmp.len()) * size;
-                crc = a.stage_get(q, ch.c, off, piece.as_mut_bytes(), crc)?;
+                a.stage_get(q, ch.c, off, piece.as_mut_bytes())?;
+                crc = crc32c::crc32c_append(crc, piece.as_bytes());
             }
             if crc != want {
                 return Err(StageError::Crc { rank: q, c: ch.c });
@@ -253,7 +254,8 @@ fn reduce_piece<T: Element>(
     got: &mut [T],
 ) -> std::result::Result<(), ArenaError> {
     let mut get = |q: usize, into: &mut [T]| -> std::result::Result<(), ArenaError> {
-        running[q] = a.stage_get(q, ch.c, off, into.as_mut_bytes(), running[q])?;
+        a.stage_get(q, ch.c, off, into.as_mut_bytes())?;
+        running[q] = crc32c::crc32c_append(running[q], into.as_bytes());
         Ok(())
     };
     if me > 0 {

@@ -24,7 +24,6 @@
 //! ones chunk by chunk, reduce-scatter then all-gather ([`stage`]). Waiting for a peer's
 //! word spins, yields or parks depending on where the peer runs ([`pace`]).
 
-mod copy;
 mod pace;
 mod slot;
 mod stage;

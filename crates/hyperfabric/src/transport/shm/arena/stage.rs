@@ -77,38 +77,30 @@ impl Arena {
         Ok(())
     }
 
-    /// Copies `data` into rank `me`'s half of chunk `c` at `off` (after
-    /// [`Self::stage_wait_free`]); returns `crc32c_append(crc, data)`, computed in the copy.
-    pub fn stage_put(
-        &self,
-        me: usize,
-        c: u32,
-        off: usize,
-        data: &[u8],
-        crc: u32,
-    ) -> Result<u32, ArenaError> {
+    /// Copies `data` into rank `me`'s half of chunk `c` at `off` (after [`Self::stage_wait_free`]).
+    pub fn stage_put(&self, me: usize, c: u32, off: usize, data: &[u8]) -> Result<(), ArenaError> {
         let dst = self.stage_at(me, c, off, data.len())?;
         // SAFETY: inside our own half (stage_at); no peer reads these bytes now (they
         // finished chunk c - 2 and we have not said raw = c, or they are our own share,
-        // which no peer reads before reduced = c); `data` is caller memory, apart.
-        Ok(unsafe { super::copy::copy_crc(crc, data.as_ptr(), dst, data.len()) })
+        // which no peer reads before reduced = c); `data` is caller memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
     }
 
-    /// Copies `out.len()` bytes at `off` of rank `from`'s half of chunk `c` into `out`;
-    /// returns `crc32c_append(crc, out)`, computed in the copy over the bytes stored.
-    /// Untrusted bytes: the caller compares the CRC32C.
+    /// Copies `out.len()` bytes at `off` of rank `from`'s half of chunk `c` into `out`.
+    /// Untrusted bytes: the caller verifies their CRC32C on `out`.
     pub fn stage_get(
         &self,
         from: usize,
         c: u32,
         off: usize,
         out: &mut [u8],
-        crc: u32,
-    ) -> Result<u32, ArenaError> {
+    ) -> Result<(), ArenaError> {
         let src = self.stage_at(from, c, off, out.len())?;
         // SAFETY: inside rank `from`'s half (stage_at); `out` is our own memory, never the
         // mapping. The peer may write meanwhile: raw bytes, judged by their CRC.
-        Ok(unsafe { super::copy::copy_crc(crc, src, out.as_mut_ptr(), out.len()) })
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        Ok(())
     }
 
     /// Rank `me` staged its raw shares of chunk `c` (CRC32C of share j in `crcs[j]`).

@@ -99,22 +99,21 @@ fn stage_chunks_pass_through_two_mappings_and_offsets_stay_inside_a_half() {
     assert_eq!(a.stage_half_bytes(), 2048);
     for c in 1..=5u32 {
         a.stage_wait_free(0, c, soon()).unwrap();
-        a.stage_put(0, c, 100, &[c as u8; 50], 0).unwrap();
+        a.stage_put(0, c, 100, &[c as u8; 50]).unwrap();
         a.stage_publish_raw(0, c, &[c as u64, 0, 0, 0, 0], &[0, 77])
             .unwrap();
         let (desc, crc) = b.stage_wait_raw(0, c, 1, soon()).unwrap();
         assert_eq!((desc[0], crc), (c as u64, 77));
         let mut out = [0u8; 50];
-        let crc = b.stage_get(0, c, 100, &mut out, 0).unwrap();
-        assert_eq!(crc, crc32c::crc32c(&[c as u8; 50]));
+        b.stage_get(0, c, 100, &mut out).unwrap();
         assert!(out.iter().all(|&x| x == c as u8));
         a.stage_publish_reduced(0, c, 9).unwrap();
         assert_eq!(b.stage_wait_reduced(0, c, soon()).unwrap(), 9);
         b.stage_finish(1, c).unwrap();
     }
-    assert!(a.stage_put(0, 1, 2040, &[0u8; 9], 0).is_err());
-    assert!(a.stage_get(1, 1, usize::MAX, &mut [0u8; 2], 0).is_err());
-    assert!(a.stage_get(2, 1, 0, &mut [0u8; 2], 0).is_err());
+    assert!(a.stage_put(0, 1, 2040, &[0u8; 9]).is_err());
+    assert!(a.stage_get(1, 1, usize::MAX, &mut [0u8; 2]).is_err());
+    assert!(a.stage_get(2, 1, 0, &mut [0u8; 2]).is_err());
     assert!(Arena::create(&name("odd-stage"), 2, 64, 100).is_err());
     assert!(matches!(
         Arena::open(&n, 2, 64, 0),
