@@ -224,9 +224,9 @@ impl Group<'_> {
         seq: u64,
     ) -> Result<()> {
         let bytes = buf.len() * T::DTYPE.size();
-        // Never 0 (the arena's initial state): after 2^32 - 1 rounds it wraps to 1, and
-        // the waits compare sequence numbers with wrapping arithmetic.
-        p.rounds = p.rounds.checked_add(1).unwrap_or(1);
+        // Wrapping (0 included): the halves alternate with the parity, and the waits
+        // compare sequence numbers with wrapping arithmetic.
+        p.rounds = p.rounds.wrapping_add(1);
         let aseq = p.rounds;
         let deadline = Instant::now() + self.opts.timeout;
         p.mine.resize(bytes, 0);
@@ -235,43 +235,62 @@ impl Group<'_> {
         let desc = encode(call, seq, self.id, self.rank, 0, 0);
         let e = |e| arena_err(self, e, call, seq);
         p.arena
-            .publish(self.rank, aseq, &desc, &p.mine, deadline)
+            .publish(self.rank, aseq, &desc, &p.mine)
             .map_err(e)?;
         for from in 0..self.size() {
-            let (desc, filled) = match p.arena.read(from, aseq, &mut p.peer, deadline) {
-                Ok(Ok(d)) => (d, true),
-                Ok(Err(d)) => (d, false),
-                Err(err) => return Err(e(err)),
+            // Our own bytes from our private copy: the region is shared, the copy is not.
+            let src = if from == self.rank {
+                &p.mine
+            } else {
+                self.arena_read(p, from, aseq, call, seq, deadline)?;
+                &p.peer
             };
-            let theirs = decode(&desc, from)?;
-            if theirs.seq != seq || usize::from(theirs.rank) != from {
-                return Err(CollectiveError::Malformed {
-                    node: self.ranks[from].clone(),
-                    reason: format!(
-                        "arena holds collective {} of rank {}",
-                        theirs.seq, theirs.rank
-                    ),
-                });
-            }
-            if let Some(err) = disagreement(seq, call, &theirs) {
-                return Err(err);
-            }
-            if !filled {
-                return Err(CollectiveError::Malformed {
-                    node: self.ranks[from].clone(),
-                    reason: "arena length disagrees with its descriptor".into(),
-                });
-            }
             // Rank order on every rank: the same sums in the same order, bit for bit.
             if from == 0 {
-                op::copy_from_bytes(buf, &p.peer);
+                op::copy_from_bytes(buf, src);
             } else {
-                op::reduce_from_bytes(buf, &p.peer, op);
+                op::reduce_from_bytes(buf, src, op);
             }
         }
-        p.arena.finish(self.rank, aseq).map_err(e)?;
         if op == ReduceOp::Avg {
             op::divide(buf, self.size());
+        }
+        Ok(())
+    }
+
+    /// Reads rank `from`'s arena round `aseq` into `p.peer`, checking its descriptor.
+    fn arena_read(
+        &self,
+        p: &mut ArenaPath,
+        from: usize,
+        aseq: u32,
+        call: &Call,
+        seq: u64,
+        deadline: Instant,
+    ) -> Result<()> {
+        let (desc, filled) = match p.arena.read(from, aseq, &mut p.peer, deadline) {
+            Ok(Ok(d)) => (d, true),
+            Ok(Err(d)) => (d, false),
+            Err(err) => return Err(arena_err(self, err, call, seq)),
+        };
+        let theirs = decode(&desc, from)?;
+        if theirs.seq != seq || usize::from(theirs.rank) != from {
+            return Err(CollectiveError::Malformed {
+                node: self.ranks[from].clone(),
+                reason: format!(
+                    "arena holds collective {} of rank {}",
+                    theirs.seq, theirs.rank
+                ),
+            });
+        }
+        if let Some(err) = disagreement(seq, call, &theirs) {
+            return Err(err);
+        }
+        if !filled {
+            return Err(CollectiveError::Malformed {
+                node: self.ranks[from].clone(),
+                reason: "arena length disagrees with its descriptor".into(),
+            });
         }
         Ok(())
     }

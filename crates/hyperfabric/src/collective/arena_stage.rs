@@ -140,7 +140,9 @@ impl Group<'_> {
         Ok(())
     }
 
-    /// Reduces share `rank` of every rank's chunk into `data` in rank order, stages it.
+    /// Reduces share `rank` of every rank's chunk into `data` in rank order, piece by
+    /// piece, and stages each reduced piece while it is hot; publishes the share (its
+    /// CRC32C, `reduced`) only after every raw share's CRC32C matched.
     #[allow(clippy::too_many_arguments)]
     fn stage_reduce<T: Element>(
         &self,
@@ -163,44 +165,26 @@ impl Group<'_> {
         let share = ch.share(me);
         let mine = &mut data[share.clone()];
         let mut running = [0u32; ARENA_RANKS_MAX];
-        let (own, got) = tmp.split_at_mut(tmp.len() / 2);
+        let mut crc = 0;
+        let (acc, got) = tmp.split_at_mut(tmp.len() / 2);
         for start in (0..mine.len()).step_by(got.len()) {
             let end = (start + got.len()).min(mine.len());
             let piece = &mut mine[start..end];
-            let (own, got) = (&mut own[..piece.len()], &mut got[..piece.len()]);
-            if me != 0 {
-                own.copy_from_slice(piece);
+            let off = (share.start + start) * size;
+            let (acc, got) = (&mut acc[..piece.len()], &mut got[..piece.len()]);
+            reduce_piece(a, ch, me, piece, off, op, &mut running, acc, got).map_err(e)?;
+            if op == ReduceOp::Avg {
+                op::divide(piece, ch.n);
             }
-            for q in (0..ch.n).filter(|&q| q != 0 || me != 0) {
-                let src: &[T] = if q == me {
-                    own
-                } else {
-                    let off = (share.start + start) * size;
-                    a.stage_get(q, ch.c, off, got.as_mut_bytes()).map_err(e)?;
-                    running[q] = crc32c::crc32c_append(running[q], got.as_bytes());
-                    got
-                };
-                if q == 0 {
-                    piece.copy_from_slice(src);
-                } else {
-                    op::reduce_slices(piece, src, op);
-                }
-            }
+            // Staged, not yet published: peers read it only after `reduced = c` below.
+            crc = crc32c::crc32c_append(crc, piece.as_bytes());
+            a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
         }
         if let Some(q) = (0..ch.n).find(|&q| q != me && running[q] != want[q]) {
             return Err(CollectiveError::Malformed {
                 node: self.ranks[q].clone(),
                 reason: format!("CRC32C mismatch on arena chunk {} (share {me})", ch.c),
             });
-        }
-        if op == ReduceOp::Avg {
-            op::divide(mine, ch.n);
-        }
-        let mut crc = 0;
-        for (i, piece) in mine.chunks(tmp.len()).enumerate() {
-            crc = crc32c::crc32c_append(crc, piece.as_bytes());
-            let off = (share.start + i * tmp.len()) * size;
-            a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
         }
         a.stage_publish_reduced(me, ch.c, crc).map_err(e)
     }
@@ -250,6 +234,43 @@ impl Group<'_> {
         }
         Ok(())
     }
+}
+
+/// Reduces `piece` (rank `me`'s own values of one piece of its share, at byte `off` of a
+/// stage half) with the same piece of every peer, in rank order: the ranks before ours are
+/// accumulated in `acc` and meet ours in place (no copy of our own values), the ranks after
+/// ours are reduced into it. Every peer's bytes are copied out into `acc` / `got` first and
+/// their CRC32C runs over the copy (`running[q]`).
+#[allow(clippy::too_many_arguments)]
+fn reduce_piece<T: Element>(
+    a: &Arena,
+    ch: &Chunk,
+    me: usize,
+    piece: &mut [T],
+    off: usize,
+    op: ReduceOp,
+    running: &mut [u32; ARENA_RANKS_MAX],
+    acc: &mut [T],
+    got: &mut [T],
+) -> std::result::Result<(), ArenaError> {
+    let mut get = |q: usize, into: &mut [T]| -> std::result::Result<(), ArenaError> {
+        a.stage_get(q, ch.c, off, into.as_mut_bytes())?;
+        running[q] = crc32c::crc32c_append(running[q], into.as_bytes());
+        Ok(())
+    };
+    if me > 0 {
+        get(0, acc)?;
+        for q in 1..me {
+            get(q, got)?;
+            op::reduce_slices(acc, got, op);
+        }
+        op::reduce_slices_rev(piece, acc, op);
+    }
+    for q in me + 1..ch.n {
+        get(q, got)?;
+        op::reduce_slices(piece, got, op);
+    }
+    Ok(())
 }
 
 /// What the stage's steps fail with before they become a [`CollectiveError`].

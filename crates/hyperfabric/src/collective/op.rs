@@ -98,6 +98,20 @@ pub fn reduce_slices<T: Element>(dst: &mut [T], src: &[T], op: ReduceOp) {
     }
 }
 
+/// `dst[i] = op(src[i], dst[i])`: [`reduce_slices`] with `src` as the left operand, so an
+/// accumulator of the ranks before ours can meet our values in place, in rank order (the
+/// same bits as reducing in order: min/max of signed zeros or NaN payloads depend on it).
+pub fn reduce_slices_rev<T: Element>(dst: &mut [T], src: &[T], op: ReduceOp) {
+    debug_assert_eq!(src.len(), dst.len());
+    let pairs = dst.iter_mut().zip(src);
+    match op {
+        ReduceOp::Sum | ReduceOp::Avg => pairs.for_each(|(d, s)| *d = s.add(*d)),
+        ReduceOp::Prod => pairs.for_each(|(d, s)| *d = s.mul(*d)),
+        ReduceOp::Min => pairs.for_each(|(d, s)| *d = s.min(*d)),
+        ReduceOp::Max => pairs.for_each(|(d, s)| *d = s.max(*d)),
+    }
+}
+
 /// `dst[i] = src[i]` from little-endian bytes.
 pub fn copy_from_bytes<T: Element>(dst: &mut [T], src: &[u8]) {
     let n = T::DTYPE.size();
@@ -137,8 +151,11 @@ mod tests {
                 .zip(&src)
                 .map(|(&x, &y)| op.apply(x, y))
                 .collect();
+            let mut rev = src.clone();
+            reduce_slices_rev(&mut rev, &dst, op);
             reduce_from_bytes(&mut dst, &bytes, op);
             assert_eq!(dst, want, "{op} on {}", T::DTYPE);
+            assert_eq!(rev, want, "{op} reversed on {}", T::DTYPE);
         }
     }
 

@@ -32,6 +32,14 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     }
 }
 
+/// The CPU the calling thread runs on (`sched_getcpu`, a vDSO call: a few ns), `None` where
+/// the kernel cannot say. A hint: the thread may move right after.
+pub fn current_cpu() -> Option<u32> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
+}
+
 /// Wakes up to `n` sleepers on `word`.
 pub fn futex_wake(word: &AtomicU32, n: u32) {
     // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it reads and writes no

@@ -6,38 +6,33 @@
 //!  data offset 0     arena header (64 B): magic, ranks, slot_bytes, stage_bytes
 //!  64 + 1024*r       rank r's control block (every word written by rank r, except the
 //!                    sleepers counts its readers raise):
-//!                      line 0: seq (futex word), sleepers, len, crc, desc[5]   (the slot)
-//!                      line 1: done (last seq it finished reading), sleepers   (the slot)
-//!                      line 2: raw, sleepers     (chunk c's raw shares are staged)
-//!                      line 3: reduced, sleepers (chunk c's reduced share is staged)
-//!                      line 4: read, sleepers    (rank r read everything of chunk c)
-//!                      line 5, 6: per stage half: desc[5], CRC32C of the reduced share
+//!                      line 0: cpu (the CPU rank r last ran on: a hint for waiting)
+//!                      line 1, 2: per slot half: seq (futex word), sleepers, len, crc,
+//!                              desc[5]                     (the slot, collective seq in
+//!                                                           half seq % 2)
+//!                      line 3: raw, sleepers     (chunk c's raw shares are staged)
+//!                      line 4: reduced, sleepers (chunk c's reduced share is staged)
+//!                      line 5: read, sleepers    (rank r read everything of chunk c)
+//!                      line 6, 7: per stage half: desc[5], CRC32C of the reduced share
 //!                      line 8..15: per stage half: CRC32C of each raw share (64 each)
-//!  64 + 1024*N       rank 0's data region: its slot (slot_bytes, 64-aligned), then its
-//!                    stage (stage_bytes: two halves, chunk c in half c % 2); rank 1's, ...
+//!  64 + 1024*N       rank 0's data region: its slot (two halves of slot_bytes, 64-aligned),
+//!                    then its stage (stage_bytes: two halves, chunk c in half c % 2);
+//!                    rank 1's, ...
 //! ```
 //!
-//! The slot carries a whole small vector per collective (below); the stage carries large
-//! ones chunk by chunk, reduce-scatter then all-gather ([`stage`]).
-//!
-//! Protocol for collective number `seq` (1, 2, ...; never 0): a rank waits until every peer's
-//! `done >= seq - 1` (they have read its previous publication), writes its bytes, `len`, the
-//! CRC32C of the bytes and the call descriptor, then stores `seq` with Release and wakes
-//! sleepers. A reader waits for `seq` with Acquire, copies the region out and verifies the
-//! CRC over its copy (the peer is not trusted: it may scribble meanwhile), then the rank
-//! stores `done = seq`. A peer's `seq` is never more than one ahead, so anything other than
-//! `seq - 1` or `seq` is a protocol violation ([`ArenaError::Malformed`]).
-//!
-//! Waiting spins briefly, yields, then parks on the futex of the word waited on (a
-//! `sleepers` count lets the writer skip the wake syscall when nobody sleeps), in slices of
-//! at most [`PARK_SLICE`] so a deadline is always honoured.
+//! The slot carries a whole small vector per collective ([`slot`]); the stage carries large
+//! ones chunk by chunk, reduce-scatter then all-gather ([`stage`]). Waiting for a peer's
+//! word spins, yields or parks depending on where the peer runs ([`pace`]).
 
+mod pace;
+mod slot;
 mod stage;
 
+pub use pace::Pace;
+
 use super::segment::{Segment, SegmentError};
-use super::wait::{futex_wait, futex_wake, Backoff, Schedule, Step};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `b"HFARENA1"` as a little-endian u64.
 pub const ARENA_MAGIC: u64 = u64::from_le_bytes(*b"HFARENA1");
@@ -50,10 +45,6 @@ pub const ARENA_SLOT_MAX: usize = 64 << 20;
 pub const PARK_SLICE: Duration = Duration::from_millis(2);
 const HEADER: usize = 64;
 const BLOCK: usize = 1024;
-const WAIT: Schedule = Schedule::SpinPark {
-    spins: 200,
-    yields: 20,
-};
 
 /// What went wrong in the arena.
 #[derive(Debug, thiserror::Error)]
@@ -76,27 +67,41 @@ pub enum ArenaError {
 /// One rank's control block (see the module diagram).
 #[repr(C, align(64))]
 struct Block {
-    seq: AtomicU32,
-    seq_sleepers: AtomicU32,
-    len: AtomicU64,
-    crc: AtomicU32,
-    _pad0: u32,
-    desc: [AtomicU64; 5],
-    done: Word,
-    raw: Word,
-    reduced: Word,
-    read: Word,
+    cpu: AtomicU32,
+    _pad0: [u32; 15],
+    slot: [SlotInfo; 2],
+    raw: Line,
+    reduced: Line,
+    read: Line,
     half: [HalfInfo; 2],
-    _pad1: [u64; 8],
     share_crc: [[AtomicU32; ARENA_RANKS_MAX]; 2],
 }
 
-/// A sequence word and the count of its sleepers, alone on a cache line.
-#[repr(C, align(64))]
+/// A sequence word and the count of its sleepers (readers parked on its futex).
+#[derive(Default)]
+#[repr(C)]
 struct Word {
     value: AtomicU32,
     sleepers: AtomicU32,
+}
+
+/// A [`Word`] alone on a cache line.
+#[repr(C, align(64))]
+struct Line {
+    word: Word,
     _pad: [u64; 7],
+}
+
+/// What rank r published in one slot half: the collective's number (the half's futex
+/// word), the length and CRC32C of its bytes, its descriptor. One cache line, so a reader
+/// that sees the number has the rest at hand.
+#[repr(C, align(64))]
+struct SlotInfo {
+    seq: Word,
+    len: AtomicU64,
+    crc: AtomicU32,
+    _pad: u32,
+    desc: [AtomicU64; 5],
 }
 
 /// What rank r staged in one half: the chunk's descriptor, its reduced share's CRC32C.
@@ -118,10 +123,11 @@ struct Header {
 
 const _: () = {
     assert!(std::mem::size_of::<Block>() == BLOCK);
-    assert!(std::mem::offset_of!(Block, done) == 64);
-    assert!(std::mem::offset_of!(Block, raw) == 128);
-    assert!(std::mem::offset_of!(Block, read) == 256);
-    assert!(std::mem::offset_of!(Block, half) == 320);
+    assert!(std::mem::size_of::<SlotInfo>() == 64);
+    assert!(std::mem::offset_of!(Block, slot) == 64);
+    assert!(std::mem::offset_of!(Block, raw) == 192);
+    assert!(std::mem::offset_of!(Block, read) == 320);
+    assert!(std::mem::offset_of!(Block, half) == 384);
     assert!(std::mem::offset_of!(Block, share_crc) == 512);
     assert!(std::mem::size_of::<Header>() == HEADER);
 };
@@ -136,6 +142,7 @@ pub struct Arena {
     ranks: usize,
     slot_bytes: usize,
     stage_bytes: usize,
+    pace: Pace,
 }
 
 fn layout_len(ranks: usize, slot_bytes: usize, stage_bytes: usize) -> Result<usize, ArenaError> {
@@ -154,7 +161,7 @@ fn layout_len(ranks: usize, slot_bytes: usize, stage_bytes: usize) -> Result<usi
             "stage of {stage_bytes} bytes (a multiple of 128 up to {ARENA_SLOT_MAX})"
         )));
     }
-    Ok(HEADER + BLOCK * ranks + (slot_bytes + stage_bytes) * ranks)
+    Ok(HEADER + BLOCK * ranks + (2 * slot_bytes + stage_bytes) * ranks)
 }
 
 impl Arena {
@@ -173,11 +180,16 @@ impl Arena {
             ranks,
             slot_bytes,
             stage_bytes,
+            pace: Pace::for_ranks(ranks),
         };
         let h = a.header();
         h.ranks.store(ranks as u64, Ordering::Relaxed);
         h.slot_bytes.store(slot_bytes as u64, Ordering::Relaxed);
         h.stage_bytes.store(stage_bytes as u64, Ordering::Relaxed);
+        // A fresh block says CPU 0, a real CPU: no rank has run anywhere yet.
+        for r in 0..ranks {
+            a.block(r)?.cpu.store(pace::CPU_UNKNOWN, Ordering::Relaxed);
+        }
         h.magic.store(ARENA_MAGIC, Ordering::Release);
         Ok(a)
     }
@@ -202,6 +214,7 @@ impl Arena {
             ranks,
             slot_bytes,
             stage_bytes,
+            pace: Pace::for_ranks(ranks),
         };
         let h = a.header();
         let got = (
@@ -272,149 +285,35 @@ impl Arena {
         })
     }
 
-    /// Rank `rank`'s data region: its slot, then its stage.
+    /// Rank `rank`'s data region: its two slot halves, then its stage.
     fn region(&self, rank: usize) -> *mut u8 {
-        let off = HEADER + BLOCK * self.ranks + (self.slot_bytes + self.stage_bytes) * rank;
+        let off = HEADER + BLOCK * self.ranks + (2 * self.slot_bytes + self.stage_bytes) * rank;
         // SAFETY: rank < ranks (callers went through `block` first), so
-        // off + slot_bytes + stage_bytes <= layout length <= data_len: inside the mapping.
+        // off + 2 * slot_bytes + stage_bytes <= layout length <= data_len: inside the mapping.
         unsafe { self.seg.data_ptr().as_ptr().add(off) }
     }
 
-    /// Publishes `data` (at most `slot_bytes`) with `desc` as rank `me`'s collective `seq`,
-    /// after every peer finished reading `seq - 1`.
-    pub fn publish(
+    /// How this process waits for the others (from the ranks and its CPUs).
+    pub fn pace(&self) -> Pace {
+        self.pace
+    }
+
+    /// Waits with [`Self::pace`] for rank `peer`'s `word` to reach `target`.
+    fn wait_on(
         &self,
-        me: usize,
-        seq: u32,
-        desc: &Desc,
-        data: &[u8],
-        deadline: Instant,
-    ) -> Result<(), ArenaError> {
-        let own = self.block(me)?;
-        if seq == 0 || data.len() > self.slot_bytes {
-            return Err(ArenaError::Layout(format!(
-                "publish of {} bytes as seq {seq} (slot {})",
-                data.len(),
-                self.slot_bytes
-            )));
-        }
-        for peer in (0..self.ranks).filter(|&p| p != me) {
-            let b = self.block(peer)?;
-            wait_word(&b.done.value, &b.done.sleepers, seq - 1, deadline).map_err(|()| {
-                ArenaError::Timeout {
-                    rank: peer,
-                    what: "reading collective",
-                    seq: seq - 1,
-                }
-            })?;
-        }
-        // SAFETY: our own region (rank `me` < ranks checked by `block`), `data.len()` <=
-        // slot_bytes checked above; nobody reads it now (every peer's done == seq - 1 and
-        // our seq word still says seq - 1), and `data` is caller memory, not the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.region(me), data.len()) };
-        own.len.store(data.len() as u64, Ordering::Relaxed);
-        own.crc.store(crc32c::crc32c(data), Ordering::Relaxed);
-        for (w, v) in own.desc.iter().zip(desc) {
-            w.store(*v, Ordering::Relaxed);
-        }
-        // SeqCst: the store must not pass the sleepers load below (a lost wake-up).
-        own.seq.store(seq, Ordering::SeqCst);
-        if own.seq_sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&own.seq, u32::MAX);
-        }
-        Ok(())
+        peer: &Block,
+        word: &Word,
+        target: u32,
+        deadline: std::time::Instant,
+    ) -> Result<u32, ()> {
+        word.wait(self.pace, &peer.cpu, target, deadline)
     }
 
-    /// Waits for rank `from`'s collective `seq`, copies its bytes into `out` (which must be
-    /// exactly as long as what was published) and verifies their CRC32C on the copy.
-    /// Returns the publisher's descriptor for the caller to compare first: on a length
-    /// mismatch `Ok(Err(desc))` lets it name the field that differs.
-    pub fn read(
-        &self,
-        from: usize,
-        seq: u32,
-        out: &mut [u8],
-        deadline: Instant,
-    ) -> Result<Result<Desc, Desc>, ArenaError> {
-        let b = self.block(from)?;
-        let malformed = |reason: String| ArenaError::Malformed { rank: from, reason };
-        wait_word(&b.seq, &b.seq_sleepers, seq, deadline).map_err(|()| ArenaError::Timeout {
-            rank: from,
-            what: "collective",
-            seq,
-        })?;
-        let now = b.seq.load(Ordering::Acquire);
-        if now != seq {
-            return Err(malformed(format!("sequence {now}, expected {seq}")));
-        }
-        let desc: Desc = std::array::from_fn(|i| b.desc[i].load(Ordering::Relaxed));
-        let len = b.len.load(Ordering::Relaxed);
-        if len > self.slot_bytes as u64 {
-            return Err(malformed(format!("length {len} over the slot")));
-        }
-        if len != out.len() as u64 {
-            return Ok(Err(desc));
-        }
-        // SAFETY: `from` < ranks (block), len == out.len() <= slot_bytes: the source lies in
-        // its region; `out` is our own memory, never the mapping. The peer may write the
-        // region meanwhile (it is untrusted): we copy raw bytes and judge them by the CRC.
-        unsafe { std::ptr::copy_nonoverlapping(self.region(from), out.as_mut_ptr(), out.len()) };
-        let crc = b.crc.load(Ordering::Relaxed);
-        if crc32c::crc32c(out) != crc {
-            return Err(malformed(format!("CRC32C mismatch on collective {seq}")));
-        }
-        Ok(Ok(desc))
-    }
-
-    /// Rank `me` finished reading every peer's collective `seq`: they may publish the next.
-    pub fn finish(&self, me: usize, seq: u32) -> Result<(), ArenaError> {
-        let own = self.block(me)?;
-        own.done.set(seq);
-        Ok(())
-    }
-}
-
-impl Word {
-    /// Stores `v` and wakes the sleepers. SeqCst: the store must not pass the sleepers
-    /// load (a lost wake-up).
-    fn set(&self, v: u32) {
-        self.value.store(v, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&self.value, u32::MAX);
-        }
-    }
-
-    /// Waits until the word is at least `target` (wrapping) or `deadline`; returns it.
-    fn wait(&self, target: u32, deadline: Instant) -> Result<u32, ()> {
-        wait_word(&self.value, &self.sleepers, target, deadline)?;
-        Ok(self.value.load(Ordering::Acquire))
-    }
-}
-
-/// Waits until `word` is at least `target` (wrapping sequence arithmetic) or `deadline`.
-fn wait_word(
-    word: &AtomicU32,
-    sleepers: &AtomicU32,
-    target: u32,
-    deadline: Instant,
-) -> Result<(), ()> {
-    let reached = |v: u32| v.wrapping_sub(target) as i32 >= 0;
-    let mut backoff = Backoff::new(WAIT);
-    loop {
-        let v = word.load(Ordering::Acquire);
-        if reached(v) {
-            return Ok(());
-        }
-        if backoff.step() == Step::Park {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(());
-            }
-            sleepers.fetch_add(1, Ordering::SeqCst);
-            // Re-check after announcing ourselves: a writer that stored before it saw the
-            // count changed `v`, so the futex returns at once.
-            futex_wait(word, v, (deadline - now).min(PARK_SLICE));
-            sleepers.fetch_sub(1, Ordering::SeqCst);
+    /// Notes the CPU rank `me` runs on in its block (a store only when it moved).
+    fn note_cpu(&self, own: &Block) {
+        let cpu = pace::cpu_word();
+        if own.cpu.load(Ordering::Relaxed) != cpu {
+            own.cpu.store(cpu, Ordering::Relaxed);
         }
     }
 }

@@ -47,9 +47,10 @@ impl Arena {
                 "{len} bytes at {off} of a stage half of {half}"
             )));
         }
-        let at = self.slot_bytes + half * (c % 2) as usize + off;
+        let at = 2 * self.slot_bytes + half * (c % 2) as usize + off;
         // SAFETY: rank < ranks (block above), so the region lies in the mapping, and
-        // slot_bytes + half * 2 == slot_bytes + stage_bytes bounds `at + len` (checked).
+        // 2 * slot_bytes + half * 2 == 2 * slot_bytes + stage_bytes bounds `at + len`
+        // (checked).
         Ok(unsafe { self.region(rank).add(at) })
     }
 
@@ -61,15 +62,14 @@ impl Arena {
     pub fn stage_wait_free(&self, me: usize, c: u32, deadline: Instant) -> Result<(), ArenaError> {
         let base = c.wrapping_sub(2);
         for peer in (0..self.ranks).filter(|&p| p != me) {
-            let v =
-                self.block(peer)?
-                    .read
-                    .wait(base, deadline)
-                    .map_err(|()| ArenaError::Timeout {
-                        rank: peer,
-                        what: "reading chunk",
-                        seq: base,
-                    })?;
+            let b = self.block(peer)?;
+            let v = self
+                .wait_on(b, &b.read.word, base, deadline)
+                .map_err(|()| ArenaError::Timeout {
+                    rank: peer,
+                    what: "reading chunk",
+                    seq: base,
+                })?;
             if ahead(v, base) > 1 {
                 return Err(Self::malformed(peer, format!("read chunk {v} before {c}")));
             }
@@ -126,7 +126,8 @@ impl Arena {
         for (w, v) in own.half[h].desc.iter().zip(desc) {
             w.store(*v, Ordering::Relaxed);
         }
-        own.raw.set(c);
+        self.note_cpu(own);
+        own.raw.word.set(c);
         Ok(())
     }
 
@@ -146,11 +147,13 @@ impl Arena {
                 self.ranks
             )));
         }
-        let v = b.raw.wait(c, deadline).map_err(|()| ArenaError::Timeout {
-            rank: from,
-            what: "chunk",
-            seq: c,
-        })?;
+        let v = self
+            .wait_on(b, &b.raw.word, c, deadline)
+            .map_err(|()| ArenaError::Timeout {
+                rank: from,
+                what: "chunk",
+                seq: c,
+            })?;
         if ahead(v, c) > 1 {
             return Err(Self::malformed(
                 from,
@@ -168,7 +171,7 @@ impl Arena {
         own.half[(c % 2) as usize]
             .reduced_crc
             .store(crc, Ordering::Relaxed);
-        own.reduced.set(c);
+        own.reduced.word.set(c);
         Ok(())
     }
 
@@ -180,9 +183,8 @@ impl Arena {
         deadline: Instant,
     ) -> Result<u32, ArenaError> {
         let b = self.block(from)?;
-        let v = b
-            .reduced
-            .wait(c, deadline)
+        let v = self
+            .wait_on(b, &b.reduced.word, c, deadline)
             .map_err(|()| ArenaError::Timeout {
                 rank: from,
                 what: "reduced chunk",
@@ -199,7 +201,7 @@ impl Arena {
 
     /// Rank `me` read everything of chunk `c`: its half may be reused for `c + 2`.
     pub fn stage_finish(&self, me: usize, c: u32) -> Result<(), ArenaError> {
-        self.block(me)?.read.set(c);
+        self.block(me)?.read.word.set(c);
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::{Duration, Instant};
 
 fn name(tag: &str) -> String {
     format!("hf-arena-test-{tag}-{}", std::process::id())
@@ -19,7 +20,7 @@ fn ranks_exchange_many_rounds_through_two_mappings() {
         for seq in 1..=200u32 {
             let mine = vec![(me as u8).wrapping_add(seq as u8); (seq as usize * 7) % 4000];
             arena
-                .publish(me, seq, &[seq as u64, 0, 0, 0, 0], &mine, soon())
+                .publish(me, seq, &[seq as u64, 0, 0, 0, 0], &mine)
                 .unwrap();
             for from in 0..3 {
                 let mut out = vec![0u8; mine.len()];
@@ -29,7 +30,6 @@ fn ranks_exchange_many_rounds_through_two_mappings() {
                     .iter()
                     .all(|&x| x == (from as u8).wrapping_add(seq as u8)));
             }
-            arena.finish(me, seq).unwrap();
         }
     };
     std::thread::scope(|s| {
@@ -55,7 +55,7 @@ fn a_silent_peer_is_a_timeout_and_bad_layouts_are_refused() {
         Err(ArenaError::Layout(_))
     ));
     assert!(Arena::create(&name("odd"), 2, 65, 0).is_err());
-    assert!(a.publish(0, 1, &[0; 5], &[0u8; 65], soon()).is_err());
+    assert!(a.publish(0, 1, &[0; 5], &[0u8; 65]).is_err());
     assert!(a.block(2).is_err());
 }
 
@@ -63,24 +63,32 @@ fn a_silent_peer_is_a_timeout_and_bad_layouts_are_refused() {
 fn a_scribbled_region_is_malformed_and_a_length_mismatch_returns_the_descriptor() {
     let n = name("crc");
     let a = Arena::create(&n, 2, 64, 0).unwrap();
-    a.publish(1, 1, &[7, 0, 0, 0, 0], &[1u8; 16], soon())
-        .unwrap();
+    a.publish(1, 1, &[7, 0, 0, 0, 0], &[1u8; 16]).unwrap();
     let mut short = [0u8; 8];
     assert_eq!(
         a.read(1, 1, &mut short, soon()).unwrap(),
         Err([7, 0, 0, 0, 0])
     );
-    a.block(1).unwrap().crc.fetch_xor(1, Ordering::Relaxed);
+    a.block(1).unwrap().slot[1]
+        .crc
+        .fetch_xor(1, Ordering::Relaxed);
     let mut out = [0u8; 16];
     assert!(matches!(
         a.read(1, 1, &mut out, soon()),
         Err(ArenaError::Malformed { rank: 1, .. })
     ));
-    a.block(1).unwrap().seq.store(9, Ordering::Release);
+    a.block(1).unwrap().slot[1]
+        .seq
+        .value
+        .store(9, Ordering::Release);
     assert!(matches!(
         a.read(1, 1, &mut out, soon()),
         Err(ArenaError::Malformed { .. })
     ));
+    // Round 2 lives in the other half: round 1's bytes there stay untouched.
+    a.publish(1, 2, &[8, 0, 0, 0, 0], &[2u8; 16]).unwrap();
+    assert_eq!(a.read(1, 2, &mut out, soon()).unwrap(), Ok([8, 0, 0, 0, 0]));
+    assert_eq!(out, [2u8; 16]);
 }
 
 #[test]
@@ -126,17 +134,17 @@ fn stage_words_too_far_ahead_are_malformed_and_silence_is_a_timeout() {
         a.stage_wait_reduced(1, 1, t()),
         Err(ArenaError::Timeout { rank: 1, .. })
     ));
-    a.block(1).unwrap().raw.set(3);
+    a.block(1).unwrap().raw.word.set(3);
     assert!(matches!(
         a.stage_wait_raw(1, 1, 0, t()),
         Err(ArenaError::Malformed { rank: 1, .. })
     ));
-    a.block(1).unwrap().reduced.set(2);
+    a.block(1).unwrap().reduced.word.set(2);
     assert!(matches!(
         a.stage_wait_reduced(1, 1, t()),
         Err(ArenaError::Malformed { .. })
     ));
-    a.block(1).unwrap().read.set(1);
+    a.block(1).unwrap().read.word.set(1);
     assert!(matches!(
         a.stage_wait_free(0, 1, t()),
         Err(ArenaError::Malformed { .. })
