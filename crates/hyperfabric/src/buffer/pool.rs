@@ -69,6 +69,38 @@ impl RecvPool {
         }
     }
 
+    /// A kept vector of at least `len` bytes' capacity, as it was (its length is how far
+    /// it was ever written), or an empty one: the spare a stream link reads its next frames
+    /// into after it gave its buffer away ([`Self::adopt`]).
+    pub fn spare(&self, len: usize) -> Vec<u8> {
+        let mut free = self.free.lock();
+        let i = free.bufs.iter().rposition(|b| b.capacity() >= len);
+        i.map_or_else(Vec::new, |i| {
+            let b = free.bufs.swap_remove(i);
+            free.bytes -= b.capacity();
+            b
+        })
+    }
+
+    /// Makes `buf[..len]` a buffer of this pool (it comes back here when dropped): a frame's
+    /// payload that a stream link read into `buf` goes to the application without a copy.
+    /// A vector too large for its bytes (over four times `len`) is copied from instead and
+    /// kept (or freed) at once, so a small message never pins a large buffer.
+    pub fn adopt(self: &Arc<Self>, buf: Vec<u8>, len: usize) -> PooledBuf {
+        let len = len.min(buf.len());
+        if buf.capacity() > len.saturating_mul(4) {
+            let mut copy = self.take(len);
+            copy.as_mut_slice().copy_from_slice(&buf[..len]);
+            self.give_back(buf);
+            return copy;
+        }
+        PooledBuf {
+            buf,
+            len,
+            pool: Arc::clone(self),
+        }
+    }
+
     fn give_back(&self, buf: Vec<u8>) {
         let cap = buf.capacity();
         if cap == 0 || cap > BUFFER_BYTES_MAX {
@@ -163,6 +195,24 @@ mod tests {
             pool.take(150).iter().all(|&x| x == 0),
             "a new buffer comes zeroed"
         );
+    }
+
+    #[test]
+    fn an_adopted_vector_comes_back_as_a_spare() {
+        let pool = RecvPool::new();
+        assert_eq!(pool.spare(10).capacity(), 0, "an empty pool has no spare");
+        let v = vec![5u8; 1000];
+        let ptr = v.as_ptr();
+        let a = pool.adopt(v, 900);
+        assert_eq!((a.len(), a.as_ptr()), (900, ptr), "adopted in place");
+        drop(a);
+        let spare = pool.spare(1000);
+        assert_eq!((spare.as_ptr(), spare.len()), (ptr, 1000), "kept as it was");
+        // Too large for its bytes: copied, and the large vector kept for later.
+        let small = pool.adopt(spare, 10);
+        assert_ne!(small.as_ptr(), ptr);
+        assert_eq!(&small[..], &[5u8; 10]);
+        assert_eq!(pool.kept(), (1, 1000));
     }
 
     #[test]

@@ -47,7 +47,8 @@ impl LinkTx for StreamTx {
 }
 
 /// The receiving half: a buffered reader and the payload buffer, which only grows (to the
-/// largest frame seen), so steady state neither allocates nor clears memory.
+/// largest frame seen), so steady state neither allocates nor clears memory. The buffer can
+/// be given away with its frame's payload ([`LinkRx::give_payload`]) for a spare.
 pub struct StreamRx {
     reader: BufReader<LinkReader>,
     limits: wire::Limits,
@@ -99,6 +100,12 @@ impl LinkRx for StreamRx {
                 Err(RecvError::Protocol(format!("protocol violation: {e}")))
             }
         }
+    }
+
+    const GIVES_PAYLOAD: bool = true;
+
+    fn give_payload(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        std::mem::replace(&mut self.payload, spare)
     }
 }
 
