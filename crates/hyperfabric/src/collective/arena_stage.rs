@@ -130,7 +130,7 @@ impl Group<'_> {
             let mut crc = 0;
             for (i, piece) in data[share.clone()].chunks(tmp.len()).enumerate() {
                 let bytes = piece.as_bytes();
-                crc = crc32c::crc32c_append(crc, bytes);
+                crc = crate::wire::checksum_append(crc, bytes);
                 a.stage_put(me, ch.c, (share.start + i * tmp.len()) * size, bytes)?;
             }
             crcs[j] = crc;
@@ -177,7 +177,7 @@ impl Group<'_> {
                 op::divide(piece, ch.n);
             }
             // Staged, not yet published: peers read it only after `reduced = c` below.
-            crc = crc32c::crc32c_append(crc, piece.as_bytes());
+            crc = crate::wire::checksum_append(crc, piece.as_bytes());
             a.stage_put(me, ch.c, off, piece.as_bytes()).map_err(e)?;
         }
         if let Some(q) = (0..ch.n).find(|&q| q != me && running[q] != want[q]) {
@@ -205,7 +205,7 @@ impl Group<'_> {
             for (i, piece) in data[share.clone()].chunks_mut(tmp.len()).enumerate() {
                 let off = (share.start + i * tmp.len()) * size;
                 a.stage_get(q, ch.c, off, piece.as_mut_bytes())?;
-                crc = crc32c::crc32c_append(crc, piece.as_bytes());
+                crc = crate::wire::checksum_append(crc, piece.as_bytes());
             }
             if crc != want {
                 return Err(StageError::Crc { rank: q, c: ch.c });
@@ -255,7 +255,7 @@ fn reduce_piece<T: Element>(
 ) -> std::result::Result<(), ArenaError> {
     let mut get = |q: usize, into: &mut [T]| -> std::result::Result<(), ArenaError> {
         a.stage_get(q, ch.c, off, into.as_mut_bytes())?;
-        running[q] = crc32c::crc32c_append(running[q], into.as_bytes());
+        running[q] = crate::wire::checksum_append(running[q], into.as_bytes());
         Ok(())
     };
     if me > 0 {

@@ -17,6 +17,35 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Smallest whole message handed to the application in the link's own read buffer; below
+/// it a copy costs little and keeps the buffer with the link.
+pub(super) const HANDOFF_MIN_BYTES: usize = 64 << 10;
+
+/// Whether a whole message may go to the application in the very vector its link read it
+/// into ([`crate::transport::LinkRx::give_payload`]), and whether the dispatch chose that:
+/// the delivery then waits until the link's frame callback has returned
+/// ([`NodeInner::deliver_handed`]).
+pub(super) enum Handoff {
+    /// The link keeps its payloads (a ring record): whole messages are copied.
+    Never,
+    /// The link can give this frame's payload away.
+    Possible,
+    /// The dispatch claimed this frame as a whole message: deliver it from the link's buffer.
+    Deferred {
+        header: Header,
+        transform: Transform,
+    },
+}
+
+impl Handoff {
+    pub(super) fn new(link_gives: bool) -> Handoff {
+        match link_gives {
+            true => Handoff::Possible,
+            false => Handoff::Never,
+        }
+    }
+}
+
 impl NodeInner {
     /// Handles one verified frame. `Ok(false)` ends the connection gracefully (Close);
     /// `Err(fault)` ends it as the peer's protocol violation.
@@ -26,6 +55,7 @@ impl NodeInner {
         h: &Header,
         payload: &[u8],
         scratch: &mut Vec<u8>,
+        handoff: &mut Handoff,
     ) -> Result<bool, Fault> {
         // An observer's frame goes on to the member dispatch below, or stops here.
         if conn.is_observer() && !self.observer_may(conn, h) {
@@ -36,7 +66,7 @@ impl NodeInner {
             return Ok(true);
         }
         match h.kind {
-            FrameKind::Data => self.on_data(conn, h, payload, scratch)?,
+            FrameKind::Data => self.on_data(conn, h, payload, scratch, handoff)?,
             FrameKind::Meta => self.on_meta(conn, h, payload),
             FrameKind::Ack => {
                 if self.outgoing.belongs_to(h.transfer_id, h.src) {
@@ -131,10 +161,11 @@ impl NodeInner {
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         h: &Header,
-        payload: &[u8],
+        framed: &[u8],
         scratch: &mut Vec<u8>,
+        handoff: &mut Handoff,
     ) -> Result<(), Fault> {
-        let Some((payload, transform)) = self.admit_data(conn, h, payload) else {
+        let Some((payload, transform)) = self.admit_data(conn, h, framed) else {
             return Ok(());
         };
         let bytes = match flags::compression(h.flags) {
@@ -149,6 +180,16 @@ impl NodeInner {
             && self.incoming.fits_whole(h.aux)
             && self.incoming.claim_whole((h.src, h.transfer_id), self.whole_content_crc(h, bytes));
         if whole {
+            // The message is the frame's payload as the link read it (no origin prefix, not
+            // compressed): a large one goes on in the link's buffer once the link lets go.
+            let as_read = std::ptr::eq(bytes, framed);
+            if as_read && bytes.len() >= HANDOFF_MIN_BYTES && matches!(handoff, Handoff::Possible) {
+                *handoff = Handoff::Deferred {
+                    header: *h,
+                    transform,
+                };
+                return Ok(());
+            }
             let payload = self.incoming.pooled_copy(bytes);
             self.deliver_whole(conn, h, transform, payload);
             return Ok(());
@@ -288,6 +329,19 @@ impl NodeInner {
             transform,
             payload,
         });
+    }
+
+    /// Delivers the whole message the dispatch deferred ([`Handoff::Deferred`]) in `buf`,
+    /// the vector its link read it into and gave away.
+    pub(super) fn deliver_handed(
+        &self,
+        conn: &Conn,
+        h: &Header,
+        transform: Transform,
+        buf: Vec<u8>,
+    ) {
+        let payload = self.incoming.adopt(buf, h.payload_len as usize);
+        self.deliver_whole(conn, h, transform, payload);
     }
 
     /// Stores a complete transfer for good (or refuses it), then acknowledges it FINAL.

@@ -4,6 +4,7 @@
 //! The TCP reader thread, the shared-memory reader thread and callers driving a ring all
 //! come through [`step`].
 
+use super::dispatch::Handoff;
 use super::{shmlink, Conn, NodeInner};
 use crate::transport::{Frame, LinkRx, RecvError, TransportKind};
 use crate::wire::{flags, DecodeError, FrameKind, Header, HEADER_LEN};
@@ -49,8 +50,17 @@ pub(super) fn step<L: LinkRx>(
     offered: &mut bool,
 ) -> Result<bool, End> {
     let kind = rx.kind();
-    match rx.poll_recv(|f| on_frame(node, conn, kind, f, scratch, offered)) {
-        Ok(Some(handled)) => handled.map(|()| true),
+    let mut handoff = Handoff::new(L::GIVES_PAYLOAD);
+    let ho = &mut handoff;
+    match rx.poll_recv(|f| on_frame(node, conn, kind, f, scratch, offered, ho)) {
+        Ok(Some(handled)) => {
+            // A whole message the dispatch left in the link's buffer: the link gives it away.
+            if let Handoff::Deferred { header, transform } = handoff {
+                let spare = node.incoming.spare(header.payload_len as usize);
+                node.deliver_handed(conn, &header, transform, rx.give_payload(spare));
+            }
+            handled.map(|()| true)
+        }
         Ok(None) => Ok(false),
         Err(RecvError::Corrupt(e)) => {
             corrupt_frame(node, conn, &e);
@@ -74,6 +84,7 @@ fn on_frame(
     f: Frame<'_>,
     scratch: &mut Vec<u8>,
     offered: &mut bool,
+    handoff: &mut Handoff,
 ) -> Result<(), End> {
     let Frame { header: h, payload } = f;
     let violation = |e: String| End::Violation(e);
@@ -97,7 +108,7 @@ fn on_frame(
         shmlink::accept(node, conn, payload);
         true
     } else {
-        node.dispatch(conn, &h, payload, scratch)
+        node.dispatch(conn, &h, payload, scratch, handoff)
             .map_err(|fault| End::Violation(fault.into()))?
     };
     node.stats.frames_received.fetch_add(1, Ordering::Relaxed);

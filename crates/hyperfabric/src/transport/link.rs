@@ -93,6 +93,17 @@ pub trait LinkRx: Send {
         &mut self,
         on_frame: impl FnOnce(Frame<'_>) -> R,
     ) -> Result<Option<R>, RecvError>;
+
+    /// Whether [`Self::give_payload`] works: the payload lies in a vector of the link's own
+    /// (a stream's read buffer), not in memory the link must keep (a ring record).
+    const GIVES_PAYLOAD: bool = false;
+
+    /// Gives away the vector that holds the payload of the frame last handed to `on_frame`
+    /// (its first `payload_len` bytes), taking `spare` to read the next frames into. Where
+    /// [`Self::GIVES_PAYLOAD`] is false, `spare` comes back and the payload stays.
+    fn give_payload(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        spare
+    }
 }
 
 /// Decodes and verifies the frame whose header is `raw` and whose payload is `payload`

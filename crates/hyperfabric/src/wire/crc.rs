@@ -36,7 +36,7 @@ pub fn bulk(bytes: &[u8]) -> u32 {
 }
 
 /// `crc32c::crc32c_append(crc, bytes)`, by [`bulk`]'s means.
-fn append(crc: u32, bytes: &[u8]) -> u32 {
+pub fn append(crc: u32, bytes: &[u8]) -> u32 {
     // CRC-32C starts from !0 and ends with a final !: a finished `crc` continues from `!crc`.
     let mut d =
         crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(!crc));

@@ -409,6 +409,12 @@ pub fn payload_checksum(bytes: &[u8]) -> u32 {
     crc::bulk(bytes)
 }
 
+/// `crc32c::crc32c_append(crc, bytes)` by [`payload_checksum`]'s means: a running CRC32C
+/// over data that comes in pieces (the collective arena's shares).
+pub fn checksum_append(crc: u32, bytes: &[u8]) -> u32 {
+    crc::append(crc, bytes)
+}
+
 /// Checks the CRC32C of a frame whose header was decoded from `raw_header`.
 pub fn verify(raw_header: &[u8; HEADER_LEN], payload: &[u8]) -> Result<(), DecodeError> {
     let expected = le_u32(raw_header, 56);

@@ -225,6 +225,18 @@ impl IncomingTable {
         Payload::Pooled(buf)
     }
 
+    /// `buf[..len]`, the whole message a stream link read into `buf` and gave away, as a
+    /// buffer of the receive pool (no copy unless `buf` is far larger than its bytes).
+    pub(super) fn adopt(&self, buf: Vec<u8>, len: usize) -> Payload {
+        Payload::Pooled(self.pool.adopt(buf, len))
+    }
+
+    /// A vector for a stream link to read its next frames into once it gave its buffer
+    /// away: a kept one (capacity for `len` bytes) if there is one.
+    pub(super) fn spare(&self, len: usize) -> Vec<u8> {
+        self.pool.spare(len)
+    }
+
     /// How transfer `key` ended, if it did (and is still remembered).
     pub(super) fn outcome(&self, key: TransferKey) -> Option<Outcome> {
         self.done.lock().get(key).cloned()

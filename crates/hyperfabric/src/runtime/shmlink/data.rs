@@ -134,7 +134,8 @@ pub(in crate::runtime) fn on_loaned(
     if !whole {
         h.flags &= !flags::LOANED;
         h.payload_len = view.len() as u32;
-        return Ok(node.dispatch(conn, &h, &view, scratch)?);
+        let handoff = &mut super::super::dispatch::Handoff::Never;
+        return Ok(node.dispatch(conn, &h, &view, scratch, handoff)?);
     }
     node.stats
         .bytes_received
