@@ -149,13 +149,15 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn killing_one_rank_mid_all_reduce_makes_the_others_return_an_error() {
-    kill_one_rank_mid_all_reduce(&["--sizes", "4M"]);
+    kill_one_rank_mid_all_reduce(&["--sizes", "4M", "--iters", "1000000"]);
 }
 
 /// The same on the intra-host arena (8 B all_reduce and the barriers between them).
 #[test]
 fn killing_one_rank_mid_arena_all_reduce_makes_the_others_return_an_error() {
-    kill_one_rank_mid_all_reduce(&["--sizes", "8", "--arena"]);
+    // 8 B on the arena takes well under 1 µs with the ranks on their own CPUs: fifty
+    // million of them outlast the seven seconds before the kill.
+    kill_one_rank_mid_all_reduce(&["--sizes", "8", "--arena", "--iters", "50000000"]);
 }
 
 /// The two kill tests one at a time: six ranks at once on a loaded 2-core machine were
@@ -168,8 +170,6 @@ fn kill_one_rank_mid_all_reduce(extra: &[&str]) {
         .args(["bench", "allreduce", "--ranks", "3"])
         .args(extra)
         .args([
-            "--iters",
-            "1000000",
             "--warmup",
             "0",
             // Long enough that slow starts on a loaded 2-core machine (9 rank processes of
@@ -192,8 +192,8 @@ fn kill_one_rank_mid_all_reduce(extra: &[&str]) {
         std::thread::sleep(Duration::from_millis(25));
     }
     assert_eq!(ranks.len(), 3, "the bench started three ranks");
-    // Let them connect and get into the loop of all_reduces (a million of them: still
-    // running when the kill comes).
+    // Let them connect and get into the loop of all_reduces (enough of them, `--iters`
+    // in `extra`, to be still running when the kill comes).
     std::thread::sleep(Duration::from_millis(7000));
     let killed = Command::new("kill")
         .args(["-9", &ranks[1].to_string()])
