@@ -34,6 +34,19 @@ pub struct EndedLimits {
     pub node_max: usize,
     /// How long an ended transfer is kept at least (zero: only the bounds decide).
     pub linger: Duration,
+    /// What a source that reached `per_peer_max` young entries gets.
+    pub source_full: SourceFull,
+}
+
+/// What happens when one source has `per_peer_max` entries younger than the linger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFull {
+    /// Its new transfers are refused: no duplicate within the linger is ever delivered twice.
+    Refuse,
+    /// It forgets its own oldest entry (counted in `forgotten_young`): an honest source that
+    /// ends transfers faster than its bound per linger is served, and only its own late
+    /// duplicates are at risk, never another source's (the node bound still refuses).
+    ForgetOwnOldest,
 }
 
 /// Why a new transfer could not be remembered when it ends (it is refused instead).
@@ -129,7 +142,8 @@ impl<T: Timestamp, O> Ended<T, O> {
             false => q.len() - q.partition_point(|&(at, _)| self.old(now, at)),
         };
         let young_peer = self.peers.get(&src).map_or(0, young);
-        if young_peer + open_peer >= self.limits.per_peer_max {
+        let refuse_peer = self.limits.source_full == SourceFull::Refuse;
+        if refuse_peer && young_peer + open_peer >= self.limits.per_peer_max {
             let max = self.limits.per_peer_max;
             return Err(NoRoom::Peer { max });
         }
@@ -234,6 +248,7 @@ mod tests {
             per_peer_max,
             node_max,
             linger: Duration::from_millis(linger_ms),
+            source_full: SourceFull::Refuse,
         })
     }
 

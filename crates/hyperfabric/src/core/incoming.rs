@@ -2,7 +2,7 @@
 //! the memory of finished transfers that makes delivery exactly once.
 
 use super::admission::{recv_refusal, Ledger, Load, Overload};
-use super::ended::{Ended, EndedLimits};
+use super::ended::{Ended, EndedLimits, SourceFull};
 use super::time::Time;
 use super::Limits;
 use crate::proto::{AckInfo, IncomingTransfer, RecvError, RecvParams, Verdict};
@@ -58,6 +58,7 @@ impl Incoming {
                 per_peer_max: limits.finished_per_peer_max,
                 node_max: limits.finished_max,
                 linger,
+                source_full: SourceFull::Refuse,
             }),
         }
     }
