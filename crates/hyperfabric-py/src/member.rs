@@ -9,7 +9,7 @@ use crate::errors::{py_result, to_py};
 use crate::message::Message;
 use crate::options::{parse, seconds, SendOpts};
 use crate::report::send_report;
-use hyperfabric::bootstrap::{Launch, Mode};
+use hyperfabric::bootstrap::Launch;
 use hyperfabric::config::FabricConfig;
 use hyperfabric::membership::etcd::EtcdUrl;
 use hyperfabric::membership::etcd_access::EtcdAccess;
@@ -108,17 +108,7 @@ impl Member {
         }
         let listen: Option<SocketAddr> = listen.map(|l| parse("listen", l)).transpose()?;
         let opts = JoinOptions {
-            launch: Launch {
-                source: Mode::Explicit,
-                rank: 0,
-                world_size,
-                local_rank: None,
-                local_world_size: None,
-                node_index: None,
-                hosts: Vec::new(),
-                master_host: String::new(),
-                master_port: 0,
-            },
+            launch: Launch::explicit(world_size),
             file,
             node_id: Some(node.to_owned()),
             listen,

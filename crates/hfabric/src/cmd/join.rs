@@ -138,17 +138,7 @@ impl BootstrapArgs {
         }
         let launch = match mode {
             Some(m) => self.launch(m)?,
-            None => Launch {
-                source: Mode::Explicit,
-                rank: 0,
-                world_size: self.world_size.unwrap_or(1),
-                local_rank: None,
-                local_world_size: None,
-                node_index: None,
-                hosts: Vec::new(),
-                master_host: String::new(),
-                master_port: 0,
-            },
+            None => Launch::explicit(self.world_size.unwrap_or(1)),
         };
         let opts = JoinOptions {
             launch,

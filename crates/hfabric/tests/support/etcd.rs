@@ -221,18 +221,8 @@ pub fn join_with(
     id: &str,
     access: EtcdAccess,
 ) -> hyperfabric::Result<hyperfabric::membership::Joined> {
-    use hyperfabric::bootstrap::{Launch, Mode};
-    let launch = Launch {
-        source: Mode::Explicit,
-        rank: 0,
-        world_size: 1,
-        local_rank: None,
-        local_world_size: None,
-        node_index: None,
-        hosts: Vec::new(),
-        master_host: String::new(),
-        master_port: 0,
-    };
+    use hyperfabric::bootstrap::Launch;
+    let launch = Launch::explicit(1);
     let opts = hyperfabric::membership::JoinOptions {
         launch,
         file: None,

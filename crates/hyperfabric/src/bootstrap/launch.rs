@@ -67,6 +67,22 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// A launch stated by hand (no launcher): rank 0 of `world_size`, no store address, as a
+    /// node that joins through etcd with `--world-size` (or Python's `world_size=`) gives.
+    pub fn explicit(world_size: u32) -> Launch {
+        Launch {
+            source: Mode::Explicit,
+            rank: 0,
+            world_size,
+            local_rank: None,
+            local_world_size: None,
+            node_index: None,
+            hosts: Vec::new(),
+            master_host: String::new(),
+            master_port: 0,
+        }
+    }
+
     /// The node id a bootstrapped process takes.
     pub fn node_id(&self) -> String {
         format!("rank-{}", self.rank)
