@@ -129,8 +129,7 @@ fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
     let recv = sock
         .set_recv_buffer_size(want)
         .and_then(|_| sock.recv_buffer_size());
-    // Linux reports twice the requested size (bookkeeping overhead), so compare with want.
-    let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if *n >= want);
+    let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if granted_in_full(*n, want));
     if capped(&send) || capped(&recv) {
         let shown = |got: &io::Result<usize>| match got {
             Ok(n) => human_bytes(*n as u64),
@@ -149,6 +148,13 @@ fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
         tracing::debug!("{text}");
         let _ = CAPPED_BUFFERS.set(text);
     }
+}
+
+/// Whether a socket buffer the kernel reports as `reported` bytes holds the `want` asked for.
+/// Linux reports twice what it granted (bookkeeping overhead), so a request capped at half of
+/// `want` reads back as `want` and must still count as capped.
+fn granted_in_full(reported: usize, want: usize) -> bool {
+    reported >= want.saturating_mul(2)
 }
 
 /// The socket-buffer cap seen when sockets were set up, logged once and only when bytes go
@@ -224,6 +230,15 @@ mod tests {
         assert_eq!(human_bytes(67_108_864), "64 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(100), "100 B");
+    }
+
+    #[test]
+    fn a_buffer_capped_at_half_the_request_counts_as_capped() {
+        // Asked 8 MiB, granted 8 MiB: Linux reports 16 MiB.
+        assert!(granted_in_full(16 << 20, 8 << 20));
+        // Asked 8 MiB, capped at 4 MiB (rmem_max): reported 8 MiB, which is not the request.
+        assert!(!granted_in_full(8 << 20, 8 << 20));
+        assert!(!granted_in_full(0, 1));
     }
 
     #[test]
