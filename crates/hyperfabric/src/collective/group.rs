@@ -455,24 +455,7 @@ fn sort(mb: &mut Mailbox, msg: Message) -> Result<()> {
     let h = Header::decode(&msg.payload).map_err(|e| CollectiveError::malformed(&msg.source, e))?;
     let active = mb.active.get(&h.group).copied();
     if h.call.kind == Kind::Abort {
-        let reason = String::from_utf8_lossy(&msg.payload[HEADER_LEN..]).into_owned();
-        let rank = usize::from(h.rank);
-        match active {
-            Some((seq, _)) if h.seq >= seq => {
-                mb.failed.insert(
-                    h.group,
-                    CollectiveError::Aborted {
-                        seq: h.seq,
-                        rank,
-                        reason,
-                    },
-                );
-            }
-            Some(_) => {} // an abort of a collective that ended here
-            None => {
-                mb.aborts.insert(h.group, (h.seq, rank, reason));
-            }
-        }
+        note_abort(mb, &h, active, &msg.payload[HEADER_LEN..]);
         return Ok(());
     }
     if let Some((seq, call)) = active {
@@ -509,4 +492,28 @@ fn sort(mb: &mut Mailbox, msg: Message) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Records a peer's abort of collective `h.seq`: it fails the active
+/// collective it belongs to, is ignored for one that already ended here, and
+/// is held for a collective not yet started.
+fn note_abort(mb: &mut Mailbox, h: &Header, active: Option<(u64, Call)>, reason: &[u8]) {
+    let reason = String::from_utf8_lossy(reason).into_owned();
+    let rank = usize::from(h.rank);
+    match active {
+        Some((seq, _)) if h.seq >= seq => {
+            mb.failed.insert(
+                h.group,
+                CollectiveError::Aborted {
+                    seq: h.seq,
+                    rank,
+                    reason,
+                },
+            );
+        }
+        Some(_) => {} // an abort of a collective that ended here
+        None => {
+            mb.aborts.insert(h.group, (h.seq, rank, reason));
+        }
+    }
 }
