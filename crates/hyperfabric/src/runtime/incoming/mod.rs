@@ -121,17 +121,45 @@ pub(super) enum Completed {
 /// (source node key, transfer id): a transfer's identity at the destination.
 type TransferKey = (u64, u64);
 
+/// Ended transfers' entries kept for new ones (no allocation per message): a few suffice.
+const RETIRED_MAX: usize = 8;
+
 /// The open transfers and what each peer holds of them (changed together, under one lock).
 struct OpenTransfers {
     map: HashMap<TransferKey, Arc<Mutex<Entry>>>,
     ledger: Ledger<u64>,
+    /// Entries of ended transfers, reused once nothing else holds them (`RETIRED_MAX`).
+    retired: Vec<Arc<Mutex<Entry>>>,
 }
 
 impl OpenTransfers {
-    fn remove(&mut self, key: TransferKey, reserved: u64) {
-        if self.map.remove(&key).is_some() {
-            self.ledger.remove(key.0, reserved);
+    fn new() -> Self {
+        OpenTransfers {
+            map: HashMap::new(),
+            ledger: transfer_ledger(),
+            retired: Vec::with_capacity(RETIRED_MAX),
         }
+    }
+
+    fn remove(&mut self, key: TransferKey, reserved: u64) {
+        if let Some(e) = self.map.remove(&key) {
+            self.ledger.remove(key.0, reserved);
+            if self.retired.len() < RETIRED_MAX {
+                self.retired.push(e);
+            }
+        }
+    }
+
+    /// `entry` in a retired entry nothing else holds any more (a frame that waited for the
+    /// old transfer's lock keeps it from reuse until it lets go), or in a new one.
+    fn shelter(&mut self, entry: Entry) -> Arc<Mutex<Entry>> {
+        for i in 0..self.retired.len() {
+            if let Some(old) = Arc::get_mut(&mut self.retired[i]) {
+                *old.get_mut() = entry;
+                return self.retired.swap_remove(i);
+            }
+        }
+        Arc::new(Mutex::new(entry))
     }
 }
 
@@ -199,10 +227,7 @@ impl IncomingTable {
             },
             stale_after: stale_after(tuning),
             on_conflict: tuning.on_conflict,
-            open: Mutex::new(OpenTransfers {
-                map: HashMap::new(),
-                ledger: transfer_ledger(),
-            }),
+            open: Mutex::new(OpenTransfers::new()),
             unread: Unread::new(RECV_QUEUE),
             done: Mutex::new(done),
             journal: Mutex::new(journal),
@@ -289,7 +314,7 @@ impl IncomingTable {
                 .map_err(Overload::refusal)?;
         }
         let store = self.new_store(key, total)?;
-        let entry = Arc::new(Mutex::new(Entry {
+        let entry = open.shelter(Entry {
             proto,
             data_type: dt,
             priority: prio,
@@ -299,7 +324,7 @@ impl IncomingTable {
             reserved,
             closed: false,
             content: ContentCrc::default(),
-        }));
+        });
         open.map.insert(key, Arc::clone(&entry));
         open.ledger.add(key.0, reserved);
         Ok(Some(entry))
@@ -353,11 +378,12 @@ impl IncomingTable {
             }
         }
         open.ledger = transfer_ledger();
+        open.retired.clear();
     }
 
     fn sweep(&self, open: &mut OpenTransfers) {
         let now = Instant::now();
-        let OpenTransfers { map, ledger } = open;
+        let OpenTransfers { map, ledger, .. } = open;
         map.retain(|key, e| {
             // A busy entry is not stale (and waiting for it under `open` could deadlock).
             let Some(mut e) = e.try_lock() else {
