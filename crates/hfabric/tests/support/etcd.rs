@@ -17,7 +17,8 @@ pub struct Etcd {
     /// `etcd` or `etcds` (started with TLS).
     pub scheme: &'static str,
     /// With TLS: the test PKI's directory (`etcd-ca.pem`, `etcd-cert.pem` for the server,
-    /// `etcd-client-cert.pem` / `-key.pem` for nodes).
+    /// `etcd-client-cert.pem` / `-key.pem` for nodes, `etcd-user-cert.pem` / `-key.pem`
+    /// for nodes that also log in as a user: no CommonName, as etcd's gateway wants then).
     pub pki: Option<std::path::PathBuf>,
     /// How it was started (for [`Etcd::restart`]).
     args: Vec<std::ffi::OsString>,
@@ -72,7 +73,12 @@ impl Etcd {
             .args(flags);
         let pki = tls.then(|| {
             let p = dir.path().to_path_buf();
-            super::pki::pki_leaves(&p, PKI, &[("", &["127.0.0.1"]), ("client", &["client"])]);
+            let leaves: [(&str, &[&str]); 3] = [
+                ("", &["127.0.0.1"]),
+                ("client", &["client"]),
+                ("user", &["client"]),
+            ];
+            super::pki::pki_leaves_with(&p, PKI, &leaves, &["user"]);
             cmd.arg("--cert-file").arg(p.join("etcd-cert.pem"));
             cmd.arg("--key-file").arg(p.join("etcd-key.pem"));
             cmd.arg("--trusted-ca-file").arg(p.join("etcd-ca.pem"));
@@ -130,6 +136,15 @@ impl Etcd {
             ],
             None => Vec::new(),
         }
+    }
+
+    /// `hfabric serve` flags for a node that also logs in as a user: the CA and the client
+    /// certificate without a CommonName (TLS only).
+    pub fn user_tls_flags(&self) -> Vec<String> {
+        let mut flags = self.tls_flags();
+        flags[3] = self.pki_file("user-cert");
+        flags[5] = self.pki_file("user-key");
+        flags
     }
 
     /// A client of this etcd with `access` (the library's own).

@@ -12,6 +12,12 @@ pub fn pki(dir: &Path, tag: &str, names: &[&str]) -> String {
 /// A CA (`<tag>-ca.pem`) and one certificate per leaf it signs: `<tag>-cert.pem` /
 /// `<tag>-key.pem` for the leaf named "", `<tag>-<leaf>-cert.pem` / `-key.pem` for others.
 pub fn pki_leaves(dir: &Path, tag: &str, leaves: &[(&str, &[&str])]) {
+    pki_leaves_with(dir, tag, leaves, &[]);
+}
+
+/// [`pki_leaves`] where the leaves named in `without_cn` have no subject at all (their
+/// names in subjectAltName only; rcgen gives the others a CommonName).
+pub fn pki_leaves_with(dir: &Path, tag: &str, leaves: &[(&str, &[&str])], without_cn: &[&str]) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -24,10 +30,11 @@ pub fn pki_leaves(dir: &Path, tag: &str, leaves: &[(&str, &[&str])]) {
     for (leaf, names) in leaves {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        if without_cn.contains(leaf) {
+            params.distinguished_name = rcgen::DistinguishedName::new();
+        }
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
         let stem = match *leaf {
             "" => tag.to_owned(),
             leaf => format!("{tag}-{leaf}"),

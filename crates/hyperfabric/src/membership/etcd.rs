@@ -75,9 +75,13 @@ impl EtcdClient {
         };
         let (status, bytes) = http::post(&self.endpoint, &req, REQUEST_TIMEOUT, MAX_RESPONSE_BYTES)
             .map_err(|e| self.http_error(path, e))?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.io(path, format!("HTTP {status}, not JSON: {e}")))?;
-        Ok((status, v))
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok((status, v)),
+            // etcd's HTTP layer refuses some requests in plain text, before the gateway
+            // (a client certificate with a CommonName while authentication is on).
+            Err(_) if status != 200 => Ok((status, json!({ "message": plain_text(&bytes) }))),
+            Err(e) => Err(self.io(path, format!("HTTP {status}, not JSON: {e}"))),
+        }
     }
 
     fn http_error(&self, path: &str, e: HttpError) -> Error {
@@ -111,7 +115,11 @@ impl EtcdClient {
         };
         match status {
             200 => {}
-            400..=499 => return Err(refused(format!("HTTP {status}: {}", message(&v)))),
+            400..=499 => {
+                let m = message(&v);
+                let hint = etcd_access::common_name_hint(&m);
+                return Err(refused(format!("HTTP {status}: {m}{hint}")));
+            }
             _ => return Err(self.io(path, format!("HTTP {status}: {}", message(&v)))),
         }
         let token = v["token"].as_str().unwrap_or_default();
@@ -158,6 +166,13 @@ impl EtcdClient {
                 reason: format!("{path}: HTTP 401: {m}"),
             }),
             // 4xx: etcd refused this request as given; a retry would not change that.
+            400..=499 if !etcd_access::common_name_hint(&m).is_empty() => Err(Error::Credentials {
+                service: format!("etcd {}", self.url),
+                reason: format!(
+                    "{path}: HTTP {status}: {m}{}",
+                    etcd_access::common_name_hint(&m)
+                ),
+            }),
             400..=499 => {
                 let hint = match m.contains("user name is empty") {
                     true => " (etcd has authentication on: give --etcd-user)",
@@ -234,6 +249,12 @@ fn int(v: &Value) -> Option<i64> {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .or_else(|| v.as_i64())
+}
+
+/// A plain-text answer as a message: its first line, at most 256 bytes, lossy UTF-8.
+fn plain_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]);
+    text.lines().next().unwrap_or_default().trim().to_owned()
 }
 
 fn message(v: &Value) -> String {

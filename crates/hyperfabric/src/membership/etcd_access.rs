@@ -2,7 +2,9 @@
 //! server verified against `cacert`, else the system's trust store; `cert`/`key` shown
 //! when etcd asks for a client certificate) and a user whose password buys a token
 //! (`POST /v3/auth/authenticate`), sent as `Authorization` on every request and bought
-//! anew, once per request, when etcd says it expired.
+//! anew, once per request, when etcd says it expired. With both, the client certificate
+//! must have no CommonName: etcd's JSON gateway refuses one while authentication is on
+//! (the user comes from the token instead).
 
 use super::etcd::EtcdUrl;
 use super::http::Endpoint;
@@ -236,6 +238,21 @@ pub(super) fn check_token(token: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// etcd (3.4 and later) answers `400 CommonName of client sending a request against gateway
+/// will be ignored ...` to every JSON-gateway request whose client certificate has a
+/// CommonName while authentication is on: the gateway would otherwise pass the CN on as
+/// the user. What to do about it, or "" for any other message.
+pub(super) fn common_name_hint(message: &str) -> &'static str {
+    match message.contains("CommonName of client") {
+        true => {
+            " (etcd's JSON gateway refuses a client certificate with a CommonName while \
+             authentication is on: give --etcd-cert a certificate without a CommonName, its \
+             names in subjectAltName only; the user comes from --etcd-user)"
+        }
+        false => "",
+    }
+}
+
 /// Does etcd's answer say the token is no longer good (expired, or etcd restarted)?
 pub(super) fn token_refused(status: u16, message: &str) -> bool {
     status == 401 || message.contains("invalid auth token")
@@ -305,5 +322,8 @@ mod tests {
         assert!(token_refused(401, ""));
         assert!(token_refused(400, "etcdserver: invalid auth token"));
         assert!(!token_refused(400, "etcdserver: user name is empty"));
+        let cn = "CommonName of client sending a request against gateway will be ignored";
+        assert!(common_name_hint(cn).contains("without a CommonName"));
+        assert_eq!(common_name_hint("etcdserver: authentication failed"), "");
     }
 }
