@@ -68,15 +68,20 @@ class Loan:
     def __buffer__(self, flags: int) -> memoryview: ...
 
 class Member:
-    """A node that joined through etcd (``membership::join``); see ``hyperfabric.membership``."""
+    """A node that joined through etcd or the launcher's rendezvous store
+    (``membership::join``); see ``hyperfabric.membership``."""
 
     @staticmethod
-    def join(text: Optional[str], origin: str, node: str, membership: Optional[str] = None,
-             world_size: int = 1, lease_s: float = 5.0, timeout_s: float = 60.0,
+    def join(text: Optional[str], origin: str, node: Optional[str] = None,
+             membership: Optional[str] = None, world_size: Optional[int] = None,
+             lease_s: float = 5.0, timeout_s: float = 60.0,
              listen: Optional[str] = None, etcd_cacert: Optional[str] = None,
              etcd_cert: Optional[str] = None, etcd_key: Optional[str] = None,
-             etcd_user: Optional[str] = None, etcd_password_file: Optional[str] = None) -> "Member":
-        """Joins; raises ``CredentialsError`` when etcd refuses the user or TLS fails."""
+             etcd_user: Optional[str] = None, etcd_password_file: Optional[str] = None,
+             bootstrap: Optional[str] = None, rank: Optional[int] = None,
+             local_rank: Optional[int] = None, master: Optional[str] = None) -> "Member":
+        """Joins; raises ``CredentialsError`` when etcd refuses the user or TLS fails,
+        ``InvalidArgument`` when the launcher's environment is missing or inconsistent."""
     @property
     def node_id(self) -> str: ...
     @property
@@ -86,6 +91,14 @@ class Member:
     def effective_config_json(self) -> str: ...
     def send(self, dst: str, data: Buffer, opts: SendOpts) -> Dict[str, Any]: ...
     def recv(self, timeout_s: Optional[float] = None) -> Message: ...
+    def ping(self, dst: str, size: int = 64, count: int = 10, warmup: int = 0, timeout_s: float = 1.0,
+             priority: Optional[str] = None, samples: bool = False) -> Dict[str, Any]: ...
+    def ping1(self, dst: str, size: int = 64, timeout_s: float = 1.0) -> int: ...
+    def loan(self, dst: str, len: int) -> Loan: ...
+    def send_loaned(self, loan: Loan, opts: SendOpts) -> Dict[str, Any]: ...
+    def configure_multipath(self, dst: str, paths: List[Tuple[str, float]],
+                            scheduler: str = "weighted_round_robin",
+                            health_check_interval_s: float = 1.0) -> None: ...
     def leave(self) -> None: ...
 
 class Node:

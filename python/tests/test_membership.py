@@ -141,9 +141,15 @@ def test_a_refused_user_is_a_credentials_error_and_the_right_one_joins(etcd, tmp
         assert "s3cret" not in json.dumps(d.effective_config())
 
 
-def test_no_etcd_or_a_bad_url_is_refused_before_anything_starts(tmp_path):
-    with pytest.raises(InvalidArgument, match="membership"):
+def test_no_etcd_or_a_bad_url_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    for k in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(InvalidArgument, match="membership.*no launcher"):
         hyperfabric.join(node="a")
+    with pytest.raises(InvalidArgument, match="rank applies to a launcher bootstrap"):
+        hyperfabric.join(node="a", membership="etcd://h:1/p", rank=1)
+    with pytest.raises(InvalidArgument, match="master `h`"):
+        hyperfabric.join(bootstrap="explicit", rank=0, world_size=1, master="h")
     with pytest.raises(ValueError, match="expected etcd://"):
         hyperfabric.join(node="a", membership="http://h:1/p")
     with pytest.raises(hyperfabric.ConfigError) as e:

@@ -11,6 +11,7 @@ mod buffers;
 mod config;
 mod errors;
 mod group;
+mod handle;
 mod loan;
 mod member;
 mod message;

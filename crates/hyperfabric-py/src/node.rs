@@ -6,15 +6,16 @@
 use crate::buffers::ReadBuf;
 use crate::config::to_json;
 use crate::errors::{py_result, to_py};
+use crate::handle::{self, Handle, PingArgs};
 use crate::loan::Loan;
 use crate::message::Message;
 use crate::options::{parse, seconds, SendOpts};
-use crate::report::{ping_stats, send_report};
+use crate::report::send_report;
 use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::TransportChoice;
 use hyperfabric::{
-    Compression, DataType, DataTypePolicy, Error, Fabric, MultipathConfig, PathScheduler,
-    PendingSend, PingOptions, Priority, SendReport, Transform,
+    Compression, DataType, DataTypePolicy, Error, Fabric, PendingSend, Priority, SendReport,
+    Transform,
 };
 use parking_lot::RwLock;
 use pyo3::exceptions::PyValueError;
@@ -26,8 +27,6 @@ use std::time::{Duration, Instant};
 
 /// Most transfers one `send_many` keeps in flight.
 const INFLIGHT_MAX: usize = 256;
-/// Longest a receive waits with the node's lock held and without checking for signals.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Most messages one `recv_many` returns.
 const RECV_BATCH_MAX: usize = 65_536;
 
@@ -39,55 +38,25 @@ pub struct Node {
     addr: SocketAddr,
 }
 
-impl Node {
-    fn with<R>(&self, f: impl FnOnce(&Fabric) -> hyperfabric::Result<R>) -> PyResult<R> {
-        let guard = self.fabric.read();
-        let fabric = guard.as_ref().ok_or_else(|| to_py(Error::Shutdown))?;
-        py_result(f(fabric))
+impl Handle for Node {
+    fn id(&self) -> &str {
+        &self.id
     }
 
-    fn with_mut<R>(&self, f: impl FnOnce(&mut Fabric) -> hyperfabric::Result<R>) -> PyResult<R> {
-        let mut guard = self.fabric.write();
-        let fabric = guard.as_mut().ok_or_else(|| to_py(Error::Shutdown))?;
-        py_result(f(fabric))
+    fn try_with<R>(
+        &self,
+        f: impl FnOnce(&Fabric) -> hyperfabric::Result<R>,
+    ) -> hyperfabric::Result<R> {
+        let guard = self.fabric.read();
+        f(guard.as_ref().ok_or(Error::Shutdown)?)
     }
 }
 
 impl Node {
-    /// The next message, waited for in slices of [`WAIT_SLICE`]: between slices the node's
-    /// lock is free (a `shutdown` never waits behind a receiver) and Python signals are
-    /// checked (Ctrl-C interrupts a receive).
-    fn next_message(
-        &self,
-        py: Python<'_>,
-        timeout: Option<Duration>,
-    ) -> PyResult<hyperfabric::Message> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let slice = deadline.map_or(WAIT_SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
-            });
-            let got = py.detach(|| {
-                let guard = self.fabric.read();
-                guard
-                    .as_ref()
-                    .ok_or(Error::Shutdown)
-                    .and_then(|f| f.recv_timeout(slice))
-            });
-            match got {
-                Ok(m) => return Ok(m),
-                Err(Error::Timeout { .. }) => match (deadline, timeout) {
-                    (Some(d), Some(t)) if Instant::now() >= d => {
-                        return Err(to_py(Error::Timeout {
-                            what: format!("a message for `{}`", self.id),
-                            after: t,
-                        }))
-                    }
-                    _ => py.check_signals()?,
-                },
-                Err(e) => return Err(to_py(e)),
-            }
-        }
+    fn with_mut<R>(&self, f: impl FnOnce(&mut Fabric) -> hyperfabric::Result<R>) -> PyResult<R> {
+        let mut guard = self.fabric.write();
+        let fabric = guard.as_mut().ok_or_else(|| to_py(Error::Shutdown))?;
+        py_result(f(fabric))
     }
 }
 
@@ -98,18 +67,6 @@ fn transport(name: &str) -> PyResult<TransportChoice> {
         "shm" => Ok(TransportChoice::Shm),
         other => Err(PyValueError::new_err(format!(
             "transport `{other}`: expected auto, tcp or shm"
-        ))),
-    }
-}
-
-fn scheduler(name: &str) -> PyResult<PathScheduler> {
-    match name {
-        "weighted_round_robin" | "weighted" | "round_robin" => {
-            Ok(PathScheduler::WeightedRoundRobin)
-        }
-        "adaptive" => Ok(PathScheduler::Adaptive),
-        other => Err(PyValueError::new_err(format!(
-            "load_balancing_algorithm `{other}`: expected weighted_round_robin or adaptive"
         ))),
     }
 }
@@ -167,11 +124,7 @@ impl Node {
         data: &Bound<'py, PyAny>,
         opts: &SendOpts,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let buf = ReadBuf::get(data)?;
-        let bytes = buf.bytes();
-        let o = opts.opts.clone();
-        let report = py.detach(|| self.with(|f| f.send(dst, bytes, o)))?;
-        send_report(py, &report)
+        handle::send(self, py, dst, data, opts)
     }
 
     /// Sends a float32 buffer through the data type's transform (top-k, fp16, bf16, int8,
@@ -238,7 +191,7 @@ impl Node {
     #[pyo3(signature = (timeout_s=None))]
     fn recv(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Message> {
         let t = timeout_s.map(|s| seconds("timeout_s", s)).transpose()?;
-        Ok(Message::new(self.next_message(py, t)?))
+        Ok(Message::new(handle::next_message(self, py, t)?))
     }
 
     /// Up to `max` messages: waits up to `timeout_s` for the first, then takes those already
@@ -256,7 +209,7 @@ impl Node {
             )));
         }
         let t = seconds("timeout_s", timeout_s)?;
-        let first = self.next_message(py, Some(t))?;
+        let first = handle::next_message(self, py, Some(t))?;
         let msgs = py.detach(|| {
             self.with(|f| {
                 let mut out = vec![first];
@@ -291,44 +244,26 @@ impl Node {
         priority: Option<&str>,
         samples: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let mut o = PingOptions::new()
-            .size(size)
-            .count(count)
-            .warmup(warmup)
-            .timeout(seconds("timeout_s", timeout_s)?);
-        if let Some(p) = priority {
-            o = o.priority(parse::<Priority>("priority", p)?);
-        }
-        let (stats, all) = py.detach(|| self.with(|f| f.ping_samples(dst, o)))?;
-        let d = ping_stats(py, &stats)?;
-        if samples {
-            d.set_item("samples_ns", all)?;
-        }
-        Ok(d)
+        let a = PingArgs {
+            size,
+            count,
+            warmup,
+            timeout_s,
+            priority,
+        };
+        handle::ping(self, py, dst, a, samples)
     }
 
     /// One ping of `size` bytes; returns its round trip in nanoseconds (the lean call a
     /// per-message latency loop makes: no statistics, no dict).
     #[pyo3(signature = (dst, size=64, timeout_s=1.0))]
     fn ping1(&self, py: Python<'_>, dst: &str, size: usize, timeout_s: f64) -> PyResult<u64> {
-        let o = PingOptions::new()
-            .size(size)
-            .count(1)
-            .timeout(seconds("timeout_s", timeout_s)?);
-        let stats = py.detach(|| self.with(|f| f.ping(dst, o)))?;
-        if stats.received == 0 {
-            return Err(to_py(Error::Timeout {
-                what: format!("a ping to `{dst}`"),
-                after: o.timeout,
-            }));
-        }
-        Ok(stats.rtt_median_ns)
+        handle::ping1(self, py, dst, size, timeout_s)
     }
 
     /// A writable buffer for `dst` (a shared-memory pool slot where the link has one).
     fn loan(&self, py: Python<'_>, dst: &str, len: usize) -> PyResult<Loan> {
-        let buf = py.detach(|| self.with(|f| f.loan(dst, len)))?;
-        Ok(Loan::new(buf))
+        handle::loan(self, py, dst, len)
     }
 
     /// Sends a loan (by descriptor over its own shared-memory link).
@@ -338,10 +273,7 @@ impl Node {
         loan: &Loan,
         opts: &SendOpts,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let buf = loan.take()?;
-        let o = opts.opts.clone();
-        let report = py.detach(|| self.with(|f| f.send_loaned(buf, o)))?;
-        send_report(py, &report)
+        handle::send_loaned(self, py, loan, opts)
     }
 
     /// The guide's `configure_data_types`, one type: later sends of it default to these.
@@ -392,10 +324,7 @@ impl Node {
         scheduler: &str,
         health_check_interval_s: f64,
     ) -> PyResult<()> {
-        let m = MultipathConfig::new(paths)
-            .scheduler(self::scheduler(scheduler)?)
-            .health_check_interval(seconds("health_check_interval", health_check_interval_s)?);
-        self.with(|f| f.configure_multipath(dst, m))
+        handle::configure_multipath(self, dst, paths, scheduler, health_check_interval_s)
     }
 
     /// Adds every node and link of the fabric file text `text` to this running node.

@@ -123,10 +123,20 @@ fn per_message_of(messages: u64, mut run: impl FnMut(u64)) -> f64 {
     per
 }
 
+/// Allowed per 256 KiB message in 4 KiB frames: such a message takes some milliseconds on a
+/// loaded 2-core machine, so the time-driven bookkeeping above (about 120 allocations a
+/// second, a plan renewal every 100 ms) comes to ~0.4 per message there; one allocation per
+/// message (1.0) or per frame (64) still fails.
+const PER_MULTI_FRAME_MESSAGE_MAX: f64 = 0.5;
+
 fn check(what: &str, per: f64) {
+    check_below(what, per, PER_MESSAGE_MAX);
+}
+
+fn check_below(what: &str, per: f64, max: f64) {
     eprintln!("{what}: {per:.4} allocations per message");
     assert!(
-        per < PER_MESSAGE_MAX,
+        per < max,
         "{what} allocates {per:.3} times per message in steady state"
     );
 }
@@ -192,13 +202,15 @@ fn a_copy_stream_allocates_nothing_per_message() {
 /// chunked on the send side, reassembled on the receive side, acked as it goes.
 #[test]
 fn a_multi_frame_stream_allocates_nothing_per_message() {
-    check(
+    check_below(
         "shm copy send+recv 256 KiB in 4 KiB frames",
         copy_stream_of(pair(TransportChoice::Shm), 256 << 10, 300),
+        PER_MULTI_FRAME_MESSAGE_MAX,
     );
-    check(
+    check_below(
         "tcp copy send+recv 256 KiB in 4 KiB frames",
         copy_stream_of(pair(TransportChoice::Tcp), 256 << 10, 300),
+        PER_MULTI_FRAME_MESSAGE_MAX,
     );
 }
 

@@ -83,6 +83,15 @@ struct Remembered<O> {
     outcome: O,
 }
 
+/// An entry remembered less than `linger` ago, or one forgotten since (stale: its `seq` is
+/// no longer the map's for `key`).
+#[derive(Debug)]
+struct Young<T> {
+    at: T,
+    key: Key,
+    seq: u64,
+}
+
 /// The ended transfers of one node, with their outcome `O`.
 #[derive(Debug)]
 pub struct Ended<T, O> {
@@ -90,6 +99,12 @@ pub struct Ended<T, O> {
     map: HashMap<Key, Remembered<O>>,
     /// Per source: (ended at, transfer id), oldest first.
     peers: HashMap<u64, VecDeque<(T, u64)>>,
+    /// The entries of the last `linger`, node-wide, oldest first (in `seq` order); stale ones
+    /// are dropped as they age, or all at once past [`Self::young_cap`].
+    young: VecDeque<Young<T>>,
+    /// Remembered entries younger than `linger` (those of `young` not stale): what
+    /// [`Ended::room`] counts, kept as entries come, age and go instead of summed per call.
+    young_count: usize,
     seq: u64,
     /// Entries younger than `linger` forgotten for room (a caller that did not ask
     /// [`Ended::room`] first, or a restart's journal): duplicates of them may be delivered.
@@ -102,6 +117,8 @@ impl<T: Timestamp, O> Ended<T, O> {
             limits,
             map: HashMap::new(),
             peers: HashMap::new(),
+            young: VecDeque::new(),
+            young_count: 0,
             seq: 0,
             forgotten_young: 0,
         }
@@ -136,19 +153,22 @@ impl<T: Timestamp, O> Ended<T, O> {
     /// Whether a new transfer of `src` can be remembered when it ends, with `open_peer`
     /// transfers of `src` and `open_node` in all already open (each will need room too),
     /// without forgetting an entry younger than `linger`.
-    pub fn room(&self, now: T, src: u64, open_peer: usize, open_node: usize) -> Result<(), NoRoom> {
-        let young = |q: &VecDeque<(T, u64)>| match self.limits.linger.is_zero() {
-            true => 0,
-            false => q.len() - q.partition_point(|&(at, _)| self.old(now, at)),
-        };
-        let young_peer = self.peers.get(&src).map_or(0, young);
-        let refuse_peer = self.limits.source_full == SourceFull::Refuse;
-        if refuse_peer && young_peer + open_peer >= self.limits.per_peer_max {
-            let max = self.limits.per_peer_max;
-            return Err(NoRoom::Peer { max });
+    pub fn room(
+        &mut self,
+        now: T,
+        src: u64,
+        open_peer: usize,
+        open_node: usize,
+    ) -> Result<(), NoRoom> {
+        self.age(now);
+        if self.limits.source_full == SourceFull::Refuse {
+            let young_peer = self.peers.get(&src).map_or(0, |q| self.young_of(now, q));
+            if young_peer + open_peer >= self.limits.per_peer_max {
+                let max = self.limits.per_peer_max;
+                return Err(NoRoom::Peer { max });
+            }
         }
-        let young_node: usize = self.peers.values().map(young).sum();
-        if young_node + open_node >= self.limits.node_max {
+        if self.young_count + open_node >= self.limits.node_max {
             let max = self.limits.node_max;
             return Err(NoRoom::Node { max });
         }
@@ -164,7 +184,17 @@ impl<T: Timestamp, O> Ended<T, O> {
             r.outcome = outcome;
             return;
         }
+        self.age(now);
         self.map.insert(key, Remembered { seq, outcome });
+        if !self.limits.linger.is_zero() {
+            self.young.push_back(Young { at: now, key, seq });
+            self.young_count += 1;
+            if self.young.len() > self.young_cap() {
+                let map = &self.map;
+                self.young
+                    .retain(|y| map.get(&y.key).is_some_and(|r| r.seq == y.seq));
+            }
+        }
         let q = self.peers.entry(key.0).or_default();
         q.push_back((now, key.1));
         if q.len() > self.limits.per_peer_max {
@@ -179,14 +209,19 @@ impl<T: Timestamp, O> Ended<T, O> {
     /// Forgets the entries older than `linger` (a caller with a clock calls this on its
     /// timeouts, so the memory shrinks when traffic stops).
     pub fn expire(&mut self, now: T) {
-        let (linger, map) = (self.limits.linger, &mut self.map);
+        self.age(now);
+        let linger = self.limits.linger;
+        let first_young = self.young.front().map(|y| y.seq);
+        let (map, young_count) = (&mut self.map, &mut self.young_count);
         self.peers.retain(|&src, q| {
             while let Some(&(at, id)) = q.front() {
                 if now < at + linger {
                     break;
                 }
                 q.pop_front();
-                map.remove(&(src, id));
+                if let Some(r) = map.remove(&(src, id)) {
+                    *young_count -= usize::from(first_young.is_some_and(|f| r.seq >= f));
+                }
             }
             !q.is_empty()
         });
@@ -213,6 +248,39 @@ impl<T: Timestamp, O> Ended<T, O> {
         at + self.limits.linger <= now
     }
 
+    /// Entries of source queue `q` younger than `linger` at `now`.
+    fn young_of(&self, now: T, q: &VecDeque<(T, u64)>) -> usize {
+        match self.limits.linger.is_zero() {
+            true => 0,
+            false => q.len() - q.partition_point(|&(at, _)| self.old(now, at)),
+        }
+    }
+
+    /// Ages the records of `young` that are `linger` old at `now`.
+    fn age(&mut self, now: T) {
+        while let Some(y) = self.young.front() {
+            if !self.old(now, y.at) {
+                break;
+            }
+            let current = self.map.get(&y.key).is_some_and(|r| r.seq == y.seq);
+            self.young_count -= usize::from(current);
+            self.young.pop_front();
+        }
+    }
+
+    /// Records `young` may hold, stale ones included, before they are dropped at once (one
+    /// pass over it per `node_max / 4` remembered: constant time per entry).
+    fn young_cap(&self) -> usize {
+        self.limits.node_max + self.limits.node_max / 4 + 64
+    }
+
+    /// Takes the young count down if the forgotten entry `r` was still counted young.
+    fn forgot(&mut self, r: &Remembered<O>) {
+        if self.young.front().is_some_and(|f| r.seq >= f.seq) {
+            self.young_count -= 1;
+        }
+    }
+
     /// The source whose oldest entry is the node's oldest.
     fn oldest_peer(&self) -> Option<u64> {
         let fronts = self
@@ -226,14 +294,17 @@ impl<T: Timestamp, O> Ended<T, O> {
         let Some(q) = self.peers.get_mut(&src) else {
             return;
         };
-        if let Some((at, id)) = q.pop_front() {
-            self.map.remove(&(src, id));
+        let popped = q.pop_front();
+        if q.is_empty() {
+            self.peers.remove(&src);
+        }
+        if let Some((at, id)) = popped {
+            if let Some(r) = self.map.remove(&(src, id)) {
+                self.forgot(&r);
+            }
             if at + self.limits.linger > now {
                 self.forgotten_young += 1;
             }
-        }
-        if q.is_empty() {
-            self.peers.remove(&src);
         }
     }
 }
@@ -308,5 +379,35 @@ mod tests {
         e.remember(ms(0), (1, 1), 0);
         e.remember(ms(1), (1, 2), 0);
         assert_eq!((e.len(), e.forgotten_young()), (1, 1));
+    }
+
+    /// The running young count equals the sum over sources it replaced, whatever the mix of
+    /// remembering, forgetting for the bounds, expiring and asking for room.
+    #[test]
+    fn the_young_count_matches_a_sum_over_sources() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for policy in [SourceFull::Refuse, SourceFull::ForgetOwnOldest] {
+            let mut e: Ended<Time, u32> = Ended::new(EndedLimits {
+                per_peer_max: 6,
+                node_max: 10,
+                linger: Duration::from_millis(20),
+                source_full: policy,
+            });
+            let mut t = 0;
+            for _ in 0..5_000 {
+                t += rng.gen_range(0..4u64);
+                let (src, id) = (rng.gen_range(0..4u64), rng.gen_range(0..40u64));
+                match rng.gen_range(0..10) {
+                    0 => e.expire(ms(t)),
+                    1..=3 => drop(e.room(ms(t), src, 0, 0)),
+                    _ => e.remember(ms(t), (src, id), 0),
+                }
+                e.age(ms(t));
+                let summed: usize = e.peers.values().map(|q| e.young_of(ms(t), q)).sum();
+                assert_eq!(e.young_count, summed, "at {t} ms");
+                assert!(e.young.len() <= e.young_cap());
+            }
+        }
     }
 }
