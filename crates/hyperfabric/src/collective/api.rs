@@ -8,6 +8,7 @@ use super::exec::Exec;
 use super::group::Group;
 use super::op::ReduceOp;
 use super::wire::{Call, Kind};
+use std::ops::Range;
 
 /// A collective in progress. [`Pending::test`] makes progress without blocking;
 /// [`Pending::wait`] runs it to the end. Dropping it unfinished leaves the group unusable
@@ -109,51 +110,7 @@ impl<'f> Group<'f> {
                 "root {root} in a group of {n}"
             )));
         }
-        let avg = op == Some(ReduceOp::Avg);
-        let mut scratch = None;
-        let mut snapshot = None;
-        let (steps, divide) = match kind {
-            Kind::AllReduce => {
-                let small = count * T::DTYPE.size() <= self.opts.small_bytes || count < n;
-                let steps = if n == 1 {
-                    Vec::new()
-                } else if small {
-                    algo::recursive_doubling_all_reduce(n, r, count)
-                } else {
-                    algo::ring_all_reduce(n, r, count)
-                };
-                (steps, avg.then_some(0..count))
-            }
-            Kind::ReduceScatter => {
-                let per = blocks(kind, count, n)?;
-                (
-                    algo::reduce_scatter(n, r, per),
-                    avg.then_some(r * per..(r + 1) * per),
-                )
-            }
-            Kind::AllGather => (algo::all_gather(n, r, blocks(kind, count, n)?), None),
-            Kind::Broadcast => (algo::broadcast(n, r, root, count), None),
-            Kind::Reduce => {
-                if r != root {
-                    scratch = Some(buf.to_vec());
-                }
-                (
-                    algo::reduce(n, r, root, count),
-                    (avg && r == root).then_some(0..count),
-                )
-            }
-            Kind::AllToAll => {
-                let per = blocks(kind, count, n)?;
-                snapshot = Some(buf.to_vec());
-                (algo::all_to_all(n, r, per), None)
-            }
-            Kind::Barrier => (algo::barrier(n, r), None),
-            Kind::Abort => {
-                return Err(CollectiveError::InvalidArgument(
-                    "abort is not a collective".into(),
-                ))
-            }
-        };
+        let plan = plan(buf, kind, op, (n, r, root), self.opts.small_bytes)?;
         let call = Call {
             kind,
             dtype: T::DTYPE,
@@ -164,25 +121,15 @@ impl<'f> Group<'f> {
         // A barrier is an arena round of nothing: nobody passes before every rank published.
         let arena =
             matches!(kind, Kind::AllReduce | Kind::Barrier) && n > 1 && self.arena_eligible()?;
-        self.last_path = match kind {
-            _ if n == 1 => "local",
-            Kind::AllReduce | Kind::Barrier
-                if arena && count * T::DTYPE.size() <= self.arena_slot_bytes() =>
-            {
-                "arena"
-            }
-            Kind::AllReduce if arena => "arena_rs_ag",
-            Kind::AllReduce if count * T::DTYPE.size() <= self.opts.small_bytes || count < n => {
-                "recursive_doubling"
-            }
-            Kind::AllReduce => "ring",
-            _ => "fabric",
-        };
-        let (steps, divide) = if arena {
-            (Vec::new(), None)
-        } else {
-            (steps, divide)
-        };
+        let bytes = count * T::DTYPE.size();
+        let (slot, small) = (self.arena_slot_bytes(), self.opts.small_bytes);
+        self.last_path = path_name(kind, n, arena, bytes, count, slot, small);
+        let Plan {
+            steps,
+            divide,
+            scratch,
+            snapshot,
+        } = if arena { Plan::default() } else { plan };
         let exec = Exec::new(self, call, steps, snapshot, divide)?;
         let seq = self.seq;
         self.seq += 1;
@@ -290,5 +237,102 @@ impl<'f> Group<'f> {
         let mut none: [u8; 0] = [];
         let pending = self.start(&mut none, Kind::Barrier, None, 0)?;
         pending.wait()
+    }
+}
+
+/// What the fabric path of one collective runs: its steps, the part of the buffer an `avg`
+/// divides at the end, the copy a non-root reduce works on, all_to_all's input.
+struct Plan<T> {
+    steps: Vec<algo::Step>,
+    divide: Option<Range<usize>>,
+    scratch: Option<Vec<T>>,
+    snapshot: Option<Vec<T>>,
+}
+
+impl<T> Default for Plan<T> {
+    fn default() -> Self {
+        Plan {
+            steps: Vec::new(),
+            divide: None,
+            scratch: None,
+            snapshot: None,
+        }
+    }
+}
+
+/// The fabric path's plan for `kind` on rank `r` of `n` (a buffer of blocks checked);
+/// all_reduce up to `small_bytes` takes recursive doubling, above it the ring.
+fn plan<T: Element>(
+    buf: &[T],
+    kind: Kind,
+    op: Option<ReduceOp>,
+    (n, r, root): (usize, usize, usize),
+    small_bytes: usize,
+) -> Result<Plan<T>> {
+    let count = buf.len();
+    let avg = op == Some(ReduceOp::Avg);
+    let mut p = Plan::default();
+    (p.steps, p.divide) = match kind {
+        Kind::AllReduce => {
+            let steps = if n == 1 {
+                Vec::new()
+            } else if count * T::DTYPE.size() <= small_bytes || count < n {
+                algo::recursive_doubling_all_reduce(n, r, count)
+            } else {
+                algo::ring_all_reduce(n, r, count)
+            };
+            (steps, avg.then_some(0..count))
+        }
+        Kind::ReduceScatter => {
+            let per = blocks(kind, count, n)?;
+            (
+                algo::reduce_scatter(n, r, per),
+                avg.then_some(r * per..(r + 1) * per),
+            )
+        }
+        Kind::AllGather => (algo::all_gather(n, r, blocks(kind, count, n)?), None),
+        Kind::Broadcast => (algo::broadcast(n, r, root, count), None),
+        Kind::Reduce => {
+            if r != root {
+                p.scratch = Some(buf.to_vec());
+            }
+            (
+                algo::reduce(n, r, root, count),
+                (avg && r == root).then_some(0..count),
+            )
+        }
+        Kind::AllToAll => {
+            let per = blocks(kind, count, n)?;
+            p.snapshot = Some(buf.to_vec());
+            (algo::all_to_all(n, r, per), None)
+        }
+        Kind::Barrier => (algo::barrier(n, r), None),
+        Kind::Abort => {
+            return Err(CollectiveError::InvalidArgument(
+                "abort is not a collective".into(),
+            ))
+        }
+    };
+    Ok(p)
+}
+
+/// The name [`Group::last_path`] gives a collective of `bytes` (the arena's slot holds
+/// `slot_bytes`, recursive doubling takes all_reduce up to `small_bytes`).
+fn path_name(
+    kind: Kind,
+    n: usize,
+    arena: bool,
+    bytes: usize,
+    count: usize,
+    slot_bytes: usize,
+    small_bytes: usize,
+) -> &'static str {
+    match kind {
+        _ if n == 1 => "local",
+        Kind::AllReduce | Kind::Barrier if arena && bytes <= slot_bytes => "arena",
+        Kind::AllReduce if arena => "arena_rs_ag",
+        Kind::AllReduce if bytes <= small_bytes || count < n => "recursive_doubling",
+        Kind::AllReduce => "ring",
+        _ => "fabric",
     }
 }

@@ -190,6 +190,7 @@ fn one_size<T: Element>(a: &Args, g: &mut Group<'_>, size: u64) -> CliResult<Ran
     // At most a million reserved up front: --iters is the user's, the samples grow past it.
     let mut times_ns = Vec::with_capacity(a.iters.min(1 << 20));
     let mut wrong = 0i64;
+    let mut path = g.last_path().to_owned();
     for it in 0..a.warmup + a.iters {
         buf.copy_from_slice(&input);
         // Every rank starts the timed call together (as ../shared/peers/collectives.py does).
@@ -197,10 +198,15 @@ fn one_size<T: Element>(a: &Args, g: &mut Group<'_>, size: u64) -> CliResult<Ran
         let t = Instant::now();
         call(a.collective, g, &mut buf, a.op).map_err(coll)?;
         let ns = t.elapsed().as_nanos() as u64;
+        // The timed call's path, before the barrier below names its own.
+        path = g.last_path().to_owned();
         if it < a.warmup {
             continue;
         }
         times_ns.push(ns);
+        // Every rank left the timed call before any checks its buffer: a rank's check must
+        // not take the CPU from a slower rank still timing (4 ranks on 2 cores).
+        g.barrier().map_err(coll)?;
         if !a.no_check {
             wrong += buf
                 .iter()
@@ -214,6 +220,6 @@ fn one_size<T: Element>(a: &Args, g: &mut Group<'_>, size: u64) -> CliResult<Ran
         count: count as u64,
         times_ns,
         wrong: if a.no_check { -1 } else { wrong },
-        path: g.last_path().to_owned(),
+        path,
     })
 }
