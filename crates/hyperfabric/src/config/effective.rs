@@ -283,7 +283,10 @@ fn classify(field: &str, cfg: &FabricConfig, me: &str) -> (Effect, String) {
              largest loan and pooled copy (stats: shm_pool_slot_bytes)",
         ),
         "fabric.max_packet_size" => applied("chunk size of transfers"),
-        "fabric.socket_buffer_bytes" => applied("SO_SNDBUF/SO_RCVBUF of every TCP link"),
+        "fabric.socket_buffer_bytes" => applied(
+            "SO_SNDBUF/SO_RCVBUF of every TCP link; a direction that net.core.wmem_max/rmem_max \
+             would cap below net.ipv4.tcp_wmem/tcp_rmem's max is left to the kernel's autotuning",
+        ),
         "fabric.tcp_nodelay" => applied("TCP_NODELAY on every TCP link"),
         "fabric.congestion_control" => applied("TCP_CONGESTION on every TCP link"),
         "fabric.busy_poll" => applied(

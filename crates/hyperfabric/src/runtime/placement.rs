@@ -6,8 +6,8 @@
 use crate::config::effective::{Effect, EffectiveConfig, Source};
 use crate::config::NodeConfig;
 use crate::sys;
+use crate::transport::tcp::Grant;
 use serde_json::Value;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 
 mod process;
@@ -199,30 +199,35 @@ pub fn record_sockets(
     }
 }
 
-/// Asks for `want` bytes of send and receive buffer on a fresh socket and reads back what
-/// the kernel granted (Linux reports twice the usable size).
+/// Sizes the send and receive buffers of a fresh socket for `want` bytes by the rule every
+/// TCP link follows ([`crate::transport::tcp::probe_buffers`]: set, or left to the kernel's
+/// autotuning where a set buffer would be capped lower) and says what that came to.
 fn probe_buffers(want: usize) -> (Effect, String) {
-    let socket = match Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) {
-        Ok(s) => s,
+    let (send, recv) = match crate::transport::tcp::probe_buffers(want) {
+        Ok(grants) => grants,
         Err(e) => return (Effect::Fallback, format!("cannot open a probe socket: {e}")),
     };
-    let _ = socket.set_send_buffer_size(want);
-    let _ = socket.set_recv_buffer_size(want);
     // Linux reports twice what it grants (the other half is its bookkeeping).
-    let send = socket.send_buffer_size().unwrap_or(0) / 2;
-    let recv = socket.recv_buffer_size().unwrap_or(0) / 2;
-    if send >= want && recv >= want {
+    let usable = |g: &Grant| match g {
+        Grant::Fixed(n) => (n / 2).to_string(),
+        other => other.shown(),
+    };
+    if send.in_full(want) && recv.in_full(want) {
         (
             Effect::Applied,
             format!(
-                "SO_SNDBUF/SO_RCVBUF = {want} on every TCP link (granted send={send} recv={recv})"
+                "SO_SNDBUF/SO_RCVBUF = {want} on every TCP link (granted send={} recv={})",
+                usable(&send),
+                usable(&recv)
             ),
         )
     } else {
         (
             Effect::Fallback,
             format!(
-                "asked {want} bytes, the kernel grants send={send} recv={recv} (capped by net.core.wmem_max/rmem_max = {}/{}; raise them for the full window)",
+                "asked {want} bytes, the kernel grants send={} recv={} (capped by net.core.wmem_max/rmem_max = {}/{}; raise them for the full window)",
+                usable(&send),
+                usable(&recv),
                 sysctl("net/core/wmem_max"),
                 sysctl("net/core/rmem_max")
             ),

@@ -123,25 +123,15 @@ pub fn set_mss(sock: &SockRef<'_>, mss: Option<u32>) {
 
 fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
     let want = tuning.socket_buffer_bytes;
-    let send = sock
-        .set_send_buffer_size(want)
-        .and_then(|_| sock.send_buffer_size());
-    let recv = sock
-        .set_recv_buffer_size(want)
-        .and_then(|_| sock.recv_buffer_size());
-    let capped = |got: &io::Result<usize>| !matches!(got, Ok(n) if granted_in_full(*n, want));
-    if capped(&send) || capped(&recv) {
-        let shown = |got: &io::Result<usize>| match got {
-            Ok(n) => human_bytes(*n as u64),
-            Err(e) => format!("none ({e})"),
-        };
+    let (send, recv) = size_buffers(sock, want);
+    if !send.in_full(want) || !recv.in_full(want) {
         let text = format!(
-            "TCP socket buffers: asked for {}, the kernel granted {} send / {} receive \
+            "TCP socket buffers: asked for {}: send {}, receive {} \
              (net.core.wmem_max / rmem_max = {} / {}; Linux reports twice the capped value); \
              raise both to at least {want} for full TCP throughput",
             human_bytes(want as u64),
-            shown(&send),
-            shown(&recv),
+            send.shown(),
+            recv.shown(),
             sysctl_bytes("net/core/wmem_max"),
             sysctl_bytes("net/core/rmem_max"),
         );
@@ -150,10 +140,132 @@ fn request_buffers(sock: &SockRef<'_>, tuning: &Tuning) {
     }
 }
 
+/// How one direction of a socket's buffer is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferPlan {
+    /// `SO_SNDBUF`/`SO_RCVBUF` = the request: the kernel grants at most its `net.core` max
+    /// and stops autotuning that direction.
+    Set,
+    /// Not set: the kernel's `net.core` max would cap the request below what its own
+    /// autotuning reaches (`net.ipv4.tcp_wmem` / `tcp_rmem`'s third value), so a fixed buffer
+    /// would be the smaller one.
+    Autotune,
+}
+
+/// Whether to set a buffer of `want` bytes, given the explicit cap `core_max`
+/// (`net.core.wmem_max`/`rmem_max`) and the autotuning ceiling `tcp_max`. A request granted in
+/// full is always set; a capped one only when the capped buffer (which Linux doubles for its
+/// bookkeeping) is at least what autotuning would reach.
+pub fn plan_buffer(want: usize, core_max: usize, tcp_max: usize) -> BufferPlan {
+    let capped = want.min(core_max).saturating_mul(2);
+    if want > core_max && tcp_max > capped {
+        BufferPlan::Autotune
+    } else {
+        BufferPlan::Set
+    }
+}
+
+/// The kernel's socket-buffer limits, read once per process (unreadable: no cap assumed, so
+/// every buffer is set as asked, as before the autotuning rule).
+struct BufferLimits {
+    wmem_max: usize,
+    rmem_max: usize,
+    tcp_wmem_max: usize,
+    tcp_rmem_max: usize,
+}
+
+impl BufferLimits {
+    fn get() -> &'static BufferLimits {
+        static LIMITS: std::sync::OnceLock<BufferLimits> = std::sync::OnceLock::new();
+        LIMITS.get_or_init(|| {
+            let core = |name| read_sysctl(name).parse().unwrap_or(usize::MAX);
+            // "min default max": the third value is autotuning's ceiling.
+            let tcp = |name| {
+                let raw = read_sysctl(name);
+                raw.split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            BufferLimits {
+                wmem_max: core("net/core/wmem_max"),
+                rmem_max: core("net/core/rmem_max"),
+                tcp_wmem_max: tcp("net/ipv4/tcp_wmem"),
+                tcp_rmem_max: tcp("net/ipv4/tcp_rmem"),
+            }
+        })
+    }
+}
+
+/// What one direction of a socket's buffer came to.
+#[derive(Debug)]
+pub enum Grant {
+    /// Set; the kernel reports this many bytes (twice the usable size).
+    Fixed(usize),
+    /// Left to autotuning, which grows it up to this many bytes.
+    Autotuned(usize),
+    /// Setting or reading it failed.
+    Failed(io::Error),
+}
+
+impl Grant {
+    fn read(got: io::Result<usize>) -> Grant {
+        got.map_or_else(Grant::Failed, Grant::Fixed)
+    }
+
+    /// Whether it holds the `want` bytes asked for.
+    pub fn in_full(&self, want: usize) -> bool {
+        match self {
+            Grant::Fixed(n) | Grant::Autotuned(n) => granted_in_full(*n, want),
+            Grant::Failed(_) => false,
+        }
+    }
+
+    /// "8 MiB granted", "left to autotuning (up to 32 MiB)", "none (why)".
+    pub fn shown(&self) -> String {
+        match self {
+            Grant::Fixed(n) => format!("{} granted", human_bytes(*n as u64)),
+            Grant::Autotuned(n) => format!(
+                "left to the kernel's autotuning, up to {} (net.ipv4.tcp_*mem max; a fixed \
+                 buffer would be capped lower)",
+                human_bytes(*n as u64)
+            ),
+            Grant::Failed(e) => format!("none ({e})"),
+        }
+    }
+}
+
+/// What a fresh socket gets when `want` bytes of send and receive buffer are asked for by
+/// the rules every TCP link follows (for the configuration report).
+pub fn probe_buffers(want: usize) -> io::Result<(Grant, Grant)> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    Ok(size_buffers(&SockRef::from(&socket), want))
+}
+
+/// Sizes both buffers of `sock` for a request of `want` bytes ([`plan_buffer`]).
+fn size_buffers(sock: &SockRef<'_>, want: usize) -> (Grant, Grant) {
+    let limits = BufferLimits::get();
+    let send = match plan_buffer(want, limits.wmem_max, limits.tcp_wmem_max) {
+        BufferPlan::Set => Grant::read(
+            sock.set_send_buffer_size(want)
+                .and_then(|_| sock.send_buffer_size()),
+        ),
+        BufferPlan::Autotune => Grant::Autotuned(limits.tcp_wmem_max),
+    };
+    let recv = match plan_buffer(want, limits.rmem_max, limits.tcp_rmem_max) {
+        BufferPlan::Set => Grant::read(
+            sock.set_recv_buffer_size(want)
+                .and_then(|_| sock.recv_buffer_size()),
+        ),
+        BufferPlan::Autotune => Grant::Autotuned(limits.tcp_rmem_max),
+    };
+    (send, recv)
+}
+
 /// Whether a socket buffer the kernel reports as `reported` bytes holds the `want` asked for.
 /// Linux reports twice what it granted (bookkeeping overhead), so a request capped at half of
 /// `want` reads back as `want` and must still count as capped.
-fn granted_in_full(reported: usize, want: usize) -> bool {
+pub fn granted_in_full(reported: usize, want: usize) -> bool {
     reported >= want.saturating_mul(2)
 }
 
@@ -239,6 +351,28 @@ mod tests {
         // Asked 8 MiB, capped at 4 MiB (rmem_max): reported 8 MiB, which is not the request.
         assert!(!granted_in_full(8 << 20, 8 << 20));
         assert!(!granted_in_full(0, 1));
+    }
+
+    #[test]
+    fn a_buffer_the_kernel_would_cap_below_autotuning_is_left_to_autotuning() {
+        const MIB: usize = 1 << 20;
+        // This VM: rmem_max 4 MiB, tcp_rmem max 32 MiB; 64 MiB asked -> a set buffer would
+        // be 8 MiB (reported), autotuning reaches 32 MiB.
+        assert_eq!(
+            plan_buffer(64 * MIB, 4 * MIB, 32 * MIB),
+            BufferPlan::Autotune
+        );
+        // wmem_max 4 MiB, tcp_wmem max 4 MiB: the set (doubled) 8 MiB is the larger one.
+        assert_eq!(plan_buffer(64 * MIB, 4 * MIB, 4 * MIB), BufferPlan::Set);
+        // Granted in full: always set, whatever autotuning could reach.
+        assert_eq!(plan_buffer(4 * MIB, 4 * MIB, 32 * MIB), BufferPlan::Set);
+        // Limits unreadable (usize::MAX / 0): set, as before the rule.
+        assert_eq!(plan_buffer(64 * MIB, usize::MAX, 0), BufferPlan::Set);
+        assert!(Grant::Autotuned(32 * MIB).in_full(16 * MIB));
+        assert!(!Grant::Autotuned(32 * MIB).in_full(64 * MIB));
+        assert!(Grant::Autotuned(32 * MIB)
+            .shown()
+            .contains("autotuning, up to 32 MiB"));
     }
 
     #[test]
